@@ -1,0 +1,159 @@
+//! The registry of implemented APIs and request dispatch.
+//!
+//! [`APIS`] is the single source of truth: ApiVersions answers from it, and dispatch refuses any
+//! version outside it, so what we advertise is what we handle.
+
+use std::sync::Arc;
+
+use kafka_protocol::messages::{ApiKey, RequestKind, ResponseKind};
+
+use crate::broker::Broker;
+use crate::frame::{Body, RequestFrame};
+use crate::handlers;
+
+/// One implemented API and the versions its handler supports.
+#[derive(Debug, Clone, Copy)]
+pub struct ApiSpec {
+    pub key: ApiKey,
+    pub min: i16,
+    pub max: i16,
+}
+
+const fn api(key: ApiKey, min: i16, max: i16) -> ApiSpec {
+    ApiSpec { key, min, max }
+}
+
+/// Produce is advertised from v0 although v0-v2 (legacy message sets) are refused: librdkafka
+/// enables compression only when it sees Produce v0 (KAFKA-18659).
+pub const PRODUCE_MIN_DECODABLE: i16 = 3;
+
+pub const APIS: &[ApiSpec] = &[
+    api(ApiKey::Produce, 0, 11),
+    api(ApiKey::Fetch, 4, 12),
+    api(ApiKey::ListOffsets, 1, 8),
+    api(ApiKey::Metadata, 0, 12),
+    api(ApiKey::ApiVersions, 0, 3),
+    api(ApiKey::CreateTopics, 2, 7),
+    api(ApiKey::DeleteTopics, 1, 6),
+    api(ApiKey::InitProducerId, 0, 4),
+    api(ApiKey::OffsetForLeaderEpoch, 2, 4),
+    api(ApiKey::DescribeConfigs, 1, 4),
+    api(ApiKey::AlterConfigs, 0, 2),
+    api(ApiKey::CreatePartitions, 0, 3),
+    api(ApiKey::DeleteRecords, 0, 2),
+    api(ApiKey::IncrementalAlterConfigs, 0, 1),
+    api(ApiKey::DescribeCluster, 0, 1),
+];
+
+pub fn spec(key: ApiKey) -> Option<&'static ApiSpec> {
+    APIS.iter().find(|s| s.key == key)
+}
+
+/// Why a request was not answered (the connection is closed).
+#[derive(Debug, thiserror::Error)]
+pub(crate) enum DispatchError {
+    #[error("API {0:?} is not implemented")]
+    Unsupported(ApiKey),
+    #[error("version {version} of {api:?} is not supported (supported: {min}..={max})")]
+    UnsupportedVersion {
+        api: ApiKey,
+        version: i16,
+        min: i16,
+        max: i16,
+    },
+    #[error("malformed {api:?} v{version} request: {reason}")]
+    Malformed {
+        api: ApiKey,
+        version: i16,
+        reason: String,
+    },
+}
+
+pub(crate) async fn dispatch(
+    broker: &Arc<Broker>,
+    request: RequestFrame,
+) -> Result<Option<Body>, DispatchError> {
+    let RequestFrame {
+        api,
+        header,
+        mut body,
+    } = request;
+    let version = header.request_api_version;
+    let spec = spec(api).ok_or(DispatchError::Unsupported(api))?;
+    if version < spec.min || version > spec.max {
+        if api == ApiKey::ApiVersions {
+            // Answer in v0 so that the client can pick a version we support (KIP-511).
+            return Ok(Some(Body::Message(ResponseKind::ApiVersions(
+                handlers::api_versions::unsupported(),
+            ))));
+        }
+        return Err(DispatchError::UnsupportedVersion {
+            api,
+            version,
+            min: spec.min,
+            max: spec.max,
+        });
+    }
+    if api == ApiKey::Produce && version < PRODUCE_MIN_DECODABLE {
+        return Err(DispatchError::UnsupportedVersion {
+            api,
+            version,
+            min: PRODUCE_MIN_DECODABLE,
+            max: spec.max,
+        });
+    }
+    let decoded =
+        RequestKind::decode(api, &mut body, version).map_err(|e| DispatchError::Malformed {
+            api,
+            version,
+            reason: e.to_string(),
+        })?;
+    let response = match decoded {
+        RequestKind::ApiVersions(_) => ResponseKind::ApiVersions(handlers::api_versions::handle()),
+        RequestKind::Metadata(r) => {
+            ResponseKind::Metadata(handlers::metadata::handle(broker, version, r))
+        }
+        RequestKind::Produce(r) => match handlers::produce::handle(broker, version, r) {
+            Some(resp) => ResponseKind::Produce(resp),
+            None => return Ok(None),
+        },
+        RequestKind::Fetch(r) => {
+            return Ok(Some(handlers::fetch::handle(broker, version, r).await))
+        }
+        RequestKind::ListOffsets(r) => {
+            ResponseKind::ListOffsets(handlers::list_offsets::handle(broker, version, r))
+        }
+        RequestKind::CreateTopics(r) => {
+            ResponseKind::CreateTopics(handlers::create_topics::handle(broker, version, r))
+        }
+        RequestKind::DeleteTopics(r) => {
+            ResponseKind::DeleteTopics(handlers::delete_topics::handle(broker, version, r))
+        }
+        RequestKind::CreatePartitions(r) => {
+            ResponseKind::CreatePartitions(handlers::create_partitions::handle(broker, r))
+        }
+        RequestKind::DescribeConfigs(r) => {
+            ResponseKind::DescribeConfigs(handlers::describe_configs::handle(broker, version, r))
+        }
+        RequestKind::AlterConfigs(r) => {
+            ResponseKind::AlterConfigs(handlers::alter_configs::handle(broker, r))
+        }
+        RequestKind::IncrementalAlterConfigs(r) => ResponseKind::IncrementalAlterConfigs(
+            handlers::alter_configs::handle_incremental(broker, r),
+        ),
+        RequestKind::DescribeCluster(r) => {
+            ResponseKind::DescribeCluster(handlers::describe_cluster::handle(broker, r))
+        }
+        RequestKind::DeleteRecords(r) => {
+            ResponseKind::DeleteRecords(handlers::delete_records::handle(broker, r))
+        }
+        RequestKind::OffsetForLeaderEpoch(r) => {
+            ResponseKind::OffsetForLeaderEpoch(handlers::offset_for_leader_epoch::handle(broker, r))
+        }
+        RequestKind::InitProducerId(r) => {
+            ResponseKind::InitProducerId(handlers::init_producer_id::handle(broker, r))
+        }
+        _ => return Err(DispatchError::Unsupported(api)),
+    };
+    Ok(Some(Body::Message(response)))
+}

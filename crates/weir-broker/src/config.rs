@@ -1,0 +1,118 @@
+//! The broker's settings, with Kafka's names.
+//!
+//! The `weir` binary fills this from flags, `WEIR_*` variables and a TOML file; the broker only
+//! reads it.
+
+use std::collections::BTreeMap;
+use std::net::SocketAddr;
+use std::path::PathBuf;
+
+#[derive(Debug, Clone)]
+pub struct BrokerConfig {
+    /// `node.id`
+    pub node_id: i32,
+    /// `listeners`: the address to bind (PLAINTEXT only for now).
+    pub listener: SocketAddr,
+    /// `advertised.listeners`: host and port clients are told to use; the listener's when unset.
+    pub advertised_host: Option<String>,
+    pub advertised_port: Option<u16>,
+    /// `log.dirs`
+    pub log_dir: PathBuf,
+    /// `num.partitions`
+    pub num_partitions: i32,
+    /// `default.replication.factor`
+    pub default_replication_factor: i16,
+    /// `auto.create.topics.enable`
+    pub auto_create_topics_enable: bool,
+    /// `socket.request.max.bytes`
+    pub socket_request_max_bytes: usize,
+    /// `log.retention.check.interval.ms`
+    pub log_retention_check_interval_ms: u64,
+    /// `broker.rack`
+    pub rack: Option<String>,
+    /// Broker-level defaults of topic configs, by their broker names (`log.retention.ms`, ...).
+    pub topic_defaults: BTreeMap<String, String>,
+}
+
+impl Default for BrokerConfig {
+    fn default() -> Self {
+        BrokerConfig {
+            node_id: 0,
+            listener: SocketAddr::from(([127, 0, 0, 1], 9092)),
+            advertised_host: None,
+            advertised_port: None,
+            log_dir: PathBuf::from("weir-data"),
+            num_partitions: 1,
+            default_replication_factor: 1,
+            auto_create_topics_enable: true,
+            socket_request_max_bytes: 104_857_600,
+            log_retention_check_interval_ms: 300_000,
+            rack: None,
+            topic_defaults: BTreeMap::new(),
+        }
+    }
+}
+
+impl BrokerConfig {
+    /// Host clients should connect to.
+    pub fn advertised_host(&self) -> String {
+        self.advertised_host
+            .clone()
+            .unwrap_or_else(|| self.listener.ip().to_string())
+    }
+
+    /// Port clients should connect to (the bound port when the listener asked for port 0).
+    pub fn advertised_port(&self, bound: SocketAddr) -> u16 {
+        self.advertised_port.unwrap_or(bound.port())
+    }
+
+    /// The broker's own settings as DescribeConfigs lists them for a BROKER resource.
+    pub fn describe(&self) -> Vec<(String, String)> {
+        let mut out = vec![
+            ("node.id".to_string(), self.node_id.to_string()),
+            ("broker.id".to_string(), self.node_id.to_string()),
+            (
+                "listeners".to_string(),
+                format!("PLAINTEXT://{}", self.listener),
+            ),
+            ("log.dirs".to_string(), self.log_dir.display().to_string()),
+            (
+                "num.partitions".to_string(),
+                self.num_partitions.to_string(),
+            ),
+            (
+                "default.replication.factor".to_string(),
+                self.default_replication_factor.to_string(),
+            ),
+            (
+                "auto.create.topics.enable".to_string(),
+                self.auto_create_topics_enable.to_string(),
+            ),
+            (
+                "socket.request.max.bytes".to_string(),
+                self.socket_request_max_bytes.to_string(),
+            ),
+            (
+                "log.retention.check.interval.ms".to_string(),
+                self.log_retention_check_interval_ms.to_string(),
+            ),
+        ];
+        if let Some(rack) = &self.rack {
+            out.push(("broker.rack".to_string(), rack.clone()));
+        }
+        for def in weir_meta::configs::TOPIC_CONFIGS {
+            if let Some(name) = def.broker_synonym {
+                if out.iter().any(|(n, _)| n == name) {
+                    continue;
+                }
+                let value = self
+                    .topic_defaults
+                    .get(name)
+                    .cloned()
+                    .unwrap_or_else(|| def.default.to_string());
+                out.push((name.to_string(), value));
+            }
+        }
+        out
+    }
+}

@@ -1,0 +1,42 @@
+//! The one place where errors of the layers below become Kafka error codes.
+
+use kafka_protocol::error::ResponseError;
+use weir_log::LogError;
+use weir_meta::MetaError;
+
+/// Kafka error code for a log error.
+pub fn log_error_code(e: &LogError) -> i16 {
+    match e {
+        LogError::Io(_) | LogError::Poisoned(_) => ResponseError::KafkaStorageError.code(),
+        LogError::CorruptBatch(_) => ResponseError::CorruptMessage.code(),
+        LogError::UnsupportedMagic(_) => ResponseError::UnsupportedForMessageFormat.code(),
+        LogError::RecordTooLarge { .. } => ResponseError::MessageTooLarge.code(),
+        LogError::OffsetOutOfRange { .. } => ResponseError::OffsetOutOfRange.code(),
+        LogError::OutOfOrderSequence { .. } => ResponseError::OutOfOrderSequenceNumber.code(),
+        LogError::ProducerFenced { .. } => ResponseError::InvalidProducerEpoch.code(),
+        LogError::TransactionsUnsupported => {
+            ResponseError::TransactionalIdAuthorizationFailed.code()
+        }
+    }
+}
+
+/// Kafka error code for a metadata error.
+pub fn meta_error_code(e: &MetaError) -> i16 {
+    match e {
+        MetaError::Io(_) | MetaError::Corrupt(_) => ResponseError::KafkaStorageError.code(),
+        MetaError::TopicAlreadyExists(_) => ResponseError::TopicAlreadyExists.code(),
+        MetaError::InvalidTopicName(_) => ResponseError::InvalidTopicException.code(),
+        MetaError::UnknownTopic(_) => ResponseError::UnknownTopicOrPartition.code(),
+        MetaError::InvalidPartitions(_) => ResponseError::InvalidPartitions.code(),
+        MetaError::InvalidReplicationFactor(_) => ResponseError::InvalidReplicationFactor.code(),
+        MetaError::InvalidReplicaAssignment(_) => ResponseError::InvalidReplicaAssignment.code(),
+        MetaError::InvalidConfig(_) => ResponseError::InvalidConfig.code(),
+        MetaError::InvalidRequest(_) => ResponseError::InvalidRequest.code(),
+    }
+}
+
+pub const NONE: i16 = 0;
+
+pub fn code(e: ResponseError) -> i16 {
+    e.code()
+}

@@ -1,0 +1,39 @@
+//! CreatePartitions: grow a topic, optionally with explicit replica lists, with `validate_only`.
+
+use std::sync::Arc;
+
+use kafka_protocol::messages::create_partitions_response::CreatePartitionsTopicResult;
+use kafka_protocol::messages::{CreatePartitionsRequest, CreatePartitionsResponse};
+
+use super::str_bytes;
+use crate::broker::Broker;
+use crate::errors::meta_error_code;
+
+pub(crate) fn handle(
+    broker: &Arc<Broker>,
+    request: CreatePartitionsRequest,
+) -> CreatePartitionsResponse {
+    let validate_only = request.validate_only;
+    let results = request
+        .topics
+        .into_iter()
+        .map(|topic| {
+            let name = topic.name.0.to_string();
+            let assignments = topic.assignments.map(|list| {
+                list.into_iter()
+                    .map(|a| a.broker_ids.into_iter().map(|b| b.0).collect())
+                    .collect()
+            });
+            let result = CreatePartitionsTopicResult::default().with_name(topic.name);
+            match broker.change_metadata(|c| {
+                c.create_partitions(&name, topic.count, assignments, validate_only)
+            }) {
+                Ok(()) => result,
+                Err(e) => result
+                    .with_error_code(meta_error_code(&e))
+                    .with_error_message(Some(str_bytes(e.to_string()))),
+            }
+        })
+        .collect();
+    CreatePartitionsResponse::default().with_results(results)
+}

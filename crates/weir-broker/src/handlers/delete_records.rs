@@ -1,0 +1,56 @@
+//! DeleteRecords: move a partition's log start offset forward (-1 means the high watermark).
+
+use std::sync::Arc;
+
+use kafka_protocol::error::ResponseError;
+use kafka_protocol::messages::delete_records_response::{
+    DeleteRecordsPartitionResult, DeleteRecordsTopicResult,
+};
+use kafka_protocol::messages::{DeleteRecordsRequest, DeleteRecordsResponse};
+
+use crate::broker::Broker;
+use crate::errors::log_error_code;
+
+pub(crate) fn handle(broker: &Arc<Broker>, request: DeleteRecordsRequest) -> DeleteRecordsResponse {
+    let topics = request
+        .topics
+        .into_iter()
+        .map(|topic| {
+            let name = topic.name.0.to_string();
+            let partitions = topic
+                .partitions
+                .into_iter()
+                .map(|p| {
+                    let result = DeleteRecordsPartitionResult::default()
+                        .with_partition_index(p.partition_index)
+                        .with_low_watermark(-1);
+                    let Some(partition) = broker.replicas.get(&name, p.partition_index) else {
+                        return result
+                            .with_error_code(ResponseError::UnknownTopicOrPartition.code());
+                    };
+                    if !partition.is_leader(broker.node_id()) {
+                        return result.with_error_code(ResponseError::NotLeaderOrFollower.code());
+                    }
+                    let mut log = partition.log();
+                    let high_watermark = log.log_end_offset();
+                    let target = if p.offset == -1 {
+                        high_watermark
+                    } else {
+                        p.offset
+                    };
+                    if target < 0 || target > high_watermark {
+                        return result.with_error_code(ResponseError::OffsetOutOfRange.code());
+                    }
+                    match log.delete_records_before(target) {
+                        Ok(low) => result.with_low_watermark(low),
+                        Err(e) => result.with_error_code(log_error_code(&e)),
+                    }
+                })
+                .collect();
+            DeleteRecordsTopicResult::default()
+                .with_name(topic.name)
+                .with_partitions(partitions)
+        })
+        .collect();
+    DeleteRecordsResponse::default().with_topics(topics)
+}

@@ -1,0 +1,55 @@
+//! DeleteTopics, by name (v0-v5) or by name or id (v6).
+
+use std::sync::Arc;
+
+use kafka_protocol::error::ResponseError;
+use kafka_protocol::messages::delete_topics_response::DeletableTopicResult;
+use kafka_protocol::messages::{DeleteTopicsRequest, DeleteTopicsResponse, TopicName};
+
+use super::str_bytes;
+use crate::broker::Broker;
+use crate::errors::meta_error_code;
+
+pub(crate) fn handle(
+    broker: &Arc<Broker>,
+    version: i16,
+    request: DeleteTopicsRequest,
+) -> DeleteTopicsResponse {
+    let targets: Vec<(Option<String>, uuid::Uuid)> = if version >= 6 {
+        request
+            .topics
+            .into_iter()
+            .map(|t| (t.name.map(|n| n.0.to_string()), t.topic_id))
+            .collect()
+    } else {
+        request
+            .topic_names
+            .into_iter()
+            .map(|n| (Some(n.0.to_string()), uuid::Uuid::nil()))
+            .collect()
+    };
+    let responses = targets
+        .into_iter()
+        .map(|(name, id)| {
+            let name = match name {
+                Some(n) => Some(n),
+                None => broker.image().topic_by_id(&id).map(|t| t.name.clone()),
+            };
+            let result = DeletableTopicResult::default().with_topic_id(id);
+            let Some(name) = name else {
+                return result.with_error_code(ResponseError::UnknownTopicId.code());
+            };
+            let result = result.with_name(Some(TopicName(str_bytes(name.clone()))));
+            match broker.change_metadata(|c| c.delete_topic(&name)) {
+                Ok(topic_id) => {
+                    tracing::info!(topic = %name, "deleted topic");
+                    result.with_topic_id(topic_id)
+                }
+                Err(e) => result
+                    .with_error_code(meta_error_code(&e))
+                    .with_error_message(Some(str_bytes(e.to_string()))),
+            }
+        })
+        .collect();
+    DeleteTopicsResponse::default().with_responses(responses)
+}

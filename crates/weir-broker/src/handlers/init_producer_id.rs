@@ -1,0 +1,37 @@
+//! InitProducerId for idempotent producers (KIP-98), with epoch bumps for a known producer
+//! (KIP-360). Transactional ids are refused until transactions are implemented.
+
+use std::sync::Arc;
+
+use kafka_protocol::error::ResponseError;
+use kafka_protocol::messages::{InitProducerIdRequest, InitProducerIdResponse, ProducerId};
+
+use crate::broker::Broker;
+use crate::errors::meta_error_code;
+
+pub(crate) fn handle(
+    broker: &Arc<Broker>,
+    request: InitProducerIdRequest,
+) -> InitProducerIdResponse {
+    let response = InitProducerIdResponse::default()
+        .with_producer_id(ProducerId(-1))
+        .with_producer_epoch(-1);
+    if request.transactional_id.is_some() {
+        return response.with_error_code(ResponseError::TransactionalIdAuthorizationFailed.code());
+    }
+    // A producer that asks to bump its own epoch keeps its id while the epoch has room.
+    if request.producer_id.0 >= 0
+        && request.producer_epoch >= 0
+        && request.producer_epoch < i16::MAX - 1
+    {
+        return response
+            .with_producer_id(request.producer_id)
+            .with_producer_epoch(request.producer_epoch + 1);
+    }
+    match broker.change_metadata(|c| c.allocate_producer_id()) {
+        Ok(id) => response
+            .with_producer_id(ProducerId(id))
+            .with_producer_epoch(0),
+        Err(e) => response.with_error_code(meta_error_code(&e)),
+    }
+}

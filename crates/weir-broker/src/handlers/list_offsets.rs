@@ -1,0 +1,95 @@
+//! ListOffsets: earliest (-2), latest (-1, the high watermark), max timestamp (-3, KIP-734),
+//! earliest local (-4, the log start here), and the first offset at or after a timestamp.
+
+use std::sync::Arc;
+
+use kafka_protocol::error::ResponseError;
+use kafka_protocol::messages::list_offsets_response::{
+    ListOffsetsPartitionResponse, ListOffsetsTopicResponse,
+};
+use kafka_protocol::messages::{ListOffsetsRequest, ListOffsetsResponse};
+
+use crate::broker::Broker;
+use crate::errors::log_error_code;
+
+const LATEST: i64 = -1;
+const EARLIEST: i64 = -2;
+const MAX_TIMESTAMP: i64 = -3;
+const EARLIEST_LOCAL: i64 = -4;
+
+pub(crate) fn handle(
+    broker: &Arc<Broker>,
+    version: i16,
+    request: ListOffsetsRequest,
+) -> ListOffsetsResponse {
+    let topics = request
+        .topics
+        .into_iter()
+        .map(|topic| {
+            let name = topic.name.0.to_string();
+            let partitions = topic
+                .partitions
+                .into_iter()
+                .map(|p| {
+                    let base = ListOffsetsPartitionResponse::default()
+                        .with_partition_index(p.partition_index)
+                        .with_timestamp(-1)
+                        .with_offset(-1)
+                        .with_leader_epoch(-1);
+                    let Some(partition) = broker.replicas.get(&name, p.partition_index) else {
+                        return base.with_error_code(ResponseError::UnknownTopicOrPartition.code());
+                    };
+                    let epoch = partition.leader_epoch();
+                    if !partition.is_leader(broker.node_id()) {
+                        return base.with_error_code(ResponseError::NotLeaderOrFollower.code());
+                    }
+                    if version >= 4
+                        && p.current_leader_epoch >= 0
+                        && p.current_leader_epoch != epoch
+                    {
+                        let code = if p.current_leader_epoch < epoch {
+                            ResponseError::FencedLeaderEpoch
+                        } else {
+                            ResponseError::UnknownLeaderEpoch
+                        };
+                        return base.with_error_code(code.code());
+                    }
+                    let log = partition.log();
+                    let found = match p.timestamp {
+                        LATEST => Ok(Some((-1, log.log_end_offset()))),
+                        EARLIEST | EARLIEST_LOCAL => Ok(Some((-1, log.log_start_offset()))),
+                        MAX_TIMESTAMP => log
+                            .max_timestamp_offset()
+                            .map(|o| o.map(|t| (t.timestamp, t.offset))),
+                        ts if ts >= 0 => log
+                            .offset_for_timestamp(ts)
+                            .map(|o| o.map(|t| (t.timestamp, t.offset))),
+                        ts => {
+                            return base
+                                .with_error_code(ResponseError::InvalidRequest.code())
+                                .with_timestamp(ts);
+                        }
+                    };
+                    match found {
+                        Ok(Some((timestamp, offset))) => {
+                            let found = base.with_timestamp(timestamp).with_offset(offset);
+                            // The field exists from v4 on; earlier versions must leave it at -1.
+                            if version >= 4 {
+                                found.with_leader_epoch(epoch)
+                            } else {
+                                found
+                            }
+                        }
+                        // No record at or after the timestamp: Kafka answers -1 / -1.
+                        Ok(None) => base,
+                        Err(e) => base.with_error_code(log_error_code(&e)),
+                    }
+                })
+                .collect();
+            ListOffsetsTopicResponse::default()
+                .with_name(topic.name)
+                .with_partitions(partitions)
+        })
+        .collect();
+    ListOffsetsResponse::default().with_topics(topics)
+}

@@ -1,0 +1,133 @@
+//! Metadata: brokers, the controller, and topics with their partitions, leaders, replicas and ISR.
+//! Unknown topics are created here when `auto.create.topics.enable` is on and the client allows it.
+
+use std::sync::Arc;
+
+use kafka_protocol::error::ResponseError;
+use kafka_protocol::messages::metadata_response::{
+    MetadataResponseBroker, MetadataResponsePartition, MetadataResponseTopic,
+};
+use kafka_protocol::messages::{BrokerId, MetadataRequest, MetadataResponse, TopicName};
+use weir_meta::{CreateTopic, MetaError, MetadataImage, TopicImage};
+
+use super::str_bytes;
+use crate::broker::Broker;
+use crate::errors::meta_error_code;
+
+fn topic_entry(topic: &TopicImage) -> MetadataResponseTopic {
+    let partitions = topic
+        .partitions
+        .iter()
+        .map(|(index, p)| {
+            MetadataResponsePartition::default()
+                .with_partition_index(*index)
+                .with_leader_id(BrokerId(p.leader))
+                .with_leader_epoch(p.leader_epoch)
+                .with_replica_nodes(p.replicas.iter().copied().map(BrokerId).collect())
+                .with_isr_nodes(p.isr.iter().copied().map(BrokerId).collect())
+        })
+        .collect();
+    MetadataResponseTopic::default()
+        .with_name(Some(TopicName(str_bytes(topic.name.clone()))))
+        .with_topic_id(topic.topic_id)
+        .with_is_internal(topic.name.starts_with("__"))
+        .with_partitions(partitions)
+}
+
+fn error_entry(name: Option<String>, topic_id: uuid::Uuid, code: i16) -> MetadataResponseTopic {
+    MetadataResponseTopic::default()
+        .with_error_code(code)
+        .with_name(name.map(|n| TopicName(str_bytes(n))))
+        .with_topic_id(topic_id)
+}
+
+pub(crate) fn handle(
+    broker: &Arc<Broker>,
+    version: i16,
+    request: MetadataRequest,
+) -> MetadataResponse {
+    // Before v4 every request allowed auto-creation.
+    let allow_create = broker.config.auto_create_topics_enable
+        && (version < 4 || request.allow_auto_topic_creation);
+    let mut image: MetadataImage = broker.image();
+    let topics: Vec<MetadataResponseTopic> = match request.topics {
+        // v0 sends an empty list for "all topics"; v1+ sends null.
+        None => image.topics().map(topic_entry).collect(),
+        Some(list) if list.is_empty() && version == 0 => image.topics().map(topic_entry).collect(),
+        Some(list) => {
+            let mut out = Vec::with_capacity(list.len());
+            for requested in list {
+                let name = requested.name.map(|n| n.0.to_string());
+                let Some(name) = name else {
+                    // Lookup by topic id (v10+).
+                    match image.topic_by_id(&requested.topic_id) {
+                        Some(t) => out.push(topic_entry(t)),
+                        None => out.push(error_entry(
+                            None,
+                            requested.topic_id,
+                            ResponseError::UnknownTopicId.code(),
+                        )),
+                    }
+                    continue;
+                };
+                if let Some(t) = image.topic(&name) {
+                    out.push(topic_entry(t));
+                    continue;
+                }
+                if !allow_create {
+                    out.push(error_entry(
+                        Some(name),
+                        uuid::Uuid::nil(),
+                        ResponseError::UnknownTopicOrPartition.code(),
+                    ));
+                    continue;
+                }
+                let request = CreateTopic {
+                    name: name.clone(),
+                    num_partitions: -1,
+                    replication_factor: -1,
+                    ..Default::default()
+                };
+                match broker.create_topic(&request, false) {
+                    Ok(_) | Err(MetaError::TopicAlreadyExists(_)) => {
+                        tracing::info!(topic = %name, "auto-created topic");
+                        image = broker.image();
+                        match image.topic(&name) {
+                            Some(t) => out.push(topic_entry(t)),
+                            None => out.push(error_entry(
+                                Some(name),
+                                uuid::Uuid::nil(),
+                                ResponseError::LeaderNotAvailable.code(),
+                            )),
+                        }
+                    }
+                    Err(e) => {
+                        tracing::warn!(topic = %name, error = %e, "auto-creation refused");
+                        out.push(error_entry(
+                            Some(name),
+                            uuid::Uuid::nil(),
+                            meta_error_code(&e),
+                        ));
+                    }
+                }
+            }
+            out
+        }
+    };
+    let brokers = image
+        .brokers
+        .values()
+        .map(|b| {
+            MetadataResponseBroker::default()
+                .with_node_id(BrokerId(b.broker_id))
+                .with_host(str_bytes(b.host.clone()))
+                .with_port(b.port)
+                .with_rack(b.rack.clone().map(str_bytes))
+        })
+        .collect();
+    MetadataResponse::default()
+        .with_brokers(brokers)
+        .with_cluster_id(Some(str_bytes(broker.cluster_id.clone())))
+        .with_controller_id(BrokerId(broker.node_id()))
+        .with_topics(topics)
+}

@@ -1,0 +1,60 @@
+//! OffsetForLeaderEpoch (KIP-101, KIP-279): where a leader epoch ended in this log, so a follower
+//! or consumer can find where its copy diverges. Checks `current_leader_epoch` (KIP-320).
+
+use std::sync::Arc;
+
+use kafka_protocol::error::ResponseError;
+use kafka_protocol::messages::offset_for_leader_epoch_response::{
+    EpochEndOffset, OffsetForLeaderTopicResult,
+};
+use kafka_protocol::messages::{OffsetForLeaderEpochRequest, OffsetForLeaderEpochResponse};
+
+use crate::broker::Broker;
+
+pub(crate) fn handle(
+    broker: &Arc<Broker>,
+    request: OffsetForLeaderEpochRequest,
+) -> OffsetForLeaderEpochResponse {
+    let topics = request
+        .topics
+        .into_iter()
+        .map(|topic| {
+            let name = topic.topic.0.to_string();
+            let partitions = topic
+                .partitions
+                .into_iter()
+                .map(|p| {
+                    let result = EpochEndOffset::default()
+                        .with_partition(p.partition)
+                        .with_leader_epoch(-1)
+                        .with_end_offset(-1);
+                    let Some(partition) = broker.replicas.get(&name, p.partition) else {
+                        return result
+                            .with_error_code(ResponseError::UnknownTopicOrPartition.code());
+                    };
+                    if !partition.is_leader(broker.node_id()) {
+                        return result.with_error_code(ResponseError::NotLeaderOrFollower.code());
+                    }
+                    let epoch = partition.leader_epoch();
+                    if p.current_leader_epoch >= 0 && p.current_leader_epoch < epoch {
+                        return result.with_error_code(ResponseError::FencedLeaderEpoch.code());
+                    }
+                    if p.current_leader_epoch > epoch {
+                        return result.with_error_code(ResponseError::UnknownLeaderEpoch.code());
+                    }
+                    let log = partition.log();
+                    let (leader_epoch, end_offset) = log
+                        .epochs()
+                        .end_offset_for(p.leader_epoch, log.log_end_offset());
+                    result
+                        .with_leader_epoch(leader_epoch)
+                        .with_end_offset(end_offset)
+                })
+                .collect();
+            OffsetForLeaderTopicResult::default()
+                .with_topic(topic.topic)
+                .with_partitions(partitions)
+        })
+        .collect();
+    OffsetForLeaderEpochResponse::default().with_topics(topics)
+}

@@ -1,0 +1,23 @@
+//! `weir-broker` serves the Kafka protocol.
+//!
+//! The request path follows the folders: [`server`] accepts connections and reads size-prefixed
+//! frames → [`frame`] decodes headers and encodes responses → [`apis`] is the registry of
+//! implemented APIs (ApiVersions is generated from it) and dispatches → `handlers/<api>.rs`
+//! answer → the [`replica_manager`] owns the partitions and their `weir-log` logs, and the
+//! `weir-meta` controller owns the metadata.
+//!
+//! Every error from the layers below becomes a Kafka error code in exactly one place:
+//! [`errors`].
+
+pub mod apis;
+mod broker;
+pub mod config;
+pub mod errors;
+mod frame;
+mod handlers;
+pub mod replica_manager;
+mod server;
+
+pub use broker::Broker;
+pub use config::BrokerConfig;
+pub use server::{run, ServerHandle};

@@ -1,0 +1,292 @@
+//! The replica manager: the partitions this broker hosts, each with its log.
+//!
+//! It follows the metadata image: [`ReplicaManager::sync`] opens a log for every partition the
+//! image places on this broker, applies config changes, and deletes the logs of removed topics.
+//! Appends bump a watch counter that parked (long-poll) fetches wait on.
+//!
+//! Lock order: the partition map lock is never held while a partition's log lock is taken for I/O.
+
+use std::collections::{BTreeMap, HashMap};
+use std::path::{Path, PathBuf};
+use std::sync::atomic::{AtomicI32, AtomicUsize, Ordering};
+use std::sync::{Arc, Mutex, MutexGuard, RwLock};
+
+use tokio::sync::watch;
+use uuid::Uuid;
+use weir_log::{Log, LogConfig, LogError};
+use weir_meta::configs::{effective_topic_configs, EffectiveConfig};
+use weir_meta::{ConfigResource, MetadataImage};
+
+/// One partition hosted by this broker.
+#[derive(Debug)]
+pub struct Partition {
+    pub topic: String,
+    pub topic_id: Uuid,
+    pub index: i32,
+    log: Mutex<Log>,
+    pub leader: AtomicI32,
+    pub leader_epoch: AtomicI32,
+    pub isr_size: AtomicUsize,
+    pub min_insync_replicas: AtomicUsize,
+}
+
+impl Partition {
+    /// Locks the log. A panic while the lock was held poisons it; the log's own state is still
+    /// consistent at every await-free step, so the guard is recovered rather than propagated.
+    pub fn log(&self) -> MutexGuard<'_, Log> {
+        self.log.lock().unwrap_or_else(|p| p.into_inner())
+    }
+
+    pub fn leader_epoch(&self) -> i32 {
+        self.leader_epoch.load(Ordering::Acquire)
+    }
+
+    pub fn is_leader(&self, node_id: i32) -> bool {
+        self.leader.load(Ordering::Acquire) == node_id
+    }
+
+    /// The high watermark. With every replica on this broker it is the log end offset; the
+    /// replication work moves it to the minimum over the ISR.
+    pub fn high_watermark(&self) -> i64 {
+        self.log().log_end_offset()
+    }
+}
+
+type PartitionKey = (String, i32);
+
+#[derive(Debug)]
+pub struct ReplicaManager {
+    data_dir: PathBuf,
+    node_id: i32,
+    partitions: RwLock<HashMap<PartitionKey, Arc<Partition>>>,
+    appended: watch::Sender<u64>,
+}
+
+/// Builds a log's settings from a topic's effective configs.
+pub fn log_config(effective: &[EffectiveConfig]) -> LogConfig {
+    let mut config = LogConfig::default();
+    for e in effective {
+        let v = e.value.as_str();
+        let long = || v.parse::<i64>().ok();
+        match e.def.name {
+            "segment.bytes" => {
+                config.segment_bytes = long().map_or(config.segment_bytes, |n| n.max(14) as u64)
+            }
+            "segment.ms" => config.segment_ms = long().unwrap_or(config.segment_ms),
+            "retention.ms" => config.retention_ms = long().unwrap_or(config.retention_ms),
+            "retention.bytes" => config.retention_bytes = long().unwrap_or(config.retention_bytes),
+            "index.interval.bytes" => {
+                config.index_interval_bytes =
+                    long().map_or(config.index_interval_bytes, |n| n.max(0) as u64)
+            }
+            "max.message.bytes" => {
+                config.max_message_bytes =
+                    long().map_or(config.max_message_bytes, |n| n.max(0) as usize)
+            }
+            "flush.messages" => {
+                config.flush_messages = long().map_or(config.flush_messages, |n| n.max(1) as u64)
+            }
+            "flush.ms" => config.flush_ms = long().unwrap_or(config.flush_ms),
+            "message.timestamp.type" => config.log_append_time = v == "LogAppendTime",
+            _ => {}
+        }
+    }
+    config
+}
+
+fn partition_dir(data_dir: &Path, topic: &str, partition: i32) -> PathBuf {
+    data_dir.join(format!("{topic}-{partition}"))
+}
+
+const PARTITION_METADATA: &str = "partition.metadata";
+
+fn read_topic_id(dir: &Path) -> Option<Uuid> {
+    let text = std::fs::read_to_string(dir.join(PARTITION_METADATA)).ok()?;
+    text.lines()
+        .find_map(|l| l.strip_prefix("topic_id: "))
+        .and_then(|id| Uuid::parse_str(id.trim()).ok())
+}
+
+fn write_topic_id(dir: &Path, id: Uuid) -> std::io::Result<()> {
+    use std::io::Write;
+    std::fs::create_dir_all(dir)?;
+    let tmp = dir.join(format!("{PARTITION_METADATA}.tmp"));
+    let mut f = std::fs::File::create(&tmp)?;
+    f.write_all(format!("version: 0\ntopic_id: {id}\n").as_bytes())?;
+    f.sync_all()?;
+    std::fs::rename(tmp, dir.join(PARTITION_METADATA))
+}
+
+impl ReplicaManager {
+    pub fn new(data_dir: &Path, node_id: i32) -> ReplicaManager {
+        let (appended, _) = watch::channel(0);
+        ReplicaManager {
+            data_dir: data_dir.to_path_buf(),
+            node_id,
+            partitions: RwLock::new(HashMap::new()),
+            appended,
+        }
+    }
+
+    fn map(&self) -> std::sync::RwLockReadGuard<'_, HashMap<PartitionKey, Arc<Partition>>> {
+        self.partitions.read().unwrap_or_else(|p| p.into_inner())
+    }
+
+    pub fn get(&self, topic: &str, partition: i32) -> Option<Arc<Partition>> {
+        self.map().get(&(topic.to_string(), partition)).cloned()
+    }
+
+    pub fn all(&self) -> Vec<Arc<Partition>> {
+        self.map().values().cloned().collect()
+    }
+
+    /// Wakes parked fetches: new data was appended somewhere.
+    pub fn notify_append(&self) {
+        self.appended.send_modify(|n| *n = n.wrapping_add(1));
+    }
+
+    pub fn subscribe(&self) -> watch::Receiver<u64> {
+        self.appended.subscribe()
+    }
+
+    /// Makes the hosted partitions match the image: opens, reconfigures and deletes logs.
+    pub fn sync(
+        &self,
+        image: &MetadataImage,
+        broker_defaults: &BTreeMap<String, String>,
+    ) -> Result<(), LogError> {
+        let mut wanted: HashMap<PartitionKey, (Uuid, i32, i32, usize)> = HashMap::new();
+        let mut configs: HashMap<String, LogConfig> = HashMap::new();
+        let mut min_isr: HashMap<String, usize> = HashMap::new();
+        for topic in image.topics() {
+            let effective = effective_topic_configs(
+                &image.configs(&ConfigResource::Topic(topic.name.clone())),
+                broker_defaults,
+            );
+            let min = effective
+                .iter()
+                .find(|e| e.def.name == "min.insync.replicas")
+                .and_then(|e| e.value.parse::<usize>().ok())
+                .unwrap_or(1);
+            min_isr.insert(topic.name.clone(), min);
+            configs.insert(topic.name.clone(), log_config(&effective));
+            for (p, part) in &topic.partitions {
+                if part.replicas.contains(&self.node_id) {
+                    wanted.insert(
+                        (topic.name.clone(), *p),
+                        (
+                            topic.topic_id,
+                            part.leader,
+                            part.leader_epoch,
+                            part.isr.len(),
+                        ),
+                    );
+                }
+            }
+        }
+        // Remove partitions that are gone (deleted topics, or a topic re-created under a new id).
+        let doomed: Vec<Arc<Partition>> = {
+            let mut map = self.partitions.write().unwrap_or_else(|p| p.into_inner());
+            let keys: Vec<PartitionKey> = map
+                .iter()
+                .filter(|(k, p)| wanted.get(k).is_none_or(|w| w.0 != p.topic_id))
+                .map(|(k, _)| k.clone())
+                .collect();
+            keys.iter().filter_map(|k| map.remove(k)).collect()
+        };
+        for partition in doomed {
+            let dir = partition_dir(&self.data_dir, &partition.topic, partition.index);
+            tracing::info!(topic = %partition.topic, partition = partition.index, "deleting partition log");
+            drop(partition);
+            match std::fs::remove_dir_all(&dir) {
+                Ok(()) => {}
+                Err(e) if e.kind() == std::io::ErrorKind::NotFound => {}
+                Err(e) => return Err(e.into()),
+            }
+        }
+        for ((topic, p), (topic_id, leader, epoch, isr)) in wanted {
+            let config = configs.get(&topic).cloned().unwrap_or_default();
+            let min = min_isr.get(&topic).copied().unwrap_or(1);
+            if let Some(existing) = self.get(&topic, p) {
+                existing.leader.store(leader, Ordering::Release);
+                existing.leader_epoch.store(epoch, Ordering::Release);
+                existing.isr_size.store(isr, Ordering::Release);
+                existing.min_insync_replicas.store(min, Ordering::Release);
+                let mut log = existing.log();
+                if *log.config() != config {
+                    log.set_config(config);
+                }
+                continue;
+            }
+            let dir = partition_dir(&self.data_dir, &topic, p);
+            if dir.exists() && read_topic_id(&dir) != Some(topic_id) {
+                tracing::warn!(dir = %dir.display(), "removing a log left by an older topic of the same name");
+                std::fs::remove_dir_all(&dir)?;
+            }
+            write_topic_id(&dir, topic_id)?;
+            let log = Log::open(&dir, config)?;
+            let partition = Arc::new(Partition {
+                topic: topic.clone(),
+                topic_id,
+                index: p,
+                log: Mutex::new(log),
+                leader: AtomicI32::new(leader),
+                leader_epoch: AtomicI32::new(epoch),
+                isr_size: AtomicUsize::new(isr),
+                min_insync_replicas: AtomicUsize::new(min),
+            });
+            self.partitions
+                .write()
+                .unwrap_or_else(|p| p.into_inner())
+                .insert((topic, p), partition);
+        }
+        Ok(())
+    }
+
+    /// Applies retention to every log; errors are logged per partition.
+    pub fn enforce_retention(&self, now_ms: i64) {
+        for partition in self.all() {
+            if let Err(e) = partition.log().enforce_retention(now_ms) {
+                tracing::error!(topic = %partition.topic, partition = partition.index, error = %e, "retention failed");
+            }
+        }
+    }
+
+    /// Flushes logs whose `flush.ms` has passed.
+    pub fn flush_due(&self, now_ms: i64) {
+        for partition in self.all() {
+            let mut log = partition.log();
+            if log.flush_due(now_ms) {
+                if let Err(e) = log.flush() {
+                    tracing::error!(topic = %partition.topic, partition = partition.index, error = %e, "flush failed");
+                }
+            }
+        }
+    }
+
+    /// Closes every log cleanly (flush, clean-shutdown marker).
+    pub fn close_all(&self) {
+        let all: Vec<Arc<Partition>> = {
+            let mut map = self.partitions.write().unwrap_or_else(|p| p.into_inner());
+            map.drain().map(|(_, p)| p).collect()
+        };
+        for partition in all {
+            match Arc::try_unwrap(partition) {
+                Ok(partition) => {
+                    let log = partition
+                        .log
+                        .into_inner()
+                        .unwrap_or_else(|p| p.into_inner());
+                    if let Err(e) = log.close() {
+                        tracing::error!(error = %e, "closing a log failed");
+                    }
+                }
+                Err(shared) => {
+                    if let Err(e) = shared.log().flush() {
+                        tracing::error!(error = %e, "flushing a log failed");
+                    }
+                }
+            }
+        }
+    }
+}

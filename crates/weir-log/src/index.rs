@@ -1,0 +1,198 @@
+//! Sparse offset and time indexes of one segment (`.index`, `.timeindex`).
+//!
+//! Kafka memory-maps preallocated index files; we keep the entries in memory and append them to a
+//! plain file, which needs no `unsafe` and keeps a crash from leaving zero-filled tails. An index
+//! that fails its sanity check on open is rebuilt from the segment (Kafka's `LogLoader` does the
+//! same).
+
+use std::fs::{File, OpenOptions};
+use std::io::{Read, Write};
+use std::path::{Path, PathBuf};
+
+/// One fixed-size entry of an index file.
+pub(crate) trait IndexEntry: Copy {
+    const SIZE: usize;
+    fn encode(&self, out: &mut Vec<u8>);
+    fn decode(bytes: &[u8]) -> Self;
+    /// The value the entries are sorted by.
+    fn key(&self) -> i64;
+}
+
+/// `.index` entry: offset relative to the segment's base, and the byte position of that batch.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(crate) struct OffsetEntry {
+    pub(crate) relative_offset: u32,
+    pub(crate) position: u32,
+}
+
+/// `.timeindex` entry: the largest timestamp so far, and the relative offset of the batch holding it.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(crate) struct TimeEntry {
+    pub(crate) timestamp: i64,
+    pub(crate) relative_offset: u32,
+}
+
+impl IndexEntry for OffsetEntry {
+    const SIZE: usize = 8;
+    fn encode(&self, out: &mut Vec<u8>) {
+        out.extend_from_slice(&self.relative_offset.to_be_bytes());
+        out.extend_from_slice(&self.position.to_be_bytes());
+    }
+    fn decode(b: &[u8]) -> Self {
+        OffsetEntry {
+            relative_offset: u32::from_be_bytes([b[0], b[1], b[2], b[3]]),
+            position: u32::from_be_bytes([b[4], b[5], b[6], b[7]]),
+        }
+    }
+    fn key(&self) -> i64 {
+        i64::from(self.relative_offset)
+    }
+}
+
+impl IndexEntry for TimeEntry {
+    const SIZE: usize = 12;
+    fn encode(&self, out: &mut Vec<u8>) {
+        out.extend_from_slice(&self.timestamp.to_be_bytes());
+        out.extend_from_slice(&self.relative_offset.to_be_bytes());
+    }
+    fn decode(b: &[u8]) -> Self {
+        let mut ts = [0u8; 8];
+        ts.copy_from_slice(&b[..8]);
+        TimeEntry {
+            timestamp: i64::from_be_bytes(ts),
+            relative_offset: u32::from_be_bytes([b[8], b[9], b[10], b[11]]),
+        }
+    }
+    fn key(&self) -> i64 {
+        self.timestamp
+    }
+}
+
+/// An append-only index file and its entries in memory.
+#[derive(Debug)]
+pub(crate) struct Index<E: IndexEntry> {
+    path: PathBuf,
+    file: File,
+    entries: Vec<E>,
+}
+
+impl<E: IndexEntry> Index<E> {
+    /// Opens the index; returns `None` as the entries when the file is missing or malformed, in
+    /// which case the caller rebuilds it.
+    pub(crate) fn open(path: &Path) -> std::io::Result<(Self, bool)> {
+        let existed = path.exists();
+        let mut file = OpenOptions::new()
+            .read(true)
+            .append(true)
+            .create(true)
+            .open(path)?;
+        let mut raw = Vec::new();
+        file.read_to_end(&mut raw)?;
+        let mut entries = Vec::with_capacity(raw.len() / E::SIZE);
+        let mut valid = existed && raw.len() % E::SIZE == 0;
+        if valid {
+            for chunk in raw.chunks_exact(E::SIZE) {
+                let e = E::decode(chunk);
+                if entries.last().is_some_and(|last: &E| last.key() > e.key()) {
+                    valid = false;
+                    break;
+                }
+                entries.push(e);
+            }
+        }
+        let mut index = Index {
+            path: path.to_path_buf(),
+            file,
+            entries,
+        };
+        if !valid {
+            index.reset()?;
+        }
+        Ok((index, valid))
+    }
+
+    pub(crate) fn entries(&self) -> &[E] {
+        &self.entries
+    }
+
+    pub(crate) fn last(&self) -> Option<E> {
+        self.entries.last().copied()
+    }
+
+    pub(crate) fn append(&mut self, entry: E) -> std::io::Result<()> {
+        let mut buf = Vec::with_capacity(E::SIZE);
+        entry.encode(&mut buf);
+        self.file.write_all(&buf)?;
+        self.entries.push(entry);
+        Ok(())
+    }
+
+    /// Drops every entry and empties the file.
+    pub(crate) fn reset(&mut self) -> std::io::Result<()> {
+        self.entries.clear();
+        // The file is opened for appending, so later writes land at the new end.
+        self.file.set_len(0)
+    }
+
+    /// Keeps only the entries for which `keep` holds (a prefix) and rewrites the file to match.
+    pub(crate) fn truncate_while(&mut self, keep: impl Fn(&E) -> bool) -> std::io::Result<()> {
+        let n = self.entries.iter().take_while(|e| keep(e)).count();
+        if n < self.entries.len() {
+            self.entries.truncate(n);
+            self.file.set_len((n * E::SIZE) as u64)?;
+        }
+        Ok(())
+    }
+
+    /// The last entry whose key is at most `key`.
+    pub(crate) fn floor(&self, key: i64) -> Option<E> {
+        let n = self.entries.partition_point(|e| e.key() <= key);
+        n.checked_sub(1).map(|i| self.entries[i])
+    }
+
+    /// The last entry whose key is strictly below `key`.
+    pub(crate) fn below(&self, key: i64) -> Option<E> {
+        let n = self.entries.partition_point(|e| e.key() < key);
+        n.checked_sub(1).map(|i| self.entries[i])
+    }
+
+    pub(crate) fn sync(&self) -> std::io::Result<()> {
+        self.file.sync_data()
+    }
+
+    pub(crate) fn path(&self) -> &Path {
+        &self.path
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn entries_survive_reopen_and_garbage_is_rebuilt() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("0.index");
+        {
+            let (mut idx, valid) = Index::<OffsetEntry>::open(&path).unwrap();
+            assert!(!valid);
+            for i in 0..10u32 {
+                idx.append(OffsetEntry {
+                    relative_offset: i * 10,
+                    position: i * 100,
+                })
+                .unwrap();
+            }
+        }
+        let (idx, valid) = Index::<OffsetEntry>::open(&path).unwrap();
+        assert!(valid);
+        assert_eq!(idx.entries().len(), 10);
+        assert_eq!(idx.floor(55).unwrap().relative_offset, 50);
+        assert_eq!(idx.below(50).unwrap().relative_offset, 40);
+        assert!(idx.below(0).is_none());
+        std::fs::write(&path, [1u8, 2, 3]).unwrap();
+        let (idx, valid) = Index::<OffsetEntry>::open(&path).unwrap();
+        assert!(!valid);
+        assert!(idx.entries().is_empty());
+    }
+}

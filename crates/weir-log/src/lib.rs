@@ -1,0 +1,67 @@
+//! `weir-log` owns one partition's log on disk.
+//!
+//! A [`Log`] is a sequence of [`segment::LogSegment`]s named by their base offset
+//! (`<base-offset:020>.log|.index|.timeindex`), an epoch cache (`leader-epoch-checkpoint`) and the
+//! state of idempotent producers. Batches are stored exactly as the producer sent them (RecordBatch
+//! v2), with only the base offset and partition leader epoch patched in place. Reads return
+//! [`FileSlice`]s so the broker can send file bytes to a socket without copying them.
+//!
+//! Invariants: offsets in the log only grow; `log_start_offset <= log_end_offset`; every byte
+//! below a segment's recovered size is a whole, CRC-checked batch.
+//!
+//! This crate knows nothing of the network, of Kafka requests, or of other partitions.
+
+pub mod batch;
+mod config;
+mod epoch;
+mod index;
+mod log;
+mod producer_state;
+mod segment;
+
+pub use batch::BatchHeader;
+pub use config::LogConfig;
+pub use epoch::LeaderEpochCache;
+pub use log::{AppendInfo, FetchInfo, FileSlice, Log, TimestampOffset};
+pub use producer_state::ProducerAppendOutcome;
+
+/// Errors of the log layer. The broker maps each to a Kafka error code in one place.
+#[derive(Debug, thiserror::Error)]
+pub enum LogError {
+    #[error("I/O error: {0}")]
+    Io(#[from] std::io::Error),
+    #[error("corrupt record batch: {0}")]
+    CorruptBatch(String),
+    #[error("record batch magic {0} is not supported (only v2)")]
+    UnsupportedMagic(i8),
+    #[error("record batch of {size} bytes exceeds max.message.bytes {max}")]
+    RecordTooLarge { size: usize, max: usize },
+    #[error("offset {offset} is out of range [{start}, {end}]")]
+    OffsetOutOfRange { offset: i64, start: i64, end: i64 },
+    #[error("out of order sequence: producer {producer_id} expected {expected}, got {got}")]
+    OutOfOrderSequence {
+        producer_id: i64,
+        expected: i32,
+        got: i32,
+    },
+    #[error("producer {producer_id} epoch {epoch} is older than the current {current}")]
+    ProducerFenced {
+        producer_id: i64,
+        epoch: i16,
+        current: i16,
+    },
+    #[error("transactional batches are not supported yet")]
+    TransactionsUnsupported,
+    #[error("the log directory has failed and accepts no more writes: {0}")]
+    Poisoned(String),
+}
+
+pub type Result<T, E = LogError> = std::result::Result<T, E>;
+
+/// Milliseconds since the Unix epoch, the unit of every Kafka timestamp.
+pub fn now_ms() -> i64 {
+    std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map(|d| d.as_millis() as i64)
+        .unwrap_or(0)
+}

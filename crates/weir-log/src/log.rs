@@ -1,0 +1,648 @@
+//! A partition's whole log: its segments, start and end offsets, epochs and producer state.
+
+use std::collections::BTreeMap;
+use std::fs::File;
+use std::path::{Path, PathBuf};
+use std::sync::Arc;
+
+use kafka_protocol::records::RecordBatchDecoder;
+
+use crate::batch::{self, BatchHeader};
+use crate::epoch::LeaderEpochCache;
+use crate::producer_state::{ProducerAppendOutcome, ProducerStateManager};
+use crate::segment::LogSegment;
+use crate::{LogConfig, LogError, Result};
+
+/// Marker written by a clean close; without it the active segment is recovered on open.
+const CLEAN_SHUTDOWN_FILE: &str = ".clean-shutdown";
+/// Holds the log start offset, which DeleteRecords and retention can move inside a segment.
+const LOG_START_OFFSET_FILE: &str = "log-start-offset";
+
+/// A range of bytes of a segment file: what a fetch sends, without copying it into memory.
+#[derive(Debug, Clone)]
+pub struct FileSlice {
+    pub file: Arc<File>,
+    pub position: u64,
+    pub len: u64,
+}
+
+impl FileSlice {
+    /// Reads the slice into memory (for tests, and for listeners that cannot use sendfile).
+    pub fn read_to_vec(&self) -> std::io::Result<Vec<u8>> {
+        use std::os::unix::fs::FileExt;
+        let mut buf = vec![0u8; self.len as usize];
+        self.file.read_exact_at(&mut buf, self.position)?;
+        Ok(buf)
+    }
+}
+
+/// The result of appending a produce request's batches.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct AppendInfo {
+    pub base_offset: i64,
+    pub last_offset: i64,
+    /// The broker's timestamp when the topic uses LogAppendTime, else -1.
+    pub log_append_time_ms: i64,
+    pub log_start_offset: i64,
+    /// The batches were a retry of ones already written: nothing new was appended.
+    pub duplicate: bool,
+    pub records: i64,
+}
+
+/// The result of a read.
+#[derive(Debug, Clone, Default)]
+pub struct FetchInfo {
+    pub slices: Vec<FileSlice>,
+    pub bytes: u64,
+}
+
+/// A record's offset and timestamp, the answer to ListOffsets by time.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct TimestampOffset {
+    pub timestamp: i64,
+    pub offset: i64,
+}
+
+#[derive(Debug)]
+pub struct Log {
+    dir: PathBuf,
+    config: LogConfig,
+    segments: BTreeMap<i64, LogSegment>,
+    log_start_offset: i64,
+    log_end_offset: i64,
+    epochs: LeaderEpochCache,
+    producers: ProducerStateManager,
+    records_since_flush: u64,
+    last_flush_ms: i64,
+    /// Set after a failed write or fsync: the log takes no more writes (see STYLE.md).
+    poisoned: Option<String>,
+}
+
+fn parse_segment_base(name: &str) -> Option<i64> {
+    let stem = name.strip_suffix(".log")?;
+    (stem.len() == 20).then(|| stem.parse().ok()).flatten()
+}
+
+impl Log {
+    /// Opens (or creates) the log in `dir`, recovering the active segment after an unclean stop.
+    pub fn open(dir: &Path, config: LogConfig) -> Result<Log> {
+        std::fs::create_dir_all(dir)?;
+        let now = crate::now_ms();
+        let clean_marker = dir.join(CLEAN_SHUTDOWN_FILE);
+        let clean = clean_marker.exists();
+        let mut bases: Vec<i64> = Vec::new();
+        for entry in std::fs::read_dir(dir)? {
+            let entry = entry?;
+            let name = entry.file_name();
+            let name = name.to_string_lossy();
+            if let Some(base) = parse_segment_base(&name) {
+                bases.push(base);
+            } else if name.ends_with(".tmp") || name.ends_with(".deleted") {
+                std::fs::remove_file(entry.path())?;
+            }
+        }
+        bases.sort_unstable();
+        let mut segments = BTreeMap::new();
+        let last = bases.last().copied();
+        for base in bases {
+            let recover = !clean && Some(base) == last;
+            let segment = LogSegment::open(dir, base, recover, now)?;
+            segments.insert(base, segment);
+        }
+        // A segment whose predecessor ends after it starts would break offset order: drop it.
+        let mut expected_next: Option<i64> = None;
+        let mut broken: Vec<i64> = Vec::new();
+        for (base, segment) in &segments {
+            if expected_next.is_some_and(|n| *base < n) {
+                broken.push(*base);
+                continue;
+            }
+            expected_next = Some(segment.next_offset);
+        }
+        for base in broken {
+            if let Some(segment) = segments.remove(&base) {
+                tracing::warn!(dir = %dir.display(), base, "removing a segment that overlaps its predecessor");
+                segment.delete_files()?;
+            }
+        }
+        if segments.is_empty() {
+            segments.insert(0, LogSegment::create(dir, 0, now)?);
+        }
+        let first_base = segments.keys().next().copied().unwrap_or(0);
+        let log_end_offset = segments.values().next_back().map_or(0, |s| s.next_offset);
+        let stored_start = read_log_start_offset(dir);
+        let log_start_offset = stored_start
+            .unwrap_or(first_base)
+            .clamp(first_base, log_end_offset);
+        let epochs = LeaderEpochCache::open(dir)?;
+        let mut log = Log {
+            dir: dir.to_path_buf(),
+            config,
+            segments,
+            log_start_offset,
+            log_end_offset,
+            epochs,
+            producers: ProducerStateManager::default(),
+            records_since_flush: 0,
+            last_flush_ms: now,
+            poisoned: None,
+        };
+        log.epochs.truncate_from_end(log_end_offset)?;
+        log.rebuild_producer_state()?;
+        if clean {
+            std::fs::remove_file(&clean_marker)?;
+        }
+        Ok(log)
+    }
+
+    fn rebuild_producer_state(&mut self) -> Result<()> {
+        self.producers.clear();
+        for segment in self.segments.values() {
+            let mut position = 0;
+            while let Some(header) = segment.header_at(position)? {
+                self.producers.update(&header);
+                if header.partition_leader_epoch >= 0 {
+                    self.epochs
+                        .assign(header.partition_leader_epoch, header.base_offset)?;
+                }
+                position += header.total_size() as u64;
+            }
+        }
+        Ok(())
+    }
+
+    pub fn dir(&self) -> &Path {
+        &self.dir
+    }
+
+    pub fn config(&self) -> &LogConfig {
+        &self.config
+    }
+
+    pub fn set_config(&mut self, config: LogConfig) {
+        self.config = config;
+    }
+
+    pub fn log_start_offset(&self) -> i64 {
+        self.log_start_offset
+    }
+
+    pub fn log_end_offset(&self) -> i64 {
+        self.log_end_offset
+    }
+
+    pub fn epochs(&self) -> &LeaderEpochCache {
+        &self.epochs
+    }
+
+    pub fn size_bytes(&self) -> u64 {
+        self.segments.values().map(|s| s.size).sum()
+    }
+
+    pub fn segment_count(&self) -> usize {
+        self.segments.len()
+    }
+
+    fn active(&mut self) -> &mut LogSegment {
+        self.segments
+            .values_mut()
+            .next_back()
+            .expect("a log always has an active segment")
+    }
+
+    fn check_writable(&self) -> Result<()> {
+        match &self.poisoned {
+            Some(why) => Err(LogError::Poisoned(why.clone())),
+            None => Ok(()),
+        }
+    }
+
+    fn poison<T>(&mut self, result: Result<T>) -> Result<T> {
+        if let Err(LogError::Io(e)) = &result {
+            let why = format!("{}: {e}", self.dir.display());
+            tracing::error!(error = %why, "write to the log failed; refusing further writes");
+            self.poisoned = Some(why);
+        }
+        result
+    }
+
+    /// Appends a produce request's record batches as the leader: validates them, assigns offsets
+    /// by patching each batch in place, stamps the leader epoch, and writes them.
+    pub fn append_as_leader(
+        &mut self,
+        records: &mut [u8],
+        leader_epoch: i32,
+        now_ms: i64,
+    ) -> Result<AppendInfo> {
+        self.check_writable()?;
+        let headers = batch::validate_batches(records)?;
+        for header in &headers {
+            if header.total_size() > self.config.max_message_bytes {
+                return Err(LogError::RecordTooLarge {
+                    size: header.total_size(),
+                    max: self.config.max_message_bytes,
+                });
+            }
+            if header.is_transactional() || header.is_control() {
+                return Err(LogError::TransactionsUnsupported);
+            }
+        }
+        // Idempotence: clients send one batch per partition; a retried one is answered, not written.
+        if let Some(first) = headers.first() {
+            if let ProducerAppendOutcome::Duplicate {
+                base_offset,
+                last_offset,
+                max_timestamp,
+            } = self.producers.check(first)?
+            {
+                return Ok(AppendInfo {
+                    base_offset,
+                    last_offset,
+                    log_append_time_ms: if self.config.log_append_time {
+                        max_timestamp
+                    } else {
+                        -1
+                    },
+                    log_start_offset: self.log_start_offset,
+                    duplicate: true,
+                    records: 0,
+                });
+            }
+        }
+        for header in headers.iter().skip(1) {
+            if let ProducerAppendOutcome::Duplicate { .. } = self.producers.check(header)? {
+                return Err(LogError::CorruptBatch(
+                    "a duplicate batch follows a new one".into(),
+                ));
+            }
+        }
+        let base_offset = self.log_end_offset;
+        let mut next = base_offset;
+        let mut patched = Vec::with_capacity(headers.len());
+        let mut at = 0usize;
+        let mut count = 0i64;
+        for header in &headers {
+            let total = header.total_size();
+            let bytes = &mut records[at..at + total];
+            batch::set_base_offset(bytes, next);
+            batch::set_partition_leader_epoch(bytes, leader_epoch);
+            if self.config.log_append_time {
+                batch::set_log_append_time(bytes, now_ms);
+            }
+            let h = BatchHeader::parse(bytes)?;
+            next = h.last_offset() + 1;
+            count += i64::from(h.records_count);
+            patched.push(h);
+            at += total;
+        }
+        self.maybe_roll(records.len() as u64, now_ms)?;
+        let interval = self.config.index_interval_bytes;
+        let result = self.active().append(records, &patched, interval);
+        self.poison(result)?;
+        self.log_end_offset = next;
+        for h in &patched {
+            self.producers.update(h);
+        }
+        let result = self.epochs.assign(leader_epoch, base_offset);
+        self.poison(result)?;
+        self.records_since_flush += count.max(0) as u64;
+        if self.records_since_flush >= self.config.flush_messages
+            || now_ms.saturating_sub(self.last_flush_ms) >= self.config.flush_ms
+        {
+            self.flush()?;
+        }
+        Ok(AppendInfo {
+            base_offset,
+            last_offset: next - 1,
+            log_append_time_ms: if self.config.log_append_time {
+                now_ms
+            } else {
+                -1
+            },
+            log_start_offset: self.log_start_offset,
+            duplicate: false,
+            records: count,
+        })
+    }
+
+    fn maybe_roll(&mut self, incoming: u64, now_ms: i64) -> Result<()> {
+        let config = self.config.clone();
+        let log_end_offset = self.log_end_offset;
+        let active = self.active();
+        let too_big = active.size > 0 && active.size + incoming > config.segment_bytes;
+        let too_old =
+            active.size > 0 && now_ms.saturating_sub(active.created_ms) >= config.segment_ms;
+        let too_far = log_end_offset - active.base_offset > i64::from(u32::MAX) - 1_000_000;
+        let position_overflow = active.size + incoming > u64::from(u32::MAX);
+        if too_big || too_old || too_far || position_overflow {
+            self.roll(now_ms)?;
+        }
+        Ok(())
+    }
+
+    /// Closes the active segment (fsynced) and starts a new one at the log end offset.
+    pub fn roll(&mut self, now_ms: i64) -> Result<()> {
+        let base = self.log_end_offset;
+        if self.segments.contains_key(&base) {
+            return Ok(());
+        }
+        let result = (|| {
+            let active = self.active();
+            active.seal_time_index()?;
+            active.flush()?;
+            LogSegment::create(&self.dir, base, now_ms)
+        })();
+        let segment = self.poison(result)?;
+        self.segments.insert(base, segment);
+        Ok(())
+    }
+
+    /// Reads whole batches starting with the one holding `offset`, up to `max_bytes` (but at least
+    /// one batch when `min_one_batch`, per KIP-74) and below `max_offset` (exclusive: the high
+    /// watermark for consumers, the log end for followers). Reads stay within one segment.
+    pub fn read(
+        &self,
+        offset: i64,
+        max_bytes: u64,
+        max_offset: i64,
+        min_one_batch: bool,
+    ) -> Result<FetchInfo> {
+        if offset < self.log_start_offset || offset > self.log_end_offset {
+            return Err(LogError::OffsetOutOfRange {
+                offset,
+                start: self.log_start_offset,
+                end: self.log_end_offset,
+            });
+        }
+        let mut info = FetchInfo::default();
+        if offset >= max_offset {
+            return Ok(info);
+        }
+        for (_, segment) in self
+            .segments
+            .range(..=offset)
+            .next_back()
+            .into_iter()
+            .chain(self.segments.range(offset + 1..))
+        {
+            let Some((start, first)) = segment.find_batch(offset)? else {
+                continue;
+            };
+            if first.base_offset >= max_offset {
+                return Ok(info);
+            }
+            let mut end = start;
+            let mut header = Some(first);
+            while let Some(h) = header {
+                let size = h.total_size() as u64;
+                if h.base_offset >= max_offset {
+                    break;
+                }
+                if end - start + size > max_bytes && !(min_one_batch && end == start) {
+                    break;
+                }
+                end += size;
+                header = segment.header_at(end)?;
+            }
+            if end > start {
+                info.bytes = end - start;
+                info.slices.push(FileSlice {
+                    file: segment.file().clone(),
+                    position: start,
+                    len: end - start,
+                });
+            }
+            return Ok(info);
+        }
+        Ok(info)
+    }
+
+    /// The first record with a timestamp at or after `timestamp` (ListOffsets by time).
+    pub fn offset_for_timestamp(&self, timestamp: i64) -> Result<Option<TimestampOffset>> {
+        for segment in self.segments.values() {
+            if segment.max_timestamp < timestamp || segment.size == 0 {
+                continue;
+            }
+            let mut position = segment.time_lookup_start(timestamp);
+            while let Some(header) = segment.header_at(position)? {
+                if header.max_timestamp >= timestamp
+                    && header.last_offset() >= self.log_start_offset
+                {
+                    let found =
+                        self.find_record(segment, position, &header, |ts| ts >= timestamp)?;
+                    if let Some(found) = found {
+                        return Ok(Some(found));
+                    }
+                }
+                position += header.total_size() as u64;
+            }
+        }
+        Ok(None)
+    }
+
+    /// The record with the largest timestamp (ListOffsets with MAX_TIMESTAMP, KIP-734).
+    pub fn max_timestamp_offset(&self) -> Result<Option<TimestampOffset>> {
+        let Some(segment) = self
+            .segments
+            .values()
+            .filter(|s| s.size > 0)
+            .max_by_key(|s| s.max_timestamp)
+        else {
+            return Ok(None);
+        };
+        let max = segment.max_timestamp;
+        let Some((position, header)) = segment.find_batch(segment.offset_of_max_timestamp)? else {
+            return Ok(None);
+        };
+        self.find_record(segment, position, &header, |ts| ts == max)
+    }
+
+    /// Decodes one batch to find the first record (at or after the log start) matching `wanted`.
+    fn find_record(
+        &self,
+        segment: &LogSegment,
+        position: u64,
+        header: &BatchHeader,
+        wanted: impl Fn(i64) -> bool,
+    ) -> Result<Option<TimestampOffset>> {
+        if header.attributes & batch::ATTR_LOG_APPEND_TIME != 0 {
+            let offset = header.base_offset.max(self.log_start_offset);
+            return Ok(wanted(header.max_timestamp).then_some(TimestampOffset {
+                timestamp: header.max_timestamp,
+                offset,
+            }));
+        }
+        let raw = segment.read_bytes(position, header.total_size())?;
+        let mut bytes = bytes::Bytes::from(raw);
+        let set = RecordBatchDecoder::decode(&mut bytes)
+            .map_err(|e| LogError::CorruptBatch(format!("cannot decode a stored batch: {e}")))?;
+        Ok(set
+            .records
+            .iter()
+            .find(|r| r.offset >= self.log_start_offset && wanted(r.timestamp))
+            .map(|r| TimestampOffset {
+                timestamp: r.timestamp,
+                offset: r.offset,
+            }))
+    }
+
+    /// Moves the log start offset forward (DeleteRecords); whole segments below it are deleted.
+    pub fn delete_records_before(&mut self, offset: i64) -> Result<i64> {
+        self.check_writable()?;
+        if offset > self.log_end_offset || offset < 0 {
+            return Err(LogError::OffsetOutOfRange {
+                offset,
+                start: self.log_start_offset,
+                end: self.log_end_offset,
+            });
+        }
+        if offset > self.log_start_offset {
+            self.log_start_offset = offset;
+            let result = write_log_start_offset(&self.dir, offset);
+            self.poison(result)?;
+            self.delete_segments_below_start()?;
+        }
+        Ok(self.log_start_offset)
+    }
+
+    fn delete_segments_below_start(&mut self) -> Result<()> {
+        let start = self.log_start_offset;
+        let doomed: Vec<i64> = self
+            .segments
+            .iter()
+            .rev()
+            .skip(1)
+            .filter(|(_, s)| s.next_offset <= start)
+            .map(|(b, _)| *b)
+            .collect();
+        for base in doomed {
+            if let Some(segment) = self.segments.remove(&base) {
+                segment.delete_files()?;
+            }
+        }
+        Ok(())
+    }
+
+    /// Deletes whole closed segments past `retention.ms` or beyond `retention.bytes`.
+    /// Returns how many segments were deleted.
+    pub fn enforce_retention(&mut self, now_ms: i64) -> Result<usize> {
+        self.check_writable()?;
+        let mut doomed = Vec::new();
+        let closed: Vec<(i64, u64, i64, i64)> = self
+            .segments
+            .iter()
+            .rev()
+            .skip(1)
+            .rev()
+            .map(|(b, s)| (*b, s.size, s.max_timestamp, s.next_offset))
+            .collect();
+        let mut total = self.size_bytes() as i64;
+        for (base, size, max_ts, next) in closed {
+            let expired = self.config.retention_ms >= 0
+                && max_ts >= 0
+                && now_ms - max_ts > self.config.retention_ms;
+            let oversize = self.config.retention_bytes >= 0
+                && total - size as i64 >= self.config.retention_bytes;
+            if !(expired || oversize) {
+                break;
+            }
+            total -= size as i64;
+            doomed.push((base, next));
+        }
+        if let Some(&(_, next)) = doomed.last() {
+            if next > self.log_start_offset {
+                self.log_start_offset = next;
+                write_log_start_offset(&self.dir, next)?;
+            }
+        }
+        let n = doomed.len();
+        for (base, _) in doomed {
+            if let Some(segment) = self.segments.remove(&base) {
+                tracing::info!(dir = %self.dir.display(), base, "deleting segment by retention");
+                segment.delete_files()?;
+            }
+        }
+        Ok(n)
+    }
+
+    /// Removes every batch at or after `offset` (a follower diverging from its leader).
+    pub fn truncate_to(&mut self, offset: i64) -> Result<()> {
+        if offset >= self.log_end_offset {
+            return Ok(());
+        }
+        let doomed: Vec<i64> = self
+            .segments
+            .range(offset.max(0) + 1..)
+            .map(|(b, _)| *b)
+            .collect();
+        for base in doomed {
+            if self.segments.len() > 1 {
+                if let Some(segment) = self.segments.remove(&base) {
+                    segment.delete_files()?;
+                }
+            }
+        }
+        let active = self.active();
+        active.truncate_to(offset)?;
+        self.log_end_offset = active.next_offset;
+        self.log_start_offset = self.log_start_offset.min(self.log_end_offset);
+        self.epochs.truncate_from_end(self.log_end_offset)?;
+        self.rebuild_producer_state()
+    }
+
+    /// Whether `flush.ms` asks for an fsync now.
+    pub fn flush_due(&self, now_ms: i64) -> bool {
+        self.records_since_flush > 0
+            && now_ms.saturating_sub(self.last_flush_ms) >= self.config.flush_ms
+    }
+
+    pub fn flush(&mut self) -> Result<()> {
+        let result = self
+            .segments
+            .values()
+            .next_back()
+            .map_or(Ok(()), |s| s.flush());
+        self.poison(result)?;
+        self.records_since_flush = 0;
+        self.last_flush_ms = crate::now_ms();
+        Ok(())
+    }
+
+    /// Flushes everything and marks the log as cleanly closed, so the next open skips recovery.
+    pub fn close(mut self) -> Result<()> {
+        if self.poisoned.is_some() {
+            return Ok(());
+        }
+        self.active().seal_time_index()?;
+        self.flush()?;
+        File::create(self.dir.join(CLEAN_SHUTDOWN_FILE))?.sync_all()?;
+        Ok(())
+    }
+
+    /// Deletes the log and its directory (the topic was deleted).
+    pub fn delete(self) -> Result<()> {
+        let dir = self.dir.clone();
+        drop(self);
+        std::fs::remove_dir_all(dir)?;
+        Ok(())
+    }
+}
+
+fn read_log_start_offset(dir: &Path) -> Option<i64> {
+    std::fs::read_to_string(dir.join(LOG_START_OFFSET_FILE))
+        .ok()?
+        .trim()
+        .parse()
+        .ok()
+}
+
+fn write_log_start_offset(dir: &Path, offset: i64) -> Result<()> {
+    use std::io::Write;
+    let path = dir.join(LOG_START_OFFSET_FILE);
+    let tmp = dir.join(format!("{LOG_START_OFFSET_FILE}.tmp"));
+    let mut f = File::create(&tmp)?;
+    f.write_all(format!("{offset}\n").as_bytes())?;
+    f.sync_all()?;
+    std::fs::rename(tmp, path)?;
+    Ok(())
+}

@@ -1,0 +1,346 @@
+//! One segment of a partition log: a `.log` file of whole batches and its two sparse indexes.
+
+use std::fs::{File, OpenOptions};
+use std::os::unix::fs::FileExt;
+use std::path::{Path, PathBuf};
+use std::sync::Arc;
+
+use crate::batch::{self, BatchHeader, BATCH_HEADER_BYTES};
+use crate::index::{Index, OffsetEntry, TimeEntry};
+use crate::{LogError, Result};
+
+/// File name stem of a segment: its base offset as 20 digits, as Kafka names them.
+pub(crate) fn file_stem(base_offset: i64) -> String {
+    format!("{base_offset:020}")
+}
+
+#[derive(Debug)]
+pub(crate) struct LogSegment {
+    pub(crate) base_offset: i64,
+    log_path: PathBuf,
+    log: Arc<File>,
+    /// Bytes of whole batches; writes go here.
+    pub(crate) size: u64,
+    offset_index: Index<OffsetEntry>,
+    time_index: Index<TimeEntry>,
+    bytes_since_index_entry: u64,
+    /// `index.interval.bytes` in force: bytes of batches between two index entries.
+    index_interval_bytes: u64,
+    /// Next offset after the last batch of this segment (its base offset when empty).
+    pub(crate) next_offset: i64,
+    /// Largest timestamp of any batch, and the base offset of the batch that holds it.
+    pub(crate) max_timestamp: i64,
+    pub(crate) offset_of_max_timestamp: i64,
+    /// Wall-clock time the segment was created or reopened, for `segment.ms`.
+    pub(crate) created_ms: i64,
+}
+
+impl LogSegment {
+    pub(crate) fn create(dir: &Path, base_offset: i64, now_ms: i64) -> Result<LogSegment> {
+        let stem = file_stem(base_offset);
+        let log_path = dir.join(format!("{stem}.log"));
+        let log = OpenOptions::new()
+            .read(true)
+            .write(true)
+            .create(true)
+            .truncate(true)
+            .open(&log_path)?;
+        let (mut offset_index, _) = Index::open(&dir.join(format!("{stem}.index")))?;
+        let (mut time_index, _) = Index::open(&dir.join(format!("{stem}.timeindex")))?;
+        offset_index.reset()?;
+        time_index.reset()?;
+        Ok(LogSegment {
+            base_offset,
+            log_path,
+            log: Arc::new(log),
+            size: 0,
+            offset_index,
+            time_index,
+            bytes_since_index_entry: 0,
+            index_interval_bytes: 4096,
+            next_offset: base_offset,
+            max_timestamp: -1,
+            offset_of_max_timestamp: base_offset,
+            created_ms: now_ms,
+        })
+    }
+
+    /// Opens an existing segment. With `recover`, every batch is read and its CRC checked, a torn
+    /// or corrupt tail is cut off, and the indexes are rebuilt; otherwise the indexes are trusted
+    /// when they pass their sanity checks and the next offset comes from the last batch.
+    pub(crate) fn open(
+        dir: &Path,
+        base_offset: i64,
+        recover: bool,
+        now_ms: i64,
+    ) -> Result<LogSegment> {
+        let stem = file_stem(base_offset);
+        let log_path = dir.join(format!("{stem}.log"));
+        let log = OpenOptions::new().read(true).write(true).open(&log_path)?;
+        let size = log.metadata()?.len();
+        let (offset_index, offset_valid) = Index::open(&dir.join(format!("{stem}.index")))?;
+        let (time_index, time_valid) = Index::open(&dir.join(format!("{stem}.timeindex")))?;
+        let mut segment = LogSegment {
+            base_offset,
+            log_path,
+            log: Arc::new(log),
+            size,
+            offset_index,
+            time_index,
+            bytes_since_index_entry: 0,
+            index_interval_bytes: 4096,
+            next_offset: base_offset,
+            max_timestamp: -1,
+            offset_of_max_timestamp: base_offset,
+            created_ms: now_ms,
+        };
+        let indexes_fit = offset_valid
+            && time_valid
+            && segment
+                .offset_index
+                .last()
+                .is_none_or(|e| u64::from(e.position) < size);
+        if recover || !indexes_fit || size > u64::from(u32::MAX) {
+            segment.recover()?;
+        } else {
+            segment.load_tail()?;
+        }
+        Ok(segment)
+    }
+
+    /// Scans every batch, checking CRCs; truncates at the first bad one and rebuilds both indexes.
+    /// Returns the number of bytes cut off.
+    pub(crate) fn recover(&mut self) -> Result<u64> {
+        self.offset_index.reset()?;
+        self.time_index.reset()?;
+        self.bytes_since_index_entry = 0;
+        self.next_offset = self.base_offset;
+        self.max_timestamp = -1;
+        self.offset_of_max_timestamp = self.base_offset;
+        let file_size = self.log.metadata()?.len();
+        let mut position = 0u64;
+        let mut buf = Vec::new();
+        let mut header_buf = [0u8; BATCH_HEADER_BYTES];
+        while position + BATCH_HEADER_BYTES as u64 <= file_size {
+            if self.log.read_exact_at(&mut header_buf, position).is_err() {
+                break;
+            }
+            let Ok(header) = BatchHeader::parse(&header_buf) else {
+                break;
+            };
+            let total = header.total_size() as u64;
+            if header.batch_length < batch::MIN_BATCH_LENGTH
+                || position + total > file_size
+                || header.base_offset < self.next_offset
+            {
+                break;
+            }
+            buf.resize(total as usize, 0);
+            if self.log.read_exact_at(&mut buf, position).is_err() {
+                break;
+            }
+            let Ok(header) = batch::validate_batch(&buf) else {
+                break;
+            };
+            self.size = position;
+            self.note_batch(&header, total)?;
+            position += total;
+        }
+        self.size = position;
+        let cut = file_size - position;
+        if cut > 0 {
+            tracing::warn!(
+                segment = %self.log_path.display(),
+                valid_bytes = position,
+                cut_bytes = cut,
+                "truncating a torn or corrupt tail of the log segment"
+            );
+            self.log.set_len(position)?;
+        }
+        Ok(cut)
+    }
+
+    /// Finds the next offset and newest timestamp from the last indexed batch onward.
+    fn load_tail(&mut self) -> Result<()> {
+        let start = self
+            .offset_index
+            .last()
+            .map_or(0, |e| u64::from(e.position));
+        if let Some(t) = self.time_index.last() {
+            self.max_timestamp = t.timestamp;
+            self.offset_of_max_timestamp = self.base_offset + i64::from(t.relative_offset);
+        }
+        let mut position = start;
+        while let Some(header) = self.header_at(position)? {
+            self.next_offset = header.last_offset() + 1;
+            if header.max_timestamp > self.max_timestamp {
+                self.max_timestamp = header.max_timestamp;
+                self.offset_of_max_timestamp = header.base_offset;
+            }
+            position += header.total_size() as u64;
+        }
+        if position != self.size {
+            // The index pointed at something that is not a chain of batches: trust nothing.
+            self.recover()?;
+        }
+        Ok(())
+    }
+
+    /// Records a batch just written at `self.size`, updating indexes and counters.
+    fn note_batch(&mut self, header: &BatchHeader, total: u64) -> Result<()> {
+        let relative = (header.base_offset - self.base_offset) as u32;
+        if self.bytes_since_index_entry >= self.index_interval_bytes
+            || self.offset_index.entries().is_empty()
+        {
+            self.offset_index.append(OffsetEntry {
+                relative_offset: relative,
+                position: self.size as u32,
+            })?;
+            if header.max_timestamp > self.time_index.last().map_or(i64::MIN, |t| t.timestamp) {
+                self.time_index.append(TimeEntry {
+                    timestamp: header.max_timestamp,
+                    relative_offset: relative,
+                })?;
+            }
+            self.bytes_since_index_entry = 0;
+        }
+        self.bytes_since_index_entry += total;
+        if header.max_timestamp > self.max_timestamp {
+            self.max_timestamp = header.max_timestamp;
+            self.offset_of_max_timestamp = header.base_offset;
+        }
+        self.next_offset = header.last_offset() + 1;
+        Ok(())
+    }
+
+    /// Appends already validated and patched batches that start at `self.next_offset`.
+    pub(crate) fn append(
+        &mut self,
+        bytes: &[u8],
+        headers: &[BatchHeader],
+        index_interval_bytes: u64,
+    ) -> Result<()> {
+        self.log.write_all_at(bytes, self.size)?;
+        self.index_interval_bytes = index_interval_bytes;
+        for header in headers {
+            let total = header.total_size() as u64;
+            self.note_batch(header, total)?;
+            self.size += total;
+        }
+        Ok(())
+    }
+
+    /// Reads the batch header at `position`, or `None` at the end of the segment.
+    pub(crate) fn header_at(&self, position: u64) -> Result<Option<BatchHeader>> {
+        if position + BATCH_HEADER_BYTES as u64 > self.size {
+            return Ok(None);
+        }
+        let mut buf = [0u8; BATCH_HEADER_BYTES];
+        self.log.read_exact_at(&mut buf, position)?;
+        let header = BatchHeader::parse(&buf)?;
+        if header.batch_length < batch::MIN_BATCH_LENGTH
+            || position + header.total_size() as u64 > self.size
+        {
+            return Err(LogError::CorruptBatch(format!(
+                "batch at position {position} of {} runs past the segment",
+                self.log_path.display()
+            )));
+        }
+        Ok(Some(header))
+    }
+
+    /// Position and header of the first batch whose last offset is at least `offset`.
+    pub(crate) fn find_batch(&self, offset: i64) -> Result<Option<(u64, BatchHeader)>> {
+        let relative = (offset - self.base_offset).max(0);
+        let mut position = self
+            .offset_index
+            .floor(relative)
+            .map_or(0, |e| u64::from(e.position));
+        while let Some(header) = self.header_at(position)? {
+            if header.last_offset() >= offset {
+                return Ok(Some((position, header)));
+            }
+            position += header.total_size() as u64;
+        }
+        Ok(None)
+    }
+
+    /// Position of the first batch that may hold a record with timestamp `>= timestamp`.
+    pub(crate) fn time_lookup_start(&self, timestamp: i64) -> u64 {
+        match self.time_index.below(timestamp) {
+            Some(entry) => self
+                .offset_index
+                .floor(i64::from(entry.relative_offset))
+                .map_or(0, |e| u64::from(e.position)),
+            None => 0,
+        }
+    }
+
+    /// Reads `len` bytes at `position` (used to decode one batch for timestamp lookups).
+    pub(crate) fn read_bytes(&self, position: u64, len: usize) -> Result<Vec<u8>> {
+        let mut buf = vec![0u8; len];
+        self.log.read_exact_at(&mut buf, position)?;
+        Ok(buf)
+    }
+
+    pub(crate) fn file(&self) -> &Arc<File> {
+        &self.log
+    }
+
+    /// Writes a final time-index entry for the newest timestamp, as Kafka does when a segment closes.
+    pub(crate) fn seal_time_index(&mut self) -> Result<()> {
+        if self.max_timestamp > self.time_index.last().map_or(i64::MIN, |t| t.timestamp) {
+            let relative = (self.offset_of_max_timestamp - self.base_offset) as u32;
+            self.time_index.append(TimeEntry {
+                timestamp: self.max_timestamp,
+                relative_offset: relative,
+            })?;
+        }
+        Ok(())
+    }
+
+    pub(crate) fn flush(&self) -> Result<()> {
+        self.log.sync_data()?;
+        self.offset_index.sync()?;
+        self.time_index.sync()?;
+        Ok(())
+    }
+
+    /// Cuts the segment so that it ends before the first batch containing `offset` or later.
+    pub(crate) fn truncate_to(&mut self, offset: i64) -> Result<()> {
+        let mut position = 0u64;
+        let mut next = self.base_offset;
+        while let Some(header) = self.header_at(position)? {
+            if header.last_offset() >= offset {
+                break;
+            }
+            next = header.last_offset() + 1;
+            position += header.total_size() as u64;
+        }
+        self.log.set_len(position)?;
+        self.size = position;
+        self.next_offset = next;
+        self.offset_index
+            .truncate_while(|e| u64::from(e.position) < position)?;
+        let base = self.base_offset;
+        self.time_index
+            .truncate_while(|e| base + i64::from(e.relative_offset) < next)?;
+        self.bytes_since_index_entry = 0;
+        Ok(())
+    }
+
+    pub(crate) fn delete_files(self) -> Result<()> {
+        let index_path = self.offset_index.path().to_path_buf();
+        let time_path = self.time_index.path().to_path_buf();
+        drop(self.offset_index);
+        drop(self.time_index);
+        for path in [&self.log_path, &index_path, &time_path] {
+            match std::fs::remove_file(path) {
+                Ok(()) => {}
+                Err(e) if e.kind() == std::io::ErrorKind::NotFound => {}
+                Err(e) => return Err(e.into()),
+            }
+        }
+        Ok(())
+    }
+}

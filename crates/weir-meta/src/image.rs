@@ -1,0 +1,140 @@
+//! The metadata state machine: the image that records are applied to.
+
+use std::collections::BTreeMap;
+
+use uuid::Uuid;
+
+use crate::records::{ConfigResource, MetadataRecord};
+
+#[derive(Debug, Clone, PartialEq)]
+pub struct BrokerImage {
+    pub broker_id: i32,
+    pub host: String,
+    pub port: i32,
+    pub rack: Option<String>,
+}
+
+#[derive(Debug, Clone, PartialEq)]
+pub struct PartitionImage {
+    pub replicas: Vec<i32>,
+    pub isr: Vec<i32>,
+    pub leader: i32,
+    pub leader_epoch: i32,
+}
+
+#[derive(Debug, Clone, PartialEq)]
+pub struct TopicImage {
+    pub name: String,
+    pub topic_id: Uuid,
+    pub partitions: BTreeMap<i32, PartitionImage>,
+}
+
+/// Everything the metadata log has said so far.
+#[derive(Debug, Clone, Default, PartialEq)]
+pub struct MetadataImage {
+    pub brokers: BTreeMap<i32, BrokerImage>,
+    topics: BTreeMap<Uuid, TopicImage>,
+    names: BTreeMap<String, Uuid>,
+    configs: BTreeMap<ConfigResource, BTreeMap<String, String>>,
+    pub next_producer_id: i64,
+    /// How many records have been applied: the image's version.
+    pub applied: u64,
+}
+
+impl MetadataImage {
+    /// Applies one record. Records that name unknown topics are ignored, as a replay of a log
+    /// that deleted a topic must be.
+    pub fn apply(&mut self, record: &MetadataRecord) {
+        self.applied += 1;
+        match record {
+            MetadataRecord::RegisterBroker {
+                broker_id,
+                host,
+                port,
+                rack,
+            } => {
+                self.brokers.insert(
+                    *broker_id,
+                    BrokerImage {
+                        broker_id: *broker_id,
+                        host: host.clone(),
+                        port: *port,
+                        rack: rack.clone(),
+                    },
+                );
+            }
+            MetadataRecord::Topic { name, topic_id } => {
+                self.names.insert(name.clone(), *topic_id);
+                self.topics.insert(
+                    *topic_id,
+                    TopicImage {
+                        name: name.clone(),
+                        topic_id: *topic_id,
+                        partitions: BTreeMap::new(),
+                    },
+                );
+            }
+            MetadataRecord::Partition {
+                topic_id,
+                partition,
+                replicas,
+                isr,
+                leader,
+                leader_epoch,
+            } => {
+                if let Some(topic) = self.topics.get_mut(topic_id) {
+                    topic.partitions.insert(
+                        *partition,
+                        PartitionImage {
+                            replicas: replicas.clone(),
+                            isr: isr.clone(),
+                            leader: *leader,
+                            leader_epoch: *leader_epoch,
+                        },
+                    );
+                }
+            }
+            MetadataRecord::Config {
+                resource,
+                name,
+                value,
+            } => {
+                let entry = self.configs.entry(resource.clone()).or_default();
+                match value {
+                    Some(v) => {
+                        entry.insert(name.clone(), v.clone());
+                    }
+                    None => {
+                        entry.remove(name);
+                    }
+                }
+            }
+            MetadataRecord::RemoveTopic { topic_id } => {
+                if let Some(topic) = self.topics.remove(topic_id) {
+                    self.names.remove(&topic.name);
+                    self.configs.remove(&ConfigResource::Topic(topic.name));
+                }
+            }
+            MetadataRecord::ProducerIds { next_producer_id } => {
+                self.next_producer_id = self.next_producer_id.max(*next_producer_id);
+            }
+        }
+    }
+
+    pub fn topic(&self, name: &str) -> Option<&TopicImage> {
+        self.names.get(name).and_then(|id| self.topics.get(id))
+    }
+
+    pub fn topic_by_id(&self, id: &Uuid) -> Option<&TopicImage> {
+        self.topics.get(id)
+    }
+
+    pub fn topics(&self) -> impl Iterator<Item = &TopicImage> {
+        self.names.values().filter_map(|id| self.topics.get(id))
+    }
+
+    /// The configs set explicitly on a resource (not the defaults).
+    pub fn configs(&self, resource: &ConfigResource) -> BTreeMap<String, String> {
+        self.configs.get(resource).cloned().unwrap_or_default()
+    }
+}

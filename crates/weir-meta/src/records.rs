@@ -1,0 +1,51 @@
+//! The metadata records: every change to the cluster's metadata is one of these.
+//!
+//! They mirror KRaft's record types (`RegisterBrokerRecord`, `TopicRecord`, `PartitionRecord`,
+//! `ConfigRecord`, `RemoveTopicRecord`, `ProducerIdsRecord`) and are stored as JSON, one record
+//! per entry of the record log.
+
+use serde::{Deserialize, Serialize};
+use uuid::Uuid;
+
+/// What a config record applies to.
+#[derive(Debug, Clone, PartialEq, Eq, Hash, PartialOrd, Ord, Serialize, Deserialize)]
+pub enum ConfigResource {
+    Topic(String),
+    Broker(i32),
+}
+
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(tag = "type")]
+pub enum MetadataRecord {
+    RegisterBroker {
+        broker_id: i32,
+        host: String,
+        port: i32,
+        rack: Option<String>,
+    },
+    Topic {
+        name: String,
+        topic_id: Uuid,
+    },
+    Partition {
+        topic_id: Uuid,
+        partition: i32,
+        replicas: Vec<i32>,
+        isr: Vec<i32>,
+        leader: i32,
+        leader_epoch: i32,
+    },
+    /// Sets a config (`value: Some`) or removes it back to its default (`None`).
+    Config {
+        resource: ConfigResource,
+        name: String,
+        value: Option<String>,
+    },
+    RemoveTopic {
+        topic_id: Uuid,
+    },
+    /// Producer ids below `next_producer_id` have been handed out.
+    ProducerIds {
+        next_producer_id: i64,
+    },
+}

@@ -1,0 +1,358 @@
+//! `weir server`: settings from flags, then `WEIR_*` variables, then a TOML file, then defaults.
+//!
+//! Every setting has Kafka's name; as a flag its dots become dashes (`node.id` → `--node-id`), as a
+//! variable it is upper-cased with underscores (`WEIR_NODE_ID`), and in the file it keeps its name
+//! (`"node.id" = 0`).
+
+use std::collections::BTreeMap;
+use std::net::ToSocketAddrs;
+use std::path::PathBuf;
+
+use anyhow::{anyhow, bail, Context, Result};
+use clap::Args;
+use weir_broker::BrokerConfig;
+
+#[derive(Debug, Args)]
+#[command(
+    after_help = "Settings are read from flags, then WEIR_* environment variables, then the --config file."
+)]
+pub(crate) struct ServerArgs {
+    /// TOML file of settings with Kafka's names, e.g. `"log.dirs" = "/var/lib/weir"`.
+    #[arg(long, env = "WEIR_CONFIG", value_name = "FILE")]
+    config: Option<PathBuf>,
+    /// node.id: this broker's id [default: 0].
+    #[arg(long, env = "WEIR_NODE_ID")]
+    node_id: Option<i32>,
+    /// listeners: where to listen, as PLAINTEXT://HOST:PORT [default: PLAINTEXT://127.0.0.1:9092].
+    #[arg(long, env = "WEIR_LISTENERS")]
+    listeners: Option<String>,
+    /// advertised.listeners: the address given to clients, as PLAINTEXT://HOST:PORT [default: the listener].
+    #[arg(long, env = "WEIR_ADVERTISED_LISTENERS")]
+    advertised_listeners: Option<String>,
+    /// log.dirs: the data directory [default: ./weir-data].
+    #[arg(long, env = "WEIR_LOG_DIRS")]
+    log_dirs: Option<PathBuf>,
+    /// num.partitions: partitions of auto-created topics and of topics created without a count [default: 1].
+    #[arg(long, env = "WEIR_NUM_PARTITIONS")]
+    num_partitions: Option<i32>,
+    /// default.replication.factor [default: 1].
+    #[arg(long, env = "WEIR_DEFAULT_REPLICATION_FACTOR")]
+    default_replication_factor: Option<i16>,
+    /// auto.create.topics.enable: create unknown topics on metadata requests [default: true].
+    #[arg(long, env = "WEIR_AUTO_CREATE_TOPICS_ENABLE")]
+    auto_create_topics_enable: Option<bool>,
+    /// socket.request.max.bytes: the largest request accepted [default: 104857600].
+    #[arg(long, env = "WEIR_SOCKET_REQUEST_MAX_BYTES")]
+    socket_request_max_bytes: Option<usize>,
+    /// log.retention.check.interval.ms: how often retention runs [default: 300000].
+    #[arg(long, env = "WEIR_LOG_RETENTION_CHECK_INTERVAL_MS")]
+    log_retention_check_interval_ms: Option<u64>,
+    /// broker.rack: this broker's rack, for rack-aware placement.
+    #[arg(long, env = "WEIR_BROKER_RACK")]
+    broker_rack: Option<String>,
+    /// log.retention.ms: default retention.ms of topics [default: 604800000].
+    #[arg(long, env = "WEIR_LOG_RETENTION_MS")]
+    log_retention_ms: Option<i64>,
+    /// log.retention.hours: the same in hours, used when log.retention.ms is not set [default: 168].
+    #[arg(long, env = "WEIR_LOG_RETENTION_HOURS")]
+    log_retention_hours: Option<i64>,
+    /// log.retention.bytes: default retention.bytes of topics [default: -1].
+    #[arg(long, env = "WEIR_LOG_RETENTION_BYTES")]
+    log_retention_bytes: Option<i64>,
+    /// log.segment.bytes: default segment.bytes of topics [default: 1073741824].
+    #[arg(long, env = "WEIR_LOG_SEGMENT_BYTES")]
+    log_segment_bytes: Option<i64>,
+    /// log.roll.ms: default segment.ms of topics [default: 604800000].
+    #[arg(long, env = "WEIR_LOG_ROLL_MS")]
+    log_roll_ms: Option<i64>,
+    /// message.max.bytes: default max.message.bytes of topics [default: 1048588].
+    #[arg(long, env = "WEIR_MESSAGE_MAX_BYTES")]
+    message_max_bytes: Option<i64>,
+    /// log.flush.interval.messages: default flush.messages of topics [default: never forced].
+    #[arg(long, env = "WEIR_LOG_FLUSH_INTERVAL_MESSAGES")]
+    log_flush_interval_messages: Option<i64>,
+    /// log.flush.interval.ms: default flush.ms of topics [default: never forced].
+    #[arg(long, env = "WEIR_LOG_FLUSH_INTERVAL_MS")]
+    log_flush_interval_ms: Option<i64>,
+    /// log.cleanup.policy: default cleanup.policy of topics [default: delete].
+    #[arg(long, env = "WEIR_LOG_CLEANUP_POLICY")]
+    log_cleanup_policy: Option<String>,
+    /// min.insync.replicas: default min.insync.replicas of topics [default: 1].
+    #[arg(long, env = "WEIR_MIN_INSYNC_REPLICAS")]
+    min_insync_replicas: Option<i64>,
+    /// log.message.timestamp.type: CreateTime or LogAppendTime [default: CreateTime].
+    #[arg(long, env = "WEIR_LOG_MESSAGE_TIMESTAMP_TYPE")]
+    log_message_timestamp_type: Option<String>,
+}
+
+/// Settings from the TOML file, as strings by Kafka name.
+fn read_file(path: &PathBuf) -> Result<BTreeMap<String, String>> {
+    let text = std::fs::read_to_string(path)
+        .with_context(|| format!("cannot read config file {}", path.display()))?;
+    let table: toml::Table = text
+        .parse()
+        .with_context(|| format!("config file {} is not valid TOML", path.display()))?;
+    let mut out = BTreeMap::new();
+    for (key, value) in table {
+        let value = match value {
+            toml::Value::String(s) => s,
+            toml::Value::Integer(i) => i.to_string(),
+            toml::Value::Boolean(b) => b.to_string(),
+            toml::Value::Float(f) => f.to_string(),
+            other => bail!(
+                "config file {}: '{key}' has an unsupported value {other}",
+                path.display()
+            ),
+        };
+        out.insert(key, value);
+    }
+    Ok(out)
+}
+
+/// Parses `PLAINTEXT://host:port` (or a bare `host:port`).
+fn parse_listener(s: &str) -> Result<(String, u16)> {
+    let first = s.split(',').next().unwrap_or(s).trim();
+    let addr = match first.split_once("://") {
+        Some((proto, rest)) => {
+            if !proto.eq_ignore_ascii_case("PLAINTEXT") {
+                bail!("listener '{first}': only PLAINTEXT is supported so far");
+            }
+            rest
+        }
+        None => first,
+    };
+    let (host, port) = addr
+        .rsplit_once(':')
+        .ok_or_else(|| anyhow!("listener '{first}' has no port"))?;
+    let port: u16 = port
+        .parse()
+        .map_err(|_| anyhow!("listener '{first}' has a bad port"))?;
+    let host = host.trim_start_matches('[').trim_end_matches(']');
+    let host = if host.is_empty() { "0.0.0.0" } else { host };
+    Ok((host.to_string(), port))
+}
+
+struct Settings {
+    file: BTreeMap<String, String>,
+}
+
+impl Settings {
+    /// The flag or variable if given, else the file's value, parsed.
+    fn pick<T: std::str::FromStr>(&self, given: Option<T>, name: &str) -> Result<Option<T>> {
+        if given.is_some() {
+            return Ok(given);
+        }
+        match self.file.get(name) {
+            None => Ok(None),
+            Some(v) => v
+                .parse()
+                .map(Some)
+                .map_err(|_| anyhow!("config file: '{name}' has a bad value '{v}'")),
+        }
+    }
+}
+
+const KNOWN_KEYS: &[&str] = &[
+    "node.id",
+    "broker.id",
+    "listeners",
+    "advertised.listeners",
+    "log.dirs",
+    "log.dir",
+    "num.partitions",
+    "default.replication.factor",
+    "auto.create.topics.enable",
+    "socket.request.max.bytes",
+    "log.retention.check.interval.ms",
+    "broker.rack",
+    "log.retention.ms",
+    "log.retention.hours",
+    "log.retention.bytes",
+    "log.segment.bytes",
+    "log.roll.ms",
+    "message.max.bytes",
+    "log.flush.interval.messages",
+    "log.flush.interval.ms",
+    "log.cleanup.policy",
+    "min.insync.replicas",
+    "log.message.timestamp.type",
+];
+
+pub(crate) fn config_from(args: ServerArgs) -> Result<BrokerConfig> {
+    let file = match &args.config {
+        Some(path) => read_file(path)?,
+        None => BTreeMap::new(),
+    };
+    if let Some(unknown) = file.keys().find(|k| !KNOWN_KEYS.contains(&k.as_str())) {
+        bail!("config file: unknown setting '{unknown}'");
+    }
+    let s = Settings { file };
+    let mut config = BrokerConfig::default();
+    if let Some(v) = s
+        .pick(args.node_id, "node.id")?
+        .or(s.pick(None, "broker.id")?)
+    {
+        config.node_id = v;
+    }
+    if config.node_id < 0 {
+        bail!("node.id must be 0 or more, not {}", config.node_id);
+    }
+    if let Some(l) = s.pick::<String>(args.listeners, "listeners")? {
+        let (host, port) = parse_listener(&l)?;
+        config.listener = (host.as_str(), port)
+            .to_socket_addrs()
+            .with_context(|| format!("cannot resolve listener host '{host}'"))?
+            .next()
+            .ok_or_else(|| anyhow!("listener host '{host}' has no address"))?;
+    }
+    if let Some(l) = s.pick::<String>(args.advertised_listeners, "advertised.listeners")? {
+        let (host, port) = parse_listener(&l)?;
+        config.advertised_host = Some(host);
+        config.advertised_port = Some(port);
+    }
+    if let Some(dir) = s
+        .pick::<PathBuf>(args.log_dirs, "log.dirs")?
+        .or(s.pick(None, "log.dir")?)
+    {
+        config.log_dir = dir;
+    }
+    if let Some(n) = s.pick(args.num_partitions, "num.partitions")? {
+        if n < 1 {
+            bail!("num.partitions must be at least 1, not {n}");
+        }
+        config.num_partitions = n;
+    }
+    if let Some(n) = s.pick(
+        args.default_replication_factor,
+        "default.replication.factor",
+    )? {
+        if n < 1 {
+            bail!("default.replication.factor must be at least 1, not {n}");
+        }
+        config.default_replication_factor = n;
+    }
+    if let Some(b) = s.pick(args.auto_create_topics_enable, "auto.create.topics.enable")? {
+        config.auto_create_topics_enable = b;
+    }
+    if let Some(n) = s.pick(args.socket_request_max_bytes, "socket.request.max.bytes")? {
+        if n == 0 || n > i32::MAX as usize {
+            bail!(
+                "socket.request.max.bytes must be between 1 and {}",
+                i32::MAX
+            );
+        }
+        config.socket_request_max_bytes = n;
+    }
+    if let Some(n) = s.pick(
+        args.log_retention_check_interval_ms,
+        "log.retention.check.interval.ms",
+    )? {
+        config.log_retention_check_interval_ms = n;
+    }
+    config.rack = s.pick(args.broker_rack, "broker.rack")?;
+
+    let mut defaults = BTreeMap::new();
+    let retention_ms = match s.pick(args.log_retention_ms, "log.retention.ms")? {
+        Some(ms) => Some(ms),
+        None => s
+            .pick::<i64>(args.log_retention_hours, "log.retention.hours")?
+            .map(|h| h.saturating_mul(3_600_000)),
+    };
+    let topic_defaults: [(&str, Option<String>); 9] = [
+        ("log.retention.ms", retention_ms.map(|v| v.to_string())),
+        (
+            "log.retention.bytes",
+            s.pick(args.log_retention_bytes, "log.retention.bytes")?
+                .map(|v: i64| v.to_string()),
+        ),
+        (
+            "log.segment.bytes",
+            s.pick(args.log_segment_bytes, "log.segment.bytes")?
+                .map(|v: i64| v.to_string()),
+        ),
+        (
+            "log.roll.ms",
+            s.pick(args.log_roll_ms, "log.roll.ms")?
+                .map(|v: i64| v.to_string()),
+        ),
+        (
+            "message.max.bytes",
+            s.pick(args.message_max_bytes, "message.max.bytes")?
+                .map(|v: i64| v.to_string()),
+        ),
+        (
+            "log.flush.interval.messages",
+            s.pick(
+                args.log_flush_interval_messages,
+                "log.flush.interval.messages",
+            )?
+            .map(|v: i64| v.to_string()),
+        ),
+        (
+            "log.flush.interval.ms",
+            s.pick(args.log_flush_interval_ms, "log.flush.interval.ms")?
+                .map(|v: i64| v.to_string()),
+        ),
+        (
+            "log.cleanup.policy",
+            s.pick(args.log_cleanup_policy, "log.cleanup.policy")?,
+        ),
+        (
+            "min.insync.replicas",
+            s.pick(args.min_insync_replicas, "min.insync.replicas")?
+                .map(|v: i64| v.to_string()),
+        ),
+    ];
+    for (name, value) in topic_defaults {
+        if let Some(v) = value {
+            defaults.insert(name.to_string(), v);
+        }
+    }
+    if let Some(t) = s.pick::<String>(
+        args.log_message_timestamp_type,
+        "log.message.timestamp.type",
+    )? {
+        defaults.insert("log.message.timestamp.type".to_string(), t);
+    }
+    // Check each broker default against the topic config it stands for.
+    for (broker_name, value) in &defaults {
+        if let Some(def) = weir_meta::configs::TOPIC_CONFIGS
+            .iter()
+            .find(|d| d.broker_synonym == Some(broker_name.as_str()))
+        {
+            weir_meta::configs::validate_value(def, value)
+                .map_err(|e| anyhow!("{broker_name}: {e}"))?;
+        }
+    }
+    config.topic_defaults = defaults;
+    Ok(config)
+}
+
+pub(crate) fn run(args: ServerArgs) -> Result<()> {
+    tracing_subscriber::fmt()
+        .with_env_filter(
+            tracing_subscriber::EnvFilter::try_from_default_env()
+                .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("info")),
+        )
+        .with_writer(std::io::stderr)
+        .init();
+    let config = config_from(args)?;
+    let runtime = tokio::runtime::Runtime::new().context("cannot start the async runtime")?;
+    runtime.block_on(async move {
+        let handle = weir_broker::run(config).await?;
+        wait_for_signal().await?;
+        tracing::info!("shutting down");
+        handle.shutdown().await;
+        Ok::<(), anyhow::Error>(())
+    })
+}
+
+async fn wait_for_signal() -> Result<()> {
+    use tokio::signal::unix::{signal, SignalKind};
+    let mut term = signal(SignalKind::terminate()).context("cannot watch SIGTERM")?;
+    tokio::select! {
+        r = tokio::signal::ctrl_c() => r.context("cannot watch SIGINT")?,
+        _ = term.recv() => {}
+    }
+    Ok(())
+}

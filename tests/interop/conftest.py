@@ -1,0 +1,319 @@
+"""Fixtures for Weir's third-party-client interop suite.
+
+Every test gets a fresh broker (``weir`` fixture): a real ``weir server``
+process on a free loopback port with its own temporary log dir.  The binary
+comes from ``$WEIR_BIN`` (default ``<repo>/target/debug/weir``).
+
+The broker's stderr goes to ``<tmp>/weir.stderr.log`` (appended across
+restarts) and is attached to the pytest report of any failing test.
+
+Everything here is bounded in time: broker start waits at most
+``WEIR_START_TIMEOUT`` seconds (default 20), stops escalate to SIGKILL, and
+an autouse watchdog aborts any single test after ``WEIR_TEST_TIMEOUT``
+seconds (default 240).
+"""
+
+from __future__ import annotations
+
+import os
+import re
+import shutil
+import signal
+import socket
+import subprocess
+import sys
+import tempfile
+import time
+from pathlib import Path
+
+import pytest
+
+REPO = Path(__file__).resolve().parents[2]
+HERE = Path(__file__).resolve().parent
+
+START_TIMEOUT = float(os.environ.get("WEIR_START_TIMEOUT", "20"))
+TEST_TIMEOUT = float(os.environ.get("WEIR_TEST_TIMEOUT", "240"))
+NUM_PARTITIONS = 3
+ANSI_ESCAPE = re.compile(r"\x1b\[[0-9;]*[A-Za-z]")
+
+
+def weir_bin() -> Path:
+    p = os.environ.get("WEIR_BIN")
+    path = Path(p) if p else REPO / "target" / "debug" / "weir"
+    if not path.is_absolute():
+        path = REPO / path
+    return path
+
+
+def free_port() -> int:
+    with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
+
+def port_open(port: int) -> bool:
+    try:
+        with socket.create_connection(("127.0.0.1", port), timeout=0.5):
+            return True
+    except OSError:
+        return False
+
+
+class Broker:
+    """One ``weir server`` process plus its data dir, restartable in place."""
+
+    def __init__(self, binary: Path, tmp: Path, extra_args=()):
+        self.binary = binary
+        self.tmp = tmp
+        self.log_dir = tmp / "data"
+        self.log_dir.mkdir(parents=True, exist_ok=True)
+        self.stderr_path = tmp / "weir.stderr.log"
+        self.port = free_port()
+        self.bootstrap = f"127.0.0.1:{self.port}"
+        self.extra_args = list(extra_args)
+        self.proc: subprocess.Popen | None = None
+        self.starts = 0
+        self.exit_codes: list[int | None] = []
+
+    # -- lifecycle ---------------------------------------------------------
+
+    def command(self) -> list[str]:
+        return [
+            str(self.binary),
+            "server",
+            "--node-id", "0",
+            "--listeners", f"PLAINTEXT://{self.bootstrap}",
+            "--log-dirs", str(self.log_dir),
+            "--num-partitions", str(NUM_PARTITIONS),
+            *self.extra_args,
+        ]
+
+    def start(self) -> None:
+        assert self.proc is None or self.proc.poll() is not None, "broker already running"
+        # Drop WEIR_* variables (the binary reads its settings from them, and
+        # this suite's own knobs share the prefix); log at info unless
+        # WEIR_INTEROP_RUST_LOG or RUST_LOG says otherwise.
+        env = {k: v for k, v in os.environ.items() if not k.startswith("WEIR_")}
+        env["RUST_LOG"] = os.environ.get("WEIR_INTEROP_RUST_LOG") or os.environ.get("RUST_LOG") or "info"
+        env.setdefault("RUST_BACKTRACE", "1")
+        env.setdefault("NO_COLOR", "1")
+        self.starts += 1
+        with open(self.stderr_path, "ab") as err:
+            err.write(f"\n===== weir start #{self.starts}: {' '.join(self.command())}\n".encode())
+            err.flush()
+            self.proc = subprocess.Popen(
+                self.command(),
+                stdin=subprocess.DEVNULL,
+                stdout=err,
+                stderr=err,
+                cwd=str(self.tmp),
+                env=env,
+                start_new_session=True,
+            )
+        deadline = time.monotonic() + START_TIMEOUT
+        while time.monotonic() < deadline:
+            rc = self.proc.poll()
+            if rc is not None:
+                raise RuntimeError(
+                    f"weir exited with code {rc} during startup (start #{self.starts})\n"
+                    + self.stderr_tail()
+                )
+            if port_open(self.port):
+                return
+            time.sleep(0.05)
+        self._signal(signal.SIGKILL)
+        self._wait(5)
+        raise RuntimeError(
+            f"weir did not accept connections on {self.bootstrap} within {START_TIMEOUT}s\n"
+            + self.stderr_tail()
+        )
+
+    def _signal(self, sig) -> None:
+        if self.proc is not None and self.proc.poll() is None:
+            try:
+                os.kill(self.proc.pid, sig)
+            except ProcessLookupError:
+                pass
+
+    def _wait(self, timeout: float) -> int | None:
+        if self.proc is None:
+            return None
+        try:
+            return self.proc.wait(timeout=timeout)
+        except subprocess.TimeoutExpired:
+            return None
+
+    def stop(self, kill9: bool = False, timeout: float = 15.0) -> int | None:
+        """Stop the broker; return its exit code.
+
+        With ``kill9`` it is SIGKILLed.  Otherwise it gets SIGTERM and up to
+        ``timeout`` seconds to exit; if it does not, it is SIGKILLed and
+        ``None`` is returned (a graceful shutdown that hung).
+        """
+        if self.proc is None:
+            return None
+        if self.proc.poll() is not None:
+            rc = self.proc.returncode
+        elif kill9:
+            self._signal(signal.SIGKILL)
+            rc = self._wait(10)
+        else:
+            self._signal(signal.SIGTERM)
+            rc = self._wait(timeout)
+            if rc is None:
+                self._signal(signal.SIGKILL)
+                self._wait(10)
+        self._kill_group()
+        self.exit_codes.append(rc)
+        with open(self.stderr_path, "ab") as err:
+            how = "SIGKILL" if kill9 else "SIGTERM"
+            err.write(f"\n===== weir stopped with {how}: exit code {rc}\n".encode())
+        self.proc = None
+        return rc
+
+    def _kill_group(self) -> None:
+        # The broker runs in its own session; make sure nothing it spawned
+        # outlives it.  Only ever our own process group, by id.
+        if self.proc is not None:
+            try:
+                os.killpg(self.proc.pid, signal.SIGKILL)
+            except (ProcessLookupError, PermissionError):
+                pass
+
+    def restart(self, kill9: bool = False) -> int | None:
+        """Stop (SIGTERM, or SIGKILL with ``kill9``) and start again on the
+        same port and log dirs.  Returns the exit code of the stop."""
+        rc = self.stop(kill9=kill9)
+        self.start()
+        return rc
+
+    def alive(self) -> bool:
+        return self.proc is not None and self.proc.poll() is None
+
+    def stderr_text(self) -> str:
+        try:
+            text = self.stderr_path.read_text(errors="replace")
+        except OSError:
+            return ""
+        return ANSI_ESCAPE.sub("", text)
+
+    def stderr_tail(self, max_chars: int = 20000) -> str:
+        text = self.stderr_text()
+        if len(text) > max_chars:
+            text = "...[truncated]...\n" + text[-max_chars:]
+        return f"----- weir stderr ({self.stderr_path}) -----\n{text}\n----- end weir stderr -----"
+
+    def close(self) -> None:
+        try:
+            if self.proc is not None:
+                self.stop(kill9=True)
+        finally:
+            shutil.rmtree(self.tmp, ignore_errors=True)
+
+
+# -- fixtures -------------------------------------------------------------
+
+
+@pytest.fixture
+def weir(request):
+    binary = weir_bin()
+    if not binary.is_file() or not os.access(binary, os.X_OK):
+        pytest.fail(
+            f"weir binary not found at {binary}; build it with `cargo build` "
+            "or point WEIR_BIN at it",
+            pytrace=False,
+        )
+    tmp = Path(tempfile.mkdtemp(prefix="weir-interop-"))
+    broker = Broker(binary, tmp)
+    request.node._weir_broker = broker
+    try:
+        broker.start()
+        yield broker
+        # A broker that died on its own during the test is a failure even if
+        # the test's assertions happened to pass.
+        if broker.proc is not None and broker.proc.poll() is not None:
+            pytest.fail(
+                f"weir exited unexpectedly with code {broker.proc.returncode}\n"
+                + broker.stderr_tail(),
+                pytrace=False,
+            )
+    finally:
+        request.node._weir_stderr = broker.stderr_tail()
+        broker.close()
+
+
+@pytest.fixture(scope="session")
+def sarama_bin(tmp_path_factory):
+    """Build tests/interop/sarama once per session (GOPATH mode against the
+    Debian golang-github-shopify-sarama-dev sources)."""
+    go = shutil.which("go")
+    if go is None:
+        pytest.fail("`go` not found; install golang-go (see .ci/run)", pytrace=False)
+    gopath = os.environ.get("WEIR_SARAMA_GOPATH", "/usr/share/gocode")
+    if not (Path(gopath) / "src/github.com/Shopify/sarama").is_dir():
+        pytest.fail(
+            f"Sarama sources not found under {gopath}; "
+            "install golang-github-shopify-sarama-dev (see .ci/run)",
+            pytrace=False,
+        )
+    out = tmp_path_factory.mktemp("sarama") / "sarama-interop"
+    env = dict(os.environ)
+    env.update(GO111MODULE="off", GOPATH=gopath, GOFLAGS="")
+    # A writable build cache that survives between runs on the same machine.
+    env.setdefault("GOCACHE", str(Path(tempfile.gettempdir()) / "weir-interop-gocache"))
+    try:
+        res = subprocess.run(
+            [go, "build", "-o", str(out), "."],
+            cwd=str(HERE / "sarama"),
+            env=env,
+            stdin=subprocess.DEVNULL,
+            capture_output=True,
+            text=True,
+            timeout=600,
+        )
+    except subprocess.TimeoutExpired:
+        pytest.fail("building the Sarama program timed out", pytrace=False)
+    if res.returncode != 0:
+        pytest.fail(f"go build failed:\n{res.stdout}\n{res.stderr}", pytrace=False)
+    return out
+
+
+@pytest.fixture(autouse=True)
+def _watchdog(request):
+    """Abort a test that runs longer than TEST_TIMEOUT seconds.
+
+    Client calls in the tests all carry their own timeouts; this is the
+    backstop so the suite can never hang CI.
+    """
+    if not hasattr(signal, "SIGALRM"):
+        yield
+        return
+
+    def on_alarm(signum, frame):
+        raise TimeoutError(f"test exceeded WEIR_TEST_TIMEOUT={TEST_TIMEOUT}s")
+
+    old = signal.signal(signal.SIGALRM, on_alarm)
+    signal.setitimer(signal.ITIMER_REAL, TEST_TIMEOUT)
+    try:
+        yield
+    finally:
+        signal.setitimer(signal.ITIMER_REAL, 0)
+        signal.signal(signal.SIGALRM, old)
+
+
+@pytest.hookimpl(hookwrapper=True)
+def pytest_runtest_makereport(item, call):
+    outcome = yield
+    report = outcome.get_result()
+    if not report.failed:
+        return
+    broker = getattr(item, "_weir_broker", None)
+    if broker is None:
+        return
+    text = getattr(item, "_weir_stderr", None) or broker.stderr_tail()
+    report.sections.append(("weir stderr", text))
+
+
+def pytest_report_header(config):
+    b = weir_bin()
+    return [f"weir binary: {b} ({'present' if b.is_file() else 'MISSING'})"]

@@ -1,0 +1,127 @@
+"""Admin APIs through confluent-kafka's AdminClient (and kafka-python's for
+DescribeConfigs)."""
+
+import time
+
+from confluent_kafka import TopicPartition
+from confluent_kafka.admin import ConfigResource, NewPartitions, ResourceType
+
+from interop_helpers import (
+    admin,
+    consume_all,
+    create_topic,
+    list_topic_names,
+    produce,
+    topic_name,
+    wait_for_partitions,
+    watermarks,
+)
+
+
+def describe_topic(bs, topic):
+    res = ConfigResource(ResourceType.TOPIC, topic)
+    fut = admin(bs).describe_configs([res], request_timeout=10)[res]
+    return fut.result(timeout=15)
+
+
+def test_describe_configs_topic(weir):
+    bs = weir.bootstrap
+    t = topic_name("adm-cfg")
+    create_topic(bs, t, partitions=3)
+    cfg = describe_topic(bs, t)
+    for name in ("retention.ms", "cleanup.policy"):
+        assert name in cfg, f"{name} missing from DescribeConfigs: {sorted(cfg)}"
+    assert cfg["cleanup.policy"].value == "delete", cfg["cleanup.policy"]
+    assert int(cfg["retention.ms"].value) == 7 * 24 * 3600 * 1000, cfg["retention.ms"]
+    if "segment.bytes" in cfg:
+        assert int(cfg["segment.bytes"].value) > 0
+
+
+def test_create_topic_with_config_and_alter_configs(weir):
+    bs = weir.bootstrap
+    t = topic_name("adm-alter")
+    create_topic(bs, t, partitions=1, config={"retention.ms": "3600000"})
+    cfg = describe_topic(bs, t)
+    assert cfg["retention.ms"].value == "3600000"
+
+    res = ConfigResource(ResourceType.TOPIC, t, set_config={"retention.ms": "7200000"})
+    admin(bs).alter_configs([res], request_timeout=10)[res].result(timeout=15)
+    cfg = describe_topic(bs, t)
+    assert cfg["retention.ms"].value == "7200000"
+
+
+def test_describe_configs_broker(weir):
+    bs = weir.bootstrap
+    res = ConfigResource(ResourceType.BROKER, "0")
+    cfg = admin(bs).describe_configs([res], request_timeout=10)[res].result(timeout=15)
+    assert cfg, "broker 0 returned no configs"
+    if "num.partitions" in cfg:
+        assert cfg["num.partitions"].value == "3"
+
+
+def test_delete_topic(weir):
+    bs = weir.bootstrap
+    t = topic_name("adm-del")
+    keep = topic_name("adm-keep")
+    create_topic(bs, t, partitions=3)
+    create_topic(bs, keep, partitions=1)
+    produce(bs, t, [("k", "v")] * 5)
+    assert {t, keep} <= list_topic_names(bs)
+
+    admin(bs).delete_topics([t], request_timeout=15, operation_timeout=15)[t].result(timeout=20)
+    deadline = time.monotonic() + 15
+    while time.monotonic() < deadline and t in list_topic_names(bs):
+        time.sleep(0.2)
+    names = list_topic_names(bs)
+    assert t not in names, names
+    assert keep in names, names
+
+
+def test_create_partitions(weir):
+    bs = weir.bootstrap
+    t = topic_name("adm-parts")
+    create_topic(bs, t, partitions=3)
+    a = admin(bs)
+    a.create_partitions([NewPartitions(t, 5)], request_timeout=15)[t].result(timeout=20)
+    wait_for_partitions(bs, t, 5)
+    produce(bs, t, [(None, "p4")], partition=4)
+    got = consume_all(bs, t, [4], expect_total=1)
+    assert [m[2] for m in got[4]] == ["p4"]
+
+
+def test_delete_records(weir):
+    bs = weir.bootstrap
+    t = topic_name("adm-delrec")
+    create_topic(bs, t, partitions=1)
+    produce(bs, t, [(None, str(i)) for i in range(10)], partition=0)
+    tp = TopicPartition(t, 0, 4)
+    admin(bs).delete_records([tp], request_timeout=15)[tp].result(timeout=20)
+    assert watermarks(bs, t, [0])[0] == (4, 10)
+    got = consume_all(bs, t, [0])
+    assert [(m[0], m[2]) for m in got[0]] == [(i, str(i)) for i in range(4, 10)]
+
+
+def test_describe_cluster(weir):
+    bs = weir.bootstrap
+    d = admin(bs).describe_cluster(request_timeout=10).result(timeout=15)
+    assert [n.id for n in d.nodes] == [0], d.nodes
+    assert d.nodes[0].host == "127.0.0.1" and d.nodes[0].port == weir.port
+    assert d.controller is not None and d.controller.id == 0
+    assert d.cluster_id, "empty cluster id"
+
+
+def test_kafka_python_describe_configs(weir):
+    from kafka import KafkaAdminClient
+    from kafka.admin import ConfigResource as KpConfigResource, ConfigResourceType
+
+    bs = weir.bootstrap
+    t = topic_name("adm-kp-cfg")
+    create_topic(bs, t, partitions=3)
+    a = KafkaAdminClient(bootstrap_servers=bs, request_timeout_ms=15000)
+    try:
+        res = a.describe_configs([KpConfigResource(ConfigResourceType.TOPIC, t)], config_filter="all")
+    finally:
+        a.close()
+    cfg = res["topic"][t]
+    assert "retention.ms" in cfg and "cleanup.policy" in cfg, sorted(cfg)
+    assert cfg["cleanup.policy"]["value"] == "delete", cfg["cleanup.policy"]
