@@ -266,11 +266,9 @@ pub(crate) mod tests {
                 producer_epoch,
                 timestamp_type: TimestampType::Creation,
                 offset: i as i64,
-                sequence: if base_sequence < 0 {
-                    -1
-                } else {
-                    base_sequence + i as i32
-                },
+                // The encoder starts a new batch when offset minus sequence changes; a batch
+                // without a producer gets base sequence -1.
+                sequence: base_sequence + i as i32,
                 timestamp: first_ts + i as i64,
                 key: Some(bytes::Bytes::from(format!("k{i}"))),
                 value: Some(bytes::Bytes::from(format!("value-{i}"))),

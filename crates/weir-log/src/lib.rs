@@ -18,6 +18,8 @@ mod index;
 mod log;
 mod producer_state;
 mod segment;
+#[cfg(test)]
+mod tests;
 
 pub use batch::BatchHeader;
 pub use config::LogConfig;
