@@ -83,9 +83,8 @@ pub(crate) async fn dispatch(
     if version < spec.min || version > spec.max {
         if api == ApiKey::ApiVersions {
             // Answer in v0 so that the client can pick a version we support (KIP-511).
-            return Ok(Some(Body::Message(ResponseKind::ApiVersions(
-                handlers::api_versions::unsupported(),
-            ))));
+            let answer = ResponseKind::ApiVersions(handlers::api_versions::unsupported());
+            return Ok(Some(Body::Message(Box::new(answer))));
         }
         return Err(DispatchError::UnsupportedVersion {
             api,
@@ -155,5 +154,5 @@ pub(crate) async fn dispatch(
         }
         _ => return Err(DispatchError::Unsupported(api)),
     };
-    Ok(Some(Body::Message(response)))
+    Ok(Some(Body::Message(Box::new(response))))
 }

@@ -115,7 +115,7 @@ impl Chunk {
 /// A response body: a message encoded by `kafka-protocol`, or pre-framed chunks (Fetch).
 #[derive(Debug)]
 pub(crate) enum Body {
-    Message(ResponseKind),
+    Message(Box<ResponseKind>),
     Chunks(Vec<Chunk>),
 }
 

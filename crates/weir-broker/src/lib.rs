@@ -14,6 +14,7 @@ mod broker;
 pub mod config;
 pub mod errors;
 mod frame;
+pub mod fuzzing;
 mod handlers;
 pub mod replica_manager;
 mod server;

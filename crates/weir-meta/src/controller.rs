@@ -178,7 +178,7 @@ impl Controller {
             } else {
                 request.replication_factor
             };
-            if partitions < 1 || partitions > MAX_PARTITIONS {
+            if !(1..=MAX_PARTITIONS).contains(&partitions) {
                 return Err(MetaError::InvalidPartitions(format!(
                     "number of partitions must be between 1 and {MAX_PARTITIONS}, not {partitions}"
                 )));

@@ -105,7 +105,7 @@ mod tests {
         f.set_len(len - 3).unwrap();
         let (mut log, records) = RecordLog::open(dir.path()).unwrap();
         assert_eq!(records, vec![r1.clone()]);
-        log.append(&[r2.clone()]).unwrap();
+        log.append(std::slice::from_ref(&r2)).unwrap();
         let (_, records) = RecordLog::open(dir.path()).unwrap();
         assert_eq!(records, vec![r1, r2]);
     }
