@@ -356,3 +356,56 @@ async fn wait_for_signal() -> Result<()> {
     }
     Ok(())
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use clap::Parser;
+
+    #[derive(Debug, Parser)]
+    struct Wrapper {
+        #[command(flatten)]
+        args: ServerArgs,
+    }
+
+    fn parse(argv: &[&str]) -> Result<BrokerConfig> {
+        let w = Wrapper::try_parse_from(std::iter::once("weir").chain(argv.iter().copied()))?;
+        config_from(w.args)
+    }
+
+    /// One test, so that no other test sees the variable it sets.
+    #[test]
+    fn flags_override_variables_override_the_file() {
+        let dir = tempfile::tempdir().unwrap();
+        let file = dir.path().join("weir.toml");
+        std::fs::write(
+            &file,
+            "\"node.id\" = 4\n\"num.partitions\" = 7\n\"log.dirs\" = \"/from/file\"\n\"log.retention.hours\" = 2\n\"listeners\" = \"PLAINTEXT://127.0.0.1:9999\"\n",
+        )
+        .unwrap();
+        let path = file.to_str().unwrap();
+        let c = parse(&["--config", path]).unwrap();
+        assert_eq!((c.node_id, c.num_partitions), (4, 7));
+        assert_eq!(c.log_dir, PathBuf::from("/from/file"));
+        assert_eq!(c.listener.port(), 9999);
+        assert_eq!(c.topic_defaults.get("log.retention.ms").unwrap(), "7200000");
+
+        std::env::set_var("WEIR_NUM_PARTITIONS", "9");
+        let c = parse(&["--config", path]).unwrap();
+        assert_eq!(c.num_partitions, 9, "the variable beats the file");
+        let c = parse(&["--config", path, "--num-partitions", "11"]).unwrap();
+        assert_eq!(c.num_partitions, 11, "the flag beats the variable");
+        std::env::remove_var("WEIR_NUM_PARTITIONS");
+
+        let c = parse(&[]).unwrap();
+        assert_eq!((c.node_id, c.num_partitions), (0, 1));
+        assert_eq!(c.listener.to_string(), "127.0.0.1:9092");
+        assert_eq!(c.log_dir, PathBuf::from("weir-data"));
+
+        assert!(parse(&["--num-partitions", "0"]).is_err());
+        assert!(parse(&["--listeners", "SSL://127.0.0.1:1"]).is_err());
+        assert!(parse(&["--log-cleanup-policy", "shred"]).is_err());
+        std::fs::write(&file, "\"no.such.setting\" = 1\n").unwrap();
+        assert!(parse(&["--config", path]).is_err());
+    }
+}
