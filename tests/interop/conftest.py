@@ -15,13 +15,13 @@ seconds (default 240).
 
 from __future__ import annotations
 
+import atexit
 import os
 import re
 import shutil
 import signal
 import socket
 import subprocess
-import sys
 import tempfile
 import time
 from pathlib import Path
@@ -57,6 +57,18 @@ def port_open(port: int) -> bool:
             return True
     except OSError:
         return False
+
+
+_LIVE_BROKERS: "set[Broker]" = set()
+
+
+@atexit.register
+def _kill_leftover_brokers() -> None:
+    for b in list(_LIVE_BROKERS):
+        try:
+            b.close()
+        except Exception:
+            pass
 
 
 class Broker:
@@ -98,6 +110,7 @@ class Broker:
         env.setdefault("RUST_BACKTRACE", "1")
         env.setdefault("NO_COLOR", "1")
         self.starts += 1
+        _LIVE_BROKERS.add(self)
         with open(self.stderr_path, "ab") as err:
             err.write(f"\n===== weir start #{self.starts}: {' '.join(self.command())}\n".encode())
             err.flush()
@@ -209,6 +222,7 @@ class Broker:
                 self.stop(kill9=True)
         finally:
             shutil.rmtree(self.tmp, ignore_errors=True)
+            _LIVE_BROKERS.discard(self)
 
 
 # -- fixtures -------------------------------------------------------------
@@ -312,6 +326,15 @@ def pytest_runtest_makereport(item, call):
         return
     text = getattr(item, "_weir_stderr", None) or broker.stderr_tail()
     report.sections.append(("weir stderr", text))
+
+
+def pytest_configure(config):
+    # Turn SIGTERM (e.g. from `timeout` in .ci/test) into KeyboardInterrupt so
+    # fixture teardown still kills the brokers and removes their data dirs.
+    def on_term(signum, frame):
+        raise KeyboardInterrupt(f"signal {signum}")
+
+    signal.signal(signal.SIGTERM, on_term)
 
 
 def pytest_report_header(config):

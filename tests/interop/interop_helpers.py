@@ -79,7 +79,8 @@ def wait_for_partitions(bootstrap: str, topic: str, partitions: int, timeout: fl
 
 
 def list_topic_names(bootstrap: str, timeout: float = 10) -> set[str]:
-    md = admin(bootstrap).list_topics(timeout=timeout)
+    a = admin(bootstrap)
+    md = a.list_topics(timeout=timeout)
     return set(md.topics)
 
 

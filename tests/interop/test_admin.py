@@ -20,8 +20,8 @@ from interop_helpers import (
 
 def describe_topic(bs, topic):
     res = ConfigResource(ResourceType.TOPIC, topic)
-    fut = admin(bs).describe_configs([res], request_timeout=10)[res]
-    return fut.result(timeout=15)
+    a = admin(bs)  # keep a reference: a collected AdminClient fails its futures
+    return a.describe_configs([res], request_timeout=10)[res].result(timeout=15)
 
 
 def test_describe_configs_topic(weir):
@@ -45,7 +45,8 @@ def test_create_topic_with_config_and_alter_configs(weir):
     assert cfg["retention.ms"].value == "3600000"
 
     res = ConfigResource(ResourceType.TOPIC, t, set_config={"retention.ms": "7200000"})
-    admin(bs).alter_configs([res], request_timeout=10)[res].result(timeout=15)
+    a = admin(bs)
+    a.alter_configs([res], request_timeout=10)[res].result(timeout=15)
     cfg = describe_topic(bs, t)
     assert cfg["retention.ms"].value == "7200000"
 
@@ -53,7 +54,8 @@ def test_create_topic_with_config_and_alter_configs(weir):
 def test_describe_configs_broker(weir):
     bs = weir.bootstrap
     res = ConfigResource(ResourceType.BROKER, "0")
-    cfg = admin(bs).describe_configs([res], request_timeout=10)[res].result(timeout=15)
+    a = admin(bs)
+    cfg = a.describe_configs([res], request_timeout=10)[res].result(timeout=15)
     assert cfg, "broker 0 returned no configs"
     if "num.partitions" in cfg:
         assert cfg["num.partitions"].value == "3"
@@ -68,7 +70,8 @@ def test_delete_topic(weir):
     produce(bs, t, [("k", "v")] * 5)
     assert {t, keep} <= list_topic_names(bs)
 
-    admin(bs).delete_topics([t], request_timeout=15, operation_timeout=15)[t].result(timeout=20)
+    a = admin(bs)
+    a.delete_topics([t], request_timeout=15, operation_timeout=15)[t].result(timeout=20)
     deadline = time.monotonic() + 15
     while time.monotonic() < deadline and t in list_topic_names(bs):
         time.sleep(0.2)
@@ -95,7 +98,8 @@ def test_delete_records(weir):
     create_topic(bs, t, partitions=1)
     produce(bs, t, [(None, str(i)) for i in range(10)], partition=0)
     tp = TopicPartition(t, 0, 4)
-    admin(bs).delete_records([tp], request_timeout=15)[tp].result(timeout=20)
+    a = admin(bs)
+    a.delete_records([tp], request_timeout=15)[tp].result(timeout=20)
     assert watermarks(bs, t, [0])[0] == (4, 10)
     got = consume_all(bs, t, [0])
     assert [(m[0], m[2]) for m in got[0]] == [(i, str(i)) for i in range(4, 10)]
@@ -103,7 +107,8 @@ def test_delete_records(weir):
 
 def test_describe_cluster(weir):
     bs = weir.bootstrap
-    d = admin(bs).describe_cluster(request_timeout=10).result(timeout=15)
+    a = admin(bs)
+    d = a.describe_cluster(request_timeout=10).result(timeout=15)
     assert [n.id for n in d.nodes] == [0], d.nodes
     assert d.nodes[0].host == "127.0.0.1" and d.nodes[0].port == weir.port
     assert d.controller is not None and d.controller.id == 0

@@ -22,8 +22,6 @@ def kp_producer(bs, **extra):
         linger_ms=5,
         request_timeout_ms=TIMEOUT_MS,
         max_block_ms=TIMEOUT_MS,
-        key_serializer=lambda k: None if k is None else k.encode(),
-        value_serializer=lambda v: None if v is None else v.encode(),
     )
     conf.update(extra)
     return KafkaProducer(**conf)
@@ -63,7 +61,14 @@ def send_all(bs, topic, records, timestamps=None, partition=None, **extra):
                 kw["timestamp_ms"] = timestamps[i]
             if partition is not None:
                 kw["partition"] = partition
-            futs.append(p.send(topic, key=k, value=v, **kw))
+            futs.append(
+                p.send(
+                    topic,
+                    key=None if k is None else k.encode(),
+                    value=None if v is None else v.encode(),
+                    **kw,
+                )
+            )
         p.flush(timeout=60)
         return [(md.partition, md.offset) for md in (f.get(timeout=30) for f in futs)]
     finally:
