@@ -28,6 +28,19 @@ pub struct BrokerConfig {
     pub socket_request_max_bytes: usize,
     /// `log.retention.check.interval.ms`
     pub log_retention_check_interval_ms: u64,
+    /// `log.cleaner.backoff.ms`: how often compacted logs are checked for cleaning.
+    pub log_cleaner_backoff_ms: u64,
+    /// `group.initial.rebalance.delay.ms`: a new group waits this long for more members.
+    pub group_initial_rebalance_delay_ms: u64,
+    /// `group.min.session.timeout.ms` and `group.max.session.timeout.ms`.
+    pub group_min_session_timeout_ms: i32,
+    pub group_max_session_timeout_ms: i32,
+    /// `offsets.topic.num.partitions`
+    pub offsets_topic_num_partitions: i32,
+    /// `offsets.topic.replication.factor` (capped at the number of brokers).
+    pub offsets_topic_replication_factor: i16,
+    /// `offsets.retention.minutes`
+    pub offsets_retention_minutes: i64,
     /// `broker.rack`
     pub rack: Option<String>,
     /// Broker-level defaults of topic configs, by their broker names (`log.retention.ms`, ...).
@@ -47,6 +60,13 @@ impl Default for BrokerConfig {
             auto_create_topics_enable: true,
             socket_request_max_bytes: 104_857_600,
             log_retention_check_interval_ms: 300_000,
+            log_cleaner_backoff_ms: 15_000,
+            group_initial_rebalance_delay_ms: 3_000,
+            group_min_session_timeout_ms: 6_000,
+            group_max_session_timeout_ms: 1_800_000,
+            offsets_topic_num_partitions: 50,
+            offsets_topic_replication_factor: 3,
+            offsets_retention_minutes: 10_080,
             rack: None,
             topic_defaults: BTreeMap::new(),
         }

@@ -88,6 +88,13 @@ pub fn log_config(effective: &[EffectiveConfig]) -> LogConfig {
             }
             "flush.ms" => config.flush_ms = long().unwrap_or(config.flush_ms),
             "message.timestamp.type" => config.log_append_time = v == "LogAppendTime",
+            "cleanup.policy" => {
+                config.cleanup_delete = v.split(',').any(|p| p.trim() == "delete");
+                config.cleanup_compact = v.split(',').any(|p| p.trim() == "compact");
+            }
+            "delete.retention.ms" => {
+                config.delete_retention_ms = long().unwrap_or(config.delete_retention_ms)
+            }
             _ => {}
         }
     }
@@ -248,6 +255,15 @@ impl ReplicaManager {
         for partition in self.all() {
             if let Err(e) = partition.log().enforce_retention(now_ms) {
                 tracing::error!(topic = %partition.topic, partition = partition.index, error = %e, "retention failed");
+            }
+        }
+    }
+
+    /// Runs a compaction pass on compacted logs that have something to clean.
+    pub fn compact_due(&self, now_ms: i64) {
+        for partition in self.all() {
+            if let Err(e) = partition.log().maybe_compact(now_ms) {
+                tracing::error!(topic = %partition.topic, partition = partition.index, error = %e, "compaction failed");
             }
         }
     }

@@ -102,15 +102,19 @@ async fn accept_loop(
     connections.shutdown().await;
 }
 
-/// Retention and time-based flushes.
+/// Retention, compaction and time-based flushes.
 async fn housekeeping(broker: Arc<Broker>, mut shutdown: watch::Receiver<bool>) {
     let retention_every =
         Duration::from_millis(broker.config.log_retention_check_interval_ms.max(100));
     let mut retention = tokio::time::interval(retention_every);
     let mut flush = tokio::time::interval(Duration::from_secs(1));
+    let mut cleaner = tokio::time::interval(Duration::from_millis(
+        broker.config.log_cleaner_backoff_ms.max(100),
+    ));
     loop {
         tokio::select! {
             _ = retention.tick() => broker.replicas.enforce_retention(weir_log::now_ms()),
+            _ = cleaner.tick() => broker.replicas.compact_due(weir_log::now_ms()),
             _ = flush.tick() => broker.replicas.flush_due(weir_log::now_ms()),
             _ = shutdown.changed() => break,
         }

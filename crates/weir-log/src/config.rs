@@ -21,6 +21,12 @@ pub struct LogConfig {
     pub flush_ms: i64,
     /// `message.timestamp.type=LogAppendTime`: stamp batches with the broker's clock.
     pub log_append_time: bool,
+    /// `cleanup.policy` contains `delete`: retention deletes old segments.
+    pub cleanup_delete: bool,
+    /// `cleanup.policy` contains `compact`: the cleaner keeps the latest record per key.
+    pub cleanup_compact: bool,
+    /// `delete.retention.ms`: how long tombstones survive compaction.
+    pub delete_retention_ms: i64,
 }
 
 impl Default for LogConfig {
@@ -35,6 +41,9 @@ impl Default for LogConfig {
             flush_messages: i64::MAX as u64,
             flush_ms: i64::MAX,
             log_append_time: false,
+            cleanup_delete: true,
+            cleanup_compact: false,
+            delete_retention_ms: 24 * 60 * 60 * 1000,
         }
     }
 }

@@ -12,6 +12,7 @@
 //! This crate knows nothing of the network, of Kafka requests, or of other partitions.
 
 pub mod batch;
+mod cleaner;
 mod config;
 mod epoch;
 mod index;
@@ -22,6 +23,7 @@ mod segment;
 mod tests;
 
 pub use batch::BatchHeader;
+pub use cleaner::CompactionStats;
 pub use config::LogConfig;
 pub use epoch::LeaderEpochCache;
 pub use log::{AppendInfo, FetchInfo, FileSlice, Log, TimestampOffset};

@@ -65,15 +65,17 @@ pub struct TimestampOffset {
 
 #[derive(Debug)]
 pub struct Log {
-    dir: PathBuf,
+    pub(crate) dir: PathBuf,
     config: LogConfig,
-    segments: BTreeMap<i64, LogSegment>,
+    pub(crate) segments: BTreeMap<i64, LogSegment>,
     log_start_offset: i64,
     log_end_offset: i64,
     epochs: LeaderEpochCache,
     producers: ProducerStateManager,
     records_since_flush: u64,
     last_flush_ms: i64,
+    /// Active segment and time of the last compaction pass, to skip passes with nothing to do.
+    last_compaction: Option<(i64, i64)>,
     /// Set after a failed write or fsync: the log takes no more writes (see STYLE.md).
     poisoned: Option<String>,
 }
@@ -145,6 +147,7 @@ impl Log {
             producers: ProducerStateManager::default(),
             records_since_flush: 0,
             last_flush_ms: now,
+            last_compaction: None,
             poisoned: None,
         };
         log.epochs.truncate_from_end(log_end_offset)?;
@@ -210,14 +213,14 @@ impl Log {
             .expect("a log always has an active segment")
     }
 
-    fn check_writable(&self) -> Result<()> {
+    pub(crate) fn check_writable(&self) -> Result<()> {
         match &self.poisoned {
             Some(why) => Err(LogError::Poisoned(why.clone())),
             None => Ok(()),
         }
     }
 
-    fn poison<T>(&mut self, result: Result<T>) -> Result<T> {
+    pub(crate) fn poison<T>(&mut self, result: Result<T>) -> Result<T> {
         if let Err(LogError::Io(e)) = &result {
             let why = format!("{}: {e}", self.dir.display());
             tracing::error!(error = %why, "write to the log failed; refusing further writes");
@@ -527,6 +530,9 @@ impl Log {
     /// Returns how many segments were deleted.
     pub fn enforce_retention(&mut self, now_ms: i64) -> Result<usize> {
         self.check_writable()?;
+        if !self.config.cleanup_delete {
+            return Ok(0);
+        }
         let mut doomed = Vec::new();
         let closed: Vec<(i64, u64, i64, i64)> = self
             .segments
@@ -588,6 +594,23 @@ impl Log {
         self.log_start_offset = self.log_start_offset.min(self.log_end_offset);
         self.epochs.truncate_from_end(self.log_end_offset)?;
         self.rebuild_producer_state()
+    }
+
+    /// Compacts when the topic asks for it and there is something new to do: a segment closed
+    /// since the last pass, or `delete.retention.ms` passed so tombstones may expire.
+    pub fn maybe_compact(&mut self, now_ms: i64) -> Result<Option<crate::CompactionStats>> {
+        if !self.config.cleanup_compact || self.segments.len() < 2 {
+            return Ok(None);
+        }
+        let active = self.segments.keys().next_back().copied().unwrap_or(0);
+        if let Some((base, at)) = self.last_compaction {
+            if base == active && now_ms.saturating_sub(at) < self.config.delete_retention_ms {
+                return Ok(None);
+            }
+        }
+        let stats = self.compact(now_ms, self.config.delete_retention_ms)?;
+        self.last_compaction = Some((active, now_ms));
+        Ok(Some(stats))
     }
 
     /// Whether `flush.ms` asks for an fsync now.

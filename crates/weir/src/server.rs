@@ -47,6 +47,27 @@ pub(crate) struct ServerArgs {
     /// log.retention.check.interval.ms: how often retention runs [default: 300000].
     #[arg(long, env = "WEIR_LOG_RETENTION_CHECK_INTERVAL_MS")]
     log_retention_check_interval_ms: Option<u64>,
+    /// log.cleaner.backoff.ms: how often compacted topics are checked for cleaning [default: 15000].
+    #[arg(long, env = "WEIR_LOG_CLEANER_BACKOFF_MS")]
+    log_cleaner_backoff_ms: Option<u64>,
+    /// group.initial.rebalance.delay.ms: how long a new group waits for more members [default: 3000].
+    #[arg(long, env = "WEIR_GROUP_INITIAL_REBALANCE_DELAY_MS")]
+    group_initial_rebalance_delay_ms: Option<u64>,
+    /// group.min.session.timeout.ms [default: 6000].
+    #[arg(long, env = "WEIR_GROUP_MIN_SESSION_TIMEOUT_MS")]
+    group_min_session_timeout_ms: Option<i32>,
+    /// group.max.session.timeout.ms [default: 1800000].
+    #[arg(long, env = "WEIR_GROUP_MAX_SESSION_TIMEOUT_MS")]
+    group_max_session_timeout_ms: Option<i32>,
+    /// offsets.topic.num.partitions: partitions of __consumer_offsets [default: 50].
+    #[arg(long, env = "WEIR_OFFSETS_TOPIC_NUM_PARTITIONS")]
+    offsets_topic_num_partitions: Option<i32>,
+    /// offsets.topic.replication.factor [default: 3, capped at the live brokers].
+    #[arg(long, env = "WEIR_OFFSETS_TOPIC_REPLICATION_FACTOR")]
+    offsets_topic_replication_factor: Option<i16>,
+    /// offsets.retention.minutes: how long the offsets of an empty group are kept [default: 10080].
+    #[arg(long, env = "WEIR_OFFSETS_RETENTION_MINUTES")]
+    offsets_retention_minutes: Option<i64>,
     /// broker.rack: this broker's rack, for rack-aware placement.
     #[arg(long, env = "WEIR_BROKER_RACK")]
     broker_rack: Option<String>,
@@ -176,6 +197,13 @@ const KNOWN_KEYS: &[&str] = &[
     "log.cleanup.policy",
     "min.insync.replicas",
     "log.message.timestamp.type",
+    "log.cleaner.backoff.ms",
+    "group.initial.rebalance.delay.ms",
+    "group.min.session.timeout.ms",
+    "group.max.session.timeout.ms",
+    "offsets.topic.num.partitions",
+    "offsets.topic.replication.factor",
+    "offsets.retention.minutes",
 ];
 
 pub(crate) fn config_from(args: ServerArgs) -> Result<BrokerConfig> {
@@ -248,6 +276,54 @@ pub(crate) fn config_from(args: ServerArgs) -> Result<BrokerConfig> {
         "log.retention.check.interval.ms",
     )? {
         config.log_retention_check_interval_ms = n;
+    }
+    if let Some(n) = s.pick(args.log_cleaner_backoff_ms, "log.cleaner.backoff.ms")? {
+        config.log_cleaner_backoff_ms = n;
+    }
+    if let Some(n) = s.pick(
+        args.group_initial_rebalance_delay_ms,
+        "group.initial.rebalance.delay.ms",
+    )? {
+        config.group_initial_rebalance_delay_ms = n;
+    }
+    if let Some(n) = s.pick(
+        args.group_min_session_timeout_ms,
+        "group.min.session.timeout.ms",
+    )? {
+        config.group_min_session_timeout_ms = n;
+    }
+    if let Some(n) = s.pick(
+        args.group_max_session_timeout_ms,
+        "group.max.session.timeout.ms",
+    )? {
+        config.group_max_session_timeout_ms = n;
+    }
+    if config.group_min_session_timeout_ms > config.group_max_session_timeout_ms {
+        bail!("group.min.session.timeout.ms must not exceed group.max.session.timeout.ms");
+    }
+    if let Some(n) = s.pick(
+        args.offsets_topic_num_partitions,
+        "offsets.topic.num.partitions",
+    )? {
+        if n < 1 {
+            bail!("offsets.topic.num.partitions must be at least 1, not {n}");
+        }
+        config.offsets_topic_num_partitions = n;
+    }
+    if let Some(n) = s.pick(
+        args.offsets_topic_replication_factor,
+        "offsets.topic.replication.factor",
+    )? {
+        if n < 1 {
+            bail!("offsets.topic.replication.factor must be at least 1, not {n}");
+        }
+        config.offsets_topic_replication_factor = n;
+    }
+    if let Some(n) = s.pick(args.offsets_retention_minutes, "offsets.retention.minutes")? {
+        if n < 1 {
+            bail!("offsets.retention.minutes must be at least 1, not {n}");
+        }
+        config.offsets_retention_minutes = n;
     }
     config.rack = s.pick(args.broker_rack, "broker.rack")?;
 
