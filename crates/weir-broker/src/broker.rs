@@ -8,6 +8,7 @@ use uuid::Uuid;
 use weir_meta::{Controller, CreateTopic, MetaError, MetadataImage};
 
 use crate::config::BrokerConfig;
+use crate::group::{GroupManager, OFFSETS_TOPIC};
 use crate::replica_manager::ReplicaManager;
 
 #[derive(Debug)]
@@ -17,6 +18,7 @@ pub struct Broker {
     pub bound: SocketAddr,
     controller: Mutex<Controller>,
     pub replicas: ReplicaManager,
+    pub(crate) groups: GroupManager,
 }
 
 /// Reads or creates `<data>/meta.properties` with the cluster id, as Kafka's storage format does.
@@ -65,13 +67,22 @@ impl Broker {
         )?;
         let replicas = ReplicaManager::new(&config.log_dir, config.node_id);
         replicas.sync(controller.image(), &config.topic_defaults)?;
-        Ok(Arc::new(Broker {
+        let groups = GroupManager::new(&config);
+        let broker = Arc::new(Broker {
             config,
             cluster_id,
             bound,
             controller: Mutex::new(controller),
             replicas,
-        }))
+            groups,
+        });
+        // Groups and offsets come back with the broker, not with the first group request.
+        if broker.image().topic(OFFSETS_TOPIC).is_some()
+            && broker.groups.ensure_ready(&broker).is_err()
+        {
+            tracing::error!("could not load consumer groups from {OFFSETS_TOPIC}");
+        }
+        Ok(broker)
     }
 
     pub fn node_id(&self) -> i32 {

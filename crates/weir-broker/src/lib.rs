@@ -15,6 +15,7 @@ pub mod config;
 pub mod errors;
 mod frame;
 pub mod fuzzing;
+mod group;
 mod handlers;
 pub mod replica_manager;
 mod server;

@@ -102,12 +102,13 @@ async fn accept_loop(
     connections.shutdown().await;
 }
 
-/// Retention, compaction and time-based flushes.
+/// Retention, compaction, time-based flushes, and the group coordinator's clock.
 async fn housekeeping(broker: Arc<Broker>, mut shutdown: watch::Receiver<bool>) {
     let retention_every =
         Duration::from_millis(broker.config.log_retention_check_interval_ms.max(100));
     let mut retention = tokio::time::interval(retention_every);
     let mut flush = tokio::time::interval(Duration::from_secs(1));
+    let mut groups = tokio::time::interval(Duration::from_millis(100));
     let mut cleaner = tokio::time::interval(Duration::from_millis(
         broker.config.log_cleaner_backoff_ms.max(100),
     ));
@@ -116,6 +117,7 @@ async fn housekeeping(broker: Arc<Broker>, mut shutdown: watch::Receiver<bool>) 
             _ = retention.tick() => broker.replicas.enforce_retention(weir_log::now_ms()),
             _ = cleaner.tick() => broker.replicas.compact_due(weir_log::now_ms()),
             _ = flush.tick() => broker.replicas.flush_due(weir_log::now_ms()),
+            _ = groups.tick() => broker.groups.tick(&broker),
             _ = shutdown.changed() => break,
         }
     }
@@ -145,7 +147,7 @@ async fn connection(
         let version = request.header.request_api_version;
         let correlation_id = request.header.correlation_id;
         let body = tokio::select! {
-            body = apis::dispatch(&broker, request) => body,
+            body = apis::dispatch(&broker, request, peer) => body,
             _ = shutdown.changed() => return,
         };
         let body = match body {

@@ -173,8 +173,12 @@ async fn hostile_frames_close_only_their_connection() {
     compact.put_u8(0); // header tagged fields
     compact.put_slice(&[0xff, 0xff, 0xff, 0xff, 0x07]);
     hostile.push([&(compact.len() as i32).to_be_bytes()[..], &compact[..]].concat());
-    // Fetch v4, an unsupported-for-us version of an API we do not implement (JoinGroup).
-    hostile.push(frame(ApiKey::JoinGroup, 5, 1, &JoinGroupRequest::default()).to_vec());
+    // A well-formed request of an API we do not implement (DescribeAcls).
+    hostile.push(frame(ApiKey::DescribeAcls, 1, 1, &DescribeAclsRequest::default()).to_vec());
+    // A version beyond what we advertise for an API we do implement.
+    let mut too_new = frame(ApiKey::Fetch, 12, 1, &FetchRequest::default()).to_vec();
+    too_new[6..8].copy_from_slice(&99i16.to_be_bytes());
+    hostile.push(too_new);
     // Produce v2 (legacy message sets) is advertised for librdkafka but refused.
     let mut legacy = frame(ApiKey::Metadata, 1, 1, &MetadataRequest::default()).to_vec();
     legacy[4..6].copy_from_slice(&(ApiKey::Produce as i16).to_be_bytes());

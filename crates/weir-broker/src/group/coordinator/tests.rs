@@ -1,0 +1,289 @@
+//! Data-driven tests of the coordinator: each file in `group/testdata/` is a script of commands,
+//! each followed by `----` and the output it must produce (raft-rs `datadriven` style). Run with
+//! `WEIR_REWRITE=1` to rewrite the expected outputs after a deliberate change, then review the diff.
+//!
+//! Commands (`key=value` arguments; `time` sets the clock every later command runs at):
+//! `time ms=N`, `join r=ID group=G [member=M] [client=C] [v=5] [protocols=a,b] [session=MS]
+//! [rebalance=MS] [instance=I] [type=consumer]`, `sync r=ID group=G gen=N member=M [instance=I]
+//! [assign=M1:A1,M2:A2]`, `heartbeat group=G gen=N member=M [instance=I]`, `leave group=G
+//! members=M1,M2` (a member may be `M@INSTANCE`), `commit group=G gen=N member=M`, `offsets group=G partitions=t-0,t-1` (stores offsets), `tick`,
+//! `state group=G`, `delete group=G`.
+
+use std::collections::HashMap;
+use std::path::PathBuf;
+
+use bytes::Bytes;
+use kafka_protocol::error::ResponseError;
+
+use super::*;
+
+fn error_name(code: i16) -> String {
+    match ResponseError::try_from_code(code) {
+        None => "NONE".to_string(),
+        Some(e) => format!("{e:?}"),
+    }
+}
+
+struct Script {
+    coordinator: Coordinator,
+    now: i64,
+}
+
+impl Script {
+    fn new() -> Script {
+        Script {
+            coordinator: Coordinator::new(CoordinatorConfig {
+                min_session_timeout_ms: 1_000,
+                max_session_timeout_ms: 60_000,
+                initial_rebalance_delay_ms: 3_000,
+                offsets_retention_ms: 100_000,
+                random_member_ids: false,
+            }),
+            now: 0,
+        }
+    }
+
+    fn fmt_outputs(outputs: Vec<Output>) -> Vec<String> {
+        outputs
+            .into_iter()
+            .map(|o| match o {
+                Output::Join(id, r) => {
+                    let mut s = format!(
+                        "join r={id}: {} member={} gen={} leader={} proto={}",
+                        error_name(r.error),
+                        r.member_id,
+                        r.generation_id,
+                        r.leader,
+                        r.protocol_name.unwrap_or_default()
+                    );
+                    if !r.members.is_empty() {
+                        let ids: Vec<String> = r.members.into_iter().map(|(m, _, _)| m).collect();
+                        s.push_str(&format!(" members=[{}]", ids.join(",")));
+                    }
+                    s
+                }
+                Output::Sync(id, r) => format!(
+                    "sync r={id}: {} assignment={}",
+                    error_name(r.error),
+                    String::from_utf8_lossy(&r.assignment)
+                ),
+                Output::PersistGroup(g, Some(v)) => {
+                    format!(
+                        "persist group={g} gen={} proto={}",
+                        v.generation,
+                        v.protocol.unwrap_or_default()
+                    )
+                }
+                Output::PersistGroup(g, None) => format!("persist group={g} tombstone"),
+                Output::DeleteOffsets(g, offsets) => {
+                    let list: Vec<String> = offsets
+                        .into_iter()
+                        .map(|(t, p)| format!("{t}-{p}"))
+                        .collect();
+                    format!("delete-offsets group={g} [{}]", list.join(","))
+                }
+            })
+            .collect()
+    }
+
+    fn run(&mut self, line: &str) -> Vec<String> {
+        let mut parts = line.split_whitespace();
+        let command = parts.next().unwrap_or_default();
+        let args: HashMap<&str, &str> = parts.filter_map(|p| p.split_once('=')).collect();
+        let get = |k: &str| args.get(k).copied().unwrap_or_default().to_string();
+        let num = |k: &str, d: i64| args.get(k).and_then(|v| v.parse().ok()).unwrap_or(d);
+        let opt = |k: &str| args.get(k).map(|v| v.to_string());
+        let group = get("group");
+        match command {
+            "time" => {
+                self.now = num("ms", self.now);
+                vec![]
+            }
+            "join" => {
+                let protocols = args
+                    .get("protocols")
+                    .copied()
+                    .unwrap_or("range")
+                    .split(',')
+                    .map(|p| (p.to_string(), Bytes::from(format!("meta-{p}"))))
+                    .collect();
+                let req = JoinRequest {
+                    group_id: group,
+                    member_id: get("member"),
+                    group_instance_id: opt("instance"),
+                    client_id: args.get("client").copied().unwrap_or("c").to_string(),
+                    client_host: "/127.0.0.1".into(),
+                    session_timeout_ms: num("session", 10_000) as i32,
+                    rebalance_timeout_ms: num("rebalance", 30_000) as i32,
+                    protocol_type: args.get("type").copied().unwrap_or("consumer").to_string(),
+                    protocols,
+                    version: num("v", 5) as i16,
+                };
+                let out = self.coordinator.join(num("r", 0) as u64, req, self.now);
+                Self::fmt_outputs(out)
+            }
+            "sync" => {
+                let assignments = args
+                    .get("assign")
+                    .map(|a| {
+                        a.split(',')
+                            .filter_map(|p| p.split_once(':'))
+                            .map(|(m, v)| (m.to_string(), Bytes::from(v.to_string())))
+                            .collect()
+                    })
+                    .unwrap_or_default();
+                let req = SyncRequest {
+                    group_id: group,
+                    generation_id: num("gen", 0) as i32,
+                    member_id: get("member"),
+                    group_instance_id: opt("instance"),
+                    protocol_type: None,
+                    protocol_name: None,
+                    assignments,
+                };
+                let out = self.coordinator.sync(num("r", 0) as u64, req, self.now);
+                Self::fmt_outputs(out)
+            }
+            "heartbeat" => {
+                let code = self.coordinator.heartbeat(
+                    &group,
+                    num("gen", 0) as i32,
+                    &get("member"),
+                    opt("instance").as_deref(),
+                    self.now,
+                );
+                vec![format!("heartbeat: {}", error_name(code))]
+            }
+            "leave" => {
+                let members: Vec<(String, Option<String>)> = get("members")
+                    .split(',')
+                    .map(|m| match m.split_once('@') {
+                        Some((id, inst)) => (id.to_string(), Some(inst.to_string())),
+                        None => (m.to_string(), None),
+                    })
+                    .collect();
+                let (top, codes, out) = self.coordinator.leave(&group, &members, self.now);
+                let codes: Vec<String> = codes.into_iter().map(error_name).collect();
+                let mut lines = vec![format!("leave: {} [{}]", error_name(top), codes.join(","))];
+                lines.extend(Self::fmt_outputs(out));
+                lines
+            }
+            "commit" => {
+                let r = self.coordinator.check_commit(
+                    &group,
+                    num("gen", -1) as i32,
+                    &get("member"),
+                    opt("instance").as_deref(),
+                    self.now,
+                );
+                vec![format!(
+                    "commit: {}",
+                    r.map_or_else(|e| format!("{e:?}"), |_| "NONE".to_string())
+                )]
+            }
+            "tick" => Self::fmt_outputs(self.coordinator.tick(self.now)),
+            "offsets" => {
+                let offsets = get("partitions")
+                    .split(',')
+                    .filter_map(|tp| tp.rsplit_once('-'))
+                    .map(|(t, p)| {
+                        let value = OffsetValue {
+                            offset: 5,
+                            leader_epoch: -1,
+                            metadata: String::new(),
+                            commit_timestamp: self.now,
+                        };
+                        ((t.to_string(), p.parse().unwrap_or(0)), value)
+                    })
+                    .collect();
+                self.coordinator.store_offsets(&group, offsets, self.now);
+                vec![]
+            }
+            "delete" => vec![match self.coordinator.delete_group(&group) {
+                Ok(_) => "delete: NONE".to_string(),
+                Err(e) => format!("delete: {e:?}"),
+            }],
+            "state" => match self.coordinator.groups.get(&group) {
+                None => vec![format!("state {group}: none")],
+                Some(g) => {
+                    let members: Vec<&str> = g.join_order.iter().map(String::as_str).collect();
+                    vec![format!(
+                        "state {group}: {} gen={} leader={} members=[{}]",
+                        g.state.name(),
+                        g.generation_id,
+                        g.leader_id.clone().unwrap_or_default(),
+                        members.join(",")
+                    )]
+                }
+            },
+            other => panic!("unknown command '{other}'"),
+        }
+    }
+}
+
+fn run_file(path: &PathBuf) {
+    let text = std::fs::read_to_string(path).unwrap();
+    let mut script = Script::new();
+    let mut rewritten = String::new();
+    let mut failures = Vec::new();
+    let mut lines = text.lines().peekable();
+    while let Some(line) = lines.next() {
+        if line.trim().is_empty() || line.starts_with('#') {
+            rewritten.push_str(line);
+            rewritten.push('\n');
+            continue;
+        }
+        let command = line.to_string();
+        let sep = lines.next().unwrap_or_default();
+        assert_eq!(
+            sep,
+            "----",
+            "{}: command '{command}' must be followed by ----",
+            path.display()
+        );
+        let mut expected = Vec::new();
+        while let Some(l) = lines.peek() {
+            if l.trim().is_empty() {
+                break;
+            }
+            expected.push(l.to_string());
+            lines.next();
+        }
+        let actual = script.run(&command);
+        if actual != expected {
+            failures.push(format!(
+                "{command}\n  expected: {expected:#?}\n  actual:   {actual:#?}"
+            ));
+        }
+        rewritten.push_str(&command);
+        rewritten.push_str("\n----\n");
+        for a in &actual {
+            rewritten.push_str(a);
+            rewritten.push('\n');
+        }
+    }
+    if std::env::var("WEIR_REWRITE").is_ok() {
+        std::fs::write(path, rewritten).unwrap();
+        return;
+    }
+    assert!(
+        failures.is_empty(),
+        "{}:\n{}",
+        path.display(),
+        failures.join("\n")
+    );
+}
+
+#[test]
+fn scripts() {
+    let dir = PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("src/group/testdata");
+    let mut files: Vec<PathBuf> = std::fs::read_dir(&dir)
+        .unwrap()
+        .map(|e| e.unwrap().path())
+        .collect();
+    files.sort();
+    assert!(files.len() >= 4, "scripts missing from {}", dir.display());
+    for file in files {
+        run_file(&file);
+    }
+}

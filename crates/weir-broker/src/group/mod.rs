@@ -1,0 +1,554 @@
+//! The group coordinator: consumer groups and committed offsets, stored in `__consumer_offsets`.
+//!
+//! [`coordinator`] is the pure state machine; this module drives it: it parks JoinGroup and
+//! SyncGroup requests until the state machine answers them, writes the records it asks for to
+//! the group's partition of `__consumer_offsets` (`abs(javaHash(group)) % partitions`, as
+//! Kafka), rebuilds the state from that topic before serving the first group request, and ticks
+//! its clock. On one broker this broker coordinates every group.
+
+pub(crate) mod coordinator;
+pub(crate) mod records;
+
+use std::collections::HashMap;
+use std::sync::{Mutex, MutexGuard};
+
+use bytes::{Bytes, BytesMut};
+use kafka_protocol::error::ResponseError;
+use kafka_protocol::records::{
+    Compression, Record, RecordBatchDecoder, RecordBatchEncoder, RecordEncodeOptions, TimestampType,
+};
+use tokio::sync::oneshot;
+use weir_meta::{CreateTopic, MetaError};
+
+use self::coordinator::{
+    Coordinator, CoordinatorConfig, JoinRequest, JoinResult, Output, RequestId, SyncRequest,
+    SyncResult,
+};
+use self::records::{Key, OffsetValue};
+use crate::broker::Broker;
+use crate::config::BrokerConfig;
+
+/// The internal topic of committed offsets and group metadata.
+pub(crate) const OFFSETS_TOPIC: &str = "__consumer_offsets";
+/// Kafka's `offset.metadata.max.bytes`.
+const OFFSET_METADATA_MAX_BYTES: usize = 4096;
+/// Kafka's `offsets.topic.segment.bytes`.
+const OFFSETS_SEGMENT_BYTES: &str = "104857600";
+
+#[derive(Debug)]
+struct Inner {
+    coordinator: Coordinator,
+    waiters: HashMap<RequestId, oneshot::Sender<Output>>,
+    next_request: RequestId,
+    loaded: bool,
+}
+
+#[derive(Debug)]
+pub(crate) struct GroupManager {
+    inner: Mutex<Inner>,
+    partitions: i32,
+}
+
+/// Committed offsets by topic, then partition (`None`: nothing committed).
+pub(crate) type TopicOffsets = Vec<(String, Vec<(i32, Option<OffsetValue>)>)>;
+
+/// One partition's commit in an OffsetCommit request.
+#[derive(Debug, Clone)]
+pub(crate) struct CommitEntry {
+    pub(crate) topic: String,
+    pub(crate) partition: i32,
+    pub(crate) offset: i64,
+    pub(crate) leader_epoch: i32,
+    pub(crate) metadata: Option<String>,
+}
+
+fn record(key: Bytes, value: Option<Bytes>, offset: i64, now_ms: i64) -> Record {
+    Record {
+        transactional: false,
+        control: false,
+        delete_horizon: false,
+        partition_leader_epoch: -1,
+        producer_id: -1,
+        producer_epoch: -1,
+        timestamp_type: TimestampType::Creation,
+        offset,
+        sequence: offset as i32 - 1,
+        timestamp: now_ms,
+        key: Some(key),
+        value,
+        headers: Default::default(),
+    }
+}
+
+impl GroupManager {
+    pub(crate) fn new(config: &BrokerConfig) -> GroupManager {
+        let coordinator = Coordinator::new(CoordinatorConfig {
+            min_session_timeout_ms: config.group_min_session_timeout_ms,
+            max_session_timeout_ms: config.group_max_session_timeout_ms,
+            initial_rebalance_delay_ms: config.group_initial_rebalance_delay_ms as i64,
+            offsets_retention_ms: config.offsets_retention_minutes.saturating_mul(60_000),
+            random_member_ids: true,
+        });
+        GroupManager {
+            inner: Mutex::new(Inner {
+                coordinator,
+                waiters: HashMap::new(),
+                next_request: 0,
+                loaded: false,
+            }),
+            partitions: config.offsets_topic_num_partitions,
+        }
+    }
+
+    fn lock(&self) -> MutexGuard<'_, Inner> {
+        self.inner.lock().unwrap_or_else(|p| p.into_inner())
+    }
+
+    /// Creates `__consumer_offsets` if needed and loads the groups from it, once.
+    pub(crate) fn ensure_ready(&self, broker: &Broker) -> Result<(), ResponseError> {
+        let mut inner = self.lock();
+        if inner.loaded {
+            return Ok(());
+        }
+        if broker.image().topic(OFFSETS_TOPIC).is_none() {
+            let brokers = broker.image().brokers.len().max(1) as i16;
+            let create = CreateTopic {
+                name: OFFSETS_TOPIC.to_string(),
+                num_partitions: self.partitions,
+                replication_factor: broker.config.offsets_topic_replication_factor.min(brokers),
+                assignments: Vec::new(),
+                configs: vec![
+                    ("cleanup.policy".into(), "compact".into()),
+                    ("segment.bytes".into(), OFFSETS_SEGMENT_BYTES.into()),
+                    ("compression.type".into(), "producer".into()),
+                ],
+            };
+            match broker.create_topic(&create, false) {
+                Ok(_) | Err(MetaError::TopicAlreadyExists(_)) => {}
+                Err(e) => {
+                    tracing::error!(error = %e, "cannot create {OFFSETS_TOPIC}");
+                    return Err(ResponseError::CoordinatorNotAvailable);
+                }
+            }
+        }
+        let now = weir_log::now_ms();
+        let mut loaded_records = 0usize;
+        for partition in broker
+            .replicas
+            .all()
+            .into_iter()
+            .filter(|p| p.topic == OFFSETS_TOPIC)
+        {
+            let log = partition.log();
+            let mut offset = log.log_start_offset();
+            let end = log.log_end_offset();
+            while offset < end {
+                let info = log.read(offset, 8 << 20, end, true).map_err(|e| {
+                    tracing::error!(error = %e, partition = partition.index, "cannot read {OFFSETS_TOPIC}");
+                    ResponseError::CoordinatorNotAvailable
+                })?;
+                if info.slices.is_empty() {
+                    break;
+                }
+                for slice in &info.slices {
+                    let bytes = slice
+                        .read_to_vec()
+                        .map_err(|_| ResponseError::CoordinatorNotAvailable)?;
+                    let mut buf = Bytes::from(bytes);
+                    while !buf.is_empty() {
+                        let Ok(set) = RecordBatchDecoder::decode(&mut buf) else {
+                            break;
+                        };
+                        for r in set.records {
+                            offset = offset.max(r.offset + 1);
+                            loaded_records += 1;
+                            let Some(key) = r.key.and_then(records::decode_key) else {
+                                continue;
+                            };
+                            match key {
+                                Key::Offset {
+                                    group,
+                                    topic,
+                                    partition,
+                                } => {
+                                    let value = r.value.and_then(records::decode_offset_value);
+                                    inner
+                                        .coordinator
+                                        .restore_offset(&group, &topic, partition, value, now);
+                                }
+                                Key::Group { group } => {
+                                    let value = r.value.and_then(records::decode_group_value);
+                                    inner.coordinator.restore_group(&group, value, now);
+                                }
+                            }
+                        }
+                    }
+                }
+            }
+        }
+        tracing::info!(
+            groups = inner.coordinator.groups.len(),
+            records = loaded_records,
+            "group coordinator loaded"
+        );
+        inner.loaded = true;
+        Ok(())
+    }
+
+    /// Appends records to the group's partition of `__consumer_offsets`.
+    fn write(
+        &self,
+        broker: &Broker,
+        group: &str,
+        entries: Vec<(Bytes, Option<Bytes>)>,
+    ) -> Result<(), ResponseError> {
+        if entries.is_empty() {
+            return Ok(());
+        }
+        let index = records::partition_for(group, self.partitions);
+        let Some(partition) = broker.replicas.get(OFFSETS_TOPIC, index) else {
+            return Err(ResponseError::CoordinatorNotAvailable);
+        };
+        let now = weir_log::now_ms();
+        let recs: Vec<Record> = entries
+            .into_iter()
+            .enumerate()
+            .map(|(i, (k, v))| record(k, v, i as i64, now))
+            .collect();
+        let mut buf = BytesMut::new();
+        RecordBatchEncoder::encode(
+            &mut buf,
+            &recs,
+            &RecordEncodeOptions {
+                version: 2,
+                compression: Compression::None,
+            },
+        )
+        .map_err(|_| ResponseError::UnknownServerError)?;
+        let mut bytes = buf.to_vec();
+        let epoch = partition.leader_epoch();
+        let result = partition.log().append_as_leader(&mut bytes, epoch, now);
+        match result {
+            Ok(_) => {
+                broker.replicas.notify_append();
+                Ok(())
+            }
+            Err(e) => {
+                tracing::error!(error = %e, group, "cannot write to {OFFSETS_TOPIC}");
+                Err(ResponseError::CoordinatorNotAvailable)
+            }
+        }
+    }
+
+    /// Sends answers to parked requests and writes what the state machine asked for.
+    fn handle_outputs(&self, broker: &Broker, inner: &mut Inner, outputs: Vec<Output>) {
+        for output in outputs {
+            match output {
+                Output::Join(id, _) | Output::Sync(id, _) if !inner.waiters.contains_key(&id) => {}
+                Output::Join(id, _) | Output::Sync(id, _) => {
+                    if let Some(tx) = inner.waiters.remove(&id) {
+                        let _ = tx.send(output);
+                    }
+                }
+                Output::PersistGroup(group, value) => {
+                    let entry = (
+                        records::group_key(&group),
+                        value.as_ref().map(records::group_value),
+                    );
+                    let _ = self.write(broker, &group, vec![entry]);
+                }
+                Output::DeleteOffsets(group, offsets) => {
+                    let entries = offsets
+                        .iter()
+                        .map(|(t, p)| (records::offset_key(&group, t, *p), None))
+                        .collect();
+                    let _ = self.write(broker, &group, entries);
+                }
+            }
+        }
+    }
+
+    /// Runs a state-machine call that may park the request, and waits for its answer.
+    async fn parked(
+        &self,
+        broker: &Broker,
+        call: impl FnOnce(&mut Coordinator, RequestId) -> Vec<Output>,
+    ) -> Option<Output> {
+        let (tx, rx) = oneshot::channel();
+        {
+            let mut inner = self.lock();
+            inner.next_request += 1;
+            let id = inner.next_request;
+            inner.waiters.insert(id, tx);
+            let outputs = call(&mut inner.coordinator, id);
+            self.handle_outputs(broker, &mut inner, outputs);
+        }
+        rx.await.ok()
+    }
+
+    pub(crate) async fn join(&self, broker: &Broker, req: JoinRequest) -> JoinResult {
+        let member_id = req.member_id.clone();
+        if let Err(e) = self.ensure_ready(broker) {
+            return error_join(e, &member_id);
+        }
+        match self
+            .parked(broker, |c, id| c.join(id, req, weir_log::now_ms()))
+            .await
+        {
+            Some(Output::Join(_, result)) => result,
+            _ => error_join(ResponseError::CoordinatorNotAvailable, &member_id),
+        }
+    }
+
+    pub(crate) async fn sync(&self, broker: &Broker, req: SyncRequest) -> SyncResult {
+        if let Err(e) = self.ensure_ready(broker) {
+            return error_sync(e);
+        }
+        match self
+            .parked(broker, |c, id| c.sync(id, req, weir_log::now_ms()))
+            .await
+        {
+            Some(Output::Sync(_, result)) => result,
+            _ => error_sync(ResponseError::CoordinatorNotAvailable),
+        }
+    }
+
+    pub(crate) fn heartbeat(
+        &self,
+        broker: &Broker,
+        group: &str,
+        generation: i32,
+        member: &str,
+        instance: Option<&str>,
+    ) -> i16 {
+        if let Err(e) = self.ensure_ready(broker) {
+            return e.code();
+        }
+        self.lock()
+            .coordinator
+            .heartbeat(group, generation, member, instance, weir_log::now_ms())
+    }
+
+    pub(crate) fn leave(
+        &self,
+        broker: &Broker,
+        group: &str,
+        members: &[(String, Option<String>)],
+    ) -> (i16, Vec<i16>) {
+        if let Err(e) = self.ensure_ready(broker) {
+            return (e.code(), vec![e.code(); members.len()]);
+        }
+        let mut inner = self.lock();
+        let (top, codes, outputs) = inner.coordinator.leave(group, members, weir_log::now_ms());
+        self.handle_outputs(broker, &mut inner, outputs);
+        (top, codes)
+    }
+
+    /// OffsetCommit: one error code per entry.
+    pub(crate) fn commit(
+        &self,
+        broker: &Broker,
+        group: &str,
+        generation: i32,
+        member: &str,
+        instance: Option<&str>,
+        entries: &[CommitEntry],
+    ) -> Vec<i16> {
+        if let Err(e) = self.ensure_ready(broker) {
+            return vec![e.code(); entries.len()];
+        }
+        let now = weir_log::now_ms();
+        let mut inner = self.lock();
+        if let Err(e) = inner
+            .coordinator
+            .check_commit(group, generation, member, instance, now)
+        {
+            return vec![e.code(); entries.len()];
+        }
+        let image = broker.image();
+        let mut codes = Vec::with_capacity(entries.len());
+        let mut accepted = Vec::new();
+        for e in entries {
+            let exists = image
+                .topic(&e.topic)
+                .is_some_and(|t| t.partitions.contains_key(&e.partition));
+            let code = if !exists {
+                ResponseError::UnknownTopicOrPartition.code()
+            } else if e
+                .metadata
+                .as_ref()
+                .is_some_and(|m| m.len() > OFFSET_METADATA_MAX_BYTES)
+            {
+                ResponseError::OffsetMetadataTooLarge.code()
+            } else {
+                let value = OffsetValue {
+                    offset: e.offset,
+                    leader_epoch: e.leader_epoch,
+                    metadata: e.metadata.clone().unwrap_or_default(),
+                    commit_timestamp: now,
+                };
+                accepted.push(((e.topic.clone(), e.partition), value));
+                0
+            };
+            codes.push(code);
+        }
+        let records = accepted
+            .iter()
+            .map(|((t, p), v)| {
+                (
+                    records::offset_key(group, t, *p),
+                    Some(records::offset_value(v)),
+                )
+            })
+            .collect();
+        if let Err(err) = self.write(broker, group, records) {
+            return codes
+                .into_iter()
+                .map(|c| if c == 0 { err.code() } else { c })
+                .collect();
+        }
+        inner.coordinator.store_offsets(group, accepted, now);
+        codes
+    }
+
+    /// Committed offsets of a group: all of them, or those asked for (-1 where none).
+    pub(crate) fn fetch_offsets(
+        &self,
+        broker: &Broker,
+        group: &str,
+        wanted: Option<Vec<(String, Vec<i32>)>>,
+    ) -> Result<TopicOffsets, ResponseError> {
+        self.ensure_ready(broker)?;
+        let inner = self.lock();
+        let offsets = inner
+            .coordinator
+            .groups
+            .get(group)
+            .map(|g| g.offsets.clone())
+            .unwrap_or_default();
+        Ok(match wanted {
+            Some(topics) => topics
+                .into_iter()
+                .map(|(t, parts)| {
+                    let list = parts
+                        .into_iter()
+                        .map(|p| (p, offsets.get(&(t.clone(), p)).cloned()))
+                        .collect();
+                    (t, list)
+                })
+                .collect(),
+            None => {
+                let mut by_topic: TopicOffsets = Vec::new();
+                for ((t, p), v) in offsets {
+                    match by_topic.last_mut() {
+                        Some((last, list)) if *last == t => list.push((p, Some(v))),
+                        _ => by_topic.push((t, vec![(p, Some(v))])),
+                    }
+                }
+                by_topic
+            }
+        })
+    }
+
+    /// A snapshot of a group for DescribeGroups and ListGroups.
+    pub(crate) fn with_groups<T>(
+        &self,
+        broker: &Broker,
+        f: impl FnOnce(&Coordinator) -> T,
+    ) -> Result<T, ResponseError> {
+        self.ensure_ready(broker)?;
+        Ok(f(&self.lock().coordinator))
+    }
+
+    pub(crate) fn delete_group(&self, broker: &Broker, group: &str) -> i16 {
+        if let Err(e) = self.ensure_ready(broker) {
+            return e.code();
+        }
+        let mut inner = self.lock();
+        match inner.coordinator.delete_group(group) {
+            Err(e) => e.code(),
+            Ok(offsets) => {
+                let mut entries: Vec<(Bytes, Option<Bytes>)> = offsets
+                    .iter()
+                    .map(|(t, p)| (records::offset_key(group, t, *p), None))
+                    .collect();
+                entries.push((records::group_key(group), None));
+                match self.write(broker, group, entries) {
+                    Ok(()) => 0,
+                    Err(e) => e.code(),
+                }
+            }
+        }
+    }
+
+    /// OffsetDelete: removes offsets of topics the group's members do not subscribe to.
+    pub(crate) fn delete_offsets(
+        &self,
+        broker: &Broker,
+        group: &str,
+        topics: &[(String, Vec<i32>)],
+    ) -> Result<Vec<Vec<i16>>, ResponseError> {
+        self.ensure_ready(broker)?;
+        let mut inner = self.lock();
+        let Some(g) = inner.coordinator.groups.get_mut(group) else {
+            return Err(ResponseError::GroupIdNotFound);
+        };
+        let subscribed = coordinator::subscribed_topics(g);
+        let mut removed = Vec::new();
+        let codes = topics
+            .iter()
+            .map(|(t, parts)| {
+                parts
+                    .iter()
+                    .map(|p| {
+                        if subscribed.contains(t) {
+                            ResponseError::GroupSubscribedToTopic.code()
+                        } else {
+                            if g.offsets.remove(&(t.clone(), *p)).is_some() {
+                                removed.push((t.clone(), *p));
+                            }
+                            0
+                        }
+                    })
+                    .collect()
+            })
+            .collect();
+        let entries = removed
+            .iter()
+            .map(|(t, p)| (records::offset_key(group, t, *p), None))
+            .collect();
+        self.write(broker, group, entries)?;
+        Ok(codes)
+    }
+
+    /// Advances the state machine's clock: timeouts, delayed rebalances, offset expiry.
+    pub(crate) fn tick(&self, broker: &Broker) {
+        let mut inner = self.lock();
+        if !inner.loaded {
+            return;
+        }
+        let outputs = inner.coordinator.tick(weir_log::now_ms());
+        self.handle_outputs(broker, &mut inner, outputs);
+    }
+}
+
+fn error_join(e: ResponseError, member_id: &str) -> JoinResult {
+    JoinResult {
+        error: e.code(),
+        generation_id: -1,
+        protocol_type: None,
+        protocol_name: None,
+        leader: String::new(),
+        member_id: member_id.to_string(),
+        members: Vec::new(),
+    }
+}
+
+fn error_sync(e: ResponseError) -> SyncResult {
+    SyncResult {
+        error: e.code(),
+        protocol_type: None,
+        protocol_name: None,
+        assignment: Bytes::new(),
+    }
+}
