@@ -16,6 +16,14 @@ pub(crate) fn handle(
     let response = InitProducerIdResponse::default()
         .with_producer_id(ProducerId(-1))
         .with_producer_epoch(-1);
+    if request
+        .transactional_id
+        .as_ref()
+        .is_some_and(|id| id.0.is_empty())
+    {
+        // Kafka: a transactional id is either null (idempotence only) or non-empty.
+        return response.with_error_code(ResponseError::InvalidRequest.code());
+    }
     if request.transactional_id.is_some() {
         return response.with_error_code(ResponseError::TransactionalIdAuthorizationFailed.code());
     }

@@ -1,0 +1,520 @@
+//! The admin client: topics, partitions, configs, consumer groups, offsets and lag.
+
+use std::collections::BTreeMap;
+use std::sync::Arc;
+
+use kafka_protocol::messages::create_partitions_request::CreatePartitionsTopic;
+use kafka_protocol::messages::create_topics_request::{CreatableTopic, CreatableTopicConfig};
+use kafka_protocol::messages::describe_configs_request::DescribeConfigsResource;
+use kafka_protocol::messages::incremental_alter_configs_request::{
+    AlterConfigsResource, AlterableConfig,
+};
+use kafka_protocol::messages::list_offsets_request::{ListOffsetsPartition, ListOffsetsTopic};
+use kafka_protocol::messages::offset_fetch_request::OffsetFetchRequestTopic;
+use kafka_protocol::messages::*;
+use kafka_protocol::protocol::StrBytes;
+
+use crate::cluster::{ClientConfig, Cluster, TopicInfo};
+use crate::error::{check, Error, Result};
+
+fn s(v: &str) -> StrBytes {
+    StrBytes::from_string(v.to_string())
+}
+
+/// A topic to create.
+#[derive(Debug, Clone)]
+pub struct NewTopic {
+    pub name: String,
+    /// -1: the broker's default.
+    pub partitions: i32,
+    /// -1: the broker's default.
+    pub replication_factor: i16,
+    pub configs: Vec<(String, String)>,
+}
+
+/// A topic with its partitions, leaders, replicas and ISR.
+pub type TopicDescription = TopicInfo;
+
+/// One config of a topic or broker.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct ConfigEntry {
+    pub name: String,
+    pub value: Option<String>,
+    pub is_default: bool,
+    pub read_only: bool,
+}
+
+/// Which offset ListOffsets should find.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum OffsetSpec {
+    Earliest,
+    Latest,
+    /// The first record at or after this time (ms since the epoch).
+    Timestamp(i64),
+}
+
+/// A member of a consumer group.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct GroupMember {
+    pub member_id: String,
+    pub client_id: String,
+    pub host: String,
+    /// Partitions assigned to it (decoded from the consumer protocol).
+    pub assignment: Vec<(String, i32)>,
+}
+
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct GroupDescription {
+    pub group_id: String,
+    pub state: String,
+    pub protocol_type: String,
+    pub protocol: String,
+    pub members: Vec<GroupMember>,
+}
+
+/// A group's position on one partition: committed offset, log end, and the backlog between.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct PartitionLag {
+    pub topic: String,
+    pub partition: i32,
+    /// -1 when nothing was committed.
+    pub committed: i64,
+    pub log_end_offset: i64,
+    /// Records not yet consumed by the group (from the log start when nothing was committed).
+    pub lag: i64,
+}
+
+#[derive(Debug, Clone)]
+pub struct Admin {
+    cluster: Arc<Cluster>,
+}
+
+impl Admin {
+    pub async fn new(config: ClientConfig) -> Result<Admin> {
+        Ok(Admin {
+            cluster: Cluster::connect(config).await?,
+        })
+    }
+
+    pub async fn connect(bootstrap: &str) -> Result<Admin> {
+        Admin::new(ClientConfig::new(bootstrap)).await
+    }
+
+    async fn controller(&self) -> Result<Arc<crate::connection::Connection>> {
+        let id = self.cluster.controller();
+        match self.cluster.broker(id).await {
+            Ok(c) => Ok(c),
+            Err(_) => self.cluster.any().await,
+        }
+    }
+
+    /// Creates topics; returns one result per topic, in order.
+    pub async fn create_topics(
+        &self,
+        topics: &[NewTopic],
+        validate_only: bool,
+    ) -> Result<Vec<Result<()>>> {
+        let request = CreateTopicsRequest::default()
+            .with_timeout_ms(30_000)
+            .with_validate_only(validate_only)
+            .with_topics(
+                topics
+                    .iter()
+                    .map(|t| {
+                        CreatableTopic::default()
+                            .with_name(TopicName(s(&t.name)))
+                            .with_num_partitions(t.partitions)
+                            .with_replication_factor(t.replication_factor)
+                            .with_configs(
+                                t.configs
+                                    .iter()
+                                    .map(|(k, v)| {
+                                        CreatableTopicConfig::default()
+                                            .with_name(s(k))
+                                            .with_value(Some(s(v)))
+                                    })
+                                    .collect(),
+                            )
+                    })
+                    .collect(),
+            );
+        let (response, _) = self.controller().await?.request(&request, 7).await?;
+        let out = topics
+            .iter()
+            .map(|t| {
+                match response
+                    .topics
+                    .iter()
+                    .find(|r| &*r.name.0 == t.name.as_str())
+                {
+                    Some(r) if r.error_code == 0 => Ok(()),
+                    Some(r) => Err(Error::from_code(
+                        r.error_code,
+                        r.error_message.as_ref().map(|m| m.to_string()),
+                    )),
+                    None => Err(Error::Protocol(format!("no answer for topic {}", t.name))),
+                }
+            })
+            .collect();
+        let _ = self.cluster.refresh(&[]).await;
+        Ok(out)
+    }
+
+    pub async fn delete_topics(&self, names: &[String]) -> Result<Vec<Result<()>>> {
+        let request = DeleteTopicsRequest::default()
+            .with_timeout_ms(30_000)
+            .with_topic_names(names.iter().map(|n| TopicName(s(n))).collect())
+            .with_topics(
+                names
+                    .iter()
+                    .map(|n| {
+                        delete_topics_request::DeleteTopicState::default()
+                            .with_name(Some(TopicName(s(n))))
+                    })
+                    .collect(),
+            );
+        let (response, _) = self.controller().await?.request(&request, 6).await?;
+        let out = names
+            .iter()
+            .map(|n| {
+                match response
+                    .responses
+                    .iter()
+                    .find(|r| r.name.as_ref().is_some_and(|x| &*x.0 == n.as_str()))
+                {
+                    Some(r) if r.error_code == 0 => Ok(()),
+                    Some(r) => Err(Error::from_code(
+                        r.error_code,
+                        r.error_message.as_ref().map(|m| m.to_string()),
+                    )),
+                    None => Err(Error::Protocol(format!("no answer for topic {n}"))),
+                }
+            })
+            .collect();
+        let _ = self.cluster.refresh(&[]).await;
+        Ok(out)
+    }
+
+    /// Every topic (internal ones included), sorted by name.
+    pub async fn list_topics(&self) -> Result<Vec<TopicDescription>> {
+        self.cluster.refresh(&[]).await?;
+        Ok(self.cluster.topics())
+    }
+
+    pub async fn describe_topic(&self, name: &str) -> Result<TopicDescription> {
+        self.cluster.refresh(&[name.to_string()]).await?;
+        self.cluster
+            .topic(name)
+            .ok_or_else(|| Error::UnknownTopic(name.to_string()))
+    }
+
+    pub async fn create_partitions(&self, topic: &str, total: i32) -> Result<()> {
+        let request = CreatePartitionsRequest::default()
+            .with_timeout_ms(30_000)
+            .with_topics(vec![CreatePartitionsTopic::default()
+                .with_name(TopicName(s(topic)))
+                .with_count(total)
+                .with_assignments(None)]);
+        let (response, _) = self.controller().await?.request(&request, 3).await?;
+        let r = response
+            .results
+            .first()
+            .ok_or_else(|| Error::Protocol("empty answer".into()))?;
+        if r.error_code != 0 {
+            return Err(Error::from_code(
+                r.error_code,
+                r.error_message.as_ref().map(|m| m.to_string()),
+            ));
+        }
+        let _ = self.cluster.refresh(&[topic.to_string()]).await;
+        Ok(())
+    }
+
+    /// Configs of a topic (`broker = false`) or a broker id.
+    pub async fn describe_configs(&self, name: &str, broker: bool) -> Result<Vec<ConfigEntry>> {
+        let request = DescribeConfigsRequest::default().with_resources(vec![
+            DescribeConfigsResource::default()
+                .with_resource_type(if broker { 4 } else { 2 })
+                .with_resource_name(s(name))
+                .with_configuration_keys(None),
+        ]);
+        let (response, _) = self.cluster.any().await?.request(&request, 4).await?;
+        let r = response
+            .results
+            .first()
+            .ok_or_else(|| Error::Protocol("empty answer".into()))?;
+        if r.error_code != 0 {
+            return Err(Error::from_code(
+                r.error_code,
+                r.error_message.as_ref().map(|m| m.to_string()),
+            ));
+        }
+        Ok(r.configs
+            .iter()
+            .map(|c| ConfigEntry {
+                name: c.name.to_string(),
+                value: c.value.as_ref().map(|v| v.to_string()),
+                is_default: c.config_source == 5,
+                read_only: c.read_only,
+            })
+            .collect())
+    }
+
+    /// Sets (`Some`) or resets (`None`) topic configs.
+    pub async fn alter_topic_configs(
+        &self,
+        topic: &str,
+        changes: &[(String, Option<String>)],
+    ) -> Result<()> {
+        let request = IncrementalAlterConfigsRequest::default().with_resources(vec![
+            AlterConfigsResource::default()
+                .with_resource_type(2)
+                .with_resource_name(s(topic))
+                .with_configs(
+                    changes
+                        .iter()
+                        .map(|(k, v)| {
+                            AlterableConfig::default()
+                                .with_name(s(k))
+                                .with_config_operation(if v.is_some() { 0 } else { 1 })
+                                .with_value(v.as_deref().map(s))
+                        })
+                        .collect(),
+                ),
+        ]);
+        let (response, _) = self.controller().await?.request(&request, 1).await?;
+        let r = response
+            .responses
+            .first()
+            .ok_or_else(|| Error::Protocol("empty answer".into()))?;
+        if r.error_code != 0 {
+            return Err(Error::from_code(
+                r.error_code,
+                r.error_message.as_ref().map(|m| m.to_string()),
+            ));
+        }
+        Ok(())
+    }
+
+    /// Offsets of a topic's partitions by spec: partition → (offset, timestamp).
+    pub async fn list_offsets(
+        &self,
+        topic: &str,
+        spec: OffsetSpec,
+    ) -> Result<BTreeMap<i32, (i64, i64)>> {
+        let info = self.describe_topic(topic).await?;
+        let ts = match spec {
+            OffsetSpec::Earliest => -2,
+            OffsetSpec::Latest => -1,
+            OffsetSpec::Timestamp(t) => t,
+        };
+        let mut by_leader: BTreeMap<i32, Vec<i32>> = BTreeMap::new();
+        for p in &info.partitions {
+            by_leader.entry(p.leader).or_default().push(p.partition);
+        }
+        let mut out = BTreeMap::new();
+        for (leader, partitions) in by_leader {
+            let request = ListOffsetsRequest::default()
+                .with_replica_id(BrokerId(-1))
+                .with_topics(vec![ListOffsetsTopic::default()
+                    .with_name(TopicName(s(topic)))
+                    .with_partitions(
+                        partitions
+                            .iter()
+                            .map(|p| {
+                                ListOffsetsPartition::default()
+                                    .with_partition_index(*p)
+                                    .with_timestamp(ts)
+                            })
+                            .collect(),
+                    )]);
+            let (response, _) = self
+                .cluster
+                .broker(leader)
+                .await?
+                .request(&request, 7)
+                .await?;
+            for t in response.topics {
+                for p in t.partitions {
+                    check(p.error_code)?;
+                    out.insert(p.partition_index, (p.offset, p.timestamp));
+                }
+            }
+        }
+        Ok(out)
+    }
+
+    async fn coordinator(&self, group: &str) -> Result<Arc<crate::connection::Connection>> {
+        self.cluster.group_coordinator(group).await
+    }
+
+    /// Group ids with their state.
+    pub async fn list_groups(&self) -> Result<Vec<(String, String)>> {
+        let mut out = Vec::new();
+        for b in self.cluster.brokers() {
+            let (response, _) = self
+                .cluster
+                .broker(b.node_id)
+                .await?
+                .request(&ListGroupsRequest::default(), 4)
+                .await?;
+            check(response.error_code)?;
+            out.extend(
+                response
+                    .groups
+                    .into_iter()
+                    .map(|g| (g.group_id.0.to_string(), g.group_state.to_string())),
+            );
+        }
+        out.sort();
+        Ok(out)
+    }
+
+    pub async fn describe_group(&self, group: &str) -> Result<GroupDescription> {
+        let conn = self.coordinator(group).await?;
+        let (response, _) = conn
+            .request(
+                &DescribeGroupsRequest::default().with_groups(vec![GroupId(s(group))]),
+                5,
+            )
+            .await?;
+        let g = response
+            .groups
+            .into_iter()
+            .next()
+            .ok_or_else(|| Error::Protocol("empty answer".into()))?;
+        check(g.error_code)?;
+        Ok(GroupDescription {
+            group_id: g.group_id.0.to_string(),
+            state: g.group_state.to_string(),
+            protocol_type: g.protocol_type.to_string(),
+            protocol: g.protocol_data.to_string(),
+            members: g
+                .members
+                .into_iter()
+                .map(|m| GroupMember {
+                    member_id: m.member_id.to_string(),
+                    client_id: m.client_id.to_string(),
+                    host: m.client_host.to_string(),
+                    assignment: crate::consumer::decode_assignment(m.member_assignment),
+                })
+                .collect(),
+        })
+    }
+
+    pub async fn delete_group(&self, group: &str) -> Result<()> {
+        let conn = self.coordinator(group).await?;
+        let (response, _) = conn
+            .request(
+                &DeleteGroupsRequest::default().with_groups_names(vec![GroupId(s(group))]),
+                2,
+            )
+            .await?;
+        let r = response
+            .results
+            .first()
+            .ok_or_else(|| Error::Protocol("empty answer".into()))?;
+        check(r.error_code)
+    }
+
+    /// Committed offsets of a group: (topic, partition) → offset.
+    pub async fn group_offsets(&self, group: &str) -> Result<BTreeMap<(String, i32), i64>> {
+        let conn = self.coordinator(group).await?;
+        let request = OffsetFetchRequest::default()
+            .with_group_id(GroupId(s(group)))
+            .with_topics(None::<Vec<OffsetFetchRequestTopic>>);
+        let (response, _) = conn.request(&request, 7).await?;
+        check(response.error_code)?;
+        let mut out = BTreeMap::new();
+        for t in response.topics {
+            for p in t.partitions {
+                if p.error_code == 0 && p.committed_offset >= 0 {
+                    out.insert(
+                        (t.name.0.to_string(), p.partition_index),
+                        p.committed_offset,
+                    );
+                }
+            }
+        }
+        Ok(out)
+    }
+
+    /// Commits offsets for a group that has no active members (resetting its position).
+    pub async fn set_group_offsets(
+        &self,
+        group: &str,
+        offsets: &BTreeMap<(String, i32), i64>,
+    ) -> Result<()> {
+        let conn = self.coordinator(group).await?;
+        let mut topics: BTreeMap<&str, Vec<offset_commit_request::OffsetCommitRequestPartition>> =
+            BTreeMap::new();
+        for ((t, p), o) in offsets {
+            topics.entry(t.as_str()).or_default().push(
+                offset_commit_request::OffsetCommitRequestPartition::default()
+                    .with_partition_index(*p)
+                    .with_committed_offset(*o),
+            );
+        }
+        let request = OffsetCommitRequest::default()
+            .with_group_id(GroupId(s(group)))
+            .with_generation_id_or_member_epoch(-1)
+            .with_member_id(s(""))
+            .with_retention_time_ms(-1)
+            .with_topics(
+                topics
+                    .into_iter()
+                    .map(|(t, ps)| {
+                        offset_commit_request::OffsetCommitRequestTopic::default()
+                            .with_name(TopicName(s(t)))
+                            .with_partitions(ps)
+                    })
+                    .collect(),
+            );
+        let (response, _) = conn.request(&request, 7).await?;
+        for t in response.topics {
+            for p in t.partitions {
+                check(p.error_code)?;
+            }
+        }
+        Ok(())
+    }
+
+    /// Per-partition lag of a group over the topics it has committed offsets for.
+    pub async fn group_lag(&self, group: &str) -> Result<Vec<PartitionLag>> {
+        let committed = self.group_offsets(group).await?;
+        let topics: std::collections::BTreeSet<String> =
+            committed.keys().map(|(t, _)| t.clone()).collect();
+        let mut out = Vec::new();
+        for topic in topics {
+            let ends = self.list_offsets(&topic, OffsetSpec::Latest).await?;
+            let starts = self.list_offsets(&topic, OffsetSpec::Earliest).await?;
+            for (partition, (end, _)) in ends {
+                let c = committed
+                    .get(&(topic.clone(), partition))
+                    .copied()
+                    .unwrap_or(-1);
+                let from = if c >= 0 {
+                    c
+                } else {
+                    starts.get(&partition).map_or(0, |s| s.0)
+                };
+                out.push(PartitionLag {
+                    topic: topic.clone(),
+                    partition,
+                    committed: c,
+                    log_end_offset: end,
+                    lag: (end - from).max(0),
+                });
+            }
+        }
+        Ok(out)
+    }
+
+    pub fn brokers(&self) -> Vec<crate::cluster::BrokerInfo> {
+        self.cluster.brokers()
+    }
+
+    pub fn cluster_id(&self) -> Option<String> {
+        self.cluster.cluster_id()
+    }
+}

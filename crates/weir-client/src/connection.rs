@@ -1,0 +1,245 @@
+//! One TCP connection to one broker: framing, correlation ids, pipelined requests, and the
+//! version negotiation of KIP-35 (ApiVersions on connect; every request then uses the highest
+//! version both sides support).
+
+use std::collections::HashMap;
+use std::sync::atomic::{AtomicBool, AtomicI32, Ordering};
+use std::sync::{Arc, Mutex};
+use std::time::Duration;
+
+use bytes::{BufMut, Bytes, BytesMut};
+use kafka_protocol::messages::{
+    ApiKey, ApiVersionsRequest, ApiVersionsResponse, RequestHeader, ResponseHeader,
+};
+use kafka_protocol::protocol::{Decodable, Encodable, Request, StrBytes, VersionRange};
+use tokio::io::{AsyncReadExt, AsyncWriteExt};
+use tokio::net::tcp::OwnedWriteHalf;
+use tokio::net::TcpStream;
+use tokio::sync::oneshot;
+
+use crate::error::{Error, Result};
+
+/// Largest response accepted from a broker.
+const MAX_RESPONSE_BYTES: usize = 256 * 1024 * 1024;
+
+type Pending = Arc<Mutex<HashMap<i32, oneshot::Sender<Result<Bytes>>>>>;
+
+#[derive(Debug)]
+pub(crate) struct Connection {
+    addr: String,
+    client_id: StrBytes,
+    writer: tokio::sync::Mutex<OwnedWriteHalf>,
+    pending: Pending,
+    next_correlation: AtomicI32,
+    closed: Arc<AtomicBool>,
+    versions: HashMap<i16, VersionRange>,
+    timeout: Duration,
+}
+
+fn io(addr: &str) -> impl FnOnce(std::io::Error) -> Error + '_ {
+    move |source| Error::Io {
+        addr: addr.to_string(),
+        source,
+    }
+}
+
+impl Connection {
+    /// Connects and negotiates API versions.
+    pub(crate) async fn connect(
+        addr: &str,
+        client_id: &str,
+        timeout: Duration,
+    ) -> Result<Connection> {
+        let stream = tokio::time::timeout(timeout, TcpStream::connect(addr))
+            .await
+            .map_err(|_| Error::Timeout(timeout.as_millis() as u64))?
+            .map_err(io(addr))?;
+        let _ = stream.set_nodelay(true);
+        let (mut reader, writer) = stream.into_split();
+        let pending: Pending = Arc::new(Mutex::new(HashMap::new()));
+        let closed = Arc::new(AtomicBool::new(false));
+        {
+            let pending = pending.clone();
+            let closed = closed.clone();
+            let addr = addr.to_string();
+            tokio::spawn(async move {
+                let why = loop {
+                    let mut size = [0u8; 4];
+                    if let Err(e) = reader.read_exact(&mut size).await {
+                        break e.to_string();
+                    }
+                    let size = i32::from_be_bytes(size);
+                    if size < 4 || size as usize > MAX_RESPONSE_BYTES {
+                        break format!("bad response size {size}");
+                    }
+                    let mut buf = vec![0u8; size as usize];
+                    if let Err(e) = reader.read_exact(&mut buf).await {
+                        break e.to_string();
+                    }
+                    let correlation = i32::from_be_bytes([buf[0], buf[1], buf[2], buf[3]]);
+                    let tx = pending
+                        .lock()
+                        .unwrap_or_else(|p| p.into_inner())
+                        .remove(&correlation);
+                    if let Some(tx) = tx {
+                        let _ = tx.send(Ok(Bytes::from(buf)));
+                    }
+                };
+                closed.store(true, Ordering::Release);
+                tracing::debug!(%addr, reason = %why, "connection closed");
+                for (_, tx) in pending.lock().unwrap_or_else(|p| p.into_inner()).drain() {
+                    let _ = tx.send(Err(Error::Closed(addr.clone())));
+                }
+            });
+        }
+        let mut conn = Connection {
+            addr: addr.to_string(),
+            client_id: StrBytes::from_string(client_id.to_string()),
+            writer: tokio::sync::Mutex::new(writer),
+            pending,
+            next_correlation: AtomicI32::new(1),
+            closed,
+            versions: HashMap::new(),
+            timeout,
+        };
+        let response: ApiVersionsResponse = conn
+            .request_at(
+                &ApiVersionsRequest::default()
+                    .with_client_software_name(StrBytes::from_static_str("weir-client"))
+                    .with_client_software_version(StrBytes::from_static_str(env!(
+                        "CARGO_PKG_VERSION"
+                    ))),
+                3,
+            )
+            .await?;
+        let response = if response.error_code != 0 {
+            // The broker answered in v0 with the versions it knows (KIP-511); try v0.
+            conn.request_at::<ApiVersionsRequest>(&ApiVersionsRequest::default(), 0)
+                .await?
+        } else {
+            response
+        };
+        conn.versions = response
+            .api_keys
+            .iter()
+            .map(|k| {
+                (
+                    k.api_key,
+                    VersionRange {
+                        min: k.min_version,
+                        max: k.max_version,
+                    },
+                )
+            })
+            .collect();
+        Ok(conn)
+    }
+
+    pub(crate) fn is_closed(&self) -> bool {
+        self.closed.load(Ordering::Acquire)
+    }
+
+    /// The highest version of `R` both this client and the broker support.
+    pub(crate) fn version_for<R: Request>(&self, max_wanted: i16) -> Result<i16> {
+        let ours = VersionRange {
+            min: R::VERSIONS.min,
+            max: R::VERSIONS.max.min(max_wanted),
+        };
+        let api = ApiKey::try_from(R::KEY)
+            .map(|k| format!("{k:?}"))
+            .unwrap_or_else(|_| R::KEY.to_string());
+        let theirs = self
+            .versions
+            .get(&R::KEY)
+            .ok_or_else(|| Error::UnsupportedApi { api: api.clone() })?;
+        let both = ours.intersect(theirs);
+        if both.is_empty() {
+            return Err(Error::UnsupportedApi { api });
+        }
+        Ok(both.max)
+    }
+
+    /// Sends a request at the best common version (capped at `max_wanted`) and waits for its answer.
+    pub(crate) async fn request<R: Request>(
+        &self,
+        req: &R,
+        max_wanted: i16,
+    ) -> Result<(R::Response, i16)> {
+        let version = self.version_for::<R>(max_wanted)?;
+        Ok((self.request_at(req, version).await?, version))
+    }
+
+    fn encode<R: Request>(&self, req: &R, version: i16, correlation: i32) -> Result<Bytes> {
+        let api = ApiKey::try_from(R::KEY)
+            .map_err(|_| Error::Protocol(format!("unknown api key {}", R::KEY)))?;
+        let header = RequestHeader::default()
+            .with_request_api_key(R::KEY)
+            .with_request_api_version(version)
+            .with_correlation_id(correlation)
+            .with_client_id(Some(self.client_id.clone()));
+        let mut buf = BytesMut::with_capacity(64);
+        buf.put_i32(0);
+        header
+            .encode(&mut buf, api.request_header_version(version))
+            .map_err(|e| Error::Protocol(e.to_string()))?;
+        req.encode(&mut buf, version)
+            .map_err(|e| Error::Protocol(e.to_string()))?;
+        let size = (buf.len() - 4) as i32;
+        buf[..4].copy_from_slice(&size.to_be_bytes());
+        Ok(buf.freeze())
+    }
+
+    pub(crate) async fn request_at<R: Request>(
+        &self,
+        req: &R,
+        version: i16,
+    ) -> Result<R::Response> {
+        if self.is_closed() {
+            return Err(Error::Closed(self.addr.clone()));
+        }
+        let correlation = self.next_correlation.fetch_add(1, Ordering::Relaxed);
+        let frame = self.encode(req, version, correlation)?;
+        let (tx, rx) = oneshot::channel();
+        self.pending
+            .lock()
+            .unwrap_or_else(|p| p.into_inner())
+            .insert(correlation, tx);
+        {
+            let mut writer = self.writer.lock().await;
+            if let Err(e) = writer.write_all(&frame).await {
+                self.pending
+                    .lock()
+                    .unwrap_or_else(|p| p.into_inner())
+                    .remove(&correlation);
+                return Err(io(&self.addr)(e));
+            }
+        }
+        let answer = tokio::time::timeout(self.timeout, rx).await;
+        let mut bytes = match answer {
+            Err(_) => {
+                self.pending
+                    .lock()
+                    .unwrap_or_else(|p| p.into_inner())
+                    .remove(&correlation);
+                return Err(Error::Timeout(self.timeout.as_millis() as u64));
+            }
+            Ok(Err(_)) => return Err(Error::Closed(self.addr.clone())),
+            Ok(Ok(result)) => result?,
+        };
+        let api =
+            ApiKey::try_from(R::KEY).map_err(|_| Error::Protocol("unknown api key".into()))?;
+        let _header = ResponseHeader::decode(&mut bytes, api.response_header_version(version))
+            .map_err(|e| Error::Protocol(e.to_string()))?;
+        let response = R::Response::decode(&mut bytes, version)
+            .map_err(|e| Error::Protocol(format!("{api:?} v{version}: {e}")))?;
+        Ok(response)
+    }
+
+    /// Sends a request that gets no answer (Produce with acks=0).
+    pub(crate) async fn send_only<R: Request>(&self, req: &R, version: i16) -> Result<()> {
+        let correlation = self.next_correlation.fetch_add(1, Ordering::Relaxed);
+        let frame = self.encode(req, version, correlation)?;
+        let mut writer = self.writer.lock().await;
+        writer.write_all(&frame).await.map_err(io(&self.addr))
+    }
+}

@@ -1,0 +1,971 @@
+//! The consumer: manual assignment or group membership, batch polling, commits, and an
+//! [`OffsetTracker`] for processing records concurrently while committing only behind records
+//! that are fully processed.
+//!
+//! Group membership uses the classic protocol (JoinGroup/SyncGroup/Heartbeat) with the range and
+//! roundrobin assignors, eager rebalancing: before rejoining, the consumer commits (when
+//! auto-commit is on) and gives up its partitions. A background task heartbeats and flags when a
+//! rebalance is needed; the next poll rejoins.
+
+use std::collections::{BTreeMap, BTreeSet, HashMap, VecDeque};
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::{Arc, Mutex};
+use std::time::{Duration, Instant};
+
+use bytes::{Buf, BufMut, Bytes, BytesMut};
+use kafka_protocol::error::ResponseError;
+use kafka_protocol::messages::consumer_protocol_assignment::TopicPartition as AssignedTopic;
+use kafka_protocol::messages::fetch_request::{FetchPartition, FetchTopic};
+use kafka_protocol::messages::join_group_request::JoinGroupRequestProtocol;
+use kafka_protocol::messages::list_offsets_request::{ListOffsetsPartition, ListOffsetsTopic};
+use kafka_protocol::messages::offset_commit_request::{
+    OffsetCommitRequestPartition, OffsetCommitRequestTopic,
+};
+use kafka_protocol::messages::offset_fetch_request::OffsetFetchRequestTopic;
+use kafka_protocol::messages::sync_group_request::SyncGroupRequestAssignment;
+use kafka_protocol::messages::*;
+use kafka_protocol::protocol::{Decodable, Encodable, StrBytes};
+use kafka_protocol::records::RecordBatchDecoder;
+
+use crate::cluster::{ClientConfig, Cluster};
+use crate::connection::Connection;
+use crate::error::{check, Error, Result};
+
+type TopicPartitionKey = (String, i32);
+
+/// Offsets handed out and not yet done, and the next offset after the last one handed out.
+type InFlight = (BTreeSet<i64>, i64);
+
+/// Where to start when a partition has no committed offset (or it is out of range).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum AutoOffsetReset {
+    Earliest,
+    Latest,
+}
+
+#[derive(Debug, Clone)]
+pub struct ConsumerConfig {
+    pub client: ClientConfig,
+    /// Group membership and commits need a group id; manual assignment does not.
+    pub group_id: Option<String>,
+    pub auto_offset_reset: AutoOffsetReset,
+    pub enable_auto_commit: bool,
+    pub auto_commit_interval: Duration,
+    pub session_timeout: Duration,
+    pub rebalance_timeout: Duration,
+    pub heartbeat_interval: Duration,
+    /// Assignors in order of preference: "range", "roundrobin".
+    pub assignors: Vec<String>,
+    pub fetch_max_wait: Duration,
+    pub fetch_min_bytes: i32,
+    pub fetch_max_bytes: i32,
+    pub max_partition_fetch_bytes: i32,
+}
+
+impl ConsumerConfig {
+    pub fn new(bootstrap: &str) -> ConsumerConfig {
+        ConsumerConfig {
+            client: ClientConfig::new(bootstrap),
+            group_id: None,
+            auto_offset_reset: AutoOffsetReset::Latest,
+            enable_auto_commit: true,
+            auto_commit_interval: Duration::from_secs(5),
+            session_timeout: Duration::from_secs(45),
+            rebalance_timeout: Duration::from_secs(60),
+            heartbeat_interval: Duration::from_secs(3),
+            assignors: vec!["range".into(), "roundrobin".into()],
+            fetch_max_wait: Duration::from_millis(500),
+            fetch_min_bytes: 1,
+            fetch_max_bytes: 52_428_800,
+            max_partition_fetch_bytes: 1_048_576,
+        }
+    }
+
+    pub fn with_group(mut self, group: &str) -> ConsumerConfig {
+        self.group_id = Some(group.to_string());
+        self
+    }
+}
+
+/// A record as consumed.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct ConsumerRecord {
+    pub topic: String,
+    pub partition: i32,
+    pub offset: i64,
+    pub timestamp: i64,
+    pub key: Option<Bytes>,
+    pub value: Option<Bytes>,
+    pub headers: Vec<(String, Option<Bytes>)>,
+}
+
+/// Ordered commits for concurrent processing: records are registered when handed out and marked
+/// done when processed, in any order; [`OffsetTracker::committable`] gives, per partition, the
+/// offset below which every record is done — the only offset safe to commit. A crash then
+/// redelivers only records that were not all done, never skips one.
+#[derive(Debug, Clone, Default)]
+pub struct OffsetTracker {
+    inner: Arc<Mutex<HashMap<TopicPartitionKey, InFlight>>>,
+}
+
+impl OffsetTracker {
+    pub fn new() -> OffsetTracker {
+        OffsetTracker::default()
+    }
+
+    /// Registers records about to be processed.
+    pub fn track(&self, records: &[ConsumerRecord]) {
+        let mut map = self.inner.lock().unwrap_or_else(|p| p.into_inner());
+        for r in records {
+            let entry = map
+                .entry((r.topic.clone(), r.partition))
+                .or_insert_with(|| (BTreeSet::new(), r.offset));
+            entry.0.insert(r.offset);
+            entry.1 = entry.1.max(r.offset + 1);
+        }
+    }
+
+    /// Marks a record as fully processed.
+    pub fn done(&self, topic: &str, partition: i32, offset: i64) {
+        let mut map = self.inner.lock().unwrap_or_else(|p| p.into_inner());
+        if let Some(entry) = map.get_mut(&(topic.to_string(), partition)) {
+            entry.0.remove(&offset);
+        }
+    }
+
+    /// Per partition: the lowest offset still in progress, or the next offset when all are done.
+    pub fn committable(&self) -> BTreeMap<TopicPartitionKey, i64> {
+        let map = self.inner.lock().unwrap_or_else(|p| p.into_inner());
+        map.iter()
+            .map(|(tp, (open, next))| (tp.clone(), open.iter().next().copied().unwrap_or(*next)))
+            .collect()
+    }
+
+    /// Records handed out and not yet done.
+    pub fn in_progress(&self) -> usize {
+        self.inner
+            .lock()
+            .unwrap_or_else(|p| p.into_inner())
+            .values()
+            .map(|(o, _)| o.len())
+            .sum()
+    }
+}
+
+/// The group side of a consumer.
+#[derive(Debug)]
+struct Membership {
+    group_id: String,
+    member_id: String,
+    generation: i32,
+    coordinator: Arc<Connection>,
+    rejoin: Arc<AtomicBool>,
+    stop: Arc<AtomicBool>,
+}
+
+#[derive(Debug)]
+pub struct Consumer {
+    config: ConsumerConfig,
+    cluster: Arc<Cluster>,
+    subscription: Vec<String>,
+    assignment: Vec<TopicPartitionKey>,
+    /// Next offset to fetch.
+    fetch_positions: BTreeMap<TopicPartitionKey, i64>,
+    /// Offset after the last record handed to the application: what auto-commit commits.
+    consumed: BTreeMap<TopicPartitionKey, i64>,
+    buffer: VecDeque<ConsumerRecord>,
+    membership: Option<Membership>,
+    /// The member id of the last membership, offered again on the next join.
+    membership_member_id_hint: String,
+    last_commit: Instant,
+}
+
+fn s(v: &str) -> StrBytes {
+    StrBytes::from_string(v.to_string())
+}
+
+/// Decodes a consumer-protocol assignment (version prefix, then the struct).
+pub(crate) fn decode_assignment(mut bytes: Bytes) -> Vec<TopicPartitionKey> {
+    if bytes.len() < 2 {
+        return Vec::new();
+    }
+    let version = bytes.get_i16().clamp(0, 3);
+    match ConsumerProtocolAssignment::decode(&mut bytes, version) {
+        Ok(a) => a
+            .assigned_partitions
+            .into_iter()
+            .flat_map(|t| {
+                let topic = t.topic.0.to_string();
+                t.partitions.into_iter().map(move |p| (topic.clone(), p))
+            })
+            .collect(),
+        Err(_) => Vec::new(),
+    }
+}
+
+fn encode_versioned<T: Encodable>(value: &T, version: i16) -> Result<Bytes> {
+    let mut buf = BytesMut::new();
+    buf.put_i16(version);
+    value
+        .encode(&mut buf, version)
+        .map_err(|e| Error::Protocol(e.to_string()))?;
+    Ok(buf.freeze())
+}
+
+/// Kafka's RangeAssignor: per topic, consecutive ranges of partitions to members sorted by id.
+pub(crate) fn assign_range(
+    members: &BTreeMap<String, Vec<String>>,
+    partitions: &HashMap<String, i32>,
+) -> BTreeMap<String, Vec<TopicPartitionKey>> {
+    let mut out: BTreeMap<String, Vec<TopicPartitionKey>> =
+        members.keys().map(|m| (m.clone(), Vec::new())).collect();
+    let topics: BTreeSet<&String> = members.values().flatten().collect();
+    for topic in topics {
+        let n = partitions.get(topic).copied().unwrap_or(0);
+        let subscribed: Vec<&String> = members
+            .iter()
+            .filter(|(_, t)| t.contains(topic))
+            .map(|(m, _)| m)
+            .collect();
+        if subscribed.is_empty() {
+            continue;
+        }
+        let per = n / subscribed.len() as i32;
+        let extra = n % subscribed.len() as i32;
+        for (i, m) in subscribed.iter().enumerate() {
+            let i = i as i32;
+            let start = i * per + i.min(extra);
+            let len = per + i32::from(i < extra);
+            let list = out.entry((*m).clone()).or_default();
+            list.extend((start..start + len).map(|p| (topic.clone(), p)));
+        }
+    }
+    out
+}
+
+/// Kafka's RoundRobinAssignor: all partitions in order, dealt to subscribed members in turn.
+pub(crate) fn assign_roundrobin(
+    members: &BTreeMap<String, Vec<String>>,
+    partitions: &HashMap<String, i32>,
+) -> BTreeMap<String, Vec<TopicPartitionKey>> {
+    let mut out: BTreeMap<String, Vec<TopicPartitionKey>> =
+        members.keys().map(|m| (m.clone(), Vec::new())).collect();
+    let ids: Vec<&String> = members.keys().collect();
+    if ids.is_empty() {
+        return out;
+    }
+    let topics: BTreeSet<&String> = members.values().flatten().collect();
+    let mut next = 0usize;
+    for topic in topics {
+        for p in 0..partitions.get(topic).copied().unwrap_or(0) {
+            for _ in 0..ids.len() {
+                let m = ids[next % ids.len()];
+                next += 1;
+                if members[m].contains(topic) {
+                    out.entry(m.clone()).or_default().push((topic.clone(), p));
+                    break;
+                }
+            }
+        }
+    }
+    out
+}
+
+impl Consumer {
+    pub async fn new(config: ConsumerConfig) -> Result<Consumer> {
+        let cluster = Cluster::connect(config.client.clone()).await?;
+        Ok(Consumer {
+            config,
+            cluster,
+            subscription: Vec::new(),
+            assignment: Vec::new(),
+            fetch_positions: BTreeMap::new(),
+            consumed: BTreeMap::new(),
+            buffer: VecDeque::new(),
+            membership: None,
+            membership_member_id_hint: String::new(),
+            last_commit: Instant::now(),
+        })
+    }
+
+    /// Reads these partitions without a group; positions come from committed offsets when a
+    /// group id is set, else from `auto_offset_reset`.
+    pub async fn assign(&mut self, partitions: Vec<(String, i32)>) -> Result<()> {
+        self.subscription.clear();
+        self.assignment = partitions;
+        self.fetch_positions
+            .retain(|tp, _| self.assignment.contains(tp));
+        self.init_positions().await
+    }
+
+    /// Joins the group (which must be configured) and reads the topics it assigns.
+    pub async fn subscribe(&mut self, topics: Vec<String>) -> Result<()> {
+        if self.config.group_id.is_none() {
+            return Err(Error::Config("subscribe needs a group id".into()));
+        }
+        self.subscription = topics;
+        if let Some(m) = &self.membership {
+            m.rejoin.store(true, Ordering::Release);
+        }
+        Ok(())
+    }
+
+    pub fn assignment(&self) -> &[(String, i32)] {
+        &self.assignment
+    }
+
+    /// Sets the next offset to read of an assigned partition.
+    pub fn seek(&mut self, topic: &str, partition: i32, offset: i64) {
+        let tp = (topic.to_string(), partition);
+        self.buffer
+            .retain(|r| !(r.topic == topic && r.partition == partition));
+        self.fetch_positions.insert(tp.clone(), offset);
+        self.consumed.insert(tp, offset);
+    }
+
+    /// Offsets of partitions by time (first record at or after `timestamp`), or -1.
+    pub async fn offsets_for_time(
+        &self,
+        topic: &str,
+        partition: i32,
+        timestamp: i64,
+    ) -> Result<i64> {
+        self.list_offset(topic, partition, timestamp).await
+    }
+
+    async fn list_offset(&self, topic: &str, partition: i32, timestamp: i64) -> Result<i64> {
+        let leader = self.leader_of(topic, partition).await?;
+        let request = ListOffsetsRequest::default()
+            .with_replica_id(BrokerId(-1))
+            .with_topics(vec![ListOffsetsTopic::default()
+                .with_name(TopicName(s(topic)))
+                .with_partitions(vec![ListOffsetsPartition::default()
+                    .with_partition_index(partition)
+                    .with_timestamp(timestamp)])]);
+        let (response, _) = self
+            .cluster
+            .broker(leader)
+            .await?
+            .request(&request, 7)
+            .await?;
+        let p = response
+            .topics
+            .first()
+            .and_then(|t| t.partitions.first())
+            .ok_or_else(|| Error::Protocol("empty ListOffsets answer".into()))?;
+        check(p.error_code)?;
+        Ok(p.offset)
+    }
+
+    async fn leader_of(&self, topic: &str, partition: i32) -> Result<i32> {
+        if let Some(l) = self.cluster.leader(topic, partition) {
+            return Ok(l);
+        }
+        self.cluster.refresh(&[topic.to_string()]).await?;
+        self.cluster
+            .leader(topic, partition)
+            .ok_or_else(|| Error::UnknownTopic(format!("{topic}-{partition}")))
+    }
+
+    async fn reset_offset(&self, topic: &str, partition: i32) -> Result<i64> {
+        let spec = match self.config.auto_offset_reset {
+            AutoOffsetReset::Earliest => -2,
+            AutoOffsetReset::Latest => -1,
+        };
+        self.list_offset(topic, partition, spec).await
+    }
+
+    /// Positions for assigned partitions that have none: committed offset, else the reset policy.
+    async fn init_positions(&mut self) -> Result<()> {
+        let missing: Vec<TopicPartitionKey> = self
+            .assignment
+            .iter()
+            .filter(|tp| !self.fetch_positions.contains_key(*tp))
+            .cloned()
+            .collect();
+        if missing.is_empty() {
+            return Ok(());
+        }
+        let committed = match &self.config.group_id {
+            Some(g) => self.fetch_committed(g, &missing).await.unwrap_or_default(),
+            None => BTreeMap::new(),
+        };
+        for tp in missing {
+            let offset = match committed.get(&tp) {
+                Some(&o) if o >= 0 => o,
+                _ => self.reset_offset(&tp.0, tp.1).await?,
+            };
+            self.fetch_positions.insert(tp.clone(), offset);
+            self.consumed.insert(tp, offset);
+        }
+        Ok(())
+    }
+
+    async fn coordinator(&self, group: &str) -> Result<Arc<Connection>> {
+        self.cluster.group_coordinator(group).await
+    }
+
+    async fn fetch_committed(
+        &self,
+        group: &str,
+        partitions: &[TopicPartitionKey],
+    ) -> Result<BTreeMap<TopicPartitionKey, i64>> {
+        let conn = self.coordinator(group).await?;
+        let mut topics: BTreeMap<&str, Vec<i32>> = BTreeMap::new();
+        for (t, p) in partitions {
+            topics.entry(t.as_str()).or_default().push(*p);
+        }
+        let request = OffsetFetchRequest::default()
+            .with_group_id(GroupId(s(group)))
+            .with_topics(Some(
+                topics
+                    .into_iter()
+                    .map(|(t, ps)| {
+                        OffsetFetchRequestTopic::default()
+                            .with_name(TopicName(s(t)))
+                            .with_partition_indexes(ps)
+                    })
+                    .collect(),
+            ));
+        let (response, _) = conn.request(&request, 7).await?;
+        check(response.error_code)?;
+        let mut out = BTreeMap::new();
+        for t in response.topics {
+            for p in t.partitions {
+                if p.error_code == 0 {
+                    out.insert(
+                        (t.name.0.to_string(), p.partition_index),
+                        p.committed_offset,
+                    );
+                }
+            }
+        }
+        Ok(out)
+    }
+
+    /// Commits what the application has consumed so far (synchronously).
+    pub async fn commit(&mut self) -> Result<()> {
+        let offsets = self.consumed.clone();
+        self.commit_offsets(&offsets).await
+    }
+
+    /// Commits the given next-offsets, e.g. from an [`OffsetTracker`].
+    pub async fn commit_offsets(
+        &mut self,
+        offsets: &BTreeMap<TopicPartitionKey, i64>,
+    ) -> Result<()> {
+        let Some(group) = self.config.group_id.clone() else {
+            return Err(Error::Config("commits need a group id".into()));
+        };
+        if offsets.is_empty() {
+            return Ok(());
+        }
+        let (generation, member, conn) = match &self.membership {
+            Some(m) => (m.generation, m.member_id.clone(), m.coordinator.clone()),
+            None => (-1, String::new(), self.coordinator(&group).await?),
+        };
+        let mut topics: BTreeMap<&str, Vec<OffsetCommitRequestPartition>> = BTreeMap::new();
+        for ((t, p), o) in offsets {
+            topics.entry(t.as_str()).or_default().push(
+                OffsetCommitRequestPartition::default()
+                    .with_partition_index(*p)
+                    .with_committed_offset(*o),
+            );
+        }
+        let request = OffsetCommitRequest::default()
+            .with_group_id(GroupId(s(&group)))
+            .with_generation_id_or_member_epoch(generation)
+            .with_member_id(s(&member))
+            .with_retention_time_ms(-1)
+            .with_topics(
+                topics
+                    .into_iter()
+                    .map(|(t, ps)| {
+                        OffsetCommitRequestTopic::default()
+                            .with_name(TopicName(s(t)))
+                            .with_partitions(ps)
+                    })
+                    .collect(),
+            );
+        let (response, _) = conn.request(&request, 8).await?;
+        self.last_commit = Instant::now();
+        for t in response.topics {
+            for p in t.partitions {
+                if p.error_code != 0 {
+                    let e = Error::from_code(p.error_code, None);
+                    if matches!(
+                        ResponseError::try_from_code(p.error_code),
+                        Some(
+                            ResponseError::RebalanceInProgress
+                                | ResponseError::IllegalGeneration
+                                | ResponseError::UnknownMemberId
+                        )
+                    ) {
+                        if let Some(m) = &self.membership {
+                            m.rejoin.store(true, Ordering::Release);
+                        }
+                    }
+                    return Err(e);
+                }
+            }
+        }
+        Ok(())
+    }
+
+    /// Joins (or rejoins) the group and takes the assignment the leader computes.
+    async fn join_group(&mut self) -> Result<()> {
+        let group = self
+            .config
+            .group_id
+            .clone()
+            .ok_or_else(|| Error::Config("no group id".into()))?;
+        if let Some(old) = self.membership.take() {
+            old.stop.store(true, Ordering::Release);
+            if self.config.enable_auto_commit {
+                self.membership = Some(old);
+                let _ = self.commit().await;
+                if let Some(m) = self.membership.take() {
+                    m.stop.store(true, Ordering::Release);
+                    self.membership_member_id_hint = m.member_id.clone();
+                }
+            } else {
+                self.membership_member_id_hint = old.member_id.clone();
+            }
+        }
+        // Eager rebalancing: give everything up before joining again.
+        self.assignment.clear();
+        self.fetch_positions.clear();
+        self.consumed.clear();
+        self.buffer.clear();
+        let coordinator = self.coordinator(&group).await?;
+        let subscription = ConsumerProtocolSubscription::default()
+            .with_topics(self.subscription.iter().map(|t| s(t)).collect());
+        let metadata = encode_versioned(&subscription, 1)?;
+        let protocols: Vec<JoinGroupRequestProtocol> = self
+            .config
+            .assignors
+            .iter()
+            .map(|a| {
+                JoinGroupRequestProtocol::default()
+                    .with_name(s(a))
+                    .with_metadata(metadata.clone())
+            })
+            .collect();
+        let mut member_id = std::mem::take(&mut self.membership_member_id_hint);
+        let join = loop {
+            let request = JoinGroupRequest::default()
+                .with_group_id(GroupId(s(&group)))
+                .with_session_timeout_ms(self.config.session_timeout.as_millis() as i32)
+                .with_rebalance_timeout_ms(self.config.rebalance_timeout.as_millis() as i32)
+                .with_member_id(s(&member_id))
+                .with_protocol_type(s("consumer"))
+                .with_protocols(protocols.clone());
+            let (response, _) = coordinator.request(&request, 7).await?;
+            match ResponseError::try_from_code(response.error_code) {
+                None => break response,
+                Some(ResponseError::MemberIdRequired) => member_id = response.member_id.to_string(),
+                Some(ResponseError::UnknownMemberId) => member_id.clear(),
+                Some(e) if e.is_retriable() || e == ResponseError::RebalanceInProgress => {
+                    tokio::time::sleep(self.config.client.retry_backoff).await;
+                }
+                Some(_) => check(response.error_code).map(|_| ())?,
+            }
+        };
+        let member_id = join.member_id.to_string();
+        let protocol = join
+            .protocol_name
+            .as_ref()
+            .map(|p| p.to_string())
+            .unwrap_or_default();
+        let mut assignments = Vec::new();
+        if join.leader == join.member_id {
+            let mut members: BTreeMap<String, Vec<String>> = BTreeMap::new();
+            for m in &join.members {
+                let mut meta = m.metadata.clone();
+                let topics = if meta.len() >= 2 {
+                    let v = meta.get_i16().clamp(0, 3);
+                    ConsumerProtocolSubscription::decode(&mut meta, v)
+                        .map(|s| s.topics.iter().map(|t| t.to_string()).collect())
+                        .unwrap_or_default()
+                } else {
+                    Vec::new()
+                };
+                members.insert(m.member_id.to_string(), topics);
+            }
+            let all_topics: Vec<String> = members
+                .values()
+                .flatten()
+                .cloned()
+                .collect::<BTreeSet<_>>()
+                .into_iter()
+                .collect();
+            self.cluster.refresh(&all_topics).await?;
+            let counts: HashMap<String, i32> = all_topics
+                .iter()
+                .filter_map(|t| {
+                    self.cluster
+                        .topic(t)
+                        .map(|i| (t.clone(), i.partitions.len() as i32))
+                })
+                .collect();
+            let plan = if protocol == "roundrobin" {
+                assign_roundrobin(&members, &counts)
+            } else {
+                assign_range(&members, &counts)
+            };
+            for (m, parts) in plan {
+                let mut by_topic: BTreeMap<String, Vec<i32>> = BTreeMap::new();
+                for (t, p) in parts {
+                    by_topic.entry(t).or_default().push(p);
+                }
+                let assignment = ConsumerProtocolAssignment::default().with_assigned_partitions(
+                    by_topic
+                        .into_iter()
+                        .map(|(t, ps)| {
+                            AssignedTopic::default()
+                                .with_topic(TopicName(s(&t)))
+                                .with_partitions(ps)
+                        })
+                        .collect(),
+                );
+                assignments.push(
+                    SyncGroupRequestAssignment::default()
+                        .with_member_id(s(&m))
+                        .with_assignment(encode_versioned(&assignment, 1)?),
+                );
+            }
+        }
+        let sync = SyncGroupRequest::default()
+            .with_group_id(GroupId(s(&group)))
+            .with_generation_id(join.generation_id)
+            .with_member_id(s(&member_id))
+            .with_protocol_type(Some(s("consumer")))
+            .with_protocol_name(Some(s(&protocol)))
+            .with_assignments(assignments);
+        let (sync, _) = coordinator.request(&sync, 5).await?;
+        let rejoin = Arc::new(AtomicBool::new(false));
+        if sync.error_code != 0 {
+            self.membership_member_id_hint = member_id;
+            return Err(Error::from_code(sync.error_code, None));
+        }
+        self.assignment = decode_assignment(sync.assignment);
+        let stop = Arc::new(AtomicBool::new(false));
+        tokio::spawn(heartbeat_loop(
+            coordinator.clone(),
+            group.clone(),
+            member_id.clone(),
+            join.generation_id,
+            self.config.heartbeat_interval,
+            rejoin.clone(),
+            stop.clone(),
+        ));
+        self.membership = Some(Membership {
+            group_id: group,
+            member_id,
+            generation: join.generation_id,
+            coordinator,
+            rejoin,
+            stop,
+        });
+        self.init_positions().await
+    }
+
+    /// Returns up to `max_records` records: as soon as that many are there, or when `max_wait`
+    /// has passed with fewer (possibly none).
+    pub async fn poll_batch(
+        &mut self,
+        max_records: usize,
+        max_wait: Duration,
+    ) -> Result<Vec<ConsumerRecord>> {
+        let deadline = Instant::now() + max_wait;
+        loop {
+            if !self.subscription.is_empty() {
+                let needs_join = self
+                    .membership
+                    .as_ref()
+                    .is_none_or(|m| m.rejoin.load(Ordering::Acquire));
+                if needs_join {
+                    if let Err(e) = self.join_group().await {
+                        if !e.is_retriable()
+                            && !matches!(
+                                e,
+                                Error::Kafka {
+                                    error: ResponseError::RebalanceInProgress
+                                        | ResponseError::IllegalGeneration
+                                        | ResponseError::UnknownMemberId,
+                                    ..
+                                }
+                            )
+                        {
+                            return Err(e);
+                        }
+                        tracing::debug!(error = %e, "rejoining the group");
+                        tokio::time::sleep(self.config.client.retry_backoff).await;
+                        continue;
+                    }
+                }
+            }
+            if self.config.enable_auto_commit
+                && self.config.group_id.is_some()
+                && self.last_commit.elapsed() >= self.config.auto_commit_interval
+            {
+                let _ = self.commit().await;
+            }
+            if self.buffer.len() >= max_records {
+                break;
+            }
+            let now = Instant::now();
+            if now >= deadline {
+                break;
+            }
+            if self.assignment.is_empty() {
+                tokio::time::sleep((deadline - now).min(Duration::from_millis(100))).await;
+                continue;
+            }
+            let wait = (deadline - now).min(self.config.fetch_max_wait);
+            if let Err(e) = self.fetch_once(wait).await {
+                if !e.is_retriable() {
+                    return Err(e);
+                }
+                tokio::time::sleep(self.config.client.retry_backoff).await;
+                let _ = self.cluster.refresh(&[]).await;
+            }
+        }
+        let n = self.buffer.len().min(max_records);
+        let out: Vec<ConsumerRecord> = self.buffer.drain(..n).collect();
+        for r in &out {
+            self.consumed
+                .insert((r.topic.clone(), r.partition), r.offset + 1);
+        }
+        Ok(out)
+    }
+
+    /// One Fetch per leader for the assigned partitions; appends what arrives to the buffer.
+    async fn fetch_once(&mut self, wait: Duration) -> Result<()> {
+        // Partitions with buffered records are not fetched again until drained.
+        let buffered: BTreeSet<TopicPartitionKey> = self
+            .buffer
+            .iter()
+            .map(|r| (r.topic.clone(), r.partition))
+            .collect();
+        let mut by_leader: BTreeMap<i32, Vec<TopicPartitionKey>> = BTreeMap::new();
+        for tp in &self.assignment {
+            if buffered.contains(tp) {
+                continue;
+            }
+            let leader = self.leader_of(&tp.0, tp.1).await?;
+            by_leader.entry(leader).or_default().push(tp.clone());
+        }
+        if by_leader.is_empty() {
+            tokio::time::sleep(wait.min(Duration::from_millis(10))).await;
+            return Ok(());
+        }
+        for (leader, tps) in by_leader {
+            let mut topics: BTreeMap<&str, Vec<FetchPartition>> = BTreeMap::new();
+            for (t, p) in &tps {
+                let offset = self
+                    .fetch_positions
+                    .get(&(t.clone(), *p))
+                    .copied()
+                    .unwrap_or(0);
+                topics.entry(t.as_str()).or_default().push(
+                    FetchPartition::default()
+                        .with_partition(*p)
+                        .with_fetch_offset(offset)
+                        .with_partition_max_bytes(self.config.max_partition_fetch_bytes),
+                );
+            }
+            let request = FetchRequest::default()
+                .with_replica_id(BrokerId(-1))
+                .with_max_wait_ms(wait.as_millis() as i32)
+                .with_min_bytes(self.config.fetch_min_bytes)
+                .with_max_bytes(self.config.fetch_max_bytes)
+                .with_session_id(0)
+                .with_session_epoch(-1)
+                .with_topics(
+                    topics
+                        .into_iter()
+                        .map(|(t, ps)| {
+                            FetchTopic::default()
+                                .with_topic(TopicName(s(t)))
+                                .with_partitions(ps)
+                        })
+                        .collect(),
+                );
+            let conn = self.cluster.broker(leader).await?;
+            let (response, _) = conn.request(&request, 12).await?;
+            check(response.error_code)?;
+            for t in response.responses {
+                let topic = t.topic.0.to_string();
+                for p in t.partitions {
+                    let tp = (topic.clone(), p.partition_index);
+                    match ResponseError::try_from_code(p.error_code) {
+                        None => {}
+                        Some(ResponseError::OffsetOutOfRange) => {
+                            let offset = self.reset_offset(&topic, p.partition_index).await?;
+                            self.fetch_positions.insert(tp, offset);
+                            continue;
+                        }
+                        Some(e) if e.is_retriable() => {
+                            let _ = self.cluster.refresh(std::slice::from_ref(&topic)).await;
+                            continue;
+                        }
+                        Some(_) => return Err(Error::from_code(p.error_code, None)),
+                    }
+                    let Some(mut records) = p.records else {
+                        continue;
+                    };
+                    let position = self.fetch_positions.get(&tp).copied().unwrap_or(0);
+                    let mut next = position;
+                    while records.len() >= 61 {
+                        // A trailing partial batch (cut by the size limit) is left for the next fetch.
+                        let len =
+                            i32::from_be_bytes([records[8], records[9], records[10], records[11]]);
+                        if len < 49 || records.len() < len as usize + 12 {
+                            break;
+                        }
+                        let Ok(set) = RecordBatchDecoder::decode(&mut records) else {
+                            break;
+                        };
+                        for r in set.records {
+                            next = next.max(r.offset + 1);
+                            if r.offset < position || r.control {
+                                continue;
+                            }
+                            self.buffer.push_back(ConsumerRecord {
+                                topic: topic.clone(),
+                                partition: p.partition_index,
+                                offset: r.offset,
+                                timestamp: r.timestamp,
+                                key: r.key,
+                                value: r.value,
+                                headers: r
+                                    .headers
+                                    .into_iter()
+                                    .map(|(k, v)| (k.to_string(), v))
+                                    .collect(),
+                            });
+                        }
+                    }
+                    self.fetch_positions.insert(tp, next);
+                }
+            }
+        }
+        Ok(())
+    }
+
+    /// Commits (with auto-commit on) and leaves the group.
+    pub async fn close(mut self) -> Result<()> {
+        if self.config.enable_auto_commit && self.config.group_id.is_some() {
+            let _ = self.commit().await;
+        }
+        if let Some(m) = self.membership.take() {
+            m.stop.store(true, Ordering::Release);
+            // v0-v2 name the member at the top level, v3+ in a list.
+            let version = m.coordinator.version_for::<LeaveGroupRequest>(5)?;
+            let request = if version >= 3 {
+                LeaveGroupRequest::default()
+                    .with_group_id(GroupId(s(&m.group_id)))
+                    .with_members(vec![leave_group_request::MemberIdentity::default()
+                        .with_member_id(s(&m.member_id))])
+            } else {
+                LeaveGroupRequest::default()
+                    .with_group_id(GroupId(s(&m.group_id)))
+                    .with_member_id(s(&m.member_id))
+            };
+            let _ = m.coordinator.request_at(&request, version).await;
+        }
+        Ok(())
+    }
+}
+
+async fn heartbeat_loop(
+    coordinator: Arc<Connection>,
+    group: String,
+    member_id: String,
+    generation: i32,
+    interval: Duration,
+    rejoin: Arc<AtomicBool>,
+    stop: Arc<AtomicBool>,
+) {
+    loop {
+        tokio::time::sleep(interval).await;
+        if stop.load(Ordering::Acquire) {
+            return;
+        }
+        let request = HeartbeatRequest::default()
+            .with_group_id(GroupId(s(&group)))
+            .with_generation_id(generation)
+            .with_member_id(s(&member_id));
+        match coordinator.request(&request, 4).await {
+            Ok((r, _)) if r.error_code == 0 => {}
+            Ok(_) | Err(_) => {
+                rejoin.store(true, Ordering::Release);
+                return;
+            }
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn members(spec: &[(&str, &[&str])]) -> BTreeMap<String, Vec<String>> {
+        spec.iter()
+            .map(|(m, ts)| (m.to_string(), ts.iter().map(|t| t.to_string()).collect()))
+            .collect()
+    }
+
+    #[test]
+    fn range_matches_kafka() {
+        let m = members(&[("a", &["t"]), ("b", &["t"])]);
+        let counts = HashMap::from([("t".to_string(), 5)]);
+        let plan = assign_range(&m, &counts);
+        assert_eq!(
+            plan["a"],
+            vec![("t".into(), 0), ("t".into(), 1), ("t".into(), 2)]
+        );
+        assert_eq!(plan["b"], vec![("t".into(), 3), ("t".into(), 4)]);
+        // More members than partitions: the extra ones get nothing.
+        let m = members(&[("a", &["t"]), ("b", &["t"]), ("c", &["t"])]);
+        let plan = assign_range(&m, &HashMap::from([("t".to_string(), 2)]));
+        assert_eq!(plan["c"], vec![]);
+    }
+
+    #[test]
+    fn roundrobin_deals_in_turn() {
+        let m = members(&[("a", &["t", "u"]), ("b", &["t", "u"])]);
+        let counts = HashMap::from([("t".to_string(), 3), ("u".to_string(), 1)]);
+        let plan = assign_roundrobin(&m, &counts);
+        assert_eq!(plan["a"], vec![("t".into(), 0), ("t".into(), 2)]);
+        assert_eq!(plan["b"], vec![("t".into(), 1), ("u".into(), 0)]);
+    }
+
+    #[test]
+    fn tracker_commits_only_behind_done_records() {
+        let t = OffsetTracker::new();
+        let recs: Vec<ConsumerRecord> = (10..15)
+            .map(|o| ConsumerRecord {
+                topic: "t".into(),
+                partition: 0,
+                offset: o,
+                timestamp: 0,
+                key: None,
+                value: None,
+                headers: vec![],
+            })
+            .collect();
+        t.track(&recs);
+        assert_eq!(t.committable()[&("t".to_string(), 0)], 10);
+        t.done("t", 0, 12);
+        t.done("t", 0, 11);
+        assert_eq!(t.committable()[&("t".to_string(), 0)], 10);
+        t.done("t", 0, 10);
+        assert_eq!(t.committable()[&("t".to_string(), 0)], 13);
+        t.done("t", 0, 14);
+        t.done("t", 0, 13);
+        assert_eq!(t.committable()[&("t".to_string(), 0)], 15);
+        assert_eq!(t.in_progress(), 0);
+    }
+}

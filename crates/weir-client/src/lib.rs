@@ -1,0 +1,30 @@
+//! `weir-client`: an async Rust client for Kafka-compatible brokers (Weir, Kafka, Redpanda).
+//!
+//! - [`Producer`]: batching with linger, compression, acks, idempotence, partitioners
+//!   (murmur2 identical to the Java client), delivery futures, bounded memory.
+//! - [`Consumer`]: manual assignment or group membership (range, roundrobin), batch polling with
+//!   a timeout, commits, and ordered commits for records processed concurrently.
+//! - [`Admin`]: topics, partitions, configs, groups, offsets and lag.
+//!
+//! Every request is sent at the highest version both sides support (KIP-35). Errors are one
+//! [`Error`] enum; Kafka error codes arrive as [`Error::Kafka`].
+
+mod admin;
+mod cluster;
+mod connection;
+mod consumer;
+mod error;
+pub mod partitioner;
+mod producer;
+
+pub use admin::{
+    Admin, ConfigEntry, GroupDescription, GroupMember, NewTopic, OffsetSpec, PartitionLag,
+    TopicDescription,
+};
+pub use cluster::{BrokerInfo, ClientConfig, PartitionInfo, TopicInfo};
+pub use consumer::{AutoOffsetReset, Consumer, ConsumerConfig, ConsumerRecord, OffsetTracker};
+pub use error::{Error, Result};
+pub use kafka_protocol::records::Compression;
+pub use producer::{
+    Acks, DeliveryFuture, Producer, ProducerConfig, ProducerRecord, RecordMetadata,
+};

@@ -1,0 +1,300 @@
+//! weir-client against a real (in-process) Weir broker: producing, consuming, groups, admin, and
+//! ordered commits that survive a consumer being killed mid-run.
+
+#![allow(clippy::unwrap_used)] // test helpers: a failure here is a test failure
+
+use std::collections::{BTreeMap, BTreeSet};
+use std::net::SocketAddr;
+use std::time::Duration;
+
+use weir_broker::{BrokerConfig, ServerHandle};
+use weir_client::partitioner::murmur2_partition;
+use weir_client::*;
+
+async fn broker(dir: &std::path::Path) -> ServerHandle {
+    let config = BrokerConfig {
+        listener: SocketAddr::from(([127, 0, 0, 1], 0)),
+        log_dir: dir.to_path_buf(),
+        num_partitions: 3,
+        group_initial_rebalance_delay_ms: 100,
+        group_min_session_timeout_ms: 1000,
+        ..BrokerConfig::default()
+    };
+    weir_broker::run(config).await.unwrap()
+}
+
+async fn create(admin: &Admin, topic: &str, partitions: i32) {
+    let r = admin
+        .create_topics(
+            &[NewTopic {
+                name: topic.into(),
+                partitions,
+                replication_factor: 1,
+                configs: vec![],
+            }],
+            false,
+        )
+        .await
+        .unwrap();
+    r.into_iter().for_each(|r| r.unwrap());
+}
+
+async fn produce_keyed(
+    bootstrap: &str,
+    topic: &str,
+    n: usize,
+    compression: Compression,
+) -> Vec<RecordMetadata> {
+    let mut config = ProducerConfig::new(bootstrap);
+    config.compression = compression;
+    let producer = Producer::new(config).await.unwrap();
+    let mut futures = Vec::new();
+    for i in 0..n {
+        let record =
+            ProducerRecord::new(topic, format!("value-{i}")).with_key(format!("key-{}", i % 37));
+        futures.push(producer.send(record).await.unwrap());
+    }
+    let mut out = Vec::new();
+    for f in futures {
+        out.push(f.await.unwrap());
+    }
+    producer.close().await;
+    out
+}
+
+async fn read_all(
+    bootstrap: &str,
+    topic: &str,
+    partitions: i32,
+    expect: usize,
+) -> Vec<ConsumerRecord> {
+    let mut config = ConsumerConfig::new(bootstrap);
+    config.auto_offset_reset = AutoOffsetReset::Earliest;
+    let mut consumer = Consumer::new(config).await.unwrap();
+    consumer
+        .assign((0..partitions).map(|p| (topic.to_string(), p)).collect())
+        .await
+        .unwrap();
+    let mut out = Vec::new();
+    let deadline = std::time::Instant::now() + Duration::from_secs(20);
+    while out.len() < expect && std::time::Instant::now() < deadline {
+        out.extend(
+            consumer
+                .poll_batch(500, Duration::from_millis(200))
+                .await
+                .unwrap(),
+        );
+    }
+    out
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn produce_and_consume_with_every_codec() {
+    let dir = tempfile::tempdir().unwrap();
+    let server = broker(dir.path()).await;
+    let bootstrap = server.local_addr.to_string();
+    let admin = Admin::connect(&bootstrap).await.unwrap();
+    for (i, codec) in [
+        Compression::None,
+        Compression::Gzip,
+        Compression::Snappy,
+        Compression::Lz4,
+        Compression::Zstd,
+    ]
+    .into_iter()
+    .enumerate()
+    {
+        let topic = format!("codec-{i}");
+        create(&admin, &topic, 3).await;
+        let acks = produce_keyed(&bootstrap, &topic, 300, codec).await;
+        // Keys land where the Java client puts them, and offsets are dense per partition.
+        for (i, m) in acks.iter().enumerate() {
+            assert_eq!(
+                m.partition,
+                murmur2_partition(format!("key-{}", i % 37).as_bytes(), 3)
+            );
+        }
+        let got = read_all(&bootstrap, &topic, 3, 300).await;
+        assert_eq!(got.len(), 300, "{codec:?}");
+        let mut by_partition: BTreeMap<i32, Vec<i64>> = BTreeMap::new();
+        for r in &got {
+            by_partition.entry(r.partition).or_default().push(r.offset);
+            let v = String::from_utf8(r.value.clone().unwrap().to_vec()).unwrap();
+            let i: usize = v.trim_start_matches("value-").parse().unwrap();
+            assert_eq!(r.key.as_deref(), Some(format!("key-{}", i % 37).as_bytes()));
+        }
+        for offsets in by_partition.values() {
+            assert_eq!(*offsets, (0..offsets.len() as i64).collect::<Vec<_>>());
+        }
+    }
+    server.shutdown().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn poll_batch_returns_when_full_or_when_time_is_up() {
+    let dir = tempfile::tempdir().unwrap();
+    let server = broker(dir.path()).await;
+    let bootstrap = server.local_addr.to_string();
+    let admin = Admin::connect(&bootstrap).await.unwrap();
+    create(&admin, "pb", 1).await;
+    let mut config = ConsumerConfig::new(&bootstrap);
+    config.auto_offset_reset = AutoOffsetReset::Earliest;
+    let mut consumer = Consumer::new(config).await.unwrap();
+    consumer.assign(vec![("pb".into(), 0)]).await.unwrap();
+    let empty = consumer
+        .poll_batch(10, Duration::from_millis(300))
+        .await
+        .unwrap();
+    assert!(empty.is_empty());
+    produce_keyed(&bootstrap, "pb", 25, Compression::None).await;
+    let first = consumer
+        .poll_batch(10, Duration::from_secs(10))
+        .await
+        .unwrap();
+    assert_eq!(first.len(), 10);
+    let second = consumer
+        .poll_batch(100, Duration::from_millis(500))
+        .await
+        .unwrap();
+    assert_eq!(second.len(), 15, "the rest arrives when the wait is over");
+    assert_eq!(second[0].offset, 10);
+    server.shutdown().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn groups_share_partitions_and_resume_from_commits() {
+    let dir = tempfile::tempdir().unwrap();
+    let server = broker(dir.path()).await;
+    let bootstrap = server.local_addr.to_string();
+    let admin = Admin::connect(&bootstrap).await.unwrap();
+    create(&admin, "g", 4).await;
+    produce_keyed(&bootstrap, "g", 400, Compression::None).await;
+
+    let make = |assignor: &str| {
+        let mut c = ConsumerConfig::new(&bootstrap).with_group("readers");
+        c.auto_offset_reset = AutoOffsetReset::Earliest;
+        c.enable_auto_commit = false;
+        c.session_timeout = Duration::from_secs(6);
+        c.heartbeat_interval = Duration::from_millis(300);
+        c.assignors = vec![assignor.to_string()];
+        c
+    };
+    let mut a = Consumer::new(make("roundrobin")).await.unwrap();
+    let mut b = Consumer::new(make("roundrobin")).await.unwrap();
+    a.subscribe(vec!["g".into()]).await.unwrap();
+    b.subscribe(vec!["g".into()]).await.unwrap();
+    let mut seen: BTreeSet<(i32, i64)> = BTreeSet::new();
+    let deadline = std::time::Instant::now() + Duration::from_secs(30);
+    while std::time::Instant::now() < deadline {
+        let (ra, rb) = tokio::join!(
+            a.poll_batch(100, Duration::from_millis(300)),
+            b.poll_batch(100, Duration::from_millis(300))
+        );
+        for r in ra.unwrap().into_iter().chain(rb.unwrap()) {
+            seen.insert((r.partition, r.offset));
+        }
+        let both = !a.assignment().is_empty() && !b.assignment().is_empty();
+        if both && seen.len() == 400 {
+            break;
+        }
+    }
+    assert_eq!(seen.len(), 400, "every record consumed");
+    let mut owned: Vec<(String, i32)> = a
+        .assignment()
+        .iter()
+        .chain(b.assignment())
+        .cloned()
+        .collect();
+    owned.sort();
+    assert_eq!(
+        owned,
+        (0..4).map(|p| ("g".to_string(), p)).collect::<Vec<_>>(),
+        "disjoint and complete"
+    );
+    a.commit().await.unwrap();
+    b.commit().await.unwrap();
+    a.close().await.unwrap();
+    b.close().await.unwrap();
+
+    let lag = admin.group_lag("readers").await.unwrap();
+    assert_eq!(lag.len(), 4);
+    assert!(lag.iter().all(|l| l.lag == 0), "{lag:?}");
+
+    produce_keyed(&bootstrap, "g", 40, Compression::None).await;
+    let lag: i64 = admin
+        .group_lag("readers")
+        .await
+        .unwrap()
+        .iter()
+        .map(|l| l.lag)
+        .sum();
+    assert_eq!(lag, 40);
+    let mut c = Consumer::new(make("range")).await.unwrap();
+    c.subscribe(vec!["g".into()]).await.unwrap();
+    let mut again = Vec::new();
+    let deadline = std::time::Instant::now() + Duration::from_secs(20);
+    while again.len() < 40 && std::time::Instant::now() < deadline {
+        again.extend(c.poll_batch(100, Duration::from_millis(300)).await.unwrap());
+    }
+    assert_eq!(again.len(), 40, "only the records after the commits");
+    c.close().await.unwrap();
+    let groups = admin.list_groups().await.unwrap();
+    assert!(groups.iter().any(|(g, _)| g == "readers"));
+    server.shutdown().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn admin_manages_topics_and_configs() {
+    let dir = tempfile::tempdir().unwrap();
+    let server = broker(dir.path()).await;
+    let admin = Admin::connect(&server.local_addr.to_string())
+        .await
+        .unwrap();
+    create(&admin, "adm", 2).await;
+    let again = admin
+        .create_topics(
+            &[NewTopic {
+                name: "adm".into(),
+                partitions: 1,
+                replication_factor: 1,
+                configs: vec![],
+            }],
+            false,
+        )
+        .await
+        .unwrap();
+    assert!(matches!(
+        &again[0],
+        Err(Error::Kafka {
+            error: kafka_protocol::error::ResponseError::TopicAlreadyExists,
+            ..
+        })
+    ));
+    admin.create_partitions("adm", 5).await.unwrap();
+    assert_eq!(
+        admin.describe_topic("adm").await.unwrap().partitions.len(),
+        5
+    );
+    admin
+        .alter_topic_configs("adm", &[("retention.ms".into(), Some("1234".into()))])
+        .await
+        .unwrap();
+    let configs = admin.describe_configs("adm", false).await.unwrap();
+    let retention = configs.iter().find(|c| c.name == "retention.ms").unwrap();
+    assert_eq!(retention.value.as_deref(), Some("1234"));
+    assert!(!retention.is_default);
+    assert!(admin
+        .list_topics()
+        .await
+        .unwrap()
+        .iter()
+        .any(|t| t.name == "adm"));
+    admin.delete_topics(&["adm".into()]).await.unwrap()[0]
+        .as_ref()
+        .unwrap();
+    assert!(matches!(
+        admin.describe_topic("adm").await,
+        Err(Error::UnknownTopic(_))
+    ));
+    server.shutdown().await;
+}
