@@ -24,6 +24,7 @@ pub use admin::{
 pub use cluster::{BrokerInfo, ClientConfig, PartitionInfo, TopicInfo};
 pub use consumer::{AutoOffsetReset, Consumer, ConsumerConfig, ConsumerRecord, OffsetTracker};
 pub use error::{Error, Result};
+pub use kafka_protocol::error::ResponseError;
 pub use kafka_protocol::records::Compression;
 pub use producer::{
     Acks, DeliveryFuture, Producer, ProducerConfig, ProducerRecord, RecordMetadata,

@@ -1,10 +1,19 @@
 //! `weir`: the command line. Parses, wires and prints; the work is in the library crates.
+//!
+//! Flags follow Kafka's shell tools (`--bootstrap-server`, `--topic`, `--partitions`,
+//! `--replication-factor`, `--config k=v`, `--group`, `--from-beginning`, `--property k=v`).
+//! Every failure is one line on stderr and a non-zero exit code.
 
+mod consume;
+mod groups;
+mod perf;
+mod produce;
 mod server;
+mod topics;
 
-use clap::{Parser, Subcommand};
+use clap::{Args, Parser, Subcommand};
 
-/// Weir: a Kafka-compatible message broker.
+/// Weir: a Kafka-compatible message broker and its tools.
 #[derive(Debug, Parser)]
 #[command(name = "weir", version, about, propagate_version = true)]
 struct Cli {
@@ -12,20 +21,86 @@ struct Cli {
     command: Command,
 }
 
+/// Where the cluster is.
+#[derive(Debug, Clone, Args)]
+pub(crate) struct Connect {
+    /// Broker(s) to connect to, as host:port[,host:port].
+    #[arg(long, env = "WEIR_BOOTSTRAP_SERVER", default_value = "127.0.0.1:9092")]
+    bootstrap_server: String,
+    /// How long one request to the cluster may take, in milliseconds.
+    #[arg(long, default_value_t = 15_000)]
+    request_timeout_ms: u64,
+}
+
+impl Connect {
+    pub(crate) fn client(&self) -> weir_client::ClientConfig {
+        let mut c = weir_client::ClientConfig::new(&self.bootstrap_server);
+        c.client_id = "weir-cli".into();
+        c.request_timeout = std::time::Duration::from_millis(self.request_timeout_ms);
+        c.retries = 3;
+        c
+    }
+
+    pub(crate) async fn admin(&self) -> anyhow::Result<weir_client::Admin> {
+        weir_client::Admin::new(self.client())
+            .await
+            .map_err(|e| anyhow::anyhow!("cannot reach {}: {e}", self.bootstrap_server))
+    }
+}
+
 #[derive(Debug, Subcommand)]
 enum Command {
     /// Run a broker. With no arguments: a one-node cluster, broker id 0, on 127.0.0.1:9092,
     /// with its data in ./weir-data.
     Server(Box<server::ServerArgs>),
+    /// Create, list, describe, alter and delete topics.
+    #[command(subcommand)]
+    Topics(topics::TopicsCommand),
+    /// Produce records from standard input or a file, one per line.
+    Produce(produce::ProduceArgs),
+    /// Print records of a topic.
+    Consume(consume::ConsumeArgs),
+    /// List, describe (with lag), reset and delete consumer groups.
+    #[command(subcommand)]
+    Groups(groups::GroupsCommand),
+    /// Load generators: produce, consume and end-to-end throughput and latency.
+    #[command(subcommand)]
+    Perf(perf::PerfCommand),
+}
+
+/// Runs an async command on a fresh runtime.
+pub(crate) fn block_on<F: std::future::Future<Output = anyhow::Result<()>>>(
+    f: F,
+) -> anyhow::Result<()> {
+    tokio::runtime::Builder::new_multi_thread()
+        .worker_threads(2)
+        .enable_all()
+        .build()
+        .map_err(|e| anyhow::anyhow!("cannot start the async runtime: {e}"))?
+        .block_on(f)
 }
 
 fn main() {
     let cli = Cli::parse();
     let result = match cli.command {
         Command::Server(args) => server::run(*args),
+        Command::Topics(cmd) => block_on(topics::run(cmd)),
+        Command::Produce(args) => block_on(produce::run(args)),
+        Command::Consume(args) => block_on(consume::run(args)),
+        Command::Groups(cmd) => block_on(groups::run(cmd)),
+        Command::Perf(cmd) => block_on(perf::run(cmd)),
     };
     if let Err(e) = result {
-        eprintln!("weir: {e:#}");
+        // One line: the chain of causes joined, never a backtrace.
+        let msg = format!("{e:#}").replace('\n', " ");
+        eprintln!("weir: {msg}");
         std::process::exit(1);
     }
+}
+
+/// Parses `k=v`.
+pub(crate) fn key_value(s: &str) -> anyhow::Result<(String, String)> {
+    s.split_once('=')
+        .map(|(k, v)| (k.trim().to_string(), v.to_string()))
+        .ok_or_else(|| anyhow::anyhow!("expected key=value, got '{s}'"))
 }

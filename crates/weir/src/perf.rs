@@ -1,0 +1,285 @@
+//! `weir perf`: load generators. Throughput in records/s and MB/s, latency percentiles from an
+//! HDR histogram (p50, p99, p99.9, max), a progress bar, and `--json` for scripts.
+
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use anyhow::{anyhow, Result};
+use clap::{Args, Subcommand};
+use hdrhistogram::Histogram;
+use indicatif::{ProgressBar, ProgressStyle};
+use weir_client::{
+    AutoOffsetReset, Consumer, ConsumerConfig, Producer, ProducerConfig, ProducerRecord,
+};
+
+use crate::produce::{parse_acks, parse_compression};
+use crate::Connect;
+
+#[derive(Debug, Args)]
+pub(crate) struct LoadArgs {
+    #[command(flatten)]
+    connect: Connect,
+    #[arg(long)]
+    topic: String,
+    #[arg(long, default_value_t = 100_000)]
+    num_records: u64,
+    /// Bytes per record value.
+    #[arg(long, default_value_t = 100)]
+    record_size: usize,
+    #[arg(long, default_value = "all")]
+    acks: String,
+    #[arg(long, default_value = "none")]
+    compression: String,
+    #[arg(long, default_value_t = 5)]
+    linger_ms: u64,
+    #[arg(long, default_value_t = 65536)]
+    batch_size: usize,
+    /// Print one JSON object instead of text, and no progress bar.
+    #[arg(long)]
+    json: bool,
+}
+
+#[derive(Debug, Subcommand)]
+pub(crate) enum PerfCommand {
+    /// Produce records as fast as acknowledgements allow; latency is send-to-acknowledgement.
+    Produce(LoadArgs),
+    /// Read a topic from the beginning; throughput only.
+    Consume(LoadArgs),
+    /// Produce and consume at once; latency is produce-to-consume, from timestamps in the records.
+    E2e(LoadArgs),
+}
+
+fn bar(args: &LoadArgs) -> ProgressBar {
+    if args.json {
+        return ProgressBar::hidden();
+    }
+    let pb = ProgressBar::new(args.num_records);
+    if let Ok(style) =
+        ProgressStyle::with_template("{bar:40} {pos}/{len} records {per_sec} eta {eta}")
+    {
+        pb.set_style(style);
+    }
+    pb
+}
+
+fn report(
+    kind: &str,
+    args: &LoadArgs,
+    count: u64,
+    elapsed: Duration,
+    latency: Option<&Histogram<u64>>,
+) {
+    let secs = elapsed.as_secs_f64().max(1e-9);
+    let rps = count as f64 / secs;
+    let mbps = count as f64 * args.record_size as f64 / secs / 1e6;
+    let lat = latency.filter(|h| !h.is_empty()).map(|h| {
+        (
+            h.value_at_quantile(0.5) as f64 / 1000.0,
+            h.value_at_quantile(0.99) as f64 / 1000.0,
+            h.value_at_quantile(0.999) as f64 / 1000.0,
+            h.max() as f64 / 1000.0,
+        )
+    });
+    if args.json {
+        let mut v = serde_json::json!({
+            "test": kind, "records": count, "record_size": args.record_size, "seconds": secs,
+            "records_per_sec": rps, "mb_per_sec": mbps, "acks": args.acks, "compression": args.compression,
+        });
+        if let Some((p50, p99, p999, max)) = lat {
+            v["latency_ms"] =
+                serde_json::json!({"p50": p50, "p99": p99, "p99_9": p999, "max": max});
+        }
+        println!("{v}");
+    } else {
+        println!("{kind}: {count} records in {secs:.2} s: {rps:.0} records/s, {mbps:.2} MB/s");
+        if let Some((p50, p99, p999, max)) = lat {
+            println!("latency ms: p50 {p50:.2}, p99 {p99:.2}, p99.9 {p999:.2}, max {max:.2}");
+        }
+    }
+}
+
+async fn producer(args: &LoadArgs) -> Result<Producer> {
+    let mut config = ProducerConfig::new(&args.connect.bootstrap_server);
+    config.client = args.connect.client();
+    config.acks = parse_acks(&args.acks)?;
+    config.idempotence = config.acks == weir_client::Acks::All;
+    config.compression = parse_compression(&args.compression)?;
+    config.linger = Duration::from_millis(args.linger_ms);
+    config.batch_size = args.batch_size;
+    Producer::new(config)
+        .await
+        .map_err(|e| anyhow!("cannot reach {}: {e}", args.connect.bootstrap_server))
+}
+
+fn histogram() -> Result<Histogram<u64>> {
+    Histogram::new_with_bounds(1, 3_600_000_000, 3).map_err(|e| anyhow!("histogram: {e}"))
+}
+
+async fn run_produce(
+    args: &LoadArgs,
+    value_prefix_time: bool,
+) -> Result<(u64, Duration, Histogram<u64>)> {
+    let producer = producer(args).await?;
+    let pb = bar(args);
+    let hist = Arc::new(std::sync::Mutex::new(histogram()?));
+    let payload = vec![b'x'; args.record_size];
+    let start = Instant::now();
+    let mut tasks = Vec::new();
+    for i in 0..args.num_records {
+        let mut value = payload.clone();
+        if value_prefix_time {
+            let now = std::time::SystemTime::now()
+                .duration_since(std::time::UNIX_EPOCH)
+                .map(|d| d.as_micros() as u64)
+                .unwrap_or(0);
+            let stamp = now.to_be_bytes();
+            let n = stamp.len().min(value.len());
+            value[..n].copy_from_slice(&stamp[..n]);
+        }
+        let sent = Instant::now();
+        let fut = producer
+            .send(ProducerRecord::new(args.topic.clone(), value))
+            .await
+            .map_err(|e| anyhow!("produce failed: {e}"))?;
+        let hist = hist.clone();
+        let pb = pb.clone();
+        tasks.push(tokio::spawn(async move {
+            let r = fut.await;
+            if r.is_ok() {
+                let us = sent.elapsed().as_micros() as u64;
+                let _ = hist
+                    .lock()
+                    .unwrap_or_else(|p| p.into_inner())
+                    .record(us.max(1));
+            }
+            pb.inc(1);
+            r.map(|_| ())
+        }));
+        if i % 10_000 == 9_999 {
+            tokio::task::yield_now().await;
+        }
+    }
+    let mut failed = 0;
+    for t in tasks {
+        if !matches!(t.await, Ok(Ok(()))) {
+            failed += 1;
+        }
+    }
+    let elapsed = start.elapsed();
+    producer.close().await;
+    pb.finish_and_clear();
+    if failed > 0 {
+        return Err(anyhow!("{failed} records were not acknowledged"));
+    }
+    let h = hist.lock().unwrap_or_else(|p| p.into_inner()).clone();
+    Ok((args.num_records, elapsed, h))
+}
+
+/// A consumer assigned every partition of the topic, positioned by `reset`.
+async fn open_consumer(args: &LoadArgs, reset: AutoOffsetReset) -> Result<Consumer> {
+    let admin = args.connect.admin().await?;
+    let info = admin
+        .describe_topic(&args.topic)
+        .await
+        .map_err(|e| anyhow!("cannot read topic '{}': {e}", args.topic))?;
+    let mut config = ConsumerConfig::new(&args.connect.bootstrap_server);
+    config.client = args.connect.client();
+    config.auto_offset_reset = reset;
+    config.enable_auto_commit = false;
+    let mut consumer = Consumer::new(config).await?;
+    consumer
+        .assign(
+            info.partitions
+                .iter()
+                .map(|p| (args.topic.clone(), p.partition))
+                .collect(),
+        )
+        .await?;
+    Ok(consumer)
+}
+
+async fn run_consume(
+    args: &LoadArgs,
+    mut consumer: Consumer,
+    e2e: Option<&mut Histogram<u64>>,
+) -> Result<(u64, Duration)> {
+    let pb = bar(args);
+    let start = Instant::now();
+    let mut got = 0u64;
+    let mut idle = Instant::now();
+    let mut e2e = e2e;
+    while got < args.num_records && idle.elapsed() < Duration::from_secs(30) {
+        let batch = consumer
+            .poll_batch(10_000, Duration::from_millis(500))
+            .await?;
+        if !batch.is_empty() {
+            idle = Instant::now();
+        }
+        if let Some(h) = e2e.as_deref_mut() {
+            let now = std::time::SystemTime::now()
+                .duration_since(std::time::UNIX_EPOCH)
+                .map(|d| d.as_micros() as u64)
+                .unwrap_or(0);
+            for r in &batch {
+                if let Some(v) = r.value.as_ref().filter(|v| v.len() >= 8) {
+                    let mut b = [0u8; 8];
+                    b.copy_from_slice(&v[..8]);
+                    let _ = h.record(now.saturating_sub(u64::from_be_bytes(b)).max(1));
+                }
+            }
+        }
+        got += batch.len() as u64;
+        pb.inc(batch.len() as u64);
+    }
+    pb.finish_and_clear();
+    consumer.close().await?;
+    Ok((got, start.elapsed()))
+}
+
+pub(crate) async fn run(cmd: PerfCommand) -> Result<()> {
+    match cmd {
+        PerfCommand::Produce(args) => {
+            let (n, elapsed, hist) = run_produce(&args, false).await?;
+            report("produce", &args, n, elapsed, Some(&hist));
+        }
+        PerfCommand::Consume(args) => {
+            let consumer = open_consumer(&args, AutoOffsetReset::Earliest).await?;
+            let (n, elapsed) = run_consume(&args, consumer, None).await?;
+            report("consume", &args, n, elapsed, None);
+        }
+        PerfCommand::E2e(args) => {
+            if args.record_size < 8 {
+                return Err(anyhow!(
+                    "--record-size must be at least 8 for end-to-end latency"
+                ));
+            }
+            // Positioned at the end before producing starts, so only this run's records count.
+            let consumer = open_consumer(&args, AutoOffsetReset::Latest).await?;
+            let produce_args = LoadArgs {
+                json: true,
+                ..clone_args(&args)
+            };
+            let producing =
+                tokio::spawn(async move { run_produce(&produce_args, true).await.map(|_| ()) });
+            let mut hist = histogram()?;
+            let (n, elapsed) = run_consume(&args, consumer, Some(&mut hist)).await?;
+            producing.await.map_err(|e| anyhow!("{e}"))??;
+            report("e2e", &args, n, elapsed, Some(&hist));
+        }
+    }
+    Ok(())
+}
+
+fn clone_args(a: &LoadArgs) -> LoadArgs {
+    LoadArgs {
+        connect: a.connect.clone(),
+        topic: a.topic.clone(),
+        num_records: a.num_records,
+        record_size: a.record_size,
+        acks: a.acks.clone(),
+        compression: a.compression.clone(),
+        linger_ms: a.linger_ms,
+        batch_size: a.batch_size,
+        json: a.json,
+    }
+}
