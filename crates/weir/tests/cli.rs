@@ -1,0 +1,497 @@
+//! Runs the `weir` binary: every subcommand against a real `weir server` child process, and bad
+//! input (unknown topic, bad flag, broker down) with its exit code and one-line message.
+
+#![allow(clippy::unwrap_used)] // test helpers: a failure here is a test failure
+
+use std::net::TcpListener;
+use std::process::{Child, Command, Output, Stdio};
+use std::time::{Duration, Instant};
+
+const BIN: &str = env!("CARGO_BIN_EXE_weir");
+
+struct Server {
+    child: Child,
+    bootstrap: String,
+    _dir: tempfile::TempDir,
+}
+
+impl Drop for Server {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}
+
+fn free_port() -> u16 {
+    TcpListener::bind("127.0.0.1:0")
+        .unwrap()
+        .local_addr()
+        .unwrap()
+        .port()
+}
+
+fn server() -> Server {
+    let dir = tempfile::tempdir().unwrap();
+    let port = free_port();
+    let child = Command::new(BIN)
+        .args([
+            "server",
+            "--listeners",
+            &format!("PLAINTEXT://127.0.0.1:{port}"),
+            "--log-dirs",
+        ])
+        .arg(dir.path())
+        .args([
+            "--num-partitions",
+            "3",
+            "--group-initial-rebalance-delay-ms",
+            "100",
+        ])
+        .env_remove("WEIR_BOOTSTRAP_SERVER")
+        .stdout(Stdio::null())
+        .stderr(Stdio::null())
+        .spawn()
+        .unwrap();
+    let deadline = Instant::now() + Duration::from_secs(20);
+    while std::net::TcpStream::connect(("127.0.0.1", port)).is_err() {
+        assert!(Instant::now() < deadline, "the broker did not start");
+        std::thread::sleep(Duration::from_millis(50));
+    }
+    Server {
+        child,
+        bootstrap: format!("127.0.0.1:{port}"),
+        _dir: dir,
+    }
+}
+
+fn weir(server: &Server, args: &[&str], stdin: Option<&str>) -> Output {
+    let mut cmd = Command::new(BIN);
+    cmd.args(args)
+        .env("WEIR_BOOTSTRAP_SERVER", &server.bootstrap);
+    run(cmd, stdin)
+}
+
+fn run(mut cmd: Command, stdin: Option<&str>) -> Output {
+    use std::io::Write;
+    cmd.stdin(Stdio::piped())
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped());
+    let mut child = cmd.spawn().unwrap();
+    let mut input = child.stdin.take().unwrap();
+    if let Some(s) = stdin {
+        input.write_all(s.as_bytes()).unwrap();
+    }
+    drop(input);
+    child.wait_with_output().unwrap()
+}
+
+fn ok(out: &Output) -> String {
+    assert!(
+        out.status.success(),
+        "failed: {}\n{}",
+        String::from_utf8_lossy(&out.stderr),
+        String::from_utf8_lossy(&out.stdout)
+    );
+    String::from_utf8(out.stdout.clone()).unwrap()
+}
+
+fn fails(out: &Output, code: i32, needle: &str) {
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert_eq!(out.status.code(), Some(code), "stderr: {err}");
+    assert!(err.contains(needle), "'{needle}' not in: {err}");
+    if code == 1 {
+        assert_eq!(
+            err.trim_end().lines().count(),
+            1,
+            "errors are one line: {err}"
+        );
+        assert!(
+            !err.contains("panicked") && !err.contains("backtrace"),
+            "{err}"
+        );
+    }
+}
+
+#[test]
+fn topics_lifecycle_and_bad_input() {
+    let s = server();
+    ok(&weir(
+        &s,
+        &[
+            "topics",
+            "create",
+            "--topic",
+            "t1",
+            "--partitions",
+            "2",
+            "--replication-factor",
+            "1",
+            "--config",
+            "retention.ms=60000",
+        ],
+        None,
+    ));
+    fails(
+        &weir(&s, &["topics", "create", "--topic", "t1"], None),
+        1,
+        "already exists",
+    );
+    ok(&weir(
+        &s,
+        &["topics", "create", "--topic", "t1", "--if-not-exists"],
+        None,
+    ));
+    fails(
+        &weir(&s, &["topics", "create", "--topic", "bad/name"], None),
+        1,
+        "bad/name",
+    );
+    fails(
+        &weir(
+            &s,
+            &[
+                "topics",
+                "create",
+                "--topic",
+                "x",
+                "--config",
+                "retention.ms=soon",
+            ],
+            None,
+        ),
+        1,
+        "retention.ms",
+    );
+    fails(
+        &weir(
+            &s,
+            &[
+                "topics",
+                "create",
+                "--topic",
+                "x",
+                "--replication-factor",
+                "3",
+            ],
+            None,
+        ),
+        1,
+        "replication factor",
+    );
+    assert!(ok(&weir(&s, &["topics", "list"], None))
+        .lines()
+        .any(|l| l == "t1"));
+    let described = ok(&weir(&s, &["topics", "describe", "--topic", "t1"], None));
+    assert!(
+        described.contains("PartitionCount: 2") && described.contains("retention.ms=60000"),
+        "{described}"
+    );
+    assert!(described.contains("LEADER") && described.contains("ISR"));
+    ok(&weir(
+        &s,
+        &[
+            "topics",
+            "alter",
+            "--topic",
+            "t1",
+            "--partitions",
+            "4",
+            "--config",
+            "retention.ms=5000",
+        ],
+        None,
+    ));
+    let described = ok(&weir(&s, &["topics", "describe", "--topic", "t1"], None));
+    assert!(
+        described.contains("PartitionCount: 4") && described.contains("retention.ms=5000"),
+        "{described}"
+    );
+    fails(
+        &weir(
+            &s,
+            &["topics", "alter", "--topic", "t1", "--partitions", "2"],
+            None,
+        ),
+        1,
+        "partitions",
+    );
+    fails(
+        &weir(&s, &["topics", "describe", "--topic", "nope"], None),
+        1,
+        "nope",
+    );
+    ok(&weir(&s, &["topics", "delete", "--topic", "t1"], None));
+    fails(
+        &weir(&s, &["topics", "delete", "--topic", "t1"], None),
+        1,
+        "t1",
+    );
+    ok(&weir(
+        &s,
+        &["topics", "delete", "--topic", "t1", "--if-exists"],
+        None,
+    ));
+    fails(
+        &weir(&s, &["topics", "create", "--no-such-flag"], None),
+        2,
+        "--no-such-flag",
+    );
+}
+
+#[test]
+fn produce_consume_round_trip() {
+    let s = server();
+    ok(&weir(
+        &s,
+        &["topics", "create", "--topic", "pc", "--partitions", "3"],
+        None,
+    ));
+    let lines: String = (0..50).map(|i| format!("k{}:v{i}\n", i % 7)).collect();
+    ok(&weir(
+        &s,
+        &[
+            "produce",
+            "--topic",
+            "pc",
+            "--key-separator",
+            ":",
+            "--header",
+            "h=1",
+            "--compression",
+            "lz4",
+        ],
+        Some(&lines),
+    ));
+    let out = ok(&weir(
+        &s,
+        &[
+            "consume",
+            "--topic",
+            "pc",
+            "--from-beginning",
+            "--max-messages",
+            "50",
+            "--property",
+            "print.key=true",
+            "--property",
+            "key.separator=:",
+        ],
+        None,
+    ));
+    let mut got: Vec<String> = out.lines().map(String::from).collect();
+    got.sort();
+    let mut want: Vec<String> = lines.lines().map(String::from).collect();
+    want.sort();
+    assert_eq!(got, want);
+    let json = ok(&weir(
+        &s,
+        &[
+            "consume",
+            "--topic",
+            "pc",
+            "--partition",
+            "0",
+            "--offset",
+            "1",
+            "--format",
+            "json",
+            "--timeout-ms",
+            "1500",
+        ],
+        None,
+    ));
+    for line in json.lines() {
+        let v: serde_json::Value = serde_json::from_str(line).unwrap();
+        assert_eq!(v["partition"], 0);
+        assert!(v["offset"].as_i64().unwrap() >= 1);
+        assert_eq!(v["headers"]["h"], "1");
+    }
+    // By timestamp: everything was just produced, so an old timestamp reads it all.
+    let all = ok(&weir(
+        &s,
+        &[
+            "consume",
+            "--topic",
+            "pc",
+            "--timestamp",
+            "0",
+            "--max-messages",
+            "50",
+        ],
+        None,
+    ));
+    assert_eq!(all.lines().count(), 50);
+    fails(
+        &weir(
+            &s,
+            &["consume", "--topic", "missing", "--max-messages", "1"],
+            None,
+        ),
+        1,
+        "missing",
+    );
+    fails(
+        &weir(
+            &s,
+            &["produce", "--topic", "pc", "--acks", "2"],
+            Some("x\n"),
+        ),
+        1,
+        "--acks",
+    );
+    fails(
+        &weir(
+            &s,
+            &["produce", "--topic", "pc", "--key-separator", ":"],
+            Some("no separator here\n"),
+        ),
+        1,
+        "separator",
+    );
+    fails(
+        &weir(&s, &["consume", "--topic", "pc", "--offset", "3"], None),
+        1,
+        "--partition",
+    );
+}
+
+#[test]
+fn groups_describe_lag_reset_and_delete() {
+    let s = server();
+    ok(&weir(
+        &s,
+        &["topics", "create", "--topic", "gt", "--partitions", "2"],
+        None,
+    ));
+    let lines: String = (0..20).map(|i| format!("{i}\n")).collect();
+    ok(&weir(&s, &["produce", "--topic", "gt"], Some(&lines)));
+    ok(&weir(
+        &s,
+        &[
+            "consume",
+            "--topic",
+            "gt",
+            "--group",
+            "gg",
+            "--from-beginning",
+            "--max-messages",
+            "20",
+        ],
+        None,
+    ));
+    assert!(ok(&weir(&s, &["groups", "list"], None)).contains("gg"));
+    let described = ok(&weir(&s, &["groups", "describe", "--group", "gg"], None));
+    assert!(described.contains("Total lag: 0"), "{described}");
+    ok(&weir(&s, &["produce", "--topic", "gt"], Some("a\nb\nc\n")));
+    let described = ok(&weir(&s, &["groups", "describe", "--group", "gg"], None));
+    assert!(described.contains("Total lag: 3"), "{described}");
+    let dry = ok(&weir(
+        &s,
+        &[
+            "groups",
+            "reset-offsets",
+            "--group",
+            "gg",
+            "--topic",
+            "gt",
+            "--to-earliest",
+        ],
+        None,
+    ));
+    assert!(dry.contains("dry run"));
+    ok(&weir(
+        &s,
+        &[
+            "groups",
+            "reset-offsets",
+            "--group",
+            "gg",
+            "--topic",
+            "gt",
+            "--to-earliest",
+            "--execute",
+        ],
+        None,
+    ));
+    let described = ok(&weir(&s, &["groups", "describe", "--group", "gg"], None));
+    assert!(described.contains("Total lag: 23"), "{described}");
+    ok(&weir(&s, &["groups", "delete", "--group", "gg"], None));
+    fails(
+        &weir(&s, &["groups", "describe", "--group", "gg"], None),
+        1,
+        "gg",
+    );
+    fails(
+        &weir(&s, &["groups", "delete", "--group", "never"], None),
+        1,
+        "never",
+    );
+}
+
+#[test]
+fn perf_reports_json() {
+    let s = server();
+    ok(&weir(
+        &s,
+        &["topics", "create", "--topic", "pf", "--partitions", "2"],
+        None,
+    ));
+    for kind in ["produce", "consume", "e2e"] {
+        let out = ok(&weir(
+            &s,
+            &[
+                "perf",
+                kind,
+                "--topic",
+                "pf",
+                "--num-records",
+                "2000",
+                "--record-size",
+                "64",
+                "--json",
+            ],
+            None,
+        ));
+        let v: serde_json::Value = serde_json::from_str(out.trim()).unwrap();
+        assert_eq!(v["test"], kind);
+        assert_eq!(v["records"], 2000, "{v}");
+        assert!(v["records_per_sec"].as_f64().unwrap() > 0.0);
+        if kind != "consume" {
+            assert!(v["latency_ms"]["p99"].as_f64().is_some(), "{v}");
+        }
+    }
+}
+
+#[test]
+fn broker_down_and_help() {
+    let port = free_port();
+    let mut cmd = Command::new(BIN);
+    cmd.args([
+        "topics",
+        "list",
+        "--bootstrap-server",
+        &format!("127.0.0.1:{port}"),
+        "--request-timeout-ms",
+        "2000",
+    ]);
+    fails(&run(cmd, None), 1, "cannot reach");
+    let help = run(
+        {
+            let mut c = Command::new(BIN);
+            c.args(["server", "--help"]);
+            c
+        },
+        None,
+    );
+    let text = String::from_utf8_lossy(&help.stdout);
+    for flag in [
+        "--node-id",
+        "--listeners",
+        "--log-dirs",
+        "--num-partitions",
+        "--log-retention-ms",
+        "--config",
+    ] {
+        assert!(text.contains(flag), "{flag} missing from server --help");
+    }
+}
