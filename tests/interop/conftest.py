@@ -7,6 +7,13 @@ comes from ``$WEIR_BIN`` (default ``<repo>/target/debug/weir``).
 The broker's stderr goes to ``<tmp>/weir.stderr.log`` (appended across
 restarts) and is attached to the pytest report of any failing test.
 
+Extra ``weir server`` arguments for a test (or a whole module, through
+``pytestmark``) come from the ``weir_args`` marker, e.g.
+``@pytest.mark.weir_args("--group-initial-rebalance-delay-ms", "200")``.
+The closest marker wins (a function's marker replaces its module's; they are
+not merged, since the server rejects a repeated flag).  Tests without the
+marker get exactly the default command line.
+
 Everything here is bounded in time: broker start waits at most
 ``WEIR_START_TIMEOUT`` seconds (default 20), stops escalate to SIGKILL, and
 an autouse watchdog aborts any single test after ``WEIR_TEST_TIMEOUT``
@@ -238,7 +245,9 @@ def weir(request):
             pytrace=False,
         )
     tmp = Path(tempfile.mkdtemp(prefix="weir-interop-"))
-    broker = Broker(binary, tmp)
+    marker = request.node.get_closest_marker("weir_args")
+    extra_args = [str(a) for a in marker.args] if marker is not None else []
+    broker = Broker(binary, tmp, extra_args=extra_args)
     request.node._weir_broker = broker
     try:
         broker.start()
@@ -260,6 +269,17 @@ def weir(request):
 def sarama_bin(tmp_path_factory):
     """Build tests/interop/sarama once per session (GOPATH mode against the
     Debian golang-github-shopify-sarama-dev sources)."""
+    return _go_build(tmp_path_factory, "sarama", "sarama-interop")
+
+
+@pytest.fixture(scope="session")
+def sarama_group_bin(tmp_path_factory):
+    """Build tests/interop/sarama_group (the Sarama ConsumerGroup check) once
+    per session, the same way as ``sarama_bin``."""
+    return _go_build(tmp_path_factory, "sarama_group", "sarama-group-interop")
+
+
+def _go_build(tmp_path_factory, subdir: str, name: str) -> Path:
     go = shutil.which("go")
     if go is None:
         pytest.fail("`go` not found; install golang-go (see .ci/run)", pytrace=False)
@@ -270,7 +290,7 @@ def sarama_bin(tmp_path_factory):
             "install golang-github-shopify-sarama-dev (see .ci/run)",
             pytrace=False,
         )
-    out = tmp_path_factory.mktemp("sarama") / "sarama-interop"
+    out = tmp_path_factory.mktemp(subdir) / name
     env = dict(os.environ)
     env.update(GO111MODULE="off", GOPATH=gopath, GOFLAGS="")
     # A writable build cache that survives between runs on the same machine.
@@ -278,7 +298,7 @@ def sarama_bin(tmp_path_factory):
     try:
         res = subprocess.run(
             [go, "build", "-o", str(out), "."],
-            cwd=str(HERE / "sarama"),
+            cwd=str(HERE / subdir),
             env=env,
             stdin=subprocess.DEVNULL,
             capture_output=True,
@@ -286,9 +306,9 @@ def sarama_bin(tmp_path_factory):
             timeout=600,
         )
     except subprocess.TimeoutExpired:
-        pytest.fail("building the Sarama program timed out", pytrace=False)
+        pytest.fail(f"building the Sarama program in {subdir}/ timed out", pytrace=False)
     if res.returncode != 0:
-        pytest.fail(f"go build failed:\n{res.stdout}\n{res.stderr}", pytrace=False)
+        pytest.fail(f"go build of {subdir}/ failed:\n{res.stdout}\n{res.stderr}", pytrace=False)
     return out
 
 
@@ -329,6 +349,12 @@ def pytest_runtest_makereport(item, call):
 
 
 def pytest_configure(config):
+    config.addinivalue_line(
+        "markers",
+        "weir_args(*args): extra `weir server` arguments for the weir fixture "
+        "(closest marker wins)",
+    )
+
     # Turn SIGTERM (e.g. from `timeout` in .ci/test) into KeyboardInterrupt so
     # fixture teardown still kills the brokers and removes their data dirs.
     def on_term(signum, frame):

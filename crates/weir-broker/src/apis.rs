@@ -27,6 +27,9 @@ const fn api(key: ApiKey, min: i16, max: i16) -> ApiSpec {
 /// enables compression only when it sees Produce v0 (KAFKA-18659).
 pub const PRODUCE_MIN_DECODABLE: i16 = 3;
 
+/// OffsetCommit v0-v1 are decoded by hand (`kafka-protocol` starts at v2); Sarama 1.22 sends v1.
+pub const OFFSET_COMMIT_MIN_DECODABLE: i16 = 2;
+
 pub const APIS: &[ApiSpec] = &[
     api(ApiKey::Produce, 0, 11),
     api(ApiKey::Fetch, 4, 12),
@@ -48,7 +51,7 @@ pub const APIS: &[ApiSpec] = &[
     api(ApiKey::SyncGroup, 0, 5),
     api(ApiKey::Heartbeat, 0, 4),
     api(ApiKey::LeaveGroup, 0, 5),
-    api(ApiKey::OffsetCommit, 2, 8),
+    api(ApiKey::OffsetCommit, 0, 8),
     api(ApiKey::OffsetFetch, 1, 8),
     api(ApiKey::ListGroups, 0, 5),
     api(ApiKey::DescribeGroups, 0, 5),
@@ -112,6 +115,32 @@ pub(crate) async fn dispatch(
             min: PRODUCE_MIN_DECODABLE,
             max: spec.max,
         });
+    }
+    if api == ApiKey::OffsetCommit && version < OFFSET_COMMIT_MIN_DECODABLE {
+        let request =
+            handlers::offset_commit::decode_legacy(&mut body, version).map_err(|reason| {
+                DispatchError::Malformed {
+                    api,
+                    version,
+                    reason,
+                }
+            })?;
+        let response = handlers::offset_commit::handle(broker, version, request);
+        // v0 and v1 answers are laid out exactly as v2's.
+        let mut buf = bytes::BytesMut::new();
+        kafka_protocol::protocol::Encodable::encode(
+            &response,
+            &mut buf,
+            OFFSET_COMMIT_MIN_DECODABLE,
+        )
+        .map_err(|e| DispatchError::Malformed {
+            api,
+            version,
+            reason: e.to_string(),
+        })?;
+        return Ok(Some(Body::Chunks(vec![crate::frame::Chunk::Bytes(
+            buf.freeze(),
+        )])));
     }
     let decoded =
         RequestKind::decode(api, &mut body, version).map_err(|e| DispatchError::Malformed {

@@ -915,15 +915,21 @@ impl Coordinator {
         let mut dead = Vec::new();
         for group in self.groups.values_mut() {
             group.pending_members.retain(|_, expire| *expire > now_ms);
+            // As Kafka's heartbeat expiry: a member waiting in a join or sync is kept; any other
+            // member whose session has run out is removed, in every live state. During a
+            // rebalance this is what frees the group from a member that died before rejoining.
             if matches!(
                 group.state,
-                GroupState::Stable | GroupState::CompletingRebalance
+                GroupState::Stable
+                    | GroupState::CompletingRebalance
+                    | GroupState::PreparingRebalance
             ) {
                 let expired: Vec<String> = group
                     .members
                     .values()
                     .filter(|m| {
                         m.awaiting_join.is_none()
+                            && m.awaiting_sync.is_none()
                             && now_ms - m.last_heartbeat_ms > i64::from(m.session_timeout_ms)
                     })
                     .map(|m| m.member_id.clone())

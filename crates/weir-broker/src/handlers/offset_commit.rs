@@ -61,3 +61,84 @@ pub(crate) fn handle(
         .collect();
     OffsetCommitResponse::default().with_topics(topics)
 }
+
+/// Decodes OffsetCommit v0 and v1, which `kafka-protocol` (following Kafka 4, KIP-896) no
+/// longer knows but Sarama 1.22 still sends: v0 has no generation or member, v1 adds them and a
+/// per-partition commit timestamp (ignored, as Kafka 2.1+ does).
+pub(crate) fn decode_legacy(
+    buf: &mut bytes::Bytes,
+    version: i16,
+) -> Result<OffsetCommitRequest, String> {
+    use bytes::Buf;
+    use kafka_protocol::messages::offset_commit_request::{
+        OffsetCommitRequestPartition, OffsetCommitRequestTopic,
+    };
+    use kafka_protocol::messages::{GroupId, TopicName};
+    use kafka_protocol::protocol::StrBytes;
+
+    fn need(buf: &bytes::Bytes, n: usize) -> Result<(), String> {
+        if buf.remaining() < n {
+            return Err("request ends early".into());
+        }
+        Ok(())
+    }
+    fn string(buf: &mut bytes::Bytes) -> Result<Option<StrBytes>, String> {
+        need(buf, 2)?;
+        let len = buf.get_i16();
+        if len < 0 {
+            return Ok(None);
+        }
+        need(buf, len as usize)?;
+        StrBytes::from_utf8(buf.split_to(len as usize))
+            .map(Some)
+            .map_err(|e| e.to_string())
+    }
+    fn count(buf: &mut bytes::Bytes, min_item: usize) -> Result<usize, String> {
+        need(buf, 4)?;
+        let n = buf.get_i32();
+        // Never trust a count beyond what the remaining bytes could hold.
+        if n < 0 || n as usize > buf.remaining() / min_item {
+            return Err(format!("array length {n} is impossible"));
+        }
+        Ok(n as usize)
+    }
+    let group = string(buf)?.ok_or("null group id")?;
+    let (generation, member) = if version >= 1 {
+        need(buf, 4)?;
+        let g = buf.get_i32();
+        (g, string(buf)?.unwrap_or_default())
+    } else {
+        (-1, StrBytes::default())
+    };
+    let mut topics = Vec::new();
+    for _ in 0..count(buf, 6)? {
+        let name = string(buf)?.ok_or("null topic name")?;
+        let mut partitions = Vec::new();
+        for _ in 0..count(buf, 14)? {
+            need(buf, 12)?;
+            let index = buf.get_i32();
+            let offset = buf.get_i64();
+            if version >= 1 {
+                need(buf, 8)?;
+                let _commit_timestamp = buf.get_i64();
+            }
+            let metadata = string(buf)?;
+            partitions.push(
+                OffsetCommitRequestPartition::default()
+                    .with_partition_index(index)
+                    .with_committed_offset(offset)
+                    .with_committed_metadata(metadata),
+            );
+        }
+        topics.push(
+            OffsetCommitRequestTopic::default()
+                .with_name(TopicName(name))
+                .with_partitions(partitions),
+        );
+    }
+    Ok(OffsetCommitRequest::default()
+        .with_group_id(GroupId(group))
+        .with_generation_id_or_member_epoch(generation)
+        .with_member_id(member)
+        .with_topics(topics))
+}
