@@ -742,17 +742,11 @@ impl Consumer {
 
     /// One Fetch per leader for the assigned partitions; appends what arrives to the buffer.
     async fn fetch_once(&mut self, wait: Duration) -> Result<()> {
-        // Partitions with buffered records are not fetched again until drained.
-        let buffered: BTreeSet<TopicPartitionKey> = self
-            .buffer
-            .iter()
-            .map(|r| (r.topic.clone(), r.partition))
-            .collect();
+        // Fetch positions already point past buffered records, so every assigned partition can
+        // be fetched again; the buffer stays bounded because poll_batch returns once it holds
+        // `max_records`.
         let mut by_leader: BTreeMap<i32, Vec<TopicPartitionKey>> = BTreeMap::new();
         for tp in &self.assignment {
-            if buffered.contains(tp) {
-                continue;
-            }
             let leader = self.leader_of(&tp.0, tp.1).await?;
             by_leader.entry(leader).or_default().push(tp.clone());
         }
