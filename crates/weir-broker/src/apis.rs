@@ -83,6 +83,56 @@ pub(crate) enum DispatchError {
     },
 }
 
+/// A request body, decoded for its handler.
+#[derive(Debug)]
+pub(crate) enum Decoded {
+    Request(RequestKind),
+    /// OffsetCommit v0-v1, decoded by hand; answered in v2's layout, which is the same.
+    LegacyOffsetCommit(kafka_protocol::messages::OffsetCommitRequest),
+    /// ApiVersions of a version we do not know: answered in v0 with our list (KIP-511).
+    UnknownApiVersions,
+}
+
+/// Checks the version against the registry and decodes the body: the one place that decides
+/// what a connection does with untrusted bytes (the fuzz targets call it too).
+pub(crate) fn decode(
+    api: ApiKey,
+    version: i16,
+    body: &mut bytes::Bytes,
+) -> Result<Decoded, DispatchError> {
+    let spec = spec(api).ok_or(DispatchError::Unsupported(api))?;
+    // Produce v0-v2 are advertised for librdkafka but refused.
+    let min = if api == ApiKey::Produce {
+        PRODUCE_MIN_DECODABLE
+    } else {
+        spec.min
+    };
+    if version < min || version > spec.max {
+        if api == ApiKey::ApiVersions {
+            return Ok(Decoded::UnknownApiVersions);
+        }
+        return Err(DispatchError::UnsupportedVersion {
+            api,
+            version,
+            min,
+            max: spec.max,
+        });
+    }
+    let malformed = |reason: String| DispatchError::Malformed {
+        api,
+        version,
+        reason,
+    };
+    if api == ApiKey::OffsetCommit && version < OFFSET_COMMIT_MIN_DECODABLE {
+        return handlers::offset_commit::decode_legacy(body, version)
+            .map(Decoded::LegacyOffsetCommit)
+            .map_err(malformed);
+    }
+    RequestKind::decode(api, body, version)
+        .map(Decoded::Request)
+        .map_err(|e| malformed(e.to_string()))
+}
+
 pub(crate) async fn dispatch(
     broker: &Arc<Broker>,
     request: RequestFrame,
@@ -94,60 +144,30 @@ pub(crate) async fn dispatch(
         mut body,
     } = request;
     let version = header.request_api_version;
-    let spec = spec(api).ok_or(DispatchError::Unsupported(api))?;
-    if version < spec.min || version > spec.max {
-        if api == ApiKey::ApiVersions {
-            // Answer in v0 so that the client can pick a version we support (KIP-511).
+    let decoded = match decode(api, version, &mut body)? {
+        Decoded::Request(decoded) => decoded,
+        Decoded::UnknownApiVersions => {
             let answer = ResponseKind::ApiVersions(handlers::api_versions::unsupported());
             return Ok(Some(Body::Message(Box::new(answer))));
         }
-        return Err(DispatchError::UnsupportedVersion {
-            api,
-            version,
-            min: spec.min,
-            max: spec.max,
-        });
-    }
-    if api == ApiKey::Produce && version < PRODUCE_MIN_DECODABLE {
-        return Err(DispatchError::UnsupportedVersion {
-            api,
-            version,
-            min: PRODUCE_MIN_DECODABLE,
-            max: spec.max,
-        });
-    }
-    if api == ApiKey::OffsetCommit && version < OFFSET_COMMIT_MIN_DECODABLE {
-        let request =
-            handlers::offset_commit::decode_legacy(&mut body, version).map_err(|reason| {
-                DispatchError::Malformed {
-                    api,
-                    version,
-                    reason,
-                }
+        Decoded::LegacyOffsetCommit(request) => {
+            let response = handlers::offset_commit::handle(broker, version, request);
+            let mut buf = bytes::BytesMut::new();
+            kafka_protocol::protocol::Encodable::encode(
+                &response,
+                &mut buf,
+                OFFSET_COMMIT_MIN_DECODABLE,
+            )
+            .map_err(|e| DispatchError::Malformed {
+                api,
+                version,
+                reason: e.to_string(),
             })?;
-        let response = handlers::offset_commit::handle(broker, version, request);
-        // v0 and v1 answers are laid out exactly as v2's.
-        let mut buf = bytes::BytesMut::new();
-        kafka_protocol::protocol::Encodable::encode(
-            &response,
-            &mut buf,
-            OFFSET_COMMIT_MIN_DECODABLE,
-        )
-        .map_err(|e| DispatchError::Malformed {
-            api,
-            version,
-            reason: e.to_string(),
-        })?;
-        return Ok(Some(Body::Chunks(vec![crate::frame::Chunk::Bytes(
-            buf.freeze(),
-        )])));
-    }
-    let decoded =
-        RequestKind::decode(api, &mut body, version).map_err(|e| DispatchError::Malformed {
-            api,
-            version,
-            reason: e.to_string(),
-        })?;
+            return Ok(Some(Body::Chunks(vec![crate::frame::Chunk::Bytes(
+                buf.freeze(),
+            )])));
+        }
+    };
     let response = match decoded {
         RequestKind::ApiVersions(_) => ResponseKind::ApiVersions(handlers::api_versions::handle()),
         RequestKind::Metadata(r) => {
