@@ -24,11 +24,15 @@ fn s(v: &str) -> StrBytes {
 /// A topic to create.
 #[derive(Debug, Clone)]
 pub struct NewTopic {
+    /// The topic's name.
     pub name: String,
+    /// Number of partitions;
     /// -1: the broker's default.
     pub partitions: i32,
+    /// Copies of each partition;
     /// -1: the broker's default.
     pub replication_factor: i16,
+    /// Topic configs as (name, value), e.g. `("cleanup.policy", "compact")`.
     pub configs: Vec<(String, String)>,
 }
 
@@ -38,16 +42,23 @@ pub type TopicDescription = TopicInfo;
 /// One config of a topic or broker.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct ConfigEntry {
+    /// The config's name, e.g. `retention.ms`.
     pub name: String,
+    /// Its value; `None` when it has none or the broker hides it (sensitive).
     pub value: Option<String>,
+    /// Whether the value is the built-in default (config source `DEFAULT_CONFIG`) rather than
+    /// one set on the topic or the broker.
     pub is_default: bool,
+    /// Whether the config cannot be changed.
     pub read_only: bool,
 }
 
 /// Which offset ListOffsets should find.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum OffsetSpec {
+    /// The log start offset: that of the first record still kept.
     Earliest,
+    /// The log end offset: the one after the last record.
     Latest,
     /// The first record at or after this time (ms since the epoch).
     Timestamp(i64),
@@ -56,46 +67,64 @@ pub enum OffsetSpec {
 /// A member of a consumer group.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct GroupMember {
+    /// The id the coordinator gave the member.
     pub member_id: String,
+    /// The member's client id (Kafka's `client.id`).
     pub client_id: String,
+    /// The host the member connects from, as the coordinator sees it.
     pub host: String,
     /// Partitions assigned to it (decoded from the consumer protocol).
     pub assignment: Vec<(String, i32)>,
 }
 
+/// A consumer group as its coordinator describes it.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct GroupDescription {
+    /// The group's id.
     pub group_id: String,
+    /// The group's state, e.g. `Stable`, `PreparingRebalance`, `Empty` or `Dead`.
     pub state: String,
+    /// The group's protocol type: `consumer` for consumer groups.
     pub protocol_type: String,
+    /// The assignor the group chose, e.g. `range`; empty while none is chosen.
     pub protocol: String,
+    /// The members, with the partitions assigned to each.
     pub members: Vec<GroupMember>,
 }
 
 /// A group's position on one partition: committed offset, log end, and the backlog between.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct PartitionLag {
+    /// The topic's name.
     pub topic: String,
+    /// The partition's index.
     pub partition: i32,
     /// -1 when nothing was committed.
     pub committed: i64,
+    /// The offset after the partition's last record.
     pub log_end_offset: i64,
     /// Records not yet consumed by the group (from the log start when nothing was committed).
     pub lag: i64,
 }
 
+/// The admin client: topics, partitions, configs, consumer groups, offsets and lag.
+/// Clones share the same connections.
 #[derive(Debug, Clone)]
 pub struct Admin {
     cluster: Arc<Cluster>,
 }
 
 impl Admin {
+    /// Connects to the cluster and loads its metadata. Fails with [`Error::NoBrokers`] when
+    /// no bootstrap server can be reached.
     pub async fn new(config: ClientConfig) -> Result<Admin> {
         Ok(Admin {
             cluster: Cluster::connect(config).await?,
         })
     }
 
+    /// [`Admin::new`] with the defaults of [`ClientConfig::new`] for `bootstrap`, a
+    /// comma-separated `host:port` list.
     pub async fn connect(bootstrap: &str) -> Result<Admin> {
         Admin::new(ClientConfig::new(bootstrap)).await
     }
@@ -109,6 +138,7 @@ impl Admin {
     }
 
     /// Creates topics; returns one result per topic, in order.
+    /// With `validate_only`, the broker only checks the request and creates nothing.
     pub async fn create_topics(
         &self,
         topics: &[NewTopic],
@@ -160,6 +190,7 @@ impl Admin {
         Ok(out)
     }
 
+    /// Deletes topics by name; returns one result per topic, in order.
     pub async fn delete_topics(&self, names: &[String]) -> Result<Vec<Result<()>>> {
         let request = DeleteTopicsRequest::default()
             .with_timeout_ms(30_000)
@@ -201,6 +232,7 @@ impl Admin {
         Ok(self.cluster.topics())
     }
 
+    /// One topic with fresh metadata. Fails with [`Error::UnknownTopic`] if it does not exist.
     pub async fn describe_topic(&self, name: &str) -> Result<TopicDescription> {
         self.cluster.refresh(&[name.to_string()]).await?;
         self.cluster
@@ -208,6 +240,8 @@ impl Admin {
             .ok_or_else(|| Error::UnknownTopic(name.to_string()))
     }
 
+    /// Raises a topic's partition count to `total` (the new count, not the number to add).
+    /// Partitions can be added, never removed.
     pub async fn create_partitions(&self, topic: &str, total: i32) -> Result<()> {
         let request = CreatePartitionsRequest::default()
             .with_timeout_ms(30_000)
@@ -261,6 +295,7 @@ impl Admin {
     }
 
     /// Sets (`Some`) or resets (`None`) topic configs.
+    /// Configs not listed keep their values (IncrementalAlterConfigs).
     pub async fn alter_topic_configs(
         &self,
         topic: &str,
@@ -349,6 +384,7 @@ impl Admin {
     }
 
     /// Group ids with their state.
+    /// Asks every known broker; sorted by group id.
     pub async fn list_groups(&self) -> Result<Vec<(String, String)>> {
         let mut out = Vec::new();
         for b in self.cluster.brokers() {
@@ -370,6 +406,7 @@ impl Admin {
         Ok(out)
     }
 
+    /// A consumer group's state, assignor and members with their assignments.
     pub async fn describe_group(&self, group: &str) -> Result<GroupDescription> {
         let conn = self.coordinator(group).await?;
         let (response, _) = conn
@@ -402,6 +439,8 @@ impl Admin {
         })
     }
 
+    /// Deletes a consumer group and its committed offsets; it must have no active members
+    /// (else a `NonEmptyGroup` error).
     pub async fn delete_group(&self, group: &str) -> Result<()> {
         let conn = self.coordinator(group).await?;
         let (response, _) = conn
@@ -510,10 +549,12 @@ impl Admin {
         Ok(out)
     }
 
+    /// The brokers as of the last metadata refresh, by id.
     pub fn brokers(&self) -> Vec<crate::cluster::BrokerInfo> {
         self.cluster.brokers()
     }
 
+    /// The cluster's id as of the last metadata refresh; `None` if the broker sent none.
     pub fn cluster_id(&self) -> Option<String> {
         self.cluster.cluster_id()
     }

@@ -18,16 +18,25 @@ use crate::error::{Error, Result};
 #[derive(Debug, Clone)]
 pub struct ClientConfig {
     /// `host:port` of one or more brokers to start from.
+    /// Kafka's `bootstrap.servers`.
     pub bootstrap_servers: Vec<String>,
+    /// Names this client in every request header (Kafka's `client.id`). Default `weir-client`.
     pub client_id: String,
     /// How long one request may take.
+    /// Also bounds connecting, and is the broker's time limit for a Produce request.
+    /// Default 30 s (Kafka's `request.timeout.ms`).
     pub request_timeout: Duration,
     /// Retries of a retriable failure, with `retry_backoff` between them.
+    /// Default 10 (Kafka's `retries`).
     pub retries: u32,
+    /// Pause before retrying after a retriable failure. Default 100 ms (Kafka's
+    /// `retry.backoff.ms`).
     pub retry_backoff: Duration,
 }
 
 impl ClientConfig {
+    /// Default settings for `bootstrap`, a comma-separated `host:port` list (entries
+    /// trimmed, empty ones dropped). Connecting fails with [`Error::Config`] if none is left.
     pub fn new(bootstrap: &str) -> ClientConfig {
         ClientConfig {
             bootstrap_servers: bootstrap
@@ -46,30 +55,46 @@ impl ClientConfig {
 /// One partition as metadata describes it.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct PartitionInfo {
+    /// The partition's index.
     pub partition: i32,
+    /// Broker id of the leader; -1 when there is none.
     pub leader: i32,
+    /// The leader's epoch, raised at every change of leader.
     pub leader_epoch: i32,
+    /// Broker ids of the replicas.
     pub replicas: Vec<i32>,
+    /// Broker ids of the in-sync replicas.
     pub isr: Vec<i32>,
+    /// The partition's error code in the metadata answer; 0 when none.
     pub error_code: i16,
 }
 
 /// One topic as metadata describes it.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct TopicInfo {
+    /// The topic's name.
     pub name: String,
+    /// The topic's id (KIP-516); nil when the broker does not send one.
     pub topic_id: uuid::Uuid,
+    /// Whether it is an internal topic, such as `__consumer_offsets`.
     pub internal: bool,
+    /// Its partitions, sorted by index.
     pub partitions: Vec<PartitionInfo>,
+    /// The topic's error code in the metadata answer; always 0, as topics with an error are
+    /// left out.
     pub error_code: i16,
 }
 
 /// A broker as metadata describes it.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct BrokerInfo {
+    /// The broker's id (Kafka's `node.id`).
     pub node_id: i32,
+    /// The host name or address the broker advertises.
     pub host: String,
+    /// The port the broker advertises.
     pub port: i32,
+    /// The broker's rack (Kafka's `broker.rack`), if it has one.
     pub rack: Option<String>,
 }
 

@@ -2,13 +2,17 @@
 //! [`OffsetTracker`] for processing records concurrently while committing only behind records
 //! that are fully processed.
 //!
-//! Group membership uses the classic protocol (JoinGroup/SyncGroup/Heartbeat) with the range and
-//! roundrobin assignors, eager rebalancing: before rejoining, the consumer commits (when
-//! auto-commit is on) and gives up its partitions. A background task heartbeats and flags when a
-//! rebalance is needed; the next poll rejoins.
+//! Group membership uses the classic protocol (JoinGroup/SyncGroup/Heartbeat) with Kafka's
+//! range, roundrobin and cooperative-sticky assignors. With range or roundrobin the rebalance is
+//! eager: before rejoining, the consumer commits (when auto-commit is on) and gives up every
+//! partition. With cooperative-sticky alone it is incremental (KIP-429): the consumer keeps its
+//! partitions through the rebalance, gives up only those the new plan takes away (committing them
+//! first) and rejoins at once so that their new owner receives them. A [`RebalanceListener`] hears
+//! of every change. A background task heartbeats and flags when a rebalance is needed or the
+//! membership was lost; the next poll acts on it.
 
 use std::collections::{BTreeMap, BTreeSet, HashMap, VecDeque};
-use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::atomic::{AtomicBool, AtomicU8, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
@@ -27,11 +31,13 @@ use kafka_protocol::messages::*;
 use kafka_protocol::protocol::{Decodable, Encodable, StrBytes};
 use kafka_protocol::records::RecordBatchDecoder;
 
+use crate::assignor::{
+    assign_cooperative_sticky, assign_range, assign_roundrobin, decode_subscription,
+    MemberSubscription, TopicPartition,
+};
 use crate::cluster::{ClientConfig, Cluster};
 use crate::connection::Connection;
 use crate::error::{check, Error, Result};
-
-type TopicPartitionKey = (String, i32);
 
 /// Offsets handed out and not yet done, and the next offset after the last one handed out.
 type InFlight = (BTreeSet<i64>, i64);
@@ -39,30 +45,52 @@ type InFlight = (BTreeSet<i64>, i64);
 /// Where to start when a partition has no committed offset (or it is out of range).
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum AutoOffsetReset {
+    /// The log start: read everything still kept.
     Earliest,
+    /// The log end: read only records written from now on (the default, as in Kafka).
     Latest,
 }
 
+/// Consumer settings; [`ConsumerConfig::new`] gives Kafka's defaults.
 #[derive(Debug, Clone)]
 pub struct ConsumerConfig {
+    /// Connection settings shared with the other clients.
     pub client: ClientConfig,
     /// Group membership and commits need a group id; manual assignment does not.
     pub group_id: Option<String>,
+    /// Where to start without a committed offset (Kafka's `auto.offset.reset`). Default: latest.
     pub auto_offset_reset: AutoOffsetReset,
+    /// Commit consumed offsets every `auto_commit_interval` during polls, before a rebalance and
+    /// on close (Kafka's `enable.auto.commit`). Default: on.
     pub enable_auto_commit: bool,
+    /// Kafka's `auto.commit.interval.ms`. Default: 5 s.
     pub auto_commit_interval: Duration,
+    /// How long the coordinator waits for a heartbeat before it expels this member (Kafka's
+    /// `session.timeout.ms`). Default: 45 s.
     pub session_timeout: Duration,
+    /// How long the coordinator waits for members to rejoin in a rebalance (Kafka's
+    /// `max.poll.interval.ms` is sent as this). Default: 60 s.
     pub rebalance_timeout: Duration,
+    /// Kafka's `heartbeat.interval.ms`. Default: 3 s.
     pub heartbeat_interval: Duration,
-    /// Assignors in order of preference: "range", "roundrobin".
+    /// Assignors in order of preference (Kafka's `partition.assignment.strategy`): "range",
+    /// "roundrobin", "cooperative-sticky". Rebalances are incremental only when every one listed
+    /// is cooperative, as in the Java client. Default: range, then roundrobin.
     pub assignors: Vec<String>,
+    /// The longest a broker holds a fetch waiting for `fetch_min_bytes` (Kafka's
+    /// `fetch.max.wait.ms`). Default: 500 ms.
     pub fetch_max_wait: Duration,
+    /// Kafka's `fetch.min.bytes`. Default: 1.
     pub fetch_min_bytes: i32,
+    /// The most bytes one fetch answer may carry (Kafka's `fetch.max.bytes`). Default: 50 MiB.
     pub fetch_max_bytes: i32,
+    /// The most bytes per partition in one fetch answer (Kafka's
+    /// `max.partition.fetch.bytes`). Default: 1 MiB.
     pub max_partition_fetch_bytes: i32,
 }
 
 impl ConsumerConfig {
+    /// Defaults for a consumer of the cluster at `bootstrap` (`host:port[,host:port...]`).
     pub fn new(bootstrap: &str) -> ConsumerConfig {
         ConsumerConfig {
             client: ClientConfig::new(bootstrap),
@@ -81,6 +109,7 @@ impl ConsumerConfig {
         }
     }
 
+    /// Sets the consumer group id.
     pub fn with_group(mut self, group: &str) -> ConsumerConfig {
         self.group_id = Some(group.to_string());
         self
@@ -90,12 +119,19 @@ impl ConsumerConfig {
 /// A record as consumed.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct ConsumerRecord {
+    /// The topic it was read from.
     pub topic: String,
+    /// Its partition.
     pub partition: i32,
+    /// Its offset in the partition.
     pub offset: i64,
+    /// Milliseconds since the epoch: create time, or log-append time when the topic says so.
     pub timestamp: i64,
+    /// The key, `None` for a null key.
     pub key: Option<Bytes>,
+    /// The value, `None` for a null value (a tombstone).
     pub value: Option<Bytes>,
+    /// Headers in order, each a name and a possibly null value.
     pub headers: Vec<(String, Option<Bytes>)>,
 }
 
@@ -105,10 +141,11 @@ pub struct ConsumerRecord {
 /// redelivers only records that were not all done, never skips one.
 #[derive(Debug, Clone, Default)]
 pub struct OffsetTracker {
-    inner: Arc<Mutex<HashMap<TopicPartitionKey, InFlight>>>,
+    inner: Arc<Mutex<HashMap<TopicPartition, InFlight>>>,
 }
 
 impl OffsetTracker {
+    /// An empty tracker.
     pub fn new() -> OffsetTracker {
         OffsetTracker::default()
     }
@@ -134,7 +171,7 @@ impl OffsetTracker {
     }
 
     /// Per partition: the lowest offset still in progress, or the next offset when all are done.
-    pub fn committable(&self) -> BTreeMap<TopicPartitionKey, i64> {
+    pub fn committable(&self) -> BTreeMap<TopicPartition, i64> {
         let map = self.inner.lock().unwrap_or_else(|p| p.into_inner());
         map.iter()
             .map(|(tp, (open, next))| (tp.clone(), open.iter().next().copied().unwrap_or(*next)))
@@ -159,24 +196,85 @@ struct Membership {
     member_id: String,
     generation: i32,
     coordinator: Arc<Connection>,
-    rejoin: Arc<AtomicBool>,
+    /// [`STABLE`], [`REJOIN`] or [`LOST`], set by the heartbeat task and by commits.
+    state: Arc<AtomicU8>,
     stop: Arc<AtomicBool>,
 }
 
+/// The membership is current.
+const STABLE: u8 = 0;
+/// The group is rebalancing (or the coordinator moved): join again, keeping what we own.
+const REJOIN: u8 = 1;
+/// The coordinator no longer knows this member or generation: its partitions may already be
+/// someone else's, so they are dropped without a commit before joining again.
+const LOST: u8 = 2;
+
+fn flag(state: &AtomicU8, value: u8) {
+    // LOST wins over REJOIN.
+    state.fetch_max(value, Ordering::AcqRel);
+}
+
+/// Told when a group rebalance changes a consumer's partitions, like Java's
+/// `ConsumerRebalanceListener`. Its methods run inside [`Consumer::poll_batch`] (and
+/// [`Consumer::close`]), so they see no fetch in between.
+pub trait RebalanceListener: Send {
+    /// These partitions are about to be given up: the consumer has committed what the
+    /// application consumed (with auto-commit on) and then commits the offsets returned here,
+    /// e.g. an [`OffsetTracker`]'s committable offsets for these partitions.
+    fn on_partitions_revoked(&mut self, partitions: &[TopicPartition]) -> BTreeMap<TopicPartition, i64> {
+        let _ = partitions;
+        BTreeMap::new()
+    }
+
+    /// These partitions were added to the assignment. Eager assignors hand over the whole
+    /// assignment each time; cooperative-sticky only what is new (possibly nothing).
+    fn on_partitions_assigned(&mut self, partitions: &[TopicPartition]) {
+        let _ = partitions;
+    }
+
+    /// The membership was lost (session expired, generation fenced): these partitions were taken
+    /// away without a chance to commit, and another member may already be reading them.
+    fn on_partitions_lost(&mut self, partitions: &[TopicPartition]) {
+        let _ = partitions;
+    }
+}
+
+/// The listener slot. The mutex makes [`Consumer`] `Sync` (its futures hold `&self` across
+/// awaits) without asking listeners to be; it is never contended.
+#[derive(Default)]
+struct Listener(Mutex<Option<Box<dyn RebalanceListener>>>);
+
+impl Listener {
+    fn with<R>(&self, f: impl FnOnce(&mut dyn RebalanceListener) -> R) -> Option<R> {
+        let mut slot = self.0.lock().unwrap_or_else(|p| p.into_inner());
+        slot.as_mut().map(|l| f(l.as_mut()))
+    }
+}
+
+impl std::fmt::Debug for Listener {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str("Listener")
+    }
+}
+
+/// A consumer: reads assigned partitions, or the partitions its group hands it, in batches.
 #[derive(Debug)]
 pub struct Consumer {
     config: ConsumerConfig,
     cluster: Arc<Cluster>,
     subscription: Vec<String>,
-    assignment: Vec<TopicPartitionKey>,
+    assignment: Vec<TopicPartition>,
     /// Next offset to fetch.
-    fetch_positions: BTreeMap<TopicPartitionKey, i64>,
+    fetch_positions: BTreeMap<TopicPartition, i64>,
     /// Offset after the last record handed to the application: what auto-commit commits.
-    consumed: BTreeMap<TopicPartitionKey, i64>,
+    consumed: BTreeMap<TopicPartition, i64>,
     buffer: VecDeque<ConsumerRecord>,
     membership: Option<Membership>,
     /// The member id of the last membership, offered again on the next join.
     membership_member_id_hint: String,
+    /// The generation in which the current assignment was received, -1 when none.
+    generation: i32,
+    listener: Listener,
     last_commit: Instant,
 }
 
@@ -185,7 +283,7 @@ fn s(v: &str) -> StrBytes {
 }
 
 /// Decodes a consumer-protocol assignment (version prefix, then the struct).
-pub(crate) fn decode_assignment(mut bytes: Bytes) -> Vec<TopicPartitionKey> {
+pub(crate) fn decode_assignment(mut bytes: Bytes) -> Vec<TopicPartition> {
     if bytes.len() < 2 {
         return Vec::new();
     }
@@ -203,6 +301,31 @@ pub(crate) fn decode_assignment(mut bytes: Bytes) -> Vec<TopicPartitionKey> {
     }
 }
 
+/// A consumer-protocol subscription: topics, owned partitions and their generation (v2 fields).
+fn subscription(
+    topics: &[String],
+    owned: &[TopicPartition],
+    generation: i32,
+) -> ConsumerProtocolSubscription {
+    let mut by_topic: BTreeMap<&str, Vec<i32>> = BTreeMap::new();
+    for (t, p) in owned {
+        by_topic.entry(t.as_str()).or_default().push(*p);
+    }
+    ConsumerProtocolSubscription::default()
+        .with_topics(topics.iter().map(|t| s(t)).collect())
+        .with_owned_partitions(
+            by_topic
+                .into_iter()
+                .map(|(t, ps)| {
+                    consumer_protocol_subscription::TopicPartition::default()
+                        .with_topic(TopicName(s(t)))
+                        .with_partitions(ps)
+                })
+                .collect(),
+        )
+        .with_generation_id(generation)
+}
+
 fn encode_versioned<T: Encodable>(value: &T, version: i16) -> Result<Bytes> {
     let mut buf = BytesMut::new();
     buf.put_i16(version);
@@ -212,67 +335,21 @@ fn encode_versioned<T: Encodable>(value: &T, version: i16) -> Result<Bytes> {
     Ok(buf.freeze())
 }
 
-/// Kafka's RangeAssignor: per topic, consecutive ranges of partitions to members sorted by id.
-pub(crate) fn assign_range(
-    members: &BTreeMap<String, Vec<String>>,
-    partitions: &HashMap<String, i32>,
-) -> BTreeMap<String, Vec<TopicPartitionKey>> {
-    let mut out: BTreeMap<String, Vec<TopicPartitionKey>> =
-        members.keys().map(|m| (m.clone(), Vec::new())).collect();
-    let topics: BTreeSet<&String> = members.values().flatten().collect();
-    for topic in topics {
-        let n = partitions.get(topic).copied().unwrap_or(0);
-        let subscribed: Vec<&String> = members
-            .iter()
-            .filter(|(_, t)| t.contains(topic))
-            .map(|(m, _)| m)
-            .collect();
-        if subscribed.is_empty() {
-            continue;
-        }
-        let per = n / subscribed.len() as i32;
-        let extra = n % subscribed.len() as i32;
-        for (i, m) in subscribed.iter().enumerate() {
-            let i = i as i32;
-            let start = i * per + i.min(extra);
-            let len = per + i32::from(i < extra);
-            let list = out.entry((*m).clone()).or_default();
-            list.extend((start..start + len).map(|p| (topic.clone(), p)));
-        }
-    }
-    out
-}
-
-/// Kafka's RoundRobinAssignor: all partitions in order, dealt to subscribed members in turn.
-pub(crate) fn assign_roundrobin(
-    members: &BTreeMap<String, Vec<String>>,
-    partitions: &HashMap<String, i32>,
-) -> BTreeMap<String, Vec<TopicPartitionKey>> {
-    let mut out: BTreeMap<String, Vec<TopicPartitionKey>> =
-        members.keys().map(|m| (m.clone(), Vec::new())).collect();
-    let ids: Vec<&String> = members.keys().collect();
-    if ids.is_empty() {
-        return out;
-    }
-    let topics: BTreeSet<&String> = members.values().flatten().collect();
-    let mut next = 0usize;
-    for topic in topics {
-        for p in 0..partitions.get(topic).copied().unwrap_or(0) {
-            for _ in 0..ids.len() {
-                let m = ids[next % ids.len()];
-                next += 1;
-                if members[m].contains(topic) {
-                    out.entry(m.clone()).or_default().push((topic.clone(), p));
-                    break;
-                }
-            }
-        }
-    }
-    out
-}
-
 impl Consumer {
+    /// Connects to the cluster. Fails on an unknown assignor or when no bootstrap broker answers.
     pub async fn new(config: ConsumerConfig) -> Result<Consumer> {
+        if let Some(a) = config
+            .assignors
+            .iter()
+            .find(|a| !matches!(a.as_str(), "range" | "roundrobin" | "cooperative-sticky"))
+        {
+            return Err(Error::Config(format!(
+                "unknown assignor '{a}' (range, roundrobin or cooperative-sticky)"
+            )));
+        }
+        if config.assignors.is_empty() {
+            return Err(Error::Config("at least one assignor is needed".into()));
+        }
         let cluster = Cluster::connect(config.client.clone()).await?;
         Ok(Consumer {
             config,
@@ -284,6 +361,8 @@ impl Consumer {
             buffer: VecDeque::new(),
             membership: None,
             membership_member_id_hint: String::new(),
+            generation: -1,
+            listener: Listener::default(),
             last_commit: Instant::now(),
         })
     }
@@ -305,11 +384,17 @@ impl Consumer {
         }
         self.subscription = topics;
         if let Some(m) = &self.membership {
-            m.rejoin.store(true, Ordering::Release);
+            flag(&m.state, REJOIN);
         }
         Ok(())
     }
 
+    /// Sets the listener told of partitions assigned, revoked and lost by group rebalances.
+    pub fn set_rebalance_listener(&mut self, listener: Box<dyn RebalanceListener>) {
+        self.listener = Listener(Mutex::new(Some(listener)));
+    }
+
+    /// The partitions this consumer reads now.
     pub fn assignment(&self) -> &[(String, i32)] {
         &self.assignment
     }
@@ -377,7 +462,7 @@ impl Consumer {
 
     /// Positions for assigned partitions that have none: committed offset, else the reset policy.
     async fn init_positions(&mut self) -> Result<()> {
-        let missing: Vec<TopicPartitionKey> = self
+        let missing: Vec<TopicPartition> = self
             .assignment
             .iter()
             .filter(|tp| !self.fetch_positions.contains_key(*tp))
@@ -408,8 +493,8 @@ impl Consumer {
     async fn fetch_committed(
         &self,
         group: &str,
-        partitions: &[TopicPartitionKey],
-    ) -> Result<BTreeMap<TopicPartitionKey, i64>> {
+        partitions: &[TopicPartition],
+    ) -> Result<BTreeMap<TopicPartition, i64>> {
         let conn = self.coordinator(group).await?;
         let mut topics: BTreeMap<&str, Vec<i32>> = BTreeMap::new();
         for (t, p) in partitions {
@@ -452,7 +537,7 @@ impl Consumer {
     /// Commits the given next-offsets, e.g. from an [`OffsetTracker`].
     pub async fn commit_offsets(
         &mut self,
-        offsets: &BTreeMap<TopicPartitionKey, i64>,
+        offsets: &BTreeMap<TopicPartition, i64>,
     ) -> Result<()> {
         let Some(group) = self.config.group_id.clone() else {
             return Err(Error::Config("commits need a group id".into()));
@@ -493,16 +578,15 @@ impl Consumer {
             for p in t.partitions {
                 if p.error_code != 0 {
                     let e = Error::from_code(p.error_code, None);
-                    if matches!(
-                        ResponseError::try_from_code(p.error_code),
-                        Some(
-                            ResponseError::RebalanceInProgress
-                                | ResponseError::IllegalGeneration
+                    if let Some(m) = &self.membership {
+                        match ResponseError::try_from_code(p.error_code) {
+                            Some(ResponseError::RebalanceInProgress) => flag(&m.state, REJOIN),
+                            Some(
+                                ResponseError::IllegalGeneration
                                 | ResponseError::UnknownMemberId
-                        )
-                    ) {
-                        if let Some(m) = &self.membership {
-                            m.rejoin.store(true, Ordering::Release);
+                                | ResponseError::FencedInstanceId,
+                            ) => flag(&m.state, LOST),
+                            _ => {}
                         }
                     }
                     return Err(e);
@@ -512,6 +596,62 @@ impl Consumer {
         Ok(())
     }
 
+    /// Whether rebalances are incremental: every configured assignor is cooperative (KIP-429).
+    fn cooperative(&self) -> bool {
+        self.config
+            .assignors
+            .iter()
+            .all(|a| a == "cooperative-sticky")
+    }
+
+    /// Forgets these partitions: positions, consumed offsets, buffered records.
+    fn drop_partitions(&mut self, partitions: &[TopicPartition]) {
+        self.assignment.retain(|tp| !partitions.contains(tp));
+        self.fetch_positions.retain(|tp, _| !partitions.contains(tp));
+        self.consumed.retain(|tp, _| !partitions.contains(tp));
+        self.buffer
+            .retain(|r| !partitions.contains(&(r.topic.clone(), r.partition)));
+    }
+
+    /// Gives partitions up in an orderly way: commits what was consumed (auto-commit), tells the
+    /// listener and commits the offsets it returns, then forgets them. Commit failures are
+    /// logged: the partitions go either way, and their next owner starts from the last commit.
+    async fn revoke(&mut self, partitions: &[TopicPartition]) {
+        if partitions.is_empty() {
+            return;
+        }
+        if self.config.enable_auto_commit {
+            let consumed: BTreeMap<TopicPartition, i64> = self
+                .consumed
+                .iter()
+                .filter(|(tp, _)| partitions.contains(tp))
+                .map(|(tp, o)| (tp.clone(), *o))
+                .collect();
+            if let Err(e) = self.commit_offsets(&consumed).await {
+                tracing::warn!(error = %e, "commit before giving partitions up failed");
+            }
+        }
+        let extra = self
+            .listener
+            .with(|l| l.on_partitions_revoked(partitions))
+            .unwrap_or_default();
+        if let Err(e) = self.commit_offsets(&extra).await {
+            tracing::warn!(error = %e, "listener's commit before giving partitions up failed");
+        }
+        self.drop_partitions(partitions);
+    }
+
+    /// Drops every partition without committing: the membership is gone.
+    fn lose_partitions(&mut self) {
+        let lost = std::mem::take(&mut self.assignment);
+        self.generation = -1;
+        if lost.is_empty() {
+            return;
+        }
+        self.drop_partitions(&lost);
+        self.listener.with(|l| l.on_partitions_lost(&lost));
+    }
+
     /// Joins (or rejoins) the group and takes the assignment the leader computes.
     async fn join_group(&mut self) -> Result<()> {
         let group = self
@@ -519,28 +659,27 @@ impl Consumer {
             .group_id
             .clone()
             .ok_or_else(|| Error::Config("no group id".into()))?;
-        if let Some(old) = self.membership.take() {
+        let cooperative = self.cooperative();
+        if let Some(old) = &self.membership {
             old.stop.store(true, Ordering::Release);
-            if self.config.enable_auto_commit {
-                self.membership = Some(old);
-                let _ = self.commit().await;
-                if let Some(m) = self.membership.take() {
-                    m.stop.store(true, Ordering::Release);
-                    self.membership_member_id_hint = m.member_id.clone();
-                }
-            } else {
-                self.membership_member_id_hint = old.member_id.clone();
+            self.membership_member_id_hint = old.member_id.clone();
+            if old.state.load(Ordering::Acquire) == LOST {
+                self.membership = None;
+                self.lose_partitions();
+            } else if !cooperative {
+                // Eager: give everything up (committing under the old generation) first.
+                let all = self.assignment.clone();
+                self.revoke(&all).await;
             }
         }
-        // Eager rebalancing: give everything up before joining again.
-        self.assignment.clear();
-        self.fetch_positions.clear();
-        self.consumed.clear();
-        self.buffer.clear();
+        self.membership = None;
         let coordinator = self.coordinator(&group).await?;
-        let subscription = ConsumerProtocolSubscription::default()
-            .with_topics(self.subscription.iter().map(|t| s(t)).collect());
-        let metadata = encode_versioned(&subscription, 1)?;
+        let (owned, generation) = if cooperative {
+            (self.assignment.clone(), self.generation)
+        } else {
+            (Vec::new(), -1)
+        };
+        let metadata = encode_versioned(&subscription(&self.subscription, &owned, generation), 2)?;
         let protocols: Vec<JoinGroupRequestProtocol> = self
             .config
             .assignors
@@ -564,7 +703,11 @@ impl Consumer {
             match ResponseError::try_from_code(response.error_code) {
                 None => break response,
                 Some(ResponseError::MemberIdRequired) => member_id = response.member_id.to_string(),
-                Some(ResponseError::UnknownMemberId) => member_id.clear(),
+                Some(ResponseError::UnknownMemberId) => {
+                    member_id.clear();
+                    self.lose_partitions();
+                    return Err(Error::from_code(response.error_code, None));
+                }
                 Some(e) if e.is_retriable() || e == ResponseError::RebalanceInProgress => {
                     tokio::time::sleep(self.config.client.retry_backoff).await;
                 }
@@ -577,64 +720,11 @@ impl Consumer {
             .as_ref()
             .map(|p| p.to_string())
             .unwrap_or_default();
-        let mut assignments = Vec::new();
-        if join.leader == join.member_id {
-            let mut members: BTreeMap<String, Vec<String>> = BTreeMap::new();
-            for m in &join.members {
-                let mut meta = m.metadata.clone();
-                let topics = if meta.len() >= 2 {
-                    let v = meta.get_i16().clamp(0, 3);
-                    ConsumerProtocolSubscription::decode(&mut meta, v)
-                        .map(|s| s.topics.iter().map(|t| t.to_string()).collect())
-                        .unwrap_or_default()
-                } else {
-                    Vec::new()
-                };
-                members.insert(m.member_id.to_string(), topics);
-            }
-            let all_topics: Vec<String> = members
-                .values()
-                .flatten()
-                .cloned()
-                .collect::<BTreeSet<_>>()
-                .into_iter()
-                .collect();
-            self.cluster.refresh(&all_topics).await?;
-            let counts: HashMap<String, i32> = all_topics
-                .iter()
-                .filter_map(|t| {
-                    self.cluster
-                        .topic(t)
-                        .map(|i| (t.clone(), i.partitions.len() as i32))
-                })
-                .collect();
-            let plan = if protocol == "roundrobin" {
-                assign_roundrobin(&members, &counts)
-            } else {
-                assign_range(&members, &counts)
-            };
-            for (m, parts) in plan {
-                let mut by_topic: BTreeMap<String, Vec<i32>> = BTreeMap::new();
-                for (t, p) in parts {
-                    by_topic.entry(t).or_default().push(p);
-                }
-                let assignment = ConsumerProtocolAssignment::default().with_assigned_partitions(
-                    by_topic
-                        .into_iter()
-                        .map(|(t, ps)| {
-                            AssignedTopic::default()
-                                .with_topic(TopicName(s(&t)))
-                                .with_partitions(ps)
-                        })
-                        .collect(),
-                );
-                assignments.push(
-                    SyncGroupRequestAssignment::default()
-                        .with_member_id(s(&m))
-                        .with_assignment(encode_versioned(&assignment, 1)?),
-                );
-            }
-        }
+        let assignments = if join.leader == join.member_id {
+            self.lead(&join.members, &protocol).await?
+        } else {
+            Vec::new()
+        };
         let sync = SyncGroupRequest::default()
             .with_group_id(GroupId(s(&group)))
             .with_generation_id(join.generation_id)
@@ -643,12 +733,18 @@ impl Consumer {
             .with_protocol_name(Some(s(&protocol)))
             .with_assignments(assignments);
         let (sync, _) = coordinator.request(&sync, 5).await?;
-        let rejoin = Arc::new(AtomicBool::new(false));
         if sync.error_code != 0 {
+            if matches!(
+                ResponseError::try_from_code(sync.error_code),
+                Some(ResponseError::UnknownMemberId | ResponseError::IllegalGeneration)
+            ) {
+                self.lose_partitions();
+            }
             self.membership_member_id_hint = member_id;
             return Err(Error::from_code(sync.error_code, None));
         }
-        self.assignment = decode_assignment(sync.assignment);
+        let assigned = decode_assignment(sync.assignment);
+        let state = Arc::new(AtomicU8::new(STABLE));
         let stop = Arc::new(AtomicBool::new(false));
         tokio::spawn(heartbeat_loop(
             coordinator.clone(),
@@ -656,7 +752,7 @@ impl Consumer {
             member_id.clone(),
             join.generation_id,
             self.config.heartbeat_interval,
-            rejoin.clone(),
+            state.clone(),
             stop.clone(),
         ));
         self.membership = Some(Membership {
@@ -664,10 +760,86 @@ impl Consumer {
             member_id,
             generation: join.generation_id,
             coordinator,
-            rejoin,
+            state: state.clone(),
             stop,
         });
-        self.init_positions().await
+        self.generation = join.generation_id;
+        let revoked: Vec<TopicPartition> = self
+            .assignment
+            .iter()
+            .filter(|tp| !assigned.contains(tp))
+            .cloned()
+            .collect();
+        let added: Vec<TopicPartition> = assigned
+            .iter()
+            .filter(|tp| !self.assignment.contains(tp))
+            .cloned()
+            .collect();
+        if !revoked.is_empty() {
+            // Cooperative: commit and give up what the plan moves, then rejoin so that the new
+            // owner gets it in a follow-up rebalance.
+            self.revoke(&revoked).await;
+            flag(&state, REJOIN);
+        }
+        self.assignment.extend(added.iter().cloned());
+        self.init_positions().await?;
+        self.listener.with(|l| l.on_partitions_assigned(&added));
+        Ok(())
+    }
+
+    /// The leader's part of a rebalance: every member's assignment under the chosen protocol.
+    async fn lead(
+        &self,
+        members: &[join_group_response::JoinGroupResponseMember],
+        protocol: &str,
+    ) -> Result<Vec<SyncGroupRequestAssignment>> {
+        let members: BTreeMap<String, MemberSubscription> = members
+            .iter()
+            .map(|m| (m.member_id.to_string(), decode_subscription(m.metadata.clone())))
+            .collect();
+        let all_topics: Vec<String> = members
+            .values()
+            .flat_map(|m| m.topics.iter().cloned())
+            .collect::<BTreeSet<_>>()
+            .into_iter()
+            .collect();
+        self.cluster.refresh(&all_topics).await?;
+        let counts: HashMap<String, i32> = all_topics
+            .iter()
+            .filter_map(|t| {
+                self.cluster
+                    .topic(t)
+                    .map(|i| (t.clone(), i.partitions.len() as i32))
+            })
+            .collect();
+        let plan = match protocol {
+            "roundrobin" => assign_roundrobin(&members, &counts),
+            "cooperative-sticky" => assign_cooperative_sticky(&members, &counts),
+            _ => assign_range(&members, &counts),
+        };
+        let mut assignments = Vec::new();
+        for (m, parts) in plan {
+            let mut by_topic: BTreeMap<String, Vec<i32>> = BTreeMap::new();
+            for (t, p) in parts {
+                by_topic.entry(t).or_default().push(p);
+            }
+            let assignment = ConsumerProtocolAssignment::default().with_assigned_partitions(
+                by_topic
+                    .into_iter()
+                    .map(|(t, ps)| {
+                        AssignedTopic::default()
+                            .with_topic(TopicName(s(&t)))
+                            .with_partitions(ps)
+                    })
+                    .collect(),
+            );
+            assignments.push(
+                SyncGroupRequestAssignment::default()
+                    .with_member_id(s(&m))
+                    .with_assignment(encode_versioned(&assignment, 1)?),
+            );
+        }
+        Ok(assignments)
     }
 
     /// Returns up to `max_records` records: as soon as that many are there, or when `max_wait`
@@ -683,7 +855,7 @@ impl Consumer {
                 let needs_join = self
                     .membership
                     .as_ref()
-                    .is_none_or(|m| m.rejoin.load(Ordering::Acquire));
+                    .is_none_or(|m| m.state.load(Ordering::Acquire) != STABLE);
                 if needs_join {
                     if let Err(e) = self.join_group().await {
                         if !e.is_retriable()
@@ -745,7 +917,7 @@ impl Consumer {
         // Fetch positions already point past buffered records, so every assigned partition can
         // be fetched again; the buffer stays bounded because poll_batch returns once it holds
         // `max_records`.
-        let mut by_leader: BTreeMap<i32, Vec<TopicPartitionKey>> = BTreeMap::new();
+        let mut by_leader: BTreeMap<i32, Vec<TopicPartition>> = BTreeMap::new();
         for tp in &self.assignment {
             let leader = self.leader_of(&tp.0, tp.1).await?;
             by_leader.entry(leader).or_default().push(tp.clone());
@@ -848,9 +1020,14 @@ impl Consumer {
         Ok(())
     }
 
-    /// Commits (with auto-commit on) and leaves the group.
+    /// Gives up the group's partitions as in a rebalance (committing with auto-commit on, and
+    /// telling the listener), then leaves the group.
     pub async fn close(mut self) -> Result<()> {
-        if self.config.enable_auto_commit && self.config.group_id.is_some() {
+        if self.membership.is_some() {
+            // A member gives its partitions up as in a rebalance: commit, tell the listener.
+            let all = self.assignment.clone();
+            self.revoke(&all).await;
+        } else if self.config.enable_auto_commit && self.config.group_id.is_some() {
             let _ = self.commit().await;
         }
         if let Some(m) = self.membership.take() {
@@ -879,7 +1056,7 @@ async fn heartbeat_loop(
     member_id: String,
     generation: i32,
     interval: Duration,
-    rejoin: Arc<AtomicBool>,
+    state: Arc<AtomicU8>,
     stop: Arc<AtomicBool>,
 ) {
     loop {
@@ -893,8 +1070,20 @@ async fn heartbeat_loop(
             .with_member_id(s(&member_id));
         match coordinator.request(&request, 4).await {
             Ok((r, _)) if r.error_code == 0 => {}
-            Ok(_) | Err(_) => {
-                rejoin.store(true, Ordering::Release);
+            Ok((r, _)) => {
+                let lost = matches!(
+                    ResponseError::try_from_code(r.error_code),
+                    Some(
+                        ResponseError::UnknownMemberId
+                            | ResponseError::IllegalGeneration
+                            | ResponseError::FencedInstanceId
+                    )
+                );
+                flag(&state, if lost { LOST } else { REJOIN });
+                return;
+            }
+            Err(_) => {
+                flag(&state, REJOIN);
                 return;
             }
         }
@@ -904,37 +1093,6 @@ async fn heartbeat_loop(
 #[cfg(test)]
 mod tests {
     use super::*;
-
-    fn members(spec: &[(&str, &[&str])]) -> BTreeMap<String, Vec<String>> {
-        spec.iter()
-            .map(|(m, ts)| (m.to_string(), ts.iter().map(|t| t.to_string()).collect()))
-            .collect()
-    }
-
-    #[test]
-    fn range_matches_kafka() {
-        let m = members(&[("a", &["t"]), ("b", &["t"])]);
-        let counts = HashMap::from([("t".to_string(), 5)]);
-        let plan = assign_range(&m, &counts);
-        assert_eq!(
-            plan["a"],
-            vec![("t".into(), 0), ("t".into(), 1), ("t".into(), 2)]
-        );
-        assert_eq!(plan["b"], vec![("t".into(), 3), ("t".into(), 4)]);
-        // More members than partitions: the extra ones get nothing.
-        let m = members(&[("a", &["t"]), ("b", &["t"]), ("c", &["t"])]);
-        let plan = assign_range(&m, &HashMap::from([("t".to_string(), 2)]));
-        assert_eq!(plan["c"], vec![]);
-    }
-
-    #[test]
-    fn roundrobin_deals_in_turn() {
-        let m = members(&[("a", &["t", "u"]), ("b", &["t", "u"])]);
-        let counts = HashMap::from([("t".to_string(), 3), ("u".to_string(), 1)]);
-        let plan = assign_roundrobin(&m, &counts);
-        assert_eq!(plan["a"], vec![("t".into(), 0), ("t".into(), 2)]);
-        assert_eq!(plan["b"], vec![("t".into(), 1), ("u".into(), 0)]);
-    }
 
     #[test]
     fn tracker_commits_only_behind_done_records() {

@@ -2,32 +2,52 @@
 
 use kafka_protocol::error::ResponseError;
 
+/// Everything that can go wrong in the client; Kafka error codes arrive as [`Error::Kafka`].
 #[derive(Debug, thiserror::Error)]
 pub enum Error {
+    /// A socket error on the connection to a broker.
     #[error("I/O error talking to {addr}: {source}")]
     Io {
+        /// The broker's `host:port`.
         addr: String,
+        /// The underlying I/O error.
         source: std::io::Error,
     },
+    /// No bootstrap server or known broker could be connected to; holds the last error.
     #[error("cannot reach any bootstrap server ({0})")]
     NoBrokers(String),
+    /// The connection to this broker (`host:port`) is closed, or closed before answering.
     #[error("the connection to {0} is closed")]
     Closed(String),
+    /// A request or response that cannot be encoded or decoded, an answer missing a part, or
+    /// an unknown broker id. A failed producer batch also reports non-Kafka errors this way.
     #[error("protocol error: {0}")]
     Protocol(String),
+    /// The broker supports no version of this API that the client speaks (KIP-35).
     #[error("the broker does not support {api} in any version this client speaks")]
-    UnsupportedApi { api: String },
+    UnsupportedApi {
+        /// The API's name, e.g. `Produce` (its numeric key when the client does not know it).
+        api: String,
+    },
+    /// An error code sent by the broker.
     #[error("{error}{}", message.as_ref().map(|m| format!(": {m}")).unwrap_or_default())]
     Kafka {
+        /// What the code stands for (`ResponseError::Unknown` for codes this client does not know).
         error: ResponseError,
+        /// The broker's error message, when it sent one.
         message: Option<String>,
     },
+    /// A connect or request got no answer in time; holds the timeout in ms
+    /// (`ClientConfig::request_timeout`).
     #[error("timed out after {0} ms")]
     Timeout(u64),
+    /// The topic does not exist, or has no such partition (then written `topic-partition`).
     #[error("unknown topic or partition: {0}")]
     UnknownTopic(String),
+    /// A setting or argument that cannot work, e.g. idempotence without `acks = All`.
     #[error("invalid configuration: {0}")]
     Config(String),
+    /// The producer was closed before the record could be queued or acknowledged.
     #[error("the producer is closed")]
     ProducerClosed,
 }
@@ -60,4 +80,5 @@ pub(crate) fn check(code: i16) -> Result<(), Error> {
     }
 }
 
+/// The client's result type, with [`Error`] as the default error.
 pub type Result<T, E = Error> = std::result::Result<T, E>;

@@ -2,14 +2,18 @@
 //!
 //! - [`Producer`]: batching with linger, compression, acks, idempotence, partitioners
 //!   (murmur2 identical to the Java client), delivery futures, bounded memory.
-//! - [`Consumer`]: manual assignment or group membership (range, roundrobin), batch polling with
-//!   a timeout, commits, and ordered commits for records processed concurrently.
+//! - [`Consumer`]: manual assignment or group membership (range, roundrobin, cooperative-sticky,
+//!   with a [`RebalanceListener`]), batch polling with a timeout, commits, and ordered commits for
+//!   records processed concurrently.
 //! - [`Admin`]: topics, partitions, configs, groups, offsets and lag.
 //!
 //! Every request is sent at the highest version both sides support (KIP-35). Errors are one
 //! [`Error`] enum; Kafka error codes arrive as [`Error::Kafka`].
 
+#![warn(missing_docs)]
+
 mod admin;
+mod assignor;
 mod cluster;
 mod connection;
 mod consumer;
@@ -22,7 +26,10 @@ pub use admin::{
     TopicDescription,
 };
 pub use cluster::{BrokerInfo, ClientConfig, PartitionInfo, TopicInfo};
-pub use consumer::{AutoOffsetReset, Consumer, ConsumerConfig, ConsumerRecord, OffsetTracker};
+pub use assignor::TopicPartition;
+pub use consumer::{
+    AutoOffsetReset, Consumer, ConsumerConfig, ConsumerRecord, OffsetTracker, RebalanceListener,
+};
 pub use error::{Error, Result};
 pub use kafka_protocol::error::ResponseError;
 pub use kafka_protocol::records::Compression;

@@ -10,9 +10,11 @@ use std::sync::Mutex;
 
 /// Chooses a partition for a record. Implement it for a strategy of your own.
 pub trait Partitioner: Send + Sync + std::fmt::Debug {
+    /// The partition, in `0..partitions`, for a record of `topic` with `key` (`None`: keyless).
     /// `partitions` is at least 1.
     fn partition(&self, topic: &str, key: Option<&[u8]>, partitions: i32) -> i32;
     /// Called when the batch of a topic's sticky partition has been handed to the network.
+    /// Does nothing by default.
     fn on_new_batch(&self, _topic: &str) {}
 }
 

@@ -26,6 +26,7 @@ use crate::error::{Error, Result};
 use crate::partitioner::{DefaultPartitioner, Partitioner};
 
 /// How many replicas must have a record before it is acknowledged.
+/// Kafka's `acks`: `0`, `1` or `all`.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum Acks {
     /// No answer is awaited: a record may be lost without anyone knowing.
@@ -46,25 +47,41 @@ impl Acks {
     }
 }
 
+/// Producer settings; [`ProducerConfig::new`] gives the defaults.
 #[derive(Debug, Clone)]
 pub struct ProducerConfig {
+    /// Connection settings, shared with the consumer and the admin client.
     pub client: ClientConfig,
+    /// What a record's acknowledgement waits for. Default [`Acks::All`] (Kafka's `acks`).
     pub acks: Acks,
     /// How long a batch waits for more records before it is sent.
+    /// Default 5 ms (Kafka's `linger.ms`).
     pub linger: Duration,
     /// A batch is sent once it holds this many bytes.
+    /// Default 16 KiB (Kafka's `batch.size`). A record counts as its key, value and headers
+    /// plus 64 bytes.
     pub batch_size: usize,
+    /// Codec for record batches. Default [`Compression::None`] (Kafka's `compression.type`).
     pub compression: Compression,
     /// Idempotent delivery (requires `acks = All`).
+    /// Default `true` (Kafka's `enable.idempotence`); with other acks, [`Producer::new`]
+    /// fails with [`Error::Config`].
     pub idempotence: bool,
     /// Bytes of records waiting to be sent; `send` waits when they are used up.
+    /// Default 32 MiB (Kafka's `buffer.memory`); a larger record fails with
+    /// [`Error::Config`].
     pub buffer_memory: usize,
     /// Give up on a record this long after `send`.
+    /// Checked when a batch is retried, from the time its batch was opened. Default 120 s
+    /// (Kafka's `delivery.timeout.ms`).
     pub delivery_timeout: Duration,
+    /// Picks the partition of records that name none. Default [`DefaultPartitioner`]
+    /// (Kafka's `partitioner.class`).
     pub partitioner: Arc<dyn Partitioner>,
 }
 
 impl ProducerConfig {
+    /// The defaults (see each field) for `bootstrap`, a comma-separated `host:port` list.
     pub fn new(bootstrap: &str) -> ProducerConfig {
         ProducerConfig {
             client: ClientConfig::new(bootstrap),
@@ -83,17 +100,22 @@ impl ProducerConfig {
 /// A record to send.
 #[derive(Debug, Clone, Default)]
 pub struct ProducerRecord {
+    /// The topic to send to.
     pub topic: String,
     /// Chosen by the partitioner when `None`.
     pub partition: Option<i32>,
+    /// The record's key; the default partitioner sends equal keys to the same partition.
     pub key: Option<Bytes>,
+    /// The record's value; `None` is a null value (a tombstone in a compacted topic).
     pub value: Option<Bytes>,
+    /// Headers as (name, value), in order; a value may be null.
     pub headers: Vec<(String, Option<Bytes>)>,
     /// Milliseconds since the epoch; now when `None`.
     pub timestamp: Option<i64>,
 }
 
 impl ProducerRecord {
+    /// A record with this value, no key, and the rest unset.
     pub fn new(topic: impl Into<String>, value: impl Into<Bytes>) -> ProducerRecord {
         ProducerRecord {
             topic: topic.into(),
@@ -102,16 +124,19 @@ impl ProducerRecord {
         }
     }
 
+    /// Sets the key.
     pub fn with_key(mut self, key: impl Into<Bytes>) -> ProducerRecord {
         self.key = Some(key.into());
         self
     }
 
+    /// Sends the record to this partition instead of the partitioner's choice.
     pub fn with_partition(mut self, partition: i32) -> ProducerRecord {
         self.partition = Some(partition);
         self
     }
 
+    /// Appends a header; a `None` value is null.
     pub fn with_header(mut self, name: impl Into<String>, value: Option<Bytes>) -> ProducerRecord {
         self.headers.push((name.into(), value));
         self
@@ -131,14 +156,19 @@ impl ProducerRecord {
 /// Where a record landed.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct RecordMetadata {
+    /// The topic written to.
     pub topic: String,
+    /// The partition written to.
     pub partition: i32,
     /// -1 with `acks = None`.
     pub offset: i64,
+    /// Milliseconds since the epoch: the broker's log-append time when the topic uses it,
+    /// else the record's own timestamp.
     pub timestamp: i64,
 }
 
 /// Resolves when the record is acknowledged (or has failed).
+/// Fails with [`Error::ProducerClosed`] if the producer stopped before answering.
 #[derive(Debug)]
 pub struct DeliveryFuture {
     rx: oneshot::Receiver<Result<RecordMetadata>>,
@@ -213,6 +243,7 @@ impl std::fmt::Debug for Producer {
 
 impl Producer {
     /// Connects to the cluster (and, with idempotence, obtains a producer id).
+    /// Fails with [`Error::Config`] when idempotence is on without [`Acks::All`].
     pub async fn new(config: ProducerConfig) -> Result<Producer> {
         if config.idempotence && config.acks != Acks::All {
             return Err(Error::Config("idempotence needs acks=all".into()));
@@ -250,6 +281,9 @@ impl Producer {
     }
 
     /// Queues a record; resolves its future when acknowledged. Waits while the buffer is full.
+    /// Fails with [`Error::UnknownTopic`] for an unknown topic or partition, with
+    /// [`Error::Config`] for a record larger than `buffer_memory`, and with
+    /// [`Error::ProducerClosed`] after [`Producer::close`].
     pub async fn send(&self, record: ProducerRecord) -> Result<DeliveryFuture> {
         let inner = &self.inner;
         let topic = inner.cluster.topic_or_refresh(&record.topic).await?;
@@ -348,6 +382,7 @@ impl Producer {
         self.inner.wake.notify_one();
     }
 
+    /// The producer id the broker assigned (KIP-98); -1 without idempotence.
     pub fn producer_id(&self) -> i64 {
         self.inner.producer_id
     }

@@ -298,3 +298,174 @@ async fn admin_manages_topics_and_configs() {
     ));
     server.shutdown().await;
 }
+
+type Events = std::sync::Arc<std::sync::Mutex<Vec<(char, &'static str, Vec<TopicPartition>)>>>;
+
+/// Logs every callback and checks, across members, that no partition is assigned to one while
+/// another still holds it.
+struct Recorder {
+    name: char,
+    events: Events,
+    owners: std::sync::Arc<std::sync::Mutex<BTreeMap<TopicPartition, char>>>,
+}
+
+impl RebalanceListener for Recorder {
+    fn on_partitions_revoked(&mut self, ps: &[TopicPartition]) -> BTreeMap<TopicPartition, i64> {
+        let mut owners = self.owners.lock().unwrap();
+        for tp in ps {
+            owners.remove(tp);
+        }
+        self.events
+            .lock()
+            .unwrap()
+            .push((self.name, "revoked", ps.to_vec()));
+        BTreeMap::new()
+    }
+
+    fn on_partitions_assigned(&mut self, ps: &[TopicPartition]) {
+        let mut owners = self.owners.lock().unwrap();
+        for tp in ps {
+            if let Some(other) = owners.insert(tp.clone(), self.name) {
+                self.events
+                    .lock()
+                    .unwrap()
+                    .push((self.name, "DOUBLE", vec![(format!("{other}"), tp.1)]));
+            }
+        }
+        self.events
+            .lock()
+            .unwrap()
+            .push((self.name, "assigned", ps.to_vec()));
+    }
+
+    fn on_partitions_lost(&mut self, ps: &[TopicPartition]) {
+        self.events
+            .lock()
+            .unwrap()
+            .push((self.name, "lost", ps.to_vec()));
+    }
+}
+
+/// Member a reads a 4-partition topic alone, then b joins; returns the callbacks in order after
+/// checking that every record was read exactly once and the final split is 2 + 2.
+async fn second_member_joins(assignor: &str) -> Vec<(char, &'static str, Vec<TopicPartition>)> {
+    let dir = tempfile::tempdir().unwrap();
+    let server = broker(dir.path()).await;
+    let bootstrap = server.local_addr.to_string();
+    let admin = Admin::connect(&bootstrap).await.unwrap();
+    create(&admin, "rb", 4).await;
+    produce_keyed(&bootstrap, "rb", 400, Compression::None).await;
+    let events: Events = Default::default();
+    let owners = std::sync::Arc::new(std::sync::Mutex::new(BTreeMap::new()));
+    let make = |name: char| {
+        let mut c = ConsumerConfig::new(&bootstrap).with_group("rb-readers");
+        c.auto_offset_reset = AutoOffsetReset::Earliest;
+        c.session_timeout = Duration::from_secs(6);
+        c.heartbeat_interval = Duration::from_millis(200);
+        c.assignors = vec![assignor.to_string()];
+        let recorder = Recorder {
+            name,
+            events: events.clone(),
+            owners: owners.clone(),
+        };
+        (c, recorder)
+    };
+    let (config, recorder) = make('a');
+    let mut a = Consumer::new(config).await.unwrap();
+    a.set_rebalance_listener(Box::new(recorder));
+    a.subscribe(vec!["rb".into()]).await.unwrap();
+    let mut read = Vec::new();
+    // a alone: take everything, read about half.
+    let deadline = std::time::Instant::now() + Duration::from_secs(20);
+    while read.len() < 200 && std::time::Instant::now() < deadline {
+        read.extend(a.poll_batch(50, Duration::from_millis(200)).await.unwrap());
+    }
+    assert_eq!(a.assignment().len(), 4);
+    // b joins in a task of its own: a member's poll must not wait on another's rebalance.
+    let (config, recorder) = make('b');
+    let read = std::sync::Arc::new(std::sync::Mutex::new(read));
+    let stop = std::sync::Arc::new(std::sync::atomic::AtomicBool::new(false));
+    let b_owns = std::sync::Arc::new(std::sync::atomic::AtomicUsize::new(0));
+    let b_task = {
+        let (read, stop, b_owns) = (read.clone(), stop.clone(), b_owns.clone());
+        tokio::spawn(async move {
+            let mut b = Consumer::new(config).await.unwrap();
+            b.set_rebalance_listener(Box::new(recorder));
+            b.subscribe(vec!["rb".into()]).await.unwrap();
+            while !stop.load(std::sync::atomic::Ordering::Acquire) {
+                let batch = b.poll_batch(20, Duration::from_millis(200)).await.unwrap();
+                read.lock().unwrap().extend(batch);
+                b_owns.store(b.assignment().len(), std::sync::atomic::Ordering::Release);
+            }
+            b.close().await.unwrap();
+        })
+    };
+    let deadline = std::time::Instant::now() + Duration::from_secs(30);
+    while std::time::Instant::now() < deadline {
+        let batch = a.poll_batch(20, Duration::from_millis(200)).await.unwrap();
+        let total = {
+            let mut read = read.lock().unwrap();
+            read.extend(batch);
+            read.len()
+        };
+        let b_owns = b_owns.load(std::sync::atomic::Ordering::Acquire);
+        if total >= 400 && a.assignment().len() == 2 && b_owns == 2 {
+            break;
+        }
+    }
+    assert_eq!(a.assignment().len(), 2, "{:?}", events.lock().unwrap());
+    a.close().await.unwrap();
+    stop.store(true, std::sync::atomic::Ordering::Release);
+    b_task.await.unwrap();
+    let read = read.lock().unwrap().clone();
+    let distinct: BTreeSet<(i32, i64)> = read.iter().map(|r| (r.partition, r.offset)).collect();
+    assert_eq!(distinct.len(), 400, "every record read");
+    assert_eq!(read.len(), 400, "and none twice: revoked partitions were committed");
+    server.shutdown().await;
+    let events = events.lock().unwrap().clone();
+    assert!(
+        events.iter().all(|e| e.1 != "DOUBLE" && e.1 != "lost"),
+        "{events:?}"
+    );
+    events
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn cooperative_sticky_moves_only_what_it_must() {
+    let events = second_member_joins("cooperative-sticky").await;
+    let a_revoked: Vec<&Vec<TopicPartition>> = events
+        .iter()
+        .filter(|e| e.0 == 'a' && e.1 == "revoked")
+        .map(|e| &e.2)
+        .collect();
+    // Before close: a gave up exactly the two partitions b took, nothing else.
+    assert_eq!(a_revoked.first().map(|r| r.len()), Some(2), "{events:?}");
+    // b's first partitions are exactly those (a's close later hands it the rest).
+    let b_first: Vec<TopicPartition> = events
+        .iter()
+        .find(|e| e.0 == 'b' && e.1 == "assigned" && !e.2.is_empty())
+        .map(|e| e.2.clone())
+        .unwrap_or_default();
+    let mut moved = a_revoked[0].clone();
+    moved.sort();
+    let mut taken = b_first;
+    taken.sort();
+    assert_eq!(moved, taken, "{events:?}");
+    // a kept its other two throughout: its next revocation is its close.
+    let a_kept = events
+        .iter()
+        .filter(|e| e.0 == 'a' && e.1 == "revoked")
+        .nth(1)
+        .map(|e| e.2.len());
+    assert_eq!(a_kept, Some(2), "{events:?}");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn eager_rebalance_revokes_everything_first() {
+    let events = second_member_joins("range").await;
+    let first_revoke = events
+        .iter()
+        .find(|e| e.0 == 'a' && e.1 == "revoked")
+        .map(|e| e.2.len());
+    assert_eq!(first_revoke, Some(4), "{events:?}");
+}

@@ -43,6 +43,54 @@ pub(crate) struct ConsumeArgs {
     /// print.timestamp, print.headers (true/false), key.separator.
     #[arg(long = "property")]
     properties: Vec<String>,
+    /// Consumer settings by Kafka's names: partition.assignment.strategy (range, roundrobin,
+    /// cooperative-sticky, comma-separated, or the Java class names), session.timeout.ms,
+    /// heartbeat.interval.ms, auto.commit.interval.ms, fetch.min.bytes, fetch.max.bytes,
+    /// fetch.max.wait.ms, max.partition.fetch.bytes.
+    #[arg(long = "consumer-property")]
+    consumer_properties: Vec<String>,
+}
+
+/// Applies `--consumer-property key=value` settings.
+fn apply_consumer_property(config: &mut ConsumerConfig, prop: &str) -> Result<()> {
+    let (k, v) = key_value(prop)?;
+    let ms = |v: &str| -> Result<Duration> {
+        v.parse::<u64>()
+            .map(Duration::from_millis)
+            .map_err(|_| anyhow!("{k} must be a number of milliseconds, not '{v}'"))
+    };
+    let bytes = |v: &str| -> Result<i32> {
+        v.parse::<i32>()
+            .ok()
+            .filter(|n| *n >= 0)
+            .ok_or_else(|| anyhow!("{k} must be a number of bytes, not '{v}'"))
+    };
+    match k.as_str() {
+        "partition.assignment.strategy" => {
+            config.assignors = v
+                .split(',')
+                .map(|a| match a.trim().rsplit('.').next().unwrap_or_default() {
+                    "RangeAssignor" | "range" => Ok("range".to_string()),
+                    "RoundRobinAssignor" | "roundrobin" => Ok("roundrobin".to_string()),
+                    "CooperativeStickyAssignor" | "cooperative-sticky" => {
+                        Ok("cooperative-sticky".to_string())
+                    }
+                    other => Err(anyhow!(
+                        "unknown assignor '{other}' (range, roundrobin or cooperative-sticky)"
+                    )),
+                })
+                .collect::<Result<Vec<_>>>()?;
+        }
+        "session.timeout.ms" => config.session_timeout = ms(&v)?,
+        "heartbeat.interval.ms" => config.heartbeat_interval = ms(&v)?,
+        "auto.commit.interval.ms" => config.auto_commit_interval = ms(&v)?,
+        "fetch.max.wait.ms" => config.fetch_max_wait = ms(&v)?,
+        "fetch.min.bytes" => config.fetch_min_bytes = bytes(&v)?,
+        "fetch.max.bytes" => config.fetch_max_bytes = bytes(&v)?,
+        "max.partition.fetch.bytes" => config.max_partition_fetch_bytes = bytes(&v)?,
+        other => bail!("unknown --consumer-property '{other}'"),
+    }
+    Ok(())
 }
 
 #[derive(Debug, Default)]
@@ -145,11 +193,6 @@ pub(crate) async fn run(args: ConsumeArgs) -> Result<()> {
     if args.group.is_some() && (args.offset.is_some() || args.timestamp.is_some()) {
         bail!("--offset and --timestamp read without a group; use 'weir groups reset-offsets' for a group");
     }
-    let admin = args.connect.admin().await?;
-    let info = admin
-        .describe_topic(&args.topic)
-        .await
-        .map_err(|e| anyhow!("cannot read topic '{}': {e}", args.topic))?;
     let mut config = ConsumerConfig::new(&args.connect.bootstrap_server);
     config.client = args.connect.client();
     config.group_id = args.group.clone();
@@ -160,6 +203,14 @@ pub(crate) async fn run(args: ConsumeArgs) -> Result<()> {
     };
     config.enable_auto_commit = args.group.is_some();
     config.auto_commit_interval = Duration::from_secs(1);
+    for prop in &args.consumer_properties {
+        apply_consumer_property(&mut config, prop)?;
+    }
+    let admin = args.connect.admin().await?;
+    let info = admin
+        .describe_topic(&args.topic)
+        .await
+        .map_err(|e| anyhow!("cannot read topic '{}': {e}", args.topic))?;
     let mut consumer = Consumer::new(config)
         .await
         .map_err(|e| anyhow!("cannot reach {}: {e}", args.connect.bootstrap_server))?;

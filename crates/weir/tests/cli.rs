@@ -353,6 +353,32 @@ fn produce_consume_round_trip() {
         1,
         "--partition",
     );
+    for (prop, needle) in [
+        ("partition.assignment.strategy=sticky", "unknown assignor 'sticky'"),
+        ("session.timeout.ms=soon", "milliseconds"),
+        ("no.such.setting=1", "unknown --consumer-property"),
+    ] {
+        let args = ["consume", "--topic", "pc", "--group", "g", "--consumer-property", prop];
+        fails(&weir(&s, &args, None), 1, needle);
+    }
+    // The Java class name is understood too.
+    let out = ok(&weir(
+        &s,
+        &[
+            "consume",
+            "--topic",
+            "pc",
+            "--group",
+            "coop",
+            "--from-beginning",
+            "--max-messages",
+            "1",
+            "--consumer-property",
+            "partition.assignment.strategy=org.apache.kafka.clients.consumer.CooperativeStickyAssignor",
+        ],
+        None,
+    ));
+    assert_eq!(out.lines().count(), 1, "{out}");
 }
 
 #[test]
