@@ -252,7 +252,9 @@ mod tests {
     }
 
     fn members(spec: &[(&str, &[&str])]) -> BTreeMap<String, MemberSubscription> {
-        spec.iter().map(|(m, ts)| (m.to_string(), member(ts))).collect()
+        spec.iter()
+            .map(|(m, ts)| (m.to_string(), member(ts)))
+            .collect()
     }
 
     fn tps(topic: &str, ps: &[i32]) -> Vec<TopicPartition> {
@@ -288,19 +290,17 @@ mod tests {
         let first = assign_cooperative_sticky(&m, &counts);
         assert_eq!(first["a"], tps("t", &[0, 1, 2, 3]));
         // b joins; a still owns all four: b gets nothing yet, a keeps only its share.
-        m.get_mut("a").map(|a| {
-            a.owned = first["a"].clone();
-            a.generation = 1;
-        });
+        let a = m.get_mut("a").unwrap();
+        a.owned = first["a"].clone();
+        a.generation = 1;
         m.insert("b".into(), member(&["t"]));
         let second = assign_cooperative_sticky(&m, &counts);
         assert_eq!(second["a"].len(), 2);
         assert!(second["b"].is_empty(), "{second:?}");
         // a revoked two and rejoins: b takes them, a keeps its two.
-        m.get_mut("a").map(|a| {
-            a.owned = second["a"].clone();
-            a.generation = 2;
-        });
+        let a = m.get_mut("a").unwrap();
+        a.owned = second["a"].clone();
+        a.generation = 2;
         let third = assign_cooperative_sticky(&m, &counts);
         assert_eq!(third["a"], second["a"]);
         assert_eq!(third["b"].len(), 2);
@@ -308,16 +308,26 @@ mod tests {
 
     #[test]
     fn reads_generation_from_sticky_user_data() {
-        assert_eq!(user_data_generation(Bytes::from_static(&[0, 0, 0, 7])), Some(7));
+        assert_eq!(
+            user_data_generation(Bytes::from_static(&[0, 0, 0, 7])),
+            Some(7)
+        );
         // One topic "t" with partitions [0, 1], generation 3.
         let kip341 = [
             0, 0, 0, 1, 0, 1, b't', 0, 0, 0, 2, 0, 0, 0, 0, 0, 0, 0, 1, 0, 0, 0, 3,
         ];
-        assert_eq!(user_data_generation(Bytes::copy_from_slice(&kip341)), Some(3));
-        assert_eq!(user_data_generation(Bytes::from_static(&[0, 0, 0, 9, 1])), None);
+        assert_eq!(
+            user_data_generation(Bytes::copy_from_slice(&kip341)),
+            Some(3)
+        );
+        assert_eq!(
+            user_data_generation(Bytes::from_static(&[0, 0, 0, 9, 1])),
+            None
+        );
     }
 
-    fn arb_group() -> impl Strategy<Value = (BTreeMap<String, MemberSubscription>, HashMap<String, i32>)> {
+    fn arb_group(
+    ) -> impl Strategy<Value = (BTreeMap<String, MemberSubscription>, HashMap<String, i32>)> {
         let topics = prop::collection::vec(1..8i32, 1..4);
         (topics, 1..6usize, any::<u64>()).prop_map(|(counts, n_members, seed)| {
             let counts: HashMap<String, i32> = counts

@@ -221,7 +221,10 @@ pub trait RebalanceListener: Send {
     /// These partitions are about to be given up: the consumer has committed what the
     /// application consumed (with auto-commit on) and then commits the offsets returned here,
     /// e.g. an [`OffsetTracker`]'s committable offsets for these partitions.
-    fn on_partitions_revoked(&mut self, partitions: &[TopicPartition]) -> BTreeMap<TopicPartition, i64> {
+    fn on_partitions_revoked(
+        &mut self,
+        partitions: &[TopicPartition],
+    ) -> BTreeMap<TopicPartition, i64> {
         let _ = partitions;
         BTreeMap::new()
     }
@@ -535,10 +538,7 @@ impl Consumer {
     }
 
     /// Commits the given next-offsets, e.g. from an [`OffsetTracker`].
-    pub async fn commit_offsets(
-        &mut self,
-        offsets: &BTreeMap<TopicPartition, i64>,
-    ) -> Result<()> {
+    pub async fn commit_offsets(&mut self, offsets: &BTreeMap<TopicPartition, i64>) -> Result<()> {
         let Some(group) = self.config.group_id.clone() else {
             return Err(Error::Config("commits need a group id".into()));
         };
@@ -607,7 +607,8 @@ impl Consumer {
     /// Forgets these partitions: positions, consumed offsets, buffered records.
     fn drop_partitions(&mut self, partitions: &[TopicPartition]) {
         self.assignment.retain(|tp| !partitions.contains(tp));
-        self.fetch_positions.retain(|tp, _| !partitions.contains(tp));
+        self.fetch_positions
+            .retain(|tp, _| !partitions.contains(tp));
         self.consumed.retain(|tp, _| !partitions.contains(tp));
         self.buffer
             .retain(|r| !partitions.contains(&(r.topic.clone(), r.partition)));
@@ -795,7 +796,12 @@ impl Consumer {
     ) -> Result<Vec<SyncGroupRequestAssignment>> {
         let members: BTreeMap<String, MemberSubscription> = members
             .iter()
-            .map(|m| (m.member_id.to_string(), decode_subscription(m.metadata.clone())))
+            .map(|m| {
+                (
+                    m.member_id.to_string(),
+                    decode_subscription(m.metadata.clone()),
+                )
+            })
             .collect();
         let all_topics: Vec<String> = members
             .values()

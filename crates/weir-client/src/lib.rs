@@ -25,8 +25,8 @@ pub use admin::{
     Admin, ConfigEntry, GroupDescription, GroupMember, NewTopic, OffsetSpec, PartitionLag,
     TopicDescription,
 };
-pub use cluster::{BrokerInfo, ClientConfig, PartitionInfo, TopicInfo};
 pub use assignor::TopicPartition;
+pub use cluster::{BrokerInfo, ClientConfig, PartitionInfo, TopicInfo};
 pub use consumer::{
     AutoOffsetReset, Consumer, ConsumerConfig, ConsumerRecord, OffsetTracker, RebalanceListener,
 };

@@ -326,10 +326,11 @@ impl RebalanceListener for Recorder {
         let mut owners = self.owners.lock().unwrap();
         for tp in ps {
             if let Some(other) = owners.insert(tp.clone(), self.name) {
-                self.events
-                    .lock()
-                    .unwrap()
-                    .push((self.name, "DOUBLE", vec![(format!("{other}"), tp.1)]));
+                self.events.lock().unwrap().push((
+                    self.name,
+                    "DOUBLE",
+                    vec![(format!("{other}"), tp.1)],
+                ));
             }
         }
         self.events
@@ -420,7 +421,11 @@ async fn second_member_joins(assignor: &str) -> Vec<(char, &'static str, Vec<Top
     let read = read.lock().unwrap().clone();
     let distinct: BTreeSet<(i32, i64)> = read.iter().map(|r| (r.partition, r.offset)).collect();
     assert_eq!(distinct.len(), 400, "every record read");
-    assert_eq!(read.len(), 400, "and none twice: revoked partitions were committed");
+    assert_eq!(
+        read.len(),
+        400,
+        "and none twice: revoked partitions were committed"
+    );
     server.shutdown().await;
     let events = events.lock().unwrap().clone();
     assert!(

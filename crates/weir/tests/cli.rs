@@ -354,11 +354,22 @@ fn produce_consume_round_trip() {
         "--partition",
     );
     for (prop, needle) in [
-        ("partition.assignment.strategy=sticky", "unknown assignor 'sticky'"),
+        (
+            "partition.assignment.strategy=sticky",
+            "unknown assignor 'sticky'",
+        ),
         ("session.timeout.ms=soon", "milliseconds"),
         ("no.such.setting=1", "unknown --consumer-property"),
     ] {
-        let args = ["consume", "--topic", "pc", "--group", "g", "--consumer-property", prop];
+        let args = [
+            "consume",
+            "--topic",
+            "pc",
+            "--group",
+            "g",
+            "--consumer-property",
+            prop,
+        ];
         fails(&weir(&s, &args, None), 1, needle);
     }
     // The Java class name is understood too.
