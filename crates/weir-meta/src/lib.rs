@@ -13,6 +13,7 @@ pub mod configs;
 mod controller;
 mod image;
 pub mod placement;
+pub mod quorum;
 mod records;
 mod store;
 

@@ -1,0 +1,212 @@
+//! Voter-to-voter RPC: openraft's AppendEntries, Vote and InstallSnapshot over TCP.
+//!
+//! A request is `length: u32 BE | version: u8 | kind: u8 | JSON`; the answer is
+//! `length: u32 BE | JSON` of `Result<response, RaftError>`. The version byte lets a newer voter
+//! refuse (by closing the connection) what it cannot read; this is version 1. Frames are capped
+//! at [`MAX_FRAME`]. One connection per peer carries one request at a time.
+
+use std::net::SocketAddr;
+use std::time::Duration;
+
+use openraft::error::{
+    InstallSnapshotError, NetworkError, RPCError, RaftError, RemoteError, Unreachable,
+};
+use openraft::network::{RPCOption, RaftNetwork, RaftNetworkFactory};
+use openraft::raft::{
+    AppendEntriesRequest, AppendEntriesResponse, InstallSnapshotRequest, InstallSnapshotResponse,
+    VoteRequest, VoteResponse,
+};
+use openraft::{BasicNode, Raft};
+use serde::de::DeserializeOwned;
+use serde::Serialize;
+use tokio::io::{AsyncReadExt, AsyncWriteExt};
+use tokio::net::{TcpListener, TcpStream};
+
+use super::{NodeId, TypeConfig};
+
+/// The RPC version this build speaks.
+pub(crate) const RPC_VERSION: u8 = 1;
+/// Largest frame either side accepts (snapshots are sent in chunks well below this).
+pub(crate) const MAX_FRAME: usize = 64 * 1024 * 1024;
+const CONNECT_TIMEOUT: Duration = Duration::from_millis(500);
+
+const KIND_APPEND: u8 = 1;
+const KIND_VOTE: u8 = 2;
+const KIND_SNAPSHOT: u8 = 3;
+
+async fn read_frame(stream: &mut TcpStream) -> std::io::Result<Vec<u8>> {
+    let len = stream.read_u32().await? as usize;
+    if len > MAX_FRAME {
+        return Err(std::io::Error::other(format!(
+            "frame of {len} bytes is too large"
+        )));
+    }
+    let mut buf = vec![0u8; len];
+    stream.read_exact(&mut buf).await?;
+    Ok(buf)
+}
+
+async fn write_frame(stream: &mut TcpStream, parts: &[&[u8]]) -> std::io::Result<()> {
+    let len: usize = parts.iter().map(|p| p.len()).sum();
+    let mut buf = Vec::with_capacity(len + 4);
+    buf.extend_from_slice(&(len as u32).to_be_bytes());
+    for p in parts {
+        buf.extend_from_slice(p);
+    }
+    stream.write_all(&buf).await
+}
+
+/// Serves peers' RPCs for `raft` until the listener fails or the task is dropped.
+pub(crate) async fn serve(listener: TcpListener, raft: Raft<TypeConfig>) {
+    loop {
+        let (stream, peer) = match listener.accept().await {
+            Ok(x) => x,
+            Err(e) => {
+                tracing::warn!(error = %e, "metadata quorum listener failed to accept");
+                tokio::time::sleep(Duration::from_millis(100)).await;
+                continue;
+            }
+        };
+        let raft = raft.clone();
+        tokio::spawn(async move {
+            if let Err(e) = serve_connection(stream, raft).await {
+                tracing::debug!(%peer, error = %e, "quorum connection closed");
+            }
+        });
+    }
+}
+
+fn decode<T: DeserializeOwned>(body: &[u8]) -> std::io::Result<T> {
+    serde_json::from_slice(body).map_err(std::io::Error::other)
+}
+
+fn encode<T: Serialize>(value: &T) -> std::io::Result<Vec<u8>> {
+    serde_json::to_vec(value).map_err(std::io::Error::other)
+}
+
+async fn serve_connection(mut stream: TcpStream, raft: Raft<TypeConfig>) -> std::io::Result<()> {
+    stream.set_nodelay(true)?;
+    loop {
+        let frame = read_frame(&mut stream).await?;
+        let [version, kind, body @ ..] = frame.as_slice() else {
+            return Err(std::io::Error::other("short frame"));
+        };
+        if *version != RPC_VERSION {
+            return Err(std::io::Error::other(format!(
+                "unknown RPC version {version}"
+            )));
+        }
+        let answer = match *kind {
+            KIND_APPEND => encode(&raft.append_entries(decode(body)?).await)?,
+            KIND_VOTE => encode(&raft.vote(decode(body)?).await)?,
+            KIND_SNAPSHOT => encode(&raft.install_snapshot(decode(body)?).await)?,
+            other => return Err(std::io::Error::other(format!("unknown RPC kind {other}"))),
+        };
+        write_frame(&mut stream, &[&answer]).await?;
+    }
+}
+
+/// Makes a [`Peer`] per target voter.
+#[derive(Debug, Clone, Default)]
+pub(crate) struct Network;
+
+impl RaftNetworkFactory<TypeConfig> for Network {
+    type Network = Peer;
+
+    async fn new_client(&mut self, target: NodeId, node: &BasicNode) -> Peer {
+        Peer {
+            target,
+            addr: node.addr.clone(),
+            stream: None,
+        }
+    }
+}
+
+/// The client side of one peer's connection.
+#[derive(Debug)]
+pub(crate) struct Peer {
+    target: NodeId,
+    addr: String,
+    stream: Option<TcpStream>,
+}
+
+type RpcResult<T, E> = Result<T, RPCError<NodeId, BasicNode, E>>;
+
+impl Peer {
+    /// Sends one request and reads its answer within `ttl`; any transport failure drops the
+    /// connection and reports the peer unreachable (openraft backs off and retries).
+    async fn call<Req, Resp, E>(
+        &mut self,
+        kind: u8,
+        request: &Req,
+        ttl: Duration,
+    ) -> RpcResult<Resp, E>
+    where
+        Req: Serialize,
+        Resp: DeserializeOwned,
+        E: std::error::Error + DeserializeOwned,
+    {
+        let body = encode(request).map_err(|e| RPCError::Network(NetworkError::new(&e)))?;
+        let exchange = async {
+            if self.stream.is_none() {
+                let addr: SocketAddr = self.addr.parse().map_err(|e| {
+                    std::io::Error::other(format!("bad address {}: {e}", self.addr))
+                })?;
+                let stream = tokio::time::timeout(CONNECT_TIMEOUT, TcpStream::connect(addr))
+                    .await
+                    .map_err(|_| std::io::Error::from(std::io::ErrorKind::TimedOut))??;
+                stream.set_nodelay(true)?;
+                self.stream = Some(stream);
+            }
+            let stream = self
+                .stream
+                .as_mut()
+                .ok_or_else(|| std::io::Error::other("no connection"))?;
+            write_frame(stream, &[&[RPC_VERSION, kind], &body]).await?;
+            read_frame(stream).await
+        };
+        let answer = match tokio::time::timeout(ttl, exchange).await {
+            Ok(Ok(answer)) => answer,
+            Ok(Err(e)) => {
+                self.stream = None;
+                return Err(RPCError::Unreachable(Unreachable::new(&e)));
+            }
+            Err(_) => {
+                self.stream = None;
+                let e = std::io::Error::from(std::io::ErrorKind::TimedOut);
+                return Err(RPCError::Unreachable(Unreachable::new(&e)));
+            }
+        };
+        let result: Result<Resp, E> = decode(&answer).map_err(|e| {
+            self.stream = None;
+            RPCError::Network(NetworkError::new(&e))
+        })?;
+        result.map_err(|e| RPCError::RemoteError(RemoteError::new(self.target, e)))
+    }
+}
+
+impl RaftNetwork<TypeConfig> for Peer {
+    async fn append_entries(
+        &mut self,
+        rpc: AppendEntriesRequest<TypeConfig>,
+        option: RPCOption,
+    ) -> RpcResult<AppendEntriesResponse<NodeId>, RaftError<NodeId>> {
+        self.call(KIND_APPEND, &rpc, option.hard_ttl()).await
+    }
+
+    async fn install_snapshot(
+        &mut self,
+        rpc: InstallSnapshotRequest<TypeConfig>,
+        option: RPCOption,
+    ) -> RpcResult<InstallSnapshotResponse<NodeId>, RaftError<NodeId, InstallSnapshotError>> {
+        self.call(KIND_SNAPSHOT, &rpc, option.hard_ttl()).await
+    }
+
+    async fn vote(
+        &mut self,
+        rpc: VoteRequest<NodeId>,
+        option: RPCOption,
+    ) -> RpcResult<VoteResponse<NodeId>, RaftError<NodeId>> {
+        self.call(KIND_VOTE, &rpc, option.hard_ttl()).await
+    }
+}

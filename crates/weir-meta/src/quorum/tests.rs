@@ -1,0 +1,188 @@
+#![allow(clippy::unwrap_used)] // tests: a failure is a test failure
+
+use std::collections::BTreeMap;
+use std::net::SocketAddr;
+use std::time::{Duration, Instant};
+
+use openraft::testing::{StoreBuilder, Suite};
+use openraft::StorageError;
+use uuid::Uuid;
+
+use super::*;
+
+struct Builder;
+
+impl StoreBuilder<TypeConfig, LogStore, StateMachine, tempfile::TempDir> for Builder {
+    async fn build(
+        &self,
+    ) -> Result<(tempfile::TempDir, LogStore, StateMachine), StorageError<NodeId>> {
+        let dir = tempfile::tempdir().unwrap();
+        let log = LogStore::open(dir.path()).unwrap();
+        let sm = StateMachine::open(dir.path()).unwrap();
+        Ok((dir, log, sm))
+    }
+}
+
+/// openraft's own conformance suite, run on our log storage and state machine.
+#[test]
+fn openraft_storage_suite() {
+    Suite::test_all(Builder).unwrap();
+}
+
+fn free_port() -> SocketAddr {
+    let l = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+    l.local_addr().unwrap()
+}
+
+fn topic(name: &str) -> MetadataRecord {
+    MetadataRecord::Topic {
+        name: name.into(),
+        topic_id: Uuid::new_v4(),
+    }
+}
+
+async fn wait_until(what: &str, timeout: Duration, mut f: impl FnMut() -> bool) {
+    let deadline = Instant::now() + timeout;
+    while !f() {
+        assert!(Instant::now() < deadline, "timed out waiting until {what}");
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+}
+
+fn config(id: NodeId, voters: &BTreeMap<NodeId, String>, dir: &std::path::Path) -> QuorumConfig {
+    QuorumConfig {
+        node_id: id,
+        listener: voters[&id].parse().unwrap(),
+        voters: voters.clone(),
+        dir: dir.join(format!("node-{id}")),
+        heartbeat_interval: Duration::from_millis(50),
+        snapshot_every: 8,
+    }
+}
+
+/// Writes survive a restart, through the log and through a snapshot that purged the log.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn one_voter_keeps_its_records_across_restarts() {
+    let dir = tempfile::tempdir().unwrap();
+    let mut cfg = QuorumConfig::single(1, free_port(), dir.path().join("raft"));
+    cfg.snapshot_every = 8;
+    let q = MetaQuorum::start(cfg.clone()).await.unwrap();
+    assert_eq!(q.wait_for_leader(Duration::from_secs(5)).await, Some(1));
+    for i in 0..5 {
+        q.write(vec![topic(&format!("t{i}"))]).await.unwrap();
+    }
+    q.shutdown().await;
+    let q = MetaQuorum::start(cfg.clone()).await.unwrap();
+    q.wait_for_leader(Duration::from_secs(5)).await;
+    wait_until("the log is replayed", Duration::from_secs(5), || {
+        q.image().topics().count() == 5
+    })
+    .await;
+    for i in 5..30 {
+        q.write(vec![topic(&format!("t{i}"))]).await.unwrap();
+    }
+    q.snapshot().await.unwrap();
+    q.write(vec![topic("after-snapshot")]).await.unwrap();
+    q.shutdown().await;
+    assert!(dir.path().join("raft/snapshot").exists());
+    let q = MetaQuorum::start(cfg).await.unwrap();
+    q.wait_for_leader(Duration::from_secs(5)).await;
+    wait_until(
+        "snapshot and log are replayed",
+        Duration::from_secs(5),
+        || q.image().topics().count() == 31,
+    )
+    .await;
+    assert!(q.image().topic("after-snapshot").is_some());
+    q.shutdown().await;
+}
+
+/// Three voters: one leader at a time; writes reach every voter; killing the leader elects
+/// another (with a higher term) that takes writes; a follower refuses writes and names the
+/// leader; the old leader returns and catches up (its peers snapshot every 8 entries and purge
+/// their logs, so it may need a snapshot).
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn three_voters_survive_the_loss_of_the_leader() {
+    let dir = tempfile::tempdir().unwrap();
+    let voters: BTreeMap<NodeId, String> =
+        (1..=3).map(|id| (id, free_port().to_string())).collect();
+    let mut nodes: BTreeMap<NodeId, MetaQuorum> = BTreeMap::new();
+    for id in 1..=3 {
+        let q = MetaQuorum::start(config(id, &voters, dir.path()))
+            .await
+            .unwrap();
+        nodes.insert(id, q);
+    }
+    let mut leader = None;
+    wait_until("one leader is agreed", Duration::from_secs(10), || {
+        let seen: Vec<Option<NodeId>> = nodes.values().map(|q| q.leader()).collect();
+        leader = seen[0];
+        leader.is_some() && seen.iter().all(|l| *l == leader)
+    })
+    .await;
+    let first = leader.unwrap();
+    assert_eq!(nodes.values().filter(|q| q.is_leader()).count(), 1);
+    for i in 0..20 {
+        nodes[&first]
+            .write(vec![topic(&format!("a{i}"))])
+            .await
+            .unwrap();
+    }
+    wait_until(
+        "every voter applied the writes",
+        Duration::from_secs(10),
+        || nodes.values().all(|q| q.image().topics().count() == 20),
+    )
+    .await;
+    let term_before = nodes[&first].term();
+
+    nodes.remove(&first).unwrap().shutdown().await;
+    let mut second = None;
+    wait_until(
+        "the two left elect a new leader",
+        Duration::from_secs(10),
+        || {
+            second = nodes
+                .values()
+                .find(|q| q.is_leader())
+                .and_then(|q| q.leader());
+            second.is_some()
+        },
+    )
+    .await;
+    let second = second.unwrap();
+    assert_ne!(second, first);
+    assert!(nodes[&second].term() > term_before, "terms only grow");
+    for i in 0..20 {
+        nodes[&second]
+            .write(vec![topic(&format!("b{i}"))])
+            .await
+            .unwrap();
+    }
+    let follower = *nodes.keys().find(|id| **id != second).unwrap();
+    wait_until(
+        "the follower knows the leader",
+        Duration::from_secs(5),
+        || nodes[&follower].leader() == Some(second),
+    )
+    .await;
+    match nodes[&follower].write(vec![topic("nope")]).await {
+        Err(QuorumError::NotLeader { leader }) => assert_eq!(leader, Some(second)),
+        other => panic!("a follower accepted a write: {other:?}"),
+    }
+
+    let back = MetaQuorum::start(config(first, &voters, dir.path()))
+        .await
+        .unwrap();
+    nodes.insert(first, back);
+    wait_until(
+        "the returning voter catches up",
+        Duration::from_secs(15),
+        || nodes.values().all(|q| q.image().topics().count() == 40),
+    )
+    .await;
+    assert!(nodes[&first].image().topic("nope").is_none());
+    for (_, q) in nodes {
+        q.shutdown().await;
+    }
+}
