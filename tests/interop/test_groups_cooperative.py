@@ -468,6 +468,10 @@ def check_reads(produced, rdk_timed, weir_timed, moved, old_owner: str, commit_w
         assert new == list(range(new[0], new[-1] + 1)), f"p{p}: {new_owner}'s offsets have gaps"
         assert new[0] <= old[-1] + 1, f"p{p}: {old_owner} stopped at {old[-1]}, {new_owner} started at {new[0]}"
         assert new[-1] >= old[-1], f"p{p}: {old_owner} read up to {old[-1]}, past {new_owner}'s last {new[-1]}"
+        assert new[0] > old[0], (
+            f"p{p}: {new_owner} started at offset {new[0]}, not at what {old_owner} (which read "
+            f"{old[0]}..{old[-1]}) committed"
+        )
         # The old owner stopped reading before the new owner started (small
         # allowance: weir consume's lines are timestamped by a reader thread).
         old_last_t = max(t for t, pp, *_x in by[old_owner] if pp == p)

@@ -41,8 +41,12 @@ async fn read_frame(stream: &mut TcpStream) -> std::io::Result<Vec<u8>> {
             "frame of {len} bytes is too large"
         )));
     }
-    let mut buf = vec![0u8; len];
-    stream.read_exact(&mut buf).await?;
+    // Grow only as bytes arrive: a length claim alone reserves nothing.
+    let mut buf = Vec::new();
+    (&mut *stream).take(len as u64).read_to_end(&mut buf).await?;
+    if buf.len() < len {
+        return Err(std::io::ErrorKind::UnexpectedEof.into());
+    }
     Ok(buf)
 }
 
