@@ -32,7 +32,11 @@ tests check that
     stopped reading before the new one started, and records read by both
     (duplicates) are no more than the old owner read in its last auto-commit
     interval before the handover (in practice there are none: both clients
-    commit revoked partitions before giving them up).
+    commit revoked partitions before giving them up);
+(e) on the wire, the members' JoinGroup subscriptions are KIP-429 ones: the
+    partitions a member kept are reported as owned, with its generation
+    (DescribeGroups member metadata, decoded by kafka-python); and weir
+    consume, stopped with SIGINT, commits everything it read and exits 0.
 
 Every wait polls with a deadline; the weir consume process's stderr is
 included in failure messages.
@@ -46,10 +50,11 @@ import signal
 import subprocess
 import threading
 import time
-from collections import Counter, defaultdict
+from collections import Counter
 
 import pytest
 from confluent_kafka import ConsumerGroupState, KafkaException, Producer
+from kafka import KafkaAdminClient
 
 from conftest import weir_bin
 from group_helpers import (
@@ -418,6 +423,28 @@ def describe_group(pair: Pair, group: str, rdk_parts: frozenset, timeout: float 
     return last["d"]
 
 
+def member_subscriptions(bootstrap: str, group: str) -> dict:
+    """Each member's subscription from DescribeGroups, decoded by
+    kafka-python: {client id: {"topics", "owned_partitions",
+    "generation_id", ...}} (the metadata of the member's last JoinGroup)."""
+    a = KafkaAdminClient(bootstrap_servers=bootstrap, request_timeout_ms=DESCRIBE_TIMEOUT * 1000)
+    try:
+        d = a.describe_groups([group])[group]
+    finally:
+        a.close()
+    assert d["error"] is None, d
+    out = {}
+    for m in d["members"]:
+        md = m["member_metadata"]
+        assert isinstance(md, dict), f"kafka-python could not decode {m['client_id']}'s subscription: {md!r}"
+        out[m["client_id"]] = md
+    return out
+
+
+def owned(md) -> frozenset:
+    return frozenset(p for tp in md["owned_partitions"] for p in tp["partitions"])
+
+
 # -- checks ----------------------------------------------------------------------
 
 
@@ -455,8 +482,9 @@ def check_reads(produced, rdk_timed, weir_timed, moved, old_owner: str, commit_w
         readers = {who for who, o in offs.items() if o}
         if p not in moved:
             assert len(readers) <= 1, (
-                f"partition {p} did not move but both members read it: rdk {len(offs['rdk'])} records "
-                f"({offs['rdk'][:1]}..{offs['rdk'][-1:]}), weir {len(offs['weir'])} ({offs['weir'][:1]}..{offs['weir'][-1:]})"
+                f"partition {p} did not move but both members read it: "
+                f"rdk {len(offs['rdk'])} records ({offs['rdk'][:1]}..{offs['rdk'][-1:]}), "
+                f"weir {len(offs['weir'])} ({offs['weir'][:1]}..{offs['weir'][-1:]})"
             )
             continue
         old, new = offs[old_owner], offs[new_owner]
@@ -523,6 +551,7 @@ def test_cooperative_confluent_leads_weir_follows(weir, members, weir_consumers)
         pair.wc = weir_consumers(g, t)
         rdk_parts, weir_parts = pair.wait_split(joined_at, **slow)
         describe_group(pair, g, rdk_parts)
+        subs = member_subscriptions(bs, g)
         # The split holds while rdk reads at full speed.
         rdk_parts2, _ = pair.wait_split(joined_at, hold=1.0)
         assert rdk_parts2 == rdk_parts, f"assignment changed again: rdk {sorted(rdk_parts)} -> {sorted(rdk_parts2)}"
@@ -554,6 +583,13 @@ def test_cooperative_confluent_leads_weir_follows(weir, members, weir_consumers)
     assert all(o and o >= rdk_parts for o in during), (
         f"rdk's assignment went through {[sorted(o) for o in during]}: it should keep {sorted(rdk_parts)} throughout"
     )
+    # On the wire (DescribeGroups' member metadata): librdkafka's last
+    # JoinGroup reported the partitions it kept as owned; weir consume's
+    # reported the generation it had been part of (KIP-429 subscription v2).
+    assert owned(subs["rdk"]) == rdk_parts, f"rdk's subscription: {subs['rdk']}"
+    assert owned(subs["weir-cli"]) <= weir_parts and subs["weir-cli"]["generation_id"] > 0, (
+        f"weir consume's subscription: {subs['weir-cli']}"
+    )
     # weir consume only ever read what rdk gave up.
     weir_all = {p for p, *_x in pair.wc.reads()}
     assert weir_all == weir_parts == frozenset(revoked), (sorted(weir_all), sorted(weir_parts), sorted(revoked))
@@ -578,7 +614,7 @@ def test_cooperative_confluent_leads_weir_follows(weir, members, weir_consumers)
     )
 
 
-def test_cooperative_weir_leads_confluent_follows(weir, members, weir_consumers, tmp_path):  # noqa: F811
+def test_cooperative_weir_leads_confluent_follows(weir, members, weir_consumers):  # noqa: F811
     """weir-client leads: weir consume owns all six partitions and is
     reading; when the confluent member joins, weir-client's
     cooperative-sticky plan moves three partitions, which weir consume gives
@@ -609,6 +645,7 @@ def test_cooperative_weir_leads_confluent_follows(weir, members, weir_consumers,
         pair.wc = wc
         rdk_parts, weir_parts = pair.wait_split(joined_at)
         describe_group(pair, g, rdk_parts)
+        subs = member_subscriptions(bs, g)
     finally:
         phase_b = trickle.stop()
     phase_c = recs(len(phase_a) + len(phase_b), 1200)
@@ -632,22 +669,24 @@ def test_cooperative_weir_leads_confluent_follows(weir, members, weir_consumers,
     assert not [e for e in evs if e[0] in ("revoke", "lost") and e[1]], f"rdk gave partitions up: {evs}"
     assigns = [p for k, p in evs if k == "assign"]
     assert [p for p in assigns if p], f"rdk got no partitions through on_assign: {evs}"
-    # KIP-429's two rebalances: in the first, weir consume still owned all
-    # six and reported them in its JoinGroup, so its plan withheld the moving
-    # partitions (rdk's assign is empty; librdkafka calls on_assign even for
-    # an empty incremental assignment); only after weir consume revoked them
-    # and rejoined did rdk receive them.  (A weir consume rebalancing eagerly
-    # reports no owned partitions and rdk gets its share at once.)
-    assert assigns[0] == [] and assigns.index(next(p for p in assigns if p)) > 0, (
-        f"rdk's assigns {assigns}: the partitions weir consume gave up were not withheld for a second "
-        "rebalance; weir-client did not rebalance cooperatively"
-    )
     flat = [p for ps in assigns for p in ps]
     assert sorted(flat) == sorted(rdk_parts), (
         f"rdk's incremental assigns {assigns} do not add up to its assignment {sorted(rdk_parts)}"
     )
     assert all(len(o) <= len(rdk_parts) for _t, o in pair.owned_log), (
         f"rdk's assignment went through {[sorted(o) for _t, o in pair.owned_log]}"
+    )
+    # weir-client rebalanced cooperatively: its JoinGroup for the final
+    # generation reported the partitions it kept as owned, with its previous
+    # generation (an eager member reports none, generation -1).  Usually rdk's
+    # first assign is also empty (weir-client's plan withheld the moving
+    # partitions until weir consume had revoked them), but not always: when
+    # weir consume revokes and rejoins before rdk's SyncGroup for that
+    # generation arrives, the broker answers it REBALANCE_IN_PROGRESS and rdk
+    # first hears of an assignment in the next generation.
+    assert owned(subs["weir-cli"]) == weir_parts and subs["weir-cli"]["generation_id"] > 0, (
+        f"weir consume's subscription {subs['weir-cli']}: not a cooperative (KIP-429) member owning "
+        f"{sorted(weir_parts)}"
     )
     # weir consume kept its other three partitions through the rebalance: it
     # read them before rdk got its first partitions and after.

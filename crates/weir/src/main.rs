@@ -82,6 +82,17 @@ pub(crate) fn block_on<F: std::future::Future<Output = anyhow::Result<()>>>(
 
 fn main() {
     let cli = Cli::parse();
+    if !matches!(cli.command, Command::Server(_)) {
+        // Client commands log warnings (e.g. a failed commit on revoke) to stderr; RUST_LOG
+        // overrides. The server sets up its own logging.
+        tracing_subscriber::fmt()
+            .with_env_filter(
+                tracing_subscriber::EnvFilter::try_from_default_env()
+                    .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("warn")),
+            )
+            .with_writer(std::io::stderr)
+            .init();
+    }
     let result = match cli.command {
         Command::Server(args) => server::run(*args),
         Command::Topics(cmd) => block_on(topics::run(cmd)),

@@ -43,7 +43,10 @@ async fn read_frame(stream: &mut TcpStream) -> std::io::Result<Vec<u8>> {
     }
     // Grow only as bytes arrive: a length claim alone reserves nothing.
     let mut buf = Vec::new();
-    (&mut *stream).take(len as u64).read_to_end(&mut buf).await?;
+    (&mut *stream)
+        .take(len as u64)
+        .read_to_end(&mut buf)
+        .await?;
     if buf.len() < len {
         return Err(std::io::ErrorKind::UnexpectedEof.into());
     }
