@@ -11,6 +11,7 @@
 
 pub mod configs;
 mod controller;
+mod framing;
 mod image;
 pub mod placement;
 pub mod quorum;

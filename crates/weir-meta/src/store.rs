@@ -8,6 +8,7 @@ use std::fs::{File, OpenOptions};
 use std::io::{Read, Write};
 use std::path::{Path, PathBuf};
 
+use crate::framing::{frame, intact_frames};
 use crate::records::MetadataRecord;
 use crate::{MetaError, Result};
 
@@ -32,28 +33,18 @@ impl RecordLog {
             .open(&path)?;
         let mut raw = Vec::new();
         file.read_to_end(&mut raw)?;
-        let mut records = Vec::new();
-        let mut at = 0usize;
-        while raw.len() - at >= 8 {
-            let len = u32::from_be_bytes([raw[at], raw[at + 1], raw[at + 2], raw[at + 3]]) as usize;
-            let crc = u32::from_be_bytes([raw[at + 4], raw[at + 5], raw[at + 6], raw[at + 7]]);
-            if len > MAX_RECORD_BYTES || raw.len() - at - 8 < len {
-                break;
-            }
-            let body = &raw[at + 8..at + 8 + len];
-            if crc32c::crc32c(body) != crc {
-                break;
-            }
+        let (frames, at) = intact_frames(&raw, MAX_RECORD_BYTES);
+        let mut records = Vec::with_capacity(frames.len());
+        for (pos, body) in frames {
             match serde_json::from_slice::<MetadataRecord>(body) {
                 Ok(record) => records.push(record),
                 Err(e) => {
                     return Err(MetaError::Corrupt(format!(
-                        "record at byte {at} of {} has a good checksum but cannot be read: {e}",
+                        "record at byte {pos} of {} has a good checksum but cannot be read: {e}",
                         path.display()
                     )))
                 }
             }
-            at += 8 + len;
         }
         if at < raw.len() {
             tracing::warn!(file = %path.display(), valid_bytes = at, cut_bytes = raw.len() - at, "truncating a torn tail of the metadata log");
@@ -67,9 +58,7 @@ impl RecordLog {
         let mut buf = Vec::new();
         for record in records {
             let body = serde_json::to_vec(record).map_err(|e| MetaError::Corrupt(e.to_string()))?;
-            buf.extend_from_slice(&(body.len() as u32).to_be_bytes());
-            buf.extend_from_slice(&crc32c::crc32c(&body).to_be_bytes());
-            buf.extend_from_slice(&body);
+            buf.extend_from_slice(&frame(&body));
         }
         self.file.write_all(&buf)?;
         self.file.sync_data()?;

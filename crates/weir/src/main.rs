@@ -80,18 +80,23 @@ pub(crate) fn block_on<F: std::future::Future<Output = anyhow::Result<()>>>(
         .block_on(f)
 }
 
+/// Logs to stderr at `default` level; `RUST_LOG` overrides.
+pub(crate) fn init_logging(default: &str) {
+    tracing_subscriber::fmt()
+        .with_env_filter(
+            tracing_subscriber::EnvFilter::try_from_default_env()
+                .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new(default)),
+        )
+        .with_writer(std::io::stderr)
+        .init();
+}
+
 fn main() {
     let cli = Cli::parse();
     if !matches!(cli.command, Command::Server(_)) {
-        // Client commands log warnings (e.g. a failed commit on revoke) to stderr; RUST_LOG
-        // overrides. The server sets up its own logging.
-        tracing_subscriber::fmt()
-            .with_env_filter(
-                tracing_subscriber::EnvFilter::try_from_default_env()
-                    .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("warn")),
-            )
-            .with_writer(std::io::stderr)
-            .init();
+        // Client commands log warnings (e.g. a failed commit on revoke). The server sets up its
+        // own logging, at info.
+        init_logging("warn");
     }
     let result = match cli.command {
         Command::Server(args) => server::run(*args),

@@ -405,13 +405,7 @@ pub(crate) fn config_from(args: ServerArgs) -> Result<BrokerConfig> {
 }
 
 pub(crate) fn run(args: ServerArgs) -> Result<()> {
-    tracing_subscriber::fmt()
-        .with_env_filter(
-            tracing_subscriber::EnvFilter::try_from_default_env()
-                .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("info")),
-        )
-        .with_writer(std::io::stderr)
-        .init();
+    crate::init_logging("info");
     let config = config_from(args)?;
     let runtime = tokio::runtime::Runtime::new().context("cannot start the async runtime")?;
     runtime.block_on(async move {

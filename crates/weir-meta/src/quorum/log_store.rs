@@ -24,6 +24,7 @@ use openraft::{
 };
 
 use super::{io_err, write_atomically, NodeId, TypeConfig};
+use crate::framing::{frame, intact_frames};
 
 /// Longest entry accepted on replay; a longer length field means corruption.
 const MAX_ENTRY_BYTES: usize = 64 * 1024 * 1024;
@@ -61,13 +62,9 @@ fn read_json<T: serde::de::DeserializeOwned>(path: &Path) -> std::io::Result<Opt
     }
 }
 
-fn frame(entry: &Entry<TypeConfig>) -> std::io::Result<Vec<u8>> {
+fn frame_entry(entry: &Entry<TypeConfig>) -> std::io::Result<Vec<u8>> {
     let body = serde_json::to_vec(entry).map_err(std::io::Error::other)?;
-    let mut buf = Vec::with_capacity(body.len() + 8);
-    buf.extend_from_slice(&(body.len() as u32).to_be_bytes());
-    buf.extend_from_slice(&crc32c::crc32c(&body).to_be_bytes());
-    buf.extend_from_slice(&body);
-    Ok(buf)
+    Ok(frame(&body))
 }
 
 impl LogStore {
@@ -85,31 +82,21 @@ impl LogStore {
         let committed = read_json(&dir.join("committed"))?;
         let mut raw = Vec::new();
         file.read_to_end(&mut raw)?;
+        let (frames, at) = intact_frames(&raw, MAX_ENTRY_BYTES);
         let mut entries = BTreeMap::new();
-        let mut at = 0usize;
         let mut purged_bytes = 0u64;
-        while raw.len() - at >= 8 {
-            let len = u32::from_be_bytes([raw[at], raw[at + 1], raw[at + 2], raw[at + 3]]) as usize;
-            let crc = u32::from_be_bytes([raw[at + 4], raw[at + 5], raw[at + 6], raw[at + 7]]);
-            if len > MAX_ENTRY_BYTES || raw.len() - at - 8 < len {
-                break;
-            }
-            let body = &raw[at + 8..at + 8 + len];
-            if crc32c::crc32c(body) != crc {
-                break;
-            }
+        for (pos, body) in frames {
             let entry: Entry<TypeConfig> = serde_json::from_slice(body).map_err(|e| {
                 std::io::Error::other(format!(
-                    "entry at byte {at} of {} has a good checksum but cannot be read: {e}",
+                    "entry at byte {pos} of {} has a good checksum but cannot be read: {e}",
                     path.display()
                 ))
             })?;
             if last_purged.is_some_and(|p| entry.log_id.index <= p.index) {
-                purged_bytes = (at + 8 + len) as u64;
+                purged_bytes = (pos + 8 + body.len()) as u64;
             } else {
-                entries.insert(entry.log_id.index, (at as u64, entry));
+                entries.insert(entry.log_id.index, (pos as u64, entry));
             }
-            at += 8 + len;
         }
         if at < raw.len() {
             tracing::warn!(file = %path.display(), valid_bytes = at, cut_bytes = raw.len() - at,
@@ -147,7 +134,7 @@ impl Inner {
         let mut entries = BTreeMap::new();
         for (index, (_, entry)) in std::mem::take(&mut self.entries) {
             let at = buf.len() as u64;
-            buf.extend_from_slice(&frame(&entry)?);
+            buf.extend_from_slice(&frame_entry(&entry)?);
             entries.insert(index, (at, entry));
         }
         write_atomically(&path, &buf)?;
@@ -233,7 +220,8 @@ impl RaftLogStorage<TypeConfig> for LogStore {
         for entry in entries {
             let at = inner.end + buf.len() as u64;
             buf.extend_from_slice(
-                &frame(&entry).map_err(|e| io_err(ErrorSubject::Logs, ErrorVerb::Write, e))?,
+                &frame_entry(&entry)
+                    .map_err(|e| io_err(ErrorSubject::Logs, ErrorVerb::Write, e))?,
             );
             added.push((at, entry));
         }

@@ -186,3 +186,37 @@ async fn three_voters_survive_the_loss_of_the_leader() {
         q.shutdown().await;
     }
 }
+
+/// A torn write at the end of the Raft log (a crash mid-append) is cut on open; what was
+/// acknowledged before it stays.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_torn_tail_of_the_raft_log_is_cut() {
+    let dir = tempfile::tempdir().unwrap();
+    let cfg = QuorumConfig::single(1, free_port(), dir.path().join("raft"));
+    let q = MetaQuorum::start(cfg.clone()).await.unwrap();
+    q.wait_for_leader(Duration::from_secs(5)).await;
+    for i in 0..3 {
+        q.write(vec![topic(&format!("t{i}"))]).await.unwrap();
+    }
+    q.shutdown().await;
+    let log = dir.path().join("raft/log");
+    let good = std::fs::metadata(&log).unwrap().len();
+    let mut f = std::fs::OpenOptions::new().append(true).open(&log).unwrap();
+    std::io::Write::write_all(&mut f, &[0, 0, 1, 0, 9, 9, 9, 9, b'{', b'"']).unwrap();
+    drop(f);
+    let q = MetaQuorum::start(cfg).await.unwrap();
+    q.wait_for_leader(Duration::from_secs(5)).await;
+    // The junk is gone: the file is intact frames to its end, beginning with the good ones.
+    let raw = std::fs::read(&log).unwrap();
+    assert_eq!(crate::framing::intact_frames(&raw, usize::MAX).1, raw.len());
+    assert!(raw.len() as u64 >= good);
+    wait_until(
+        "the intact entries are replayed",
+        Duration::from_secs(5),
+        || q.image().topics().count() == 3,
+    )
+    .await;
+    q.write(vec![topic("t3")]).await.unwrap();
+    assert_eq!(q.image().topics().count(), 4);
+    q.shutdown().await;
+}
