@@ -163,21 +163,25 @@ pub(crate) fn assign_cooperative_sticky(
     partitions: &HashMap<String, i32>,
 ) -> Plan {
     let exists = |(t, p): &TopicPartition| partitions.get(t).is_some_and(|n| *p >= 0 && *p < *n);
-    // Previous owner of each partition, by highest generation.
-    let mut previous: HashMap<TopicPartition, (i32, &String)> = HashMap::new();
+    // Who claims each partition, by highest generation, whether or not it still subscribes to
+    // the topic: until it revokes, nobody else may be given the partition.
+    let mut claimed: HashMap<TopicPartition, (i32, &String)> = HashMap::new();
     for (id, sub) in members {
-        for tp in &sub.owned {
-            if !exists(tp) || !sub.topics.contains(&tp.0) {
-                continue;
-            }
-            match previous.get(tp) {
+        for tp in sub.owned.iter().filter(|tp| exists(tp)) {
+            match claimed.get(tp) {
                 Some((g, _)) if *g >= sub.generation => {}
                 _ => {
-                    previous.insert(tp.clone(), (sub.generation, id));
+                    claimed.insert(tp.clone(), (sub.generation, id));
                 }
             }
         }
     }
+    // The claims a member may keep: those of topics it still subscribes to.
+    let previous: HashMap<TopicPartition, (i32, &String)> = claimed
+        .iter()
+        .filter(|(tp, (_, id))| members[*id].topics.contains(&tp.0))
+        .map(|(tp, v)| (tp.clone(), *v))
+        .collect();
     let mut plan = empty_plan(members);
     let mut sorted_previous: Vec<(&TopicPartition, &String)> =
         previous.iter().map(|(tp, (_, m))| (tp, *m)).collect();
@@ -232,7 +236,7 @@ pub(crate) fn assign_cooperative_sticky(
     }
     // Withhold partitions whose owner changes: the old owner must revoke them first.
     for (id, list) in plan.iter_mut() {
-        list.retain(|tp| previous.get(tp).is_none_or(|(_, owner)| *owner == id));
+        list.retain(|tp| claimed.get(tp).is_none_or(|(_, owner)| *owner == id));
         list.sort();
     }
     plan
@@ -304,6 +308,23 @@ mod tests {
         let third = assign_cooperative_sticky(&m, &counts);
         assert_eq!(third["a"], second["a"]);
         assert_eq!(third["b"].len(), 2);
+    }
+
+    #[test]
+    fn a_partition_of_a_dropped_topic_waits_for_its_owner_to_revoke() {
+        let counts = HashMap::from([("t".to_string(), 1), ("u".to_string(), 1)]);
+        let mut m = members(&[("a", &["u"]), ("b", &["t"])]);
+        let a = m.get_mut("a").unwrap();
+        a.owned = vec![("t".into(), 0), ("u".into(), 0)];
+        a.generation = 3;
+        let plan = assign_cooperative_sticky(&m, &counts);
+        // a no longer reads t: it must revoke t-0 before b may have it.
+        assert_eq!(plan["a"], tps("u", &[0]));
+        assert!(plan["b"].is_empty(), "{plan:?}");
+        let a = m.get_mut("a").unwrap();
+        a.owned = plan["a"].clone();
+        let plan = assign_cooperative_sticky(&m, &counts);
+        assert_eq!(plan["b"], tps("t", &[0]));
     }
 
     #[test]
@@ -405,7 +426,7 @@ mod tests {
         #[test]
         fn cooperative_sticky_is_safe_and_settles(
             (pool, counts) in arb_group(),
-            events in prop::collection::vec(0..3u8, 0..8),
+            events in prop::collection::vec(0..4u8, 0..10),
         ) {
             let mut waiting: Vec<(String, MemberSubscription)> = pool.into_iter().collect();
             let mut members = BTreeMap::new();
@@ -423,6 +444,18 @@ mod tests {
                     1 if members.len() > 1 => {
                         let id = members.keys().next().cloned().unwrap_or_default();
                         members.remove(&id);
+                    }
+                    2 => {
+                        // The last member changes its topics (keeping what it owns until told).
+                        let mut names: Vec<&String> = counts.keys().collect();
+                        names.sort();
+                        if let Some(m) = members.values_mut().next_back() {
+                            if m.topics.len() > 1 {
+                                m.topics.remove(0);
+                            } else if let Some(t) = names.iter().find(|t| !m.topics.contains(t)) {
+                                m.topics.push((*t).clone());
+                            }
+                        }
                     }
                     _ => {}
                 }

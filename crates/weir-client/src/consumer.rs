@@ -475,7 +475,9 @@ impl Consumer {
             return Ok(());
         }
         let committed = match &self.config.group_id {
-            Some(g) => self.fetch_committed(g, &missing).await.unwrap_or_default(),
+            // An error here must not fall back to the reset policy: that would skip or repeat
+            // what the group committed. The caller retries.
+            Some(g) => self.fetch_committed(g, &missing).await?,
             None => BTreeMap::new(),
         };
         for tp in missing {
@@ -783,9 +785,9 @@ impl Consumer {
             flag(&state, REJOIN);
         }
         self.assignment.extend(added.iter().cloned());
-        self.init_positions().await?;
         self.listener.with(|l| l.on_partitions_assigned(&added));
-        Ok(())
+        // Positions come from the commits; if that fails, fetch_once tries again first.
+        self.init_positions().await
     }
 
     /// The leader's part of a rebalance: every member's assignment under the chosen protocol.
@@ -920,6 +922,8 @@ impl Consumer {
 
     /// One Fetch per leader for the assigned partitions; appends what arrives to the buffer.
     async fn fetch_once(&mut self, wait: Duration) -> Result<()> {
+        // Never fetch a partition without a position (a failed look-up of its commit).
+        self.init_positions().await?;
         // Fetch positions already point past buffered records, so every assigned partition can
         // be fetched again; the buffer stays bounded because poll_batch returns once it holds
         // `max_records`.

@@ -28,6 +28,8 @@ use super::{NodeId, TypeConfig};
 pub(crate) const RPC_VERSION: u8 = 1;
 /// Largest frame either side accepts (snapshots are sent in chunks well below this).
 pub(crate) const MAX_FRAME: usize = 64 * 1024 * 1024;
+/// Largest metadata snapshot a voter accepts from a peer.
+pub(crate) const MAX_SNAPSHOT_BYTES: u64 = 1024 * 1024 * 1024;
 const CONNECT_TIMEOUT: Duration = Duration::from_millis(500);
 
 const KIND_APPEND: u8 = 1;
@@ -106,7 +108,18 @@ async fn serve_connection(mut stream: TcpStream, raft: Raft<TypeConfig>) -> std:
         let answer = match *kind {
             KIND_APPEND => encode(&raft.append_entries(decode(body)?).await)?,
             KIND_VOTE => encode(&raft.vote(decode(body)?).await)?,
-            KIND_SNAPSHOT => encode(&raft.install_snapshot(decode(body)?).await)?,
+            KIND_SNAPSHOT => {
+                let request: InstallSnapshotRequest<TypeConfig> = decode(body)?;
+                // openraft writes a chunk at the offset the peer names: bound it, or one request
+                // could make this voter grow its snapshot buffer without limit.
+                let end = request.offset.saturating_add(request.data.len() as u64);
+                if end > MAX_SNAPSHOT_BYTES {
+                    return Err(std::io::Error::other(format!(
+                        "snapshot chunk ends at byte {end}, past the {MAX_SNAPSHOT_BYTES}-byte limit"
+                    )));
+                }
+                encode(&raft.install_snapshot(request).await)?
+            }
             other => return Err(std::io::Error::other(format!("unknown RPC kind {other}"))),
         };
         write_frame(&mut stream, &[&answer]).await?;
