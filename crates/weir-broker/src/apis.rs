@@ -171,7 +171,7 @@ pub(crate) async fn dispatch(
     let response = match decoded {
         RequestKind::ApiVersions(_) => ResponseKind::ApiVersions(handlers::api_versions::handle()),
         RequestKind::Metadata(r) => {
-            ResponseKind::Metadata(handlers::metadata::handle(broker, version, r))
+            ResponseKind::Metadata(handlers::metadata::handle(broker, version, r).await)
         }
         RequestKind::Produce(r) => match handlers::produce::handle(broker, version, r) {
             Some(resp) => ResponseKind::Produce(resp),
@@ -184,22 +184,22 @@ pub(crate) async fn dispatch(
             ResponseKind::ListOffsets(handlers::list_offsets::handle(broker, version, r))
         }
         RequestKind::CreateTopics(r) => {
-            ResponseKind::CreateTopics(handlers::create_topics::handle(broker, version, r))
+            ResponseKind::CreateTopics(handlers::create_topics::handle(broker, version, r).await)
         }
         RequestKind::DeleteTopics(r) => {
-            ResponseKind::DeleteTopics(handlers::delete_topics::handle(broker, version, r))
+            ResponseKind::DeleteTopics(handlers::delete_topics::handle(broker, version, r).await)
         }
         RequestKind::CreatePartitions(r) => {
-            ResponseKind::CreatePartitions(handlers::create_partitions::handle(broker, r))
+            ResponseKind::CreatePartitions(handlers::create_partitions::handle(broker, r).await)
         }
         RequestKind::DescribeConfigs(r) => {
             ResponseKind::DescribeConfigs(handlers::describe_configs::handle(broker, version, r))
         }
         RequestKind::AlterConfigs(r) => {
-            ResponseKind::AlterConfigs(handlers::alter_configs::handle(broker, r))
+            ResponseKind::AlterConfigs(handlers::alter_configs::handle(broker, r).await)
         }
         RequestKind::IncrementalAlterConfigs(r) => ResponseKind::IncrementalAlterConfigs(
-            handlers::alter_configs::handle_incremental(broker, r),
+            handlers::alter_configs::handle_incremental(broker, r).await,
         ),
         RequestKind::DescribeCluster(r) => {
             ResponseKind::DescribeCluster(handlers::describe_cluster::handle(broker, r))
@@ -211,11 +211,11 @@ pub(crate) async fn dispatch(
             ResponseKind::OffsetForLeaderEpoch(handlers::offset_for_leader_epoch::handle(broker, r))
         }
         RequestKind::InitProducerId(r) => {
-            ResponseKind::InitProducerId(handlers::init_producer_id::handle(broker, r))
+            ResponseKind::InitProducerId(handlers::init_producer_id::handle(broker, r).await)
         }
-        RequestKind::FindCoordinator(r) => {
-            ResponseKind::FindCoordinator(handlers::find_coordinator::handle(broker, version, r))
-        }
+        RequestKind::FindCoordinator(r) => ResponseKind::FindCoordinator(
+            handlers::find_coordinator::handle(broker, version, r).await,
+        ),
         RequestKind::JoinGroup(r) => ResponseKind::JoinGroup(
             handlers::join_group::handle(broker, &header, peer, version, r).await,
         ),

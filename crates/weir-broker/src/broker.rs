@@ -1,24 +1,48 @@
-//! The broker's shared state: its config, the metadata controller and the replica manager.
+//! The broker's shared state: its config, its voter of the metadata quorum, the controller client,
+//! the replica manager and the group coordinator.
+//!
+//! Metadata flows one way: an operation goes to the active controller (this process's own voter
+//! when it leads, another voter otherwise), is committed through the quorum, and comes back as a
+//! new image on every node. A follower task turns each new image into local actions (open,
+//! reconfigure or delete logs, take or drop leadership). A broker answers an admin request only
+//! once its own image and logs hold the change, so its next Metadata answer shows it.
 
 use std::collections::BTreeMap;
 use std::net::SocketAddr;
-use std::sync::{Arc, Mutex, MutexGuard};
+use std::sync::{Arc, Mutex};
+use std::time::Duration;
 
+use tokio::sync::watch;
 use uuid::Uuid;
-use weir_meta::{Controller, CreateTopic, MetaError, MetadataImage};
+use weir_meta::quorum::{ControllerClient, MetaQuorum, QuorumError};
+use weir_meta::{
+    ControllerOp, ControllerReply, CreateTopic, MetaError, MetadataImage, Outcome,
+    PRODUCER_ID_BLOCK_SIZE,
+};
 
 use crate::config::BrokerConfig;
 use crate::group::{GroupManager, OFFSETS_TOPIC};
 use crate::replica_manager::ReplicaManager;
+
+/// How long a broker waits for its own image to reach a change it asked for.
+const CATCH_UP_TIMEOUT: Duration = Duration::from_secs(10);
 
 #[derive(Debug)]
 pub struct Broker {
     pub config: BrokerConfig,
     pub cluster_id: String,
     pub bound: SocketAddr,
-    controller: Mutex<Controller>,
+    quorum: MetaQuorum,
+    controller: ControllerClient,
+    image: watch::Receiver<Arc<MetadataImage>>,
+    /// The image version the partition logs have been brought in line with.
+    synced: watch::Sender<u64>,
+    /// Producer ids reserved for this broker and not handed out yet: `next..end`.
+    producer_ids: tokio::sync::Mutex<(i64, i64)>,
     pub replicas: ReplicaManager,
     pub(crate) groups: GroupManager,
+    /// Set once a controlled shutdown began: heartbeats stop so the broker stays fenced.
+    stopping: Mutex<bool>,
 }
 
 /// Reads or creates `<data>/meta.properties` with the cluster id, as Kafka's storage format does.
@@ -46,36 +70,54 @@ pub enum StartError {
     DataDir { dir: String, source: std::io::Error },
     #[error("metadata: {0}")]
     Meta(#[from] MetaError),
+    #[error("metadata quorum: {0}")]
+    Quorum(#[from] QuorumError),
     #[error("partition logs: {0}")]
     Log(#[from] weir_log::LogError),
 }
 
 impl Broker {
-    pub fn open(config: BrokerConfig, bound: SocketAddr) -> Result<Arc<Broker>, StartError> {
+    pub async fn open(config: BrokerConfig, bound: SocketAddr) -> Result<Arc<Broker>, StartError> {
         let dir_err = |source| StartError::DataDir {
             dir: config.log_dir.display().to_string(),
             source,
         };
         std::fs::create_dir_all(&config.log_dir).map_err(dir_err)?;
         let cluster_id = cluster_id(&config).map_err(dir_err)?;
-        let mut controller = Controller::open(&config.log_dir.join("meta"))?;
-        controller.register_broker(
-            config.node_id,
-            &config.advertised_host(),
-            i32::from(config.advertised_port(bound)),
-            config.rack.clone(),
-        )?;
+        let quorum = MetaQuorum::start(config.quorum_config()).await?;
+        let controller = quorum.client(Duration::from_millis(config.controller_request_timeout_ms));
+        let image = quorum.subscribe();
         let replicas = ReplicaManager::new(&config.log_dir, config.node_id);
-        replicas.sync(controller.image(), &config.topic_defaults)?;
         let groups = GroupManager::new(&config);
+        let (synced, _) = watch::channel(0);
         let broker = Arc::new(Broker {
             config,
             cluster_id,
             bound,
-            controller: Mutex::new(controller),
+            quorum,
+            controller,
+            image,
+            synced,
+            producer_ids: tokio::sync::Mutex::new((0, 0)),
             replicas,
             groups,
+            stopping: Mutex::new(false),
         });
+        // A broker of a cluster may start before a quorum of controllers does: wait for one.
+        loop {
+            match broker.register().await {
+                Ok(()) => break,
+                Err(e @ (MetaError::Unavailable(_) | MetaError::NotController { .. })) => {
+                    tracing::warn!(error = %e, "waiting for an active controller to register with")
+                }
+                Err(e) => return Err(e.into()),
+            }
+        }
+        tokio::spawn(follow_metadata(
+            Arc::downgrade(&broker),
+            broker.image.clone(),
+        ));
+        tokio::spawn(heartbeat(Arc::downgrade(&broker)));
         // Groups and offsets come back with the broker, not with the first group request.
         if broker.image().topic(OFFSETS_TOPIC).is_some()
             && broker.groups.ensure_ready(&broker).is_err()
@@ -89,46 +131,178 @@ impl Broker {
         self.config.node_id
     }
 
-    fn controller(&self) -> MutexGuard<'_, Controller> {
-        self.controller.lock().unwrap_or_else(|p| p.into_inner())
+    /// The latest metadata image this broker has applied.
+    pub fn image(&self) -> Arc<MetadataImage> {
+        self.image.borrow().clone()
     }
 
-    /// A copy of the current metadata image.
-    pub fn image(&self) -> MetadataImage {
-        self.controller().image().clone()
+    /// The metadata quorum voter of this process.
+    pub fn quorum(&self) -> &MetaQuorum {
+        &self.quorum
     }
 
     pub fn topic_defaults(&self) -> &BTreeMap<String, String> {
         &self.config.topic_defaults
     }
 
-    /// Runs a metadata change and then brings the hosted partitions in line with the new image.
-    pub fn change_metadata<T>(
-        &self,
-        f: impl FnOnce(&mut Controller) -> Result<T, MetaError>,
-    ) -> Result<T, MetaError> {
-        let mut controller = self.controller();
-        let before = controller.image().applied;
-        let out = f(&mut controller)?;
-        if controller.image().applied != before {
-            if let Err(e) = self
-                .replicas
-                .sync(controller.image(), &self.config.topic_defaults)
-            {
-                tracing::error!(error = %e, "applying a metadata change to the partition logs failed");
-                return Err(MetaError::Io(std::io::Error::other(e.to_string())));
-            }
-        }
-        Ok(out)
+    async fn register(&self) -> Result<(), MetaError> {
+        let op = ControllerOp::RegisterBroker {
+            broker_id: self.config.node_id,
+            host: self.config.advertised_host(),
+            port: i32::from(self.config.advertised_port(self.bound)),
+            rack: self.config.rack.clone(),
+        };
+        let reply = self.controller.call(op).await?;
+        self.catch_up(reply.version).await;
+        Ok(())
     }
 
-    pub fn create_topic(
+    /// Brings the partition logs in line with `image`.
+    fn sync(&self, image: &MetadataImage) {
+        match self.replicas.sync(image, &self.config.topic_defaults) {
+            Ok(()) => {
+                self.synced.send_replace(image.version);
+            }
+            Err(e) => {
+                tracing::error!(error = %e, "applying a metadata change to the partition logs failed")
+            }
+        }
+    }
+
+    /// Waits until this broker's logs reflect metadata `version` (or a timeout passes).
+    async fn catch_up(&self, version: u64) {
+        let image = self.image();
+        if *self.synced.borrow() < version && image.version >= version {
+            self.sync(&image);
+        }
+        let mut synced = self.synced.subscribe();
+        let reached = tokio::time::timeout(CATCH_UP_TIMEOUT, synced.wait_for(|v| *v >= version));
+        if reached.await.is_err() {
+            tracing::warn!(version, "metadata did not reach this broker in time");
+        }
+    }
+
+    /// Runs an operation on the active controller and waits until this broker has applied it.
+    pub async fn controller_op(&self, op: ControllerOp) -> Result<ControllerReply, MetaError> {
+        let reply = self.controller.call(op).await?;
+        self.catch_up(reply.version).await;
+        Ok(reply)
+    }
+
+    pub async fn create_topic(
         &self,
         request: &CreateTopic,
         validate_only: bool,
     ) -> Result<Uuid, MetaError> {
-        let partitions = self.config.num_partitions;
-        let rf = self.config.default_replication_factor;
-        self.change_metadata(|c| c.create_topic(request, partitions, rf, validate_only))
+        let reply = self
+            .controller_op(ControllerOp::CreateTopic {
+                request: request.clone(),
+                default_partitions: self.config.num_partitions,
+                default_replication_factor: self.config.default_replication_factor,
+                validate_only,
+            })
+            .await?;
+        match reply.outcome {
+            Outcome::TopicId(id) => Ok(id),
+            other => Err(MetaError::Unavailable(format!(
+                "unexpected controller answer {other:?}"
+            ))),
+        }
+    }
+
+    /// Hands out a producer id from this broker's block, reserving a new block when it is used up.
+    pub async fn allocate_producer_id(&self) -> Result<i64, MetaError> {
+        let mut block = self.producer_ids.lock().await;
+        if block.0 >= block.1 {
+            let reply = self
+                .controller
+                .call(ControllerOp::AllocateProducerIds)
+                .await?;
+            let Outcome::ProducerIds(start) = reply.outcome else {
+                return Err(MetaError::Unavailable(format!(
+                    "unexpected controller answer {:?}",
+                    reply.outcome
+                )));
+            };
+            *block = (start, start + PRODUCER_ID_BLOCK_SIZE);
+        }
+        let id = block.0;
+        block.0 += 1;
+        Ok(id)
+    }
+
+    /// The error for a partition this broker does not host: NOT_LEADER_OR_FOLLOWER when it
+    /// exists elsewhere (the client's metadata is stale), else UNKNOWN_TOPIC_OR_PARTITION.
+    pub fn not_hosted_code(&self, topic: &str, partition: i32) -> i16 {
+        use kafka_protocol::error::ResponseError;
+        let exists = self
+            .image()
+            .topic(topic)
+            .is_some_and(|t| t.partitions.contains_key(&partition));
+        if exists {
+            ResponseError::NotLeaderOrFollower.code()
+        } else {
+            ResponseError::UnknownTopicOrPartition.code()
+        }
+    }
+
+    /// Controlled shutdown: asks the controller to move leadership away and fence this broker,
+    /// then stops heartbeating. Best effort within `timeout`.
+    pub async fn controlled_shutdown(&self, timeout: Duration) {
+        *self.stopping.lock().unwrap_or_else(|p| p.into_inner()) = true;
+        let op = ControllerOp::ControlledShutdown {
+            broker_id: self.config.node_id,
+        };
+        match tokio::time::timeout(timeout, self.controller.call(op)).await {
+            Ok(Ok(_)) => tracing::info!("controlled shutdown: leadership moved away"),
+            Ok(Err(e)) => tracing::warn!(error = %e, "controlled shutdown refused"),
+            Err(_) => tracing::warn!("controlled shutdown timed out"),
+        }
+    }
+
+    fn stopping(&self) -> bool {
+        *self.stopping.lock().unwrap_or_else(|p| p.into_inner())
+    }
+}
+
+/// Applies each new image to the partition logs, for as long as the broker exists.
+async fn follow_metadata(
+    broker: std::sync::Weak<Broker>,
+    mut image: watch::Receiver<Arc<MetadataImage>>,
+) {
+    loop {
+        let current = image.borrow_and_update().clone();
+        match broker.upgrade() {
+            Some(b) => b.sync(&current),
+            None => return,
+        }
+        if image.changed().await.is_err() {
+            return;
+        }
+    }
+}
+
+/// Heartbeats to the active controller every `broker.heartbeat.interval.ms`; registers again when
+/// the controller has no registration for this broker.
+async fn heartbeat(broker: std::sync::Weak<Broker>) {
+    loop {
+        let Some(b) = broker.upgrade() else { return };
+        let every = Duration::from_millis(b.config.broker_heartbeat_interval_ms.max(10));
+        if !b.stopping() {
+            let op = ControllerOp::Heartbeat {
+                broker_id: b.config.node_id,
+            };
+            match b.controller.call(op).await {
+                Ok(_) => {}
+                Err(MetaError::UnknownBroker(_)) => {
+                    if let Err(e) = b.register().await {
+                        tracing::warn!(error = %e, "registering with the controller failed");
+                    }
+                }
+                Err(e) => tracing::warn!(error = %e, "heartbeat to the controller failed"),
+            }
+        }
+        drop(b);
+        tokio::time::sleep(every).await;
     }
 }

@@ -6,6 +6,9 @@
 use std::collections::BTreeMap;
 use std::net::SocketAddr;
 use std::path::PathBuf;
+use std::time::Duration;
+
+use weir_meta::quorum::QuorumConfig;
 
 #[derive(Debug, Clone)]
 pub struct BrokerConfig {
@@ -45,6 +48,18 @@ pub struct BrokerConfig {
     pub rack: Option<String>,
     /// Broker-level defaults of topic configs, by their broker names (`log.retention.ms`, ...).
     pub topic_defaults: BTreeMap<String, String>,
+    /// `controller.quorum.voters`: node id → `host:port` of each controller's listener. Empty
+    /// means a one-voter quorum of this node alone.
+    pub controller_quorum_voters: BTreeMap<u64, String>,
+    /// Where this node's controller listens (its `CONTROLLER` listener). When unset: its entry in
+    /// the voters, or any free port on the listener's address for a one-voter quorum.
+    pub controller_listener: Option<SocketAddr>,
+    /// `broker.heartbeat.interval.ms`
+    pub broker_heartbeat_interval_ms: u64,
+    /// `broker.session.timeout.ms`: a broker without heartbeats for this long is fenced.
+    pub broker_session_timeout_ms: u64,
+    /// How long a metadata operation waits for an active controller.
+    pub controller_request_timeout_ms: u64,
 }
 
 impl Default for BrokerConfig {
@@ -69,11 +84,44 @@ impl Default for BrokerConfig {
             offsets_retention_minutes: 10_080,
             rack: None,
             topic_defaults: BTreeMap::new(),
+            controller_quorum_voters: BTreeMap::new(),
+            controller_listener: None,
+            broker_heartbeat_interval_ms: 2_000,
+            broker_session_timeout_ms: 9_000,
+            controller_request_timeout_ms: 30_000,
         }
     }
 }
 
 impl BrokerConfig {
+    /// How this node's voter of the metadata quorum runs, its files under `<data>/meta`.
+    pub fn quorum_config(&self) -> QuorumConfig {
+        let node_id = self.node_id.max(0) as u64;
+        let dir = self.log_dir.join("meta");
+        let mut config = if self.controller_quorum_voters.is_empty() {
+            let listener = self
+                .controller_listener
+                .unwrap_or(SocketAddr::new(self.listener.ip(), 0));
+            QuorumConfig::single(node_id, listener, dir)
+        } else {
+            let listener = self.controller_listener.unwrap_or_else(|| {
+                self.controller_quorum_voters
+                    .get(&node_id)
+                    .and_then(|a| a.parse().ok())
+                    .unwrap_or(SocketAddr::new(self.listener.ip(), 0))
+            });
+            let mut c = QuorumConfig::single(node_id, listener, dir);
+            c.voters = self.controller_quorum_voters.clone();
+            c
+        };
+        config.session_timeout = Duration::from_millis(self.broker_session_timeout_ms);
+        config.unclean_default = self
+            .topic_defaults
+            .get("unclean.leader.election.enable")
+            .is_some_and(|v| v.eq_ignore_ascii_case("true"));
+        config
+    }
+
     /// Host clients should connect to.
     pub fn advertised_host(&self) -> String {
         self.advertised_host

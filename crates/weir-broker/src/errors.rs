@@ -32,6 +32,14 @@ pub fn meta_error_code(e: &MetaError) -> i16 {
         MetaError::InvalidReplicaAssignment(_) => ResponseError::InvalidReplicaAssignment.code(),
         MetaError::InvalidConfig(_) => ResponseError::InvalidConfig.code(),
         MetaError::InvalidRequest(_) => ResponseError::InvalidRequest.code(),
+        MetaError::NotController { .. } => ResponseError::NotController.code(),
+        MetaError::Unavailable(_) => ResponseError::RequestTimedOut.code(),
+        MetaError::UnknownBroker(_) => ResponseError::BrokerIdNotRegistered.code(),
+        MetaError::UnknownPartition(_) => ResponseError::UnknownTopicOrPartition.code(),
+        MetaError::ElectionNotNeeded(_) => ResponseError::ElectionNotNeeded.code(),
+        MetaError::EligibleLeadersNotAvailable(_) => {
+            ResponseError::EligibleLeadersNotAvailable.code()
+        }
     }
 }
 

@@ -32,8 +32,12 @@ pub struct ServerHandle {
 impl ServerHandle {
     /// Stops accepting, ends every connection, and closes the logs cleanly.
     pub async fn shutdown(mut self) {
+        self.broker
+            .controlled_shutdown(Duration::from_secs(5))
+            .await;
         let _ = self.shutdown.send(true);
         while self.tasks.join_next().await.is_some() {}
+        self.broker.quorum().shutdown().await;
         self.broker.replicas.close_all();
         tracing::info!("broker stopped; logs flushed and closed");
     }
@@ -63,7 +67,7 @@ pub async fn run(config: BrokerConfig) -> Result<ServerHandle, ServeError> {
         addr: config.listener,
         source,
     })?;
-    let broker = Broker::open(config, local_addr)?;
+    let broker = Broker::open(config, local_addr).await?;
     let (shutdown, shutdown_rx) = watch::channel(false);
     let mut tasks = JoinSet::new();
     tasks.spawn(accept_loop(listener, broker.clone(), shutdown_rx.clone()));

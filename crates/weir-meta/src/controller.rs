@@ -1,19 +1,22 @@
-//! The controller: validates metadata changes, writes them as records, applies them.
+//! The controller's decisions: each operation checked against the current image and turned into
+//! the records that carry it out.
 //!
-//! Every change follows one path: check against the current image → build records → append them
-//! durably to the record log → apply them to the image. With `validate_only` the records are built
-//! and then dropped, so a dry run checks exactly what a real run would.
+//! Every change follows one path: the active controller takes the latest image, [`ControllerOp::plan`]
+//! checks the operation and builds records, the records are committed through the metadata quorum,
+//! and every node applies them. With `validate_only` the records are built and then dropped, so a
+//! dry run checks exactly what a real run would. Planning is pure: it reads the image and nothing
+//! else, which is what lets it be tested without a quorum.
 
 use std::collections::BTreeMap;
-use std::path::Path;
 
+use serde::{Deserialize, Serialize};
 use uuid::Uuid;
 
 use crate::configs;
+use crate::election;
 use crate::image::MetadataImage;
 use crate::placement::{self, Candidate};
 use crate::records::{ConfigResource, MetadataRecord};
-use crate::store::RecordLog;
 use crate::{MetaError, Result};
 
 /// Producer ids are reserved from the metadata log in blocks of this size.
@@ -25,7 +28,7 @@ const MAX_TOPIC_NAME_LEN: usize = 249;
 const MAX_PARTITIONS: i32 = 100_000;
 
 /// A request to create one topic.
-#[derive(Debug, Clone, Default)]
+#[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
 pub struct CreateTopic {
     pub name: String,
     /// -1 for the broker default.
@@ -37,13 +40,182 @@ pub struct CreateTopic {
     pub configs: Vec<(String, String)>,
 }
 
-#[derive(Debug)]
-pub struct Controller {
-    log: RecordLog,
-    image: MetadataImage,
-    /// Producer ids reserved in the log but not handed out yet: `next..block_end`.
-    next_producer_id: i64,
-    producer_block_end: i64,
+/// What brokers ask of the active controller.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub enum ControllerOp {
+    /// A broker starts (or restarts): record its endpoints; it is live from now on.
+    RegisterBroker {
+        broker_id: i32,
+        host: String,
+        port: i32,
+        rack: Option<String>,
+    },
+    /// A broker is alive. A fenced broker is unfenced by it.
+    Heartbeat {
+        broker_id: i32,
+    },
+    /// A broker is about to stop: move leadership away and fence it now.
+    ControlledShutdown {
+        broker_id: i32,
+    },
+    CreateTopic {
+        request: CreateTopic,
+        default_partitions: i32,
+        default_replication_factor: i16,
+        validate_only: bool,
+    },
+    DeleteTopic {
+        name: String,
+    },
+    /// Grows a topic to `total` partitions.
+    CreatePartitions {
+        name: String,
+        total: i32,
+        assignments: Option<Vec<Vec<i32>>>,
+        validate_only: bool,
+    },
+    /// Sets (`Some`) or removes (`None`) topic configs. With `replace_all` (legacy AlterConfigs),
+    /// every config not named is removed.
+    AlterTopicConfigs {
+        name: String,
+        changes: Vec<(String, Option<String>)>,
+        replace_all: bool,
+        validate_only: bool,
+    },
+    /// Reserves a block of [`PRODUCER_ID_BLOCK_SIZE`] producer ids for a broker to hand out.
+    AllocateProducerIds,
+    /// Elects the preferred replica (`preferred`) or any live replica outside the ISR when no ISR
+    /// member is live (unclean) for one partition.
+    ElectLeader {
+        topic: String,
+        partition: i32,
+        preferred: bool,
+    },
+}
+
+/// What an operation produced.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub enum Outcome {
+    Done,
+    TopicId(Uuid),
+    /// The first id of a reserved block of [`PRODUCER_ID_BLOCK_SIZE`].
+    ProducerIds(i64),
+}
+
+/// The answer to an operation: its outcome, and the metadata version that holds its effects
+/// (a broker waits until its image reaches it before answering its client).
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct ControllerReply {
+    pub outcome: Outcome,
+    pub version: u64,
+}
+
+impl ControllerOp {
+    /// Whether the op changes which brokers are live, so leadership must be reconciled after it.
+    pub fn moves_leaders(&self) -> bool {
+        matches!(
+            self,
+            ControllerOp::RegisterBroker { .. }
+                | ControllerOp::Heartbeat { .. }
+                | ControllerOp::ControlledShutdown { .. }
+                | ControllerOp::AlterTopicConfigs { .. }
+        )
+    }
+
+    /// Checks the op against `image` and builds the records that carry it out (empty for a dry
+    /// run or when nothing changes).
+    pub fn plan(&self, image: &MetadataImage) -> Result<(Outcome, Vec<MetadataRecord>)> {
+        match self {
+            ControllerOp::RegisterBroker {
+                broker_id,
+                host,
+                port,
+                rack,
+            } => Ok((
+                Outcome::Done,
+                plan_register_broker(image, *broker_id, host, *port, rack.clone()),
+            )),
+            ControllerOp::Heartbeat { broker_id } => match image.brokers.get(broker_id) {
+                None => Err(MetaError::UnknownBroker(*broker_id)),
+                Some(b) if b.fenced => Ok((
+                    Outcome::Done,
+                    vec![MetadataRecord::UnfenceBroker {
+                        broker_id: *broker_id,
+                    }],
+                )),
+                Some(_) => Ok((Outcome::Done, Vec::new())),
+            },
+            ControllerOp::ControlledShutdown { broker_id } => match image.brokers.get(broker_id) {
+                None => Err(MetaError::UnknownBroker(*broker_id)),
+                Some(b) if b.fenced => Ok((Outcome::Done, Vec::new())),
+                Some(_) => Ok((
+                    Outcome::Done,
+                    vec![MetadataRecord::FenceBroker {
+                        broker_id: *broker_id,
+                    }],
+                )),
+            },
+            ControllerOp::CreateTopic {
+                request,
+                default_partitions,
+                default_replication_factor,
+                validate_only,
+            } => {
+                let (id, records) = plan_create_topic(
+                    image,
+                    request,
+                    *default_partitions,
+                    *default_replication_factor,
+                )?;
+                Ok((Outcome::TopicId(id), dry(records, *validate_only)))
+            }
+            ControllerOp::DeleteTopic { name } => {
+                let (id, records) = plan_delete_topic(image, name)?;
+                Ok((Outcome::TopicId(id), records))
+            }
+            ControllerOp::CreatePartitions {
+                name,
+                total,
+                assignments,
+                validate_only,
+            } => {
+                let records = plan_create_partitions(image, name, *total, assignments.clone())?;
+                Ok((Outcome::Done, dry(records, *validate_only)))
+            }
+            ControllerOp::AlterTopicConfigs {
+                name,
+                changes,
+                replace_all,
+                validate_only,
+            } => {
+                let records = plan_alter_topic_configs(image, name, changes, *replace_all)?;
+                Ok((Outcome::Done, dry(records, *validate_only)))
+            }
+            ControllerOp::AllocateProducerIds => {
+                let start = image.next_producer_id;
+                Ok((
+                    Outcome::ProducerIds(start),
+                    vec![MetadataRecord::ProducerIds {
+                        next_producer_id: start + PRODUCER_ID_BLOCK_SIZE,
+                    }],
+                ))
+            }
+            ControllerOp::ElectLeader {
+                topic,
+                partition,
+                preferred,
+            } => plan_elect_leader(image, topic, *partition, *preferred)
+                .map(|records| (Outcome::Done, records)),
+        }
+    }
+}
+
+fn dry(records: Vec<MetadataRecord>, validate_only: bool) -> Vec<MetadataRecord> {
+    if validate_only {
+        Vec::new()
+    } else {
+        records
+    }
 }
 
 /// Checks a topic name by Kafka's rules: 1 to 249 of `[a-zA-Z0-9._-]`, and not `.` or `..`.
@@ -73,84 +245,50 @@ pub fn validate_topic_name(name: &str) -> Result<()> {
     Ok(())
 }
 
-impl Controller {
-    /// Opens the record log in `dir` and replays it into a fresh image.
-    pub fn open(dir: &Path) -> Result<Controller> {
-        let (log, records) = RecordLog::open(dir)?;
-        let mut image = MetadataImage::default();
-        for record in &records {
-            image.apply(record);
-        }
-        let next = image.next_producer_id;
-        Ok(Controller {
-            log,
-            image,
-            next_producer_id: next,
-            producer_block_end: next,
+/// Registers (or re-registers, with new endpoints) a broker, which makes it live.
+fn plan_register_broker(
+    image: &MetadataImage,
+    broker_id: i32,
+    host: &str,
+    port: i32,
+    rack: Option<String>,
+) -> Vec<MetadataRecord> {
+    let unchanged = image
+        .brokers
+        .get(&broker_id)
+        .is_some_and(|b| b.host == host && b.port == port && b.rack == rack && !b.fenced);
+    if unchanged {
+        return Vec::new();
+    }
+    vec![MetadataRecord::RegisterBroker {
+        broker_id,
+        host: host.to_string(),
+        port,
+        rack,
+    }]
+}
+
+/// Brokers new replicas may be placed on: the live ones.
+fn candidates(image: &MetadataImage) -> Vec<Candidate> {
+    image
+        .live_brokers()
+        .map(|b| Candidate {
+            broker_id: b.broker_id,
+            rack: b.rack.clone(),
         })
-    }
+        .collect()
+}
 
-    pub fn image(&self) -> &MetadataImage {
-        &self.image
-    }
-
-    fn commit(&mut self, records: Vec<MetadataRecord>) -> Result<()> {
-        if records.is_empty() {
-            return Ok(());
-        }
-        self.log.append(&records)?;
-        for record in &records {
-            self.image.apply(record);
-        }
-        Ok(())
-    }
-
-    /// Registers (or re-registers, with new endpoints) a broker.
-    pub fn register_broker(
-        &mut self,
-        broker_id: i32,
-        host: &str,
-        port: i32,
-        rack: Option<String>,
-    ) -> Result<()> {
-        let record = MetadataRecord::RegisterBroker {
-            broker_id,
-            host: host.to_string(),
-            port,
-            rack,
-        };
-        let unchanged = self.image.brokers.get(&broker_id).is_some_and(|b| {
-            b.host == host
-                && b.port == port
-                && matches!(&record, MetadataRecord::RegisterBroker { rack, .. } if *rack == b.rack)
-        });
-        if unchanged {
-            return Ok(());
-        }
-        self.commit(vec![record])
-    }
-
-    fn candidates(&self) -> Vec<Candidate> {
-        self.image
-            .brokers
-            .values()
-            .map(|b| Candidate {
-                broker_id: b.broker_id,
-                rack: b.rack.clone(),
-            })
-            .collect()
-    }
-
-    /// Creates a topic (or, with `validate_only`, checks that it could be). Returns its id.
-    pub fn create_topic(
-        &mut self,
-        request: &CreateTopic,
-        default_partitions: i32,
-        default_replication_factor: i16,
-        validate_only: bool,
-    ) -> Result<Uuid> {
+/// Builds a topic and its partitions, placed on the live brokers. Returns its id and records.
+fn plan_create_topic(
+    image: &MetadataImage,
+    request: &CreateTopic,
+    default_partitions: i32,
+    default_replication_factor: i16,
+) -> Result<(Uuid, Vec<MetadataRecord>)> {
+    {
         validate_topic_name(&request.name)?;
-        if self.image.topic(&request.name).is_some() {
+        if image.topic(&request.name).is_some() {
             return Err(MetaError::TopicAlreadyExists(request.name.clone()));
         }
         configs::validate_topic_configs(
@@ -183,15 +321,15 @@ impl Controller {
                     "number of partitions must be between 1 and {MAX_PARTITIONS}, not {partitions}"
                 )));
             }
-            let start = self.image.topics().count();
-            placement::place(&self.candidates(), 0, partitions, rf, start)?
+            let start = image.topics().count();
+            placement::place(&candidates(image), 0, partitions, rf, start)?
         } else {
             if request.num_partitions != -1 || request.replication_factor != -1 {
                 return Err(MetaError::InvalidRequest(
                     "give either replica assignments or partitions and replication factor, not both".into(),
                 ));
             }
-            self.check_assignments(&request.assignments, 0)?
+            check_assignments(image, &request.assignments, 0)?
         };
         let topic_id = Uuid::new_v4();
         let mut records = vec![MetadataRecord::Topic {
@@ -215,75 +353,66 @@ impl Controller {
                 value: Some(value.clone()),
             });
         }
-        if !validate_only {
-            self.commit(records)?;
+        Ok((topic_id, records))
+    }
+}
+
+/// Checks explicit replica lists: partitions numbered from `first`, consecutive, each with the
+/// same replication factor, on distinct registered brokers.
+fn check_assignments(
+    image: &MetadataImage,
+    assignments: &[(i32, Vec<i32>)],
+    first: i32,
+) -> Result<Vec<Vec<i32>>> {
+    let mut sorted: Vec<&(i32, Vec<i32>)> = assignments.iter().collect();
+    sorted.sort_by_key(|(p, _)| *p);
+    let rf = sorted.first().map_or(0, |(_, r)| r.len());
+    let mut out = Vec::new();
+    for (i, (p, replicas)) in sorted.iter().enumerate() {
+        if *p != first + i as i32 {
+            return Err(MetaError::InvalidReplicaAssignment(format!(
+                "partitions must be numbered consecutively from {first}"
+            )));
         }
-        Ok(topic_id)
-    }
-
-    /// Checks explicit replica lists: partitions numbered from `first`, consecutive, each with the
-    /// same replication factor, on distinct registered brokers.
-    fn check_assignments(
-        &self,
-        assignments: &[(i32, Vec<i32>)],
-        first: i32,
-    ) -> Result<Vec<Vec<i32>>> {
-        let mut sorted: Vec<&(i32, Vec<i32>)> = assignments.iter().collect();
-        sorted.sort_by_key(|(p, _)| *p);
-        let rf = sorted.first().map_or(0, |(_, r)| r.len());
-        let mut out = Vec::new();
-        for (i, (p, replicas)) in sorted.iter().enumerate() {
-            if *p != first + i as i32 {
-                return Err(MetaError::InvalidReplicaAssignment(format!(
-                    "partitions must be numbered consecutively from {first}"
-                )));
-            }
-            if replicas.is_empty() || replicas.len() != rf {
-                return Err(MetaError::InvalidReplicaAssignment(
-                    "every partition needs the same, non-zero number of replicas".into(),
-                ));
-            }
-            let mut distinct = replicas.clone();
-            distinct.sort_unstable();
-            distinct.dedup();
-            if distinct.len() != replicas.len() {
-                return Err(MetaError::InvalidReplicaAssignment(format!(
-                    "partition {p} names a broker twice"
-                )));
-            }
-            if let Some(b) = replicas
-                .iter()
-                .find(|b| !self.image.brokers.contains_key(b))
-            {
-                return Err(MetaError::InvalidReplicaAssignment(format!(
-                    "broker {b} is not registered"
-                )));
-            }
-            out.push(replicas.clone());
+        if replicas.is_empty() || replicas.len() != rf {
+            return Err(MetaError::InvalidReplicaAssignment(
+                "every partition needs the same, non-zero number of replicas".into(),
+            ));
         }
-        Ok(out)
+        let mut distinct = replicas.clone();
+        distinct.sort_unstable();
+        distinct.dedup();
+        if distinct.len() != replicas.len() {
+            return Err(MetaError::InvalidReplicaAssignment(format!(
+                "partition {p} names a broker twice"
+            )));
+        }
+        if let Some(b) = replicas.iter().find(|b| !image.brokers.contains_key(b)) {
+            return Err(MetaError::InvalidReplicaAssignment(format!(
+                "broker {b} is not registered"
+            )));
+        }
+        out.push(replicas.clone());
     }
+    Ok(out)
+}
 
-    pub fn delete_topic(&mut self, name: &str) -> Result<Uuid> {
-        let topic_id = self
-            .image
-            .topic(name)
-            .map(|t| t.topic_id)
-            .ok_or_else(|| MetaError::UnknownTopic(name.to_string()))?;
-        self.commit(vec![MetadataRecord::RemoveTopic { topic_id }])?;
-        Ok(topic_id)
-    }
+fn plan_delete_topic(image: &MetadataImage, name: &str) -> Result<(Uuid, Vec<MetadataRecord>)> {
+    let topic_id = image
+        .topic(name)
+        .map(|t| t.topic_id)
+        .ok_or_else(|| MetaError::UnknownTopic(name.to_string()))?;
+    Ok((topic_id, vec![MetadataRecord::RemoveTopic { topic_id }]))
+}
 
-    /// Grows a topic to `total` partitions.
-    pub fn create_partitions(
-        &mut self,
-        name: &str,
-        total: i32,
-        assignments: Option<Vec<Vec<i32>>>,
-        validate_only: bool,
-    ) -> Result<()> {
-        let topic = self
-            .image
+fn plan_create_partitions(
+    image: &MetadataImage,
+    name: &str,
+    total: i32,
+    assignments: Option<Vec<Vec<i32>>>,
+) -> Result<Vec<MetadataRecord>> {
+    {
+        let topic = image
             .topic(name)
             .ok_or_else(|| MetaError::UnknownTopic(name.to_string()))?;
         let current = topic.partitions.len() as i32;
@@ -303,11 +432,7 @@ impl Controller {
             .next()
             .map_or(1, |p| p.replicas.len()) as i16;
         let topic_id = topic.topic_id;
-        let start = self
-            .image
-            .topics()
-            .position(|t| t.name == name)
-            .unwrap_or(0);
+        let start = image.topics().position(|t| t.name == name).unwrap_or(0);
         let placed = match assignments {
             Some(lists) => {
                 if lists.len() as i32 != total - current {
@@ -322,11 +447,11 @@ impl Controller {
                     .enumerate()
                     .map(|(i, r)| (current + i as i32, r))
                     .collect();
-                self.check_assignments(&numbered, current)?
+                check_assignments(image, &numbered, current)?
             }
-            None => placement::place(&self.candidates(), current, total - current, rf, start)?,
+            None => placement::place(&candidates(image), current, total - current, rf, start)?,
         };
-        let records = placed
+        let records: Vec<MetadataRecord> = placed
             .into_iter()
             .enumerate()
             .map(|(i, replicas)| MetadataRecord::Partition {
@@ -338,22 +463,18 @@ impl Controller {
                 leader_epoch: 0,
             })
             .collect();
-        if !validate_only {
-            self.commit(records)?;
-        }
-        Ok(())
+        Ok(records)
     }
+}
 
-    /// Sets (`Some`) or removes (`None`) topic configs. With `replace_all` (legacy AlterConfigs),
-    /// every config not named is removed.
-    pub fn alter_topic_configs(
-        &mut self,
-        name: &str,
-        changes: &[(String, Option<String>)],
-        replace_all: bool,
-        validate_only: bool,
-    ) -> Result<()> {
-        if self.image.topic(name).is_none() {
+fn plan_alter_topic_configs(
+    image: &MetadataImage,
+    name: &str,
+    changes: &[(String, Option<String>)],
+    replace_all: bool,
+) -> Result<Vec<MetadataRecord>> {
+    {
+        if image.topic(name).is_none() {
             return Err(MetaError::UnknownTopic(name.to_string()));
         }
         let resource = ConfigResource::Topic(name.to_string());
@@ -373,7 +494,7 @@ impl Controller {
             })
             .collect();
         if replace_all {
-            let current: BTreeMap<String, String> = self.image.configs(&resource);
+            let current: BTreeMap<String, String> = image.configs(&resource);
             for key in current.keys() {
                 if !changes.iter().any(|(k, _)| k == key) {
                     records.push(MetadataRecord::Config {
@@ -384,123 +505,249 @@ impl Controller {
                 }
             }
         }
-        if !validate_only {
-            self.commit(records)?;
-        }
-        Ok(())
+        Ok(records)
     }
+}
 
-    /// Hands out a new producer id, reserving a new block in the log when the current one is used up.
-    pub fn allocate_producer_id(&mut self) -> Result<i64> {
-        if self.next_producer_id >= self.producer_block_end {
-            let start = self.image.next_producer_id;
-            let end = start + PRODUCER_ID_BLOCK_SIZE;
-            self.commit(vec![MetadataRecord::ProducerIds {
-                next_producer_id: end,
-            }])?;
-            self.next_producer_id = start;
-            self.producer_block_end = end;
+/// An explicit election for one partition (ElectLeaders).
+fn plan_elect_leader(
+    image: &MetadataImage,
+    topic: &str,
+    partition: i32,
+    preferred: bool,
+) -> Result<Vec<MetadataRecord>> {
+    let t = image
+        .topic(topic)
+        .ok_or_else(|| MetaError::UnknownTopic(topic.to_string()))?;
+    let p = t
+        .partitions
+        .get(&partition)
+        .ok_or_else(|| MetaError::UnknownPartition(format!("{topic}-{partition}")))?;
+    let live = |b: &i32| image.is_live(*b);
+    let mut next = p.clone();
+    if preferred {
+        let want = p.replicas.first().copied().unwrap_or(-1);
+        if p.leader == want {
+            return Err(MetaError::ElectionNotNeeded(format!(
+                "{topic}-{partition} is led by its preferred replica {want}"
+            )));
         }
-        let id = self.next_producer_id;
-        self.next_producer_id += 1;
-        Ok(id)
+        if !(live(&want) && p.isr.contains(&want)) {
+            return Err(MetaError::EligibleLeadersNotAvailable(format!(
+                "preferred replica {want} of {topic}-{partition} is not live and in sync"
+            )));
+        }
+        next.leader = want;
+    } else {
+        if p.leader != -1 && live(&p.leader) {
+            return Err(MetaError::ElectionNotNeeded(format!(
+                "{topic}-{partition} has a live leader, {}",
+                p.leader
+            )));
+        }
+        let pick = p
+            .replicas
+            .iter()
+            .copied()
+            .find(|b| p.isr.contains(b) && live(b))
+            .or_else(|| p.replicas.iter().copied().find(live))
+            .ok_or_else(|| {
+                MetaError::EligibleLeadersNotAvailable(format!(
+                    "no replica of {topic}-{partition} is live"
+                ))
+            })?;
+        if !p.isr.contains(&pick) {
+            next.isr = vec![pick];
+        }
+        next.leader = pick;
     }
+    next.leader_epoch += 1;
+    Ok(vec![election::partition_record(
+        t.topic_id, partition, next,
+    )])
 }
 
 #[cfg(test)]
 mod tests {
     use super::*;
 
-    fn controller(dir: &Path) -> Controller {
-        let mut c = Controller::open(dir).unwrap();
-        c.register_broker(0, "127.0.0.1", 9092, None).unwrap();
-        c
+    /// Runs ops against an image as the active controller would, without a quorum.
+    fn run(image: &mut MetadataImage, op: ControllerOp) -> Result<Outcome> {
+        let (outcome, records) = op.plan(image)?;
+        for r in &records {
+            image.apply(r);
+        }
+        Ok(outcome)
+    }
+
+    fn with_broker() -> MetadataImage {
+        let mut image = MetadataImage::default();
+        run(
+            &mut image,
+            ControllerOp::RegisterBroker {
+                broker_id: 0,
+                host: "127.0.0.1".into(),
+                port: 9092,
+                rack: None,
+            },
+        )
+        .unwrap();
+        image
+    }
+
+    fn create(request: CreateTopic, validate_only: bool) -> ControllerOp {
+        ControllerOp::CreateTopic {
+            request,
+            default_partitions: 1,
+            default_replication_factor: 1,
+            validate_only,
+        }
     }
 
     #[test]
-    fn topics_persist_and_validate() {
-        let dir = tempfile::tempdir().unwrap();
-        let id = {
-            let mut c = controller(dir.path());
-            let req = CreateTopic {
-                name: "orders".into(),
-                num_partitions: 3,
-                replication_factor: 1,
-                configs: vec![("retention.ms".into(), "1000".into())],
-                ..Default::default()
-            };
-            assert!(c
-                .create_topic(
-                    &CreateTopic {
-                        name: "dry".into(),
-                        ..req.clone()
-                    },
-                    1,
-                    1,
-                    true
-                )
-                .is_ok());
-            assert!(c.image().topic("dry").is_none());
-            let id = c.create_topic(&req, 1, 1, false).unwrap();
-            assert!(matches!(
-                c.create_topic(&req, 1, 1, false),
-                Err(MetaError::TopicAlreadyExists(_))
-            ));
-            let bad_rf = CreateTopic {
-                name: "x".into(),
-                num_partitions: 1,
-                replication_factor: 3,
-                ..Default::default()
-            };
-            assert!(matches!(
-                c.create_topic(&bad_rf, 1, 1, false),
-                Err(MetaError::InvalidReplicationFactor(_))
-            ));
-            let bad_name = CreateTopic {
-                name: "a/b".into(),
-                num_partitions: 1,
-                replication_factor: 1,
-                ..Default::default()
-            };
-            assert!(matches!(
-                c.create_topic(&bad_name, 1, 1, false),
-                Err(MetaError::InvalidTopicName(_))
-            ));
-            c.create_partitions("orders", 5, None, false).unwrap();
-            assert!(matches!(
-                c.create_partitions("orders", 2, None, false),
-                Err(MetaError::InvalidPartitions(_))
-            ));
-            id
+    fn topics_are_validated_and_survive_a_rebuild() {
+        let mut image = with_broker();
+        let req = CreateTopic {
+            name: "orders".into(),
+            num_partitions: 3,
+            replication_factor: 1,
+            configs: vec![("retention.ms".into(), "1000".into())],
+            ..Default::default()
         };
-        let mut c = Controller::open(dir.path()).unwrap();
-        let topic = c.image().topic("orders").unwrap();
+        let dry = CreateTopic {
+            name: "dry".into(),
+            ..req.clone()
+        };
+        assert!(run(&mut image, create(dry, true)).is_ok());
+        assert!(image.topic("dry").is_none());
+        let Outcome::TopicId(id) = run(&mut image, create(req.clone(), false)).unwrap() else {
+            panic!("no topic id");
+        };
+        assert!(matches!(
+            run(&mut image, create(req, false)),
+            Err(MetaError::TopicAlreadyExists(_))
+        ));
+        let bad_rf = CreateTopic {
+            name: "x".into(),
+            num_partitions: 1,
+            replication_factor: 3,
+            ..Default::default()
+        };
+        assert!(matches!(
+            run(&mut image, create(bad_rf, false)),
+            Err(MetaError::InvalidReplicationFactor(_))
+        ));
+        let bad_name = CreateTopic {
+            name: "a/b".into(),
+            num_partitions: 1,
+            replication_factor: 1,
+            ..Default::default()
+        };
+        assert!(matches!(
+            run(&mut image, create(bad_name, false)),
+            Err(MetaError::InvalidTopicName(_))
+        ));
+        let grow = |total| ControllerOp::CreatePartitions {
+            name: "orders".into(),
+            total,
+            assignments: None,
+            validate_only: false,
+        };
+        run(&mut image, grow(5)).unwrap();
+        assert!(matches!(
+            run(&mut image, grow(2)),
+            Err(MetaError::InvalidPartitions(_))
+        ));
+        // The snapshot records rebuild the same image.
+        let mut rebuilt = MetadataImage::default();
+        for r in image.to_records() {
+            rebuilt.apply(&r);
+        }
+        assert_eq!(rebuilt, image);
+        let topic = rebuilt.topic("orders").unwrap();
         assert_eq!(topic.topic_id, id);
         assert_eq!(topic.partitions.len(), 5);
         assert_eq!(
-            c.image()
+            rebuilt
                 .configs(&ConfigResource::Topic("orders".into()))
                 .get("retention.ms")
                 .unwrap(),
             "1000"
         );
-        c.delete_topic("orders").unwrap();
-        assert!(c.image().topic("orders").is_none());
-        assert!(c
-            .image()
+        run(
+            &mut image,
+            ControllerOp::DeleteTopic {
+                name: "orders".into(),
+            },
+        )
+        .unwrap();
+        assert!(image.topic("orders").is_none());
+        assert!(image
             .configs(&ConfigResource::Topic("orders".into()))
             .is_empty());
     }
 
     #[test]
-    fn producer_ids_never_repeat_across_restarts() {
-        let dir = tempfile::tempdir().unwrap();
-        let first: Vec<i64> = {
-            let mut c = controller(dir.path());
-            (0..3).map(|_| c.allocate_producer_id().unwrap()).collect()
+    fn producer_id_blocks_never_overlap() {
+        let mut image = with_broker();
+        let mut starts = Vec::new();
+        for _ in 0..3 {
+            let Outcome::ProducerIds(start) =
+                run(&mut image, ControllerOp::AllocateProducerIds).unwrap()
+            else {
+                panic!("no block");
+            };
+            starts.push(start);
+        }
+        assert_eq!(
+            starts,
+            vec![0, PRODUCER_ID_BLOCK_SIZE, 2 * PRODUCER_ID_BLOCK_SIZE]
+        );
+    }
+
+    #[test]
+    fn fenced_brokers_get_no_new_replicas_and_heartbeats_unfence() {
+        let mut image = with_broker();
+        run(
+            &mut image,
+            ControllerOp::RegisterBroker {
+                broker_id: 1,
+                host: "127.0.0.2".into(),
+                port: 9092,
+                rack: None,
+            },
+        )
+        .unwrap();
+        run(
+            &mut image,
+            ControllerOp::ControlledShutdown { broker_id: 1 },
+        )
+        .unwrap();
+        let two = CreateTopic {
+            name: "two".into(),
+            num_partitions: 2,
+            replication_factor: 2,
+            ..Default::default()
         };
-        let mut c = Controller::open(dir.path()).unwrap();
-        let next = c.allocate_producer_id().unwrap();
-        assert!(first.iter().all(|&id| id < next), "{first:?} then {next}");
+        assert!(matches!(
+            run(&mut image, create(two.clone(), false)),
+            Err(MetaError::InvalidReplicationFactor(_))
+        ));
+        assert!(matches!(
+            run(&mut image, ControllerOp::Heartbeat { broker_id: 7 }),
+            Err(MetaError::UnknownBroker(7))
+        ));
+        run(&mut image, ControllerOp::Heartbeat { broker_id: 1 }).unwrap();
+        assert!(image.is_live(1));
+        run(&mut image, create(two, false)).unwrap();
+        let leaders: Vec<i32> = image
+            .topic("two")
+            .unwrap()
+            .partitions
+            .values()
+            .map(|p| p.leader)
+            .collect();
+        assert_eq!(leaders.len(), 2);
+        assert_ne!(leaders[0], leaders[1], "leaders spread over both brokers");
     }
 }

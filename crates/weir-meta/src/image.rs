@@ -12,6 +12,8 @@ pub struct BrokerImage {
     pub host: String,
     pub port: i32,
     pub rack: Option<String>,
+    /// Fenced brokers lead nothing and are not shown to clients.
+    pub fenced: bool,
 }
 
 #[derive(Debug, Clone, PartialEq)]
@@ -37,15 +39,15 @@ pub struct MetadataImage {
     names: BTreeMap<String, Uuid>,
     configs: BTreeMap<ConfigResource, BTreeMap<String, String>>,
     pub next_producer_id: i64,
-    /// How many records have been applied: the image's version.
-    pub applied: u64,
+    /// The image's version: the index of the last metadata-log entry applied to it (set by the
+    /// state machine; every voter and broker agrees on what each version holds).
+    pub version: u64,
 }
 
 impl MetadataImage {
     /// Applies one record. Records that name unknown topics are ignored, as a replay of a log
     /// that deleted a topic must be.
     pub fn apply(&mut self, record: &MetadataRecord) {
-        self.applied += 1;
         match record {
             MetadataRecord::RegisterBroker {
                 broker_id,
@@ -60,8 +62,19 @@ impl MetadataImage {
                         host: host.clone(),
                         port: *port,
                         rack: rack.clone(),
+                        fenced: false,
                     },
                 );
+            }
+            MetadataRecord::FenceBroker { broker_id } => {
+                if let Some(b) = self.brokers.get_mut(broker_id) {
+                    b.fenced = true;
+                }
+            }
+            MetadataRecord::UnfenceBroker { broker_id } => {
+                if let Some(b) = self.brokers.get_mut(broker_id) {
+                    b.fenced = false;
+                }
             }
             MetadataRecord::Topic { name, topic_id } => {
                 self.names.insert(name.clone(), *topic_id);
@@ -121,6 +134,16 @@ impl MetadataImage {
         }
     }
 
+    /// Whether `broker_id` is registered and not fenced.
+    pub fn is_live(&self, broker_id: i32) -> bool {
+        self.brokers.get(&broker_id).is_some_and(|b| !b.fenced)
+    }
+
+    /// The registered, unfenced brokers.
+    pub fn live_brokers(&self) -> impl Iterator<Item = &BrokerImage> {
+        self.brokers.values().filter(|b| !b.fenced)
+    }
+
     pub fn topic(&self, name: &str) -> Option<&TopicImage> {
         self.names.get(name).and_then(|id| self.topics.get(id))
     }
@@ -139,18 +162,22 @@ impl MetadataImage {
     }
 
     /// Records that rebuild this image from empty (its snapshot, as KRaft's snapshots are):
-    /// brokers, then each topic with its partitions, then configs, then the producer-id mark.
+    /// brokers (and their fencing), then each topic with its partitions, then configs, then the producer-id mark.
     pub fn to_records(&self) -> Vec<MetadataRecord> {
-        let mut out: Vec<MetadataRecord> = self
-            .brokers
-            .values()
-            .map(|b| MetadataRecord::RegisterBroker {
+        let mut out = Vec::new();
+        for b in self.brokers.values() {
+            out.push(MetadataRecord::RegisterBroker {
                 broker_id: b.broker_id,
                 host: b.host.clone(),
                 port: b.port,
                 rack: b.rack.clone(),
-            })
-            .collect();
+            });
+            if b.fenced {
+                out.push(MetadataRecord::FenceBroker {
+                    broker_id: b.broker_id,
+                });
+            }
+        }
         for topic in self.topics.values() {
             out.push(MetadataRecord::Topic {
                 name: topic.name.clone(),

@@ -1,33 +1,36 @@
 //! `weir-meta` owns the cluster's metadata.
 //!
 //! The metadata is a log of [`MetadataRecord`]s applied, in order, to a [`MetadataImage`]: the
-//! state machine of brokers, topics, partitions, configs and producer-id blocks. The
-//! [`Controller`] validates requests (create topics, add partitions, alter configs, ...), turns
-//! them into records, makes the records durable in its [`RecordLog`], then applies them. Today the
-//! record log is a local file under `<data>/meta`; the cluster work puts the same records behind a
-//! Raft quorum without changing the image's interface (records in, state out).
+//! state machine of brokers, topics, partitions, configs and producer-id blocks. The log is
+//! replicated by a Raft quorum ([`quorum`]). The active controller checks each [`ControllerOp`]
+//! (create topics, add partitions, alter configs, heartbeats, ...) against the image, turns it
+//! into records, and commits them through the quorum; every node applies them. [`election`]
+//! decides partition leadership from broker liveness; [`placement`] places new replicas.
 //!
 //! This crate knows nothing of client sockets or of the log format.
 
 pub mod configs;
 mod controller;
+pub mod election;
 mod framing;
 mod image;
 pub mod placement;
 pub mod quorum;
 mod records;
-mod store;
 
-pub use controller::{validate_topic_name, Controller, CreateTopic, PRODUCER_ID_BLOCK_SIZE};
+pub use controller::{
+    validate_topic_name, ControllerOp, ControllerReply, CreateTopic, Outcome,
+    PRODUCER_ID_BLOCK_SIZE,
+};
 pub use image::{BrokerImage, MetadataImage, PartitionImage, TopicImage};
 pub use records::{ConfigResource, MetadataRecord};
-pub use store::RecordLog;
 
-/// Errors of the metadata layer; the broker maps each to a Kafka error code in one place.
-#[derive(Debug, thiserror::Error)]
+/// Errors of the metadata layer; the broker maps each to a Kafka error code in one place. They
+/// cross the controller RPC, so they are plain data.
+#[derive(Debug, Clone, PartialEq, thiserror::Error, serde::Serialize, serde::Deserialize)]
 pub enum MetaError {
     #[error("I/O error in the metadata log: {0}")]
-    Io(#[from] std::io::Error),
+    Io(String),
     #[error("metadata log is corrupt: {0}")]
     Corrupt(String),
     #[error("topic '{0}' already exists")]
@@ -46,6 +49,31 @@ pub enum MetaError {
     InvalidConfig(String),
     #[error("invalid request: {0}")]
     InvalidRequest(String),
+    /// The node asked is not the active controller; `leader` is the one it knows of.
+    #[error("not the active controller (active: {leader:?})")]
+    NotController { leader: Option<u64> },
+    /// No active controller answered in time (no quorum, or it is electing one).
+    #[error("no active controller: {0}")]
+    Unavailable(String),
+    /// A heartbeat from a broker the controller has no registration for: it must register.
+    #[error("broker {0} is not registered")]
+    UnknownBroker(i32),
+    /// The partitions named do not exist.
+    #[error("unknown partition {0}")]
+    UnknownPartition(String),
+    /// A preferred election for a partition already led by its preferred replica.
+    #[error("election not needed: {0}")]
+    ElectionNotNeeded(String),
+    /// An election found no eligible replica live (for a preferred election: the preferred
+    /// replica is not live or not in the ISR).
+    #[error("no eligible leader: {0}")]
+    EligibleLeadersNotAvailable(String),
+}
+
+impl From<std::io::Error> for MetaError {
+    fn from(e: std::io::Error) -> Self {
+        MetaError::Io(e.to_string())
+    }
 }
 
 pub type Result<T, E = MetaError> = std::result::Result<T, E>;

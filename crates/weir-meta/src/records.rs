@@ -17,16 +17,30 @@ pub enum ConfigResource {
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 #[serde(tag = "type")]
 pub enum MetadataRecord {
+    /// A broker registered (or re-registered, perhaps with new endpoints). A registered broker is
+    /// live (unfenced) until a [`MetadataRecord::FenceBroker`].
     RegisterBroker {
         broker_id: i32,
         host: String,
         port: i32,
         rack: Option<String>,
     },
+    /// The broker missed its heartbeats or shut down: it leads nothing and is in no ISR it can
+    /// leave, and clients are not told of it.
+    FenceBroker {
+        broker_id: i32,
+    },
+    /// The broker heartbeats again.
+    UnfenceBroker {
+        broker_id: i32,
+    },
     Topic {
         name: String,
         topic_id: Uuid,
     },
+    /// A partition's whole state: written when it is created and on every change of leader or ISR.
+    /// `leader` is -1 while no eligible replica is live; `leader_epoch` grows with every change of
+    /// leader.
     Partition {
         topic_id: Uuid,
         partition: i32,

@@ -5,7 +5,7 @@
 //! (`"node.id" = 0`).
 
 use std::collections::BTreeMap;
-use std::net::ToSocketAddrs;
+use std::net::{SocketAddr, ToSocketAddrs};
 use std::path::PathBuf;
 
 use anyhow::{anyhow, bail, Context, Result};
@@ -104,6 +104,20 @@ pub(crate) struct ServerArgs {
     /// log.message.timestamp.type: CreateTime or LogAppendTime [default: CreateTime].
     #[arg(long, env = "WEIR_LOG_MESSAGE_TIMESTAMP_TYPE")]
     log_message_timestamp_type: Option<String>,
+    /// controller.quorum.voters: the metadata quorum, as ID@HOST:PORT,... of each controller's
+    /// CONTROLLER listener [default: this node alone].
+    #[arg(long, env = "WEIR_CONTROLLER_QUORUM_VOTERS")]
+    controller_quorum_voters: Option<String>,
+    /// broker.heartbeat.interval.ms: how often the broker heartbeats to the controller [default: 2000].
+    #[arg(long, env = "WEIR_BROKER_HEARTBEAT_INTERVAL_MS")]
+    broker_heartbeat_interval_ms: Option<u64>,
+    /// broker.session.timeout.ms: a broker silent this long is fenced [default: 9000].
+    #[arg(long, env = "WEIR_BROKER_SESSION_TIMEOUT_MS")]
+    broker_session_timeout_ms: Option<u64>,
+    /// unclean.leader.election.enable: elect a replica outside the ISR when no ISR member is
+    /// live, at the risk of losing records [default: false].
+    #[arg(long, env = "WEIR_UNCLEAN_LEADER_ELECTION_ENABLE")]
+    unclean_leader_election_enable: Option<bool>,
 }
 
 /// Settings from the TOML file, as strings by Kafka name.
@@ -130,9 +144,14 @@ fn read_file(path: &PathBuf) -> Result<BTreeMap<String, String>> {
     Ok(out)
 }
 
-/// Parses `PLAINTEXT://host:port` (or a bare `host:port`).
+/// Parses `PLAINTEXT://host:port` (or a bare `host:port`) out of a listener list, skipping a
+/// `CONTROLLER://` entry.
 fn parse_listener(s: &str) -> Result<(String, u16)> {
-    let first = s.split(',').next().unwrap_or(s).trim();
+    let first = s
+        .split(',')
+        .map(str::trim)
+        .find(|l| !is_controller_listener(l))
+        .ok_or_else(|| anyhow!("listeners '{s}' has no PLAINTEXT listener"))?;
     let addr = match first.split_once("://") {
         Some((proto, rest)) => {
             if !proto.eq_ignore_ascii_case("PLAINTEXT") {
@@ -142,12 +161,65 @@ fn parse_listener(s: &str) -> Result<(String, u16)> {
         }
         None => first,
     };
+    split_host_port(first, addr)
+}
+
+fn is_controller_listener(l: &str) -> bool {
+    l.split_once("://")
+        .is_some_and(|(proto, _)| proto.eq_ignore_ascii_case("CONTROLLER"))
+}
+
+/// The `CONTROLLER://host:port` entry of a listener list, if there is one.
+fn parse_controller_listener(s: &str) -> Result<Option<SocketAddr>> {
+    let Some(entry) = s
+        .split(',')
+        .map(str::trim)
+        .find(|l| is_controller_listener(l))
+    else {
+        return Ok(None);
+    };
+    let addr = entry.split_once("://").map_or(entry, |(_, a)| a);
+    let (host, port) = split_host_port(entry, addr)?;
+    resolve(&host, port).map(Some)
+}
+
+fn resolve(host: &str, port: u16) -> Result<SocketAddr> {
+    (host, port)
+        .to_socket_addrs()
+        .with_context(|| format!("cannot resolve host '{host}'"))?
+        .next()
+        .ok_or_else(|| anyhow!("host '{host}' has no address"))
+}
+
+/// Parses `controller.quorum.voters`: `ID@HOST:PORT` entries separated by commas.
+fn parse_voters(s: &str) -> Result<BTreeMap<u64, String>> {
+    let mut out = BTreeMap::new();
+    for entry in s.split(',').map(str::trim).filter(|e| !e.is_empty()) {
+        let (id, addr) = entry
+            .split_once('@')
+            .ok_or_else(|| anyhow!("controller.quorum.voters: '{entry}' is not ID@HOST:PORT"))?;
+        let id: u64 = id
+            .parse()
+            .map_err(|_| anyhow!("controller.quorum.voters: '{entry}' has a bad id"))?;
+        let (host, port) = split_host_port(entry, addr)?;
+        let addr = resolve(&host, port)?;
+        if out.insert(id, addr.to_string()).is_some() {
+            bail!("controller.quorum.voters: voter {id} is listed twice");
+        }
+    }
+    if out.is_empty() {
+        bail!("controller.quorum.voters is empty");
+    }
+    Ok(out)
+}
+
+fn split_host_port(whole: &str, addr: &str) -> Result<(String, u16)> {
     let (host, port) = addr
         .rsplit_once(':')
-        .ok_or_else(|| anyhow!("listener '{first}' has no port"))?;
+        .ok_or_else(|| anyhow!("'{whole}' has no port"))?;
     let port: u16 = port
         .parse()
-        .map_err(|_| anyhow!("listener '{first}' has a bad port"))?;
+        .map_err(|_| anyhow!("'{whole}' has a bad port"))?;
     let host = host.trim_start_matches('[').trim_end_matches(']');
     let host = if host.is_empty() { "0.0.0.0" } else { host };
     Ok((host.to_string(), port))
@@ -186,6 +258,10 @@ const KNOWN_KEYS: &[&str] = &[
     "socket.request.max.bytes",
     "log.retention.check.interval.ms",
     "broker.rack",
+    "controller.quorum.voters",
+    "broker.heartbeat.interval.ms",
+    "broker.session.timeout.ms",
+    "unclean.leader.election.enable",
     "log.retention.ms",
     "log.retention.hours",
     "log.retention.bytes",
@@ -226,6 +302,7 @@ pub(crate) fn config_from(args: ServerArgs) -> Result<BrokerConfig> {
         bail!("node.id must be 0 or more, not {}", config.node_id);
     }
     if let Some(l) = s.pick::<String>(args.listeners, "listeners")? {
+        config.controller_listener = parse_controller_listener(&l)?;
         let (host, port) = parse_listener(&l)?;
         config.listener = (host.as_str(), port)
             .to_socket_addrs()
@@ -326,6 +403,35 @@ pub(crate) fn config_from(args: ServerArgs) -> Result<BrokerConfig> {
         config.offsets_retention_minutes = n;
     }
     config.rack = s.pick(args.broker_rack, "broker.rack")?;
+    if let Some(v) = s.pick::<String>(args.controller_quorum_voters, "controller.quorum.voters")? {
+        let voters = parse_voters(&v)?;
+        if !voters.contains_key(&(config.node_id as u64)) {
+            bail!(
+                "node.id {} is not among controller.quorum.voters ({v}); every node is a controller for now",
+                config.node_id
+            );
+        }
+        config.controller_quorum_voters = voters;
+    }
+    if let Some(n) = s.pick(
+        args.broker_heartbeat_interval_ms,
+        "broker.heartbeat.interval.ms",
+    )? {
+        if n < 10 {
+            bail!("broker.heartbeat.interval.ms must be at least 10, not {n}");
+        }
+        config.broker_heartbeat_interval_ms = n;
+    }
+    if let Some(n) = s.pick(args.broker_session_timeout_ms, "broker.session.timeout.ms")? {
+        config.broker_session_timeout_ms = n;
+    }
+    if config.broker_session_timeout_ms <= config.broker_heartbeat_interval_ms {
+        bail!(
+            "broker.session.timeout.ms ({}) must be larger than broker.heartbeat.interval.ms ({})",
+            config.broker_session_timeout_ms,
+            config.broker_heartbeat_interval_ms
+        );
+    }
 
     let mut defaults = BTreeMap::new();
     let retention_ms = match s.pick(args.log_retention_ms, "log.retention.ms")? {
@@ -383,6 +489,12 @@ pub(crate) fn config_from(args: ServerArgs) -> Result<BrokerConfig> {
         if let Some(v) = value {
             defaults.insert(name.to_string(), v);
         }
+    }
+    if let Some(v) = s.pick::<bool>(
+        args.unclean_leader_election_enable,
+        "unclean.leader.election.enable",
+    )? {
+        defaults.insert("unclean.leader.election.enable".to_string(), v.to_string());
     }
     if let Some(t) = s.pick::<String>(
         args.log_message_timestamp_type,
@@ -472,6 +584,22 @@ mod tests {
         assert_eq!(c.listener.to_string(), "127.0.0.1:9092");
         assert_eq!(c.log_dir, PathBuf::from("weir-data"));
 
+        let c = parse(&[
+            "--node-id",
+            "2",
+            "--listeners",
+            "PLAINTEXT://127.0.0.2:9092,CONTROLLER://127.0.0.2:9093",
+            "--controller-quorum-voters",
+            "1@127.0.0.1:9093,2@127.0.0.2:9093,3@127.0.0.3:9093",
+        ])
+        .unwrap();
+        assert_eq!(c.controller_listener.unwrap().to_string(), "127.0.0.2:9093");
+        assert_eq!(c.listener.to_string(), "127.0.0.2:9092");
+        assert_eq!(c.controller_quorum_voters.len(), 3);
+        assert!(parse(&["--controller-quorum-voters", "1@127.0.0.1:9093"]).is_err());
+        assert!(parse(&["--controller-quorum-voters", "x@127.0.0.1:9093"]).is_err());
+        assert!(parse(&["--controller-quorum-voters", "0@127.0.0.1"]).is_err());
+        assert!(parse(&["--broker-session-timeout-ms", "100"]).is_err());
         assert!(parse(&["--num-partitions", "0"]).is_err());
         assert!(parse(&["--listeners", "SSL://127.0.0.1:1"]).is_err());
         assert!(parse(&["--log-cleanup-policy", "shred"]).is_err());

@@ -104,14 +104,11 @@ impl GroupManager {
         self.inner.lock().unwrap_or_else(|p| p.into_inner())
     }
 
-    /// Creates `__consumer_offsets` if needed and loads the groups from it, once.
-    pub(crate) fn ensure_ready(&self, broker: &Broker) -> Result<(), ResponseError> {
-        let mut inner = self.lock();
-        if inner.loaded {
-            return Ok(());
-        }
+    /// Creates `__consumer_offsets` when it does not exist yet (FindCoordinator does, as Kafka's
+    /// brokers do), then loads the groups.
+    pub(crate) async fn create_offsets_topic(&self, broker: &Broker) -> Result<(), ResponseError> {
         if broker.image().topic(OFFSETS_TOPIC).is_none() {
-            let brokers = broker.image().brokers.len().max(1) as i16;
+            let brokers = broker.image().live_brokers().count().max(1) as i16;
             let create = CreateTopic {
                 name: OFFSETS_TOPIC.to_string(),
                 num_partitions: self.partitions,
@@ -123,13 +120,43 @@ impl GroupManager {
                     ("compression.type".into(), "producer".into()),
                 ],
             };
-            match broker.create_topic(&create, false) {
+            match broker.create_topic(&create, false).await {
                 Ok(_) | Err(MetaError::TopicAlreadyExists(_)) => {}
                 Err(e) => {
                     tracing::error!(error = %e, "cannot create {OFFSETS_TOPIC}");
                     return Err(ResponseError::CoordinatorNotAvailable);
                 }
             }
+        }
+        self.ensure_ready(broker)
+    }
+
+    /// Ready to serve `group`: the groups are loaded and this broker leads the group's partition
+    /// of `__consumer_offsets` (else NOT_COORDINATOR, and the client looks the coordinator up
+    /// again).
+    fn ready_for(&self, broker: &Broker, group: &str) -> Result<(), ResponseError> {
+        self.ensure_ready(broker)?;
+        let index = records::partition_for(group, self.partitions);
+        match broker.replicas.get(OFFSETS_TOPIC, index) {
+            Some(p) if p.is_leader(broker.node_id()) => Ok(()),
+            _ => Err(ResponseError::NotCoordinator),
+        }
+    }
+
+    /// The partition of `__consumer_offsets` that holds `group`.
+    pub(crate) fn partition_of(&self, group: &str) -> i32 {
+        records::partition_for(group, self.partitions)
+    }
+
+    /// Loads the groups from `__consumer_offsets`, once; COORDINATOR_NOT_AVAILABLE until the
+    /// topic exists.
+    pub(crate) fn ensure_ready(&self, broker: &Broker) -> Result<(), ResponseError> {
+        let mut inner = self.lock();
+        if inner.loaded {
+            return Ok(());
+        }
+        if broker.image().topic(OFFSETS_TOPIC).is_none() {
+            return Err(ResponseError::CoordinatorNotAvailable);
         }
         let now = weir_log::now_ms();
         let mut loaded_records = 0usize;
@@ -288,7 +315,7 @@ impl GroupManager {
 
     pub(crate) async fn join(&self, broker: &Broker, req: JoinRequest) -> JoinResult {
         let member_id = req.member_id.clone();
-        if let Err(e) = self.ensure_ready(broker) {
+        if let Err(e) = self.ready_for(broker, &req.group_id) {
             return error_join(e, &member_id);
         }
         match self
@@ -301,7 +328,7 @@ impl GroupManager {
     }
 
     pub(crate) async fn sync(&self, broker: &Broker, req: SyncRequest) -> SyncResult {
-        if let Err(e) = self.ensure_ready(broker) {
+        if let Err(e) = self.ready_for(broker, &req.group_id) {
             return error_sync(e);
         }
         match self
@@ -321,7 +348,7 @@ impl GroupManager {
         member: &str,
         instance: Option<&str>,
     ) -> i16 {
-        if let Err(e) = self.ensure_ready(broker) {
+        if let Err(e) = self.ready_for(broker, group) {
             return e.code();
         }
         self.lock()
@@ -335,7 +362,7 @@ impl GroupManager {
         group: &str,
         members: &[(String, Option<String>)],
     ) -> (i16, Vec<i16>) {
-        if let Err(e) = self.ensure_ready(broker) {
+        if let Err(e) = self.ready_for(broker, group) {
             return (e.code(), vec![e.code(); members.len()]);
         }
         let mut inner = self.lock();
@@ -354,7 +381,7 @@ impl GroupManager {
         instance: Option<&str>,
         entries: &[CommitEntry],
     ) -> Vec<i16> {
-        if let Err(e) = self.ensure_ready(broker) {
+        if let Err(e) = self.ready_for(broker, group) {
             return vec![e.code(); entries.len()];
         }
         let now = weir_log::now_ms();
@@ -418,7 +445,7 @@ impl GroupManager {
         group: &str,
         wanted: Option<Vec<(String, Vec<i32>)>>,
     ) -> Result<TopicOffsets, ResponseError> {
-        self.ensure_ready(broker)?;
+        self.ready_for(broker, group)?;
         let inner = self.lock();
         let offsets = inner
             .coordinator
@@ -461,7 +488,7 @@ impl GroupManager {
     }
 
     pub(crate) fn delete_group(&self, broker: &Broker, group: &str) -> i16 {
-        if let Err(e) = self.ensure_ready(broker) {
+        if let Err(e) = self.ready_for(broker, group) {
             return e.code();
         }
         let mut inner = self.lock();
@@ -488,7 +515,7 @@ impl GroupManager {
         group: &str,
         topics: &[(String, Vec<i32>)],
     ) -> Result<Vec<Vec<i16>>, ResponseError> {
-        self.ensure_ready(broker)?;
+        self.ready_for(broker, group)?;
         let mut inner = self.lock();
         let Some(g) = inner.coordinator.groups.get_mut(group) else {
             return Err(ResponseError::GroupIdNotFound);

@@ -10,7 +10,7 @@ use kafka_protocol::messages::{
 };
 use kafka_protocol::protocol::StrBytes;
 use weir_meta::configs::effective_topic_configs;
-use weir_meta::{ConfigResource, MetaError};
+use weir_meta::{ConfigResource, ControllerOp, MetaError};
 
 use super::describe_configs::{RESOURCE_BROKER, RESOURCE_TOPIC};
 use super::str_bytes;
@@ -33,19 +33,38 @@ fn check_resource(resource_type: i8) -> Result<(), (i16, String)> {
     }
 }
 
-fn outcome(result: Result<(), MetaError>) -> (i16, Option<StrBytes>) {
+fn outcome<T>(result: Result<T, MetaError>) -> (i16, Option<StrBytes>) {
     match result {
-        Ok(()) => (0, None),
+        Ok(_) => (0, None),
         Err(e) => (meta_error_code(&e), Some(str_bytes(e.to_string()))),
     }
 }
 
-pub(crate) fn handle(broker: &Arc<Broker>, request: AlterConfigsRequest) -> AlterConfigsResponse {
+/// Sets or removes topic configs through the controller.
+async fn alter(
+    broker: &Broker,
+    name: String,
+    changes: Vec<(String, Option<String>)>,
+    replace_all: bool,
+    validate_only: bool,
+) -> (i16, Option<StrBytes>) {
+    let op = ControllerOp::AlterTopicConfigs {
+        name,
+        changes,
+        replace_all,
+        validate_only,
+    };
+    outcome(broker.controller_op(op).await)
+}
+
+pub(crate) async fn handle(
+    broker: &Arc<Broker>,
+    request: AlterConfigsRequest,
+) -> AlterConfigsResponse {
     let validate_only = request.validate_only;
-    let responses = request
-        .resources
-        .into_iter()
-        .map(|resource| {
+    let mut responses = Vec::with_capacity(request.resources.len());
+    for resource in request.resources {
+        let response = {
             let (code, message) = match check_resource(resource.resource_type) {
                 Err((code, message)) => (code, Some(str_bytes(message))),
                 Ok(()) => {
@@ -55,9 +74,7 @@ pub(crate) fn handle(broker: &Arc<Broker>, request: AlterConfigsRequest) -> Alte
                         .iter()
                         .map(|c| (c.name.to_string(), c.value.as_ref().map(|v| v.to_string())))
                         .collect();
-                    outcome(broker.change_metadata(|c| {
-                        c.alter_topic_configs(&name, &changes, true, validate_only)
-                    }))
+                    alter(broker, name, changes, true, validate_only).await
                 }
             };
             alter_configs_response::AlterConfigsResourceResponse::default()
@@ -65,29 +82,27 @@ pub(crate) fn handle(broker: &Arc<Broker>, request: AlterConfigsRequest) -> Alte
                 .with_error_message(message)
                 .with_resource_type(resource.resource_type)
                 .with_resource_name(resource.resource_name)
-        })
-        .collect();
+        };
+        responses.push(response);
+    }
     AlterConfigsResponse::default().with_responses(responses)
 }
 
-pub(crate) fn handle_incremental(
+pub(crate) async fn handle_incremental(
     broker: &Arc<Broker>,
     request: IncrementalAlterConfigsRequest,
 ) -> IncrementalAlterConfigsResponse {
     let validate_only = request.validate_only;
-    let responses = request
-        .resources
-        .into_iter()
-        .map(|resource| {
+    let mut responses = Vec::with_capacity(request.resources.len());
+    for resource in request.resources {
+        let response = {
             let (code, message) = match check_resource(resource.resource_type) {
                 Err((code, message)) => (code, Some(str_bytes(message))),
                 Ok(()) => {
                     let name = resource.resource_name.to_string();
                     match incremental_changes(broker, &name, &resource.configs) {
-                        Ok(changes) => outcome(broker.change_metadata(|c| {
-                            c.alter_topic_configs(&name, &changes, false, validate_only)
-                        })),
-                        Err(e) => outcome(Err(e)),
+                        Ok(changes) => alter(broker, name, changes, false, validate_only).await,
+                        Err(e) => outcome::<()>(Err(e)),
                     }
                 }
             };
@@ -96,8 +111,9 @@ pub(crate) fn handle_incremental(
                 .with_error_message(message)
                 .with_resource_type(resource.resource_type)
                 .with_resource_name(resource.resource_name)
-        })
-        .collect();
+        };
+        responses.push(response);
+    }
     IncrementalAlterConfigsResponse::default().with_responses(responses)
 }
 

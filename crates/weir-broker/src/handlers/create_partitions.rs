@@ -6,18 +6,19 @@ use kafka_protocol::messages::create_partitions_response::CreatePartitionsTopicR
 use kafka_protocol::messages::{CreatePartitionsRequest, CreatePartitionsResponse};
 
 use super::str_bytes;
+use weir_meta::ControllerOp;
+
 use crate::broker::Broker;
 use crate::errors::meta_error_code;
 
-pub(crate) fn handle(
+pub(crate) async fn handle(
     broker: &Arc<Broker>,
     request: CreatePartitionsRequest,
 ) -> CreatePartitionsResponse {
     let validate_only = request.validate_only;
-    let results = request
-        .topics
-        .into_iter()
-        .map(|topic| {
+    let mut results = Vec::with_capacity(request.topics.len());
+    for topic in request.topics {
+        let result = {
             let name = topic.name.0.to_string();
             let assignments = topic.assignments.map(|list| {
                 list.into_iter()
@@ -25,15 +26,20 @@ pub(crate) fn handle(
                     .collect()
             });
             let result = CreatePartitionsTopicResult::default().with_name(topic.name);
-            match broker.change_metadata(|c| {
-                c.create_partitions(&name, topic.count, assignments, validate_only)
-            }) {
-                Ok(()) => result,
+            let op = ControllerOp::CreatePartitions {
+                name,
+                total: topic.count,
+                assignments,
+                validate_only,
+            };
+            match broker.controller_op(op).await {
+                Ok(_) => result,
                 Err(e) => result
                     .with_error_code(meta_error_code(&e))
                     .with_error_message(Some(str_bytes(e.to_string()))),
             }
-        })
-        .collect();
+        };
+        results.push(result);
+    }
     CreatePartitionsResponse::default().with_results(results)
 }

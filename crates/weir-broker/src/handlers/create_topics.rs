@@ -14,7 +14,7 @@ use super::str_bytes;
 use crate::broker::Broker;
 use crate::errors::meta_error_code;
 
-pub(crate) fn handle(
+pub(crate) async fn handle(
     broker: &Arc<Broker>,
     version: i16,
     request: CreateTopicsRequest,
@@ -59,7 +59,7 @@ pub(crate) fn handle(
                 .collect(),
             configs: configs.clone(),
         };
-        match broker.create_topic(&create, request.validate_only) {
+        match broker.create_topic(&create, request.validate_only).await {
             Ok(topic_id) => {
                 let mut result = result.with_topic_id(topic_id);
                 if version >= 5 {

@@ -26,7 +26,7 @@ pub(crate) fn handle(broker: &Arc<Broker>, request: DeleteRecordsRequest) -> Del
                         .with_low_watermark(-1);
                     let Some(partition) = broker.replicas.get(&name, p.partition_index) else {
                         return result
-                            .with_error_code(ResponseError::UnknownTopicOrPartition.code());
+                            .with_error_code(broker.not_hosted_code(&name, p.partition_index));
                     };
                     if !partition.is_leader(broker.node_id()) {
                         return result.with_error_code(ResponseError::NotLeaderOrFollower.code());

@@ -7,10 +7,12 @@ use kafka_protocol::messages::delete_topics_response::DeletableTopicResult;
 use kafka_protocol::messages::{DeleteTopicsRequest, DeleteTopicsResponse, TopicName};
 
 use super::str_bytes;
+use weir_meta::{ControllerOp, ControllerReply, Outcome};
+
 use crate::broker::Broker;
 use crate::errors::meta_error_code;
 
-pub(crate) fn handle(
+pub(crate) async fn handle(
     broker: &Arc<Broker>,
     version: i16,
     request: DeleteTopicsRequest,
@@ -28,28 +30,35 @@ pub(crate) fn handle(
             .map(|n| (Some(n.0.to_string()), uuid::Uuid::nil()))
             .collect()
     };
-    let responses = targets
-        .into_iter()
-        .map(|(name, id)| {
+    let mut responses = Vec::with_capacity(targets.len());
+    for (name, id) in targets {
+        let response = {
             let name = match name {
                 Some(n) => Some(n),
                 None => broker.image().topic_by_id(&id).map(|t| t.name.clone()),
             };
             let result = DeletableTopicResult::default().with_topic_id(id);
             let Some(name) = name else {
-                return result.with_error_code(ResponseError::UnknownTopicId.code());
+                responses.push(result.with_error_code(ResponseError::UnknownTopicId.code()));
+                continue;
             };
             let result = result.with_name(Some(TopicName(str_bytes(name.clone()))));
-            match broker.change_metadata(|c| c.delete_topic(&name)) {
-                Ok(topic_id) => {
+            let op = ControllerOp::DeleteTopic { name: name.clone() };
+            match broker.controller_op(op).await {
+                Ok(ControllerReply {
+                    outcome: Outcome::TopicId(topic_id),
+                    ..
+                }) => {
                     tracing::info!(topic = %name, "deleted topic");
                     result.with_topic_id(topic_id)
                 }
+                Ok(_) => result,
                 Err(e) => result
                     .with_error_code(meta_error_code(&e))
                     .with_error_message(Some(str_bytes(e.to_string()))),
             }
-        })
-        .collect();
+        };
+        responses.push(response);
+    }
     DeleteTopicsResponse::default().with_responses(responses)
 }

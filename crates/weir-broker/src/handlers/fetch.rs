@@ -62,7 +62,7 @@ fn read_all(
                 slices: None,
             };
             let Some(partition) = broker.replicas.get(&name, p.partition) else {
-                result.error_code = ResponseError::UnknownTopicOrPartition.code();
+                result.error_code = broker.not_hosted_code(&name, p.partition);
                 any_error = true;
                 partitions.push(result);
                 continue;

@@ -1,19 +1,24 @@
-//! FindCoordinator: every group's coordinator is this broker (one node); v4+ answers a batch of
-//! keys (KIP-699). Transaction coordinators do not exist yet.
+//! FindCoordinator: a group's coordinator is the leader of the group's partition of
+//! `__consumer_offsets` (created here on first use); v4+ answers a batch of keys (KIP-699).
+//! Transaction coordinators do not exist yet.
 
 use std::sync::Arc;
 
 use kafka_protocol::error::ResponseError;
 use kafka_protocol::messages::find_coordinator_response::Coordinator;
 use kafka_protocol::messages::{BrokerId, FindCoordinatorRequest, FindCoordinatorResponse};
-use kafka_protocol::protocol::StrBytes;
 
 use super::str_bytes;
 use crate::broker::Broker;
+use crate::group::OFFSETS_TOPIC;
 
 const KEY_TYPE_GROUP: i8 = 0;
 
-fn lookup(broker: &Broker, key_type: i8) -> Result<(i32, String, i32), (i16, String)> {
+async fn lookup(
+    broker: &Broker,
+    key_type: i8,
+    key: &str,
+) -> Result<(i32, String, i32), (i16, String)> {
     if key_type != KEY_TYPE_GROUP {
         return Err((
             ResponseError::CoordinatorNotAvailable.code(),
@@ -22,28 +27,37 @@ fn lookup(broker: &Broker, key_type: i8) -> Result<(i32, String, i32), (i16, Str
     }
     broker
         .groups
-        .ensure_ready(broker)
+        .create_offsets_topic(broker)
+        .await
         .map_err(|e| (e.code(), format!("{e}")))?;
     let image = broker.image();
-    let me = image.brokers.get(&broker.node_id()).ok_or((
-        ResponseError::CoordinatorNotAvailable.code(),
-        "this broker is not registered".to_string(),
-    ))?;
-    Ok((me.broker_id, me.host.clone(), me.port))
+    let index = broker.groups.partition_of(key);
+    let unavailable = |why: String| (ResponseError::CoordinatorNotAvailable.code(), why);
+    let leader = image
+        .topic(OFFSETS_TOPIC)
+        .and_then(|t| t.partitions.get(&index))
+        .map(|p| p.leader)
+        .ok_or_else(|| unavailable(format!("{OFFSETS_TOPIC}-{index} does not exist")))?;
+    let node = image
+        .brokers
+        .get(&leader)
+        .filter(|b| !b.fenced)
+        .ok_or_else(|| unavailable(format!("{OFFSETS_TOPIC}-{index} has no live leader")))?;
+    Ok((node.broker_id, node.host.clone(), node.port))
 }
 
-pub(crate) fn handle(
+pub(crate) async fn handle(
     broker: &Arc<Broker>,
     version: i16,
     request: FindCoordinatorRequest,
 ) -> FindCoordinatorResponse {
     if version >= 4 {
-        let coordinators = request
-            .coordinator_keys
-            .into_iter()
-            .map(|key: StrBytes| {
-                let c = Coordinator::default().with_key(key);
-                match lookup(broker, request.key_type) {
+        let mut coordinators = Vec::with_capacity(request.coordinator_keys.len());
+        for key in request.coordinator_keys {
+            let found = lookup(broker, request.key_type, &key).await;
+            let c = Coordinator::default().with_key(key);
+            coordinators.push({
+                match found {
                     Ok((id, host, port)) => c
                         .with_node_id(BrokerId(id))
                         .with_host(str_bytes(host))
@@ -54,11 +68,11 @@ pub(crate) fn handle(
                         .with_error_code(code)
                         .with_error_message(Some(str_bytes(msg))),
                 }
-            })
-            .collect();
+            });
+        }
         return FindCoordinatorResponse::default().with_coordinators(coordinators);
     }
-    match lookup(broker, request.key_type) {
+    match lookup(broker, request.key_type, &request.key).await {
         Ok((id, host, port)) => FindCoordinatorResponse::default()
             .with_node_id(BrokerId(id))
             .with_host(str_bytes(host))

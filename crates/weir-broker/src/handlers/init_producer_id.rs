@@ -9,7 +9,7 @@ use kafka_protocol::messages::{InitProducerIdRequest, InitProducerIdResponse, Pr
 use crate::broker::Broker;
 use crate::errors::meta_error_code;
 
-pub(crate) fn handle(
+pub(crate) async fn handle(
     broker: &Arc<Broker>,
     request: InitProducerIdRequest,
 ) -> InitProducerIdResponse {
@@ -36,7 +36,7 @@ pub(crate) fn handle(
             .with_producer_id(request.producer_id)
             .with_producer_epoch(request.producer_epoch + 1);
     }
-    match broker.change_metadata(|c| c.allocate_producer_id()) {
+    match broker.allocate_producer_id().await {
         Ok(id) => response
             .with_producer_id(ProducerId(id))
             .with_producer_epoch(0),

@@ -37,7 +37,8 @@ pub(crate) fn handle(
                         .with_offset(-1)
                         .with_leader_epoch(-1);
                     let Some(partition) = broker.replicas.get(&name, p.partition_index) else {
-                        return base.with_error_code(ResponseError::UnknownTopicOrPartition.code());
+                        return base
+                            .with_error_code(broker.not_hosted_code(&name, p.partition_index));
                     };
                     let epoch = partition.leader_epoch();
                     if !partition.is_leader(broker.node_id()) {

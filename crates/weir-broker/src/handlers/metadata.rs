@@ -1,4 +1,4 @@
-//! Metadata: brokers, the controller, and topics with their partitions, leaders, replicas and ISR.
+//! Metadata: live brokers, the controller, and topics with their partitions, leaders, replicas and ISR.
 //! Unknown topics are created here when `auto.create.topics.enable` is on and the client allows it.
 
 use std::sync::Arc;
@@ -14,17 +14,33 @@ use super::str_bytes;
 use crate::broker::Broker;
 use crate::errors::meta_error_code;
 
-fn topic_entry(topic: &TopicImage) -> MetadataResponseTopic {
+/// A topic as clients see it: a partition without a live leader says LEADER_NOT_AVAILABLE, and
+/// replicas on fenced brokers are listed as offline.
+fn topic_entry(image: &MetadataImage, topic: &TopicImage) -> MetadataResponseTopic {
     let partitions = topic
         .partitions
         .iter()
         .map(|(index, p)| {
+            let offline: Vec<BrokerId> = p
+                .replicas
+                .iter()
+                .copied()
+                .filter(|b| !image.is_live(*b))
+                .map(BrokerId)
+                .collect();
+            let code = if p.leader == -1 || !image.is_live(p.leader) {
+                ResponseError::LeaderNotAvailable.code()
+            } else {
+                0
+            };
             MetadataResponsePartition::default()
+                .with_error_code(code)
                 .with_partition_index(*index)
-                .with_leader_id(BrokerId(p.leader))
+                .with_leader_id(BrokerId(if code == 0 { p.leader } else { -1 }))
                 .with_leader_epoch(p.leader_epoch)
                 .with_replica_nodes(p.replicas.iter().copied().map(BrokerId).collect())
                 .with_isr_nodes(p.isr.iter().copied().map(BrokerId).collect())
+                .with_offline_replicas(offline)
         })
         .collect();
     MetadataResponseTopic::default()
@@ -41,7 +57,7 @@ fn error_entry(name: Option<String>, topic_id: uuid::Uuid, code: i16) -> Metadat
         .with_topic_id(topic_id)
 }
 
-pub(crate) fn handle(
+pub(crate) async fn handle(
     broker: &Arc<Broker>,
     version: i16,
     request: MetadataRequest,
@@ -49,11 +65,13 @@ pub(crate) fn handle(
     // Before v4 every request allowed auto-creation.
     let allow_create = broker.config.auto_create_topics_enable
         && (version < 4 || request.allow_auto_topic_creation);
-    let mut image: MetadataImage = broker.image();
+    let mut image: Arc<MetadataImage> = broker.image();
     let topics: Vec<MetadataResponseTopic> = match request.topics {
         // v0 sends an empty list for "all topics"; v1+ sends null.
-        None => image.topics().map(topic_entry).collect(),
-        Some(list) if list.is_empty() && version == 0 => image.topics().map(topic_entry).collect(),
+        None => image.topics().map(|t| topic_entry(&image, t)).collect(),
+        Some(list) if list.is_empty() && version == 0 => {
+            image.topics().map(|t| topic_entry(&image, t)).collect()
+        }
         Some(list) => {
             let mut out = Vec::with_capacity(list.len());
             for requested in list {
@@ -61,7 +79,7 @@ pub(crate) fn handle(
                 let Some(name) = name else {
                     // Lookup by topic id (v10+).
                     match image.topic_by_id(&requested.topic_id) {
-                        Some(t) => out.push(topic_entry(t)),
+                        Some(t) => out.push(topic_entry(&image, t)),
                         None => out.push(error_entry(
                             None,
                             requested.topic_id,
@@ -71,7 +89,7 @@ pub(crate) fn handle(
                     continue;
                 };
                 if let Some(t) = image.topic(&name) {
-                    out.push(topic_entry(t));
+                    out.push(topic_entry(&image, t));
                     continue;
                 }
                 if !allow_create {
@@ -88,12 +106,12 @@ pub(crate) fn handle(
                     replication_factor: -1,
                     ..Default::default()
                 };
-                match broker.create_topic(&request, false) {
+                match broker.create_topic(&request, false).await {
                     Ok(_) | Err(MetaError::TopicAlreadyExists(_)) => {
                         tracing::info!(topic = %name, "auto-created topic");
                         image = broker.image();
                         match image.topic(&name) {
-                            Some(t) => out.push(topic_entry(t)),
+                            Some(t) => out.push(topic_entry(&image, t)),
                             None => out.push(error_entry(
                                 Some(name),
                                 uuid::Uuid::nil(),
@@ -115,8 +133,7 @@ pub(crate) fn handle(
         }
     };
     let brokers = image
-        .brokers
-        .values()
+        .live_brokers()
         .map(|b| {
             MetadataResponseBroker::default()
                 .with_node_id(BrokerId(b.broker_id))

@@ -29,8 +29,7 @@ pub(crate) fn handle(
                         .with_leader_epoch(-1)
                         .with_end_offset(-1);
                     let Some(partition) = broker.replicas.get(&name, p.partition) else {
-                        return result
-                            .with_error_code(ResponseError::UnknownTopicOrPartition.code());
+                        return result.with_error_code(broker.not_hosted_code(&name, p.partition));
                     };
                     if !partition.is_leader(broker.node_id()) {
                         return result.with_error_code(ResponseError::NotLeaderOrFollower.code());

@@ -90,7 +90,7 @@ pub(crate) fn handle(
                     }
                 }
             } else {
-                partition_error(index, ResponseError::UnknownTopicOrPartition.code(), None)
+                partition_error(index, broker.not_hosted_code(&name, index), None)
             };
             partitions.push(response);
         }

@@ -6,6 +6,7 @@
 //! their own versioned RPC ([`network`]). [`MetaQuorum`] ([`node`]) starts a voter and offers
 //! writes (on the leader) and the latest image (on every voter).
 
+mod controller;
 mod log_store;
 mod network;
 mod node;
@@ -19,6 +20,7 @@ use serde::{Deserialize, Serialize};
 
 use crate::records::MetadataRecord;
 
+pub use controller::{ActiveController, ControllerClient};
 pub use log_store::LogStore;
 pub use node::{MetaQuorum, QuorumConfig, QuorumError};
 pub use state_machine::StateMachine;
@@ -36,7 +38,7 @@ pub struct Batch {
 /// What applying a batch answers: the image version after it.
 #[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
 pub struct Applied {
-    /// The number of records applied to the image so far.
+    /// The index of the entry in the metadata log: the image's version once it is applied.
     pub version: u64,
 }
 

@@ -1,4 +1,5 @@
-//! Voter-to-voter RPC: openraft's AppendEntries, Vote and InstallSnapshot over TCP.
+//! Voter-to-voter RPC: openraft's AppendEntries, Vote and InstallSnapshot over TCP, and brokers'
+//! operations for the active controller ([`ControllerOp`]).
 //!
 //! A request is `length: u32 BE | version: u8 | kind: u8 | JSON`; the answer is
 //! `length: u32 BE | JSON` of `Result<response, RaftError>`. The version byte lets a newer voter
@@ -22,7 +23,10 @@ use serde::Serialize;
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
 use tokio::net::{TcpListener, TcpStream};
 
+use super::controller::ActiveController;
 use super::{NodeId, TypeConfig};
+use crate::controller::{ControllerOp, ControllerReply};
+use crate::MetaError;
 
 /// The RPC version this build speaks.
 pub(crate) const RPC_VERSION: u8 = 1;
@@ -35,6 +39,7 @@ const CONNECT_TIMEOUT: Duration = Duration::from_millis(500);
 const KIND_APPEND: u8 = 1;
 const KIND_VOTE: u8 = 2;
 const KIND_SNAPSHOT: u8 = 3;
+const KIND_CONTROLLER: u8 = 4;
 
 async fn read_frame(stream: &mut TcpStream) -> std::io::Result<Vec<u8>> {
     let len = stream.read_u32().await? as usize;
@@ -65,8 +70,13 @@ async fn write_frame(stream: &mut TcpStream, parts: &[&[u8]]) -> std::io::Result
     stream.write_all(&buf).await
 }
 
-/// Serves peers' RPCs for `raft` until the listener fails or the task is dropped.
-pub(crate) async fn serve(listener: TcpListener, raft: Raft<TypeConfig>) {
+/// Serves peers' RPCs for `raft` and brokers' operations for `controller` until the listener
+/// fails or the task is dropped.
+pub(crate) async fn serve(
+    listener: TcpListener,
+    raft: Raft<TypeConfig>,
+    controller: std::sync::Arc<ActiveController>,
+) {
     loop {
         let (stream, peer) = match listener.accept().await {
             Ok(x) => x,
@@ -77,8 +87,9 @@ pub(crate) async fn serve(listener: TcpListener, raft: Raft<TypeConfig>) {
             }
         };
         let raft = raft.clone();
+        let controller = controller.clone();
         tokio::spawn(async move {
-            if let Err(e) = serve_connection(stream, raft).await {
+            if let Err(e) = serve_connection(stream, raft, controller).await {
                 tracing::debug!(%peer, error = %e, "quorum connection closed");
             }
         });
@@ -93,7 +104,11 @@ fn encode<T: Serialize>(value: &T) -> std::io::Result<Vec<u8>> {
     serde_json::to_vec(value).map_err(std::io::Error::other)
 }
 
-async fn serve_connection(mut stream: TcpStream, raft: Raft<TypeConfig>) -> std::io::Result<()> {
+async fn serve_connection(
+    mut stream: TcpStream,
+    raft: Raft<TypeConfig>,
+    controller: std::sync::Arc<ActiveController>,
+) -> std::io::Result<()> {
     stream.set_nodelay(true)?;
     loop {
         let frame = read_frame(&mut stream).await?;
@@ -120,10 +135,38 @@ async fn serve_connection(mut stream: TcpStream, raft: Raft<TypeConfig>) -> std:
                 }
                 encode(&raft.install_snapshot(request).await)?
             }
+            KIND_CONTROLLER => {
+                let op: ControllerOp = decode(body)?;
+                encode(&controller.execute(op).await)?
+            }
             other => return Err(std::io::Error::other(format!("unknown RPC kind {other}"))),
         };
         write_frame(&mut stream, &[&answer]).await?;
     }
+}
+
+/// Sends one operation to the voter at `addr` on a connection of its own, within `timeout`.
+pub(crate) async fn call_controller(
+    addr: &str,
+    op: &ControllerOp,
+    timeout: Duration,
+) -> std::io::Result<Result<ControllerReply, MetaError>> {
+    let body = encode(op)?;
+    let exchange = async {
+        let addr: SocketAddr = addr
+            .parse()
+            .map_err(|e| std::io::Error::other(format!("bad address {addr}: {e}")))?;
+        let mut stream = tokio::time::timeout(CONNECT_TIMEOUT, TcpStream::connect(addr))
+            .await
+            .map_err(|_| std::io::Error::from(std::io::ErrorKind::TimedOut))??;
+        stream.set_nodelay(true)?;
+        write_frame(&mut stream, &[&[RPC_VERSION, KIND_CONTROLLER], &body]).await?;
+        read_frame(&mut stream).await
+    };
+    let answer = tokio::time::timeout(timeout, exchange)
+        .await
+        .map_err(|_| std::io::Error::from(std::io::ErrorKind::TimedOut))??;
+    decode(&answer)
 }
 
 /// Makes a [`Peer`] per target voter.

@@ -12,6 +12,7 @@ use tokio::net::TcpListener;
 use tokio::sync::watch;
 use tokio::task::JoinHandle;
 
+use super::controller::{ActiveController, ControllerClient};
 use super::network::{serve, Network};
 use super::{Batch, LogStore, NodeId, StateMachine, TypeConfig};
 use crate::image::MetadataImage;
@@ -33,6 +34,10 @@ pub struct QuorumConfig {
     pub heartbeat_interval: Duration,
     /// A snapshot is taken after this many entries since the last one; older entries are purged.
     pub snapshot_every: u64,
+    /// `broker.session.timeout.ms`: a broker without a heartbeat for this long is fenced.
+    pub session_timeout: Duration,
+    /// `unclean.leader.election.enable` for topics that do not set it.
+    pub unclean_default: bool,
 }
 
 impl QuorumConfig {
@@ -45,6 +50,8 @@ impl QuorumConfig {
             dir,
             heartbeat_interval: Duration::from_millis(100),
             snapshot_every: 1000,
+            session_timeout: Duration::from_secs(9),
+            unclean_default: false,
         }
     }
 }
@@ -72,6 +79,9 @@ pub struct MetaQuorum {
     raft: Raft<TypeConfig>,
     image: watch::Receiver<Arc<MetadataImage>>,
     server: JoinHandle<()>,
+    ticker: JoinHandle<()>,
+    controller: Arc<ActiveController>,
+    voters: BTreeMap<NodeId, String>,
     local_addr: SocketAddr,
 }
 
@@ -114,7 +124,25 @@ impl MetaQuorum {
         let raft = Raft::new(config.node_id, Arc::new(raft_config), Network, log, sm)
             .await
             .map_err(|e| QuorumError::Raft(e.to_string()))?;
-        let server = tokio::spawn(serve(listener, raft.clone()));
+        let controller = Arc::new(ActiveController::new(
+            config.node_id,
+            raft.clone(),
+            image.clone(),
+            config.session_timeout,
+            config.unclean_default,
+        ));
+        let server = tokio::spawn(serve(listener, raft.clone(), controller.clone()));
+        let ticker = tokio::spawn({
+            let controller = controller.clone();
+            let every = (config.session_timeout / 4).max(Duration::from_millis(50));
+            async move {
+                let mut interval = tokio::time::interval(every);
+                loop {
+                    interval.tick().await;
+                    controller.tick().await;
+                }
+            }
+        });
         let initialized = raft
             .is_initialized()
             .await
@@ -137,6 +165,9 @@ impl MetaQuorum {
             raft,
             image,
             server,
+            ticker,
+            controller,
+            voters: config.voters,
             local_addr,
         })
     }
@@ -153,6 +184,26 @@ impl MetaQuorum {
             }
             Err(e) => Err(QuorumError::Raft(e.to_string())),
         }
+    }
+
+    /// This voter's id.
+    pub fn node_id(&self) -> NodeId {
+        self.node_id
+    }
+
+    /// The controller logic of this voter (it acts while this voter leads).
+    pub fn controller(&self) -> Arc<ActiveController> {
+        self.controller.clone()
+    }
+
+    /// A client for the active controller that calls this voter directly when it leads.
+    pub fn client(&self, timeout: Duration) -> ControllerClient {
+        ControllerClient::new(self.voters.clone(), Some(self.controller.clone()), timeout)
+    }
+
+    /// Every voter with its address.
+    pub fn voters(&self) -> &BTreeMap<NodeId, String> {
+        &self.voters
     }
 
     /// The latest applied image.
@@ -211,9 +262,9 @@ impl MetaQuorum {
     }
 
     /// Stops Raft and the listener.
-    pub async fn shutdown(self) {
+    pub async fn shutdown(&self) {
+        self.ticker.abort();
         self.server.abort();
-        let _ = self.server.await;
         if let Err(e) = self.raft.shutdown().await {
             tracing::warn!(error = %e, "metadata quorum did not shut down cleanly");
         }

@@ -49,11 +49,12 @@ struct Inner {
     snapshots_built: u64,
 }
 
-fn rebuild(records: &[MetadataRecord]) -> MetadataImage {
+fn rebuild(records: &[MetadataRecord], last: Option<LogId<NodeId>>) -> MetadataImage {
     let mut image = MetadataImage::default();
     for r in records {
         image.apply(r);
     }
+    image.version = last.map_or(0, |l| l.index);
     image
 }
 
@@ -73,7 +74,7 @@ impl StateMachine {
             Ok(bytes) => {
                 let file: SnapshotFile = serde_json::from_slice(&bytes)
                     .map_err(|e| std::io::Error::other(format!("metadata snapshot: {e}")))?;
-                inner.image = rebuild(&file.records);
+                inner.image = rebuild(&file.records, file.meta.last_log_id);
                 inner.last_applied = file.meta.last_log_id;
                 inner.membership = file.meta.last_membership.clone();
                 let data = serde_json::to_vec(&file.records).map_err(std::io::Error::other)?;
@@ -156,6 +157,7 @@ impl RaftStateMachine<TypeConfig> for StateMachine {
         let mut out = Vec::new();
         for entry in entries {
             inner.last_applied = Some(entry.log_id);
+            inner.image.version = entry.log_id.index;
             match entry.payload {
                 EntryPayload::Blank => {}
                 EntryPayload::Normal(batch) => {
@@ -168,7 +170,7 @@ impl RaftStateMachine<TypeConfig> for StateMachine {
                 }
             }
             out.push(Applied {
-                version: inner.image.applied,
+                version: inner.image.version,
             });
         }
         self.publish(&inner.image);
@@ -204,7 +206,7 @@ impl RaftStateMachine<TypeConfig> for StateMachine {
         .map_err(|e| io_err(ErrorSubject::StateMachine, ErrorVerb::Write, e))?;
         write_atomically(&inner.dir.join("snapshot"), &file)
             .map_err(|e| io_err(ErrorSubject::StateMachine, ErrorVerb::Write, e))?;
-        inner.image = rebuild(&records);
+        inner.image = rebuild(&records, meta.last_log_id);
         inner.last_applied = meta.last_log_id;
         inner.membership = meta.last_membership.clone();
         inner.snapshot = Some((meta.clone(), data));

@@ -2,6 +2,7 @@
 
 use std::collections::BTreeMap;
 use std::net::SocketAddr;
+use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use openraft::testing::{StoreBuilder, Suite};
@@ -57,6 +58,8 @@ fn config(id: NodeId, voters: &BTreeMap<NodeId, String>, dir: &std::path::Path) 
         dir: dir.join(format!("node-{id}")),
         heartbeat_interval: Duration::from_millis(50),
         snapshot_every: 8,
+        session_timeout: Duration::from_secs(2),
+        unclean_default: false,
     }
 }
 
@@ -219,4 +222,119 @@ async fn a_torn_tail_of_the_raft_log_is_cut() {
     q.write(vec![topic("t3")]).await.unwrap();
     assert_eq!(q.image().topics().count(), 4);
     q.shutdown().await;
+}
+
+fn register(id: i32) -> crate::ControllerOp {
+    crate::ControllerOp::RegisterBroker {
+        broker_id: id,
+        host: "127.0.0.1".into(),
+        port: 9000 + id,
+        rack: None,
+    }
+}
+
+/// Brokers reach the active controller through any voter; a broker that stops heartbeating is
+/// fenced and its leaderships move to the ISR with a higher epoch; losing the active controller
+/// elects another that keeps accepting operations, with fresh sessions for every broker.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_controller_fences_silent_brokers_and_survives_its_own_loss() {
+    use crate::{ControllerOp, CreateTopic, Outcome};
+    let dir = tempfile::tempdir().unwrap();
+    let voters: BTreeMap<NodeId, String> =
+        (1..=3).map(|id| (id, free_port().to_string())).collect();
+    let mut nodes = BTreeMap::new();
+    for id in voters.keys() {
+        let mut cfg = config(*id, &voters, dir.path());
+        cfg.session_timeout = Duration::from_millis(800);
+        nodes.insert(*id, MetaQuorum::start(cfg).await.unwrap());
+    }
+    // A client with no voter of its own, as a broker-only process has.
+    let remote = ControllerClient::new(voters.clone(), None, Duration::from_secs(10));
+    for b in 0..3 {
+        remote.call(register(b)).await.unwrap();
+    }
+    let reply = remote
+        .call(ControllerOp::CreateTopic {
+            request: CreateTopic {
+                name: "t".into(),
+                num_partitions: 3,
+                replication_factor: 3,
+                ..Default::default()
+            },
+            default_partitions: 1,
+            default_replication_factor: 1,
+            validate_only: false,
+        })
+        .await
+        .unwrap();
+    assert!(matches!(reply.outcome, Outcome::TopicId(_)));
+    // Brokers 0 and 1 keep heartbeating; broker 2 falls silent.
+    let beating = Arc::new(std::sync::atomic::AtomicBool::new(true));
+    let heartbeats = tokio::spawn({
+        let beating = beating.clone();
+        let voters = voters.clone();
+        async move {
+            let client = ControllerClient::new(voters, None, Duration::from_secs(10));
+            while beating.load(std::sync::atomic::Ordering::Relaxed) {
+                for b in 0..2 {
+                    let _ = client.call(ControllerOp::Heartbeat { broker_id: b }).await;
+                }
+                tokio::time::sleep(Duration::from_millis(100)).await;
+            }
+        }
+    });
+    let image_of = |nodes: &BTreeMap<NodeId, MetaQuorum>| {
+        nodes
+            .values()
+            .map(|q| q.image())
+            .max_by_key(|i| i.version)
+            .unwrap()
+    };
+    wait_until("broker 2 is fenced", Duration::from_secs(10), || {
+        !image_of(&nodes).is_live(2)
+    })
+    .await;
+    let image = image_of(&nodes);
+    for p in image.topic("t").unwrap().partitions.values() {
+        assert_ne!(p.leader, 2, "{p:?}");
+        assert!(!p.isr.contains(&2), "{p:?}");
+        assert!(p.isr.contains(&p.leader));
+        if p.replicas[0] == 2 {
+            assert_eq!(p.leader_epoch, 1, "{p:?}");
+        }
+    }
+
+    let active = nodes.values().find(|q| q.is_leader()).unwrap().node_id();
+    nodes.remove(&active).unwrap().shutdown().await;
+    let reply = remote
+        .call(ControllerOp::CreateTopic {
+            request: CreateTopic {
+                name: "after".into(),
+                num_partitions: 2,
+                replication_factor: 2,
+                ..Default::default()
+            },
+            default_partitions: 1,
+            default_replication_factor: 1,
+            validate_only: false,
+        })
+        .await
+        .unwrap();
+    assert!(matches!(reply.outcome, Outcome::TopicId(_)));
+    // Live brokers kept heartbeating through the failover and were not fenced by the new one.
+    tokio::time::sleep(Duration::from_millis(1200)).await;
+    let image = image_of(&nodes);
+    assert!(image.is_live(0) && image.is_live(1), "{:?}", image.brokers);
+    // Broker 2 comes back and is unfenced.
+    remote
+        .call(ControllerOp::Heartbeat { broker_id: 2 })
+        .await
+        .unwrap();
+    beating.store(false, std::sync::atomic::Ordering::Relaxed);
+    heartbeats.await.unwrap();
+    let image = image_of(&nodes);
+    assert!(image.is_live(2));
+    for (_, q) in nodes {
+        q.shutdown().await;
+    }
 }

@@ -1,0 +1,279 @@
+//! Partition leadership: which replica leads, and which replicas are in sync, given which brokers
+//! are live.
+//!
+//! The active controller runs [`reconcile`] after every change of broker liveness (a fence, an
+//! unfence, a registration) and on a timer. For each partition it:
+//! - removes fenced brokers from the ISR, but never empties it: the last member stays, so the
+//!   replica known to hold every committed record is the one that may lead again;
+//! - keeps a live leader that is in the ISR, unless the preferred replica (the first of the
+//!   replica list) is live and in the ISR, which then takes leadership back (Kafka's automatic
+//!   preferred-leader rebalancing);
+//! - otherwise elects the first replica, in replica-list order, that is live and in the ISR;
+//! - with none, elects the first live replica only if unclean election is enabled for the
+//!   topic (its ISR becomes that replica alone); else the partition is offline (leader -1).
+//!
+//! Every change of leader bumps the leader epoch, so epochs only grow. A leader is always a member
+//! of its partition's ISR.
+
+use uuid::Uuid;
+
+use crate::image::{MetadataImage, PartitionImage};
+use crate::records::{ConfigResource, MetadataRecord};
+
+/// The topic config that allows electing a replica outside the ISR.
+pub const UNCLEAN_LEADER_ELECTION: &str = "unclean.leader.election.enable";
+
+/// Whether unclean election is enabled for `topic` (its own config, else `default`).
+pub fn unclean_enabled(image: &MetadataImage, topic: &str, default: bool) -> bool {
+    image
+        .configs(&ConfigResource::Topic(topic.to_string()))
+        .get(UNCLEAN_LEADER_ELECTION)
+        .map_or(default, |v| v.eq_ignore_ascii_case("true"))
+}
+
+/// A partition's next leader and ISR, or `None` when it stays as it is.
+pub fn next_state(
+    image: &MetadataImage,
+    p: &PartitionImage,
+    unclean: bool,
+) -> Option<PartitionImage> {
+    let live = |b: &i32| image.is_live(*b);
+    let mut isr: Vec<i32> = p.isr.iter().copied().filter(live).collect();
+    if isr.is_empty() {
+        // Keep the one replica that had everything: the last leader if it was in sync.
+        let keep = if p.isr.contains(&p.leader) {
+            Some(p.leader)
+        } else {
+            p.isr.first().copied()
+        };
+        isr.extend(keep);
+    }
+    let in_isr_and_live = |b: &i32| isr.contains(b) && live(b);
+    let preferred = p.replicas.first().copied().filter(in_isr_and_live);
+    let current = Some(p.leader).filter(in_isr_and_live);
+    let mut leader = preferred
+        .or(current)
+        .or_else(|| p.replicas.iter().copied().find(in_isr_and_live));
+    if leader.is_none() && unclean {
+        if let Some(b) = p.replicas.iter().copied().find(live) {
+            leader = Some(b);
+            isr = vec![b];
+        }
+    }
+    let leader = leader.unwrap_or(-1);
+    let leader_epoch = if leader == p.leader {
+        p.leader_epoch
+    } else {
+        p.leader_epoch + 1
+    };
+    let next = PartitionImage {
+        replicas: p.replicas.clone(),
+        isr,
+        leader,
+        leader_epoch,
+    };
+    (next != *p).then_some(next)
+}
+
+/// The partition records that bring every partition in line with the brokers' liveness.
+pub fn reconcile(image: &MetadataImage, unclean_default: bool) -> Vec<MetadataRecord> {
+    let mut out = Vec::new();
+    for topic in image.topics() {
+        let unclean = unclean_enabled(image, &topic.name, unclean_default);
+        for (partition, p) in &topic.partitions {
+            if let Some(next) = next_state(image, p, unclean) {
+                out.push(partition_record(topic.topic_id, *partition, next));
+            }
+        }
+    }
+    out
+}
+
+/// The record of a partition's whole state.
+pub fn partition_record(topic_id: Uuid, partition: i32, p: PartitionImage) -> MetadataRecord {
+    MetadataRecord::Partition {
+        topic_id,
+        partition,
+        replicas: p.replicas,
+        isr: p.isr,
+        leader: p.leader,
+        leader_epoch: p.leader_epoch,
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use proptest::prelude::*;
+
+    fn image_with(brokers: i32, partitions: &[(Vec<i32>, Vec<i32>, i32)]) -> MetadataImage {
+        let mut image = MetadataImage::default();
+        for b in 0..brokers {
+            image.apply(&MetadataRecord::RegisterBroker {
+                broker_id: b,
+                host: "127.0.0.1".into(),
+                port: 9092 + b,
+                rack: None,
+            });
+        }
+        let topic_id = Uuid::from_u128(1);
+        image.apply(&MetadataRecord::Topic {
+            name: "t".into(),
+            topic_id,
+        });
+        for (i, (replicas, isr, leader)) in partitions.iter().enumerate() {
+            image.apply(&MetadataRecord::Partition {
+                topic_id,
+                partition: i as i32,
+                replicas: replicas.clone(),
+                isr: isr.clone(),
+                leader: *leader,
+                leader_epoch: 0,
+            });
+        }
+        image
+    }
+
+    fn apply_all(image: &mut MetadataImage, records: &[MetadataRecord]) {
+        for r in records {
+            image.apply(r);
+        }
+    }
+
+    fn fence(image: &mut MetadataImage, b: i32) {
+        image.apply(&MetadataRecord::FenceBroker { broker_id: b });
+        let records = reconcile(image, false);
+        apply_all(image, &records);
+    }
+
+    fn partition(image: &MetadataImage, p: i32) -> PartitionImage {
+        image.topic("t").unwrap().partitions[&p].clone()
+    }
+
+    #[test]
+    fn a_fenced_leader_hands_over_to_the_isr_and_takes_back_preference_on_return() {
+        let mut image = image_with(3, &[(vec![0, 1, 2], vec![0, 1, 2], 0)]);
+        fence(&mut image, 0);
+        let p = partition(&image, 0);
+        assert_eq!(
+            (p.leader, p.isr.clone(), p.leader_epoch),
+            (1, vec![1, 2], 1)
+        );
+        // Back, but not in the ISR: it cannot lead until it is (replication re-adds it).
+        image.apply(&MetadataRecord::UnfenceBroker { broker_id: 0 });
+        assert!(reconcile(&image, false).is_empty());
+        image.apply(&MetadataRecord::Partition {
+            topic_id: Uuid::from_u128(1),
+            partition: 0,
+            replicas: vec![0, 1, 2],
+            isr: vec![1, 2, 0],
+            leader: 1,
+            leader_epoch: 1,
+        });
+        let records = reconcile(&image, false);
+        apply_all(&mut image, &records);
+        let p = partition(&image, 0);
+        assert_eq!((p.leader, p.leader_epoch), (0, 2));
+    }
+
+    #[test]
+    fn the_last_isr_member_stays_and_the_partition_waits_for_it() {
+        let mut image = image_with(2, &[(vec![0, 1], vec![0], 0)]);
+        fence(&mut image, 0);
+        let p = partition(&image, 0);
+        assert_eq!((p.leader, p.isr.clone(), p.leader_epoch), (-1, vec![0], 1));
+        image.apply(&MetadataRecord::UnfenceBroker { broker_id: 0 });
+        let records = reconcile(&image, false);
+        apply_all(&mut image, &records);
+        let p = partition(&image, 0);
+        assert_eq!((p.leader, p.isr.clone(), p.leader_epoch), (0, vec![0], 2));
+    }
+
+    #[test]
+    fn unclean_election_takes_a_live_replica_outside_the_isr() {
+        let mut image = image_with(2, &[(vec![0, 1], vec![0], 0)]);
+        image.apply(&MetadataRecord::Config {
+            resource: ConfigResource::Topic("t".into()),
+            name: UNCLEAN_LEADER_ELECTION.into(),
+            value: Some("true".into()),
+        });
+        fence(&mut image, 0);
+        let p = partition(&image, 0);
+        assert_eq!((p.leader, p.isr.clone(), p.leader_epoch), (1, vec![1], 1));
+    }
+
+    proptest! {
+        /// Any sequence of fences, unfences and ISR growth keeps: leaders in their ISR and live,
+        /// ISRs non-empty and within the replicas, epochs never falling, and no partition offline
+        /// while an ISR member is live.
+        #[test]
+        fn elections_keep_their_invariants(
+            brokers in 1i32..6,
+            layout in proptest::collection::vec((0usize..100, 1usize..4), 1..8),
+            events in proptest::collection::vec((0u8..3, 0i32..6, 0usize..8), 0..40),
+            unclean in any::<bool>(),
+        ) {
+            let partitions: Vec<(Vec<i32>, Vec<i32>, i32)> = layout
+                .iter()
+                .map(|(start, rf)| {
+                    let rf = (*rf).min(brokers as usize);
+                    let replicas: Vec<i32> =
+                        (0..rf).map(|i| ((start + i) % brokers as usize) as i32).collect();
+                    (replicas.clone(), replicas.clone(), replicas[0])
+                })
+                .collect();
+            let mut image = image_with(brokers, &partitions);
+            image.apply(&MetadataRecord::Config {
+                resource: ConfigResource::Topic("t".into()),
+                name: UNCLEAN_LEADER_ELECTION.into(),
+                value: Some(unclean.to_string()),
+            });
+            let topic_id = Uuid::from_u128(1);
+            for (kind, b, p) in events {
+                let b = b % brokers;
+                let before: Vec<PartitionImage> =
+                    (0..partitions.len() as i32).map(|i| partition(&image, i)).collect();
+                match kind {
+                    0 => image.apply(&MetadataRecord::FenceBroker { broker_id: b }),
+                    1 => image.apply(&MetadataRecord::UnfenceBroker { broker_id: b }),
+                    _ => {
+                        // A follower caught up: the leader adds it to the ISR.
+                        let p = (p % partitions.len()) as i32;
+                        let mut state = partition(&image, p);
+                        if state.leader != -1 && state.replicas.contains(&b)
+                            && !state.isr.contains(&b) && image.is_live(b)
+                        {
+                            state.isr.push(b);
+                            image.apply(&partition_record(topic_id, p, state));
+                        }
+                    }
+                }
+                let records = reconcile(&image, false);
+                apply_all(&mut image, &records);
+                prop_assert!(reconcile(&image, false).is_empty(), "reconcile is idempotent");
+                for (i, old) in before.iter().enumerate() {
+                    let now = partition(&image, i as i32);
+                    prop_assert!(now.leader_epoch >= old.leader_epoch);
+                    if now.leader != old.leader {
+                        prop_assert!(now.leader_epoch > old.leader_epoch);
+                    }
+                    prop_assert!(!now.isr.is_empty());
+                    prop_assert!(now.isr.iter().all(|r| now.replicas.contains(r)));
+                    if now.leader != -1 {
+                        prop_assert!(now.isr.contains(&now.leader), "{now:?}");
+                        prop_assert!(image.is_live(now.leader));
+                    } else {
+                        prop_assert!(!now.isr.iter().any(|r| image.is_live(*r)), "{now:?}");
+                        if unclean {
+                            prop_assert!(!now.replicas.iter().any(|r| image.is_live(*r)));
+                        }
+                    }
+                    let preferred = now.replicas[0];
+                    if image.is_live(preferred) && now.isr.contains(&preferred) {
+                        prop_assert_eq!(now.leader, preferred);
+                    }
+                }
+            }
+        }
+    }
+}
