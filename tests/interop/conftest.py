@@ -7,6 +7,9 @@ comes from ``$WEIR_BIN`` (default ``<repo>/target/debug/weir``).
 The broker's stderr goes to ``<tmp>/weir.stderr.log`` (appended across
 restarts) and is attached to the pytest report of any failing test.
 
+The ``cluster3`` fixture runs a three-node cluster instead (see cluster.py);
+each node's stderr tail is attached the same way.
+
 Extra ``weir server`` arguments for a test (or a whole module, through
 ``pytestmark``) come from the ``weir_args`` marker, e.g.
 ``@pytest.mark.weir_args("--group-initial-rebalance-delay-ms", "200")``.
@@ -265,6 +268,41 @@ def weir(request):
         broker.close()
 
 
+@pytest.fixture
+def cluster3(request):
+    """A started three-node cluster (tests/interop/cluster.py): every node a
+    controller-quorum voter and a broker, all listed in metadata.  The
+    ``weir_args`` marker adds arguments to every node's command line."""
+    from cluster import Cluster  # here, not at the top: cluster.py imports this module
+
+    binary = weir_bin()
+    if not binary.is_file() or not os.access(binary, os.X_OK):
+        pytest.fail(
+            f"weir binary not found at {binary}; build it with `cargo build` "
+            "or point WEIR_BIN at it",
+            pytrace=False,
+        )
+    marker = request.node.get_closest_marker("weir_args")
+    extra_args = [str(a) for a in marker.args] if marker is not None else []
+    cluster = Cluster(3, extra_args=extra_args, binary=binary)
+    request.node._weir_cluster = cluster
+    try:
+        cluster.start_all()
+        yield cluster
+        # A node that died on its own (not killed or stopped by the test) is
+        # a failure even if the test's assertions passed.
+        died = cluster.unexpected_exits()
+        if died:
+            pytest.fail(
+                f"weir node(s) exited unexpectedly (node: exit code) {died}\n"
+                + cluster.stderr_tails(),
+                pytrace=False,
+            )
+    finally:
+        request.node._weir_stderr = cluster.stderr_tails()
+        cluster.close()
+
+
 @pytest.fixture(scope="session")
 def sarama_bin(tmp_path_factory):
     """Build tests/interop/sarama once per session (GOPATH mode against the
@@ -341,17 +379,23 @@ def pytest_runtest_makereport(item, call):
     report = outcome.get_result()
     if not report.failed:
         return
-    broker = getattr(item, "_weir_broker", None)
+    broker = getattr(item, "_weir_broker", None) or getattr(item, "_weir_cluster", None)
     if broker is None:
         return
-    text = getattr(item, "_weir_stderr", None) or broker.stderr_tail()
+    # Teardown-phase failures come after close(): use the tails saved before it.
+    if report.when == "teardown" and getattr(item, "_weir_stderr", None):
+        text = item._weir_stderr
+    elif hasattr(broker, "stderr_tails"):
+        text = broker.stderr_tails()
+    else:
+        text = getattr(item, "_weir_stderr", None) or broker.stderr_tail()
     report.sections.append(("weir stderr", text))
 
 
 def pytest_configure(config):
     config.addinivalue_line(
         "markers",
-        "weir_args(*args): extra `weir server` arguments for the weir fixture "
+        "weir_args(*args): extra `weir server` arguments for the weir and cluster3 fixtures "
         "(closest marker wins)",
     )
 

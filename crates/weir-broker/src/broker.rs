@@ -30,7 +30,6 @@ const CATCH_UP_TIMEOUT: Duration = Duration::from_secs(10);
 #[derive(Debug)]
 pub struct Broker {
     pub config: BrokerConfig,
-    pub cluster_id: String,
     pub bound: SocketAddr,
     quorum: MetaQuorum,
     controller: ControllerClient,
@@ -43,24 +42,6 @@ pub struct Broker {
     pub(crate) groups: GroupManager,
     /// Set once a controlled shutdown began: heartbeats stop so the broker stays fenced.
     stopping: Mutex<bool>,
-}
-
-/// Reads or creates `<data>/meta.properties` with the cluster id, as Kafka's storage format does.
-fn cluster_id(config: &BrokerConfig) -> std::io::Result<String> {
-    use std::io::Write;
-    let path = config.log_dir.join("meta.properties");
-    if let Ok(text) = std::fs::read_to_string(&path) {
-        if let Some(id) = text.lines().find_map(|l| l.strip_prefix("cluster.id=")) {
-            return Ok(id.trim().to_string());
-        }
-    }
-    let id = Uuid::new_v4().simple().to_string()[..22].to_string();
-    let tmp = path.with_extension("tmp");
-    let mut f = std::fs::File::create(&tmp)?;
-    f.write_all(format!("version=1\ncluster.id={id}\nnode.id={}\n", config.node_id).as_bytes())?;
-    f.sync_all()?;
-    std::fs::rename(tmp, path)?;
-    Ok(id)
 }
 
 /// Why the broker could not start.
@@ -83,7 +64,6 @@ impl Broker {
             source,
         };
         std::fs::create_dir_all(&config.log_dir).map_err(dir_err)?;
-        let cluster_id = cluster_id(&config).map_err(dir_err)?;
         let quorum = MetaQuorum::start(config.quorum_config()).await?;
         let controller = quorum.client(Duration::from_millis(config.controller_request_timeout_ms));
         let image = quorum.subscribe();
@@ -92,7 +72,6 @@ impl Broker {
         let (synced, _) = watch::channel(0);
         let broker = Arc::new(Broker {
             config,
-            cluster_id,
             bound,
             quorum,
             controller,
@@ -103,6 +82,10 @@ impl Broker {
             groups,
             stopping: Mutex::new(false),
         });
+        tokio::spawn(follow_metadata(
+            Arc::downgrade(&broker),
+            broker.image.clone(),
+        ));
         // A broker of a cluster may start before a quorum of controllers does: wait for one.
         loop {
             match broker.register().await {
@@ -125,6 +108,11 @@ impl Broker {
             tracing::error!("could not load consumer groups from {OFFSETS_TOPIC}");
         }
         Ok(broker)
+    }
+
+    /// The cluster id the first active controller chose.
+    pub fn cluster_id(&self) -> String {
+        self.image().cluster_id.clone().unwrap_or_default()
     }
 
     pub fn node_id(&self) -> i32 {

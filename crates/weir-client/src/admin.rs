@@ -107,6 +107,45 @@ pub struct PartitionLag {
     pub lag: i64,
 }
 
+/// A registered broker, as DescribeCluster lists it.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct BrokerState {
+    /// The broker's `node.id`.
+    pub node_id: i32,
+    /// Host clients connect to.
+    pub host: String,
+    /// Port clients connect to.
+    pub port: i32,
+    /// `broker.rack`, when set.
+    pub rack: Option<String>,
+    /// A fenced broker missed its heartbeats or shut down: it leads nothing.
+    pub fenced: bool,
+}
+
+/// The cluster as DescribeCluster describes it.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct ClusterDescription {
+    /// The cluster id.
+    pub cluster_id: String,
+    /// The active controller's id; -1 when none is known.
+    pub controller: i32,
+    /// Every registered broker, fenced ones included, by id.
+    pub brokers: Vec<BrokerState>,
+}
+
+/// The metadata quorum as DescribeQuorum describes it.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct QuorumDescription {
+    /// The active controller; -1 when none is known.
+    pub leader: i32,
+    /// The metadata log's leader epoch (Raft term).
+    pub leader_epoch: i32,
+    /// The metadata log's high watermark.
+    pub high_watermark: i64,
+    /// Each voter with its log end offset (-1 when the answering node does not know it).
+    pub voters: Vec<(i32, i64)>,
+}
+
 /// The admin client: topics, partitions, configs, consumer groups, offsets and lag.
 /// Clones share the same connections.
 #[derive(Debug, Clone)]
@@ -224,6 +263,59 @@ impl Admin {
             .collect();
         let _ = self.cluster.refresh(&[]).await;
         Ok(out)
+    }
+
+    /// The cluster id, the active controller and every registered broker with its state.
+    pub async fn describe_cluster(&self) -> Result<ClusterDescription> {
+        let request = DescribeClusterRequest::default().with_include_fenced_brokers(true);
+        let (response, _) = self.cluster.any().await?.request(&request, 2).await?;
+        check(response.error_code)?;
+        let mut brokers: Vec<BrokerState> = response
+            .brokers
+            .into_iter()
+            .map(|b| BrokerState {
+                node_id: b.broker_id.0,
+                host: b.host.to_string(),
+                port: b.port,
+                rack: b.rack.map(|r| r.to_string()),
+                fenced: b.is_fenced,
+            })
+            .collect();
+        brokers.sort_by_key(|b| b.node_id);
+        Ok(ClusterDescription {
+            cluster_id: response.cluster_id.to_string(),
+            controller: response.controller_id.0,
+            brokers,
+        })
+    }
+
+    /// The metadata quorum: its voters, the active controller and the log's progress.
+    pub async fn describe_quorum(&self) -> Result<QuorumDescription> {
+        use kafka_protocol::messages::describe_quorum_request::{PartitionData, TopicData};
+        let request = DescribeQuorumRequest::default().with_topics(vec![TopicData::default()
+            .with_topic_name(TopicName(s("__cluster_metadata")))
+            .with_partitions(vec![PartitionData::default().with_partition_index(0)])]);
+        // The active controller knows every voter's progress; other nodes only their own.
+        self.cluster.refresh(&[]).await?;
+        let (response, _) = self.controller().await?.request(&request, 1).await?;
+        check(response.error_code)?;
+        let p = response
+            .topics
+            .into_iter()
+            .flat_map(|t| t.partitions)
+            .next()
+            .ok_or_else(|| Error::Protocol("DescribeQuorum answered no partition".into()))?;
+        check(p.error_code)?;
+        Ok(QuorumDescription {
+            leader: p.leader_id.0,
+            leader_epoch: p.leader_epoch,
+            high_watermark: p.high_watermark,
+            voters: p
+                .current_voters
+                .iter()
+                .map(|v| (v.replica_id.0, v.log_end_offset))
+                .collect(),
+        })
     }
 
     /// Every topic (internal ones included), sorted by name.

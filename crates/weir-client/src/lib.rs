@@ -22,8 +22,8 @@ pub mod partitioner;
 mod producer;
 
 pub use admin::{
-    Admin, ConfigEntry, GroupDescription, GroupMember, NewTopic, OffsetSpec, PartitionLag,
-    TopicDescription,
+    Admin, BrokerState, ClusterDescription, ConfigEntry, GroupDescription, GroupMember, NewTopic,
+    OffsetSpec, PartitionLag, QuorumDescription, TopicDescription,
 };
 pub use assignor::TopicPartition;
 pub use cluster::{BrokerInfo, ClientConfig, PartitionInfo, TopicInfo};

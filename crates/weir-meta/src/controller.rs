@@ -257,15 +257,21 @@ fn plan_register_broker(
         .brokers
         .get(&broker_id)
         .is_some_and(|b| b.host == host && b.port == port && b.rack == rack && !b.fenced);
-    if unchanged {
-        return Vec::new();
+    let mut records = Vec::new();
+    if image.cluster_id.is_none() {
+        // Kafka's cluster ids are 22 characters of base64 of a UUID; ours are hex of one.
+        let id = Uuid::new_v4().simple().to_string()[..22].to_string();
+        records.push(MetadataRecord::Cluster { cluster_id: id });
     }
-    vec![MetadataRecord::RegisterBroker {
-        broker_id,
-        host: host.to_string(),
-        port,
-        rack,
-    }]
+    if !unchanged {
+        records.push(MetadataRecord::RegisterBroker {
+            broker_id,
+            host: host.to_string(),
+            port,
+            rack,
+        });
+    }
+    records
 }
 
 /// Brokers new replicas may be placed on: the live ones.

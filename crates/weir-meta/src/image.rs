@@ -39,6 +39,8 @@ pub struct MetadataImage {
     names: BTreeMap<String, Uuid>,
     configs: BTreeMap<ConfigResource, BTreeMap<String, String>>,
     pub next_producer_id: i64,
+    /// The cluster id (Kafka's `cluster.id`), once the first controller has chosen it.
+    pub cluster_id: Option<String>,
     /// The image's version: the index of the last metadata-log entry applied to it (set by the
     /// state machine; every voter and broker agrees on what each version holds).
     pub version: u64,
@@ -128,6 +130,9 @@ impl MetadataImage {
                     self.configs.remove(&ConfigResource::Topic(topic.name));
                 }
             }
+            MetadataRecord::Cluster { cluster_id } => {
+                self.cluster_id = Some(cluster_id.clone());
+            }
             MetadataRecord::ProducerIds { next_producer_id } => {
                 self.next_producer_id = self.next_producer_id.max(*next_producer_id);
             }
@@ -165,6 +170,11 @@ impl MetadataImage {
     /// brokers (and their fencing), then each topic with its partitions, then configs, then the producer-id mark.
     pub fn to_records(&self) -> Vec<MetadataRecord> {
         let mut out = Vec::new();
+        if let Some(cluster_id) = &self.cluster_id {
+            out.push(MetadataRecord::Cluster {
+                cluster_id: cluster_id.clone(),
+            });
+        }
         for b in self.brokers.values() {
             out.push(MetadataRecord::RegisterBroker {
                 broker_id: b.broker_id,

@@ -58,6 +58,10 @@ pub enum MetadataRecord {
     RemoveTopic {
         topic_id: Uuid,
     },
+    /// The cluster's id, chosen once by the first active controller.
+    Cluster {
+        cluster_id: String,
+    },
     /// Producer ids below `next_producer_id` have been handed out.
     ProducerIds {
         next_producer_id: i64,

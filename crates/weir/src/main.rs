@@ -4,6 +4,7 @@
 //! `--replication-factor`, `--config k=v`, `--group`, `--from-beginning`, `--property k=v`).
 //! Every failure is one line on stderr and a non-zero exit code.
 
+mod cluster;
 mod consume;
 mod groups;
 mod perf;
@@ -63,6 +64,9 @@ enum Command {
     /// List, describe (with lag), reset and delete consumer groups.
     #[command(subcommand)]
     Groups(groups::GroupsCommand),
+    /// The controllers, the brokers and their state, and leadership per broker.
+    #[command(subcommand)]
+    Cluster(cluster::ClusterCommand),
     /// Load generators: produce, consume and end-to-end throughput and latency.
     #[command(subcommand)]
     Perf(perf::PerfCommand),
@@ -104,6 +108,7 @@ fn main() {
         Command::Produce(args) => block_on(produce::run(args)),
         Command::Consume(args) => block_on(consume::run(args)),
         Command::Groups(cmd) => block_on(groups::run(cmd)),
+        Command::Cluster(cmd) => block_on(cluster::run(cmd)),
         Command::Perf(cmd) => block_on(perf::run(cmd)),
     };
     if let Err(e) = result {

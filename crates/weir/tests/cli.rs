@@ -532,3 +532,22 @@ fn broker_down_and_help() {
         assert!(text.contains(flag), "{flag} missing from server --help");
     }
 }
+
+/// A one-node cluster: its node is the active controller, its only voter and its only broker,
+/// and it leads every partition.
+#[test]
+fn cluster_status_and_leaders() {
+    let server = server();
+    ok(&weir(
+        &server,
+        &["topics", "create", "--topic", "spread", "--partitions", "3"],
+        None,
+    ));
+    let status = ok(&weir(&server, &["cluster", "status"], None));
+    assert!(status.contains("active controller: 0"), "{status}");
+    assert!(status.contains("0\tactive\t"), "{status}");
+    assert!(status.contains("0\tlive\t127.0.0.1:"), "{status}");
+    let leaders = ok(&weir(&server, &["cluster", "leaders"], None));
+    assert!(leaders.contains("0\t3\t3"), "{leaders}");
+    assert!(leaders.contains("offline partitions: 0"), "{leaders}");
+}

@@ -1,4 +1,5 @@
-//! DescribeCluster (KIP-700): the cluster id, the controller and every broker.
+//! DescribeCluster (KIP-700): the cluster id, the active controller and the live brokers; v2 can
+//! include fenced brokers, marked as such (KIP-1073).
 
 use std::sync::Arc;
 
@@ -17,8 +18,14 @@ pub(crate) fn handle(
     request: DescribeClusterRequest,
 ) -> DescribeClusterResponse {
     let response = DescribeClusterResponse::default()
-        .with_cluster_id(str_bytes(broker.cluster_id.clone()))
-        .with_controller_id(BrokerId(broker.node_id()))
+        .with_cluster_id(str_bytes(broker.cluster_id()))
+        .with_controller_id(BrokerId(
+            broker
+                .quorum()
+                .leader()
+                .and_then(|l| i32::try_from(l).ok())
+                .unwrap_or(-1),
+        ))
         .with_endpoint_type(request.endpoint_type);
     if request.endpoint_type > ENDPOINT_BROKERS {
         // Every node here is a combined broker and controller; the controller endpoint is the broker's.
@@ -35,8 +42,10 @@ pub(crate) fn handle(
         .image()
         .brokers
         .values()
+        .filter(|b| request.include_fenced_brokers || !b.fenced)
         .map(|b| {
             DescribeClusterBroker::default()
+                .with_is_fenced(b.fenced)
                 .with_broker_id(BrokerId(b.broker_id))
                 .with_host(str_bytes(b.host.clone()))
                 .with_port(b.port)

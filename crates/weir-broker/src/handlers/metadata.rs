@@ -144,7 +144,16 @@ pub(crate) async fn handle(
         .collect();
     MetadataResponse::default()
         .with_brokers(brokers)
-        .with_cluster_id(Some(str_bytes(broker.cluster_id.clone())))
-        .with_controller_id(BrokerId(broker.node_id()))
+        .with_cluster_id(Some(str_bytes(broker.cluster_id())))
+        // Admin requests go to the controller id: the active controller serves them without a
+        // forwarding hop (every node is also a broker); this broker when none is known.
+        .with_controller_id(BrokerId(
+            broker
+                .quorum()
+                .leader()
+                .and_then(|l| i32::try_from(l).ok())
+                .filter(|l| image.is_live(*l))
+                .unwrap_or(broker.node_id()),
+        ))
         .with_topics(topics)
 }

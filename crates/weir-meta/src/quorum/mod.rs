@@ -22,7 +22,7 @@ use crate::records::MetadataRecord;
 
 pub use controller::{ActiveController, ControllerClient};
 pub use log_store::LogStore;
-pub use node::{MetaQuorum, QuorumConfig, QuorumError};
+pub use node::{MetaQuorum, QuorumConfig, QuorumError, QuorumView};
 pub use state_machine::StateMachine;
 
 /// A Raft node id: Kafka's `node.id` of a controller.

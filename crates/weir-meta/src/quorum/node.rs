@@ -73,6 +73,20 @@ pub enum QuorumError {
     Raft(String),
 }
 
+/// What one voter knows of the quorum (DescribeQuorum).
+#[derive(Debug, Clone, PartialEq)]
+pub struct QuorumView {
+    /// The leader (active controller) this voter knows of.
+    pub leader: Option<NodeId>,
+    /// The current Raft term (KRaft's leader epoch of the metadata log).
+    pub term: u64,
+    /// The index of the last committed entry: the metadata log's high watermark.
+    pub committed: u64,
+    /// Every voter with the last log index it is known to hold: all of them on the leader,
+    /// only this voter's own elsewhere.
+    pub voters: Vec<(NodeId, Option<u64>)>,
+}
+
 /// A running voter.
 pub struct MetaQuorum {
     node_id: NodeId,
@@ -219,6 +233,31 @@ impl MetaQuorum {
     /// The leader this voter knows of.
     pub fn leader(&self) -> Option<NodeId> {
         self.raft.metrics().borrow().current_leader
+    }
+
+    /// What this voter knows of the quorum now.
+    pub fn view(&self) -> QuorumView {
+        let m = self.raft.metrics().borrow().clone();
+        let replication = m.replication.clone();
+        let voters = m
+            .membership_config
+            .membership()
+            .voter_ids()
+            .map(|id| {
+                let matched = match &replication {
+                    Some(r) => r.get(&id).copied().flatten().map(|l| l.index),
+                    None if id == self.node_id => m.last_log_index,
+                    None => None,
+                };
+                (id, matched)
+            })
+            .collect();
+        QuorumView {
+            leader: m.current_leader,
+            term: m.current_term,
+            committed: m.last_applied.map_or(0, |l| l.index),
+            voters,
+        }
     }
 
     /// Whether this voter is the leader (the active controller).

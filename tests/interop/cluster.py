@@ -1,0 +1,422 @@
+"""An N-process Weir cluster for the interop suite.
+
+``Cluster(n)`` runs ``n`` ``weir server`` processes on this machine, node
+``i`` (1..n) on its own loopback address ``127.0.0.{i+1}`` with two free
+ports of that address: a client (PLAINTEXT) port and a CONTROLLER port.
+Every node is a voter of the metadata quorum and a broker::
+
+    weir server --node-id I
+        --listeners PLAINTEXT://ADDR:PORT,CONTROLLER://ADDR:CPORT
+        --controller-quorum-voters 1@ADDR1:CPORT1,2@ADDR2:CPORT2,...
+        --log-dirs <tmp>/nI
+        --broker-heartbeat-interval-ms 300 --broker-session-timeout-ms 2000
+        --offsets-topic-replication-factor 1
+        [extra args]
+
+Each node's stdout and stderr go to ``<tmp>/nI.stderr.log`` (appended across
+restarts, with a marker line per start and stop).  Every process runs in its
+own session/process group, and everything is torn down by ``close()``, which
+the ``cluster3`` fixture (conftest.py) always calls and an ``atexit`` hook
+calls for anything left over.
+
+All waits are bounded: starting waits at most ``WEIR_START_TIMEOUT`` seconds
+(default 20), a SIGTERM stop escalates to SIGKILL.
+
+Set ``WEIR_INTEROP_KEEP_DATA=1`` to keep the temporary directory (data dirs
+and stderr logs) after the cluster is closed; its path is printed.
+"""
+
+from __future__ import annotations
+
+import atexit
+import os
+import shutil
+import signal
+import socket
+import subprocess
+import tempfile
+import time
+from pathlib import Path
+
+from conftest import ANSI_ESCAPE, START_TIMEOUT, weir_bin
+
+_LIVE_CLUSTERS: "set[Cluster]" = set()
+
+
+@atexit.register
+def _kill_leftover_clusters() -> None:
+    for c in list(_LIVE_CLUSTERS):
+        try:
+            c.close()
+        except Exception:
+            pass
+
+
+def _free_ports(addr: str, count: int) -> list[int]:
+    """``count`` distinct free TCP ports of ``addr`` (all held open until
+    every one is chosen, so they differ)."""
+    socks = []
+    try:
+        for _ in range(count):
+            s = socket.socket(socket.AF_INET, socket.SOCK_STREAM)
+            s.bind((addr, 0))
+            socks.append(s)
+        return [s.getsockname()[1] for s in socks]
+    finally:
+        for s in socks:
+            s.close()
+
+
+def _port_open(addr: str, port: int) -> bool:
+    try:
+        with socket.create_connection((addr, port), timeout=0.5):
+            return True
+    except OSError:
+        return False
+
+
+class Node:
+    """One ``weir server`` process of a cluster, restartable in place."""
+
+    def __init__(self, cluster: "Cluster", node_id: int, addr: str):
+        self.cluster = cluster
+        self.node_id = node_id
+        self.addr = addr
+        self.port, self.cport = _free_ports(addr, 2)
+        self.log_dir = cluster.tmp / f"n{node_id}"
+        self.log_dir.mkdir(parents=True, exist_ok=True)
+        self.stderr_path = cluster.tmp / f"n{node_id}.stderr.log"
+        self.proc: subprocess.Popen | None = None
+        self.paused = False
+        self.starts = 0
+        self.exit_codes: list[int | None] = []
+
+    @property
+    def bootstrap(self) -> str:
+        return f"{self.addr}:{self.port}"
+
+    def command(self) -> list[str]:
+        return [
+            str(self.cluster.binary),
+            "server",
+            "--node-id", str(self.node_id),
+            "--listeners", f"PLAINTEXT://{self.addr}:{self.port},CONTROLLER://{self.addr}:{self.cport}",
+            "--controller-quorum-voters", self.cluster.voters,
+            "--log-dirs", str(self.log_dir),
+            "--broker-heartbeat-interval-ms", "300",
+            "--broker-session-timeout-ms", "2000",
+            "--offsets-topic-replication-factor", "1",
+            *self.cluster.extra_args,
+        ]
+
+    def _mark(self, text: str) -> None:
+        with open(self.stderr_path, "ab") as err:
+            err.write(f"\n===== {time.strftime('%H:%M:%S')} node {self.node_id}: {text}\n".encode())
+
+    def launch(self) -> None:
+        """Start the process without waiting for it to listen."""
+        assert not self.alive(), f"node {self.node_id} is already running"
+        # As in conftest: drop WEIR_* variables (the binary reads settings
+        # from them) and log at info unless told otherwise.
+        env = {k: v for k, v in os.environ.items() if not k.startswith("WEIR_")}
+        env["RUST_LOG"] = os.environ.get("WEIR_INTEROP_RUST_LOG") or os.environ.get("RUST_LOG") or "info"
+        env.setdefault("RUST_BACKTRACE", "1")
+        env.setdefault("NO_COLOR", "1")
+        self.starts += 1
+        self.paused = False
+        self._mark(f"start #{self.starts}: {' '.join(self.command())}")
+        with open(self.stderr_path, "ab") as err:
+            self.proc = subprocess.Popen(
+                self.command(),
+                stdin=subprocess.DEVNULL,
+                stdout=err,
+                stderr=err,
+                cwd=str(self.cluster.tmp),
+                env=env,
+                start_new_session=True,
+            )
+
+    def wait_listening(self, deadline: float) -> None:
+        while time.monotonic() < deadline:
+            rc = self.proc.poll() if self.proc is not None else None
+            if self.proc is None or rc is not None:
+                raise RuntimeError(
+                    f"node {self.node_id} exited with code {rc} during startup "
+                    f"(start #{self.starts})\n" + self.cluster.stderr_tails()
+                )
+            if _port_open(self.addr, self.port):
+                return
+            time.sleep(0.05)
+        raise RuntimeError(
+            f"node {self.node_id} did not accept connections on {self.bootstrap} "
+            f"within {START_TIMEOUT}s\n" + self.cluster.stderr_tails()
+        )
+
+    def alive(self) -> bool:
+        return self.proc is not None and self.proc.poll() is None
+
+    def died_unexpectedly(self) -> int | None:
+        """The exit code if the process exited without being stopped by us."""
+        if self.proc is not None and self.proc.poll() is not None:
+            return self.proc.returncode
+        return None
+
+    def signal(self, sig) -> None:
+        if self.alive():
+            try:
+                os.kill(self.proc.pid, sig)
+            except ProcessLookupError:
+                pass
+
+    def _wait(self, timeout: float) -> int | None:
+        if self.proc is None:
+            return None
+        try:
+            return self.proc.wait(timeout=timeout)
+        except subprocess.TimeoutExpired:
+            return None
+
+    def _kill_group(self) -> None:
+        # Only ever this node's own process group, by id.
+        if self.proc is not None:
+            try:
+                os.killpg(self.proc.pid, signal.SIGKILL)
+            except (ProcessLookupError, PermissionError):
+                pass
+
+    def stop(self, kill9: bool = False, timeout: float = 15.0) -> int | None:
+        """SIGKILL (``kill9``) or SIGTERM the node and reap it; returns the
+        exit code (``None`` when a SIGTERM stop hung and was escalated)."""
+        if self.proc is None:
+            return None
+        if self.proc.poll() is not None:
+            rc = self.proc.returncode
+            how = "already exited"
+        elif kill9:
+            self.signal(signal.SIGKILL)
+            rc = self._wait(10)
+            how = "SIGKILL"
+        else:
+            if self.paused:
+                self.signal(signal.SIGCONT)
+            self.signal(signal.SIGTERM)
+            rc = self._wait(timeout)
+            how = "SIGTERM"
+            if rc is None:
+                self.signal(signal.SIGKILL)
+                self._wait(10)
+                how = f"SIGTERM, still running after {timeout}s, SIGKILL"
+        self._kill_group()
+        self.exit_codes.append(rc)
+        self._mark(f"stopped ({how}): exit code {rc}")
+        self.proc = None
+        self.paused = False
+        return rc
+
+    def stderr_text(self) -> str:
+        try:
+            return ANSI_ESCAPE.sub("", self.stderr_path.read_text(errors="replace"))
+        except OSError:
+            return ""
+
+    def stderr_tail(self, max_chars: int = 8000) -> str:
+        text = self.stderr_text()
+        if len(text) > max_chars:
+            text = "...[truncated]...\n" + text[-max_chars:]
+        state = "running" if self.alive() else "not running"
+        if self.paused:
+            state = "paused"
+        return (
+            f"----- node {self.node_id} ({self.bootstrap}, {state}) stderr "
+            f"({self.stderr_path}) -----\n{text}\n----- end node {self.node_id} stderr -----"
+        )
+
+
+class Cluster:
+    """N ``weir server`` processes forming one cluster (see module doc).
+
+    Nodes are numbered 1..n; every method taking ``i`` takes a node id.
+    """
+
+    def __init__(self, n: int = 3, extra_args=(), binary: Path | None = None, first_host: int = 2):
+        assert 1 <= n <= 250
+        self.binary = Path(binary) if binary is not None else weir_bin()
+        self.extra_args = [str(a) for a in extra_args]
+        self.tmp = Path(tempfile.mkdtemp(prefix="weir-cluster-"))
+        self.closed = False
+        _LIVE_CLUSTERS.add(self)
+        try:
+            self.nodes: dict[int, Node] = {
+                i: Node(self, i, f"127.0.0.{first_host + i - 1}") for i in range(1, n + 1)
+            }
+        except Exception:
+            self.close()
+            raise
+        self.voters = ",".join(f"{i}@{nd.addr}:{nd.cport}" for i, nd in self.nodes.items())
+
+    # -- addresses ----------------------------------------------------------
+
+    @property
+    def ids(self) -> list[int]:
+        return list(self.nodes)
+
+    @property
+    def bootstrap(self) -> str:
+        """Every node's client address, comma-separated."""
+        return ",".join(nd.bootstrap for nd in self.nodes.values())
+
+    def bootstrap_of(self, *ids: int) -> str:
+        """The client addresses of the given nodes, comma-separated."""
+        return ",".join(self.nodes[i].bootstrap for i in ids)
+
+    def live_ids(self) -> list[int]:
+        """Nodes whose process is running and not paused."""
+        return [i for i, nd in self.nodes.items() if nd.alive() and not nd.paused]
+
+    def live_bootstrap(self) -> str:
+        return self.bootstrap_of(*self.live_ids())
+
+    def node(self, i: int) -> Node:
+        return self.nodes[i]
+
+    # -- lifecycle ----------------------------------------------------------
+
+    def start_all(self, wait_registered: bool = True) -> None:
+        """Launch every node, then wait until each accepts TCP on its client
+        port (all are launched first: none can finish starting without a
+        quorum).  With ``wait_registered`` also wait until metadata lists
+        every node as a live broker."""
+        for nd in self.nodes.values():
+            nd.launch()
+        deadline = time.monotonic() + START_TIMEOUT
+        for nd in self.nodes.values():
+            nd.wait_listening(deadline)
+        if wait_registered:
+            self.wait_for_brokers(self.ids, timeout=max(1.0, deadline - time.monotonic()))
+
+    def start(self, i: int) -> None:
+        """Start a stopped node (same ports and data dir) and wait until it
+        accepts TCP on its client port."""
+        nd = self.nodes[i]
+        nd.launch()
+        nd.wait_listening(time.monotonic() + START_TIMEOUT)
+
+    def kill(self, i: int) -> int | None:
+        """SIGKILL node ``i`` and reap it."""
+        return self.nodes[i].stop(kill9=True)
+
+    def stop(self, i: int, timeout: float = 15.0) -> int | None:
+        """SIGTERM node ``i`` and wait for it (SIGKILL after ``timeout``)."""
+        return self.nodes[i].stop(timeout=timeout)
+
+    def pause(self, i: int) -> None:
+        """SIGSTOP node ``i`` (it stays in place but stops answering)."""
+        nd = self.nodes[i]
+        assert nd.alive(), f"node {i} is not running"
+        nd.signal(signal.SIGSTOP)
+        nd.paused = True
+        nd._mark("paused (SIGSTOP)")
+
+    def resume(self, i: int) -> None:
+        """SIGCONT a paused node."""
+        nd = self.nodes[i]
+        nd.signal(signal.SIGCONT)
+        nd.paused = False
+        nd._mark("resumed (SIGCONT)")
+
+    def restart(self, i: int, kill9: bool = False) -> int | None:
+        """Stop node ``i`` if it runs (SIGTERM, or SIGKILL with ``kill9``),
+        then start it again on the same ports and data dir.  Returns the exit
+        code of the stop (``None`` if it was not running)."""
+        nd = self.nodes[i]
+        rc = nd.stop(kill9=kill9) if nd.proc is not None else None
+        self.start(i)
+        return rc
+
+    def alive(self, i: int) -> bool:
+        return self.nodes[i].alive()
+
+    def unexpected_exits(self) -> dict[int, int]:
+        """Nodes that exited on their own (not through kill/stop)."""
+        out = {}
+        for i, nd in self.nodes.items():
+            rc = nd.died_unexpectedly()
+            if rc is not None:
+                out[i] = rc
+        return out
+
+    def close(self) -> None:
+        """Kill every node (after SIGCONT, so paused ones die too) and remove
+        the temporary directory.  Idempotent."""
+        if self.closed:
+            return
+        self.closed = True
+        try:
+            for nd in getattr(self, "nodes", {}).values():
+                try:
+                    if nd.proc is not None:
+                        nd.signal(signal.SIGCONT)
+                        nd.stop(kill9=True)
+                except Exception:
+                    nd._kill_group()
+        finally:
+            if os.environ.get("WEIR_INTEROP_KEEP_DATA"):
+                print(f"weir cluster data kept in {self.tmp}")
+            else:
+                shutil.rmtree(self.tmp, ignore_errors=True)
+            _LIVE_CLUSTERS.discard(self)
+
+    def __enter__(self):
+        return self
+
+    def __exit__(self, *exc):
+        self.close()
+
+    # -- diagnostics --------------------------------------------------------
+
+    def stderr_tails(self, max_chars: int = 8000) -> str:
+        return "\n".join(nd.stderr_tail(max_chars) for nd in self.nodes.values())
+
+    # -- metadata (confluent-kafka) -----------------------------------------
+
+    def metadata(self, via: int | None = None, topic: str | None = None, timeout: float = 5):
+        """A fresh Metadata response (confluent-kafka ClusterMetadata) from
+        node ``via`` (default: the first live node), through a new
+        AdminClient bootstrapped at that node only."""
+        from confluent_kafka.admin import AdminClient
+
+        if via is None:
+            live = self.live_ids()
+            assert live, "no live node to ask for metadata"
+            via = live[0]
+        a = AdminClient({"bootstrap.servers": self.bootstrap_of(via), "socket.timeout.ms": 5000})
+        return a.list_topics(topic=topic, timeout=timeout)
+
+    def wait_for_brokers(self, ids, timeout: float = 15, via: int | None = None):
+        """Wait until metadata (from ``via``, default each live node in turn)
+        lists exactly the brokers ``ids``; returns that metadata."""
+        from confluent_kafka import KafkaException
+
+        want = set(ids)
+        deadline = time.monotonic() + timeout
+        last = None
+        while True:
+            sources = [via] if via is not None else self.live_ids()
+            seen = {}
+            for v in sources:
+                try:
+                    md = self.metadata(via=v, timeout=max(1.0, min(5.0, deadline - time.monotonic())))
+                    seen[v] = set(md.brokers)
+                except KafkaException as e:
+                    # A string, not the exception: its traceback would keep
+                    # the AdminClient (and its connections) alive.
+                    seen[v] = f"KafkaException: {e}"
+            last = seen
+            if seen and all(s == want for s in seen.values()):
+                return md
+            if time.monotonic() > deadline:
+                raise AssertionError(
+                    f"metadata did not list exactly brokers {sorted(want)} within {timeout}s; "
+                    f"last seen per node asked: {last}"
+                )
+            time.sleep(0.2)

@@ -1,0 +1,406 @@
+"""A three-node cluster (cluster.py, ``cluster3`` fixture) seen through
+confluent-kafka: replica placement, losing a broker, losing the active
+controller, and group consumption when the group coordinator is another
+broker than the one bootstrapped at.
+
+Partition data is not replicated yet, so nothing here produces through a
+leader change; "broker loss" checks metadata (fencing, leader election, ISR)
+only.
+"""
+
+from __future__ import annotations
+
+import math
+import time
+from collections import Counter
+
+import pytest
+from confluent_kafka import Consumer, KafkaError, KafkaException, TopicPartition
+from confluent_kafka.admin import AdminClient, NewTopic
+
+from interop_helpers import produce, topic_name
+
+OFFSETS_TOPIC = "__consumer_offsets"
+OFFSETS_PARTITIONS = 50  # weir's default offsets.topic.num.partitions
+
+# Errors a CreateTopics may meet while the controller quorum changes leader;
+# worth retrying until the deadline.
+RETRIABLE_CREATE = {
+    KafkaError.NOT_CONTROLLER,
+    KafkaError.REQUEST_TIMED_OUT,
+    KafkaError.LEADER_NOT_AVAILABLE,
+    KafkaError.BROKER_NOT_AVAILABLE,
+    KafkaError.NETWORK_EXCEPTION,
+    KafkaError._TIMED_OUT,
+    KafkaError._TRANSPORT,
+    KafkaError._ALL_BROKERS_DOWN,
+    KafkaError._WAIT_COORD,
+}
+
+
+# -- helpers ------------------------------------------------------------------
+
+
+def admin_at(cluster, *ids) -> AdminClient:
+    return AdminClient({"bootstrap.servers": cluster.bootstrap_of(*ids), "socket.timeout.ms": 5000})
+
+
+def show_topic(md, topic):
+    """A compact, readable form of one topic of a metadata response, for
+    assertion messages: {partition: (leader, replicas, isr, error)}."""
+    tm = md.topics.get(topic)
+    if tm is None:
+        return f"<{topic} absent>"
+    if tm.error is not None:
+        return f"<{topic} error {tm.error.name()}>"
+    return {
+        p.id: (p.leader, list(p.replicas), list(p.isrs), p.error.name() if p.error else None)
+        for p in sorted(tm.partitions.values(), key=lambda p: p.id)
+    }
+
+
+def poll_until(desc: str, check, timeout: float, interval: float = 0.2):
+    """Call ``check()`` until it returns (True, state) or ``timeout`` passes;
+    then fail with ``desc`` and the last state.  ``check`` may raise
+    KafkaException (e.g. a node not answering yet): that counts as not yet.
+    Returns (state, seconds taken)."""
+    start = time.monotonic()
+    deadline = start + timeout
+    last = None
+    while True:
+        try:
+            ok, last = check()
+            if ok:
+                return last, time.monotonic() - start
+        except KafkaException as e:
+            last = f"KafkaException: {e}"
+        if time.monotonic() > deadline:
+            raise AssertionError(f"{desc}: not reached within {timeout}s; last state: {last}")
+        time.sleep(interval)
+
+
+def create_topic(cluster, via, topic: str, partitions: int, rf: int, timeout: float = 15) -> float:
+    """CreateTopics through an AdminClient bootstrapped at node(s) ``via``
+    only, retrying retriable errors until ``timeout``.  A TOPIC_ALREADY_EXISTS
+    after a failed attempt counts as success (the earlier attempt may have
+    gone through).  Returns the seconds taken."""
+    via = via if isinstance(via, (list, tuple)) else [via]
+    a = admin_at(cluster, *via)
+    start = time.monotonic()
+    deadline = start + timeout
+    errors = []
+    while True:
+        left = deadline - time.monotonic()
+        if left <= 0:
+            raise AssertionError(
+                f"creating {topic} ({partitions} partitions, RF {rf}) via node(s) {via} "
+                f"did not succeed within {timeout}s; errors: {errors}"
+            )
+        per_try = max(1.0, min(5.0, left))
+        fut = a.create_topics(
+            [NewTopic(topic, num_partitions=partitions, replication_factor=rf)],
+            request_timeout=per_try,
+            operation_timeout=per_try,
+        )[topic]
+        try:
+            fut.result(timeout=per_try + 5)
+            return time.monotonic() - start
+        except KafkaException as e:
+            err = e.args[0]
+            if err.code() == KafkaError.TOPIC_ALREADY_EXISTS and errors:
+                return time.monotonic() - start
+            if err.code() in RETRIABLE_CREATE or err.retriable():
+                errors.append(err.name())
+                time.sleep(0.2)
+                continue
+            raise AssertionError(
+                f"creating {topic} ({partitions} partitions, RF {rf}) via node(s) {via} failed: "
+                f"{err.name()}: {err.str()} (earlier retriable errors: {errors})"
+            ) from e
+
+
+def wait_topic_led(cluster, topic: str, partitions: int, via_ids=None, timeout: float = 10):
+    """Wait until every node in ``via_ids`` (default: all live nodes) shows
+    ``topic`` with ``partitions`` partitions, each led by a live broker.
+    Returns the metadata from the last of them."""
+    live = set(cluster.live_ids())
+
+    def check():
+        state = {}
+        md = None
+        ok = True
+        for v in via_ids or cluster.live_ids():
+            md = cluster.metadata(via=v, topic=topic)
+            tm = md.topics.get(topic)
+            state[v] = show_topic(md, topic)
+            if (
+                tm is None
+                or tm.error is not None
+                or len(tm.partitions) != partitions
+                or any(p.error is not None or p.leader not in live for p in tm.partitions.values())
+            ):
+                ok = False
+        return ok, (md if ok else state)
+
+    md, _ = poll_until(f"{topic} with {partitions} partitions all led by live brokers {sorted(live)}",
+                       check, timeout)
+    return md
+
+
+def java_string_hash_partition(s: str, partitions: int) -> int:
+    """Kafka's group -> __consumer_offsets partition: abs(String.hashCode) %
+    partitions, with Utils.abs mapping Integer.MIN_VALUE to 0."""
+    b = s.encode("utf-16-be")
+    h = 0
+    for i in range(0, len(b), 2):
+        h = (31 * h + int.from_bytes(b[i:i + 2], "big")) & 0xFFFFFFFF
+    if h >= 1 << 31:
+        h -= 1 << 32
+    h = 0 if h == -(1 << 31) else abs(h)
+    return h % partitions
+
+
+# -- tests --------------------------------------------------------------------
+
+
+def test_replica_placement(cluster3):
+    c = cluster3
+    topics = {topic_name("place6"): (6, 3), topic_name("place7"): (7, 2)}
+    a = admin_at(c, 1)
+    futs = a.create_topics(
+        [NewTopic(t, num_partitions=p, replication_factor=rf) for t, (p, rf) in topics.items()],
+        request_timeout=15,
+        operation_timeout=15,
+    )
+    for t, f in futs.items():
+        f.result(timeout=20)
+
+    for t, (parts, rf) in topics.items():
+        md = wait_topic_led(c, t, parts)
+        assert set(md.brokers) == {1, 2, 3}, f"brokers listed: {sorted(md.brokers)}"
+        shown = show_topic(md, t)
+        leaders = Counter()
+        for p in md.topics[t].partitions.values():
+            reps = list(p.replicas)
+            assert len(reps) == rf, f"{t}-{p.id}: {len(reps)} replicas {reps}, expected RF {rf}; {shown}"
+            assert len(set(reps)) == rf, f"{t}-{p.id}: replicas {reps} not distinct brokers; {shown}"
+            assert set(reps) <= {1, 2, 3}, f"{t}-{p.id}: replicas {reps} on unknown brokers; {shown}"
+            assert p.leader in reps, f"{t}-{p.id}: leader {p.leader} not a replica {reps}; {shown}"
+            assert p.leader in p.isrs, f"{t}-{p.id}: leader {p.leader} not in ISR {list(p.isrs)}; {shown}"
+            assert set(p.isrs) <= set(reps), f"{t}-{p.id}: ISR {list(p.isrs)} not within replicas; {shown}"
+            leaders[p.leader] += 1
+        cap = math.ceil(parts / 3)
+        assert max(leaders.values()) <= cap, (
+            f"{t}: leaders not spread (partitions led per broker {dict(leaders)}, "
+            f"at most {cap} each expected); {shown}"
+        )
+
+        # Every node serves the same assignment.
+        views = {v: show_topic(c.metadata(via=v, topic=t), t) for v in c.ids}
+        assert views[1] == views[2] == views[3], f"{t}: nodes disagree: {views}"
+
+    # More replicas than brokers: refused, and nothing is created.
+    bad = topic_name("place-rf4")
+    fut = a.create_topics(
+        [NewTopic(bad, num_partitions=3, replication_factor=4)], request_timeout=15, operation_timeout=15
+    )[bad]
+    with pytest.raises(KafkaException) as exc:
+        fut.result(timeout=20)
+    err = exc.value.args[0]
+    assert err.code() == KafkaError.INVALID_REPLICATION_FACTOR, (
+        f"RF 4 on 3 brokers failed with {err.name()} ({err.str()}), expected INVALID_REPLICATION_FACTOR"
+    )
+    md = c.metadata(via=1)
+    assert bad not in md.topics, f"{bad} exists after a refused create: {show_topic(md, bad)}"
+
+
+def test_broker_loss_and_return(cluster3):
+    c = cluster3
+    moving, single = topic_name("moving"), topic_name("single")
+    create_topic(c, 1, moving, 6, 3)
+    create_topic(c, 1, single, 3, 1)
+    wait_topic_led(c, moving, 6)
+    md = wait_topic_led(c, single, 3)
+    before = {moving: show_topic(c.metadata(topic=moving), moving), single: show_topic(md, single)}
+
+    leads = Counter(p.leader for p in c.metadata(topic=moving).topics[moving].partitions.values())
+    victim = max(leads, key=lambda b: (leads[b], -b))  # a broker leading "moving" partitions
+    assert leads[victim] > 0, before
+    hosted = [p.id for p in md.topics[single].partitions.values() if list(p.replicas) == [victim]]
+    assert hosted, f"broker {victim} hosts no partition of {single} (RF 1, 3 partitions): {before}"
+    for pid in hosted:
+        assert md.topics[single].partitions[pid].leader == victim, before
+
+    c.kill(victim)
+    survivors = [i for i in c.ids if i != victim]
+
+    def after_loss():
+        state, ok = {}, True
+        for v in survivors:
+            md = c.metadata(via=v)
+            state[v] = {
+                "brokers": sorted(md.brokers),
+                moving: show_topic(md, moving),
+                single: show_topic(md, single),
+            }
+            if set(md.brokers) != set(survivors):
+                ok = False
+            tm = md.topics.get(moving)
+            if tm is None or len(tm.partitions) != 6:
+                ok = False
+            else:
+                for p in tm.partitions.values():
+                    if (
+                        p.error is not None
+                        or p.leader not in survivors
+                        or p.leader not in p.isrs
+                        or victim in p.isrs
+                    ):
+                        ok = False
+            ts = md.topics.get(single)
+            if ts is None or len(ts.partitions) != 3:
+                ok = False
+            else:
+                for p in ts.partitions.values():
+                    if p.id in hosted:
+                        if p.leader != -1 or p.error is None or p.error.code() != KafkaError.LEADER_NOT_AVAILABLE:
+                            ok = False
+                    elif p.error is not None or p.leader not in survivors:
+                        ok = False
+        return ok, state
+
+    _, took = poll_until(
+        f"after kill -9 of broker {victim}: only brokers {survivors} listed, every {moving} partition "
+        f"led by a live ISR member with {victim} out of every ISR, {single} partition(s) {hosted} "
+        f"LEADER_NOT_AVAILABLE (state before: {before})",
+        after_loss,
+        timeout=10,
+    )
+    print(f"broker {victim} fenced and leaders moved in {took:.1f}s")
+
+    c.start(victim)
+
+    def after_return():
+        state, ok = {}, True
+        for v in c.ids:
+            md = c.metadata(via=v)
+            state[v] = {"brokers": sorted(md.brokers), single: show_topic(md, single)}
+            if set(md.brokers) != {1, 2, 3}:
+                ok = False
+            ts = md.topics.get(single)
+            if ts is None or len(ts.partitions) != 3:
+                ok = False
+                continue
+            for p in ts.partitions.values():
+                want = victim if p.id in hosted else None
+                if p.error is not None or (want is not None and p.leader != want) or p.leader not in (1, 2, 3):
+                    ok = False
+        return ok, state
+
+    _, took = poll_until(
+        f"after restarting broker {victim}: all 3 brokers listed and {single} partition(s) {hosted} "
+        f"led by {victim} again",
+        after_return,
+        timeout=10,
+    )
+    print(f"broker {victim} back and leading {single}{hosted} in {took:.1f}s")
+
+
+def test_controller_loss_elects_new_controller(cluster3):
+    """Kill each node in turn (one of them is the active controller), create
+    a topic through a survivor, then bring the node back."""
+    c = cluster3
+    timings = {}
+    for victim in c.ids:
+        c.wait_for_brokers([1, 2, 3], timeout=10)
+        c.kill(victim)
+        survivor = next(i for i in c.ids if i != victim)
+        t = topic_name(f"ctl-loss-{victim}")
+        took = create_topic(c, survivor, t, 3, 2, timeout=15)
+        wait_topic_led(c, t, 3, timeout=10)
+        c.start(victim)
+        _, back = poll_until(
+            f"node {victim} listed again after restart",
+            lambda: (lambda md: (set(md.brokers) == {1, 2, 3}, sorted(md.brokers)))(c.metadata(via=victim)),
+            timeout=10,
+        )
+        timings[victim] = (round(took, 1), round(back, 1))
+    c.wait_for_brokers([1, 2, 3], timeout=10)
+    print(f"per victim (create seconds, rejoin seconds): {timings}")
+
+
+@pytest.mark.weir_args("--group-initial-rebalance-delay-ms", "200")
+def test_group_consume_with_coordinator_elsewhere(cluster3):
+    c = cluster3
+    t = topic_name("grp")
+    create_topic(c, 1, t, 3, 1)
+    md = wait_topic_led(c, t, 3)
+    assert len({p.leader for p in md.topics[t].partitions.values()}) > 1, (
+        f"{t} is all on one broker: {show_topic(md, t)}"
+    )
+
+    records = [(f"k{i % 7}", str(i)) for i in range(100)]
+    acks = produce(c.bootstrap_of(1), t, records, conf={"acks": "all"}, timeout=30)
+    per_partition = Counter(p for p, _ in acks)
+
+    # Make __consumer_offsets exist (FindCoordinator creates it), then pick a
+    # group whose coordinator is not node 1, the only node the consumer is
+    # bootstrapped at.
+    a = admin_at(c, 1)
+    try:
+        a.describe_consumer_groups(["weir-probe"], request_timeout=10)["weir-probe"].result(timeout=15)
+    except KafkaException:
+        pass  # only creating the offsets topic matters here
+    omd = wait_topic_led(c, OFFSETS_TOPIC, OFFSETS_PARTITIONS, timeout=15)
+    oleaders = {p.id: p.leader for p in omd.topics[OFFSETS_TOPIC].partitions.values()}
+    group = coordinator = None
+    for n in range(1000):
+        g = f"weir-cluster-grp-{n}"
+        leader = oleaders[java_string_hash_partition(g, OFFSETS_PARTITIONS)]
+        if leader != 1:
+            group, coordinator = g, leader
+            break
+    assert group is not None, f"no {OFFSETS_TOPIC} partition led by a node other than 1: {oleaders}"
+
+    cons = Consumer({
+        "bootstrap.servers": c.bootstrap_of(1),
+        "group.id": group,
+        "auto.offset.reset": "earliest",
+        "enable.auto.commit": False,
+        "session.timeout.ms": 6000,
+        "socket.timeout.ms": 5000,
+        "fetch.wait.max.ms": 100,
+    })
+    got, errors = [], []
+    try:
+        cons.subscribe([t])
+        deadline = time.monotonic() + 30
+        while len(got) < 100 and time.monotonic() < deadline:
+            for m in cons.consume(num_messages=100, timeout=0.5):
+                if m.error() is not None:
+                    if m.error().fatal():
+                        raise KafkaException(m.error())
+                    errors.append(m.error().name())
+                    continue
+                got.append((m.partition(), m.offset(), m.value().decode()))
+        assert len(got) == 100, (
+            f"group {group} (coordinator {coordinator}) read {len(got)} of 100 records within 30s; "
+            f"per partition {Counter(p for p, _, _ in got)}, expected {dict(per_partition)}; "
+            f"errors {errors[:10]}"
+        )
+        assert sorted(int(v) for _, _, v in got) == list(range(100)), "records read back differ"
+        cons.commit(asynchronous=False)
+        committed = cons.committed([TopicPartition(t, p) for p in range(3)], timeout=10)
+        offs = {tp.partition: tp.offset for tp in committed}
+        want = {p: per_partition.get(p, 0) for p in range(3)}
+        assert all(offs[p] == want[p] for p in range(3) if want[p]), (
+            f"committed offsets {offs}, expected {want} (coordinator {coordinator})"
+        )
+    finally:
+        cons.close()
+
+    desc = a.describe_consumer_groups([group], request_timeout=10)[group].result(timeout=15)
+    assert desc.coordinator.id == coordinator, (
+        f"group {group}: DescribeGroups coordinator {desc.coordinator.id}, expected {coordinator}, "
+        f"the leader of its {OFFSETS_TOPIC} partition"
+    )
