@@ -33,6 +33,7 @@ import os
 import shutil
 import signal
 import socket
+import struct
 import subprocess
 import tempfile
 import time
@@ -73,6 +74,75 @@ def _port_open(addr: str, port: int) -> bool:
             return True
     except OSError:
         return False
+
+
+def _uvarint(n: int) -> bytes:
+    out = bytearray()
+    while True:
+        b = n & 0x7F
+        n >>= 7
+        if n:
+            out.append(b | 0x80)
+        else:
+            out.append(b)
+            return bytes(out)
+
+
+def _read_uvarint(data: bytes, off: int) -> tuple[int, int]:
+    n = shift = 0
+    while True:
+        b = data[off]
+        off += 1
+        n |= (b & 0x7F) << shift
+        if not b & 0x80:
+            return n, off
+        shift += 7
+
+
+def describe_quorum_leader(addr: str, port: int, timeout: float = 3.0) -> int:
+    """The active controller (metadata quorum leader) as the node at
+    ``addr:port`` sees it, by a raw DescribeQuorum v0 request (no client
+    library here offers the API); -1 if it knows none."""
+    client_id = b"weir-interop"
+    topic = b"__cluster_metadata"
+    header = struct.pack(">hhih", 55, 0, 1, len(client_id)) + client_id + _uvarint(0)
+    body = (
+        _uvarint(2) + _uvarint(len(topic) + 1) + topic  # one topic
+        + _uvarint(2) + struct.pack(">i", 0) + _uvarint(0)  # one partition: 0
+        + _uvarint(0)  # topic tags
+        + _uvarint(0)  # request tags
+    )
+    req = header + body
+    with socket.create_connection((addr, port), timeout=timeout) as s:
+        s.settimeout(timeout)
+        s.sendall(struct.pack(">i", len(req)) + req)
+        buf = b""
+        while len(buf) < 4 or len(buf) < 4 + struct.unpack(">i", buf[:4])[0]:
+            chunk = s.recv(65536)
+            if not chunk:
+                raise ConnectionError(f"{addr}:{port} closed the connection during DescribeQuorum")
+            buf += chunk
+    data = buf[4:]
+    off = 4  # correlation id
+    ntags, off = _read_uvarint(data, off)
+    for _ in range(ntags):
+        _tag, off = _read_uvarint(data, off)
+        size, off = _read_uvarint(data, off)
+        off += size
+    (err,) = struct.unpack_from(">h", data, off)
+    off += 2
+    if err:
+        raise RuntimeError(f"DescribeQuorum from {addr}:{port}: error code {err}")
+    ntopics, off = _read_uvarint(data, off)
+    assert ntopics - 1 == 1, f"DescribeQuorum: {ntopics - 1} topics in the response"
+    name_len, off = _read_uvarint(data, off)
+    off += name_len - 1
+    nparts, off = _read_uvarint(data, off)
+    assert nparts - 1 == 1, f"DescribeQuorum: {nparts - 1} partitions in the response"
+    _index, perr, leader = struct.unpack_from(">ihi", data, off)
+    if perr:
+        raise RuntimeError(f"DescribeQuorum from {addr}:{port}: partition error code {perr}")
+    return leader
 
 
 class Node:
@@ -377,7 +447,37 @@ class Cluster:
     def stderr_tails(self, max_chars: int = 8000) -> str:
         return "\n".join(nd.stderr_tail(max_chars) for nd in self.nodes.values())
 
-    # -- metadata (confluent-kafka) -----------------------------------------
+    # -- metadata ------------------------------------------------------------
+
+    def quorum_leader(self, via: int) -> int:
+        """The active controller as node ``via`` sees it (-1: none known).
+        Needs a binary with DescribeQuorum (commit e27889a on); older ones
+        close the connection, which raises ConnectionError here."""
+        nd = self.nodes[via]
+        return describe_quorum_leader(nd.addr, nd.port)
+
+    def wait_for_quorum_leader(self, timeout: float = 15, exclude=()) -> int:
+        """Wait until every live node names the same active controller, one
+        not in ``exclude``; return its id."""
+        deadline = time.monotonic() + timeout
+        while True:
+            seen = {}
+            for v in self.live_ids():
+                try:
+                    seen[v] = self.quorum_leader(v)
+                except (OSError, RuntimeError) as e:
+                    seen[v] = f"{type(e).__name__}: {e}"
+            leaders = set(seen.values())
+            if len(leaders) == 1:
+                (leader,) = leaders
+                if isinstance(leader, int) and leader in self.nodes and leader not in exclude:
+                    return leader
+            if time.monotonic() > deadline:
+                raise AssertionError(
+                    f"live nodes did not agree on an active controller (not in {list(exclude)}) "
+                    f"within {timeout}s; last seen per node: {seen}"
+                )
+            time.sleep(0.1)
 
     def metadata(self, via: int | None = None, topic: str | None = None, timeout: float = 5):
         """A fresh Metadata response (confluent-kafka ClusterMetadata) from
@@ -395,7 +495,7 @@ class Cluster:
     def wait_for_brokers(self, ids, timeout: float = 15, via: int | None = None):
         """Wait until metadata (from ``via``, default each live node in turn)
         lists exactly the brokers ``ids``; returns that metadata."""
-        from confluent_kafka import KafkaException
+        from confluent_kafka import KafkaError, KafkaException
 
         want = set(ids)
         deadline = time.monotonic() + timeout
@@ -410,7 +510,12 @@ class Cluster:
                 except KafkaException as e:
                     # A string, not the exception: its traceback would keep
                     # the AdminClient (and its connections) alive.
-                    seen[v] = f"KafkaException: {e}"
+                    if e.args and e.args[0].code() == KafkaError._PARTIAL:
+                        # librdkafka's word for a response with neither
+                        # brokers nor topics.
+                        seen[v] = "a Metadata response listing no brokers (librdkafka: _PARTIAL)"
+                    else:
+                        seen[v] = f"KafkaException: {e}"
             last = seen
             if seen and all(s == want for s in seen.values()):
                 return md

@@ -145,7 +145,8 @@ impl Broker {
         Ok(())
     }
 
-    /// Brings the partition logs in line with `image`.
+    /// Brings the partition logs in line with `image`. Only the metadata follower task calls
+    /// this, so two syncs never race to create one partition's directory.
     fn sync(&self, image: &MetadataImage) {
         match self.replicas.sync(image, &self.config.topic_defaults) {
             Ok(()) => {
@@ -159,10 +160,6 @@ impl Broker {
 
     /// Waits until this broker's logs reflect metadata `version` (or a timeout passes).
     async fn catch_up(&self, version: u64) {
-        let image = self.image();
-        if *self.synced.borrow() < version && image.version >= version {
-            self.sync(&image);
-        }
         let mut synced = self.synced.subscribe();
         let reached = tokio::time::timeout(CATCH_UP_TIMEOUT, synced.wait_for(|v| *v >= version));
         if reached.await.is_err() {

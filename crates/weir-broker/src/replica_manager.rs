@@ -60,6 +60,8 @@ pub struct ReplicaManager {
     node_id: i32,
     partitions: RwLock<HashMap<PartitionKey, Arc<Partition>>>,
     appended: watch::Sender<u64>,
+    /// Held for a whole [`ReplicaManager::sync`]: two syncs must not race to create one log.
+    syncing: Mutex<()>,
 }
 
 /// Builds a log's settings from a topic's effective configs.
@@ -132,6 +134,7 @@ impl ReplicaManager {
             node_id,
             partitions: RwLock::new(HashMap::new()),
             appended,
+            syncing: Mutex::new(()),
         }
     }
 
@@ -162,6 +165,7 @@ impl ReplicaManager {
         image: &MetadataImage,
         broker_defaults: &BTreeMap<String, String>,
     ) -> Result<(), LogError> {
+        let _one_at_a_time = self.syncing.lock().unwrap_or_else(|p| p.into_inner());
         let mut wanted: HashMap<PartitionKey, (Uuid, i32, i32, usize)> = HashMap::new();
         let mut configs: HashMap<String, LogConfig> = HashMap::new();
         let mut min_isr: HashMap<String, usize> = HashMap::new();

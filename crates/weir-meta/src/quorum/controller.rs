@@ -25,6 +25,9 @@ use crate::MetaError;
 
 /// Longest wait for leadership to be confirmed before an operation gives up.
 const CONFIRM_TIMEOUT: Duration = Duration::from_secs(5);
+/// Longest one attempt at one voter may take: a hung (paused) voter still accepts connections,
+/// and a client stuck on it would miss heartbeats to the voter that replaced it.
+const ATTEMPT_TIMEOUT: Duration = Duration::from_millis(1500);
 
 /// The controller logic of one voter; it acts only while that voter leads.
 pub struct ActiveController {
@@ -226,15 +229,22 @@ impl ControllerClient {
         let mut round = 0usize;
         let mut last = MetaError::Unavailable("no voters configured".into());
         while !ids.is_empty() {
+            // This process's own voter, when it leads, needs no network at all.
+            let local_leader = self
+                .local
+                .as_ref()
+                .filter(|l| l.is_leader())
+                .map(|l| l.node_id());
             let hinted = *self.hint();
-            let target = hinted.unwrap_or(ids[round % ids.len()]);
+            let target = local_leader.or(hinted).unwrap_or(ids[round % ids.len()]);
             round += 1;
             let result = match &self.local {
                 Some(local) if local.node_id() == target => local.execute(op.clone()).await,
                 _ => match self.voters.get(&target) {
                     Some(addr) => {
                         let left = deadline.saturating_duration_since(Instant::now());
-                        network::call_controller(addr, &op, left.max(Duration::from_millis(100)))
+                        let attempt = left.clamp(Duration::from_millis(100), ATTEMPT_TIMEOUT);
+                        network::call_controller(addr, &op, attempt)
                             .await
                             .unwrap_or_else(|e| Err(MetaError::Unavailable(e.to_string())))
                     }
