@@ -295,9 +295,14 @@ impl Admin {
         let request = DescribeQuorumRequest::default().with_topics(vec![TopicData::default()
             .with_topic_name(TopicName(s("__cluster_metadata")))
             .with_partitions(vec![PartitionData::default().with_partition_index(0)])]);
-        // The active controller knows every voter's progress; other nodes only their own.
-        self.cluster.refresh(&[]).await?;
-        let (response, _) = self.controller().await?.request(&request, 1).await?;
+        // The active controller (DescribeCluster names it) knows every voter's progress; other
+        // nodes only their own.
+        let active = self.describe_cluster().await?.controller;
+        let connection = match self.cluster.broker(active).await {
+            Ok(c) => c,
+            Err(_) => self.cluster.any().await?,
+        };
+        let (response, _) = connection.request(&request, 1).await?;
         check(response.error_code)?;
         let p = response
             .topics

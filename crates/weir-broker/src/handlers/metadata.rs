@@ -145,15 +145,9 @@ pub(crate) async fn handle(
     MetadataResponse::default()
         .with_brokers(brokers)
         .with_cluster_id(Some(str_bytes(broker.cluster_id())))
-        // Admin requests go to the controller id: the active controller serves them without a
-        // forwarding hop (every node is also a broker); this broker when none is known.
-        .with_controller_id(BrokerId(
-            broker
-                .quorum()
-                .leader()
-                .and_then(|l| i32::try_from(l).ok())
-                .filter(|l| image.is_live(*l))
-                .unwrap_or(broker.node_id()),
-        ))
+        // Clients send admin requests to the controller id and cache it. Naming the active
+        // controller sent them to a dead node after a failover; this broker is always reachable
+        // and forwards to the active controller (KRaft names some live broker too).
+        .with_controller_id(BrokerId(broker.node_id()))
         .with_topics(topics)
 }
