@@ -34,12 +34,11 @@ import shutil
 import signal
 import socket
 import struct
-import subprocess
 import tempfile
 import time
 from pathlib import Path
 
-from conftest import ANSI_ESCAPE, START_TIMEOUT, weir_bin
+from conftest import START_TIMEOUT, WeirProcess, weir_bin
 
 _LIVE_CLUSTERS: "set[Cluster]" = set()
 
@@ -66,14 +65,6 @@ def _free_ports(addr: str, count: int) -> list[int]:
     finally:
         for s in socks:
             s.close()
-
-
-def _port_open(addr: str, port: int) -> bool:
-    try:
-        with socket.create_connection((addr, port), timeout=0.5):
-            return True
-    except OSError:
-        return False
 
 
 def _uvarint(n: int) -> bytes:
@@ -145,29 +136,28 @@ def describe_quorum_leader(addr: str, port: int, timeout: float = 3.0) -> int:
     return leader
 
 
-class Node:
+class Node(WeirProcess):
     """One ``weir server`` process of a cluster, restartable in place."""
 
     def __init__(self, cluster: "Cluster", node_id: int, addr: str):
+        port, self.cport = _free_ports(addr, 2)
+        super().__init__(
+            cluster.binary,
+            cluster.tmp,
+            cluster.tmp / f"n{node_id}.stderr.log",
+            addr,
+            port,
+            f"node {node_id}",
+        )
         self.cluster = cluster
         self.node_id = node_id
         self.addr = addr
-        self.port, self.cport = _free_ports(addr, 2)
         self.log_dir = cluster.tmp / f"n{node_id}"
         self.log_dir.mkdir(parents=True, exist_ok=True)
-        self.stderr_path = cluster.tmp / f"n{node_id}.stderr.log"
-        self.proc: subprocess.Popen | None = None
-        self.paused = False
-        self.starts = 0
-        self.exit_codes: list[int | None] = []
-
-    @property
-    def bootstrap(self) -> str:
-        return f"{self.addr}:{self.port}"
 
     def command(self) -> list[str]:
         return [
-            str(self.cluster.binary),
+            str(self.binary),
             "server",
             "--node-id", str(self.node_id),
             "--listeners", f"PLAINTEXT://{self.addr}:{self.port},CONTROLLER://{self.addr}:{self.cport}",
@@ -179,51 +169,8 @@ class Node:
             *self.cluster.extra_args,
         ]
 
-    def _mark(self, text: str) -> None:
-        with open(self.stderr_path, "ab") as err:
-            err.write(f"\n===== {time.strftime('%H:%M:%S')} node {self.node_id}: {text}\n".encode())
-
-    def launch(self) -> None:
-        """Start the process without waiting for it to listen."""
-        assert not self.alive(), f"node {self.node_id} is already running"
-        # As in conftest: drop WEIR_* variables (the binary reads settings
-        # from them) and log at info unless told otherwise.
-        env = {k: v for k, v in os.environ.items() if not k.startswith("WEIR_")}
-        env["RUST_LOG"] = os.environ.get("WEIR_INTEROP_RUST_LOG") or os.environ.get("RUST_LOG") or "info"
-        env.setdefault("RUST_BACKTRACE", "1")
-        env.setdefault("NO_COLOR", "1")
-        self.starts += 1
-        self.paused = False
-        self._mark(f"start #{self.starts}: {' '.join(self.command())}")
-        with open(self.stderr_path, "ab") as err:
-            self.proc = subprocess.Popen(
-                self.command(),
-                stdin=subprocess.DEVNULL,
-                stdout=err,
-                stderr=err,
-                cwd=str(self.cluster.tmp),
-                env=env,
-                start_new_session=True,
-            )
-
-    def wait_listening(self, deadline: float) -> None:
-        while time.monotonic() < deadline:
-            rc = self.proc.poll() if self.proc is not None else None
-            if self.proc is None or rc is not None:
-                raise RuntimeError(
-                    f"node {self.node_id} exited with code {rc} during startup "
-                    f"(start #{self.starts})\n" + self.cluster.stderr_tails()
-                )
-            if _port_open(self.addr, self.port):
-                return
-            time.sleep(0.05)
-        raise RuntimeError(
-            f"node {self.node_id} did not accept connections on {self.bootstrap} "
-            f"within {START_TIMEOUT}s\n" + self.cluster.stderr_tails()
-        )
-
-    def alive(self) -> bool:
-        return self.proc is not None and self.proc.poll() is None
+    def wait_listening(self, deadline: float, context=None) -> None:
+        super().wait_listening(deadline, context or self.cluster.stderr_tails)
 
     def died_unexpectedly(self) -> int | None:
         """The exit code if the process exited without being stopped by us."""
@@ -231,75 +178,8 @@ class Node:
             return self.proc.returncode
         return None
 
-    def signal(self, sig) -> None:
-        if self.alive():
-            try:
-                os.kill(self.proc.pid, sig)
-            except ProcessLookupError:
-                pass
-
-    def _wait(self, timeout: float) -> int | None:
-        if self.proc is None:
-            return None
-        try:
-            return self.proc.wait(timeout=timeout)
-        except subprocess.TimeoutExpired:
-            return None
-
-    def _kill_group(self) -> None:
-        # Only ever this node's own process group, by id.
-        if self.proc is not None:
-            try:
-                os.killpg(self.proc.pid, signal.SIGKILL)
-            except (ProcessLookupError, PermissionError):
-                pass
-
-    def stop(self, kill9: bool = False, timeout: float = 15.0) -> int | None:
-        """SIGKILL (``kill9``) or SIGTERM the node and reap it; returns the
-        exit code (``None`` when a SIGTERM stop hung and was escalated)."""
-        if self.proc is None:
-            return None
-        if self.proc.poll() is not None:
-            rc = self.proc.returncode
-            how = "already exited"
-        elif kill9:
-            self.signal(signal.SIGKILL)
-            rc = self._wait(10)
-            how = "SIGKILL"
-        else:
-            if self.paused:
-                self.signal(signal.SIGCONT)
-            self.signal(signal.SIGTERM)
-            rc = self._wait(timeout)
-            how = "SIGTERM"
-            if rc is None:
-                self.signal(signal.SIGKILL)
-                self._wait(10)
-                how = f"SIGTERM, still running after {timeout}s, SIGKILL"
-        self._kill_group()
-        self.exit_codes.append(rc)
-        self._mark(f"stopped ({how}): exit code {rc}")
-        self.proc = None
-        self.paused = False
-        return rc
-
-    def stderr_text(self) -> str:
-        try:
-            return ANSI_ESCAPE.sub("", self.stderr_path.read_text(errors="replace"))
-        except OSError:
-            return ""
-
     def stderr_tail(self, max_chars: int = 8000) -> str:
-        text = self.stderr_text()
-        if len(text) > max_chars:
-            text = "...[truncated]...\n" + text[-max_chars:]
-        state = "running" if self.alive() else "not running"
-        if self.paused:
-            state = "paused"
-        return (
-            f"----- node {self.node_id} ({self.bootstrap}, {state}) stderr "
-            f"({self.stderr_path}) -----\n{text}\n----- end node {self.node_id} stderr -----"
-        )
+        return super().stderr_tail(max_chars)
 
 
 class Cluster:
@@ -385,14 +265,14 @@ class Cluster:
         assert nd.alive(), f"node {i} is not running"
         nd.signal(signal.SIGSTOP)
         nd.paused = True
-        nd._mark("paused (SIGSTOP)")
+        nd.mark("paused (SIGSTOP)")
 
     def resume(self, i: int) -> None:
         """SIGCONT a paused node."""
         nd = self.nodes[i]
         nd.signal(signal.SIGCONT)
         nd.paused = False
-        nd._mark("resumed (SIGCONT)")
+        nd.mark("resumed (SIGCONT)")
 
     def restart(self, i: int, kill9: bool = False) -> int | None:
         """Stop node ``i`` if it runs (SIGTERM, or SIGKILL with ``kill9``),

@@ -61,9 +61,9 @@ def free_port() -> int:
         return s.getsockname()[1]
 
 
-def port_open(port: int) -> bool:
+def port_open(port: int, host: str = "127.0.0.1") -> bool:
     try:
-        with socket.create_connection(("127.0.0.1", port), timeout=0.5):
+        with socket.create_connection((host, port), timeout=0.5):
             return True
     except OSError:
         return False
@@ -81,37 +81,38 @@ def _kill_leftover_brokers() -> None:
             pass
 
 
-class Broker:
-    """One ``weir server`` process plus its data dir, restartable in place."""
+class WeirProcess:
+    """One ``weir server`` process: launch, wait until it listens, signal,
+    stop and reap it (with its process group), and read its stderr, which is
+    appended to across restarts with a marker line at each start and stop.
+    Subclasses give the command line."""
 
-    def __init__(self, binary: Path, tmp: Path, extra_args=()):
+    def __init__(self, binary: Path, cwd: Path, stderr_path: Path, host: str, port: int, label: str):
         self.binary = binary
-        self.tmp = tmp
-        self.log_dir = tmp / "data"
-        self.log_dir.mkdir(parents=True, exist_ok=True)
-        self.stderr_path = tmp / "weir.stderr.log"
-        self.port = free_port()
-        self.bootstrap = f"127.0.0.1:{self.port}"
-        self.extra_args = list(extra_args)
+        self.cwd = cwd
+        self.stderr_path = stderr_path
+        self.host = host
+        self.port = port
+        self.label = label
         self.proc: subprocess.Popen | None = None
+        self.paused = False
         self.starts = 0
         self.exit_codes: list[int | None] = []
 
-    # -- lifecycle ---------------------------------------------------------
+    @property
+    def bootstrap(self) -> str:
+        return f"{self.host}:{self.port}"
 
     def command(self) -> list[str]:
-        return [
-            str(self.binary),
-            "server",
-            "--node-id", "0",
-            "--listeners", f"PLAINTEXT://{self.bootstrap}",
-            "--log-dirs", str(self.log_dir),
-            "--num-partitions", str(NUM_PARTITIONS),
-            *self.extra_args,
-        ]
+        raise NotImplementedError
 
-    def start(self) -> None:
-        assert self.proc is None or self.proc.poll() is not None, "broker already running"
+    def mark(self, text: str) -> None:
+        with open(self.stderr_path, "ab") as err:
+            err.write(f"\n===== {time.strftime('%H:%M:%S')} {self.label}: {text}\n".encode())
+
+    def launch(self) -> None:
+        """Start the process without waiting for it to listen."""
+        assert not self.alive(), f"{self.label} is already running"
         # Drop WEIR_* variables (the binary reads its settings from them, and
         # this suite's own knobs share the prefix); log at info unless
         # WEIR_INTEROP_RUST_LOG or RUST_LOG says otherwise.
@@ -120,39 +121,45 @@ class Broker:
         env.setdefault("RUST_BACKTRACE", "1")
         env.setdefault("NO_COLOR", "1")
         self.starts += 1
-        _LIVE_BROKERS.add(self)
+        self.paused = False
+        self.mark(f"start #{self.starts}: {' '.join(self.command())}")
         with open(self.stderr_path, "ab") as err:
-            err.write(f"\n===== weir start #{self.starts}: {' '.join(self.command())}\n".encode())
-            err.flush()
             self.proc = subprocess.Popen(
                 self.command(),
                 stdin=subprocess.DEVNULL,
                 stdout=err,
                 stderr=err,
-                cwd=str(self.tmp),
+                cwd=str(self.cwd),
                 env=env,
                 start_new_session=True,
             )
-        deadline = time.monotonic() + START_TIMEOUT
+
+    def wait_listening(self, deadline: float, context=None) -> None:
+        """Wait until the client port accepts connections; on failure raise
+        with ``context()`` (default: this process's stderr tail)."""
+        context = context or self.stderr_tail
         while time.monotonic() < deadline:
-            rc = self.proc.poll()
-            if rc is not None:
+            rc = self.proc.poll() if self.proc is not None else None
+            if self.proc is None or rc is not None:
                 raise RuntimeError(
-                    f"weir exited with code {rc} during startup (start #{self.starts})\n"
-                    + self.stderr_tail()
+                    f"{self.label} exited with code {rc} during startup (start #{self.starts})\n"
+                    + context()
                 )
-            if port_open(self.port):
+            if port_open(self.port, self.host):
                 return
             time.sleep(0.05)
-        self._signal(signal.SIGKILL)
+        self.signal(signal.SIGKILL)
         self._wait(5)
         raise RuntimeError(
-            f"weir did not accept connections on {self.bootstrap} within {START_TIMEOUT}s\n"
-            + self.stderr_tail()
+            f"{self.label} did not accept connections on {self.bootstrap} within {START_TIMEOUT}s\n"
+            + context()
         )
 
-    def _signal(self, sig) -> None:
-        if self.proc is not None and self.proc.poll() is None:
+    def alive(self) -> bool:
+        return self.proc is not None and self.proc.poll() is None
+
+    def signal(self, sig) -> None:
+        if self.alive():
             try:
                 os.kill(self.proc.pid, sig)
             except ProcessLookupError:
@@ -166,52 +173,43 @@ class Broker:
         except subprocess.TimeoutExpired:
             return None
 
-    def stop(self, kill9: bool = False, timeout: float = 15.0) -> int | None:
-        """Stop the broker; return its exit code.
-
-        With ``kill9`` it is SIGKILLed.  Otherwise it gets SIGTERM and up to
-        ``timeout`` seconds to exit; if it does not, it is SIGKILLed and
-        ``None`` is returned (a graceful shutdown that hung).
-        """
-        if self.proc is None:
-            return None
-        if self.proc.poll() is not None:
-            rc = self.proc.returncode
-        elif kill9:
-            self._signal(signal.SIGKILL)
-            rc = self._wait(10)
-        else:
-            self._signal(signal.SIGTERM)
-            rc = self._wait(timeout)
-            if rc is None:
-                self._signal(signal.SIGKILL)
-                self._wait(10)
-        self._kill_group()
-        self.exit_codes.append(rc)
-        with open(self.stderr_path, "ab") as err:
-            how = "SIGKILL" if kill9 else "SIGTERM"
-            err.write(f"\n===== weir stopped with {how}: exit code {rc}\n".encode())
-        self.proc = None
-        return rc
-
     def _kill_group(self) -> None:
-        # The broker runs in its own session; make sure nothing it spawned
-        # outlives it.  Only ever our own process group, by id.
+        # The process runs in its own session; make sure nothing it spawned
+        # outlives it.  Only ever its own process group, by id.
         if self.proc is not None:
             try:
                 os.killpg(self.proc.pid, signal.SIGKILL)
             except (ProcessLookupError, PermissionError):
                 pass
 
-    def restart(self, kill9: bool = False) -> int | None:
-        """Stop (SIGTERM, or SIGKILL with ``kill9``) and start again on the
-        same port and log dirs.  Returns the exit code of the stop."""
-        rc = self.stop(kill9=kill9)
-        self.start()
+    def stop(self, kill9: bool = False, timeout: float = 15.0) -> int | None:
+        """SIGKILL (``kill9``) or SIGTERM the process and reap it; returns the
+        exit code (``None`` when a SIGTERM stop hung and was escalated)."""
+        if self.proc is None:
+            return None
+        if self.proc.poll() is not None:
+            rc = self.proc.returncode
+            how = "already exited"
+        elif kill9:
+            self.signal(signal.SIGKILL)
+            rc = self._wait(10)
+            how = "SIGKILL"
+        else:
+            if self.paused:
+                self.signal(signal.SIGCONT)
+            self.signal(signal.SIGTERM)
+            rc = self._wait(timeout)
+            how = "SIGTERM"
+            if rc is None:
+                self.signal(signal.SIGKILL)
+                self._wait(10)
+                how = f"SIGTERM, still running after {timeout}s, SIGKILL"
+        self._kill_group()
+        self.exit_codes.append(rc)
+        self.mark(f"stopped ({how}): exit code {rc}")
+        self.proc = None
+        self.paused = False
         return rc
-
-    def alive(self) -> bool:
-        return self.proc is not None and self.proc.poll() is None
 
     def stderr_text(self) -> str:
         try:
@@ -224,7 +222,45 @@ class Broker:
         text = self.stderr_text()
         if len(text) > max_chars:
             text = "...[truncated]...\n" + text[-max_chars:]
-        return f"----- weir stderr ({self.stderr_path}) -----\n{text}\n----- end weir stderr -----"
+        state = "paused" if self.paused else ("running" if self.alive() else "not running")
+        return (
+            f"----- {self.label} ({self.bootstrap}, {state}) stderr ({self.stderr_path}) -----\n"
+            f"{text}\n----- end {self.label} stderr -----"
+        )
+
+
+class Broker(WeirProcess):
+    """One ``weir server`` process plus its data dir, restartable in place."""
+
+    def __init__(self, binary: Path, tmp: Path, extra_args=()):
+        super().__init__(binary, tmp, tmp / "weir.stderr.log", "127.0.0.1", free_port(), "weir")
+        self.tmp = tmp
+        self.log_dir = tmp / "data"
+        self.log_dir.mkdir(parents=True, exist_ok=True)
+        self.extra_args = list(extra_args)
+
+    def command(self) -> list[str]:
+        return [
+            str(self.binary),
+            "server",
+            "--node-id", "0",
+            "--listeners", f"PLAINTEXT://{self.bootstrap}",
+            "--log-dirs", str(self.log_dir),
+            "--num-partitions", str(NUM_PARTITIONS),
+            *self.extra_args,
+        ]
+
+    def start(self) -> None:
+        _LIVE_BROKERS.add(self)
+        self.launch()
+        self.wait_listening(time.monotonic() + START_TIMEOUT)
+
+    def restart(self, kill9: bool = False) -> int | None:
+        """Stop (SIGTERM, or SIGKILL with ``kill9``) and start again on the
+        same port and log dirs.  Returns the exit code of the stop."""
+        rc = self.stop(kill9=kill9)
+        self.start()
+        return rc
 
     def close(self) -> None:
         try:
