@@ -16,7 +16,7 @@ import time
 from collections import Counter
 
 import pytest
-from confluent_kafka import Consumer, KafkaError, KafkaException, TopicPartition
+from confluent_kafka import Consumer, ElectionType, KafkaError, KafkaException, TopicPartition
 from confluent_kafka.admin import AdminClient, NewTopic
 
 from interop_helpers import produce, topic_name
@@ -443,3 +443,96 @@ def test_paused_node_is_fenced_and_returns(cluster3):
         c.wait_for_brokers(survivors, timeout=10)
         c.resume(victim)
         c.wait_for_brokers([1, 2, 3], timeout=10)
+
+
+def elect(cluster, via, election_type, partitions):
+    """ElectLeaders through confluent-kafka's admin client at node ``via``:
+    {(topic, partition): error code name or None}."""
+    adm = admin_at(cluster, via)  # kept alive until the answer is in
+    fut = adm.elect_leaders(election_type, partitions)
+    out = {}
+    for tp, err in fut.result(timeout=20).items():
+        code = None
+        if err is not None:
+            code = (err.args[0] if isinstance(err, KafkaException) else err).name()
+        out[(tp.topic, tp.partition)] = code
+    return out
+
+
+def test_elect_leaders(cluster3):
+    """ElectLeaders through a real admin client.  A partition on brokers
+    [a, b] loses a (b leads, a leaves the ISR), a returns (out of sync: no
+    replication yet), then b dies: the partition is offline, since unclean
+    election is off.  A preferred election is refused (a is not in sync), an
+    unclean one for the live-led partition is not needed, and an unclean one
+    for the offline partition makes a leader again with a record it wrote
+    before readable."""
+    c = cluster3
+    a, b = 1, 2
+    topic, other = topic_name("elect"), topic_name("elect-other")
+    adm = admin_at(c, 3)
+    futs = adm.create_topics(
+        [
+            NewTopic(topic, num_partitions=1, replica_assignment=[[a, b]]),
+            NewTopic(other, num_partitions=1, replica_assignment=[[3, a]]),
+        ],
+        request_timeout=15,
+    )
+    for f in futs.values():
+        f.result(timeout=20)
+    wait_topic_led(c, topic, 1)
+    wait_topic_led(c, other, 1)
+    acks = produce(c.bootstrap_of(a), topic, [("k", "written-by-a")], timeout=20)
+    assert acks == [(0, 0)], acks
+
+    tp, tp_other = TopicPartition(topic, 0), TopicPartition(other, 0)
+    # Both partitions are led by their preferred replica: nothing to do, and
+    # an unknown partition is named as such.
+    got = elect(c, 3, ElectionType.PREFERRED, [tp, tp_other, TopicPartition(topic, 7)])
+    assert got == {
+        (topic, 0): "ELECTION_NOT_NEEDED",
+        (other, 0): "ELECTION_NOT_NEEDED",
+        (topic, 7): "UNKNOWN_TOPIC_OR_PART",  # librdkafka's name
+    }, got
+
+    def led_by(want, isr):
+        def check():
+            md = c.metadata(via=3, topic=topic)
+            p = md.topics[topic].partitions.get(0) if topic in md.topics else None
+            state = show_topic(md, topic)
+            return p is not None and p.leader == want and sorted(p.isrs) == isr, state
+
+        return check
+
+    c.kill(a)
+    poll_until(f"{topic} led by {b} alone after {a} died", led_by(b, [b]), timeout=10)
+    c.start(a)
+    c.wait_for_brokers([1, 2, 3], timeout=15)
+    got = elect(c, 3, ElectionType.PREFERRED, [tp])
+    assert got == {(topic, 0): "ELIGIBLE_LEADERS_NOT_AVAILABLE"}, got
+    got = elect(c, 3, ElectionType.UNCLEAN, [tp])
+    assert got == {(topic, 0): "ELECTION_NOT_NEEDED"}, got
+
+    c.kill(b)
+    poll_until(f"{topic} offline (ISR [{b}]) after {b} died", led_by(-1, [b]), timeout=10)
+    got = elect(c, 3, ElectionType.UNCLEAN, None)
+    assert got.get((topic, 0)) is None and (topic, 0) in got, got
+    poll_until(f"{topic} led by {a} after the unclean election", led_by(a, [a]), timeout=10)
+
+    cons = Consumer({
+        "bootstrap.servers": c.bootstrap_of(3),
+        "group.id": topic,
+        "auto.offset.reset": "earliest",
+        "enable.auto.commit": False,
+    })
+    try:
+        cons.assign([TopicPartition(topic, 0, 0)])
+        deadline = time.monotonic() + 15
+        seen = []
+        while not seen and time.monotonic() < deadline:
+            m = cons.poll(0.5)
+            if m is not None and m.error() is None:
+                seen.append(m.value())
+        assert seen == [b"written-by-a"], seen
+    finally:
+        cons.close()

@@ -289,6 +289,57 @@ impl Admin {
         })
     }
 
+    /// ElectLeaders: a preferred (`preferred`) or unclean election for the partitions named, or
+    /// for every partition (`None`; the answer then leaves out those that needed none). Returns
+    /// one result per partition.
+    pub async fn elect_leaders(
+        &self,
+        preferred: bool,
+        partitions: Option<&[(String, i32)]>,
+    ) -> Result<Vec<((String, i32), Result<()>)>> {
+        use kafka_protocol::messages::elect_leaders_request::TopicPartitions;
+        let topics = partitions.map(|list| {
+            let mut by_topic: BTreeMap<&str, Vec<i32>> = BTreeMap::new();
+            for (t, p) in list {
+                by_topic.entry(t.as_str()).or_default().push(*p);
+            }
+            by_topic
+                .into_iter()
+                .map(|(t, ps)| {
+                    TopicPartitions::default()
+                        .with_topic(TopicName(s(t)))
+                        .with_partitions(ps)
+                })
+                .collect()
+        });
+        let request = ElectLeadersRequest::default()
+            .with_election_type(if preferred { 0 } else { 1 })
+            .with_topic_partitions(topics)
+            .with_timeout_ms(30_000);
+        let (response, _) = self.controller().await?.request(&request, 2).await?;
+        check(response.error_code)?;
+        let out = response
+            .replica_election_results
+            .into_iter()
+            .flat_map(|t| {
+                let topic = t.topic.0.to_string();
+                t.partition_result.into_iter().map(move |p| {
+                    let result = if p.error_code == 0 {
+                        Ok(())
+                    } else {
+                        Err(Error::from_code(
+                            p.error_code,
+                            p.error_message.map(|m| m.to_string()),
+                        ))
+                    };
+                    ((topic.clone(), p.partition_id), result)
+                })
+            })
+            .collect();
+        let _ = self.cluster.refresh(&[]).await;
+        Ok(out)
+    }
+
     /// The metadata quorum: its voters, the active controller and the log's progress.
     pub async fn describe_quorum(&self) -> Result<QuorumDescription> {
         use kafka_protocol::messages::describe_quorum_request::{PartitionData, TopicData};

@@ -84,13 +84,22 @@ pub enum ControllerOp {
     },
     /// Reserves a block of [`PRODUCER_ID_BLOCK_SIZE`] producer ids for a broker to hand out.
     AllocateProducerIds,
-    /// Elects the preferred replica (`preferred`) or any live replica outside the ISR when no ISR
-    /// member is live (unclean) for one partition.
-    ElectLeader {
-        topic: String,
-        partition: i32,
+    /// ElectLeaders: elects the preferred replica (`preferred`), or for a partition without a live
+    /// leader any live replica, from outside the ISR if it must (unclean), whatever the topic's
+    /// config says. `None` asks for every partition; the answer then leaves out partitions where
+    /// no election was needed.
+    ElectLeaders {
+        partitions: Option<Vec<(String, i32)>>,
         preferred: bool,
     },
+}
+
+/// One partition's answer to [`ControllerOp::ElectLeaders`].
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct Election {
+    pub topic: String,
+    pub partition: i32,
+    pub error: Option<MetaError>,
 }
 
 /// What an operation produced.
@@ -100,6 +109,8 @@ pub enum Outcome {
     TopicId(Uuid),
     /// The first id of a reserved block of [`PRODUCER_ID_BLOCK_SIZE`].
     ProducerIds(i64),
+    /// Per-partition results of an election, in the order asked (by name for all partitions).
+    Elections(Vec<Election>),
 }
 
 /// The answer to an operation: its outcome, and the metadata version that holds its effects
@@ -200,12 +211,10 @@ impl ControllerOp {
                     }],
                 ))
             }
-            ControllerOp::ElectLeader {
-                topic,
-                partition,
+            ControllerOp::ElectLeaders {
+                partitions,
                 preferred,
-            } => plan_elect_leader(image, topic, *partition, *preferred)
-                .map(|records| (Outcome::Done, records)),
+            } => Ok(plan_elect_leaders(image, partitions.as_deref(), *preferred)),
         }
     }
 }
@@ -515,13 +524,60 @@ fn plan_alter_topic_configs(
     }
 }
 
-/// An explicit election for one partition (ElectLeaders).
+/// Explicit elections (ElectLeaders), each partition on its own: one partition's failure does not
+/// stop the others.
+fn plan_elect_leaders(
+    image: &MetadataImage,
+    partitions: Option<&[(String, i32)]>,
+    preferred: bool,
+) -> (Outcome, Vec<MetadataRecord>) {
+    let all;
+    let (asked, skip_not_needed) = match partitions {
+        Some(list) => {
+            // A partition named twice is elected once and answered once.
+            let mut seen = std::collections::BTreeSet::new();
+            all = list
+                .iter()
+                .filter(|tp| seen.insert((*tp).clone()))
+                .cloned()
+                .collect::<Vec<_>>();
+            (&all, false)
+        }
+        None => {
+            all = image
+                .topics()
+                .flat_map(|t| t.partitions.keys().map(|p| (t.name.clone(), *p)))
+                .collect();
+            (&all, true)
+        }
+    };
+    let mut results = Vec::with_capacity(asked.len());
+    let mut records = Vec::new();
+    for (topic, partition) in asked {
+        let error = match plan_elect_leader(image, topic, *partition, preferred) {
+            Ok(record) => {
+                records.push(record);
+                None
+            }
+            Err(MetaError::ElectionNotNeeded(_)) if skip_not_needed => continue,
+            Err(e) => Some(e),
+        };
+        results.push(Election {
+            topic: topic.clone(),
+            partition: *partition,
+            error,
+        });
+    }
+    (Outcome::Elections(results), records)
+}
+
+/// An explicit election for one partition.
 fn plan_elect_leader(
     image: &MetadataImage,
     topic: &str,
     partition: i32,
     preferred: bool,
-) -> Result<Vec<MetadataRecord>> {
+) -> Result<MetadataRecord> {
     let t = image
         .topic(topic)
         .ok_or_else(|| MetaError::UnknownTopic(topic.to_string()))?;
@@ -568,9 +624,7 @@ fn plan_elect_leader(
         next.leader = pick;
     }
     next.leader_epoch += 1;
-    Ok(vec![election::partition_record(
-        t.topic_id, partition, next,
-    )])
+    Ok(election::partition_record(t.topic_id, partition, next))
 }
 
 #[cfg(test)]
@@ -755,5 +809,126 @@ mod tests {
             .collect();
         assert_eq!(leaders.len(), 2);
         assert_ne!(leaders[0], leaders[1], "leaders spread over both brokers");
+    }
+
+    fn register(image: &mut MetadataImage, broker_id: i32) {
+        run(
+            image,
+            ControllerOp::RegisterBroker {
+                broker_id,
+                host: format!("127.0.0.{}", broker_id + 1),
+                port: 9092,
+                rack: None,
+            },
+        )
+        .unwrap();
+    }
+
+    /// Sets one partition's state directly, as a sequence of elections would have left it.
+    fn set_partition(
+        image: &mut MetadataImage,
+        topic: &str,
+        partition: i32,
+        isr: &[i32],
+        leader: i32,
+    ) {
+        let t = image.topic(topic).unwrap();
+        let p = t.partitions[&partition].clone();
+        let record = election::partition_record(
+            t.topic_id,
+            partition,
+            crate::image::PartitionImage {
+                isr: isr.to_vec(),
+                leader,
+                leader_epoch: p.leader_epoch + 1,
+                ..p
+            },
+        );
+        image.apply(&record);
+    }
+
+    fn elect(
+        image: &mut MetadataImage,
+        partitions: Option<Vec<(&str, i32)>>,
+        preferred: bool,
+    ) -> Vec<(String, i32, Option<MetaError>)> {
+        let op = ControllerOp::ElectLeaders {
+            partitions: partitions
+                .map(|l| l.into_iter().map(|(t, p)| (t.to_string(), p)).collect()),
+            preferred,
+        };
+        let Outcome::Elections(results) = run(image, op).unwrap() else {
+            panic!("no election results");
+        };
+        results
+            .into_iter()
+            .map(|e| (e.topic, e.partition, e.error))
+            .collect()
+    }
+
+    #[test]
+    fn elections_per_partition() {
+        let mut image = MetadataImage::default();
+        for b in 0..3 {
+            register(&mut image, b);
+        }
+        let request = CreateTopic {
+            name: "t".into(),
+            num_partitions: -1,
+            replication_factor: -1,
+            assignments: vec![(0, vec![0, 1]), (1, vec![1, 2]), (2, vec![2, 0])],
+            ..Default::default()
+        };
+        run(&mut image, create(request, false)).unwrap();
+        // p0 led by its second replica while the first is back in sync; p2 offline with its only
+        // ISR member fenced.
+        set_partition(&mut image, "t", 0, &[0, 1], 1);
+        run(
+            &mut image,
+            ControllerOp::ControlledShutdown { broker_id: 2 },
+        )
+        .unwrap();
+        set_partition(&mut image, "t", 2, &[2], -1);
+        let epoch =
+            |image: &MetadataImage, p: i32| image.topic("t").unwrap().partitions[&p].leader_epoch;
+        let before = (epoch(&image, 0), epoch(&image, 2));
+
+        // Preferred, for every partition: p0 moves back to broker 0; p1's preferred broker 1 leads
+        // already (left out); p2's preferred replica 2 is fenced.
+        let results = elect(&mut image, None, true);
+        assert_eq!(results.len(), 2, "{results:?}");
+        assert_eq!(results[0], ("t".into(), 0, None));
+        assert!(matches!(
+            results[1],
+            (_, 2, Some(MetaError::EligibleLeadersNotAvailable(_)))
+        ));
+        let p0 = &image.topic("t").unwrap().partitions[&0];
+        assert_eq!((p0.leader, p0.leader_epoch), (0, before.0 + 1));
+
+        // Named partitions are all answered, unknown ones too.
+        let results = elect(
+            &mut image,
+            Some(vec![("t", 0), ("t", 0), ("t", 9), ("nope", 0)]),
+            true,
+        );
+        assert_eq!(results.len(), 3, "a partition named twice is answered once");
+        assert!(matches!(
+            results[0].2,
+            Some(MetaError::ElectionNotNeeded(_))
+        ));
+        assert!(matches!(results[1].2, Some(MetaError::UnknownPartition(_))));
+        assert!(matches!(results[2].2, Some(MetaError::UnknownTopic(_))));
+
+        // Unclean: p2 has no live ISR member; broker 0 is live and out of the ISR, and is elected
+        // even though the topic does not enable unclean election. p1 has a live leader.
+        let results = elect(&mut image, Some(vec![("t", 2), ("t", 1)]), false);
+        assert_eq!(results[0], ("t".into(), 2, None));
+        assert!(matches!(
+            results[1].2,
+            Some(MetaError::ElectionNotNeeded(_))
+        ));
+        let p2 = &image.topic("t").unwrap().partitions[&2];
+        assert_eq!((p2.leader, p2.isr.clone()), (0, vec![0]));
+        assert!(p2.leader_epoch > before.1);
     }
 }

@@ -19,7 +19,7 @@ pub mod quorum;
 mod records;
 
 pub use controller::{
-    validate_topic_name, ControllerOp, ControllerReply, CreateTopic, Outcome,
+    validate_topic_name, ControllerOp, ControllerReply, CreateTopic, Election, Outcome,
     PRODUCER_ID_BLOCK_SIZE,
 };
 pub use image::{BrokerImage, MetadataImage, PartitionImage, TopicImage};

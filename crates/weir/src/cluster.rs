@@ -1,10 +1,11 @@
-//! `weir cluster`: the controllers and brokers of a cluster (`status`), and how partition
-//! leadership is spread over the brokers (`leaders`).
+//! `weir cluster`: the controllers and brokers of a cluster (`status`), how partition
+//! leadership is spread over the brokers (`leaders`), and leader elections (`elect`, after
+//! Kafka's `kafka-leader-election.sh`).
 
 use std::collections::BTreeMap;
 
-use anyhow::Result;
-use clap::Subcommand;
+use anyhow::{bail, Result};
+use clap::{Subcommand, ValueEnum};
 
 use crate::Connect;
 
@@ -20,6 +21,29 @@ pub(crate) enum ClusterCommand {
         #[command(flatten)]
         connect: Connect,
     },
+    /// Elects leaders: the preferred replica, or (unclean) any live replica of a partition
+    /// that has no leader.
+    Elect {
+        #[command(flatten)]
+        connect: Connect,
+        #[arg(long, value_enum)]
+        election_type: ElectionType,
+        /// The topic whose partitions to elect for (all of them without --partition).
+        #[arg(long, conflicts_with = "all_topic_partitions")]
+        topic: Option<String>,
+        /// One partition of --topic.
+        #[arg(long, requires = "topic")]
+        partition: Option<i32>,
+        /// Every partition of every topic.
+        #[arg(long)]
+        all_topic_partitions: bool,
+    },
+}
+
+#[derive(Debug, Clone, Copy, ValueEnum)]
+pub(crate) enum ElectionType {
+    Preferred,
+    Unclean,
 }
 
 pub(crate) async fn run(cmd: ClusterCommand) -> Result<()> {
@@ -85,6 +109,57 @@ pub(crate) async fn run(cmd: ClusterCommand) -> Result<()> {
                 println!("{id}\t{leaders}\t{replicas}");
             }
             println!("offline partitions: {offline}");
+        }
+        ClusterCommand::Elect {
+            connect,
+            election_type,
+            topic,
+            partition,
+            all_topic_partitions,
+        } => {
+            let admin = connect.admin().await?;
+            let partitions = match (topic, partition) {
+                (None, _) if !all_topic_partitions => {
+                    bail!("give --topic (with or without --partition) or --all-topic-partitions")
+                }
+                (None, _) => None,
+                (Some(t), Some(p)) => Some(vec![(t, p)]),
+                (Some(t), None) => {
+                    let described = admin.describe_topic(&t).await?;
+                    Some(
+                        described
+                            .partitions
+                            .iter()
+                            .map(|p| (t.clone(), p.partition))
+                            .collect(),
+                    )
+                }
+            };
+            let preferred = matches!(election_type, ElectionType::Preferred);
+            let results = admin
+                .elect_leaders(preferred, partitions.as_deref())
+                .await?;
+            let mut failed = 0usize;
+            for ((t, p), result) in &results {
+                match result {
+                    Ok(()) => println!("{t}-{p}\telected"),
+                    // Kafka's tool does not count these as failures either.
+                    Err(weir_client::Error::Kafka {
+                        error: weir_client::ResponseError::ElectionNotNeeded,
+                        ..
+                    }) => println!("{t}-{p}\tno election needed"),
+                    Err(e) => {
+                        failed += 1;
+                        println!("{t}-{p}\t{e}");
+                    }
+                }
+            }
+            if results.is_empty() {
+                println!("no partition needed an election");
+            }
+            if failed > 0 {
+                bail!("{failed} of {} elections did not happen", results.len());
+            }
         }
     }
     Ok(())

@@ -550,4 +550,37 @@ fn cluster_status_and_leaders() {
     let leaders = ok(&weir(&server, &["cluster", "leaders"], None));
     assert!(leaders.contains("0\t3\t3"), "{leaders}");
     assert!(leaders.contains("offline partitions: 0"), "{leaders}");
+
+    // Every partition is led by its preferred (only) replica.
+    let elect = |args: &[&str]| {
+        let mut all = vec!["cluster", "elect"];
+        all.extend_from_slice(args);
+        weir(&server, &all, None)
+    };
+    let out = ok(&elect(&[
+        "--election-type",
+        "preferred",
+        "--all-topic-partitions",
+    ]));
+    assert!(out.contains("no partition needed an election"), "{out}");
+    let out = ok(&elect(&[
+        "--election-type",
+        "preferred",
+        "--topic",
+        "spread",
+    ]));
+    assert_eq!(out.matches("no election needed").count(), 3, "{out}");
+    fails(
+        &elect(&[
+            "--election-type",
+            "unclean",
+            "--topic",
+            "spread",
+            "--partition",
+            "7",
+        ]),
+        1,
+        "1 of 1 elections did not happen",
+    );
+    fails(&elect(&["--election-type", "preferred"]), 1, "give --topic");
 }
