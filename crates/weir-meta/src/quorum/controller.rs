@@ -9,13 +9,16 @@
 
 use std::collections::{BTreeMap, HashMap};
 use std::sync::{Arc, Mutex};
-use std::time::{Duration, Instant};
+use std::time::Duration;
+
+use tokio::time::Instant;
 
 use openraft::error::{CheckIsLeaderError, ClientWriteError, RaftError};
 use openraft::Raft;
 use tokio::sync::watch;
 
 use super::network;
+use super::transport::Net;
 use super::{Batch, NodeId, TypeConfig};
 use crate::controller::{ControllerOp, ControllerReply};
 use crate::election;
@@ -199,6 +202,7 @@ pub struct ControllerClient {
     local: Option<Arc<ActiveController>>,
     hint: Mutex<Option<NodeId>>,
     timeout: Duration,
+    net: Net,
 }
 
 impl ControllerClient {
@@ -214,7 +218,14 @@ impl ControllerClient {
             local,
             hint: Mutex::new(None),
             timeout,
+            net: Net::Tcp,
         }
+    }
+
+    /// The same client over another network (the simulation's).
+    pub(crate) fn over(mut self, net: Net) -> ControllerClient {
+        self.net = net;
+        self
     }
 
     fn hint(&self) -> std::sync::MutexGuard<'_, Option<NodeId>> {
@@ -244,7 +255,7 @@ impl ControllerClient {
                     Some(addr) => {
                         let left = deadline.saturating_duration_since(Instant::now());
                         let attempt = left.clamp(Duration::from_millis(100), ATTEMPT_TIMEOUT);
-                        network::call_controller(addr, &op, attempt)
+                        network::call_controller(self.net, addr, &op, attempt)
                             .await
                             .unwrap_or_else(|e| Err(MetaError::Unavailable(e.to_string())))
                     }

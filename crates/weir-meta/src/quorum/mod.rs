@@ -10,9 +10,12 @@ mod controller;
 mod log_store;
 mod network;
 mod node;
+#[cfg(test)]
+mod sim;
 mod state_machine;
 #[cfg(test)]
 mod tests;
+mod transport;
 
 use std::io::Cursor;
 

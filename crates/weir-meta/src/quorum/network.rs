@@ -6,7 +6,6 @@
 //! refuse (by closing the connection) what it cannot read; this is version 1. Frames are capped
 //! at [`MAX_FRAME`]. One connection per peer carries one request at a time.
 
-use std::net::SocketAddr;
 use std::time::Duration;
 
 use openraft::error::{
@@ -21,9 +20,9 @@ use openraft::{BasicNode, Raft};
 use serde::de::DeserializeOwned;
 use serde::Serialize;
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
-use tokio::net::{TcpListener, TcpStream};
 
 use super::controller::ActiveController;
+use super::transport::{Conn, Listener, Net};
 use super::{NodeId, TypeConfig};
 use crate::controller::{ControllerOp, ControllerReply};
 use crate::MetaError;
@@ -41,7 +40,7 @@ const KIND_VOTE: u8 = 2;
 const KIND_SNAPSHOT: u8 = 3;
 const KIND_CONTROLLER: u8 = 4;
 
-async fn read_frame(stream: &mut TcpStream) -> std::io::Result<Vec<u8>> {
+async fn read_frame(stream: &mut Conn) -> std::io::Result<Vec<u8>> {
     let len = stream.read_u32().await? as usize;
     if len > MAX_FRAME {
         return Err(std::io::Error::other(format!(
@@ -60,7 +59,7 @@ async fn read_frame(stream: &mut TcpStream) -> std::io::Result<Vec<u8>> {
     Ok(buf)
 }
 
-async fn write_frame(stream: &mut TcpStream, parts: &[&[u8]]) -> std::io::Result<()> {
+async fn write_frame(stream: &mut Conn, parts: &[&[u8]]) -> std::io::Result<()> {
     let len: usize = parts.iter().map(|p| p.len()).sum();
     let mut buf = Vec::with_capacity(len + 4);
     buf.extend_from_slice(&(len as u32).to_be_bytes());
@@ -73,7 +72,7 @@ async fn write_frame(stream: &mut TcpStream, parts: &[&[u8]]) -> std::io::Result
 /// Serves peers' RPCs for `raft` and brokers' operations for `controller` until the listener
 /// fails or the task is dropped.
 pub(crate) async fn serve(
-    listener: TcpListener,
+    listener: Listener,
     raft: Raft<TypeConfig>,
     controller: std::sync::Arc<ActiveController>,
 ) {
@@ -105,11 +104,10 @@ fn encode<T: Serialize>(value: &T) -> std::io::Result<Vec<u8>> {
 }
 
 async fn serve_connection(
-    mut stream: TcpStream,
+    mut stream: Conn,
     raft: Raft<TypeConfig>,
     controller: std::sync::Arc<ActiveController>,
 ) -> std::io::Result<()> {
-    stream.set_nodelay(true)?;
     loop {
         let frame = read_frame(&mut stream).await?;
         let [version, kind, body @ ..] = frame.as_slice() else {
@@ -147,19 +145,16 @@ async fn serve_connection(
 
 /// Sends one operation to the voter at `addr` on a connection of its own, within `timeout`.
 pub(crate) async fn call_controller(
+    net: Net,
     addr: &str,
     op: &ControllerOp,
     timeout: Duration,
 ) -> std::io::Result<Result<ControllerReply, MetaError>> {
     let body = encode(op)?;
     let exchange = async {
-        let addr: SocketAddr = addr
-            .parse()
-            .map_err(|e| std::io::Error::other(format!("bad address {addr}: {e}")))?;
-        let mut stream = tokio::time::timeout(CONNECT_TIMEOUT, TcpStream::connect(addr))
+        let mut stream = tokio::time::timeout(CONNECT_TIMEOUT, net.connect(addr))
             .await
             .map_err(|_| std::io::Error::from(std::io::ErrorKind::TimedOut))??;
-        stream.set_nodelay(true)?;
         write_frame(&mut stream, &[&[RPC_VERSION, KIND_CONTROLLER], &body]).await?;
         read_frame(&mut stream).await
     };
@@ -171,7 +166,9 @@ pub(crate) async fn call_controller(
 
 /// Makes a [`Peer`] per target voter.
 #[derive(Debug, Clone, Default)]
-pub(crate) struct Network;
+pub(crate) struct Network {
+    pub(crate) net: Net,
+}
 
 impl RaftNetworkFactory<TypeConfig> for Network {
     type Network = Peer;
@@ -180,6 +177,7 @@ impl RaftNetworkFactory<TypeConfig> for Network {
         Peer {
             target,
             addr: node.addr.clone(),
+            net: self.net,
             stream: None,
         }
     }
@@ -190,7 +188,8 @@ impl RaftNetworkFactory<TypeConfig> for Network {
 pub(crate) struct Peer {
     target: NodeId,
     addr: String,
-    stream: Option<TcpStream>,
+    net: Net,
+    stream: Option<Conn>,
 }
 
 type RpcResult<T, E> = Result<T, RPCError<NodeId, BasicNode, E>>;
@@ -212,13 +211,9 @@ impl Peer {
         let body = encode(request).map_err(|e| RPCError::Network(NetworkError::new(&e)))?;
         let exchange = async {
             if self.stream.is_none() {
-                let addr: SocketAddr = self.addr.parse().map_err(|e| {
-                    std::io::Error::other(format!("bad address {}: {e}", self.addr))
-                })?;
-                let stream = tokio::time::timeout(CONNECT_TIMEOUT, TcpStream::connect(addr))
+                let stream = tokio::time::timeout(CONNECT_TIMEOUT, self.net.connect(&self.addr))
                     .await
                     .map_err(|_| std::io::Error::from(std::io::ErrorKind::TimedOut))??;
-                stream.set_nodelay(true)?;
                 self.stream = Some(stream);
             }
             let stream = self

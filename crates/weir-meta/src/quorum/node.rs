@@ -8,12 +8,12 @@ use std::time::Duration;
 
 use openraft::error::{ClientWriteError, InitializeError, RaftError};
 use openraft::{BasicNode, Config, Raft, SnapshotPolicy};
-use tokio::net::TcpListener;
 use tokio::sync::watch;
 use tokio::task::JoinHandle;
 
 use super::controller::{ActiveController, ControllerClient};
 use super::network::{serve, Network};
+use super::transport::Net;
 use super::{Batch, LogStore, NodeId, StateMachine, TypeConfig};
 use crate::image::MetadataImage;
 use crate::records::MetadataRecord;
@@ -97,6 +97,7 @@ pub struct MetaQuorum {
     controller: Arc<ActiveController>,
     voters: BTreeMap<NodeId, String>,
     local_addr: SocketAddr,
+    net: Net,
 }
 
 impl std::fmt::Debug for MetaQuorum {
@@ -112,6 +113,14 @@ impl MetaQuorum {
     /// Opens this voter's log and state machine, starts listening for peers, and forms the
     /// quorum from `voters` when the log is new (every voter may do so with the same voters).
     pub async fn start(config: QuorumConfig) -> Result<MetaQuorum, QuorumError> {
+        MetaQuorum::start_on(config, Net::Tcp).await
+    }
+
+    /// [`MetaQuorum::start`] over the network `net`.
+    pub(crate) async fn start_on(
+        config: QuorumConfig,
+        net: Net,
+    ) -> Result<MetaQuorum, QuorumError> {
         if !config.voters.contains_key(&config.node_id) {
             return Err(QuorumError::Raft(format!(
                 "node {} is not among the voters {:?}",
@@ -133,11 +142,17 @@ impl MetaQuorum {
         }
         .validate()
         .map_err(|e| QuorumError::Raft(e.to_string()))?;
-        let listener = TcpListener::bind(config.listener).await?;
+        let listener = net.bind(config.listener).await?;
         let local_addr = listener.local_addr()?;
-        let raft = Raft::new(config.node_id, Arc::new(raft_config), Network, log, sm)
-            .await
-            .map_err(|e| QuorumError::Raft(e.to_string()))?;
+        let raft = Raft::new(
+            config.node_id,
+            Arc::new(raft_config),
+            Network { net },
+            log,
+            sm,
+        )
+        .await
+        .map_err(|e| QuorumError::Raft(e.to_string()))?;
         let controller = Arc::new(ActiveController::new(
             config.node_id,
             raft.clone(),
@@ -183,6 +198,7 @@ impl MetaQuorum {
             controller,
             voters: config.voters,
             local_addr,
+            net,
         })
     }
 
@@ -200,6 +216,12 @@ impl MetaQuorum {
         }
     }
 
+    /// openraft's view of this voter (the simulation watches it for leadership).
+    #[cfg(test)]
+    pub(crate) fn metrics(&self) -> watch::Receiver<openraft::RaftMetrics<NodeId, BasicNode>> {
+        self.raft.metrics()
+    }
+
     /// This voter's id.
     pub fn node_id(&self) -> NodeId {
         self.node_id
@@ -213,6 +235,7 @@ impl MetaQuorum {
     /// A client for the active controller that calls this voter directly when it leads.
     pub fn client(&self, timeout: Duration) -> ControllerClient {
         ControllerClient::new(self.voters.clone(), Some(self.controller.clone()), timeout)
+            .over(self.net)
     }
 
     /// Every voter with its address.
