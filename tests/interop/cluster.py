@@ -3,9 +3,13 @@
 ``Cluster(n)`` runs ``n`` ``weir server`` processes on this machine, node
 ``i`` (1..n) on its own loopback address ``127.0.0.{i+1}`` with two free
 ports of that address: a client (PLAINTEXT) port and a CONTROLLER port.
-Every node is a voter of the metadata quorum and a broker::
+By default every node is a voter of the metadata quorum and a broker;
+``roles={i: "controller" | "broker" | "broker,controller"}`` separates them
+(voters are the controllers; a controller-only node has no client listener,
+so its "port" is its CONTROLLER port, and only brokers are asked for
+metadata)::
 
-    weir server --node-id I
+    weir server --node-id I --roles ROLES
         --listeners PLAINTEXT://ADDR:PORT,CONTROLLER://ADDR:CPORT
         --controller-quorum-voters 1@ADDR1:CPORT1,2@ADDR2:CPORT2,...
         --log-dirs <tmp>/nI
@@ -16,7 +20,7 @@ Every node is a voter of the metadata quorum and a broker::
 Each node's stdout and stderr go to ``<tmp>/nI.stderr.log`` (appended across
 restarts, with a marker line per start and stop).  Every process runs in its
 own session/process group, and everything is torn down by ``close()``, which
-the ``cluster3`` fixture (conftest.py) always calls and an ``atexit`` hook
+the ``cluster3`` and ``split_cluster`` fixtures (conftest.py) always call and an ``atexit`` hook
 calls for anything left over.
 
 All waits are bounded: starting waits at most ``WEIR_START_TIMEOUT`` seconds
@@ -139,8 +143,15 @@ def describe_quorum_leader(addr: str, port: int, timeout: float = 3.0) -> int:
 class Node(WeirProcess):
     """One ``weir server`` process of a cluster, restartable in place."""
 
-    def __init__(self, cluster: "Cluster", node_id: int, addr: str):
+    def __init__(self, cluster: "Cluster", node_id: int, addr: str, roles: str = "broker,controller"):
         port, self.cport = _free_ports(addr, 2)
+        self.roles = roles
+        self.is_broker = "broker" in roles
+        self.is_controller = "controller" in roles
+        if not self.is_broker:
+            # A controller-only node serves no clients: "listening" means its
+            # CONTROLLER listener.
+            port = self.cport
         super().__init__(
             cluster.binary,
             cluster.tmp,
@@ -156,11 +167,17 @@ class Node(WeirProcess):
         self.log_dir.mkdir(parents=True, exist_ok=True)
 
     def command(self) -> list[str]:
+        listeners = []
+        if self.is_broker:
+            listeners.append(f"PLAINTEXT://{self.addr}:{self.port}")
+        if self.is_controller:
+            listeners.append(f"CONTROLLER://{self.addr}:{self.cport}")
         return [
             str(self.binary),
             "server",
             "--node-id", str(self.node_id),
-            "--listeners", f"PLAINTEXT://{self.addr}:{self.port},CONTROLLER://{self.addr}:{self.cport}",
+            "--roles", self.roles,
+            "--listeners", ",".join(listeners),
             "--controller-quorum-voters", self.cluster.voters,
             "--log-dirs", str(self.log_dir),
             "--broker-heartbeat-interval-ms", "300",
@@ -188,7 +205,8 @@ class Cluster:
     Nodes are numbered 1..n; every method taking ``i`` takes a node id.
     """
 
-    def __init__(self, n: int = 3, extra_args=(), binary: Path | None = None, first_host: int = 2):
+    def __init__(self, n: int = 3, extra_args=(), binary: Path | None = None, first_host: int = 2,
+                 roles: dict[int, str] | None = None):
         assert 1 <= n <= 250
         self.binary = Path(binary) if binary is not None else weir_bin()
         self.extra_args = [str(a) for a in extra_args]
@@ -196,13 +214,17 @@ class Cluster:
         self.closed = False
         _LIVE_CLUSTERS.add(self)
         try:
+            roles = roles or {}
             self.nodes: dict[int, Node] = {
-                i: Node(self, i, f"127.0.0.{first_host + i - 1}") for i in range(1, n + 1)
+                i: Node(self, i, f"127.0.0.{first_host + i - 1}", roles.get(i, "broker,controller"))
+                for i in range(1, n + 1)
             }
         except Exception:
             self.close()
             raise
-        self.voters = ",".join(f"{i}@{nd.addr}:{nd.cport}" for i, nd in self.nodes.items())
+        self.voters = ",".join(
+            f"{i}@{nd.addr}:{nd.cport}" for i, nd in self.nodes.items() if nd.is_controller
+        )
 
     # -- addresses ----------------------------------------------------------
 
@@ -211,17 +233,28 @@ class Cluster:
         return list(self.nodes)
 
     @property
+    def broker_ids(self) -> list[int]:
+        """Nodes with the broker role."""
+        return [i for i, nd in self.nodes.items() if nd.is_broker]
+
+    @property
+    def controller_ids(self) -> list[int]:
+        """Nodes with the controller role (the voters)."""
+        return [i for i, nd in self.nodes.items() if nd.is_controller]
+
+    @property
     def bootstrap(self) -> str:
-        """Every node's client address, comma-separated."""
-        return ",".join(nd.bootstrap for nd in self.nodes.values())
+        """Every broker's client address, comma-separated."""
+        return ",".join(nd.bootstrap for nd in self.nodes.values() if nd.is_broker)
 
     def bootstrap_of(self, *ids: int) -> str:
         """The client addresses of the given nodes, comma-separated."""
         return ",".join(self.nodes[i].bootstrap for i in ids)
 
     def live_ids(self) -> list[int]:
-        """Nodes whose process is running and not paused."""
-        return [i for i, nd in self.nodes.items() if nd.alive() and not nd.paused]
+        """Brokers whose process is running and not paused (the nodes that
+        answer clients)."""
+        return [i for i, nd in self.nodes.items() if nd.is_broker and nd.alive() and not nd.paused]
 
     def live_bootstrap(self) -> str:
         return self.bootstrap_of(*self.live_ids())
@@ -242,7 +275,7 @@ class Cluster:
         for nd in self.nodes.values():
             nd.wait_listening(deadline)
         if wait_registered:
-            self.wait_for_brokers(self.ids, timeout=max(1.0, deadline - time.monotonic()))
+            self.wait_for_brokers(self.broker_ids, timeout=max(1.0, deadline - time.monotonic()))
 
     def start(self, i: int) -> None:
         """Start a stopped node (same ports and data dir) and wait until it

@@ -304,11 +304,9 @@ def weir(request):
         broker.close()
 
 
-@pytest.fixture
-def cluster3(request):
-    """A started three-node cluster (tests/interop/cluster.py): every node a
-    controller-quorum voter and a broker, all listed in metadata.  The
-    ``weir_args`` marker adds arguments to every node's command line."""
+def _run_cluster(request, n: int, roles=None):
+    """Start a cluster (tests/interop/cluster.py) for one test, fail the test
+    if a node dies on its own, attach every node's stderr, and clean up."""
     from cluster import Cluster  # here, not at the top: cluster.py imports this module
 
     binary = weir_bin()
@@ -320,7 +318,7 @@ def cluster3(request):
         )
     marker = request.node.get_closest_marker("weir_args")
     extra_args = [str(a) for a in marker.args] if marker is not None else []
-    cluster = Cluster(3, extra_args=extra_args, binary=binary)
+    cluster = Cluster(n, extra_args=extra_args, binary=binary, roles=roles)
     request.node._weir_cluster = cluster
     try:
         cluster.start_all()
@@ -337,6 +335,22 @@ def cluster3(request):
     finally:
         request.node._weir_stderr = cluster.stderr_tails()
         cluster.close()
+
+
+@pytest.fixture
+def cluster3(request):
+    """A started three-node cluster: every node a controller-quorum voter and
+    a broker, all listed in metadata.  The ``weir_args`` marker adds
+    arguments to every node's command line."""
+    yield from _run_cluster(request, 3)
+
+
+@pytest.fixture
+def split_cluster(request):
+    """Five nodes with separate roles: nodes 1-3 controller-only (the
+    quorum), nodes 4-5 broker-only."""
+    roles = {1: "controller", 2: "controller", 3: "controller", 4: "broker", 5: "broker"}
+    yield from _run_cluster(request, 5, roles)
 
 
 @pytest.fixture(scope="session")

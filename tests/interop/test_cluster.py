@@ -1,7 +1,8 @@
 """A three-node cluster (cluster.py, ``cluster3`` fixture) seen through
 confluent-kafka: replica placement, losing a broker, losing the active
-controller, and group consumption when the group coordinator is another
-broker than the one bootstrapped at.
+controller, group consumption when the group coordinator is another broker
+than the one bootstrapped at, and ElectLeaders; and a cluster of three
+controller-only and two broker-only nodes (``split_cluster``).
 
 Partition data is not replicated yet, so nothing here produces through a
 leader change; "broker loss" checks metadata (fencing, leader election, ISR)
@@ -12,6 +13,7 @@ failure for a known broker bug (see its marker).
 from __future__ import annotations
 
 import math
+import subprocess
 import time
 from collections import Counter
 
@@ -536,3 +538,62 @@ def test_elect_leaders(cluster3):
         assert seen == [b"written-by-a"], seen
     finally:
         cons.close()
+
+
+def test_separate_controllers_and_brokers(split_cluster):
+    """process.roles: three controller-only nodes form the quorum and two
+    broker-only nodes serve clients.  Metadata lists the brokers only; a topic
+    lands on them; killing the
+    active controller elects another and topic creation works again; killing
+    a broker moves its leaderships to the other.  DescribeQuorum through a
+    broker names the active controller (hand-encoded: confluent-kafka has no
+    DescribeQuorum)."""
+    c = split_cluster
+    md = c.wait_for_brokers([4, 5], timeout=15)
+    assert set(md.brokers) == {4, 5}, md.brokers
+    topic = topic_name("split")
+    create_topic(c, [4, 5], topic, 4, 2)
+    md = wait_topic_led(c, topic, 4)
+    for p in md.topics[topic].partitions.values():
+        assert sorted(p.replicas) == [4, 5], show_topic(md, topic)
+    acks = produce(c.bootstrap, topic, [(f"k{i}", str(i)) for i in range(20)], timeout=30)
+    assert len(acks) == 20
+
+    # Clients are told of a controller they can reach (a broker, which
+    # forwards), as KRaft does; the nodes are the brokers.
+    adm = admin_at(c, 4)
+    desc = adm.describe_cluster(request_timeout=10).result(timeout=15)
+    assert desc.controller is not None and desc.controller.id in (4, 5), desc.controller.id
+    assert sorted(n.id for n in desc.nodes) == [4, 5], [n.id for n in desc.nodes]
+
+    active = c.wait_for_quorum_leader(timeout=15)
+    assert active in (1, 2, 3), active
+    status = subprocess.run(
+        [str(c.binary), "cluster", "status", "--bootstrap-server", c.bootstrap_of(5)],
+        capture_output=True, text=True, timeout=30,
+    )
+    assert status.returncode == 0, status.stderr
+    out = status.stdout
+    assert f"active controller: {active}" in out, out
+    for v in (1, 2, 3):
+        assert any(line.startswith(f"{v}\t") for line in out.splitlines()), out
+    assert "4\tlive\t" in out and "5\tlive\t" in out, out
+    c.kill(active)
+    new = c.wait_for_quorum_leader(timeout=15, exclude=(active,))
+    assert new in (1, 2, 3) and new != active
+    create_topic(c, [4, 5], topic_name("split-after"), 2, 2, timeout=20)
+
+    c.kill(4)
+
+    def led_by_5():
+        md = c.metadata(via=5, topic=topic)
+        tm = md.topics.get(topic)
+        ok = (
+            set(md.brokers) == {5}
+            and tm is not None
+            and len(tm.partitions) == 4
+            and all(p.leader == 5 and p.error is None for p in tm.partitions.values())
+        )
+        return ok, {"brokers": sorted(md.brokers), topic: show_topic(md, topic)}
+
+    poll_until(f"every {topic} partition led by broker 5 after broker 4 died", led_by_5, timeout=15)

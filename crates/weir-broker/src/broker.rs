@@ -1,5 +1,6 @@
-//! The broker's shared state: its config, its voter of the metadata quorum, the controller client,
-//! the replica manager and the group coordinator.
+//! The broker's shared state: its config, its part in the metadata quorum (a voter, or a follower
+//! of the voters on a broker-only node), the controller client, the replica manager and the group
+//! coordinator.
 //!
 //! Metadata flows one way: an operation goes to the active controller (this process's own voter
 //! when it leads, another voter otherwise), is committed through the quorum, and comes back as a
@@ -14,7 +15,9 @@ use std::time::Duration;
 
 use tokio::sync::watch;
 use uuid::Uuid;
-use weir_meta::quorum::{ControllerClient, MetaQuorum, QuorumError};
+use weir_meta::quorum::{
+    ControllerClient, MetaQuorum, MetadataFollower, NodeId, QuorumError, QuorumView,
+};
 use weir_meta::{
     ControllerOp, ControllerReply, CreateTopic, MetaError, MetadataImage, Outcome,
     PRODUCER_ID_BLOCK_SIZE,
@@ -27,11 +30,61 @@ use crate::replica_manager::ReplicaManager;
 /// How long a broker waits for its own image to reach a change it asked for.
 const CATCH_UP_TIMEOUT: Duration = Duration::from_secs(10);
 
+/// This process's part in the metadata quorum.
+#[derive(Debug)]
+pub enum MetaRole {
+    /// A voter: the node is a controller too (the default).
+    Voter(MetaQuorum),
+    /// A broker-only node (`process.roles=broker`), following the voters' image.
+    Follower(MetadataFollower),
+}
+
+impl MetaRole {
+    /// The quorum as this node knows it: its own view as a voter, else the view of the voter it
+    /// polled last.
+    pub fn view(&self) -> QuorumView {
+        match self {
+            MetaRole::Voter(q) => q.view(),
+            MetaRole::Follower(f) => f.view(),
+        }
+    }
+
+    /// The active controller this node knows of.
+    pub fn leader(&self) -> Option<NodeId> {
+        match self {
+            MetaRole::Voter(q) => q.leader(),
+            MetaRole::Follower(f) => f.view().leader,
+        }
+    }
+
+    /// Every voter with the address of its CONTROLLER listener.
+    pub fn voters(&self) -> &BTreeMap<NodeId, String> {
+        match self {
+            MetaRole::Voter(q) => q.voters(),
+            MetaRole::Follower(f) => f.voters(),
+        }
+    }
+
+    fn subscribe(&self) -> watch::Receiver<Arc<MetadataImage>> {
+        match self {
+            MetaRole::Voter(q) => q.subscribe(),
+            MetaRole::Follower(f) => f.subscribe(),
+        }
+    }
+
+    pub async fn shutdown(&self) {
+        match self {
+            MetaRole::Voter(q) => q.shutdown().await,
+            MetaRole::Follower(f) => f.shutdown(),
+        }
+    }
+}
+
 #[derive(Debug)]
 pub struct Broker {
     pub config: BrokerConfig,
     pub bound: SocketAddr,
-    quorum: MetaQuorum,
+    quorum: MetaRole,
     controller: ControllerClient,
     image: watch::Receiver<Arc<MetadataImage>>,
     /// The image version the partition logs have been brought in line with.
@@ -64,8 +117,16 @@ impl Broker {
             source,
         };
         std::fs::create_dir_all(&config.log_dir).map_err(dir_err)?;
-        let quorum = MetaQuorum::start(config.quorum_config()).await?;
-        let controller = quorum.client(Duration::from_millis(config.controller_request_timeout_ms));
+        let timeout = Duration::from_millis(config.controller_request_timeout_ms);
+        let (quorum, controller) = if config.controller_role {
+            let voter = MetaQuorum::start(config.quorum_config()).await?;
+            let client = voter.client(timeout);
+            (MetaRole::Voter(voter), client)
+        } else {
+            let voters = config.controller_quorum_voters.clone();
+            let client = ControllerClient::new(voters.clone(), None, timeout);
+            (MetaRole::Follower(MetadataFollower::start(voters)), client)
+        };
         let image = quorum.subscribe();
         let replicas = ReplicaManager::new(&config.log_dir, config.node_id);
         let groups = GroupManager::new(&config);
@@ -96,10 +157,6 @@ impl Broker {
                 Err(e) => return Err(e.into()),
             }
         }
-        tokio::spawn(follow_metadata(
-            Arc::downgrade(&broker),
-            broker.image.clone(),
-        ));
         tokio::spawn(heartbeat(Arc::downgrade(&broker)));
         // Groups and offsets come back with the broker, not with the first group request.
         if broker.image().topic(OFFSETS_TOPIC).is_some()
@@ -124,8 +181,8 @@ impl Broker {
         self.image.borrow().clone()
     }
 
-    /// The metadata quorum voter of this process.
-    pub fn quorum(&self) -> &MetaQuorum {
+    /// This process's part in the metadata quorum.
+    pub fn quorum(&self) -> &MetaRole {
         &self.quorum
     }
 

@@ -60,6 +60,12 @@ pub struct BrokerConfig {
     pub broker_session_timeout_ms: u64,
     /// How long a metadata operation waits for an active controller.
     pub controller_request_timeout_ms: u64,
+    /// `process.roles`: whether this node runs a voter of the metadata quorum (a controller).
+    /// A broker that is not a controller follows the voters' image instead.
+    pub controller_role: bool,
+    /// `process.roles`: whether this node serves clients and hosts partitions (a broker). A
+    /// node that is only a controller is started without the broker (`weir server` does that).
+    pub broker_role: bool,
 }
 
 impl Default for BrokerConfig {
@@ -89,6 +95,8 @@ impl Default for BrokerConfig {
             broker_heartbeat_interval_ms: 2_000,
             broker_session_timeout_ms: 9_000,
             controller_request_timeout_ms: 30_000,
+            controller_role: true,
+            broker_role: true,
         }
     }
 }

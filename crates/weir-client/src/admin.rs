@@ -346,14 +346,25 @@ impl Admin {
         let request = DescribeQuorumRequest::default().with_topics(vec![TopicData::default()
             .with_topic_name(TopicName(s("__cluster_metadata")))
             .with_partitions(vec![PartitionData::default().with_partition_index(0)])]);
-        // The active controller (DescribeCluster names it) knows every voter's progress; other
-        // nodes only their own.
-        let active = self.describe_cluster().await?.controller;
-        let connection = match self.cluster.broker(active).await {
-            Ok(c) => c,
-            Err(_) => self.cluster.any().await?,
+        // The active controller knows every voter's progress, other voters only their own: ask
+        // any broker for the leader, then ask the leader itself when it is a broker too. (A
+        // broker-only node answers with the view of the voter it follows, the leader's.)
+        let (first, _) = self.cluster.any().await?.request(&request, 1).await?;
+        let leader = first
+            .topics
+            .iter()
+            .flat_map(|t| &t.partitions)
+            .map(|p| p.leader_id.0)
+            .next()
+            .unwrap_or(-1);
+        let response = match self.cluster.broker(leader).await {
+            Ok(c) if leader >= 0 => c
+                .request(&request, 1)
+                .await
+                .map(|(r, _)| r)
+                .unwrap_or(first),
+            _ => first,
         };
-        let (response, _) = connection.request(&request, 1).await?;
         check(response.error_code)?;
         let p = response
             .topics

@@ -104,6 +104,11 @@ pub(crate) struct ServerArgs {
     /// log.message.timestamp.type: CreateTime or LogAppendTime [default: CreateTime].
     #[arg(long, env = "WEIR_LOG_MESSAGE_TIMESTAMP_TYPE")]
     log_message_timestamp_type: Option<String>,
+    /// process.roles: broker, controller, or broker,controller [default: broker,controller].
+    /// A controller-only node runs a voter of the metadata quorum and serves no clients; a
+    /// broker-only node follows the voters of controller.quorum.voters.
+    #[arg(long, env = "WEIR_ROLES", value_name = "ROLES")]
+    roles: Option<String>,
     /// controller.quorum.voters: the metadata quorum, as ID@HOST:PORT,... of each controller's
     /// CONTROLLER listener [default: this node alone].
     #[arg(long, env = "WEIR_CONTROLLER_QUORUM_VOTERS")]
@@ -191,6 +196,29 @@ fn resolve(host: &str, port: u16) -> Result<SocketAddr> {
         .ok_or_else(|| anyhow!("host '{host}' has no address"))
 }
 
+/// This node's `process.roles`.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(crate) struct Roles {
+    pub broker: bool,
+    pub controller: bool,
+}
+
+/// Parses `process.roles`: `broker`, `controller`, or both, comma-separated.
+fn parse_roles(s: &str) -> Result<Roles> {
+    let mut roles = Roles {
+        broker: false,
+        controller: false,
+    };
+    for role in s.split(',').map(str::trim) {
+        match role.to_ascii_lowercase().as_str() {
+            "broker" => roles.broker = true,
+            "controller" => roles.controller = true,
+            other => bail!("process.roles: unknown role '{other}' (broker, controller or both)"),
+        }
+    }
+    Ok(roles)
+}
+
 /// Parses `controller.quorum.voters`: `ID@HOST:PORT` entries separated by commas.
 fn parse_voters(s: &str) -> Result<BTreeMap<u64, String>> {
     let mut out = BTreeMap::new();
@@ -259,6 +287,7 @@ const KNOWN_KEYS: &[&str] = &[
     "log.retention.check.interval.ms",
     "broker.rack",
     "controller.quorum.voters",
+    "process.roles",
     "broker.heartbeat.interval.ms",
     "broker.session.timeout.ms",
     "unclean.leader.election.enable",
@@ -301,7 +330,14 @@ pub(crate) fn config_from(args: ServerArgs) -> Result<BrokerConfig> {
     if config.node_id < 0 {
         bail!("node.id must be 0 or more, not {}", config.node_id);
     }
-    if let Some(l) = s.pick::<String>(args.listeners, "listeners")? {
+    let listeners = s.pick::<String>(args.listeners, "listeners")?;
+    // A controller-only node may list its CONTROLLER listener alone.
+    let only_controller_listener = listeners.as_deref().is_some_and(|l| {
+        l.split(',')
+            .map(str::trim)
+            .all(|e| e.is_empty() || is_controller_listener(e))
+    });
+    if let Some(l) = listeners.clone().filter(|_| !only_controller_listener) {
         config.controller_listener = parse_controller_listener(&l)?;
         let (host, port) = parse_listener(&l)?;
         config.listener = (host.as_str(), port)
@@ -403,15 +439,45 @@ pub(crate) fn config_from(args: ServerArgs) -> Result<BrokerConfig> {
         config.offsets_retention_minutes = n;
     }
     config.rack = s.pick(args.broker_rack, "broker.rack")?;
-    if let Some(v) = s.pick::<String>(args.controller_quorum_voters, "controller.quorum.voters")? {
-        let voters = parse_voters(&v)?;
-        if !voters.contains_key(&(config.node_id as u64)) {
-            bail!(
-                "node.id {} is not among controller.quorum.voters ({v}); every node is a controller for now",
-                config.node_id
-            );
+    let roles = match s.pick::<String>(args.roles, "process.roles")? {
+        Some(r) => parse_roles(&r)?,
+        None => Roles {
+            broker: true,
+            controller: true,
+        },
+    };
+    config.controller_role = roles.controller;
+    config.broker_role = roles.broker;
+    if only_controller_listener {
+        if roles.broker {
+            bail!("listeners has no PLAINTEXT listener for the broker role");
         }
-        config.controller_quorum_voters = voters;
+        config.controller_listener =
+            parse_controller_listener(listeners.as_deref().unwrap_or_default())?;
+    }
+    let voters = s.pick::<String>(args.controller_quorum_voters, "controller.quorum.voters")?;
+    match &voters {
+        Some(v) => {
+            let voters = parse_voters(v)?;
+            let listed = voters.contains_key(&(config.node_id as u64));
+            if roles.controller && !listed {
+                bail!(
+                    "node.id {} is a controller but not among controller.quorum.voters ({v})",
+                    config.node_id
+                );
+            }
+            if !roles.controller && listed {
+                bail!(
+                    "node.id {} is among controller.quorum.voters ({v}) but process.roles has no controller",
+                    config.node_id
+                );
+            }
+            config.controller_quorum_voters = voters;
+        }
+        None if !(roles.broker && roles.controller) => {
+            bail!("process.roles other than broker,controller needs controller.quorum.voters")
+        }
+        None => {}
     }
     if let Some(n) = s.pick(
         args.broker_heartbeat_interval_ms,
@@ -521,12 +587,33 @@ pub(crate) fn run(args: ServerArgs) -> Result<()> {
     let config = config_from(args)?;
     let runtime = tokio::runtime::Runtime::new().context("cannot start the async runtime")?;
     runtime.block_on(async move {
+        if !config.broker_role {
+            return run_controller_only(config).await;
+        }
         let handle = weir_broker::run(config).await?;
         wait_for_signal().await?;
         tracing::info!("shutting down");
         handle.shutdown().await;
         Ok::<(), anyhow::Error>(())
     })
+}
+
+/// A node with `process.roles=controller`: a voter of the metadata quorum and nothing else.
+async fn run_controller_only(config: BrokerConfig) -> Result<()> {
+    let meta = config.log_dir.join("meta");
+    std::fs::create_dir_all(&meta)
+        .with_context(|| format!("cannot create data directory {}", meta.display()))?;
+    let quorum = weir_meta::quorum::MetaQuorum::start(config.quorum_config()).await?;
+    tracing::info!(
+        local_addr = %quorum.local_addr(),
+        node_id = config.node_id,
+        data = %config.log_dir.display(),
+        "weir controller listening"
+    );
+    wait_for_signal().await?;
+    tracing::info!("shutting down");
+    quorum.shutdown().await;
+    Ok(())
 }
 
 async fn wait_for_signal() -> Result<()> {
@@ -596,7 +683,66 @@ mod tests {
         assert_eq!(c.controller_listener.unwrap().to_string(), "127.0.0.2:9093");
         assert_eq!(c.listener.to_string(), "127.0.0.2:9092");
         assert_eq!(c.controller_quorum_voters.len(), 3);
+        assert!(c.controller_role && c.broker_role);
         assert!(parse(&["--controller-quorum-voters", "1@127.0.0.1:9093"]).is_err());
+
+        // Roles: a broker-only node is not a voter; a controller-only node needs no client
+        // listener; either needs voters.
+        let voters = "1@127.0.0.1:9093";
+        let c = parse(&[
+            "--node-id",
+            "5",
+            "--roles",
+            "broker",
+            "--controller-quorum-voters",
+            voters,
+        ])
+        .unwrap();
+        assert!(c.broker_role && !c.controller_role);
+        let c = parse(&[
+            "--node-id",
+            "1",
+            "--roles",
+            "controller",
+            "--listeners",
+            "CONTROLLER://127.0.0.1:9093",
+            "--controller-quorum-voters",
+            voters,
+        ])
+        .unwrap();
+        assert!(!c.broker_role && c.controller_role);
+        assert_eq!(c.controller_listener.unwrap().to_string(), "127.0.0.1:9093");
+        let bad: &[&[&str]] = &[
+            &["--roles", "broker"],
+            &["--roles", "gardener", "--controller-quorum-voters", voters],
+            &[
+                "--node-id",
+                "1",
+                "--roles",
+                "broker",
+                "--controller-quorum-voters",
+                voters,
+            ],
+            &[
+                "--node-id",
+                "2",
+                "--roles",
+                "controller",
+                "--controller-quorum-voters",
+                voters,
+            ],
+            &[
+                "--node-id",
+                "1",
+                "--listeners",
+                "CONTROLLER://127.0.0.1:9093",
+                "--controller-quorum-voters",
+                voters,
+            ],
+        ];
+        for args in bad {
+            assert!(parse(args).is_err(), "{args:?} was accepted");
+        }
         assert!(parse(&["--controller-quorum-voters", "x@127.0.0.1:9093"]).is_err());
         assert!(parse(&["--controller-quorum-voters", "0@127.0.0.1"]).is_err());
         assert!(parse(&["--broker-session-timeout-ms", "100"]).is_err());

@@ -1,5 +1,6 @@
-//! DescribeCluster (KIP-700): the cluster id, the active controller and the live brokers; v2 can
-//! include fenced brokers, marked as such (KIP-1073).
+//! DescribeCluster (KIP-700): the cluster id, the controller to send admin requests to and the
+//! live brokers; v1 can ask for the controllers instead (KIP-919); v2 can include fenced
+//! brokers, marked as such (KIP-1073).
 
 use std::sync::Arc;
 
@@ -12,34 +13,55 @@ use crate::broker::Broker;
 
 /// Endpoint types of DescribeCluster v1: 1 = brokers, 2 = controllers.
 const ENDPOINT_BROKERS: i8 = 1;
+const ENDPOINT_CONTROLLERS: i8 = 2;
 
 pub(crate) fn handle(
     broker: &Arc<Broker>,
     request: DescribeClusterRequest,
 ) -> DescribeClusterResponse {
+    let leader = broker.quorum().leader().and_then(|l| i32::try_from(l).ok());
+    // Clients send controller requests to the id named here, so for the brokers endpoint it must
+    // be a broker they can reach: the active controller when it is a live broker too, else this
+    // broker, which forwards (KRaft names a random live broker). The controllers endpoint names
+    // the active controller itself.
+    let image = broker.image();
+    let controller_id = match (request.endpoint_type, leader) {
+        (ENDPOINT_CONTROLLERS, Some(l)) => l,
+        (_, Some(l)) if image.is_live(l) => l,
+        (ENDPOINT_CONTROLLERS, None) => -1,
+        _ => broker.node_id(),
+    };
     let response = DescribeClusterResponse::default()
         .with_cluster_id(str_bytes(broker.cluster_id()))
-        .with_controller_id(BrokerId(
-            broker
-                .quorum()
-                .leader()
-                .and_then(|l| i32::try_from(l).ok())
-                .unwrap_or(-1),
-        ))
+        .with_controller_id(BrokerId(controller_id))
         .with_endpoint_type(request.endpoint_type);
-    if request.endpoint_type > ENDPOINT_BROKERS {
-        // Every node here is a combined broker and controller; the controller endpoint is the broker's.
-        if request.endpoint_type != 2 {
+    match request.endpoint_type {
+        ENDPOINT_BROKERS => {}
+        // KIP-919: the controllers, at their CONTROLLER listeners.
+        ENDPOINT_CONTROLLERS => {
+            let controllers = broker
+                .quorum()
+                .voters()
+                .iter()
+                .filter_map(|(id, addr)| {
+                    let addr: std::net::SocketAddr = addr.parse().ok()?;
+                    Some(
+                        DescribeClusterBroker::default()
+                            .with_broker_id(BrokerId(i32::try_from(*id).ok()?))
+                            .with_host(str_bytes(addr.ip().to_string()))
+                            .with_port(i32::from(addr.port())),
+                    )
+                })
+                .collect();
+            return response.with_brokers(controllers);
+        }
+        other => {
             return response
                 .with_error_code(ResponseError::UnsupportedEndpointType.code())
-                .with_error_message(Some(str_bytes(format!(
-                    "unknown endpoint type {}",
-                    request.endpoint_type
-                ))));
+                .with_error_message(Some(str_bytes(format!("unknown endpoint type {other}"))))
         }
     }
-    let brokers = broker
-        .image()
+    let brokers = image
         .brokers
         .values()
         .filter(|b| request.include_fenced_brokers || !b.fenced)

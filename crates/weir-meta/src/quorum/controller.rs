@@ -80,6 +80,16 @@ impl ActiveController {
         self.node_id
     }
 
+    /// What this voter knows of the quorum now.
+    pub fn view(&self) -> super::QuorumView {
+        super::node::view_of(&self.raft, self.node_id)
+    }
+
+    /// The image this voter applied last, as it changes.
+    pub(crate) fn images(&self) -> watch::Receiver<Arc<MetadataImage>> {
+        self.image.clone()
+    }
+
     fn is_leader(&self) -> bool {
         self.raft.metrics().borrow().current_leader == Some(self.node_id)
     }

@@ -7,6 +7,7 @@
 //! writes (on the leader) and the latest image (on every voter).
 
 mod controller;
+mod follower;
 mod log_store;
 mod network;
 mod node;
@@ -24,6 +25,7 @@ use serde::{Deserialize, Serialize};
 use crate::records::MetadataRecord;
 
 pub use controller::{ActiveController, ControllerClient};
+pub use follower::MetadataFollower;
 pub use log_store::LogStore;
 pub use node::{MetaQuorum, QuorumConfig, QuorumError, QuorumView};
 pub use state_machine::StateMachine;

@@ -1,5 +1,6 @@
-//! Voter-to-voter RPC: openraft's AppendEntries, Vote and InstallSnapshot over TCP, and brokers'
-//! operations for the active controller ([`ControllerOp`]).
+//! Voter-to-voter RPC: openraft's AppendEntries, Vote and InstallSnapshot over TCP; brokers'
+//! operations for the active controller ([`ControllerOp`]); and the metadata image for brokers
+//! that run no voter ([`ImageRequest`], a long poll).
 //!
 //! A request is `length: u32 BE | version: u8 | kind: u8 | JSON`; the answer is
 //! `length: u32 BE | JSON` of `Result<response, RaftError>`. The version byte lets a newer voter
@@ -39,6 +40,25 @@ const KIND_APPEND: u8 = 1;
 const KIND_VOTE: u8 = 2;
 const KIND_SNAPSHOT: u8 = 3;
 const KIND_CONTROLLER: u8 = 4;
+const KIND_IMAGE: u8 = 5;
+
+/// How long a voter holds an image request open waiting for a newer image.
+const IMAGE_LONG_POLL: Duration = Duration::from_millis(1000);
+
+/// A broker-only node asks for the image when it is newer than `since`.
+#[derive(Debug, Clone, Serialize, serde::Deserialize)]
+pub(crate) struct ImageRequest {
+    pub since: u64,
+}
+
+/// The voter's applied image (as the records that rebuild it) when newer than asked for, and
+/// what the voter knows of the quorum.
+#[derive(Debug, Clone, Serialize, serde::Deserialize)]
+pub(crate) struct ImageReply {
+    pub version: u64,
+    pub records: Option<Vec<crate::records::MetadataRecord>>,
+    pub view: super::QuorumView,
+}
 
 async fn read_frame(stream: &mut Conn) -> std::io::Result<Vec<u8>> {
     let len = stream.read_u32().await? as usize;
@@ -137,6 +157,23 @@ async fn serve_connection(
                 let op: ControllerOp = decode(body)?;
                 encode(&controller.execute(op).await)?
             }
+            KIND_IMAGE => {
+                let request: ImageRequest = decode(body)?;
+                let mut images = controller.images();
+                // Wait for something newer, up to the long poll; then answer either way.
+                let _ = tokio::time::timeout(
+                    IMAGE_LONG_POLL,
+                    images.wait_for(|i| i.version > request.since),
+                )
+                .await;
+                let image = images.borrow().clone();
+                let records = (image.version > request.since).then(|| image.to_records());
+                encode(&ImageReply {
+                    version: image.version,
+                    records,
+                    view: controller.view(),
+                })?
+            }
             other => return Err(std::io::Error::other(format!("unknown RPC kind {other}"))),
         };
         write_frame(&mut stream, &[&answer]).await?;
@@ -156,6 +193,27 @@ pub(crate) async fn call_controller(
             .await
             .map_err(|_| std::io::Error::from(std::io::ErrorKind::TimedOut))??;
         write_frame(&mut stream, &[&[RPC_VERSION, KIND_CONTROLLER], &body]).await?;
+        read_frame(&mut stream).await
+    };
+    let answer = tokio::time::timeout(timeout, exchange)
+        .await
+        .map_err(|_| std::io::Error::from(std::io::ErrorKind::TimedOut))??;
+    decode(&answer)
+}
+
+/// Asks the voter at `addr` for its image if newer than `since`, waiting up to its long poll.
+pub(crate) async fn fetch_image(
+    net: Net,
+    addr: &str,
+    since: u64,
+    timeout: Duration,
+) -> std::io::Result<ImageReply> {
+    let body = encode(&ImageRequest { since })?;
+    let exchange = async {
+        let mut stream = tokio::time::timeout(CONNECT_TIMEOUT, net.connect(addr))
+            .await
+            .map_err(|_| std::io::Error::from(std::io::ErrorKind::TimedOut))??;
+        write_frame(&mut stream, &[&[RPC_VERSION, KIND_IMAGE], &body]).await?;
         read_frame(&mut stream).await
     };
     let answer = tokio::time::timeout(timeout, exchange)

@@ -74,7 +74,7 @@ pub enum QuorumError {
 }
 
 /// What one voter knows of the quorum (DescribeQuorum).
-#[derive(Debug, Clone, PartialEq)]
+#[derive(Debug, Clone, Default, PartialEq, serde::Serialize, serde::Deserialize)]
 pub struct QuorumView {
     /// The leader (active controller) this voter knows of.
     pub leader: Option<NodeId>,
@@ -85,6 +85,31 @@ pub struct QuorumView {
     /// Every voter with the last log index it is known to hold: all of them on the leader,
     /// only this voter's own elsewhere.
     pub voters: Vec<(NodeId, Option<u64>)>,
+}
+
+/// What voter `node_id` (running `raft`) knows of the quorum now.
+pub(crate) fn view_of(raft: &Raft<TypeConfig>, node_id: NodeId) -> QuorumView {
+    let m = raft.metrics().borrow().clone();
+    let replication = m.replication.clone();
+    let voters = m
+        .membership_config
+        .membership()
+        .voter_ids()
+        .map(|id| {
+            let matched = match &replication {
+                Some(r) => r.get(&id).copied().flatten().map(|l| l.index),
+                None if id == node_id => m.last_log_index,
+                None => None,
+            };
+            (id, matched)
+        })
+        .collect();
+    QuorumView {
+        leader: m.current_leader,
+        term: m.current_term,
+        committed: m.last_applied.map_or(0, |l| l.index),
+        voters,
+    }
 }
 
 /// A running voter.
@@ -260,27 +285,7 @@ impl MetaQuorum {
 
     /// What this voter knows of the quorum now.
     pub fn view(&self) -> QuorumView {
-        let m = self.raft.metrics().borrow().clone();
-        let replication = m.replication.clone();
-        let voters = m
-            .membership_config
-            .membership()
-            .voter_ids()
-            .map(|id| {
-                let matched = match &replication {
-                    Some(r) => r.get(&id).copied().flatten().map(|l| l.index),
-                    None if id == self.node_id => m.last_log_index,
-                    None => None,
-                };
-                (id, matched)
-            })
-            .collect();
-        QuorumView {
-            leader: m.current_leader,
-            term: m.current_term,
-            committed: m.last_applied.map_or(0, |l| l.index),
-            voters,
-        }
+        view_of(&self.raft, self.node_id)
     }
 
     /// Whether this voter is the leader (the active controller).

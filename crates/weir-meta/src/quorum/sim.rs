@@ -1,17 +1,18 @@
 //! Seeded simulations of the controller under faults, on turmoil's simulated network and clock.
 //!
 //! Three voters (each with its own broker, as in a default `weir server` cluster) and two
-//! broker-only hosts run the real quorum code: openraft, our log storage on disk, the active
-//! controller, broker registration and heartbeats. An admin client creates topics the whole
+//! broker-only hosts (following the image by polling, as `--roles broker` does) run the real
+//! quorum code: openraft, our log storage on disk, the active controller, broker registration
+//! and heartbeats. An admin client creates topics the whole
 //! time. A nemesis driven by the seed crashes and restarts voters (their disks survive), cuts
 //! links between hosts and holds messages on them; in the last part of the run every fault is
 //! healed. Every host reports what it sees, and checkers then prove:
 //! - at most one voter is the active controller in any Raft term (KRaft's controller epoch);
-//! - every voter that applied a given metadata version holds the same image there;
+//! - every node (voter or broker-only) that holds a given metadata version holds the same image;
 //! - along the metadata log, no partition's leader epoch ever falls;
 //! - in every image, a partition's leader is a member of its ISR (or there is no leader);
 //! - every topic creation the controller acknowledged is in the final image of every voter;
-//! - after healing, one controller is active, every voter has the same image, and every
+//! - after healing, one controller is active, every node ends on the same image, and every
 //!   broker is live.
 //!
 //! The fault schedule follows from the seed. Task interleaving inside a host also depends on
@@ -31,7 +32,7 @@ use std::time::Duration;
 use uuid::Uuid;
 
 use super::transport::Net;
-use super::{ControllerClient, MetaQuorum, NodeId, QuorumConfig};
+use super::{ControllerClient, MetaQuorum, MetadataFollower, NodeId, QuorumConfig};
 use crate::controller::{ControllerOp, CreateTopic, Outcome};
 use crate::image::MetadataImage;
 use crate::MetaError;
@@ -145,28 +146,33 @@ async fn run_voter(id: NodeId, dir: PathBuf, history: Shared) -> turmoil::Result
             }
         }
     };
-    let mut images = quorum.subscribe();
-    let watch_images = {
-        let history = history.clone();
-        async move {
-            loop {
-                let image = images.borrow_and_update().clone();
-                history
-                    .lock()
-                    .unwrap()
-                    .images
-                    .entry(id)
-                    .or_default()
-                    .push(image);
-                if images.changed().await.is_err() {
-                    return;
-                }
-            }
-        }
-    };
+    let watch_images = record_images(id, quorum.subscribe(), history.clone());
     let broker = run_broker(id as i32, quorum.client(Duration::from_secs(3)));
     tokio::join!(watch_leader, watch_images, broker);
     Ok(())
+}
+
+/// Reports every image node `id` applies (a voter) or receives (a broker-only follower).
+async fn record_images(
+    id: NodeId,
+    mut images: tokio::sync::watch::Receiver<Arc<MetadataImage>>,
+    history: Shared,
+) {
+    loop {
+        let image = images.borrow_and_update().clone();
+        if image.version > 0 {
+            history
+                .lock()
+                .unwrap()
+                .images
+                .entry(id)
+                .or_default()
+                .push(image);
+        }
+        if images.changed().await.is_err() {
+            return;
+        }
+    }
 }
 
 /// Creates a topic every 700 ms until the faults end, then one more that must succeed.
@@ -257,11 +263,17 @@ fn simulate(seed: u64) {
         });
     }
     for id in BROKERS_ONLY {
-        sim.host(host(id), move || async move {
-            let client =
-                ControllerClient::new(voters(), None, Duration::from_secs(3)).over(Net::Sim);
-            run_broker(id, client).await;
-            Ok(())
+        let history = history.clone();
+        sim.host(host(id), move || {
+            let history = history.clone();
+            async move {
+                let client =
+                    ControllerClient::new(voters(), None, Duration::from_secs(3)).over(Net::Sim);
+                let follower = MetadataFollower::start_on(voters(), Net::Sim);
+                let watch = record_images(id as NodeId, follower.subscribe(), history);
+                tokio::join!(run_broker(id, client), watch);
+                Ok(())
+            }
         });
     }
     sim.client("admin", run_admin(history.clone()));
@@ -375,7 +387,7 @@ fn check(seed: u64, h: &History, faults: &str) {
             match by_version.get(&image.version) {
                 Some((other, seen)) => assert!(
                     **seen == **image,
-                    "voters {other} and {id} differ at version {}; {}",
+                    "nodes {other} and {id} differ at version {}; {}",
                     image.version,
                     ctx()
                 ),
@@ -419,16 +431,18 @@ fn check(seed: u64, h: &History, faults: &str) {
     // live.
     let finals: Vec<(NodeId, &Arc<MetadataImage>)> = VOTERS
         .iter()
+        .copied()
+        .chain(BROKERS_ONLY.iter().map(|b| *b as NodeId))
         .map(|id| {
-            let last = h.images.get(id).and_then(|v| v.last());
-            (*id, last.expect("a voter reported no image"))
+            let last = h.images.get(&id).and_then(|v| v.last());
+            (id, last.expect("a node reported no image"))
         })
         .collect();
     let (_, first) = finals[0];
     for (id, image) in &finals {
         assert!(
             image.version == first.version,
-            "voter {id} ended at version {} but voter {} at {}; {}",
+            "node {id} ended at version {} but node {} at {}; {}",
             image.version,
             finals[0].0,
             first.version,
