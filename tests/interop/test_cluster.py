@@ -511,7 +511,7 @@ def test_elect_leaders(cluster3):
     c.start(a)
     c.wait_for_brokers([1, 2, 3], timeout=15)
     got = elect(c, 3, ElectionType.PREFERRED, [tp])
-    assert got == {(topic, 0): "ELIGIBLE_LEADERS_NOT_AVAILABLE"}, got
+    assert got == {(topic, 0): "PREFERRED_LEADER_NOT_AVAILABLE"}, got
     got = elect(c, 3, ElectionType.UNCLEAN, [tp])
     assert got == {(topic, 0): "ELECTION_NOT_NEEDED"}, got
 

@@ -210,7 +210,7 @@ pub(crate) async fn dispatch(
             ResponseKind::DescribeQuorum(handlers::describe_quorum::handle(broker, r))
         }
         RequestKind::ElectLeaders(r) => {
-            ResponseKind::ElectLeaders(handlers::elect_leaders::handle(broker, r).await)
+            ResponseKind::ElectLeaders(handlers::elect_leaders::handle(broker, version, r).await)
         }
         RequestKind::DeleteRecords(r) => {
             ResponseKind::DeleteRecords(handlers::delete_records::handle(broker, r))

@@ -57,14 +57,6 @@ impl MetaRole {
         }
     }
 
-    /// Every voter with the address of its CONTROLLER listener.
-    pub fn voters(&self) -> &BTreeMap<NodeId, String> {
-        match self {
-            MetaRole::Voter(q) => q.voters(),
-            MetaRole::Follower(f) => f.voters(),
-        }
-    }
-
     fn subscribe(&self) -> watch::Receiver<Arc<MetadataImage>> {
         match self {
             MetaRole::Voter(q) => q.subscribe(),
@@ -116,6 +108,11 @@ impl Broker {
             dir: config.log_dir.display().to_string(),
             source,
         };
+        if !config.broker_role {
+            return Err(StartError::Meta(MetaError::InvalidConfig(
+                "process.roles has no broker: run the controller alone (weir server does)".into(),
+            )));
+        }
         std::fs::create_dir_all(&config.log_dir).map_err(dir_err)?;
         let timeout = Duration::from_millis(config.controller_request_timeout_ms);
         let (quorum, controller) = if config.controller_role {
@@ -213,6 +210,12 @@ impl Broker {
                 tracing::error!(error = %e, "applying a metadata change to the partition logs failed")
             }
         }
+    }
+
+    /// Waits until this broker's logs reflect the image it holds now: an image is applied before
+    /// the logs follow it, and a request must not act on the one without the other.
+    pub async fn catch_up_to_image(&self) {
+        self.catch_up(self.image().version).await;
     }
 
     /// Waits until this broker's logs reflect metadata `version` (or a timeout passes).

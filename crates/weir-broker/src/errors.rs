@@ -37,6 +37,9 @@ pub fn meta_error_code(e: &MetaError) -> i16 {
         MetaError::UnknownBroker(_) => ResponseError::BrokerIdNotRegistered.code(),
         MetaError::UnknownPartition(_) => ResponseError::UnknownTopicOrPartition.code(),
         MetaError::ElectionNotNeeded(_) => ResponseError::ElectionNotNeeded.code(),
+        MetaError::PreferredLeaderNotAvailable(_) => {
+            ResponseError::PreferredLeaderNotAvailable.code()
+        }
         MetaError::EligibleLeadersNotAvailable(_) => {
             ResponseError::EligibleLeadersNotAvailable.code()
         }

@@ -357,13 +357,18 @@ impl Admin {
             .map(|p| p.leader_id.0)
             .next()
             .unwrap_or(-1);
-        let response = match self.cluster.broker(leader).await {
-            Ok(c) if leader >= 0 => c
+        let leading_broker = if leader >= 0 {
+            self.cluster.broker(leader).await.ok()
+        } else {
+            None
+        };
+        let response = match leading_broker {
+            Some(c) => c
                 .request(&request, 1)
                 .await
                 .map(|(r, _)| r)
                 .unwrap_or(first),
-            _ => first,
+            None => first,
         };
         check(response.error_code)?;
         let p = response

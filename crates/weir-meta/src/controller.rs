@@ -595,7 +595,7 @@ fn plan_elect_leader(
             )));
         }
         if !(live(&want) && p.isr.contains(&want)) {
-            return Err(MetaError::EligibleLeadersNotAvailable(format!(
+            return Err(MetaError::PreferredLeaderNotAvailable(format!(
                 "preferred replica {want} of {topic}-{partition} is not live and in sync"
             )));
         }
@@ -900,7 +900,7 @@ mod tests {
         assert_eq!(results[0], ("t".into(), 0, None));
         assert!(matches!(
             results[1],
-            (_, 2, Some(MetaError::EligibleLeadersNotAvailable(_)))
+            (_, 2, Some(MetaError::PreferredLeaderNotAvailable(_)))
         ));
         let p0 = &image.topic("t").unwrap().partitions[&0];
         assert_eq!((p0.leader, p0.leader_epoch), (0, before.0 + 1));

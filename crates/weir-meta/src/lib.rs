@@ -64,10 +64,12 @@ pub enum MetaError {
     /// A preferred election for a partition already led by its preferred replica.
     #[error("election not needed: {0}")]
     ElectionNotNeeded(String),
-    /// An election found no eligible replica live (for a preferred election: the preferred
-    /// replica is not live or not in the ISR).
+    /// An unclean election found no live replica.
     #[error("no eligible leader: {0}")]
     EligibleLeadersNotAvailable(String),
+    /// A preferred election whose preferred replica is not live or not in the ISR.
+    #[error("preferred leader not available: {0}")]
+    PreferredLeaderNotAvailable(String),
 }
 
 impl From<std::io::Error> for MetaError {

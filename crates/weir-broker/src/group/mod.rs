@@ -128,6 +128,8 @@ impl GroupManager {
                 }
             }
         }
+        // Another request may have created it: the image shows it before the logs do.
+        broker.catch_up_to_image().await;
         self.ensure_ready(broker)
     }
 
@@ -139,6 +141,15 @@ impl GroupManager {
         let index = records::partition_for(group, self.partitions);
         match broker.replicas.get(OFFSETS_TOPIC, index) {
             Some(p) if p.is_leader(broker.node_id()) => Ok(()),
+            // The image names this broker, but its logs have not caught up yet: retriable.
+            None if broker
+                .image()
+                .topic(OFFSETS_TOPIC)
+                .and_then(|t| t.partitions.get(&index))
+                .is_some_and(|p| p.leader == broker.node_id()) =>
+            {
+                Err(ResponseError::CoordinatorLoadInProgress)
+            }
             _ => Err(ResponseError::NotCoordinator),
         }
     }

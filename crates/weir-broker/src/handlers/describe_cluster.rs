@@ -1,6 +1,6 @@
 //! DescribeCluster (KIP-700): the cluster id, the controller to send admin requests to and the
-//! live brokers; v1 can ask for the controllers instead (KIP-919); v2 can include fenced
-//! brokers, marked as such (KIP-1073).
+//! live brokers; v1's request for the controllers (KIP-919) gets MISMATCHED_ENDPOINT_TYPE, as
+//! from any broker listener; v2 can include fenced brokers, marked as such (KIP-1073).
 
 use std::sync::Arc;
 
@@ -20,15 +20,12 @@ pub(crate) fn handle(
     request: DescribeClusterRequest,
 ) -> DescribeClusterResponse {
     let leader = broker.quorum().leader().and_then(|l| i32::try_from(l).ok());
-    // Clients send controller requests to the id named here, so for the brokers endpoint it must
-    // be a broker they can reach: the active controller when it is a live broker too, else this
-    // broker, which forwards (KRaft names a random live broker). The controllers endpoint names
-    // the active controller itself.
+    // Clients send controller requests to the id named here, so it must be a broker they can
+    // reach: the active controller when it is a live broker too, else this broker, which
+    // forwards (KRaft names a random live broker).
     let image = broker.image();
-    let controller_id = match (request.endpoint_type, leader) {
-        (ENDPOINT_CONTROLLERS, Some(l)) => l,
-        (_, Some(l)) if image.is_live(l) => l,
-        (ENDPOINT_CONTROLLERS, None) => -1,
+    let controller_id = match leader {
+        Some(l) if image.is_live(l) => l,
         _ => broker.node_id(),
     };
     let response = DescribeClusterResponse::default()
@@ -37,23 +34,14 @@ pub(crate) fn handle(
         .with_endpoint_type(request.endpoint_type);
     match request.endpoint_type {
         ENDPOINT_BROKERS => {}
-        // KIP-919: the controllers, at their CONTROLLER listeners.
+        // KIP-919: a broker's listener does not describe the controllers; that is asked of a
+        // CONTROLLER listener, which speaks only the quorum's own RPC here.
         ENDPOINT_CONTROLLERS => {
-            let controllers = broker
-                .quorum()
-                .voters()
-                .iter()
-                .filter_map(|(id, addr)| {
-                    let addr: std::net::SocketAddr = addr.parse().ok()?;
-                    Some(
-                        DescribeClusterBroker::default()
-                            .with_broker_id(BrokerId(i32::try_from(*id).ok()?))
-                            .with_host(str_bytes(addr.ip().to_string()))
-                            .with_port(i32::from(addr.port())),
-                    )
-                })
-                .collect();
-            return response.with_brokers(controllers);
+            return response
+                .with_error_code(ResponseError::MismatchedEndpointType.code())
+                .with_error_message(Some(str_bytes(
+                    "controllers are described through a controller's listener, not a broker's",
+                )))
         }
         other => {
             return response

@@ -19,6 +19,7 @@ const UNCLEAN: i8 = 1;
 
 pub(crate) async fn handle(
     broker: &Arc<Broker>,
+    version: i16,
     request: ElectLeadersRequest,
 ) -> ElectLeadersResponse {
     let preferred = match request.election_type {
@@ -40,7 +41,9 @@ pub(crate) async fn handle(
             })
             .collect()
     });
-    let named = partitions.clone().unwrap_or_default();
+    let mut named = partitions.clone().unwrap_or_default();
+    named.sort();
+    named.dedup();
     let op = ControllerOp::ElectLeaders {
         partitions,
         preferred,
@@ -53,8 +56,8 @@ pub(crate) async fn handle(
                 format!("unexpected controller answer {other:?}"),
             ),
         },
-        // The controller could not be reached: every partition named carries the error too,
-        // since v0 has no top-level error code.
+        // The controller could not be reached: every partition named carries the error, and
+        // v1+ the top-level code too (v0 has none; setting it would fail to encode).
         Err(e) => {
             let each = named
                 .into_iter()
@@ -64,7 +67,12 @@ pub(crate) async fn handle(
                     error: Some(e.clone()),
                 })
                 .collect();
-            answer(each).with_error_code(meta_error_code(&e))
+            let response = answer(each);
+            if version >= 1 {
+                response.with_error_code(meta_error_code(&e))
+            } else {
+                response
+            }
         }
     }
 }
@@ -92,7 +100,8 @@ fn answer(results: Vec<Election>) -> ElectLeadersResponse {
     ElectLeadersResponse::default().with_replica_election_results(topics)
 }
 
-/// The request itself is wrong (v1+ only: v0 cannot name an election type).
+/// The request itself is wrong (v1+ only: v0 cannot name an election type, so a v0 request
+/// never gets here).
 fn refuse(code: i16, message: String) -> ElectLeadersResponse {
     tracing::debug!(code, %message, "ElectLeaders refused");
     ElectLeadersResponse::default().with_error_code(code)

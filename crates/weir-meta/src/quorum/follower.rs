@@ -76,13 +76,20 @@ impl MetadataFollower {
         self.image.clone()
     }
 
-    /// The quorum as the voter polled last sees it (the active controller, while it answers).
+    /// The quorum as the active controller last described it (no leader after a whole round of
+    /// voters failed to answer).
     pub fn view(&self) -> QuorumView {
         self.view.lock().unwrap_or_else(|p| p.into_inner()).clone()
     }
 
     /// Stops polling.
     pub fn shutdown(&self) {
+        self.task.abort();
+    }
+}
+
+impl Drop for MetadataFollower {
+    fn drop(&mut self) {
         self.task.abort();
     }
 }
@@ -100,6 +107,7 @@ async fn follow(
     let mut round = 0usize;
     let mut target: Option<NodeId> = None;
     let mut idle = 0u32;
+    let mut failures = 0usize;
     loop {
         let id = target.unwrap_or(ids[round % ids.len()]);
         let Some(addr) = voters.get(&id) else {
@@ -132,12 +140,22 @@ async fn follow(
                     round = ids.iter().position(|x| *x == id).unwrap_or(round) + 1;
                     target = None;
                 }
-                *view.lock().unwrap_or_else(|p| p.into_inner()) = reply.view;
+                // Only the leader's view has every voter's progress: keep the leader's, or one
+                // that names no leader at all.
+                if reply.view.leader == Some(id) || reply.view.leader.is_none() {
+                    *view.lock().unwrap_or_else(|p| p.into_inner()) = reply.view;
+                }
+                failures = 0;
             }
             Err(e) => {
                 tracing::debug!(voter = id, error = %e, "metadata poll failed");
                 target = None;
                 round += 1;
+                failures += 1;
+                // No voter answered for a whole round: the leader named last may be gone.
+                if failures >= ids.len() {
+                    view.lock().unwrap_or_else(|p| p.into_inner()).leader = None;
+                }
                 tokio::time::sleep(RETRY_PAUSE).await;
             }
         }

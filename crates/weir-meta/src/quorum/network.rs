@@ -1,4 +1,4 @@
-//! Voter-to-voter RPC: openraft's AppendEntries, Vote and InstallSnapshot over TCP; brokers'
+//! Voter-to-voter RPC: openraft's AppendEntries, Vote and InstallSnapshot (over TCP, or turmoil in tests); brokers'
 //! operations for the active controller ([`ControllerOp`]); and the metadata image for brokers
 //! that run no voter ([`ImageRequest`], a long poll).
 //!
@@ -81,6 +81,16 @@ async fn read_frame(stream: &mut Conn) -> std::io::Result<Vec<u8>> {
 
 async fn write_frame(stream: &mut Conn, parts: &[&[u8]]) -> std::io::Result<()> {
     let len: usize = parts.iter().map(|p| p.len()).sum();
+    if len > MAX_FRAME {
+        // The peer would refuse it; say so here, where it can be seen.
+        tracing::warn!(
+            len,
+            "a quorum RPC frame is larger than {MAX_FRAME} bytes; not sent"
+        );
+        return Err(std::io::Error::other(format!(
+            "frame of {len} bytes is too large"
+        )));
+    }
     let mut buf = Vec::with_capacity(len + 4);
     buf.extend_from_slice(&(len as u32).to_be_bytes());
     for p in parts {
@@ -89,8 +99,8 @@ async fn write_frame(stream: &mut Conn, parts: &[&[u8]]) -> std::io::Result<()> 
     stream.write_all(&buf).await
 }
 
-/// Serves peers' RPCs for `raft` and brokers' operations for `controller` until the listener
-/// fails or the task is dropped.
+/// Serves peers' RPCs for `raft`, brokers' operations for `controller` and image polls of
+/// broker-only nodes until the task is dropped.
 pub(crate) async fn serve(
     listener: Listener,
     raft: Raft<TypeConfig>,
