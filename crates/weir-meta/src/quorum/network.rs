@@ -190,25 +190,36 @@ async fn serve_connection(
     }
 }
 
-/// Sends one operation to the voter at `addr` on a connection of its own, within `timeout`.
-pub(crate) async fn call_controller(
+/// One request of `kind` to the voter at `addr` on a connection of its own, within `timeout`.
+async fn one_shot<Req: Serialize, Resp: DeserializeOwned>(
     net: Net,
     addr: &str,
-    op: &ControllerOp,
+    kind: u8,
+    request: &Req,
     timeout: Duration,
-) -> std::io::Result<Result<ControllerReply, MetaError>> {
-    let body = encode(op)?;
+) -> std::io::Result<Resp> {
+    let body = encode(request)?;
     let exchange = async {
         let mut stream = tokio::time::timeout(CONNECT_TIMEOUT, net.connect(addr))
             .await
             .map_err(|_| std::io::Error::from(std::io::ErrorKind::TimedOut))??;
-        write_frame(&mut stream, &[&[RPC_VERSION, KIND_CONTROLLER], &body]).await?;
+        write_frame(&mut stream, &[&[RPC_VERSION, kind], &body]).await?;
         read_frame(&mut stream).await
     };
     let answer = tokio::time::timeout(timeout, exchange)
         .await
         .map_err(|_| std::io::Error::from(std::io::ErrorKind::TimedOut))??;
     decode(&answer)
+}
+
+/// Sends one operation to the voter at `addr`, within `timeout`.
+pub(crate) async fn call_controller(
+    net: Net,
+    addr: &str,
+    op: &ControllerOp,
+    timeout: Duration,
+) -> std::io::Result<Result<ControllerReply, MetaError>> {
+    one_shot(net, addr, KIND_CONTROLLER, op, timeout).await
 }
 
 /// Asks the voter at `addr` for its image if newer than `since`, waiting up to its long poll.
@@ -218,18 +229,7 @@ pub(crate) async fn fetch_image(
     since: u64,
     timeout: Duration,
 ) -> std::io::Result<ImageReply> {
-    let body = encode(&ImageRequest { since })?;
-    let exchange = async {
-        let mut stream = tokio::time::timeout(CONNECT_TIMEOUT, net.connect(addr))
-            .await
-            .map_err(|_| std::io::Error::from(std::io::ErrorKind::TimedOut))??;
-        write_frame(&mut stream, &[&[RPC_VERSION, KIND_IMAGE], &body]).await?;
-        read_frame(&mut stream).await
-    };
-    let answer = tokio::time::timeout(timeout, exchange)
-        .await
-        .map_err(|_| std::io::Error::from(std::io::ErrorKind::TimedOut))??;
-    decode(&answer)
+    one_shot(net, addr, KIND_IMAGE, &ImageRequest { since }, timeout).await
 }
 
 /// Makes a [`Peer`] per target voter.

@@ -178,9 +178,9 @@ async fn record_images(
 /// Creates a topic every 700 ms until the faults end, then one more that must succeed.
 async fn run_admin(history: Shared) -> turmoil::Result {
     let client = ControllerClient::new(voters(), None, Duration::from_secs(3)).over(Net::Sim);
-    let create = |i: usize| ControllerOp::CreateTopic {
+    let create = |name: &str| ControllerOp::CreateTopic {
         request: CreateTopic {
-            name: format!("t{i}"),
+            name: name.to_string(),
             num_partitions: 3,
             replication_factor: 3,
             ..Default::default()
@@ -192,7 +192,7 @@ async fn run_admin(history: Shared) -> turmoil::Result {
     let mut i = 0;
     while turmoil::elapsed() < CHAOS {
         i += 1;
-        match client.call(create(i)).await {
+        match client.call(create(&format!("t{i}"))).await {
             Ok(reply) => {
                 if let Outcome::TopicId(id) = reply.outcome {
                     history
@@ -210,17 +210,7 @@ async fn run_admin(history: Shared) -> turmoil::Result {
     let deadline = turmoil::elapsed() + Duration::from_secs(10);
     let name = "after-healing".to_string();
     loop {
-        let op = ControllerOp::CreateTopic {
-            request: CreateTopic {
-                name: name.clone(),
-                num_partitions: 3,
-                replication_factor: 3,
-                ..Default::default()
-            },
-            default_partitions: 1,
-            default_replication_factor: 1,
-            validate_only: false,
-        };
+        let op = create(&name);
         match client.call(op).await {
             Ok(reply) => {
                 if let Outcome::TopicId(id) = reply.outcome {
@@ -238,6 +228,20 @@ async fn run_admin(history: Shared) -> turmoil::Result {
     // Let the brokers heartbeat back in before the run ends.
     tokio::time::sleep(RUN - turmoil::elapsed().min(RUN)).await;
     Ok(())
+}
+
+/// Repairs every cut link and releases every held one.
+fn heal_links(
+    sim: &turmoil::Sim<'_>,
+    cut: &mut Vec<(String, String)>,
+    held: &mut Vec<(String, String)>,
+) {
+    for (a, b) in cut.drain(..) {
+        sim.repair(a.as_str(), b.as_str());
+    }
+    for (a, b) in held.drain(..) {
+        sim.release(a.as_str(), b.as_str());
+    }
 }
 
 /// What the nemesis did, for the failure message.
@@ -329,24 +333,14 @@ fn simulate(seed: u64) {
                     held.push((a, b));
                 }
                 _ => {
-                    for (a, b) in cut.drain(..) {
-                        sim.repair(a.as_str(), b.as_str());
-                    }
-                    for (a, b) in held.drain(..) {
-                        sim.release(a.as_str(), b.as_str());
-                    }
+                    heal_links(&sim, &mut cut, &mut held);
                     log.borrow_mut().push(format!("{now:?} heal links"));
                 }
             }
         }
         if now >= CHAOS && !healed {
             healed = true;
-            for (a, b) in cut.drain(..) {
-                sim.repair(a.as_str(), b.as_str());
-            }
-            for (a, b) in held.drain(..) {
-                sim.release(a.as_str(), b.as_str());
-            }
+            heal_links(&sim, &mut cut, &mut held);
             for v in std::mem::take(&mut crashed) {
                 sim.bounce(host(v));
             }
