@@ -476,6 +476,72 @@ fn seeds() -> Vec<u64> {
     }
 }
 
+/// Loses the active controller for good and returns how long the two survivors took to elect
+/// another, or `None` if they never did within `limit`.
+fn failover(seed: u64, limit: Duration) -> Option<Duration> {
+    let dir = tempfile::tempdir().unwrap();
+    let history: Shared = Arc::default();
+    let mut sim = turmoil::Builder::new()
+        .simulation_duration(Duration::from_secs(60) + limit)
+        .min_message_latency(Duration::from_millis(1))
+        .max_message_latency(Duration::from_millis(5))
+        .rng_seed(seed)
+        .build();
+    for id in VOTERS {
+        let path = dir.path().join(host(id));
+        let history = history.clone();
+        sim.host(host(id), move || {
+            run_voter(id, path.clone(), history.clone())
+        });
+    }
+    // The simulation ends when its clients do: this one outlasts the test.
+    sim.client("clock", async {
+        tokio::time::sleep(Duration::from_secs(3600)).await;
+        Ok(())
+    });
+    let mut lost: Option<(u64, Duration)> = None;
+    loop {
+        let newest = history.lock().unwrap().leaders.last().copied();
+        match (lost, newest) {
+            (None, Some((term, leader))) => {
+                sim.crash(host(leader));
+                eprintln!(
+                    "seed {seed}: {:?} crash n{leader} (term {term})",
+                    sim.elapsed()
+                );
+                lost = Some((term, sim.elapsed()));
+            }
+            (Some((old, at)), Some((term, _))) if term > old => return Some(sim.elapsed() - at),
+            (Some((_, at)), _) if sim.elapsed() - at > limit => return None,
+            _ => {}
+        }
+        match sim.step() {
+            Ok(false) => {}
+            Ok(true) | Err(_) => return None,
+        }
+    }
+}
+
+/// Two voters left of three are a quorum and must elect a controller, whatever their clocks. Both
+/// time out on the same tick after the controller dies; if each then kept the election timeout it
+/// drew at start, two equal draws would split the vote in every term, forever (openraft 0.9 drew
+/// once per process; see vendor/openraft/WEIR-PATCHES.md).
+#[test]
+fn survivors_elect_a_new_controller() {
+    let mut stuck = Vec::new();
+    for seed in 1..=12 {
+        let took = failover(seed, Duration::from_secs(20));
+        eprintln!("seed {seed}: new controller after {took:?}");
+        if took.is_none() {
+            stuck.push(seed);
+        }
+    }
+    assert!(
+        stuck.is_empty(),
+        "seeds {stuck:?}: the voters elected no controller within 20 s"
+    );
+}
+
 #[test]
 fn controller_under_crashes_and_partitions() {
     for seed in seeds() {
