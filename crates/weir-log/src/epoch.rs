@@ -59,6 +59,12 @@ impl LeaderEpochCache {
         Ok(())
     }
 
+    /// Forgets every entry (the log was emptied).
+    pub(crate) fn clear(&mut self) -> Result<()> {
+        self.entries.clear();
+        self.write()
+    }
+
     /// For OffsetForLeaderEpoch: the largest epoch at most `epoch`, and the offset where it ended
     /// (the start of the next epoch, or `log_end_offset` for the latest). `(-1, -1)` when unknown.
     pub fn end_offset_for(&self, epoch: i32, log_end_offset: i64) -> (i32, i64) {

@@ -328,6 +328,87 @@ impl Log {
         })
     }
 
+    /// Appends batches copied from the leader as they are: their offsets, leader epochs and
+    /// timestamps stay. Each batch must start at or after the log end (a compacted leader leaves
+    /// gaps) and its CRC must hold. Producer state and the leader-epoch cache follow the batches,
+    /// so a follower that becomes leader still de-duplicates retries.
+    pub fn append_as_follower(&mut self, records: &[u8], now_ms: i64) -> Result<AppendInfo> {
+        self.check_writable()?;
+        let headers = batch::validate_batches(records)?;
+        // An empty log restarted at the leader's log start may begin inside the leader's first
+        // batch (the start was moved by DeleteRecords): start at that batch instead.
+        if let Some(first) = headers.first() {
+            let empty = self.log_start_offset == self.log_end_offset;
+            if empty
+                && first.base_offset < self.log_end_offset
+                && first.last_offset() >= self.log_end_offset
+            {
+                self.truncate_fully_and_start_at(first.base_offset)?;
+            }
+        }
+        let mut next = self.log_end_offset;
+        for h in &headers {
+            if h.base_offset < next || h.last_offset_delta < 0 {
+                return Err(LogError::CorruptBatch(format!(
+                    "a replicated batch at offset {} does not follow offset {}",
+                    h.base_offset,
+                    next - 1
+                )));
+            }
+            next = h.last_offset() + 1;
+        }
+        let base_offset = headers.first().map_or(next, |h| h.base_offset);
+        self.maybe_roll(records.len() as u64, now_ms)?;
+        let interval = self.config.index_interval_bytes;
+        let result = self.active().append(records, &headers, interval);
+        self.poison(result)?;
+        self.log_end_offset = next;
+        let mut count = 0i64;
+        for h in &headers {
+            self.producers.update(h);
+            count += i64::from(h.records_count);
+            let result = self.epochs.assign(h.partition_leader_epoch, h.base_offset);
+            self.poison(result)?;
+        }
+        self.records_since_flush += count.max(0) as u64;
+        if self.records_since_flush >= self.config.flush_messages
+            || now_ms.saturating_sub(self.last_flush_ms) >= self.config.flush_ms
+        {
+            self.flush()?;
+        }
+        Ok(AppendInfo {
+            base_offset,
+            last_offset: next - 1,
+            log_append_time_ms: -1,
+            log_start_offset: self.log_start_offset,
+            duplicate: false,
+            records: count,
+        })
+    }
+
+    /// Empties the log and starts it again at `offset`: a follower whose log ends before its
+    /// leader's log starts cannot catch up by fetching.
+    pub fn truncate_fully_and_start_at(&mut self, offset: i64) -> Result<()> {
+        self.check_writable()?;
+        let offset = offset.max(0);
+        let result = (|| {
+            for (_, segment) in std::mem::take(&mut self.segments) {
+                segment.delete_files()?;
+            }
+            self.segments.insert(
+                offset,
+                LogSegment::create(&self.dir, offset, crate::now_ms())?,
+            );
+            write_log_start_offset(&self.dir, offset)?;
+            self.epochs.clear()
+        })();
+        self.poison(result)?;
+        self.log_start_offset = offset;
+        self.log_end_offset = offset;
+        self.producers.clear();
+        Ok(())
+    }
+
     fn maybe_roll(&mut self, incoming: u64, now_ms: i64) -> Result<()> {
         let config = self.config.clone();
         let log_end_offset = self.log_end_offset;

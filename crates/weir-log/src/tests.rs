@@ -400,3 +400,70 @@ fn crash_test_kills_a_writer_at_random_moments() {
         }
     }
 }
+
+/// Copies `leader`'s batches from `from` on into `follower`, as a replica fetcher does.
+fn replicate(leader: &Log, follower: &mut Log, from: i64) {
+    let info = leader
+        .read(from, u64::MAX, leader.log_end_offset(), true)
+        .unwrap();
+    for slice in &info.slices {
+        follower
+            .append_as_follower(&slice.read_to_vec().unwrap(), 0)
+            .unwrap();
+    }
+}
+
+#[test]
+fn a_follower_copies_batches_with_their_offsets_epochs_and_producers() {
+    let dirs = (tempfile::tempdir().unwrap(), tempfile::tempdir().unwrap());
+    let mut leader = Log::open(dirs.0.path(), small_config()).unwrap();
+    let mut follower = Log::open(dirs.1.path(), small_config()).unwrap();
+    let batch = |seq: i32| make_batch_with_producer(2, 0, Compression::None, 9, 0, seq);
+    leader.append_as_leader(&mut batch(0), 1, 0).unwrap();
+    leader.append_as_leader(&mut batch(2), 3, 0).unwrap();
+    for _ in 0..10 {
+        append(&mut leader, 3, 5);
+    }
+    replicate(&leader, &mut follower, 0);
+    while follower.log_end_offset() < leader.log_end_offset() {
+        let from = follower.log_end_offset();
+        replicate(&leader, &mut follower, from);
+    }
+    let ours: Vec<(i64, i32)> = read_all(&follower, 0)
+        .iter()
+        .map(|h| (h.base_offset, h.partition_leader_epoch))
+        .collect();
+    let theirs: Vec<(i64, i32)> = read_all(&leader, 0)
+        .iter()
+        .map(|h| (h.base_offset, h.partition_leader_epoch))
+        .collect();
+    assert_eq!(ours, theirs);
+    assert_eq!(follower.epochs().entries(), leader.epochs().entries());
+    // Promoted, the follower knows the producer's last batch: a retry is a duplicate.
+    let retry = follower.append_as_leader(&mut batch(2), 4, 0).unwrap();
+    assert!(retry.duplicate);
+    assert_eq!(retry.base_offset, 2);
+    // A batch that does not follow the log end is refused, and nothing is written.
+    let end = follower.log_end_offset();
+    let stale = leader.read(0, 1, leader.log_end_offset(), true).unwrap();
+    let bytes = stale.slices[0].read_to_vec().unwrap();
+    assert!(matches!(
+        follower.append_as_follower(&bytes, 0),
+        Err(LogError::CorruptBatch(_))
+    ));
+    assert_eq!(follower.log_end_offset(), end);
+    // Emptied and restarted at a later offset, it takes batches from there.
+    follower.truncate_fully_and_start_at(20).unwrap();
+    assert_eq!(
+        (follower.log_start_offset(), follower.log_end_offset()),
+        (20, 20)
+    );
+    assert!(follower.epochs().entries().is_empty());
+    // Offset 20 lies inside the leader's batch 19-21: the follower starts at that batch.
+    replicate(&leader, &mut follower, 20);
+    assert_eq!(follower.log_start_offset(), 19);
+    assert!(follower.log_end_offset() > 20);
+    drop(follower);
+    let reopened = Log::open(dirs.1.path(), small_config()).unwrap();
+    assert_eq!(reopened.log_start_offset(), 19);
+}
