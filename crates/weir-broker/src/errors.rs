@@ -43,6 +43,8 @@ pub fn meta_error_code(e: &MetaError) -> i16 {
         MetaError::EligibleLeadersNotAvailable(_) => {
             ResponseError::EligibleLeadersNotAvailable.code()
         }
+        MetaError::StalePartitionState(_) => ResponseError::FencedLeaderEpoch.code(),
+        MetaError::IneligibleReplica(_) => ResponseError::IneligibleReplica.code(),
     }
 }
 

@@ -92,6 +92,18 @@ pub enum ControllerOp {
         partitions: Option<Vec<(String, i32)>>,
         preferred: bool,
     },
+    /// A partition's leader changes its ISR (Kafka's AlterPartition, KIP-497): it drops followers
+    /// that fell behind and adds ones that caught up. Refused unless the sender still leads in
+    /// `leader_epoch` and `current_isr` is the ISR the image holds, so a deposed leader or a
+    /// stale view cannot undo a newer change.
+    AlterPartition {
+        broker_id: i32,
+        topic_id: Uuid,
+        partition: i32,
+        leader_epoch: i32,
+        current_isr: Vec<i32>,
+        new_isr: Vec<i32>,
+    },
 }
 
 /// One partition's answer to [`ControllerOp::ElectLeaders`].
@@ -130,6 +142,8 @@ impl ControllerOp {
                 | ControllerOp::Heartbeat { .. }
                 | ControllerOp::ControlledShutdown { .. }
                 | ControllerOp::AlterTopicConfigs { .. }
+                // A preferred replica back in the ISR takes leadership back.
+                | ControllerOp::AlterPartition { .. }
         )
     }
 
@@ -215,6 +229,25 @@ impl ControllerOp {
                 partitions,
                 preferred,
             } => Ok(plan_elect_leaders(image, partitions.as_deref(), *preferred)),
+            ControllerOp::AlterPartition {
+                broker_id,
+                topic_id,
+                partition,
+                leader_epoch,
+                current_isr,
+                new_isr,
+            } => {
+                let records = plan_alter_partition(
+                    image,
+                    *broker_id,
+                    topic_id,
+                    *partition,
+                    *leader_epoch,
+                    current_isr,
+                    new_isr,
+                )?;
+                Ok((Outcome::Done, records))
+            }
         }
     }
 }
@@ -627,6 +660,74 @@ fn plan_elect_leader(
     Ok(election::partition_record(t.topic_id, partition, next))
 }
 
+fn plan_alter_partition(
+    image: &MetadataImage,
+    broker_id: i32,
+    topic_id: &Uuid,
+    partition: i32,
+    leader_epoch: i32,
+    current_isr: &[i32],
+    new_isr: &[i32],
+) -> Result<Vec<MetadataRecord>> {
+    let name = || format!("{topic_id}-{partition}");
+    let p = image
+        .topic_by_id(topic_id)
+        .and_then(|t| t.partitions.get(&partition))
+        .ok_or_else(|| MetaError::UnknownPartition(name()))?;
+    let sorted = |v: &[i32]| {
+        let mut v = v.to_vec();
+        v.sort_unstable();
+        v
+    };
+    if p.leader != broker_id || p.leader_epoch != leader_epoch {
+        return Err(MetaError::StalePartitionState(format!(
+            "{}: broker {broker_id} in epoch {leader_epoch} does not lead it (leader {} in epoch {})",
+            name(),
+            p.leader,
+            p.leader_epoch
+        )));
+    }
+    if sorted(&p.isr) != sorted(current_isr) {
+        return Err(MetaError::StalePartitionState(format!(
+            "{}: the ISR is {:?}, not {current_isr:?}",
+            name(),
+            p.isr
+        )));
+    }
+    let wanted = sorted(new_isr);
+    if wanted.windows(2).any(|w| w[0] == w[1])
+        || !wanted.contains(&broker_id)
+        || wanted.iter().any(|b| !p.replicas.contains(b))
+    {
+        return Err(MetaError::InvalidRequest(format!(
+            "{}: ISR {new_isr:?} must hold the leader and only distinct replicas of {:?}",
+            name(),
+            p.replicas
+        )));
+    }
+    if let Some(b) = wanted
+        .iter()
+        .find(|b| !p.isr.contains(b) && !image.is_live(**b))
+    {
+        return Err(MetaError::IneligibleReplica(format!(
+            "{}: broker {b} is fenced and cannot join the ISR",
+            name()
+        )));
+    }
+    if wanted == sorted(&p.isr) {
+        return Ok(Vec::new());
+    }
+    // Keep the ISR in replica order, as the rest of the image does.
+    let isr: Vec<i32> = p
+        .replicas
+        .iter()
+        .copied()
+        .filter(|b| wanted.contains(b))
+        .collect();
+    let next = crate::image::PartitionImage { isr, ..p.clone() };
+    Ok(vec![election::partition_record(*topic_id, partition, next)])
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -930,5 +1031,68 @@ mod tests {
         let p2 = &image.topic("t").unwrap().partitions[&2];
         assert_eq!((p2.leader, p2.isr.clone()), (0, vec![0]));
         assert!(p2.leader_epoch > before.1);
+    }
+
+    #[test]
+    fn alter_partition_is_fenced_by_epoch_and_isr() {
+        let mut image = MetadataImage::default();
+        for b in 0..3 {
+            register(&mut image, b);
+        }
+        let request = CreateTopic {
+            name: "t".into(),
+            num_partitions: -1,
+            replication_factor: -1,
+            assignments: vec![(0, vec![0, 1, 2])],
+            ..Default::default()
+        };
+        run(&mut image, create(request, false)).unwrap();
+        let state = |image: &MetadataImage| image.topic("t").unwrap().partitions[&0].clone();
+        let topic_id = image.topic("t").unwrap().topic_id;
+        let alter = |broker_id, epoch, current: &[i32], new: &[i32]| ControllerOp::AlterPartition {
+            broker_id,
+            topic_id,
+            partition: 0,
+            leader_epoch: epoch,
+            current_isr: current.to_vec(),
+            new_isr: new.to_vec(),
+        };
+        let p = state(&image);
+        assert_eq!((p.leader, p.isr.clone()), (0, vec![0, 1, 2]));
+        // The leader drops broker 2, which fell behind; epochs stay.
+        run(&mut image, alter(0, p.leader_epoch, &[0, 1, 2], &[0, 1])).unwrap();
+        assert_eq!(state(&image).isr, vec![0, 1]);
+        assert_eq!(state(&image).leader_epoch, p.leader_epoch);
+        // A stale view of the ISR, another broker, or an old epoch: refused.
+        for op in [
+            alter(0, p.leader_epoch, &[0, 1, 2], &[0]),
+            alter(1, p.leader_epoch, &[0, 1], &[1]),
+            alter(0, p.leader_epoch - 1, &[0, 1], &[0]),
+        ] {
+            assert!(matches!(
+                run(&mut image, op),
+                Err(MetaError::StalePartitionState(_))
+            ));
+        }
+        // Not a replica, no leader, duplicates: refused.
+        for new in [&[0, 1, 7][..], &[1][..], &[0, 0][..]] {
+            assert!(matches!(
+                run(&mut image, alter(0, p.leader_epoch, &[0, 1], new)),
+                Err(MetaError::InvalidRequest(_))
+            ));
+        }
+        // A fenced broker cannot join; once live, it can, in replica order.
+        run(
+            &mut image,
+            ControllerOp::ControlledShutdown { broker_id: 2 },
+        )
+        .unwrap();
+        assert!(matches!(
+            run(&mut image, alter(0, p.leader_epoch, &[0, 1], &[2, 0, 1])),
+            Err(MetaError::IneligibleReplica(_))
+        ));
+        run(&mut image, ControllerOp::Heartbeat { broker_id: 2 }).unwrap();
+        run(&mut image, alter(0, p.leader_epoch, &[1, 0], &[2, 0, 1])).unwrap();
+        assert_eq!(state(&image).isr, vec![0, 1, 2]);
     }
 }

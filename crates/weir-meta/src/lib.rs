@@ -70,6 +70,12 @@ pub enum MetaError {
     /// A preferred election whose preferred replica is not live or not in the ISR.
     #[error("preferred leader not available: {0}")]
     PreferredLeaderNotAvailable(String),
+    /// An ISR change from a leader that was deposed, or that saw an ISR the image no longer holds.
+    #[error("stale partition state: {0}")]
+    StalePartitionState(String),
+    /// An ISR change that adds a fenced broker.
+    #[error("ineligible replica: {0}")]
+    IneligibleReplica(String),
 }
 
 impl From<std::io::Error> for MetaError {
