@@ -4,10 +4,9 @@ controller, group consumption when the group coordinator is another broker
 than the one bootstrapped at, and ElectLeaders; and a cluster of three
 controller-only and two broker-only nodes (``split_cluster``).
 
-Partition data is not replicated yet, so nothing here produces through a
-leader change; "broker loss" checks metadata (fencing, leader election, ISR)
-only.  A hung (SIGSTOPped) node is checked too; that test is an expected
-failure for a known broker bug (see its marker).
+"Broker loss" here checks metadata (fencing, leader election, ISR); producing
+through a leader change is test_replication.py's.  A hung (SIGSTOPped) node
+is checked too.
 """
 
 from __future__ import annotations
@@ -463,12 +462,11 @@ def elect(cluster, via, election_type, partitions):
 
 def test_elect_leaders(cluster3):
     """ElectLeaders through a real admin client.  A partition on brokers
-    [a, b] loses a (b leads, a leaves the ISR), a returns (out of sync: no
-    replication yet), then b dies: the partition is offline, since unclean
-    election is off.  A preferred election is refused (a is not in sync), an
-    unclean one for the live-led partition is not needed, and an unclean one
-    for the offline partition makes a leader again with a record it wrote
-    before readable."""
+    [a, b] loses a (b leads, a leaves the ISR): a preferred election is
+    refused (a is down) and an unclean one is not needed (b leads).  Then b
+    dies and a returns out of sync: the partition is offline, since unclean
+    election is off, and an unclean election makes a leader again with a
+    record written before readable."""
     c = cluster3
     a, b = 1, 2
     topic, other = topic_name("elect"), topic_name("elect-other")
@@ -508,14 +506,18 @@ def test_elect_leaders(cluster3):
 
     c.kill(a)
     poll_until(f"{topic} led by {b} alone after {a} died", led_by(b, [b]), timeout=10)
-    c.start(a)
-    c.wait_for_brokers([1, 2, 3], timeout=15)
+    # a is down: its preferred leadership cannot be given back, and b leads,
+    # so no unclean election is needed.
     got = elect(c, 3, ElectionType.PREFERRED, [tp])
     assert got == {(topic, 0): "PREFERRED_LEADER_NOT_AVAILABLE"}, got
     got = elect(c, 3, ElectionType.UNCLEAN, [tp])
     assert got == {(topic, 0): "ELECTION_NOT_NEEDED"}, got
 
+    # b dies and a returns: a is live but was never back in sync, so the
+    # partition stays offline until an unclean election.
     c.kill(b)
+    c.start(a)
+    c.wait_for_brokers([1, 3], timeout=15)
     poll_until(f"{topic} offline (ISR [{b}]) after {b} died", led_by(-1, [b]), timeout=10)
     got = elect(c, 3, ElectionType.UNCLEAN, None)
     assert got.get((topic, 0)) is None and (topic, 0) in got, got

@@ -175,7 +175,7 @@ pub(crate) async fn dispatch(
         RequestKind::Metadata(r) => {
             ResponseKind::Metadata(handlers::metadata::handle(broker, version, r).await)
         }
-        RequestKind::Produce(r) => match handlers::produce::handle(broker, version, r) {
+        RequestKind::Produce(r) => match handlers::produce::handle(broker, version, r).await {
             Some(resp) => ResponseKind::Produce(resp),
             None => return Ok(None),
         },

@@ -24,6 +24,7 @@ use weir_meta::{
 };
 
 use crate::config::BrokerConfig;
+use crate::fetcher::Fetchers;
 use crate::group::{GroupManager, OFFSETS_TOPIC};
 use crate::replica_manager::ReplicaManager;
 
@@ -84,6 +85,8 @@ pub struct Broker {
     /// Producer ids reserved for this broker and not handed out yet: `next..end`.
     producer_ids: tokio::sync::Mutex<(i64, i64)>,
     pub replicas: ReplicaManager,
+    /// Replica fetchers, one per leader this broker follows partitions of.
+    pub(crate) fetchers: Fetchers,
     pub(crate) groups: GroupManager,
     /// Set once a controlled shutdown began: heartbeats stop so the broker stays fenced.
     stopping: Mutex<bool>,
@@ -137,6 +140,7 @@ impl Broker {
             synced,
             producer_ids: tokio::sync::Mutex::new((0, 0)),
             replicas,
+            fetchers: Fetchers::default(),
             groups,
             stopping: Mutex::new(false),
         });
@@ -318,7 +322,10 @@ async fn follow_metadata(
     loop {
         let current = image.borrow_and_update().clone();
         match broker.upgrade() {
-            Some(b) => b.sync(&current),
+            Some(b) => {
+                b.sync(&current);
+                b.fetchers.update(&b);
+            }
             None => return,
         }
         if image.changed().await.is_err() {

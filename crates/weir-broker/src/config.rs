@@ -66,6 +66,12 @@ pub struct BrokerConfig {
     /// `process.roles`: whether this node serves clients and hosts partitions (a broker). A
     /// node that is only a controller is started without the broker (`weir server` does that).
     pub broker_role: bool,
+    /// A follower that has not caught up with its leader for this long leaves the ISR.
+    pub replica_lag_time_max_ms: u64,
+    /// How long a follower's fetch waits at the leader for new records.
+    pub replica_fetch_wait_max_ms: u64,
+    /// How many bytes a follower asks for per partition in one fetch.
+    pub replica_fetch_max_bytes: i32,
 }
 
 impl Default for BrokerConfig {
@@ -97,6 +103,9 @@ impl Default for BrokerConfig {
             controller_request_timeout_ms: 30_000,
             controller_role: true,
             broker_role: true,
+            replica_lag_time_max_ms: 30_000,
+            replica_fetch_wait_max_ms: 500,
+            replica_fetch_max_bytes: 1_048_576,
         }
     }
 }
@@ -171,6 +180,18 @@ impl BrokerConfig {
             (
                 "log.retention.check.interval.ms".to_string(),
                 self.log_retention_check_interval_ms.to_string(),
+            ),
+            (
+                "replica.lag.time.max.ms".to_string(),
+                self.replica_lag_time_max_ms.to_string(),
+            ),
+            (
+                "replica.fetch.wait.max.ms".to_string(),
+                self.replica_fetch_wait_max_ms.to_string(),
+            ),
+            (
+                "replica.fetch.max.bytes".to_string(),
+                self.replica_fetch_max_bytes.to_string(),
             ),
         ];
         if let Some(rack) = &self.rack {

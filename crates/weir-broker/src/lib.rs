@@ -13,11 +13,13 @@ pub mod apis;
 mod broker;
 pub mod config;
 pub mod errors;
+mod fetcher;
 mod frame;
 pub mod fuzzing;
 mod group;
 mod handlers;
 pub mod replica_manager;
+mod replication;
 mod server;
 
 pub use broker::Broker;

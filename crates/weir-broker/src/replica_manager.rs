@@ -11,11 +11,15 @@ use std::path::{Path, PathBuf};
 use std::sync::atomic::{AtomicI32, AtomicUsize, Ordering};
 use std::sync::{Arc, Mutex, MutexGuard, RwLock};
 
+use std::time::Instant;
+
 use tokio::sync::watch;
 use uuid::Uuid;
-use weir_log::{Log, LogConfig, LogError};
+use weir_log::{AppendInfo, Log, LogConfig, LogError};
 use weir_meta::configs::{effective_topic_configs, EffectiveConfig};
-use weir_meta::{ConfigResource, MetadataImage};
+use weir_meta::{ConfigResource, MetadataImage, PartitionImage};
+
+use crate::replication::ReplicaState;
 
 /// One partition hosted by this broker.
 #[derive(Debug)]
@@ -28,6 +32,11 @@ pub struct Partition {
     pub leader_epoch: AtomicI32,
     pub isr_size: AtomicUsize,
     pub min_insync_replicas: AtomicUsize,
+    /// Replication: replicas, ISR, followers' progress, high watermark. Lock order: the log lock
+    /// before this one, never the other way.
+    state: Mutex<ReplicaState>,
+    /// Bumped on every change of the high watermark, ISR or leadership (acks=all waits on it).
+    changes: watch::Sender<u64>,
 }
 
 impl Partition {
@@ -35,6 +44,19 @@ impl Partition {
     /// consistent at every await-free step, so the guard is recovered rather than propagated.
     pub fn log(&self) -> MutexGuard<'_, Log> {
         self.log.lock().unwrap_or_else(|p| p.into_inner())
+    }
+
+    pub(crate) fn state(&self) -> MutexGuard<'_, ReplicaState> {
+        self.state.lock().unwrap_or_else(|p| p.into_inner())
+    }
+
+    /// Wakes whoever waits on this partition's high watermark, ISR or leadership.
+    pub(crate) fn changed(&self) {
+        self.changes.send_modify(|n| *n = n.wrapping_add(1));
+    }
+
+    pub(crate) fn subscribe(&self) -> watch::Receiver<u64> {
+        self.changes.subscribe()
     }
 
     pub fn leader_epoch(&self) -> i32 {
@@ -45,10 +67,90 @@ impl Partition {
         self.leader.load(Ordering::Acquire) == node_id
     }
 
-    /// The high watermark. With every replica on this broker it is the log end offset; the
-    /// replication work moves it to the minimum over the ISR.
+    /// The high watermark: on the leader, the lowest log end offset over the ISR; on a follower,
+    /// the leader's as last fetched, capped by its own log end. Consumers read below it.
     pub fn high_watermark(&self) -> i64 {
-        self.log().log_end_offset()
+        self.state().high_watermark
+    }
+
+    /// The ISR as the image holds it.
+    pub fn isr(&self) -> Vec<i32> {
+        self.state().isr.clone()
+    }
+
+    /// Appends a producer's (or the group coordinator's) batches as the leader, in the current
+    /// leader epoch, and moves the high watermark if no follower needs to copy them first.
+    pub fn append_as_leader(
+        &self,
+        node_id: i32,
+        records: &mut [u8],
+        now_ms: i64,
+    ) -> Result<AppendInfo, LogError> {
+        let mut log = self.log();
+        let info = log.append_as_leader(records, self.leader_epoch(), now_ms)?;
+        let end = log.log_end_offset();
+        let moved = self.state().advance_high_watermark(node_id, end);
+        drop(log);
+        if moved {
+            self.changed();
+        }
+        Ok(info)
+    }
+
+    /// A follower fetched at `offset`: records its progress; returns whether the high watermark
+    /// moved.
+    pub(crate) fn record_follower_fetch(&self, me: i32, follower: i32, offset: i64) -> bool {
+        let log = self.log();
+        let end = log.log_end_offset();
+        let mut state = self.state();
+        if !state.replicas.contains(&follower) || follower == me {
+            return false;
+        }
+        state.record_fetch(follower, offset, end, Instant::now());
+        let moved = state.advance_high_watermark(me, end);
+        drop(state);
+        drop(log);
+        if moved {
+            self.changed();
+        }
+        moved
+    }
+
+    /// On a follower: takes the leader's high watermark, capped by the local log end.
+    pub(crate) fn follow_high_watermark(&self, leader_hw: i64) {
+        let end = self.log().log_end_offset();
+        let mut state = self.state();
+        state.high_watermark = state.high_watermark.max(leader_hw.min(end)).min(end);
+    }
+
+    /// Takes the image's view of this partition: leader, epoch, replicas and ISR.
+    fn apply_image(&self, me: i32, leader: i32, epoch: i32, replicas: &[i32], isr: &[i32]) {
+        let was_leader = self.is_leader(me);
+        let new_epoch =
+            epoch != self.leader_epoch() || leader != self.leader.load(Ordering::Acquire);
+        self.leader.store(leader, Ordering::Release);
+        self.leader_epoch.store(epoch, Ordering::Release);
+        self.isr_size.store(isr.len(), Ordering::Release);
+        let end = self.log().log_end_offset();
+        let mut state = self.state();
+        state.replicas = replicas.to_vec();
+        state.isr = isr.to_vec();
+        if state.pending_isr.as_deref() == Some(isr) {
+            state.pending_isr = None;
+        }
+        if leader == me {
+            if new_epoch || !was_leader {
+                state.become_leader(me, Instant::now());
+                tracing::info!(topic = %self.topic, partition = self.index, epoch, "leading");
+            }
+            state.advance_high_watermark(me, end);
+        } else {
+            state.followers.clear();
+            state.pending_isr = None;
+            state.high_watermark = state.high_watermark.min(end);
+        }
+        drop(state);
+        self.changed();
     }
 }
 
@@ -62,6 +164,9 @@ pub struct ReplicaManager {
     appended: watch::Sender<u64>,
     /// Held for a whole [`ReplicaManager::sync`]: two syncs must not race to create one log.
     syncing: Mutex<()>,
+    /// High watermarks from `replication-offset-checkpoint`, read at start; and the last ones
+    /// written, to skip writing an unchanged file.
+    checkpointed: Mutex<HashMap<PartitionKey, i64>>,
 }
 
 /// Builds a log's settings from a topic's effective configs.
@@ -109,6 +214,38 @@ fn partition_dir(data_dir: &Path, topic: &str, partition: i32) -> PathBuf {
 
 const PARTITION_METADATA: &str = "partition.metadata";
 
+/// Kafka's name and format: a version line, a count line, then `topic partition offset` lines.
+const HW_CHECKPOINT: &str = "replication-offset-checkpoint";
+
+fn read_checkpoint(path: &Path) -> HashMap<PartitionKey, i64> {
+    let Ok(text) = std::fs::read_to_string(path) else {
+        return HashMap::new();
+    };
+    text.lines()
+        .skip(2)
+        .filter_map(|line| {
+            let mut parts = line.split_whitespace();
+            let topic = parts.next()?.to_string();
+            let partition = parts.next()?.parse().ok()?;
+            let offset = parts.next()?.parse().ok()?;
+            Some(((topic, partition), offset))
+        })
+        .collect()
+}
+
+fn write_checkpoint(path: &Path, entries: &HashMap<PartitionKey, i64>) -> std::io::Result<()> {
+    use std::io::Write;
+    let mut text = format!("0\n{}\n", entries.len());
+    for ((topic, partition), offset) in entries {
+        text.push_str(&format!("{topic} {partition} {offset}\n"));
+    }
+    let tmp = path.with_extension("tmp");
+    let mut f = std::fs::File::create(&tmp)?;
+    f.write_all(text.as_bytes())?;
+    f.sync_all()?;
+    std::fs::rename(tmp, path)
+}
+
 fn read_topic_id(dir: &Path) -> Option<Uuid> {
     let text = std::fs::read_to_string(dir.join(PARTITION_METADATA)).ok()?;
     text.lines()
@@ -135,6 +272,25 @@ impl ReplicaManager {
             partitions: RwLock::new(HashMap::new()),
             appended,
             syncing: Mutex::new(()),
+            checkpointed: Mutex::new(read_checkpoint(&data_dir.join(HW_CHECKPOINT))),
+        }
+    }
+
+    /// Writes every partition's high watermark to `replication-offset-checkpoint` (when one
+    /// changed), so a restarted broker does not show consumers less, or more, than it did.
+    pub fn checkpoint_high_watermarks(&self) {
+        let now: HashMap<PartitionKey, i64> = self
+            .all()
+            .iter()
+            .map(|p| ((p.topic.clone(), p.index), p.high_watermark()))
+            .collect();
+        let mut last = self.checkpointed.lock().unwrap_or_else(|p| p.into_inner());
+        if *last == now {
+            return;
+        }
+        match write_checkpoint(&self.data_dir.join(HW_CHECKPOINT), &now) {
+            Ok(()) => *last = now,
+            Err(e) => tracing::error!(error = %e, "writing {HW_CHECKPOINT} failed"),
         }
     }
 
@@ -166,7 +322,7 @@ impl ReplicaManager {
         broker_defaults: &BTreeMap<String, String>,
     ) -> Result<(), LogError> {
         let _one_at_a_time = self.syncing.lock().unwrap_or_else(|p| p.into_inner());
-        let mut wanted: HashMap<PartitionKey, (Uuid, i32, i32, usize)> = HashMap::new();
+        let mut wanted: HashMap<PartitionKey, (Uuid, PartitionImage)> = HashMap::new();
         let mut configs: HashMap<String, LogConfig> = HashMap::new();
         let mut min_isr: HashMap<String, usize> = HashMap::new();
         for topic in image.topics() {
@@ -183,15 +339,7 @@ impl ReplicaManager {
             configs.insert(topic.name.clone(), log_config(&effective));
             for (p, part) in &topic.partitions {
                 if part.replicas.contains(&self.node_id) {
-                    wanted.insert(
-                        (topic.name.clone(), *p),
-                        (
-                            topic.topic_id,
-                            part.leader,
-                            part.leader_epoch,
-                            part.isr.len(),
-                        ),
-                    );
+                    wanted.insert((topic.name.clone(), *p), (topic.topic_id, part.clone()));
                 }
             }
         }
@@ -215,18 +363,24 @@ impl ReplicaManager {
                 Err(e) => return Err(e.into()),
             }
         }
-        for ((topic, p), (topic_id, leader, epoch, isr)) in wanted {
+        for ((topic, p), (topic_id, state)) in wanted {
+            let PartitionImage {
+                replicas,
+                isr,
+                leader,
+                leader_epoch: epoch,
+            } = state;
             let config = configs.get(&topic).cloned().unwrap_or_default();
             let min = min_isr.get(&topic).copied().unwrap_or(1);
             if let Some(existing) = self.get(&topic, p) {
-                existing.leader.store(leader, Ordering::Release);
-                existing.leader_epoch.store(epoch, Ordering::Release);
-                existing.isr_size.store(isr, Ordering::Release);
                 existing.min_insync_replicas.store(min, Ordering::Release);
-                let mut log = existing.log();
-                if *log.config() != config {
-                    log.set_config(config);
+                {
+                    let mut log = existing.log();
+                    if *log.config() != config {
+                        log.set_config(config);
+                    }
                 }
+                existing.apply_image(self.node_id, leader, epoch, &replicas, &isr);
                 continue;
             }
             let dir = partition_dir(&self.data_dir, &topic, p);
@@ -236,16 +390,32 @@ impl ReplicaManager {
             }
             write_topic_id(&dir, topic_id)?;
             let log = Log::open(&dir, config)?;
+            let high_watermark = self
+                .checkpointed
+                .lock()
+                .unwrap_or_else(|p| p.into_inner())
+                .get(&(topic.clone(), p))
+                .copied()
+                .unwrap_or(0)
+                .clamp(log.log_start_offset(), log.log_end_offset());
             let partition = Arc::new(Partition {
                 topic: topic.clone(),
                 topic_id,
                 index: p,
                 log: Mutex::new(log),
-                leader: AtomicI32::new(leader),
+                // Not yet leading: apply_image below starts the leadership.
+                leader: AtomicI32::new(-1),
                 leader_epoch: AtomicI32::new(epoch),
-                isr_size: AtomicUsize::new(isr),
+                isr_size: AtomicUsize::new(isr.len()),
                 min_insync_replicas: AtomicUsize::new(min),
+                state: Mutex::new(ReplicaState::new(
+                    replicas.clone(),
+                    isr.clone(),
+                    high_watermark,
+                )),
+                changes: watch::channel(0).0,
             });
+            partition.apply_image(self.node_id, leader, epoch, &replicas, &isr);
             self.partitions
                 .write()
                 .unwrap_or_else(|p| p.into_inner())
@@ -286,6 +456,7 @@ impl ReplicaManager {
 
     /// Closes every log cleanly (flush, clean-shutdown marker).
     pub fn close_all(&self) {
+        self.checkpoint_high_watermarks();
         let all: Vec<Arc<Partition>> = {
             let mut map = self.partitions.write().unwrap_or_else(|p| p.into_inner());
             map.drain().map(|(_, p)| p).collect()

@@ -37,6 +37,7 @@ impl ServerHandle {
             .await;
         let _ = self.shutdown.send(true);
         while self.tasks.join_next().await.is_some() {}
+        self.broker.fetchers.shutdown();
         self.broker.quorum().shutdown().await;
         self.broker.replicas.close_all();
         tracing::info!("broker stopped; logs flushed and closed");
@@ -106,13 +107,18 @@ async fn accept_loop(
     connections.shutdown().await;
 }
 
-/// Retention, compaction, time-based flushes, and the group coordinator's clock.
+/// Retention, compaction, time-based flushes, high-watermark checkpoints, the leader's ISR
+/// checks, and the group coordinator's clock.
 async fn housekeeping(broker: Arc<Broker>, mut shutdown: watch::Receiver<bool>) {
     let retention_every =
         Duration::from_millis(broker.config.log_retention_check_interval_ms.max(100));
     let mut retention = tokio::time::interval(retention_every);
     let mut flush = tokio::time::interval(Duration::from_secs(1));
     let mut groups = tokio::time::interval(Duration::from_millis(100));
+    // Kafka checks the ISR at half the lag it allows.
+    let mut isr = tokio::time::interval(Duration::from_millis(
+        (broker.config.replica_lag_time_max_ms / 2).clamp(50, 5_000),
+    ));
     let mut cleaner = tokio::time::interval(Duration::from_millis(
         broker.config.log_cleaner_backoff_ms.max(100),
     ));
@@ -120,7 +126,11 @@ async fn housekeeping(broker: Arc<Broker>, mut shutdown: watch::Receiver<bool>) 
         tokio::select! {
             _ = retention.tick() => broker.replicas.enforce_retention(weir_log::now_ms()),
             _ = cleaner.tick() => broker.replicas.compact_due(weir_log::now_ms()),
-            _ = flush.tick() => broker.replicas.flush_due(weir_log::now_ms()),
+            _ = flush.tick() => {
+                broker.replicas.flush_due(weir_log::now_ms());
+                broker.replicas.checkpoint_high_watermarks();
+            }
+            _ = isr.tick() => crate::replication::check_isrs(&broker),
             _ = groups.tick() => broker.groups.tick(&broker),
             _ = shutdown.changed() => break,
         }

@@ -24,8 +24,10 @@ const MAX_RESPONSE_BYTES: usize = 256 * 1024 * 1024;
 
 type Pending = Arc<Mutex<HashMap<i32, oneshot::Sender<Result<Bytes>>>>>;
 
+/// A raw connection, for callers that speak the protocol themselves (a broker's replica
+/// fetcher); applications use the producer, consumer and admin clients.
 #[derive(Debug)]
-pub(crate) struct Connection {
+pub struct Connection {
     addr: String,
     client_id: StrBytes,
     writer: tokio::sync::Mutex<OwnedWriteHalf>,
@@ -45,11 +47,7 @@ fn io(addr: &str) -> impl FnOnce(std::io::Error) -> Error + '_ {
 
 impl Connection {
     /// Connects and negotiates API versions.
-    pub(crate) async fn connect(
-        addr: &str,
-        client_id: &str,
-        timeout: Duration,
-    ) -> Result<Connection> {
+    pub async fn connect(addr: &str, client_id: &str, timeout: Duration) -> Result<Connection> {
         let stream = tokio::time::timeout(timeout, TcpStream::connect(addr))
             .await
             .map_err(|_| Error::Timeout(timeout.as_millis() as u64))?
@@ -135,7 +133,8 @@ impl Connection {
         Ok(conn)
     }
 
-    pub(crate) fn is_closed(&self) -> bool {
+    /// Whether the broker closed the connection (it must be opened again).
+    pub fn is_closed(&self) -> bool {
         self.closed.load(Ordering::Acquire)
     }
 
@@ -160,7 +159,7 @@ impl Connection {
     }
 
     /// Sends a request at the best common version (capped at `max_wanted`) and waits for its answer.
-    pub(crate) async fn request<R: Request>(
+    pub async fn request<R: Request>(
         &self,
         req: &R,
         max_wanted: i16,

@@ -27,6 +27,7 @@ pub use admin::{
 };
 pub use assignor::TopicPartition;
 pub use cluster::{BrokerInfo, ClientConfig, PartitionInfo, TopicInfo};
+pub use connection::Connection;
 pub use consumer::{
     AutoOffsetReset, Consumer, ConsumerConfig, ConsumerRecord, OffsetTracker, RebalanceListener,
 };

@@ -119,6 +119,14 @@ pub(crate) struct ServerArgs {
     /// broker.session.timeout.ms: a broker silent this long is fenced [default: 9000].
     #[arg(long, env = "WEIR_BROKER_SESSION_TIMEOUT_MS")]
     broker_session_timeout_ms: Option<u64>,
+    /// replica.lag.time.max.ms: a follower not caught up with its leader for this long leaves
+    /// the ISR [default: 30000].
+    #[arg(long, env = "WEIR_REPLICA_LAG_TIME_MAX_MS")]
+    replica_lag_time_max_ms: Option<u64>,
+    /// replica.fetch.wait.max.ms: how long a follower's fetch waits for new records at its
+    /// leader [default: 500].
+    #[arg(long, env = "WEIR_REPLICA_FETCH_WAIT_MAX_MS")]
+    replica_fetch_wait_max_ms: Option<u64>,
     /// unclean.leader.election.enable: elect a replica outside the ISR when no ISR member is
     /// live, at the risk of losing records [default: false].
     #[arg(long, env = "WEIR_UNCLEAN_LEADER_ELECTION_ENABLE")]
@@ -290,6 +298,9 @@ const KNOWN_KEYS: &[&str] = &[
     "process.roles",
     "broker.heartbeat.interval.ms",
     "broker.session.timeout.ms",
+    "replica.lag.time.max.ms",
+    "replica.fetch.wait.max.ms",
+    "replica.fetch.max.bytes",
     "unclean.leader.election.enable",
     "log.retention.ms",
     "log.retention.hours",
@@ -490,6 +501,21 @@ pub(crate) fn config_from(args: ServerArgs) -> Result<BrokerConfig> {
     }
     if let Some(n) = s.pick(args.broker_session_timeout_ms, "broker.session.timeout.ms")? {
         config.broker_session_timeout_ms = n;
+    }
+    if let Some(n) = s.pick(args.replica_lag_time_max_ms, "replica.lag.time.max.ms")? {
+        if n < 100 {
+            bail!("replica.lag.time.max.ms must be at least 100, not {n}");
+        }
+        config.replica_lag_time_max_ms = n;
+    }
+    if let Some(n) = s.pick(args.replica_fetch_wait_max_ms, "replica.fetch.wait.max.ms")? {
+        config.replica_fetch_wait_max_ms = n.min(30_000);
+    }
+    if let Some(n) = s.pick(None::<i32>, "replica.fetch.max.bytes")? {
+        if n < 1 {
+            bail!("replica.fetch.max.bytes must be positive, not {n}");
+        }
+        config.replica_fetch_max_bytes = n;
     }
     if config.broker_session_timeout_ms <= config.broker_heartbeat_interval_ms {
         bail!(

@@ -264,8 +264,7 @@ impl GroupManager {
         )
         .map_err(|_| ResponseError::UnknownServerError)?;
         let mut bytes = buf.to_vec();
-        let epoch = partition.leader_epoch();
-        let result = partition.log().append_as_leader(&mut bytes, epoch, now);
+        let result = partition.append_as_leader(broker.node_id(), &mut bytes, now);
         match result {
             Ok(_) => {
                 broker.replicas.notify_append();

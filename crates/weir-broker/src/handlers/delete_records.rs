@@ -31,8 +31,8 @@ pub(crate) fn handle(broker: &Arc<Broker>, request: DeleteRecordsRequest) -> Del
                     if !partition.is_leader(broker.node_id()) {
                         return result.with_error_code(ResponseError::NotLeaderOrFollower.code());
                     }
+                    let high_watermark = partition.high_watermark();
                     let mut log = partition.log();
-                    let high_watermark = log.log_end_offset();
                     let target = if p.offset == -1 {
                         high_watermark
                     } else {

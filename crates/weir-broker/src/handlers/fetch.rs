@@ -37,11 +37,13 @@ struct TopicResult {
 }
 
 fn read_all(
-    broker: &Broker,
+    broker: &Arc<Broker>,
     request: &FetchRequest,
     version: i16,
+    record_progress: bool,
 ) -> (Vec<TopicResult>, u64, bool) {
-    let follower = request.replica_id.0 >= 0 || request.replica_state.replica_id.0 >= 0;
+    let replica_id = request.replica_id.0.max(request.replica_state.replica_id.0);
+    let follower = replica_id >= 0;
     let response_max = if version >= 3 {
         request.max_bytes.max(0) as u64
     } else {
@@ -81,8 +83,15 @@ fn read_all(
                 partitions.push(result);
                 continue;
             }
+            if follower && record_progress {
+                // A follower's fetch offset is its log end: it holds everything before it.
+                if partition.record_follower_fetch(broker.node_id(), replica_id, p.fetch_offset) {
+                    broker.replicas.notify_append();
+                }
+                crate::replication::maybe_alter_isr(broker, &partition, std::time::Instant::now());
+            }
+            let high_watermark = partition.high_watermark();
             let log = partition.log();
-            let high_watermark = log.log_end_offset();
             result.high_watermark = high_watermark;
             result.log_start_offset = log.log_start_offset();
             let max_offset = if follower {
@@ -126,9 +135,11 @@ pub(crate) async fn handle(broker: &Arc<Broker>, version: i16, request: FetchReq
         + Duration::from_millis((request.max_wait_ms.max(0) as u64).min(MAX_WAIT_MS));
     let min_bytes = request.min_bytes.max(0) as u64;
     let mut appended = broker.replicas.subscribe();
+    let mut first = true;
     loop {
         appended.mark_unchanged();
-        let (topics, total, any_error) = read_all(broker, &request, version);
+        let (topics, total, any_error) = read_all(broker, &request, version, first);
+        first = false;
         if total >= min_bytes || any_error || tokio::time::Instant::now() >= deadline {
             return Body::Chunks(encode(version, 0, &topics));
         }
@@ -137,7 +148,7 @@ pub(crate) async fn handle(broker: &Arc<Broker>, version: i16, request: FetchReq
             .await
             .is_err()
         {
-            let (topics, _, _) = read_all(broker, &request, version);
+            let (topics, _, _) = read_all(broker, &request, version, false);
             return Body::Chunks(encode(version, 0, &topics));
         }
     }

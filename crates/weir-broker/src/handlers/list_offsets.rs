@@ -55,9 +55,11 @@ pub(crate) fn handle(
                         };
                         return base.with_error_code(code.code());
                     }
+                    // Consumers see only what every ISR member holds.
+                    let high_watermark = partition.high_watermark();
                     let log = partition.log();
                     let found = match p.timestamp {
-                        LATEST => Ok(Some((-1, log.log_end_offset()))),
+                        LATEST => Ok(Some((-1, high_watermark))),
                         EARLIEST | EARLIEST_LOCAL => Ok(Some((-1, log.log_start_offset()))),
                         MAX_TIMESTAMP => log
                             .max_timestamp_offset()
@@ -71,6 +73,8 @@ pub(crate) fn handle(
                                 .with_timestamp(ts);
                         }
                     };
+                    let found = found
+                        .map(|f| f.filter(|(ts, offset)| *ts == -1 || *offset < high_watermark));
                     match found {
                         Ok(Some((timestamp, offset))) => {
                             let found = base.with_timestamp(timestamp).with_offset(offset);

@@ -1,9 +1,14 @@
 //! Produce: validate each partition's batches (headers and CRC, never decompressing), assign
-//! offsets in place, append. acks=0 gets no answer; on one broker acks=1 and acks=all are both
-//! answered after the leader's write, once `min.insync.replicas` is met for acks=all.
+//! offsets in place, append. acks=0 gets no answer; acks=1 is answered after the leader's write;
+//! acks=all needs an ISR of at least `min.insync.replicas` before the write
+//! (NOT_ENOUGH_REPLICAS) and is answered once the high watermark passes the records, that is
+//! once every ISR member has them. If the ISR shrinks below the minimum meanwhile, the answer is
+//! NOT_ENOUGH_REPLICAS_AFTER_APPEND; if leadership moves, NOT_LEADER_OR_FOLLOWER; if
+//! `timeout_ms` passes, REQUEST_TIMED_OUT. The records stay written in each case.
 
 use std::sync::atomic::Ordering;
 use std::sync::Arc;
+use std::time::Duration;
 
 use kafka_protocol::error::ResponseError;
 use kafka_protocol::messages::produce_response::{PartitionProduceResponse, TopicProduceResponse};
@@ -12,6 +17,7 @@ use kafka_protocol::messages::{ProduceRequest, ProduceResponse};
 use super::str_bytes;
 use crate::broker::Broker;
 use crate::errors::log_error_code;
+use crate::replica_manager::Partition;
 
 fn partition_error(index: i32, code: i16, message: Option<String>) -> PartitionProduceResponse {
     PartitionProduceResponse::default()
@@ -23,12 +29,16 @@ fn partition_error(index: i32, code: i16, message: Option<String>) -> PartitionP
         .with_error_message(message.map(str_bytes))
 }
 
-pub(crate) fn handle(
+pub(crate) async fn handle(
     broker: &Arc<Broker>,
     _version: i16,
     request: ProduceRequest,
 ) -> Option<ProduceResponse> {
     let acks = request.acks;
+    let deadline =
+        tokio::time::Instant::now() + Duration::from_millis(request.timeout_ms.max(0) as u64);
+    // acks=all answers that wait for replication: (topic index, partition index, partition, last offset).
+    let mut waits: Vec<(usize, usize, Arc<Partition>, i64)> = Vec::new();
     let mut topics = Vec::with_capacity(request.topic_data.len());
     let mut appended = false;
     for topic in request.topic_data {
@@ -66,15 +76,22 @@ pub(crate) fn handle(
                         Some(records) => {
                             // The request's bytes are shared with the frame; the log patches a copy.
                             let mut bytes = records.to_vec();
-                            let epoch = partition.leader_epoch();
-                            let result = partition.log().append_as_leader(
+                            let result = partition.append_as_leader(
+                                broker.node_id(),
                                 &mut bytes,
-                                epoch,
                                 weir_log::now_ms(),
                             );
                             match result {
                                 Ok(info) => {
                                     appended |= !info.duplicate;
+                                    if acks == -1 {
+                                        waits.push((
+                                            topics.len(),
+                                            partitions.len(),
+                                            partition.clone(),
+                                            info.last_offset,
+                                        ));
+                                    }
                                     PartitionProduceResponse::default()
                                         .with_index(index)
                                         .with_base_offset(info.base_offset)
@@ -103,5 +120,45 @@ pub(crate) fn handle(
     if appended {
         broker.replicas.notify_append();
     }
+    for (t, p, partition, last_offset) in waits {
+        let code = replicated(broker, &partition, last_offset, deadline).await;
+        if code != 0 {
+            let response = &mut topics[t].partition_responses[p];
+            response.error_code = code;
+            response.base_offset = -1;
+        }
+    }
     (acks != 0).then(|| ProduceResponse::default().with_responses(topics))
+}
+
+/// Waits until every ISR member holds the records up to `last_offset`; the error code if that
+/// cannot be known.
+async fn replicated(
+    broker: &Broker,
+    partition: &Partition,
+    last_offset: i64,
+    deadline: tokio::time::Instant,
+) -> i16 {
+    let mut changes = partition.subscribe();
+    let epoch = partition.leader_epoch();
+    loop {
+        changes.mark_unchanged();
+        if !partition.is_leader(broker.node_id()) || partition.leader_epoch() != epoch {
+            return ResponseError::NotLeaderOrFollower.code();
+        }
+        if partition.high_watermark() > last_offset {
+            return 0;
+        }
+        if partition.isr_size.load(Ordering::Acquire)
+            < partition.min_insync_replicas.load(Ordering::Acquire)
+        {
+            return ResponseError::NotEnoughReplicasAfterAppend.code();
+        }
+        match tokio::time::timeout_at(deadline, changes.changed()).await {
+            Ok(Ok(())) => {}
+            // The partition left this broker (its topic was deleted).
+            Ok(Err(_)) => return ResponseError::NotLeaderOrFollower.code(),
+            Err(_) => return ResponseError::RequestTimedOut.code(),
+        }
+    }
 }

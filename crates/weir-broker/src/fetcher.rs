@@ -1,0 +1,363 @@
+//! The follower's side of replication: one fetcher task per leader broker, fetching every
+//! partition this broker follows on that leader in one Fetch request, as Kafka's replica
+//! fetchers do.
+//!
+//! Each round, partitions whose log has not been reconciled with the current leader epoch are
+//! checked first with OffsetForLeaderEpoch (KIP-101, KIP-279): the leader says where the
+//! follower's latest epoch ends in its log, and the follower truncates there, never by high
+//! watermark alone. Then one Fetch with this broker's replica id and each partition's log end as
+//! its offset (which is how the leader learns the follower's progress) brings the leader's
+//! batches, appended with their offsets and epochs, and the leader's high watermark and log
+//! start offset, which the follower follows.
+
+use std::collections::HashMap;
+use std::sync::{Arc, Mutex, Weak};
+use std::time::Duration;
+
+use kafka_protocol::error::ResponseError;
+use kafka_protocol::messages::fetch_request::{FetchPartition, FetchTopic};
+use kafka_protocol::messages::offset_for_leader_epoch_request::{
+    OffsetForLeaderPartition, OffsetForLeaderTopic,
+};
+use kafka_protocol::messages::{BrokerId, FetchRequest, OffsetForLeaderEpochRequest, TopicName};
+use kafka_protocol::protocol::StrBytes;
+use tokio::sync::watch;
+use tokio::task::JoinHandle;
+use weir_client::Connection;
+
+use crate::broker::Broker;
+use crate::replica_manager::Partition;
+
+/// Pause after a failed round (leader unreachable, or it refused every partition).
+const BACKOFF: Duration = Duration::from_millis(200);
+
+#[derive(Debug)]
+struct Fetcher {
+    partitions: watch::Sender<Vec<Arc<Partition>>>,
+    task: JoinHandle<()>,
+}
+
+/// The fetcher tasks of this broker, by leader broker id.
+#[derive(Debug, Default)]
+pub(crate) struct Fetchers {
+    tasks: Mutex<HashMap<i32, Fetcher>>,
+}
+
+impl Fetchers {
+    /// Points each leader's fetcher at the partitions this broker follows there, starting and
+    /// stopping fetchers as leaders come and go. Runs after every metadata change.
+    pub(crate) fn update(&self, broker: &Arc<Broker>) {
+        let me = broker.node_id();
+        let mut by_leader: HashMap<i32, Vec<Arc<Partition>>> = HashMap::new();
+        for p in broker.replicas.all() {
+            let leader = p.leader.load(std::sync::atomic::Ordering::Acquire);
+            if leader >= 0 && leader != me {
+                by_leader.entry(leader).or_default().push(p);
+            }
+        }
+        let mut tasks = self.tasks.lock().unwrap_or_else(|p| p.into_inner());
+        tasks.retain(|leader, fetcher| {
+            let keep = by_leader.contains_key(leader);
+            if !keep {
+                fetcher.task.abort();
+            }
+            keep
+        });
+        for (leader, partitions) in by_leader {
+            match tasks.get(&leader) {
+                Some(fetcher) if !fetcher.task.is_finished() => {
+                    fetcher.partitions.send_replace(partitions);
+                }
+                _ => {
+                    let (tx, rx) = watch::channel(partitions);
+                    let task = tokio::spawn(run(Arc::downgrade(broker), leader, rx));
+                    tasks.insert(
+                        leader,
+                        Fetcher {
+                            partitions: tx,
+                            task,
+                        },
+                    );
+                }
+            }
+        }
+    }
+
+    /// Stops every fetcher.
+    pub(crate) fn shutdown(&self) {
+        let mut tasks = self.tasks.lock().unwrap_or_else(|p| p.into_inner());
+        for (_, fetcher) in tasks.drain() {
+            fetcher.task.abort();
+        }
+    }
+}
+
+async fn run(
+    broker: Weak<Broker>,
+    leader: i32,
+    mut partitions: watch::Receiver<Vec<Arc<Partition>>>,
+) {
+    let mut conn: Option<Connection> = None;
+    loop {
+        let targets = partitions.borrow_and_update().clone();
+        if targets.is_empty() {
+            if partitions.changed().await.is_err() {
+                return;
+            }
+            continue;
+        }
+        let Some(b) = broker.upgrade() else { return };
+        let outcome = round(&b, leader, &mut conn, &targets).await;
+        drop(b);
+        match outcome {
+            Ok(true) => {}
+            Ok(false) => tokio::time::sleep(BACKOFF).await,
+            Err(why) => {
+                tracing::debug!(leader, error = %why, "replica fetch failed");
+                conn = None;
+                tokio::time::sleep(BACKOFF).await;
+            }
+        }
+    }
+}
+
+/// One round against `leader`: reconcile logs with new epochs, then fetch. `Ok(false)` when
+/// nothing could be fetched (the caller backs off).
+async fn round(
+    broker: &Arc<Broker>,
+    leader: i32,
+    conn: &mut Option<Connection>,
+    targets: &[Arc<Partition>],
+) -> Result<bool, String> {
+    let me = broker.node_id();
+    if conn.as_ref().is_none_or(|c| c.is_closed()) {
+        let image = broker.image();
+        let info = image
+            .brokers
+            .get(&leader)
+            .ok_or_else(|| format!("broker {leader} is not registered"))?;
+        let addr = format!("{}:{}", info.host, info.port);
+        let timeout = Duration::from_millis(broker.config.replica_fetch_wait_max_ms + 10_000);
+        let c = Connection::connect(&addr, &format!("weir-replica-{me}"), timeout)
+            .await
+            .map_err(|e| e.to_string())?;
+        *conn = Some(c);
+    }
+    let Some(c) = conn.as_ref() else {
+        return Err("no connection".into());
+    };
+    let following =
+        |p: &Arc<Partition>| p.leader.load(std::sync::atomic::Ordering::Acquire) == leader;
+    let unchecked: Vec<&Arc<Partition>> = targets
+        .iter()
+        .filter(|p| following(p) && p.state().truncated_for_epoch != Some(p.leader_epoch()))
+        .collect();
+    if !unchecked.is_empty() {
+        reconcile(c, me, &unchecked).await?;
+    }
+    let ready: Vec<&Arc<Partition>> = targets
+        .iter()
+        .filter(|p| following(p) && p.state().truncated_for_epoch == Some(p.leader_epoch()))
+        .collect();
+    if ready.is_empty() {
+        return Ok(false);
+    }
+    fetch(broker, c, me, &ready).await
+}
+
+/// OffsetForLeaderEpoch for each partition, then truncation to where its log diverges.
+async fn reconcile(c: &Connection, me: i32, partitions: &[&Arc<Partition>]) -> Result<(), String> {
+    let mut asked: Vec<(&Arc<Partition>, i32, Option<i32>)> = Vec::new();
+    let mut topics: HashMap<String, Vec<OffsetForLeaderPartition>> = HashMap::new();
+    for p in partitions {
+        let epoch = p.leader_epoch();
+        let latest = p.log().epochs().latest_epoch();
+        match latest {
+            None => {
+                // Nothing written under any epoch: nothing can diverge.
+                let end = p.log().log_end_offset();
+                if end > 0 {
+                    // Batches without an epoch: Kafka's fallback, truncate to the watermark.
+                    let hw = p.high_watermark();
+                    truncate(p, hw);
+                }
+                p.state().truncated_for_epoch = Some(epoch);
+            }
+            Some(latest) => {
+                asked.push((p, epoch, Some(latest)));
+                topics.entry(p.topic.clone()).or_default().push(
+                    OffsetForLeaderPartition::default()
+                        .with_partition(p.index)
+                        .with_current_leader_epoch(epoch)
+                        .with_leader_epoch(latest),
+                );
+            }
+        }
+    }
+    if asked.is_empty() {
+        return Ok(());
+    }
+    let request = OffsetForLeaderEpochRequest::default()
+        .with_replica_id(BrokerId(me))
+        .with_topics(
+            topics
+                .into_iter()
+                .map(|(name, partitions)| {
+                    OffsetForLeaderTopic::default()
+                        .with_topic(TopicName(StrBytes::from_string(name)))
+                        .with_partitions(partitions)
+                })
+                .collect(),
+        );
+    let (response, _) = c.request(&request, 4).await.map_err(|e| e.to_string())?;
+    for topic in response.topics {
+        for answer in topic.partitions {
+            let Some((p, epoch, latest)) = asked
+                .iter()
+                .find(|(p, _, _)| *p.topic == *topic.topic.0 && p.index == answer.partition)
+            else {
+                continue;
+            };
+            if answer.error_code != 0 {
+                tracing::debug!(topic = %p.topic, partition = p.index, code = answer.error_code, "OffsetForLeaderEpoch refused");
+                continue;
+            }
+            let target = {
+                let log = p.log();
+                if answer.leader_epoch < 0 || answer.end_offset < 0 {
+                    // The leader has nothing from our epochs or before: all of ours diverged.
+                    log.log_start_offset()
+                } else if Some(answer.leader_epoch) == *latest {
+                    answer.end_offset
+                } else {
+                    // KIP-279: the leader's latest epoch at or below ours is older than ours;
+                    // cut where that epoch ends in both logs.
+                    let ours = log
+                        .epochs()
+                        .end_offset_for(answer.leader_epoch, log.log_end_offset())
+                        .1;
+                    answer.end_offset.min(ours)
+                }
+            };
+            truncate(p, target);
+            p.state().truncated_for_epoch = Some(*epoch);
+        }
+    }
+    Ok(())
+}
+
+/// Cuts the follower's log at `offset` (if it reaches past it) and its watermark with it.
+fn truncate(p: &Partition, offset: i64) {
+    let mut log = p.log();
+    if offset < log.log_end_offset() {
+        tracing::info!(topic = %p.topic, partition = p.index, from = log.log_end_offset(), to = offset, "truncating a diverging follower log");
+        if let Err(e) = log.truncate_to(offset) {
+            tracing::error!(topic = %p.topic, partition = p.index, error = %e, "truncation failed");
+        }
+    }
+    let end = log.log_end_offset();
+    drop(log);
+    let mut state = p.state();
+    state.high_watermark = state.high_watermark.min(end);
+}
+
+async fn fetch(
+    broker: &Arc<Broker>,
+    c: &Connection,
+    me: i32,
+    partitions: &[&Arc<Partition>],
+) -> Result<bool, String> {
+    let mut topics: HashMap<String, Vec<FetchPartition>> = HashMap::new();
+    for p in partitions {
+        let (start, end) = {
+            let log = p.log();
+            (log.log_start_offset(), log.log_end_offset())
+        };
+        topics.entry(p.topic.clone()).or_default().push(
+            FetchPartition::default()
+                .with_partition(p.index)
+                .with_current_leader_epoch(p.leader_epoch())
+                .with_fetch_offset(end)
+                .with_log_start_offset(start)
+                .with_last_fetched_epoch(-1)
+                .with_partition_max_bytes(broker.config.replica_fetch_max_bytes.max(1)),
+        );
+    }
+    let request = FetchRequest::default()
+        .with_replica_id(BrokerId(me))
+        .with_max_wait_ms(broker.config.replica_fetch_wait_max_ms.min(i32::MAX as u64) as i32)
+        .with_min_bytes(1)
+        .with_max_bytes(i32::MAX)
+        .with_session_epoch(-1)
+        .with_topics(
+            topics
+                .into_iter()
+                .map(|(name, partitions)| {
+                    FetchTopic::default()
+                        .with_topic(TopicName(StrBytes::from_string(name)))
+                        .with_partitions(partitions)
+                })
+                .collect(),
+        );
+    let (response, _) = c.request(&request, 12).await.map_err(|e| e.to_string())?;
+    if response.error_code != 0 {
+        return Err(format!("fetch refused with error {}", response.error_code));
+    }
+    let mut healthy = false;
+    for topic in response.responses {
+        for data in topic.partitions {
+            let Some(p) = partitions
+                .iter()
+                .find(|p| *p.topic == *topic.topic.0 && p.index == data.partition_index)
+            else {
+                continue;
+            };
+            healthy |= apply(p, &data);
+        }
+    }
+    Ok(healthy)
+}
+
+/// Applies one partition's fetch answer; returns whether the partition is healthy.
+fn apply(p: &Partition, data: &kafka_protocol::messages::fetch_response::PartitionData) -> bool {
+    let code = data.error_code;
+    if code == ResponseError::OffsetOutOfRange.code() {
+        let mut log = p.log();
+        if log.log_end_offset() < data.log_start_offset {
+            tracing::info!(topic = %p.topic, partition = p.index, start = data.log_start_offset, "follower log ends before the leader's starts; starting over there");
+            if let Err(e) = log.truncate_fully_and_start_at(data.log_start_offset) {
+                tracing::error!(topic = %p.topic, partition = p.index, error = %e, "restarting the follower log failed");
+            }
+            drop(log);
+            let mut state = p.state();
+            state.high_watermark = state.high_watermark.min(data.log_start_offset);
+        } else {
+            drop(log);
+            p.state().truncated_for_epoch = None;
+        }
+        return false;
+    }
+    if code != 0 {
+        tracing::debug!(topic = %p.topic, partition = p.index, code, "replica fetch refused");
+        return false;
+    }
+    if let Some(records) = data.records.as_ref().filter(|r| !r.is_empty()) {
+        let result = p.log().append_as_follower(records, weir_log::now_ms());
+        if let Err(e) = result {
+            tracing::warn!(topic = %p.topic, partition = p.index, error = %e, "appending replicated batches failed; reconciling again");
+            p.state().truncated_for_epoch = None;
+            return false;
+        }
+    }
+    {
+        let mut log = p.log();
+        let start = data.log_start_offset.min(log.log_end_offset());
+        if start > log.log_start_offset() {
+            if let Err(e) = log.delete_records_before(start) {
+                tracing::warn!(topic = %p.topic, partition = p.index, error = %e, "following the leader's log start failed");
+            }
+        }
+    }
+    p.follow_high_watermark(data.high_watermark);
+    true
+}

@@ -1,0 +1,210 @@
+"""Partition replication on a three-node cluster (``cluster3``), seen through
+confluent-kafka: an idempotent acks=all producer keeps producing through the
+loss of a partition leader with no error beyond retries, a consumer then reads
+every acknowledged record exactly once and in order, the killed broker catches
+up and rejoins the ISR (and takes its preferred leadership back), and every
+replica's log ends byte-identical.  A follower that stops fetching leaves the
+ISR, and with the ISR below ``min.insync.replicas`` acks=all is refused with
+NOT_ENOUGH_REPLICAS.
+"""
+
+from __future__ import annotations
+
+import time
+from collections import defaultdict
+from pathlib import Path
+
+import pytest
+from confluent_kafka import KafkaError, Producer
+from confluent_kafka.admin import AdminClient, ConfigResource, NewTopic, ResourceType
+
+from interop_helpers import consume_all, topic_name
+
+pytestmark = pytest.mark.weir_args("--replica-lag-time-max-ms", "2000")
+
+
+def create_replicated(cluster, topic: str, partitions: int = 3, min_isr: int = 2):
+    a = AdminClient({"bootstrap.servers": cluster.live_bootstrap(), "socket.timeout.ms": 5000})
+    futs = a.create_topics(
+        [NewTopic(topic, num_partitions=partitions, replication_factor=3,
+                  config={"min.insync.replicas": str(min_isr)})],
+        request_timeout=30,
+        operation_timeout=30,
+    )
+    futs[topic].result(timeout=30)
+    deadline = time.monotonic() + 20
+    while True:
+        md = cluster.metadata(topic=topic)
+        tm = md.topics.get(topic)
+        if tm is not None and tm.error is None and len(tm.partitions) == partitions and all(
+            p.leader >= 0 and len(p.isrs) == 3 for p in tm.partitions.values()
+        ):
+            return {p.id: (p.leader, list(p.replicas)) for p in tm.partitions.values()}
+        assert time.monotonic() < deadline, f"{topic} never had full ISRs: {tm}"
+        time.sleep(0.2)
+
+
+def partition_state(cluster, topic: str):
+    md = cluster.metadata(topic=topic)
+    return {p.id: (p.leader, list(p.replicas), sorted(p.isrs)) for p in md.topics[topic].partitions.values()}
+
+
+def wait_until(what, check, timeout: float = 30, interval: float = 0.3):
+    deadline = time.monotonic() + timeout
+    last = None
+    while time.monotonic() < deadline:
+        try:
+            last = check()
+            if last:
+                return last
+        except Exception as e:  # noqa: BLE001 - a node may be down meanwhile
+            last = e
+        time.sleep(interval)
+    raise AssertionError(f"timed out waiting for {what}; last: {last!r}")
+
+
+def partition_log_bytes(cluster, node_id: int, topic: str, partition: int) -> bytes:
+    """Every segment of a partition on one node, in offset order."""
+    d = Path(cluster.node(node_id).log_dir) / f"{topic}-{partition}"
+    return b"".join(p.read_bytes() for p in sorted(d.glob("*.log")))
+
+
+def test_acks_all_survives_leader_loss(cluster3):
+    topic = topic_name("repl")
+    placed = create_replicated(cluster3, topic)
+    victim = placed[0][0]
+
+    acked: dict[int, list[int]] = defaultdict(list)
+    failed = []
+
+    def on_delivery(err, msg):
+        if err is not None:
+            failed.append(err)
+        else:
+            acked[msg.partition()].append(int(msg.value()))
+
+    p = Producer({
+        "bootstrap.servers": cluster3.bootstrap,
+        "enable.idempotence": True,
+        "acks": "all",
+        "linger.ms": 5,
+        "message.timeout.ms": 60000,
+        "socket.timeout.ms": 5000,
+        "reconnect.backoff.max.ms": 500,
+        "topic.metadata.refresh.interval.ms": 1000,
+    })
+    total = 6000
+    for i in range(total):
+        if i == total // 3:
+            # Lose the leader of partition 0 in the middle of the stream.
+            p.flush(30)
+            cluster3.kill(victim)
+        while True:
+            try:
+                p.produce(topic, value=str(i).encode(), on_delivery=on_delivery)
+                break
+            except BufferError:
+                p.poll(0.1)
+        p.poll(0)
+        if i % 200 == 0:
+            time.sleep(0.02)
+    left = p.flush(90)
+    assert left == 0, f"{left} records still unacknowledged"
+    assert not failed, f"delivery errors surfaced to the application: {failed[:5]}"
+    n_acked = sum(len(v) for v in acked.values())
+    assert n_acked == total
+
+    # Leadership moved away from the dead broker.
+    state = partition_state(cluster3, topic)
+    assert all(leader != victim for leader, _, _ in state.values()), state
+
+    # Every acknowledged record, once, in order per partition.
+    got = consume_all(cluster3.live_bootstrap(), topic, range(3), expect_total=total)
+    for part, recs in got.items():
+        values = [int(v) for _, _, v, _ in recs]
+        assert len(values) == len(set(values)), f"partition {part} has duplicates"
+        assert values == sorted(values), f"partition {part} is out of order"
+    seen = {int(v) for recs in got.values() for _, _, v, _ in recs}
+    lost = set(range(total)) - seen
+    assert not lost, f"{len(lost)} acknowledged records lost, e.g. {sorted(lost)[:10]}"
+
+    # The broker returns, catches up, rejoins every ISR, and leads its
+    # preferred partitions again.
+    cluster3.start(victim)
+    wait_until(
+        "the restarted broker to rejoin every ISR and its preferred leaderships",
+        lambda: all(
+            len(isr) == 3 and leader == replicas[0]
+            for leader, replicas, isr in partition_state(cluster3, topic).values()
+        ),
+        timeout=40,
+    )
+    # All three replicas hold the same bytes.
+    for part in range(3):
+        logs = wait_until(
+            f"replicas of partition {part} to converge",
+            lambda part=part: (lambda l: l if len(set(l)) == 1 else None)(
+                [partition_log_bytes(cluster3, n, topic, part) for n in cluster3.ids]
+            ),
+            timeout=20,
+        )
+        assert len(logs[0]) > 0
+
+
+def test_lagging_follower_leaves_the_isr_and_min_isr_guards_acks_all(cluster3):
+    topic = topic_name("isr")
+    placed = create_replicated(cluster3, topic, partitions=1)
+    leader, replicas = placed[0]
+    followers = [b for b in replicas if b != leader]
+
+    def produce_one(value: bytes):
+        result = []
+        p = Producer({
+            "bootstrap.servers": cluster3.bootstrap_of(leader),
+            "acks": "all",
+            "message.timeout.ms": 10000,
+            "retries": 0,
+        })
+        p.produce(topic, value=value, partition=0, on_delivery=lambda err, msg: result.append(err))
+        p.flush(15)
+        return result[0] if result else "no answer"
+
+    assert produce_one(b"all-in-sync") is None
+
+    # One follower hangs: it leaves the ISR, and acks=all still works with 2.
+    # (Pausing a second one would also stop two of the three controller
+    # voters; raising min.insync.replicas shows the refusal instead.)
+    cluster3.pause(followers[0])
+    try:
+        wait_until(
+            "the paused follower to leave the ISR",
+            lambda: partition_state(cluster3, topic)[0][2] == sorted([leader, followers[1]]),
+            timeout=20,
+        )
+        assert produce_one(b"two-in-sync") is None
+        a = AdminClient({"bootstrap.servers": cluster3.bootstrap_of(leader), "socket.timeout.ms": 5000})
+        res = ConfigResource(ResourceType.TOPIC, topic, set_config={"min.insync.replicas": "3"})
+        a.alter_configs([res])[res].result(timeout=30)
+        err = wait_until(
+            "acks=all to be refused below min.insync.replicas",
+            lambda: (lambda e: e if e is not None else None)(produce_one(b"refused")),
+            timeout=15,
+        )
+        assert err.code() in (
+            KafkaError.NOT_ENOUGH_REPLICAS,
+            KafkaError.NOT_ENOUGH_REPLICAS_AFTER_APPEND,
+        ), err
+    finally:
+        cluster3.resume(followers[0])
+    # Back: it catches up and rejoins, and acks=all with min.insync.replicas=3
+    # works again.
+    wait_until(
+        "the follower to rejoin the ISR",
+        lambda: len(partition_state(cluster3, topic)[0][2]) == 3,
+        timeout=30,
+    )
+    assert wait_until(
+        "acks=all to succeed with the full ISR",
+        lambda: produce_one(b"back-in-sync") is None,
+        timeout=15,
+    )
