@@ -12,7 +12,7 @@
 
 use std::collections::HashMap;
 use std::sync::{Arc, Mutex, Weak};
-use std::time::Duration;
+use std::time::{Duration, Instant};
 
 use kafka_protocol::error::ResponseError;
 use kafka_protocol::messages::fetch_request::{FetchPartition, FetchTopic};
@@ -92,12 +92,16 @@ impl Fetchers {
     }
 }
 
+/// Partitions left out of fetches until a time, after an error (by topic and index).
+type Backoff = HashMap<(String, i32), Instant>;
+
 async fn run(
     broker: Weak<Broker>,
     leader: i32,
     mut partitions: watch::Receiver<Vec<Arc<Partition>>>,
 ) {
     let mut conn: Option<Connection> = None;
+    let mut backoff = Backoff::new();
     loop {
         let targets = partitions.borrow_and_update().clone();
         if targets.is_empty() {
@@ -107,7 +111,9 @@ async fn run(
             continue;
         }
         let Some(b) = broker.upgrade() else { return };
-        let outcome = round(&b, leader, &mut conn, &targets).await;
+        let now = Instant::now();
+        backoff.retain(|_, until| *until > now);
+        let outcome = round(&b, leader, &mut conn, &targets, &mut backoff).await;
         drop(b);
         match outcome {
             Ok(true) => {}
@@ -128,6 +134,7 @@ async fn round(
     leader: i32,
     conn: &mut Option<Connection>,
     targets: &[Arc<Partition>],
+    backoff: &mut Backoff,
 ) -> Result<bool, String> {
     let me = broker.node_id();
     if conn.as_ref().is_none_or(|c| c.is_closed()) {
@@ -157,12 +164,16 @@ async fn round(
     }
     let ready: Vec<&Arc<Partition>> = targets
         .iter()
-        .filter(|p| following(p) && p.state().truncated_for_epoch == Some(p.leader_epoch()))
+        .filter(|p| {
+            following(p)
+                && p.state().truncated_for_epoch == Some(p.leader_epoch())
+                && !backoff.contains_key(&(p.topic.clone(), p.index))
+        })
         .collect();
     if ready.is_empty() {
         return Ok(false);
     }
-    fetch(broker, c, me, &ready).await
+    fetch(broker, c, me, leader, &ready, backoff).await
 }
 
 /// OffsetForLeaderEpoch for each partition, then truncation to where its log diverges.
@@ -179,7 +190,7 @@ async fn reconcile(c: &Connection, me: i32, partitions: &[&Arc<Partition>]) -> R
                 if end > 0 {
                     // Batches without an epoch: Kafka's fallback, truncate to the watermark.
                     let hw = p.high_watermark();
-                    truncate(p, hw);
+                    truncate(p, hw).map_err(|e| e.to_string())?;
                 }
                 p.state().truncated_for_epoch = Some(epoch);
             }
@@ -222,53 +233,65 @@ async fn reconcile(c: &Connection, me: i32, partitions: &[&Arc<Partition>]) -> R
                 tracing::debug!(topic = %p.topic, partition = p.index, code = answer.error_code, "OffsetForLeaderEpoch refused");
                 continue;
             }
-            let target = {
+            // Where to cut, and whether that settles it or another question must follow.
+            let (target, settled) = {
                 let log = p.log();
                 if answer.leader_epoch < 0 || answer.end_offset < 0 {
-                    // The leader has nothing from our epochs or before: all of ours diverged.
-                    log.log_start_offset()
+                    // The leader has no epoch at or before ours: Kafka's fallback, the
+                    // high watermark.
+                    (p.high_watermark(), true)
                 } else if Some(answer.leader_epoch) == *latest {
-                    answer.end_offset
+                    (answer.end_offset, true)
                 } else {
-                    // KIP-279: the leader's latest epoch at or below ours is older than ours;
-                    // cut where that epoch ends in both logs.
-                    let ours = log
+                    // KIP-279: the leader's epoch is older than ours. Cut where it ends in both
+                    // logs; if we never had that epoch, ask again with our epoch before it.
+                    let (ours_epoch, ours_end) = log
                         .epochs()
-                        .end_offset_for(answer.leader_epoch, log.log_end_offset())
-                        .1;
-                    answer.end_offset.min(ours)
+                        .end_offset_for(answer.leader_epoch, log.log_end_offset());
+                    (
+                        answer.end_offset.min(ours_end),
+                        ours_epoch == answer.leader_epoch,
+                    )
                 }
             };
-            truncate(p, target);
-            p.state().truncated_for_epoch = Some(*epoch);
+            if let Err(e) = truncate(p, target) {
+                tracing::error!(topic = %p.topic, partition = p.index, error = %e, "truncation failed");
+                continue;
+            }
+            if settled {
+                p.state().truncated_for_epoch = Some(*epoch);
+            }
         }
     }
     Ok(())
 }
 
 /// Cuts the follower's log at `offset` (if it reaches past it) and its watermark with it.
-fn truncate(p: &Partition, offset: i64) {
+fn truncate(p: &Partition, offset: i64) -> Result<(), weir_log::LogError> {
     let mut log = p.log();
     if offset < log.log_end_offset() {
         tracing::info!(topic = %p.topic, partition = p.index, from = log.log_end_offset(), to = offset, "truncating a diverging follower log");
-        if let Err(e) = log.truncate_to(offset) {
-            tracing::error!(topic = %p.topic, partition = p.index, error = %e, "truncation failed");
-        }
+        log.truncate_to(offset)?;
     }
     let end = log.log_end_offset();
-    drop(log);
     let mut state = p.state();
     state.high_watermark = state.high_watermark.min(end);
+    Ok(())
 }
 
 async fn fetch(
     broker: &Arc<Broker>,
     c: &Connection,
     me: i32,
+    leader: i32,
     partitions: &[&Arc<Partition>],
+    backoff: &mut Backoff,
 ) -> Result<bool, String> {
     let mut topics: HashMap<String, Vec<FetchPartition>> = HashMap::new();
+    // The epoch each partition was fetched in: an answer is applied only if it still holds.
+    let mut sent: HashMap<(String, i32), i32> = HashMap::new();
     for p in partitions {
+        sent.insert((p.topic.clone(), p.index), p.leader_epoch());
         let (start, end) = {
             let log = p.log();
             (log.log_start_offset(), log.log_end_offset())
@@ -276,7 +299,7 @@ async fn fetch(
         topics.entry(p.topic.clone()).or_default().push(
             FetchPartition::default()
                 .with_partition(p.index)
-                .with_current_leader_epoch(p.leader_epoch())
+                .with_current_leader_epoch(sent[&(p.topic.clone(), p.index)])
                 .with_fetch_offset(end)
                 .with_log_start_offset(start)
                 .with_last_fetched_epoch(-1)
@@ -312,27 +335,43 @@ async fn fetch(
             else {
                 continue;
             };
-            healthy |= apply(p, &data);
+            let epoch = sent[&(p.topic.clone(), p.index)];
+            if apply(p, leader, epoch, &data) {
+                healthy = true;
+            } else {
+                backoff.insert((p.topic.clone(), p.index), Instant::now() + BACKOFF);
+            }
         }
     }
     Ok(healthy)
 }
 
-/// Applies one partition's fetch answer; returns whether the partition is healthy.
-fn apply(p: &Partition, data: &kafka_protocol::messages::fetch_response::PartitionData) -> bool {
+/// Applies one partition's fetch answer, if the partition is still followed from `leader` in
+/// `epoch` and reconciled for it (checked under the log lock, which leadership changes take);
+/// returns whether the partition is healthy.
+fn apply(
+    p: &Partition,
+    leader: i32,
+    epoch: i32,
+    data: &kafka_protocol::messages::fetch_response::PartitionData,
+) -> bool {
+    let mut log = p.log();
+    let current = p.leader.load(std::sync::atomic::Ordering::Acquire) == leader
+        && p.leader_epoch() == epoch
+        && p.state().truncated_for_epoch == Some(epoch);
+    if !current {
+        return true;
+    }
     let code = data.error_code;
     if code == ResponseError::OffsetOutOfRange.code() {
-        let mut log = p.log();
         if log.log_end_offset() < data.log_start_offset {
             tracing::info!(topic = %p.topic, partition = p.index, start = data.log_start_offset, "follower log ends before the leader's starts; starting over there");
             if let Err(e) = log.truncate_fully_and_start_at(data.log_start_offset) {
                 tracing::error!(topic = %p.topic, partition = p.index, error = %e, "restarting the follower log failed");
             }
-            drop(log);
             let mut state = p.state();
             state.high_watermark = state.high_watermark.min(data.log_start_offset);
         } else {
-            drop(log);
             p.state().truncated_for_epoch = None;
         }
         return false;
@@ -342,22 +381,23 @@ fn apply(p: &Partition, data: &kafka_protocol::messages::fetch_response::Partiti
         return false;
     }
     if let Some(records) = data.records.as_ref().filter(|r| !r.is_empty()) {
-        let result = p.log().append_as_follower(records, weir_log::now_ms());
-        if let Err(e) = result {
+        if let Err(e) = log.append_as_follower(records, weir_log::now_ms()) {
             tracing::warn!(topic = %p.topic, partition = p.index, error = %e, "appending replicated batches failed; reconciling again");
             p.state().truncated_for_epoch = None;
             return false;
         }
     }
-    {
-        let mut log = p.log();
-        let start = data.log_start_offset.min(log.log_end_offset());
-        if start > log.log_start_offset() {
-            if let Err(e) = log.delete_records_before(start) {
-                tracing::warn!(topic = %p.topic, partition = p.index, error = %e, "following the leader's log start failed");
-            }
+    let start = data.log_start_offset.min(log.log_end_offset());
+    if start > log.log_start_offset() {
+        if let Err(e) = log.delete_records_before(start) {
+            tracing::warn!(topic = %p.topic, partition = p.index, error = %e, "following the leader's log start failed");
         }
     }
-    p.follow_high_watermark(data.high_watermark);
+    let end = log.log_end_offset();
+    let mut state = p.state();
+    state.high_watermark = state
+        .high_watermark
+        .max(data.high_watermark.min(end))
+        .min(end);
     true
 }

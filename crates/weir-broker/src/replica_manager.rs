@@ -80,21 +80,28 @@ impl Partition {
 
     /// Appends a producer's (or the group coordinator's) batches as the leader, in the current
     /// leader epoch, and moves the high watermark if no follower needs to copy them first.
+    /// Returns the epoch the batches carry, or `None` when this broker no longer leads.
+    /// Leadership is checked under the log lock, which [`Partition::apply_image`] also holds to
+    /// change it: a deposed leader never writes a batch stamped with its successor's epoch.
     pub fn append_as_leader(
         &self,
         node_id: i32,
         records: &mut [u8],
         now_ms: i64,
-    ) -> Result<AppendInfo, LogError> {
+    ) -> Result<Option<(AppendInfo, i32)>, LogError> {
         let mut log = self.log();
-        let info = log.append_as_leader(records, self.leader_epoch(), now_ms)?;
+        if !self.is_leader(node_id) {
+            return Ok(None);
+        }
+        let epoch = self.leader_epoch();
+        let info = log.append_as_leader(records, epoch, now_ms)?;
         let end = log.log_end_offset();
         let moved = self.state().advance_high_watermark(node_id, end);
         drop(log);
         if moved {
             self.changed();
         }
-        Ok(info)
+        Ok(Some((info, epoch)))
     }
 
     /// A follower fetched at `offset`: records its progress; returns whether the high watermark
@@ -102,6 +109,11 @@ impl Partition {
     pub(crate) fn record_follower_fetch(&self, me: i32, follower: i32, offset: i64) -> bool {
         let log = self.log();
         let end = log.log_end_offset();
+        // Only an offset the log holds says how far the follower reached; a larger one is a
+        // follower that diverged (or a client posing as one), and fails its read.
+        if offset < log.log_start_offset() || offset > end || !self.is_leader(me) {
+            return false;
+        }
         let mut state = self.state();
         if !state.replicas.contains(&follower) || follower == me {
             return false;
@@ -116,26 +128,29 @@ impl Partition {
         moved
     }
 
-    /// On a follower: takes the leader's high watermark, capped by the local log end.
-    pub(crate) fn follow_high_watermark(&self, leader_hw: i64) {
-        let end = self.log().log_end_offset();
-        let mut state = self.state();
-        state.high_watermark = state.high_watermark.max(leader_hw.min(end)).min(end);
-    }
-
     /// Takes the image's view of this partition: leader, epoch, replicas and ISR.
-    fn apply_image(&self, me: i32, leader: i32, epoch: i32, replicas: &[i32], isr: &[i32]) {
+    /// Returns whether the high watermark moved.
+    fn apply_image(&self, me: i32, leader: i32, epoch: i32, replicas: &[i32], isr: &[i32]) -> bool {
+        // Leadership changes under the log lock (see `append_as_leader`).
+        let log = self.log();
         let was_leader = self.is_leader(me);
         let new_epoch =
             epoch != self.leader_epoch() || leader != self.leader.load(Ordering::Acquire);
         self.leader.store(leader, Ordering::Release);
         self.leader_epoch.store(epoch, Ordering::Release);
         self.isr_size.store(isr.len(), Ordering::Release);
-        let end = self.log().log_end_offset();
+        let end = log.log_end_offset();
         let mut state = self.state();
+        let before = state.high_watermark;
         state.replicas = replicas.to_vec();
         state.isr = isr.to_vec();
-        if state.pending_isr.as_deref() == Some(isr) {
+        let same_members =
+            |a: &[i32], b: &[i32]| a.len() == b.len() && a.iter().all(|x| b.contains(x));
+        if state
+            .pending_isr
+            .as_ref()
+            .is_some_and(|p| same_members(&p.isr, isr))
+        {
             state.pending_isr = None;
         }
         if leader == me {
@@ -149,8 +164,11 @@ impl Partition {
             state.pending_isr = None;
             state.high_watermark = state.high_watermark.min(end);
         }
+        let moved = state.high_watermark != before;
         drop(state);
+        drop(log);
         self.changed();
+        moved
     }
 }
 
@@ -279,12 +297,18 @@ impl ReplicaManager {
     /// Writes every partition's high watermark to `replication-offset-checkpoint` (when one
     /// changed), so a restarted broker does not show consumers less, or more, than it did.
     pub fn checkpoint_high_watermarks(&self) {
-        let now: HashMap<PartitionKey, i64> = self
+        let mut now: HashMap<PartitionKey, i64> = self
             .all()
             .iter()
             .map(|p| ((p.topic.clone(), p.index), p.high_watermark()))
             .collect();
         let mut last = self.checkpointed.lock().unwrap_or_else(|p| p.into_inner());
+        // Partitions on disk but not open yet (metadata still replaying) keep their entries.
+        for (key, hw) in last.iter() {
+            if !now.contains_key(key) && partition_dir(&self.data_dir, &key.0, key.1).exists() {
+                now.insert(key.clone(), *hw);
+            }
+        }
         if *last == now {
             return;
         }
@@ -363,6 +387,8 @@ impl ReplicaManager {
                 Err(e) => return Err(e.into()),
             }
         }
+        // Whether a high watermark moved (an ISR shrank): parked fetches must look again.
+        let mut moved = false;
         for ((topic, p), (topic_id, state)) in wanted {
             let PartitionImage {
                 replicas,
@@ -380,7 +406,7 @@ impl ReplicaManager {
                         log.set_config(config);
                     }
                 }
-                existing.apply_image(self.node_id, leader, epoch, &replicas, &isr);
+                moved |= existing.apply_image(self.node_id, leader, epoch, &replicas, &isr);
                 continue;
             }
             let dir = partition_dir(&self.data_dir, &topic, p);
@@ -415,11 +441,14 @@ impl ReplicaManager {
                 )),
                 changes: watch::channel(0).0,
             });
-            partition.apply_image(self.node_id, leader, epoch, &replicas, &isr);
+            moved |= partition.apply_image(self.node_id, leader, epoch, &replicas, &isr);
             self.partitions
                 .write()
                 .unwrap_or_else(|p| p.into_inner())
                 .insert((topic, p), partition);
+        }
+        if moved {
+            self.notify_append();
         }
         Ok(())
     }

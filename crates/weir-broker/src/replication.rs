@@ -24,6 +24,21 @@ use weir_meta::{ControllerOp, MetaError};
 use crate::broker::Broker;
 use crate::replica_manager::Partition;
 
+/// How long an ISR change whose outcome is unknown (the controller did not answer) holds back
+/// the next one.
+const PENDING_EXPIRY: Duration = Duration::from_secs(30);
+
+/// How long a leader waits after the controller refused an ISR change before asking again.
+const REFUSAL_BACKOFF: Duration = Duration::from_secs(1);
+
+/// An ISR change in flight.
+#[derive(Debug, Clone)]
+pub(crate) struct PendingIsr {
+    pub isr: Vec<i32>,
+    generation: u64,
+    since: Instant,
+}
+
 /// What the leader knows of one follower.
 #[derive(Debug, Clone, Copy)]
 pub(crate) struct FollowerProgress {
@@ -42,8 +57,13 @@ pub(crate) struct ReplicaState {
     pub replicas: Vec<i32>,
     /// The ISR the image holds.
     pub isr: Vec<i32>,
-    /// An ISR this leader asked the controller for and has not seen committed yet.
-    pub pending_isr: Option<Vec<i32>>,
+    /// An ISR this leader asked the controller for and has not seen in the image yet. It counts
+    /// for the high watermark until the image shows it, or the controller definitely refused it
+    /// (a timeout may still have committed it), or it is older than [`PENDING_EXPIRY`].
+    pub pending_isr: Option<PendingIsr>,
+    /// No ISR change is asked for before this (after a refusal).
+    pub alter_backoff_until: Option<Instant>,
+    next_generation: u64,
     /// On the leader: its followers' progress in the current epoch.
     pub followers: HashMap<i32, FollowerProgress>,
     pub high_watermark: i64,
@@ -58,6 +78,8 @@ impl ReplicaState {
             replicas,
             isr,
             pending_isr: None,
+            alter_backoff_until: None,
+            next_generation: 0,
             followers: HashMap::new(),
             high_watermark,
             truncated_for_epoch: None,
@@ -87,7 +109,7 @@ impl ReplicaState {
     /// The members the high watermark waits for: the ISR and any member being added.
     fn maximal_isr(&self) -> Vec<i32> {
         let mut members = self.isr.clone();
-        for b in self.pending_isr.iter().flatten() {
+        for b in self.pending_isr.iter().flat_map(|p| &p.isr) {
             if !members.contains(b) {
                 members.push(*b);
             }
@@ -144,11 +166,16 @@ impl ReplicaState {
     pub(crate) fn wanted_isr(
         &self,
         me: i32,
+        log_end: i64,
         epoch_start: i64,
         max_lag: Duration,
         now: Instant,
     ) -> Option<Vec<i32>> {
-        if self.pending_isr.is_some() {
+        let pending = self
+            .pending_isr
+            .as_ref()
+            .is_some_and(|p| now.saturating_duration_since(p.since) < PENDING_EXPIRY);
+        if pending || self.alter_backoff_until.is_some_and(|t| now < t) {
             return None;
         }
         let in_sync = |b: &i32| {
@@ -160,7 +187,9 @@ impl ReplicaState {
                 return self.isr.contains(b);
             };
             if self.isr.contains(b) {
-                now.saturating_duration_since(f.caught_up) <= max_lag
+                // A follower at the log end is in sync however long ago it last fetched (an idle
+                // partition's followers park their fetches).
+                f.leo >= log_end || now.saturating_duration_since(f.caught_up) <= max_lag
             } else {
                 f.leo >= 0 && f.leo >= self.high_watermark && f.leo >= epoch_start
             }
@@ -182,21 +211,29 @@ pub(crate) fn maybe_alter_isr(broker: &Arc<Broker>, partition: &Arc<Partition>, 
     }
     let max_lag = Duration::from_millis(broker.config.replica_lag_time_max_ms.max(1));
     let epoch = partition.leader_epoch();
-    let epoch_start = {
+    let (log_end, epoch_start) = {
         let log = partition.log();
-        log.epochs()
+        let start = log
+            .epochs()
             .entries()
             .iter()
             .find(|(e, _)| *e == epoch)
-            .map_or(log.log_end_offset(), |(_, start)| *start)
+            .map_or(log.log_end_offset(), |(_, start)| *start);
+        (log.log_end_offset(), start)
     };
-    let (current, wanted) = {
+    let (current, wanted, generation) = {
         let mut state = partition.state();
-        let Some(wanted) = state.wanted_isr(me, epoch_start, max_lag, now) else {
+        let Some(wanted) = state.wanted_isr(me, log_end, epoch_start, max_lag, now) else {
             return;
         };
-        state.pending_isr = Some(wanted.clone());
-        (state.isr.clone(), wanted)
+        state.next_generation += 1;
+        let generation = state.next_generation;
+        state.pending_isr = Some(PendingIsr {
+            isr: wanted.clone(),
+            generation,
+            since: now,
+        });
+        (state.isr.clone(), wanted, generation)
     };
     tracing::info!(topic = %partition.topic, partition = partition.index, from = ?current, to = ?wanted, "asking the controller to change the ISR");
     let op = ControllerOp::AlterPartition {
@@ -210,16 +247,35 @@ pub(crate) fn maybe_alter_isr(broker: &Arc<Broker>, partition: &Arc<Partition>, 
     let broker = broker.clone();
     let partition = partition.clone();
     tokio::spawn(async move {
-        match broker.controller_op(op).await {
-            Ok(_) => {}
-            Err(e @ (MetaError::StalePartitionState(_) | MetaError::IneligibleReplica(_))) => {
-                tracing::info!(topic = %partition.topic, partition = partition.index, error = %e, "ISR change refused")
+        // Committed: the image brings the ISR, and apply_image drops the pending change then.
+        // Unknown (no answer): it may be committed, so it keeps counting until it expires.
+        let refused = match broker.controller_op(op).await {
+            Ok(_) => false,
+            Err(
+                e @ (MetaError::StalePartitionState(_)
+                | MetaError::IneligibleReplica(_)
+                | MetaError::InvalidRequest(_)
+                | MetaError::UnknownPartition(_)),
+            ) => {
+                tracing::info!(topic = %partition.topic, partition = partition.index, error = %e, "ISR change refused");
+                true
             }
             Err(e) => {
-                tracing::warn!(topic = %partition.topic, partition = partition.index, error = %e, "ISR change failed")
+                tracing::warn!(topic = %partition.topic, partition = partition.index, error = %e, "ISR change got no answer");
+                false
+            }
+        };
+        if refused {
+            let mut state = partition.state();
+            if state
+                .pending_isr
+                .as_ref()
+                .is_some_and(|p| p.generation == generation)
+            {
+                state.pending_isr = None;
+                state.alter_backoff_until = Some(Instant::now() + REFUSAL_BACKOFF);
             }
         }
-        partition.state().pending_isr = None;
         partition.changed();
     });
 }
@@ -256,7 +312,11 @@ mod tests {
         assert!(s.advance_high_watermark(1, 10));
         assert_eq!(s.high_watermark, 10);
         // Broker 3 being added counts again, but the watermark does not fall.
-        s.pending_isr = Some(vec![1, 2, 3]);
+        s.pending_isr = Some(PendingIsr {
+            isr: vec![1, 2, 3],
+            generation: 1,
+            since: now,
+        });
         assert!(!s.advance_high_watermark(1, 12));
         assert_eq!(s.high_watermark, 10);
     }
@@ -267,26 +327,32 @@ mod tests {
         let lag = Duration::from_secs(10);
         let mut s = ReplicaState::new(vec![1, 2, 3], vec![1, 2, 3], 0);
         s.become_leader(1, t0);
-        assert_eq!(s.wanted_isr(1, 0, lag, t0 + lag), None);
+        assert_eq!(s.wanted_isr(1, 0, 0, lag, t0 + lag), None);
         s.record_fetch(2, 0, 0, t0);
         s.record_fetch(3, 0, 0, t0);
-        assert_eq!(s.wanted_isr(1, 0, lag, t0), None);
+        assert_eq!(s.wanted_isr(1, 0, 0, lag, t0), None);
         // Broker 2 keeps fetching what was there at its previous fetch; broker 3 stops.
         for i in 1..=20 {
             let t = t0 + Duration::from_secs(i);
             s.record_fetch(2, (i as i64 - 1) * 10, i as i64 * 10, t);
         }
         let later = t0 + Duration::from_secs(20);
-        assert_eq!(s.wanted_isr(1, 0, lag, later), Some(vec![1, 2]));
+        assert_eq!(s.wanted_isr(1, 200, 0, lag, later), Some(vec![1, 2]));
         s.isr = vec![1, 2];
         s.advance_high_watermark(1, 200);
         // Broker 3 comes back behind the watermark: not yet; at it: it joins.
         s.record_fetch(3, 50, 200, later);
-        assert_eq!(s.wanted_isr(1, 0, lag, later), None);
+        assert_eq!(s.wanted_isr(1, 200, 0, lag, later), None);
         s.record_fetch(3, 200, 200, later);
-        assert_eq!(s.wanted_isr(1, 0, lag, later), Some(vec![1, 2, 3]));
-        // One change at a time.
-        s.pending_isr = Some(vec![1, 2, 3]);
-        assert_eq!(s.wanted_isr(1, 0, lag, later), None);
+        assert_eq!(s.wanted_isr(1, 200, 0, lag, later), Some(vec![1, 2, 3]));
+        // One change at a time, unless the pending one is long unanswered.
+        s.pending_isr = Some(PendingIsr {
+            isr: vec![1, 2, 3],
+            generation: 1,
+            since: later,
+        });
+        assert_eq!(s.wanted_isr(1, 200, 0, lag, later), None);
+        let much_later = later + PENDING_EXPIRY;
+        assert!(s.wanted_isr(1, 200, 0, lag, much_later).is_some());
     }
 }

@@ -266,10 +266,11 @@ impl GroupManager {
         let mut bytes = buf.to_vec();
         let result = partition.append_as_leader(broker.node_id(), &mut bytes, now);
         match result {
-            Ok(_) => {
+            Ok(Some(_)) => {
                 broker.replicas.notify_append();
                 Ok(())
             }
+            Ok(None) => Err(ResponseError::NotCoordinator),
             Err(e) => {
                 tracing::error!(error = %e, group, "cannot write to {OFFSETS_TOPIC}");
                 Err(ResponseError::CoordinatorNotAvailable)

@@ -29,6 +29,10 @@ fn partition_error(index: i32, code: i16, message: Option<String>) -> PartitionP
         .with_error_message(message.map(str_bytes))
 }
 
+/// An acks=all answer waiting for replication: where it sits in the response (topic, partition),
+/// the partition, the epoch its batches carry, and their last offset.
+type Wait = (usize, usize, Arc<Partition>, i32, i64);
+
 pub(crate) async fn handle(
     broker: &Arc<Broker>,
     _version: i16,
@@ -37,8 +41,8 @@ pub(crate) async fn handle(
     let acks = request.acks;
     let deadline =
         tokio::time::Instant::now() + Duration::from_millis(request.timeout_ms.max(0) as u64);
-    // acks=all answers that wait for replication: (topic index, partition index, partition, last offset).
-    let mut waits: Vec<(usize, usize, Arc<Partition>, i64)> = Vec::new();
+    // acks=all answers that wait for replication.
+    let mut waits: Vec<Wait> = Vec::new();
     let mut topics = Vec::with_capacity(request.topic_data.len());
     let mut appended = false;
     for topic in request.topic_data {
@@ -82,13 +86,19 @@ pub(crate) async fn handle(
                                 weir_log::now_ms(),
                             );
                             match result {
-                                Ok(info) => {
+                                Ok(None) => partition_error(
+                                    index,
+                                    ResponseError::NotLeaderOrFollower.code(),
+                                    None,
+                                ),
+                                Ok(Some((info, epoch))) => {
                                     appended |= !info.duplicate;
                                     if acks == -1 {
                                         waits.push((
                                             topics.len(),
                                             partitions.len(),
                                             partition.clone(),
+                                            epoch,
                                             info.last_offset,
                                         ));
                                     }
@@ -120,8 +130,8 @@ pub(crate) async fn handle(
     if appended {
         broker.replicas.notify_append();
     }
-    for (t, p, partition, last_offset) in waits {
-        let code = replicated(broker, &partition, last_offset, deadline).await;
+    for (t, p, partition, epoch, last_offset) in waits {
+        let code = replicated(broker, &partition, epoch, last_offset, deadline).await;
         if code != 0 {
             let response = &mut topics[t].partition_responses[p];
             response.error_code = code;
@@ -136,23 +146,26 @@ pub(crate) async fn handle(
 async fn replicated(
     broker: &Broker,
     partition: &Partition,
+    epoch: i32,
     last_offset: i64,
     deadline: tokio::time::Instant,
 ) -> i16 {
     let mut changes = partition.subscribe();
-    let epoch = partition.leader_epoch();
     loop {
         changes.mark_unchanged();
         if !partition.is_leader(broker.node_id()) || partition.leader_epoch() != epoch {
             return ResponseError::NotLeaderOrFollower.code();
         }
+        // Kafka's order: once the watermark passed the records, the ISR that holds them must
+        // still be large enough (a shrink to the leader alone moves the watermark too).
         if partition.high_watermark() > last_offset {
-            return 0;
-        }
-        if partition.isr_size.load(Ordering::Acquire)
-            < partition.min_insync_replicas.load(Ordering::Acquire)
-        {
-            return ResponseError::NotEnoughReplicasAfterAppend.code();
+            let enough = partition.isr_size.load(Ordering::Acquire)
+                >= partition.min_insync_replicas.load(Ordering::Acquire);
+            return if enough {
+                0
+            } else {
+                ResponseError::NotEnoughReplicasAfterAppend.code()
+            };
         }
         match tokio::time::timeout_at(deadline, changes.changed()).await {
             Ok(Ok(())) => {}
