@@ -38,6 +38,7 @@ import shutil
 import signal
 import socket
 import struct
+import subprocess
 import tempfile
 import time
 from pathlib import Path
@@ -199,6 +200,86 @@ class Node(WeirProcess):
         return super().stderr_tail(max_chars)
 
 
+def _node_user(i: int) -> tuple[int, int]:
+    """The uid and gid of system user ``weirnode<i>``, created if missing."""
+    import pwd
+
+    name = f"weirnode{i}"
+    try:
+        entry = pwd.getpwnam(name)
+    except KeyError:
+        subprocess.run(
+            ["useradd", "--system", "--no-create-home", "--shell", "/usr/sbin/nologin", name],
+            check=True, capture_output=True,
+        )
+        entry = pwd.getpwnam(name)
+    return entry.pw_uid, entry.pw_gid
+
+
+class LinkCuts:
+    """Cuts and heals network links between the nodes of a cluster started
+    with ``separate_users=True``, with iptables rules in a chain of their own
+    (``WEIR-FAULTS``, jumped to from OUTPUT).  Cutting a<->b drops every
+    packet node a's processes send to b's address and every packet b's send
+    to a's; the test's own clients (root) are untouched.  ``close()`` removes
+    the chain; a chain left by an earlier run is flushed first."""
+
+    CHAIN = "WEIR-FAULTS"
+
+    def __init__(self, cluster: "Cluster"):
+        self.cluster = cluster
+        self.cut: set[tuple[int, int]] = set()
+        self._ipt("-N", self.CHAIN, check=False)
+        self._ipt("-F", self.CHAIN)
+        if self._ipt("-C", "OUTPUT", "-j", self.CHAIN, check=False) != 0:
+            self._ipt("-I", "OUTPUT", "-j", self.CHAIN)
+
+    @staticmethod
+    def _ipt(*args, check=True) -> int:
+        r = subprocess.run(["iptables", "-w", "5", *args], capture_output=True, text=True)
+        if check and r.returncode != 0:
+            raise RuntimeError(f"iptables {' '.join(args)}: {r.stderr.strip()}")
+        return r.returncode
+
+    def _rules(self, a: int, b: int):
+        na, nb = self.cluster.nodes[a], self.cluster.nodes[b]
+        return [
+            ("-m", "owner", "--uid-owner", str(na.uid), "-d", nb.addr, "-j", "DROP"),
+            ("-m", "owner", "--uid-owner", str(nb.uid), "-d", na.addr, "-j", "DROP"),
+        ]
+
+    def cut_link(self, a: int, b: int) -> None:
+        key = (min(a, b), max(a, b))
+        if key in self.cut:
+            return
+        for rule in self._rules(*key):
+            self._ipt("-A", self.CHAIN, *rule)
+        self.cut.add(key)
+        for i in key:
+            self.cluster.nodes[i].mark(f"link {key[0]}<->{key[1]} cut")
+
+    def heal_link(self, a: int, b: int) -> None:
+        key = (min(a, b), max(a, b))
+        if key not in self.cut:
+            return
+        for rule in self._rules(*key):
+            self._ipt("-D", self.CHAIN, *rule, check=False)
+        self.cut.discard(key)
+        for i in key:
+            self.cluster.nodes[i].mark(f"link {key[0]}<->{key[1]} healed")
+
+    def heal_all(self) -> None:
+        for key in list(self.cut):
+            self.heal_link(*key)
+        self._ipt("-F", self.CHAIN, check=False)
+
+    def close(self) -> None:
+        self.cut.clear()
+        self._ipt("-F", self.CHAIN, check=False)
+        self._ipt("-D", "OUTPUT", "-j", self.CHAIN, check=False)
+        self._ipt("-X", self.CHAIN, check=False)
+
+
 class Cluster:
     """N ``weir server`` processes forming one cluster (see module doc).
 
@@ -206,7 +287,7 @@ class Cluster:
     """
 
     def __init__(self, n: int = 3, extra_args=(), binary: Path | None = None, first_host: int = 2,
-                 roles: dict[int, str] | None = None):
+                 roles: dict[int, str] | None = None, separate_users: bool = False):
         assert 1 <= n <= 250
         self.binary = Path(binary) if binary is not None else weir_bin()
         self.extra_args = [str(a) for a in extra_args]
@@ -225,6 +306,14 @@ class Cluster:
         self.voters = ",".join(
             f"{i}@{nd.addr}:{nd.cport}" for i, nd in self.nodes.items() if nd.is_controller
         )
+        if separate_users:
+            # Each node runs as its own system user, so that LinkCuts can tell
+            # its packets apart (on loopback every connection leaves from
+            # 127.0.0.1, whatever address the node listens on).
+            os.chmod(self.tmp, 0o755)
+            for i, nd in self.nodes.items():
+                nd.uid, nd.gid = _node_user(i)
+                os.chown(nd.log_dir, nd.uid, nd.gid)
 
     # -- addresses ----------------------------------------------------------
 

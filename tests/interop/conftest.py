@@ -123,6 +123,11 @@ class WeirProcess:
         self.starts += 1
         self.paused = False
         self.mark(f"start #{self.starts}: {' '.join(self.command())}")
+        # A node may run as its own user (see cluster.py's link cuts, which match on it).
+        as_user = {}
+        uid = getattr(self, "uid", None)
+        if uid is not None:
+            as_user = {"user": uid, "group": self.gid, "extra_groups": []}
         with open(self.stderr_path, "ab") as err:
             self.proc = subprocess.Popen(
                 self.command(),
@@ -132,6 +137,7 @@ class WeirProcess:
                 cwd=str(self.cwd),
                 env=env,
                 start_new_session=True,
+                **as_user,
             )
 
     def wait_listening(self, deadline: float, context=None) -> None:
@@ -304,10 +310,12 @@ def weir(request):
         broker.close()
 
 
-def _run_cluster(request, n: int, roles=None):
+def _run_cluster(request, n: int, roles=None, link_cuts: bool = False):
     """Start a cluster (tests/interop/cluster.py) for one test, fail the test
-    if a node dies on its own, attach every node's stderr, and clean up."""
-    from cluster import Cluster  # here, not at the top: cluster.py imports this module
+    if a node dies on its own, attach every node's stderr, and clean up.
+    With ``link_cuts`` every node runs as its own user and ``cluster.links``
+    (a LinkCuts) can cut the links between them; the rules go at teardown."""
+    from cluster import Cluster, LinkCuts  # here, not at the top: cluster.py imports this module
 
     binary = weir_bin()
     if not binary.is_file() or not os.access(binary, os.X_OK):
@@ -318,9 +326,12 @@ def _run_cluster(request, n: int, roles=None):
         )
     marker = request.node.get_closest_marker("weir_args")
     extra_args = [str(a) for a in marker.args] if marker is not None else []
-    cluster = Cluster(n, extra_args=extra_args, binary=binary, roles=roles)
+    cluster = Cluster(n, extra_args=extra_args, binary=binary, roles=roles, separate_users=link_cuts)
     request.node._weir_cluster = cluster
+    cluster.links = None
     try:
+        if link_cuts:
+            cluster.links = LinkCuts(cluster)
         cluster.start_all()
         yield cluster
         # A node that died on its own (not killed or stopped by the test) is
@@ -333,6 +344,8 @@ def _run_cluster(request, n: int, roles=None):
                 pytrace=False,
             )
     finally:
+        if cluster.links is not None:
+            cluster.links.close()
         request.node._weir_stderr = cluster.stderr_tails()
         cluster.close()
 
@@ -343,6 +356,13 @@ def cluster3(request):
     a broker, all listed in metadata.  The ``weir_args`` marker adds
     arguments to every node's command line."""
     yield from _run_cluster(request, 3)
+
+
+@pytest.fixture
+def fault_cluster(request):
+    """Three nodes like ``cluster3``, each running as its own user so that
+    ``cluster.links`` can cut links between them (iptables, needs root)."""
+    yield from _run_cluster(request, 3, link_cuts=True)
 
 
 @pytest.fixture

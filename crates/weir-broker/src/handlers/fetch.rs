@@ -27,7 +27,8 @@ struct PartitionResult {
     error_code: i16,
     high_watermark: i64,
     log_start_offset: i64,
-    /// `None` writes null records (on errors); `Some(vec![])` writes empty records.
+    /// Slices of records to send; `None` on errors. Either way the records field is written,
+    /// empty when there is nothing.
     slices: Option<Vec<FileSlice>>,
 }
 
@@ -206,27 +207,19 @@ fn encode(version: i16, error_code: i16, topics: &[TopicResult]) -> Vec<Chunk> {
             if version >= 11 {
                 buf.put_i32(-1); // preferred_read_replica
             }
-            match &p.slices {
-                None => {
-                    if flexible {
-                        put_uvarint(&mut buf, 0);
-                    } else {
-                        buf.put_i32(-1);
-                    }
-                }
-                Some(slices) => {
-                    let len: u64 = slices.iter().map(|s| s.len).sum();
-                    if flexible {
-                        put_uvarint(&mut buf, len + 1);
-                    } else {
-                        buf.put_i32(len as i32);
-                    }
-                    if len > 0 {
-                        chunks.push(Chunk::Bytes(buf.split().freeze()));
-                        for slice in slices {
-                            chunks.push(Chunk::File(slice.clone()));
-                        }
-                    }
+            // Records are never null, errors included, as Kafka sends them: librdkafka fails to
+            // parse a v12 response with null records ("invalid MessageSetSize -1").
+            let slices = p.slices.as_deref().unwrap_or_default();
+            let len: u64 = slices.iter().map(|s| s.len).sum();
+            if flexible {
+                put_uvarint(&mut buf, len + 1);
+            } else {
+                buf.put_i32(len as i32);
+            }
+            if len > 0 {
+                chunks.push(Chunk::Bytes(buf.split().freeze()));
+                for slice in slices {
+                    chunks.push(Chunk::File(slice.clone()));
                 }
             }
             if flexible {
@@ -296,6 +289,7 @@ mod tests {
             assert_eq!(parts[0].high_watermark, 7);
             assert_eq!(parts[0].records.as_deref(), Some(&b"3456"[..]));
             assert_eq!(parts[1].error_code, 3);
+            assert_eq!(parts[1].records.as_deref(), Some(&b""[..]), "v{version}");
             if version >= 5 {
                 assert_eq!(parts[0].log_start_offset, 2);
             }
