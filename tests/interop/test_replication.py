@@ -208,3 +208,55 @@ def test_lagging_follower_leaves_the_isr_and_min_isr_guards_acks_all(cluster3):
         lambda: produce_one(b"back-in-sync") is None,
         timeout=15,
     )
+
+
+def test_sarama_acks_all_through_leader_loss(cluster3, sarama_bin, tmp_path):
+    """Sarama 1.22's idempotent SyncProducer (acks=all) writes 1500 keyed
+    records to an RF=3 topic; after 500 the broker leading partition 0 is
+    killed.  Sarama retries on its own, and then reads everything back: every
+    record exactly once, in order, each key on one partition."""
+    import json
+    import subprocess
+    import threading
+
+    topic = topic_name("sarama-repl")
+    go = tmp_path / "go"
+    cmd = [
+        str(sarama_bin), "-brokers", cluster3.bootstrap, "-topic", topic, "-timeout", "110s",
+        "-count", "1500", "-partitions", "3", "-replication-factor", "3",
+        "-idempotent", "-retries", "60", "-pause-after", "500", "-go-file", str(go),
+    ]
+    proc = subprocess.Popen(cmd, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
+                            stdin=subprocess.DEVNULL)
+    out: dict[str, str] = {}
+    readers = [
+        threading.Thread(target=lambda: out.__setitem__("stdout", proc.stdout.read()), daemon=True),
+        threading.Thread(target=lambda: out.__setitem__("stderr", proc.stderr.read()), daemon=True),
+    ]
+    for t in readers:
+        t.start()
+    try:
+        wait_until("Sarama to produce its first 500 records",
+                   lambda: (tmp_path / "go.ready").exists() or proc.poll() is not None, timeout=60)
+        assert proc.poll() is None, "the Sarama program stopped before the fault"
+        state = partition_state(cluster3, topic)
+        victim = state[0][0]
+        cluster3.kill(victim)
+        go.write_text("go\n")
+        proc.wait(timeout=120)
+    finally:
+        if proc.poll() is None:
+            proc.kill()
+            proc.wait()
+        for t in readers:
+            t.join(5)
+    lines = [ln for ln in out.get("stdout", "").splitlines() if ln.startswith("{")]
+    detail = f"stdout: {out.get('stdout')}\nsarama log (tail):\n{out.get('stderr', '')[-6000:]}"
+    assert lines, f"no JSON summary (exit {proc.returncode})\n{detail}"
+    s = json.loads(lines[-1])
+    detail = f"summary: {json.dumps(s)}\n{detail}"
+    assert proc.returncode == 0 and s["ok"], detail
+    assert s["produced"] == 1500 and s["consumed"] == 1500 and s["unique"] == 1500, detail
+    assert s["duplicates"] == 0 and s["missing"] == 0 and s["order_errors"] == 0, detail
+    state = partition_state(cluster3, topic)
+    assert all(leader != victim for leader, _, _ in state.values()), state

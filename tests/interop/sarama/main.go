@@ -54,6 +54,11 @@ func main() {
 	codec := flag.String("compression", "none", "none|gzip|snappy|lz4|zstd")
 	timeout := flag.Duration("timeout", 60*time.Second, "overall deadline")
 	verbose := flag.Bool("verbose", true, "log Sarama's client messages to stderr")
+	replication := flag.Int("replication-factor", 1, "replication factor of the created topic")
+	idempotent := flag.Bool("idempotent", false, "idempotent producer (one request in flight)")
+	retries := flag.Int("retries", 10, "producer retries per record")
+	pauseAfter := flag.Int("pause-after", -1, "after this many records, create <go-file>.ready and wait for <go-file> (the test injects a fault meanwhile)")
+	goFile := flag.String("go-file", "", "see -pause-after")
 	flag.Parse()
 
 	s := &summary{Topic: *topic, PerPartition: map[string]int{}, HighWaterMarks: map[string]int64{}, Errors: []string{}}
@@ -96,7 +101,11 @@ func main() {
 	cfg.Producer.Return.Successes = true
 	cfg.Producer.Return.Errors = true
 	cfg.Producer.Partitioner = sarama.NewHashPartitioner
-	cfg.Producer.Retry.Max = 10
+	cfg.Producer.Retry.Max = *retries
+	if *idempotent {
+		cfg.Producer.Idempotent = true
+		cfg.Net.MaxOpenRequests = 1
+	}
 	cfg.Producer.Retry.Backoff = 250 * time.Millisecond
 	cfg.Producer.Timeout = 10 * time.Second
 	cfg.Consumer.Return.Errors = true
@@ -124,7 +133,7 @@ func main() {
 			fail("NewClusterAdmin: %v", err)
 			finish()
 		}
-		err = admin.CreateTopic(*topic, &sarama.TopicDetail{NumPartitions: int32(*partitions), ReplicationFactor: 1}, false)
+		err = admin.CreateTopic(*topic, &sarama.TopicDetail{NumPartitions: int32(*partitions), ReplicationFactor: int16(*replication)}, false)
 		if err != nil {
 			fail("CreateTopic: %v", err)
 			_ = admin.Close()
@@ -176,6 +185,18 @@ func main() {
 	acks := make([]ack, *count)
 	keyPart := map[string]int32{}
 	for i := 0; i < *count; i++ {
+		if i == *pauseAfter && *goFile != "" {
+			if err := os.WriteFile(*goFile+".ready", []byte("ready\n"), 0o644); err != nil {
+				fail("writing %s.ready: %v", *goFile, err)
+				finish()
+			}
+			for {
+				if _, err := os.Stat(*goFile); err == nil {
+					break
+				}
+				time.Sleep(50 * time.Millisecond)
+			}
+		}
 		key := fmt.Sprintf("k%d", i%*keys)
 		msg := &sarama.ProducerMessage{
 			Topic: *topic,
