@@ -14,7 +14,7 @@ metadata)::
         --controller-quorum-voters 1@ADDR1:CPORT1,2@ADDR2:CPORT2,...
         --log-dirs <tmp>/nI
         --broker-heartbeat-interval-ms 300 --broker-session-timeout-ms 2000
-        --offsets-topic-replication-factor 1
+        --offsets-topic-replication-factor 1 (unless the extra args set it)
         [extra args]
 
 Each node's stdout and stderr go to ``<tmp>/nI.stderr.log`` (appended across
@@ -183,7 +183,9 @@ class Node(WeirProcess):
             "--log-dirs", str(self.log_dir),
             "--broker-heartbeat-interval-ms", "300",
             "--broker-session-timeout-ms", "2000",
-            "--offsets-topic-replication-factor", "1",
+            # One replica unless the test asks for more (a flag may be given only once).
+            *([] if "--offsets-topic-replication-factor" in self.cluster.extra_args
+              else ["--offsets-topic-replication-factor", "1"]),
             *self.cluster.extra_args,
         ]
 

@@ -260,3 +260,65 @@ def test_sarama_acks_all_through_leader_loss(cluster3, sarama_bin, tmp_path):
     assert s["duplicates"] == 0 and s["missing"] == 0 and s["order_errors"] == 0, detail
     state = partition_state(cluster3, topic)
     assert all(leader != victim for leader, _, _ in state.values()), state
+
+
+@pytest.mark.weir_args("--replica-lag-time-max-ms", "2000", "--offsets-topic-replication-factor", "3")
+def test_committed_offsets_survive_coordinator_loss(cluster3):
+    """With __consumer_offsets replicated three ways, a group's committed
+    offsets survive the loss of its coordinator: the broker elected for the
+    group's offsets partition loads the group from its replica, and a new
+    consumer of the group resumes where the first one committed."""
+    from confluent_kafka import Consumer, TopicPartition
+
+    topic = topic_name("commit-repl")
+    group = topic_name("g")
+    create_replicated(cluster3, topic, partitions=1)
+    p = Producer({"bootstrap.servers": cluster3.bootstrap, "acks": "all"})
+    for i in range(100):
+        p.produce(topic, value=str(i).encode(), partition=0)
+    assert p.flush(30) == 0
+
+    def consumer(bootstrap):
+        return Consumer({
+            "bootstrap.servers": bootstrap,
+            "group.id": group,
+            "enable.auto.commit": False,
+            "auto.offset.reset": "earliest",
+            "socket.timeout.ms": 5000,
+        })
+
+    c = consumer(cluster3.bootstrap)
+    c.assign([TopicPartition(topic, 0, 0)])
+    seen = []
+    deadline = time.monotonic() + 30
+    while len(seen) < 60 and time.monotonic() < deadline:
+        m = c.poll(0.5)
+        if m is not None and m.error() is None:
+            seen.append(int(m.value()))
+    assert len(seen) >= 60, seen
+    a = AdminClient({"bootstrap.servers": cluster3.bootstrap, "socket.timeout.ms": 5000})
+    # A first commit creates __consumer_offsets; ListGroups then makes every
+    # broker load its groups, so the next commit reaches the other brokers'
+    # memory only if they load the group again when elected.
+    c.commit(offsets=[TopicPartition(topic, 0, 30)], asynchronous=False)
+    a.list_consumer_groups().result(timeout=30)
+    c.commit(offsets=[TopicPartition(topic, 0, 60)], asynchronous=False)
+    c.close()
+
+    desc = a.describe_consumer_groups([group])[group].result(timeout=30)
+    coordinator = desc.coordinator.id
+    cluster3.kill(coordinator)
+
+    survivors = [i for i in cluster3.ids if i != coordinator]
+    c = consumer(cluster3.bootstrap_of(*survivors))
+    try:
+        committed = wait_until(
+            "the new coordinator to answer with the committed offset",
+            lambda: (lambda r: r if r and r[0].offset >= 0 else None)(
+                c.committed([TopicPartition(topic, 0)], timeout=5)
+            ),
+            timeout=40,
+        )
+        assert committed[0].offset == 60, committed
+    finally:
+        c.close()

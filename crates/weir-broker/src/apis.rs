@@ -153,7 +153,7 @@ pub(crate) async fn dispatch(
             return Ok(Some(Body::Message(Box::new(answer))));
         }
         Decoded::LegacyOffsetCommit(request) => {
-            let response = handlers::offset_commit::handle(broker, version, request);
+            let response = handlers::offset_commit::handle(broker, version, request).await;
             let mut buf = bytes::BytesMut::new();
             kafka_protocol::protocol::Encodable::encode(
                 &response,
@@ -237,7 +237,7 @@ pub(crate) async fn dispatch(
             ResponseKind::LeaveGroup(handlers::leave_group::handle(broker, version, r))
         }
         RequestKind::OffsetCommit(r) => {
-            ResponseKind::OffsetCommit(handlers::offset_commit::handle(broker, version, r))
+            ResponseKind::OffsetCommit(handlers::offset_commit::handle(broker, version, r).await)
         }
         RequestKind::OffsetFetch(r) => {
             ResponseKind::OffsetFetch(handlers::offset_fetch::handle(broker, version, r))

@@ -207,7 +207,14 @@ impl Broker {
     /// this, so two syncs never race to create one partition's directory.
     fn sync(&self, image: &MetadataImage) {
         match self.replicas.sync(image, &self.config.topic_defaults) {
-            Ok(()) => {
+            Ok(elected) => {
+                let offsets: Vec<_> = elected
+                    .into_iter()
+                    .filter(|p| p.topic == OFFSETS_TOPIC)
+                    .collect();
+                if !offsets.is_empty() {
+                    self.groups.reload(&offsets);
+                }
                 self.synced.send_replace(image.version);
             }
             Err(e) => {

@@ -104,6 +104,44 @@ impl Partition {
         Ok(Some((info, epoch)))
     }
 
+    /// Waits until every ISR member holds the records up to `last_offset`, written in `epoch`
+    /// (acks=all). Returns 0, or why that cannot be known: NOT_LEADER_OR_FOLLOWER when
+    /// leadership moved, NOT_ENOUGH_REPLICAS_AFTER_APPEND when the ISR that holds them is below
+    /// `min.insync.replicas`, REQUEST_TIMED_OUT at `deadline`. The records stay written.
+    pub(crate) async fn wait_replicated(
+        &self,
+        me: i32,
+        epoch: i32,
+        last_offset: i64,
+        deadline: tokio::time::Instant,
+    ) -> i16 {
+        use kafka_protocol::error::ResponseError;
+        let mut changes = self.subscribe();
+        loop {
+            changes.mark_unchanged();
+            if !self.is_leader(me) || self.leader_epoch() != epoch {
+                return ResponseError::NotLeaderOrFollower.code();
+            }
+            // Kafka's order: once the watermark passed the records, the ISR that holds them
+            // must still be large enough (a shrink to the leader alone moves the watermark too).
+            if self.high_watermark() > last_offset {
+                let enough = self.isr_size.load(Ordering::Acquire)
+                    >= self.min_insync_replicas.load(Ordering::Acquire);
+                return if enough {
+                    0
+                } else {
+                    ResponseError::NotEnoughReplicasAfterAppend.code()
+                };
+            }
+            match tokio::time::timeout_at(deadline, changes.changed()).await {
+                Ok(Ok(())) => {}
+                // The partition left this broker (its topic was deleted).
+                Ok(Err(_)) => return ResponseError::NotLeaderOrFollower.code(),
+                Err(_) => return ResponseError::RequestTimedOut.code(),
+            }
+        }
+    }
+
     /// A follower fetched at `offset`: records its progress; returns whether the high watermark
     /// moved.
     pub(crate) fn record_follower_fetch(&self, me: i32, follower: i32, offset: i64) -> bool {
@@ -129,8 +167,15 @@ impl Partition {
     }
 
     /// Takes the image's view of this partition: leader, epoch, replicas and ISR.
-    /// Returns whether the high watermark moved.
-    fn apply_image(&self, me: i32, leader: i32, epoch: i32, replicas: &[i32], isr: &[i32]) -> bool {
+    /// Returns whether the high watermark moved, and whether this broker just began leading.
+    fn apply_image(
+        &self,
+        me: i32,
+        leader: i32,
+        epoch: i32,
+        replicas: &[i32],
+        isr: &[i32],
+    ) -> (bool, bool) {
         // Leadership changes under the log lock (see `append_as_leader`).
         let log = self.log();
         let was_leader = self.is_leader(me);
@@ -153,8 +198,9 @@ impl Partition {
         {
             state.pending_isr = None;
         }
+        let began_leading = leader == me && (new_epoch || !was_leader);
         if leader == me {
-            if new_epoch || !was_leader {
+            if began_leading {
                 state.become_leader(me, Instant::now());
                 tracing::info!(topic = %self.topic, partition = self.index, epoch, "leading");
             }
@@ -168,7 +214,7 @@ impl Partition {
         drop(state);
         drop(log);
         self.changed();
-        moved
+        (moved, began_leading)
     }
 }
 
@@ -339,12 +385,14 @@ impl ReplicaManager {
         self.appended.subscribe()
     }
 
-    /// Makes the hosted partitions match the image: opens, reconfigures and deletes logs.
+    /// Makes the hosted partitions match the image: opens, reconfigures and deletes logs, and
+    /// starts or ends leaderships. Returns the partitions this broker began to lead.
     pub fn sync(
         &self,
         image: &MetadataImage,
         broker_defaults: &BTreeMap<String, String>,
-    ) -> Result<(), LogError> {
+    ) -> Result<Vec<Arc<Partition>>, LogError> {
+        let mut elected = Vec::new();
         let _one_at_a_time = self.syncing.lock().unwrap_or_else(|p| p.into_inner());
         let mut wanted: HashMap<PartitionKey, (Uuid, PartitionImage)> = HashMap::new();
         let mut configs: HashMap<String, LogConfig> = HashMap::new();
@@ -406,7 +454,12 @@ impl ReplicaManager {
                         log.set_config(config);
                     }
                 }
-                moved |= existing.apply_image(self.node_id, leader, epoch, &replicas, &isr);
+                let (hw_moved, began) =
+                    existing.apply_image(self.node_id, leader, epoch, &replicas, &isr);
+                moved |= hw_moved;
+                if began {
+                    elected.push(existing);
+                }
                 continue;
             }
             let dir = partition_dir(&self.data_dir, &topic, p);
@@ -441,7 +494,12 @@ impl ReplicaManager {
                 )),
                 changes: watch::channel(0).0,
             });
-            moved |= partition.apply_image(self.node_id, leader, epoch, &replicas, &isr);
+            let (hw_moved, began) =
+                partition.apply_image(self.node_id, leader, epoch, &replicas, &isr);
+            moved |= hw_moved;
+            if began {
+                elected.push(partition.clone());
+            }
             self.partitions
                 .write()
                 .unwrap_or_else(|p| p.into_inner())
@@ -450,7 +508,7 @@ impl ReplicaManager {
         if moved {
             self.notify_append();
         }
-        Ok(())
+        Ok(elected)
     }
 
     /// Applies retention to every log; errors are logged per partition.

@@ -10,7 +10,8 @@ pub(crate) mod coordinator;
 pub(crate) mod records;
 
 use std::collections::HashMap;
-use std::sync::{Mutex, MutexGuard};
+use std::sync::{Arc, Mutex, MutexGuard};
+use std::time::Duration;
 
 use bytes::{Bytes, BytesMut};
 use kafka_protocol::error::ResponseError;
@@ -27,6 +28,7 @@ use self::coordinator::{
 use self::records::{Key, OffsetValue};
 use crate::broker::Broker;
 use crate::config::BrokerConfig;
+use crate::replica_manager::Partition;
 
 /// The internal topic of committed offsets and group metadata.
 pub(crate) const OFFSETS_TOPIC: &str = "__consumer_offsets";
@@ -51,6 +53,36 @@ pub(crate) struct GroupManager {
 
 /// Committed offsets by topic, then partition (`None`: nothing committed).
 pub(crate) type TopicOffsets = Vec<(String, Vec<(i32, Option<OffsetValue>)>)>;
+
+/// Records written to `__consumer_offsets` that a request waits on before its answer.
+#[derive(Debug)]
+pub(crate) struct Durable {
+    partition: Arc<Partition>,
+    epoch: i32,
+    last_offset: i64,
+}
+
+/// How long a commit waits for `__consumer_offsets` to replicate it.
+const COMMIT_REPLICATION_TIMEOUT: Duration = Duration::from_secs(5);
+
+impl Durable {
+    /// Waits until every ISR member holds the records; the group error code if not, mapped as
+    /// Kafka maps them for commits.
+    pub(crate) async fn wait(&self, broker: &Broker) -> i16 {
+        let deadline = tokio::time::Instant::now() + COMMIT_REPLICATION_TIMEOUT;
+        let code = self
+            .partition
+            .wait_replicated(broker.node_id(), self.epoch, self.last_offset, deadline)
+            .await;
+        match code {
+            0 => 0,
+            c if c == ResponseError::NotLeaderOrFollower.code() => {
+                ResponseError::NotCoordinator.code()
+            }
+            _ => ResponseError::CoordinatorNotAvailable.code(),
+        }
+    }
+}
 
 /// One partition's commit in an OffsetCommit request.
 #[derive(Debug, Clone)]
@@ -169,7 +201,6 @@ impl GroupManager {
         if broker.image().topic(OFFSETS_TOPIC).is_none() {
             return Err(ResponseError::CoordinatorNotAvailable);
         }
-        let now = weir_log::now_ms();
         let mut loaded_records = 0usize;
         for partition in broker
             .replicas
@@ -177,52 +208,7 @@ impl GroupManager {
             .into_iter()
             .filter(|p| p.topic == OFFSETS_TOPIC)
         {
-            let log = partition.log();
-            let mut offset = log.log_start_offset();
-            let end = log.log_end_offset();
-            while offset < end {
-                let info = log.read(offset, 8 << 20, end, true).map_err(|e| {
-                    tracing::error!(error = %e, partition = partition.index, "cannot read {OFFSETS_TOPIC}");
-                    ResponseError::CoordinatorNotAvailable
-                })?;
-                if info.slices.is_empty() {
-                    break;
-                }
-                for slice in &info.slices {
-                    let bytes = slice
-                        .read_to_vec()
-                        .map_err(|_| ResponseError::CoordinatorNotAvailable)?;
-                    let mut buf = Bytes::from(bytes);
-                    while !buf.is_empty() {
-                        let Ok(set) = RecordBatchDecoder::decode(&mut buf) else {
-                            break;
-                        };
-                        for r in set.records {
-                            offset = offset.max(r.offset + 1);
-                            loaded_records += 1;
-                            let Some(key) = r.key.and_then(records::decode_key) else {
-                                continue;
-                            };
-                            match key {
-                                Key::Offset {
-                                    group,
-                                    topic,
-                                    partition,
-                                } => {
-                                    let value = r.value.and_then(records::decode_offset_value);
-                                    inner
-                                        .coordinator
-                                        .restore_offset(&group, &topic, partition, value, now);
-                                }
-                                Key::Group { group } => {
-                                    let value = r.value.and_then(records::decode_group_value);
-                                    inner.coordinator.restore_group(&group, value, now);
-                                }
-                            }
-                        }
-                    }
-                }
-            }
+            loaded_records += load_partition(&mut inner.coordinator, &partition)?;
         }
         tracing::info!(
             groups = inner.coordinator.groups.len(),
@@ -233,15 +219,44 @@ impl GroupManager {
         Ok(())
     }
 
-    /// Appends records to the group's partition of `__consumer_offsets`.
+    /// This broker became the leader of these `__consumer_offsets` partitions: their groups are
+    /// loaded again from the log, which replication kept current, replacing what memory held of
+    /// them (as Kafka's coordinator loads a partition on election).
+    pub(crate) fn reload(&self, partitions: &[Arc<Partition>]) {
+        let mut inner = self.lock();
+        if !inner.loaded {
+            return; // the first load reads every partition anyway
+        }
+        for partition in partitions {
+            let index = partition.index;
+            let count = self.partitions;
+            inner
+                .coordinator
+                .groups
+                .retain(|name, _| records::partition_for(name, count) != index);
+            match load_partition(&mut inner.coordinator, partition) {
+                Ok(n) => tracing::info!(
+                    partition = index,
+                    records = n,
+                    "groups of an {OFFSETS_TOPIC} partition loaded on election"
+                ),
+                Err(e) => {
+                    tracing::error!(partition = index, error = ?e, "loading groups on election failed")
+                }
+            }
+        }
+    }
+
+    /// Appends records to the group's partition of `__consumer_offsets`; what to wait on for
+    /// them to be replicated, if anything was written.
     fn write(
         &self,
         broker: &Broker,
         group: &str,
         entries: Vec<(Bytes, Option<Bytes>)>,
-    ) -> Result<(), ResponseError> {
+    ) -> Result<Option<Durable>, ResponseError> {
         if entries.is_empty() {
-            return Ok(());
+            return Ok(None);
         }
         let index = records::partition_for(group, self.partitions);
         let Some(partition) = broker.replicas.get(OFFSETS_TOPIC, index) else {
@@ -266,9 +281,13 @@ impl GroupManager {
         let mut bytes = buf.to_vec();
         let result = partition.append_as_leader(broker.node_id(), &mut bytes, now);
         match result {
-            Ok(Some(_)) => {
+            Ok(Some((info, epoch))) => {
                 broker.replicas.notify_append();
-                Ok(())
+                Ok(Some(Durable {
+                    partition,
+                    epoch,
+                    last_offset: info.last_offset,
+                }))
             }
             Ok(None) => Err(ResponseError::NotCoordinator),
             Err(e) => {
@@ -382,7 +401,8 @@ impl GroupManager {
         (top, codes)
     }
 
-    /// OffsetCommit: one error code per entry.
+    /// OffsetCommit: one error code per entry, and what to wait on before answering (the
+    /// commit is durable once `__consumer_offsets` replicated it, as acks=all).
     pub(crate) fn commit(
         &self,
         broker: &Broker,
@@ -391,9 +411,9 @@ impl GroupManager {
         member: &str,
         instance: Option<&str>,
         entries: &[CommitEntry],
-    ) -> Vec<i16> {
+    ) -> (Vec<i16>, Option<Durable>) {
         if let Err(e) = self.ready_for(broker, group) {
-            return vec![e.code(); entries.len()];
+            return (vec![e.code(); entries.len()], None);
         }
         let now = weir_log::now_ms();
         let mut inner = self.lock();
@@ -401,7 +421,7 @@ impl GroupManager {
             .coordinator
             .check_commit(group, generation, member, instance, now)
         {
-            return vec![e.code(); entries.len()];
+            return (vec![e.code(); entries.len()], None);
         }
         let image = broker.image();
         let mut codes = Vec::with_capacity(entries.len());
@@ -439,14 +459,19 @@ impl GroupManager {
                 )
             })
             .collect();
-        if let Err(err) = self.write(broker, group, records) {
-            return codes
-                .into_iter()
-                .map(|c| if c == 0 { err.code() } else { c })
-                .collect();
+        match self.write(broker, group, records) {
+            Err(err) => {
+                let codes = codes
+                    .into_iter()
+                    .map(|c| if c == 0 { err.code() } else { c })
+                    .collect();
+                (codes, None)
+            }
+            Ok(durable) => {
+                inner.coordinator.store_offsets(group, accepted, now);
+                (codes, durable)
+            }
         }
-        inner.coordinator.store_offsets(group, accepted, now);
-        codes
     }
 
     /// Committed offsets of a group: all of them, or those asked for (-1 where none).
@@ -512,7 +537,7 @@ impl GroupManager {
                     .collect();
                 entries.push((records::group_key(group), None));
                 match self.write(broker, group, entries) {
-                    Ok(()) => 0,
+                    Ok(_) => 0,
                     Err(e) => e.code(),
                 }
             }
@@ -589,4 +614,67 @@ fn error_sync(e: ResponseError) -> SyncResult {
         protocol_name: None,
         assignment: Bytes::new(),
     }
+}
+
+/// Replays one `__consumer_offsets` partition into the coordinator; returns how many records.
+fn load_partition(
+    coordinator: &mut Coordinator,
+    partition: &Partition,
+) -> Result<usize, ResponseError> {
+    let now = weir_log::now_ms();
+    let mut loaded = 0usize;
+    let log = partition.log();
+    let mut offset = log.log_start_offset();
+    let end = log.log_end_offset();
+    while offset < end {
+        let before = offset;
+        let info = log.read(offset, 8 << 20, end, true).map_err(|e| {
+            tracing::error!(error = %e, partition = partition.index, "cannot read {OFFSETS_TOPIC}");
+            ResponseError::CoordinatorNotAvailable
+        })?;
+        if info.slices.is_empty() {
+            break;
+        }
+        for slice in &info.slices {
+            let bytes = slice
+                .read_to_vec()
+                .map_err(|_| ResponseError::CoordinatorNotAvailable)?;
+            let mut buf = Bytes::from(bytes);
+            while !buf.is_empty() {
+                let Ok(set) = RecordBatchDecoder::decode(&mut buf) else {
+                    break;
+                };
+                for r in set.records {
+                    offset = offset.max(r.offset + 1);
+                    loaded += 1;
+                    let Some(key) = r.key.and_then(records::decode_key) else {
+                        continue;
+                    };
+                    match key {
+                        Key::Offset {
+                            group,
+                            topic,
+                            partition,
+                        } => {
+                            let value = r.value.and_then(records::decode_offset_value);
+                            coordinator.restore_offset(&group, &topic, partition, value, now);
+                        }
+                        Key::Group { group } => {
+                            let value = r.value.and_then(records::decode_group_value);
+                            coordinator.restore_group(&group, value, now);
+                        }
+                    }
+                }
+            }
+        }
+        if offset == before {
+            tracing::error!(
+                partition = partition.index,
+                offset,
+                "undecodable batch in {OFFSETS_TOPIC}; loading stops there"
+            );
+            break;
+        }
+    }
+    Ok(loaded)
 }

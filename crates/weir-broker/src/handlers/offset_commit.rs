@@ -1,4 +1,5 @@
-//! OffsetCommit: committed offsets (with metadata and leader epoch) go to `__consumer_offsets`.
+//! OffsetCommit: committed offsets (with metadata and leader epoch) go to `__consumer_offsets`,
+//! and are answered once it replicated them.
 
 use std::sync::Arc;
 
@@ -10,7 +11,7 @@ use kafka_protocol::messages::{OffsetCommitRequest, OffsetCommitResponse};
 use crate::broker::Broker;
 use crate::group::CommitEntry;
 
-pub(crate) fn handle(
+pub(crate) async fn handle(
     broker: &Arc<Broker>,
     version: i16,
     request: OffsetCommitRequest,
@@ -32,7 +33,7 @@ pub(crate) fn handle(
             })
         })
         .collect();
-    let codes = broker.groups.commit(
+    let (mut codes, durable) = broker.groups.commit(
         broker,
         &request.group_id.0,
         request.generation_id_or_member_epoch,
@@ -40,6 +41,15 @@ pub(crate) fn handle(
         request.group_instance_id.as_deref(),
         &entries,
     );
+    // Answered once `__consumer_offsets` replicated the commit (the group lock is not held).
+    if let Some(durable) = durable {
+        let code = durable.wait(broker).await;
+        if code != 0 {
+            for c in codes.iter_mut().filter(|c| **c == 0) {
+                *c = code;
+            }
+        }
+    }
     let mut codes = codes.into_iter();
     let topics = request
         .topics

@@ -131,7 +131,9 @@ pub(crate) async fn handle(
         broker.replicas.notify_append();
     }
     for (t, p, partition, epoch, last_offset) in waits {
-        let code = replicated(broker, &partition, epoch, last_offset, deadline).await;
+        let code = partition
+            .wait_replicated(broker.node_id(), epoch, last_offset, deadline)
+            .await;
         if code != 0 {
             let response = &mut topics[t].partition_responses[p];
             response.error_code = code;
@@ -139,39 +141,4 @@ pub(crate) async fn handle(
         }
     }
     (acks != 0).then(|| ProduceResponse::default().with_responses(topics))
-}
-
-/// Waits until every ISR member holds the records up to `last_offset`; the error code if that
-/// cannot be known.
-async fn replicated(
-    broker: &Broker,
-    partition: &Partition,
-    epoch: i32,
-    last_offset: i64,
-    deadline: tokio::time::Instant,
-) -> i16 {
-    let mut changes = partition.subscribe();
-    loop {
-        changes.mark_unchanged();
-        if !partition.is_leader(broker.node_id()) || partition.leader_epoch() != epoch {
-            return ResponseError::NotLeaderOrFollower.code();
-        }
-        // Kafka's order: once the watermark passed the records, the ISR that holds them must
-        // still be large enough (a shrink to the leader alone moves the watermark too).
-        if partition.high_watermark() > last_offset {
-            let enough = partition.isr_size.load(Ordering::Acquire)
-                >= partition.min_insync_replicas.load(Ordering::Acquire);
-            return if enough {
-                0
-            } else {
-                ResponseError::NotEnoughReplicasAfterAppend.code()
-            };
-        }
-        match tokio::time::timeout_at(deadline, changes.changed()).await {
-            Ok(Ok(())) => {}
-            // The partition left this broker (its topic was deleted).
-            Ok(Err(_)) => return ResponseError::NotLeaderOrFollower.code(),
-            Err(_) => return ResponseError::RequestTimedOut.code(),
-        }
-    }
 }
