@@ -250,6 +250,34 @@ class LinkCuts:
             ("-m", "owner", "--uid-owner", str(nb.uid), "-d", na.addr, "-j", "DROP"),
         ]
 
+    def verify(self) -> None:
+        """Proves the rules work here: node a's user cannot connect to a
+        listener on b's address while a<->b is cut, and can once healed."""
+        a, b = sorted(self.cluster.nodes)[:2]
+        na, nb = self.cluster.nodes[a], self.cluster.nodes[b]
+        with socket.socket() as listener:
+            listener.bind((nb.addr, 0))
+            listener.listen(4)
+            port = listener.getsockname()[1]
+            probe = [
+                "python3", "-c",
+                "import socket,sys; s=socket.socket(); s.settimeout(1.0); "
+                f"s.connect(({nb.addr!r}, {port}))",
+            ]
+
+            def reaches() -> bool:
+                r = subprocess.run(probe, user=na.uid, group=na.gid, extra_groups=[],
+                                   capture_output=True, timeout=10)
+                return r.returncode == 0
+
+            assert reaches(), "a node's user cannot reach another node at all"
+            self.cut_link(a, b)
+            try:
+                assert not reaches(), "iptables did not cut the link (is the owner match available?)"
+            finally:
+                self.heal_link(a, b)
+            assert reaches(), "healing the link did not restore it"
+
     def cut_link(self, a: int, b: int) -> None:
         key = (min(a, b), max(a, b))
         if key in self.cut:

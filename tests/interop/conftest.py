@@ -332,6 +332,7 @@ def _run_cluster(request, n: int, roles=None, link_cuts: bool = False):
     try:
         if link_cuts:
             cluster.links = LinkCuts(cluster)
+            cluster.links.verify()
         cluster.start_all()
         yield cluster
         # A node that died on its own (not killed or stopped by the test) is
@@ -344,10 +345,12 @@ def _run_cluster(request, n: int, roles=None, link_cuts: bool = False):
                 pytrace=False,
             )
     finally:
-        if cluster.links is not None:
-            cluster.links.close()
-        request.node._weir_stderr = cluster.stderr_tails()
-        cluster.close()
+        try:
+            if cluster.links is not None:
+                cluster.links.close()
+            request.node._weir_stderr = cluster.stderr_tails()
+        finally:
+            cluster.close()
 
 
 @pytest.fixture

@@ -196,6 +196,14 @@ def test_no_acknowledged_write_lost_under_faults(fault_cluster):
     writers = [Writer(w, c.bootstrap, topic) for w in (1, 2)]
     reader = Reader(c.bootstrap, topic)
     reader.start()
+    try:
+        run_and_check(c, topic, writers, reader)
+    finally:
+        reader.stop.set()
+        reader.join(10)
+
+
+def run_and_check(c, topic, writers, reader):
     nemesis = Nemesis(c, SEED, time.monotonic() + CHAOS_SECONDS)
     nemesis.start()
     while nemesis.is_alive():
@@ -278,6 +286,9 @@ def test_no_acknowledged_write_lost_under_faults(fault_cluster):
     )
     print(report)
     assert acked, "nothing was acknowledged"
+    # The consumer must have read along, or "vanished" checks nothing.
+    assert len(reader.seen) >= len(acked) // 2, f"the consumer read little\n{report}"
+
     assert not fatal, f"fatal producer errors: {fatal}\n{report}"
     assert not lost, f"lost e.g. {lost[:5]}\n{report}"
     assert not misplaced, f"misplaced e.g. {misplaced[:5]}\n{report}"

@@ -207,14 +207,7 @@ impl Broker {
     /// this, so two syncs never race to create one partition's directory.
     fn sync(&self, image: &MetadataImage) {
         match self.replicas.sync(image, &self.config.topic_defaults) {
-            Ok(elected) => {
-                let offsets: Vec<_> = elected
-                    .into_iter()
-                    .filter(|p| p.topic == OFFSETS_TOPIC)
-                    .collect();
-                if !offsets.is_empty() {
-                    self.groups.reload(&offsets);
-                }
+            Ok(()) => {
                 self.synced.send_replace(image.version);
             }
             Err(e) => {

@@ -184,16 +184,7 @@ async fn reconcile(c: &Connection, me: i32, partitions: &[&Arc<Partition>]) -> R
         let epoch = p.leader_epoch();
         let latest = p.log().epochs().latest_epoch();
         match latest {
-            None => {
-                // Nothing written under any epoch: nothing can diverge.
-                let end = p.log().log_end_offset();
-                if end > 0 {
-                    // Batches without an epoch: Kafka's fallback, truncate to the watermark.
-                    let hw = p.high_watermark();
-                    truncate(p, hw).map_err(|e| e.to_string())?;
-                }
-                p.state().truncated_for_epoch = Some(epoch);
-            }
+            None => reconcile_without_epochs(p, epoch).map_err(|e| e.to_string())?,
             Some(latest) => {
                 asked.push((p, epoch, Some(latest)));
                 topics.entry(p.topic.clone()).or_default().push(
@@ -233,35 +224,59 @@ async fn reconcile(c: &Connection, me: i32, partitions: &[&Arc<Partition>]) -> R
                 tracing::debug!(topic = %p.topic, partition = p.index, code = answer.error_code, "OffsetForLeaderEpoch refused");
                 continue;
             }
-            // Where to cut, and whether that settles it or another question must follow.
-            let (target, settled) = {
-                let log = p.log();
-                if answer.leader_epoch < 0 || answer.end_offset < 0 {
-                    // The leader has no epoch at or before ours: Kafka's fallback, the
-                    // high watermark.
-                    (p.high_watermark(), true)
-                } else if Some(answer.leader_epoch) == *latest {
-                    (answer.end_offset, true)
-                } else {
-                    // KIP-279: the leader's epoch is older than ours. Cut where it ends in both
-                    // logs; if we never had that epoch, ask again with our epoch before it.
-                    let (ours_epoch, ours_end) = log
-                        .epochs()
-                        .end_offset_for(answer.leader_epoch, log.log_end_offset());
-                    (
-                        answer.end_offset.min(ours_end),
-                        ours_epoch == answer.leader_epoch,
-                    )
-                }
-            };
-            if let Err(e) = truncate(p, target) {
+            let Some(latest) = *latest else { continue };
+            let answer = (answer.leader_epoch, answer.end_offset);
+            if let Err(e) = reconcile_partition(p, *epoch, latest, answer) {
                 tracing::error!(topic = %p.topic, partition = p.index, error = %e, "truncation failed");
-                continue;
-            }
-            if settled {
-                p.state().truncated_for_epoch = Some(*epoch);
             }
         }
+    }
+    Ok(())
+}
+
+/// A follower's log with no batch under any epoch: nothing can diverge, but batches without an
+/// epoch are cut to the high watermark (Kafka's fallback). Reconciled for `epoch` after.
+pub(crate) fn reconcile_without_epochs(
+    p: &Partition,
+    epoch: i32,
+) -> Result<(), weir_log::LogError> {
+    if p.log().log_end_offset() > 0 {
+        let hw = p.high_watermark();
+        truncate(p, hw)?;
+    }
+    p.state().truncated_for_epoch = Some(epoch);
+    Ok(())
+}
+
+/// Cuts a follower's log where it diverges from the leader's, given the leader's
+/// OffsetForLeaderEpoch `answer` (epoch, end offset) for the follower's `latest` epoch, and marks
+/// it reconciled for `epoch` when that settles it (otherwise the next round asks again).
+pub(crate) fn reconcile_partition(
+    p: &Partition,
+    epoch: i32,
+    latest: i32,
+    answer: (i32, i64),
+) -> Result<(), weir_log::LogError> {
+    let (answer_epoch, answer_end) = answer;
+    let (target, settled) = {
+        let log = p.log();
+        if answer_epoch < 0 || answer_end < 0 {
+            // The leader has no epoch at or before ours: Kafka's fallback, the high watermark.
+            (p.high_watermark(), true)
+        } else if answer_epoch == latest {
+            (answer_end, true)
+        } else {
+            // KIP-279: the leader's epoch is older than ours. Cut where it ends in both logs; if
+            // we never had that epoch, ask again with our epoch before it.
+            let (ours_epoch, ours_end) = log
+                .epochs()
+                .end_offset_for(answer_epoch, log.log_end_offset());
+            (answer_end.min(ours_end), ours_epoch == answer_epoch)
+        }
+    };
+    truncate(p, target)?;
+    if settled {
+        p.state().truncated_for_epoch = Some(epoch);
     }
     Ok(())
 }
@@ -349,7 +364,7 @@ async fn fetch(
 /// Applies one partition's fetch answer, if the partition is still followed from `leader` in
 /// `epoch` and reconciled for it (checked under the log lock, which leadership changes take);
 /// returns whether the partition is healthy.
-fn apply(
+pub(crate) fn apply(
     p: &Partition,
     leader: i32,
     epoch: i32,

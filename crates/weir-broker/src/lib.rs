@@ -20,6 +20,8 @@ mod group;
 mod handlers;
 pub mod replica_manager;
 mod replication;
+#[cfg(test)]
+mod replication_sim;
 mod server;
 
 pub use broker::Broker;

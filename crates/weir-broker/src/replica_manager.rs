@@ -37,6 +37,33 @@ pub struct Partition {
     state: Mutex<ReplicaState>,
     /// Bumped on every change of the high watermark, ISR or leadership (acks=all waits on it).
     changes: watch::Sender<u64>,
+    /// Where follower progress and leadership times come from (a simulated clock in tests).
+    clock: Clock,
+}
+
+/// A source of [`Instant`]s: the real clock, or a simulation's.
+#[derive(Clone)]
+pub(crate) struct Clock(Arc<dyn Fn() -> Instant + Send + Sync>);
+
+impl Clock {
+    pub(crate) fn real() -> Clock {
+        Clock(Arc::new(Instant::now))
+    }
+
+    #[cfg(test)]
+    pub(crate) fn new(f: impl Fn() -> Instant + Send + Sync + 'static) -> Clock {
+        Clock(Arc::new(f))
+    }
+
+    pub(crate) fn now(&self) -> Instant {
+        (self.0)()
+    }
+}
+
+impl std::fmt::Debug for Clock {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str("Clock")
+    }
 }
 
 impl Partition {
@@ -104,6 +131,27 @@ impl Partition {
         Ok(Some((info, epoch)))
     }
 
+    /// Whether records up to `last_offset`, written in `epoch`, are settled for acks=all: `None`
+    /// while the ISR does not hold them yet, else the answer's error code (0 for success).
+    pub(crate) fn replication_status(&self, me: i32, epoch: i32, last_offset: i64) -> Option<i16> {
+        use kafka_protocol::error::ResponseError;
+        if !self.is_leader(me) || self.leader_epoch() != epoch {
+            return Some(ResponseError::NotLeaderOrFollower.code());
+        }
+        // Kafka's order: once the watermark passed the records, the ISR that holds them must
+        // still be large enough (a shrink to the leader alone moves the watermark too).
+        if self.high_watermark() > last_offset {
+            let enough = self.isr_size.load(Ordering::Acquire)
+                >= self.min_insync_replicas.load(Ordering::Acquire);
+            return Some(if enough {
+                0
+            } else {
+                ResponseError::NotEnoughReplicasAfterAppend.code()
+            });
+        }
+        None
+    }
+
     /// Waits until every ISR member holds the records up to `last_offset`, written in `epoch`
     /// (acks=all). Returns 0, or why that cannot be known: NOT_LEADER_OR_FOLLOWER when
     /// leadership moved, NOT_ENOUGH_REPLICAS_AFTER_APPEND when the ISR that holds them is below
@@ -119,19 +167,8 @@ impl Partition {
         let mut changes = self.subscribe();
         loop {
             changes.mark_unchanged();
-            if !self.is_leader(me) || self.leader_epoch() != epoch {
-                return ResponseError::NotLeaderOrFollower.code();
-            }
-            // Kafka's order: once the watermark passed the records, the ISR that holds them
-            // must still be large enough (a shrink to the leader alone moves the watermark too).
-            if self.high_watermark() > last_offset {
-                let enough = self.isr_size.load(Ordering::Acquire)
-                    >= self.min_insync_replicas.load(Ordering::Acquire);
-                return if enough {
-                    0
-                } else {
-                    ResponseError::NotEnoughReplicasAfterAppend.code()
-                };
+            if let Some(code) = self.replication_status(me, epoch, last_offset) {
+                return code;
             }
             match tokio::time::timeout_at(deadline, changes.changed()).await {
                 Ok(Ok(())) => {}
@@ -156,7 +193,7 @@ impl Partition {
         if !state.replicas.contains(&follower) || follower == me {
             return false;
         }
-        state.record_fetch(follower, offset, end, Instant::now());
+        state.record_fetch(follower, offset, end, self.clock.now());
         let moved = state.advance_high_watermark(me, end);
         drop(state);
         drop(log);
@@ -167,15 +204,8 @@ impl Partition {
     }
 
     /// Takes the image's view of this partition: leader, epoch, replicas and ISR.
-    /// Returns whether the high watermark moved, and whether this broker just began leading.
-    fn apply_image(
-        &self,
-        me: i32,
-        leader: i32,
-        epoch: i32,
-        replicas: &[i32],
-        isr: &[i32],
-    ) -> (bool, bool) {
+    /// Returns whether the high watermark moved.
+    fn apply_image(&self, me: i32, leader: i32, epoch: i32, replicas: &[i32], isr: &[i32]) -> bool {
         // Leadership changes under the log lock (see `append_as_leader`).
         let log = self.log();
         let was_leader = self.is_leader(me);
@@ -189,19 +219,17 @@ impl Partition {
         let before = state.high_watermark;
         state.replicas = replicas.to_vec();
         state.isr = isr.to_vec();
-        let same_members =
-            |a: &[i32], b: &[i32]| a.len() == b.len() && a.iter().all(|x| b.contains(x));
         if state
             .pending_isr
             .as_ref()
-            .is_some_and(|p| same_members(&p.isr, isr))
+            .is_some_and(|p| p.settled_by(isr))
         {
             state.pending_isr = None;
         }
         let began_leading = leader == me && (new_epoch || !was_leader);
         if leader == me {
             if began_leading {
-                state.become_leader(me, Instant::now());
+                state.become_leader(me, self.clock.now());
                 tracing::info!(topic = %self.topic, partition = self.index, epoch, "leading");
             }
             state.advance_high_watermark(me, end);
@@ -214,7 +242,7 @@ impl Partition {
         drop(state);
         drop(log);
         self.changed();
-        (moved, began_leading)
+        moved
     }
 }
 
@@ -228,6 +256,7 @@ pub struct ReplicaManager {
     appended: watch::Sender<u64>,
     /// Held for a whole [`ReplicaManager::sync`]: two syncs must not race to create one log.
     syncing: Mutex<()>,
+    clock: Clock,
     /// High watermarks from `replication-offset-checkpoint`, read at start; and the last ones
     /// written, to skip writing an unchanged file.
     checkpointed: Mutex<HashMap<PartitionKey, i64>>,
@@ -329,8 +358,13 @@ fn write_topic_id(dir: &Path, id: Uuid) -> std::io::Result<()> {
 
 impl ReplicaManager {
     pub fn new(data_dir: &Path, node_id: i32) -> ReplicaManager {
+        ReplicaManager::with_clock(data_dir, node_id, Clock::real())
+    }
+
+    pub(crate) fn with_clock(data_dir: &Path, node_id: i32, clock: Clock) -> ReplicaManager {
         let (appended, _) = watch::channel(0);
         ReplicaManager {
+            clock,
             data_dir: data_dir.to_path_buf(),
             node_id,
             partitions: RwLock::new(HashMap::new()),
@@ -386,13 +420,12 @@ impl ReplicaManager {
     }
 
     /// Makes the hosted partitions match the image: opens, reconfigures and deletes logs, and
-    /// starts or ends leaderships. Returns the partitions this broker began to lead.
+    /// starts or ends leaderships.
     pub fn sync(
         &self,
         image: &MetadataImage,
         broker_defaults: &BTreeMap<String, String>,
-    ) -> Result<Vec<Arc<Partition>>, LogError> {
-        let mut elected = Vec::new();
+    ) -> Result<(), LogError> {
         let _one_at_a_time = self.syncing.lock().unwrap_or_else(|p| p.into_inner());
         let mut wanted: HashMap<PartitionKey, (Uuid, PartitionImage)> = HashMap::new();
         let mut configs: HashMap<String, LogConfig> = HashMap::new();
@@ -454,12 +487,7 @@ impl ReplicaManager {
                         log.set_config(config);
                     }
                 }
-                let (hw_moved, began) =
-                    existing.apply_image(self.node_id, leader, epoch, &replicas, &isr);
-                moved |= hw_moved;
-                if began {
-                    elected.push(existing);
-                }
+                moved |= existing.apply_image(self.node_id, leader, epoch, &replicas, &isr);
                 continue;
             }
             let dir = partition_dir(&self.data_dir, &topic, p);
@@ -493,13 +521,10 @@ impl ReplicaManager {
                     high_watermark,
                 )),
                 changes: watch::channel(0).0,
+                clock: self.clock.clone(),
             });
-            let (hw_moved, began) =
-                partition.apply_image(self.node_id, leader, epoch, &replicas, &isr);
-            moved |= hw_moved;
-            if began {
-                elected.push(partition.clone());
-            }
+            moved |= partition.apply_image(self.node_id, leader, epoch, &replicas, &isr);
+
             self.partitions
                 .write()
                 .unwrap_or_else(|p| p.into_inner())
@@ -508,7 +533,7 @@ impl ReplicaManager {
         if moved {
             self.notify_append();
         }
-        Ok(elected)
+        Ok(())
     }
 
     /// Applies retention to every log; errors are logged per partition.

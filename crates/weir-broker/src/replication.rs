@@ -24,19 +24,37 @@ use weir_meta::{ControllerOp, MetaError};
 use crate::broker::Broker;
 use crate::replica_manager::Partition;
 
-/// How long an ISR change whose outcome is unknown (the controller did not answer) holds back
-/// the next one.
-const PENDING_EXPIRY: Duration = Duration::from_secs(30);
+/// How long after sending an ISR change whose outcome is unknown (the controller did not answer)
+/// the leader sends it again. Sending it twice is safe: the controller answers a change it
+/// already made with success.
+const RESEND_AFTER: Duration = Duration::from_millis(500);
 
 /// How long a leader waits after the controller refused an ISR change before asking again.
 const REFUSAL_BACKOFF: Duration = Duration::from_secs(1);
 
-/// An ISR change in flight.
+/// An ISR change asked for and not yet seen in the image.
 #[derive(Debug, Clone)]
 pub(crate) struct PendingIsr {
+    /// The ISR asked for.
     pub isr: Vec<i32>,
+    /// The ISR it was asked from: once the image shows another, the change was made or lost.
+    pub based_on: Vec<i32>,
+    op: ControllerOp,
     generation: u64,
-    since: Instant,
+    /// When it was last sent, and whether an answer is awaited.
+    sent: Instant,
+    in_flight: bool,
+    /// The controller refused it as stale: this leader's image is behind, and the next image
+    /// decides. It keeps counting for the high watermark until then.
+    stale: bool,
+}
+
+impl PendingIsr {
+    /// Whether the image's ISR `isr` settles this change (made, or overtaken by another).
+    pub(crate) fn settled_by(&self, isr: &[i32]) -> bool {
+        let same = |a: &[i32], b: &[i32]| a.len() == b.len() && a.iter().all(|x| b.contains(x));
+        !same(isr, &self.based_on)
+    }
 }
 
 /// What the leader knows of one follower.
@@ -57,9 +75,10 @@ pub(crate) struct ReplicaState {
     pub replicas: Vec<i32>,
     /// The ISR the image holds.
     pub isr: Vec<i32>,
-    /// An ISR this leader asked the controller for and has not seen in the image yet. It counts
-    /// for the high watermark until the image shows it, or the controller definitely refused it
-    /// (a timeout may still have committed it), or it is older than [`PENDING_EXPIRY`].
+    /// An ISR this leader asked the controller for and has not seen settled in the image. Its
+    /// new members count for the high watermark until the image's ISR moves off the one it was
+    /// asked from, or the controller definitely refused it; a change whose outcome is unknown
+    /// (no answer) is sent again, never dropped, since it may have been made.
     pub pending_isr: Option<PendingIsr>,
     /// No ISR change is asked for before this (after a refusal).
     pub alter_backoff_until: Option<Instant>,
@@ -171,11 +190,7 @@ impl ReplicaState {
         max_lag: Duration,
         now: Instant,
     ) -> Option<Vec<i32>> {
-        let pending = self
-            .pending_isr
-            .as_ref()
-            .is_some_and(|p| now.saturating_duration_since(p.since) < PENDING_EXPIRY);
-        if pending || self.alter_backoff_until.is_some_and(|t| now < t) {
+        if self.pending_isr.is_some() || self.alter_backoff_until.is_some_and(|t| now < t) {
             return None;
         }
         let in_sync = |b: &i32| {
@@ -202,14 +217,17 @@ impl ReplicaState {
     }
 }
 
-/// The leader's ISR check for one partition: asks the controller for the ISR it wants, once at a
-/// time. The image brings the committed ISR back through [`Partition::apply_image`].
-pub(crate) fn maybe_alter_isr(broker: &Arc<Broker>, partition: &Arc<Partition>, now: Instant) {
-    let me = broker.node_id();
+/// The ISR change this partition's leader should ask for now, if any, marked pending: the op to
+/// send and its generation. One change at a time.
+pub(crate) fn propose_isr(
+    partition: &Partition,
+    me: i32,
+    max_lag: Duration,
+    now: Instant,
+) -> Option<(ControllerOp, u64)> {
     if !partition.is_leader(me) {
-        return;
+        return None;
     }
-    let max_lag = Duration::from_millis(broker.config.replica_lag_time_max_ms.max(1));
     let epoch = partition.leader_epoch();
     let (log_end, epoch_start) = {
         let log = partition.log();
@@ -221,62 +239,102 @@ pub(crate) fn maybe_alter_isr(broker: &Arc<Broker>, partition: &Arc<Partition>, 
             .map_or(log.log_end_offset(), |(_, start)| *start);
         (log.log_end_offset(), start)
     };
-    let (current, wanted, generation) = {
-        let mut state = partition.state();
-        let Some(wanted) = state.wanted_isr(me, log_end, epoch_start, max_lag, now) else {
-            return;
-        };
-        state.next_generation += 1;
-        let generation = state.next_generation;
-        state.pending_isr = Some(PendingIsr {
-            isr: wanted.clone(),
-            generation,
-            since: now,
-        });
-        (state.isr.clone(), wanted, generation)
-    };
-    tracing::info!(topic = %partition.topic, partition = partition.index, from = ?current, to = ?wanted, "asking the controller to change the ISR");
+    let mut state = partition.state();
+    if let Some(p) = state.pending_isr.as_mut() {
+        // Unanswered for a while: send the same change again.
+        if !p.in_flight && !p.stale && now.saturating_duration_since(p.sent) >= RESEND_AFTER {
+            p.sent = now;
+            p.in_flight = true;
+            return Some((p.op.clone(), p.generation));
+        }
+        return None;
+    }
+    let wanted = state.wanted_isr(me, log_end, epoch_start, max_lag, now)?;
+    state.next_generation += 1;
+    let generation = state.next_generation;
+    tracing::info!(topic = %partition.topic, partition = partition.index, from = ?state.isr, to = ?wanted, "asking the controller to change the ISR");
     let op = ControllerOp::AlterPartition {
         broker_id: me,
         topic_id: partition.topic_id,
         partition: partition.index,
         leader_epoch: epoch,
-        current_isr: current,
-        new_isr: wanted,
+        current_isr: state.isr.clone(),
+        new_isr: wanted.clone(),
+    };
+    state.pending_isr = Some(PendingIsr {
+        isr: wanted,
+        based_on: state.isr.clone(),
+        op: op.clone(),
+        generation,
+        sent: now,
+        in_flight: true,
+        stale: false,
+    });
+    Some((op, generation))
+}
+
+/// The request for the ISR change of `generation` ended without a refusal: made (the image will
+/// settle it) or unanswered (timeout). Either way it stays pending, and is sent again if the
+/// image does not settle it soon.
+pub(crate) fn isr_request_done(partition: &Partition, generation: u64) {
+    let mut state = partition.state();
+    if let Some(p) = state
+        .pending_isr
+        .as_mut()
+        .filter(|p| p.generation == generation)
+    {
+        p.in_flight = false;
+    }
+}
+
+/// The controller answered the ISR change of `generation` with `e`. A definite refusal of a
+/// change it could not have made (a fenced broker to add, an invalid ISR) drops it, and the next
+/// one waits a little. A stale refusal means this leader's image is behind (the change may even
+/// have been made by an earlier send): the change keeps counting until the next image settles
+/// it. Anything else is no answer.
+pub(crate) fn isr_answered(partition: &Partition, generation: u64, e: &MetaError, now: Instant) {
+    let mut state = partition.state();
+    let Some(p) = state
+        .pending_isr
+        .as_mut()
+        .filter(|p| p.generation == generation)
+    else {
+        return;
+    };
+    p.in_flight = false;
+    match e {
+        MetaError::StalePartitionState(_) => p.stale = true,
+        MetaError::IneligibleReplica(_)
+        | MetaError::InvalidRequest(_)
+        | MetaError::UnknownPartition(_) => {
+            state.pending_isr = None;
+            state.alter_backoff_until = Some(now + REFUSAL_BACKOFF);
+        }
+        _ => {}
+    }
+    drop(state);
+    partition.changed();
+}
+
+/// The leader's ISR check for one partition: asks the controller for the ISR it wants, once at a
+/// time. The image brings the committed ISR back through `Partition::apply_image`; an answer that
+/// never comes leaves the change pending (it may be committed) until it expires.
+pub(crate) fn maybe_alter_isr(broker: &Arc<Broker>, partition: &Arc<Partition>, now: Instant) {
+    let max_lag = Duration::from_millis(broker.config.replica_lag_time_max_ms.max(1));
+    let Some((op, generation)) = propose_isr(partition, broker.node_id(), max_lag, now) else {
+        return;
     };
     let broker = broker.clone();
     let partition = partition.clone();
     tokio::spawn(async move {
-        // Committed: the image brings the ISR, and apply_image drops the pending change then.
-        // Unknown (no answer): it may be committed, so it keeps counting until it expires.
-        let refused = match broker.controller_op(op).await {
-            Ok(_) => false,
-            Err(
-                e @ (MetaError::StalePartitionState(_)
-                | MetaError::IneligibleReplica(_)
-                | MetaError::InvalidRequest(_)
-                | MetaError::UnknownPartition(_)),
-            ) => {
-                tracing::info!(topic = %partition.topic, partition = partition.index, error = %e, "ISR change refused");
-                true
-            }
+        match broker.controller_op(op).await {
+            // Made: the image brings it (the broker waited for that), and settles it.
+            Ok(_) => isr_request_done(&partition, generation),
             Err(e) => {
-                tracing::warn!(topic = %partition.topic, partition = partition.index, error = %e, "ISR change got no answer");
-                false
-            }
-        };
-        if refused {
-            let mut state = partition.state();
-            if state
-                .pending_isr
-                .as_ref()
-                .is_some_and(|p| p.generation == generation)
-            {
-                state.pending_isr = None;
-                state.alter_backoff_until = Some(Instant::now() + REFUSAL_BACKOFF);
+                tracing::info!(topic = %partition.topic, partition = partition.index, error = %e, "ISR change not made");
+                isr_answered(&partition, generation, &e, Instant::now());
             }
         }
-        partition.changed();
     });
 }
 
@@ -314,8 +372,12 @@ mod tests {
         // Broker 3 being added counts again, but the watermark does not fall.
         s.pending_isr = Some(PendingIsr {
             isr: vec![1, 2, 3],
+            based_on: vec![1, 2],
+            op: ControllerOp::AllocateProducerIds,
             generation: 1,
-            since: now,
+            sent: now,
+            in_flight: true,
+            stale: false,
         });
         assert!(!s.advance_high_watermark(1, 12));
         assert_eq!(s.high_watermark, 10);
@@ -345,14 +407,18 @@ mod tests {
         assert_eq!(s.wanted_isr(1, 200, 0, lag, later), None);
         s.record_fetch(3, 200, 200, later);
         assert_eq!(s.wanted_isr(1, 200, 0, lag, later), Some(vec![1, 2, 3]));
-        // One change at a time, unless the pending one is long unanswered.
+        // One change at a time.
         s.pending_isr = Some(PendingIsr {
             isr: vec![1, 2, 3],
+            based_on: vec![1, 2],
+            op: ControllerOp::AllocateProducerIds,
             generation: 1,
-            since: later,
+            sent: later,
+            in_flight: true,
+            stale: false,
         });
         assert_eq!(s.wanted_isr(1, 200, 0, lag, later), None);
-        let much_later = later + PENDING_EXPIRY;
-        assert!(s.wanted_isr(1, 200, 0, lag, much_later).is_some());
+        assert!(!s.pending_isr.as_ref().unwrap().settled_by(&[2, 1]));
+        assert!(s.pending_isr.as_ref().unwrap().settled_by(&[1, 2, 3]));
     }
 }

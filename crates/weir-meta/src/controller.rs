@@ -679,6 +679,11 @@ fn plan_alter_partition(
         v.sort_unstable();
         v
     };
+    if p.leader == broker_id && p.leader_epoch == leader_epoch && sorted(&p.isr) == sorted(new_isr)
+    {
+        // Already made (a leader sends a change again when it heard no answer).
+        return Ok(Vec::new());
+    }
     if p.leader != broker_id || p.leader_epoch != leader_epoch {
         return Err(MetaError::StalePartitionState(format!(
             "{}: broker {broker_id} in epoch {leader_epoch} does not lead it (leader {} in epoch {})",

@@ -308,6 +308,34 @@ impl Coordinator {
 
     // ---- restore from __consumer_offsets -------------------------------------------------
 
+    /// Forgets the groups `belongs` picks (their partition of `__consumer_offsets` is loaded
+    /// again); their parked JoinGroup and SyncGroup requests are answered NOT_COORDINATOR, so
+    /// clients find the coordinator again.
+    pub(crate) fn unload(&mut self, belongs: impl Fn(&str) -> bool) -> Outputs {
+        let mut out = Vec::new();
+        let doomed: Vec<String> = self.groups.keys().filter(|g| belongs(g)).cloned().collect();
+        for name in doomed {
+            let Some(group) = self.groups.remove(&name) else {
+                continue;
+            };
+            for (member_id, member) in group.members {
+                if let Some(req) = member.awaiting_join {
+                    out.push(Output::Join(
+                        req,
+                        JoinResult::error(ResponseError::NotCoordinator, &member_id),
+                    ));
+                }
+                if let Some(req) = member.awaiting_sync {
+                    out.push(Output::Sync(
+                        req,
+                        SyncResult::error(ResponseError::NotCoordinator),
+                    ));
+                }
+            }
+        }
+        out
+    }
+
     pub(crate) fn restore_group(&mut self, group_id: &str, value: Option<GroupValue>, now_ms: i64) {
         match value {
             Some(v) => {

@@ -43,6 +43,10 @@ struct Inner {
     waiters: HashMap<RequestId, oneshot::Sender<Output>>,
     next_request: RequestId,
     loaded: bool,
+    /// The leader epoch of each `__consumer_offsets` partition when its groups were loaded: a
+    /// partition this broker leads in another epoch is loaded again before it serves a group
+    /// (replication kept its log current, not this memory).
+    loaded_epochs: HashMap<i32, i32>,
 }
 
 #[derive(Debug)]
@@ -127,6 +131,7 @@ impl GroupManager {
                 waiters: HashMap::new(),
                 next_request: 0,
                 loaded: false,
+                loaded_epochs: HashMap::new(),
             }),
             partitions: config.offsets_topic_num_partitions,
         }
@@ -172,7 +177,13 @@ impl GroupManager {
         self.ensure_ready(broker)?;
         let index = records::partition_for(group, self.partitions);
         match broker.replicas.get(OFFSETS_TOPIC, index) {
-            Some(p) if p.is_leader(broker.node_id()) => Ok(()),
+            Some(p) if p.is_leader(broker.node_id()) => {
+                let mut inner = self.lock();
+                if inner.loaded_epochs.get(&index) != Some(&p.leader_epoch()) {
+                    self.reload(broker, &mut inner, &p)?;
+                }
+                Ok(())
+            }
             // The image names this broker, but its logs have not caught up yet: retriable.
             None if broker
                 .image()
@@ -208,7 +219,9 @@ impl GroupManager {
             .into_iter()
             .filter(|p| p.topic == OFFSETS_TOPIC)
         {
+            let epoch = partition.leader_epoch();
             loaded_records += load_partition(&mut inner.coordinator, &partition)?;
+            inner.loaded_epochs.insert(partition.index, epoch);
         }
         tracing::info!(
             groups = inner.coordinator.groups.len(),
@@ -219,32 +232,30 @@ impl GroupManager {
         Ok(())
     }
 
-    /// This broker became the leader of these `__consumer_offsets` partitions: their groups are
-    /// loaded again from the log, which replication kept current, replacing what memory held of
-    /// them (as Kafka's coordinator loads a partition on election).
-    pub(crate) fn reload(&self, partitions: &[Arc<Partition>]) {
-        let mut inner = self.lock();
-        if !inner.loaded {
-            return; // the first load reads every partition anyway
-        }
-        for partition in partitions {
-            let index = partition.index;
-            let count = self.partitions;
-            inner
-                .coordinator
-                .groups
-                .retain(|name, _| records::partition_for(name, count) != index);
-            match load_partition(&mut inner.coordinator, partition) {
-                Ok(n) => tracing::info!(
-                    partition = index,
-                    records = n,
-                    "groups of an {OFFSETS_TOPIC} partition loaded on election"
-                ),
-                Err(e) => {
-                    tracing::error!(partition = index, error = ?e, "loading groups on election failed")
-                }
-            }
-        }
+    /// Loads the groups of one `__consumer_offsets` partition again, replacing what memory held
+    /// of them (Kafka's coordinator loads a partition when elected its leader).
+    fn reload(
+        &self,
+        broker: &Broker,
+        inner: &mut Inner,
+        partition: &Partition,
+    ) -> Result<(), ResponseError> {
+        let index = partition.index;
+        let count = self.partitions;
+        let epoch = partition.leader_epoch();
+        let parked = inner
+            .coordinator
+            .unload(|g| records::partition_for(g, count) == index);
+        self.handle_outputs(broker, inner, parked);
+        let n = load_partition(&mut inner.coordinator, partition)?;
+        inner.loaded_epochs.insert(index, epoch);
+        tracing::info!(
+            partition = index,
+            epoch,
+            records = n,
+            "groups of an {OFFSETS_TOPIC} partition loaded"
+        );
+        Ok(())
     }
 
     /// Appends records to the group's partition of `__consumer_offsets`; what to wait on for
@@ -627,7 +638,6 @@ fn load_partition(
     let mut offset = log.log_start_offset();
     let end = log.log_end_offset();
     while offset < end {
-        let before = offset;
         let info = log.read(offset, 8 << 20, end, true).map_err(|e| {
             tracing::error!(error = %e, partition = partition.index, "cannot read {OFFSETS_TOPIC}");
             ResponseError::CoordinatorNotAvailable
@@ -635,17 +645,32 @@ fn load_partition(
         if info.slices.is_empty() {
             break;
         }
+        let before = offset;
         for slice in &info.slices {
-            let bytes = slice
-                .read_to_vec()
-                .map_err(|_| ResponseError::CoordinatorNotAvailable)?;
-            let mut buf = Bytes::from(bytes);
-            while !buf.is_empty() {
-                let Ok(set) = RecordBatchDecoder::decode(&mut buf) else {
+            let bytes = Bytes::from(
+                slice
+                    .read_to_vec()
+                    .map_err(|_| ResponseError::CoordinatorNotAvailable)?,
+            );
+            let mut at = 0usize;
+            // Batch by batch, by their headers: a batch compaction emptied still moves on.
+            while let Ok(header) = weir_log::BatchHeader::parse(&bytes[at..]) {
+                let size = header.total_size();
+                if at.checked_add(size).is_none_or(|e| e > bytes.len()) {
                     break;
+                }
+                offset = offset.max(header.last_offset() + 1);
+                let mut batch = bytes.slice(at..at + size);
+                at += size;
+                let Ok(set) = RecordBatchDecoder::decode(&mut batch) else {
+                    tracing::error!(
+                        partition = partition.index,
+                        offset = header.base_offset,
+                        "skipping an undecodable batch in {OFFSETS_TOPIC}"
+                    );
+                    continue;
                 };
                 for r in set.records {
-                    offset = offset.max(r.offset + 1);
                     loaded += 1;
                     let Some(key) = r.key.and_then(records::decode_key) else {
                         continue;
@@ -668,11 +693,6 @@ fn load_partition(
             }
         }
         if offset == before {
-            tracing::error!(
-                partition = partition.index,
-                offset,
-                "undecodable batch in {OFFSETS_TOPIC}; loading stops there"
-            );
             break;
         }
     }

@@ -1,0 +1,788 @@
+//! Seeded simulations of partition replication, with the fault-injection suite's checkers.
+//!
+//! Three brokers hold one partition (RF=3, `min.insync.replicas=2`) with the real code of every
+//! part that decides what is kept: each broker's [`ReplicaManager`] and logs on disk, the
+//! leader's high watermark and ISR proposals ([`replication`]), the follower's truncation and
+//! fetch handling ([`fetcher`]), and the controller's planner and elections (`weir-meta`). The
+//! simulation stands in for the network and the clock: one step is 10 ms of simulated time;
+//! fetch answers and ISR changes arrive after seeded delays; a seeded nemesis crashes and restarts
+//! brokers (their disks survive, as with `kill -9`) and cuts links, including a broker's link to
+//! the controller (its heartbeats stop and it is fenced). A producer writes unique values to
+//! whichever broker leads in its own view, with acks=all; a consumer reads the leader up to its
+//! high watermark. After healing, the checkers prove:
+//! - every acknowledged record is in the final log at the offset acknowledged;
+//! - every record the consumer saw is in the final log at the offset it saw it;
+//! - the three replicas' logs are byte for byte the same;
+//! - along the metadata log, leader epochs never fall and a leader is always in its ISR;
+//! - the ISR is full again and records were acknowledged (the system made progress).
+//!
+//! Everything is single-threaded and driven by the seed, so a failing seed fails again.
+//! `WEIR_REPL_SIM_SEEDS=1,2,...` picks seeds (default 1-6).
+
+#![allow(clippy::unwrap_used, clippy::expect_used)] // tests: a failure is a test failure
+
+use std::collections::{BTreeMap, BTreeSet, HashSet};
+use std::path::PathBuf;
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use bytes::{Bytes, BytesMut};
+use kafka_protocol::error::ResponseError;
+use kafka_protocol::messages::fetch_response::PartitionData;
+use kafka_protocol::records::{
+    Compression, Record, RecordBatchDecoder, RecordBatchEncoder, RecordEncodeOptions, TimestampType,
+};
+use weir_meta::{election, ControllerOp, CreateTopic, MetadataImage, MetadataRecord};
+
+use crate::fetcher;
+use crate::replica_manager::{Clock, Partition, ReplicaManager};
+use crate::replication;
+
+const TOPIC: &str = "t";
+const NODES: [i32; 3] = [1, 2, 3];
+/// The controller, as an end of a link.
+const CONTROLLER: i32 = 0;
+const STEP: Duration = Duration::from_millis(10);
+const SESSION_STEPS: u64 = 40;
+const MAX_LAG: Duration = Duration::from_millis(300);
+const CHAOS_STEPS: u64 = 3_000;
+const QUIET_STEPS: u64 = 2_000;
+
+/// A small, seeded generator (splitmix64).
+struct Rng(u64);
+
+impl Rng {
+    fn next(&mut self) -> u64 {
+        self.0 = self.0.wrapping_add(0x9E37_79B9_7F4A_7C15);
+        let mut z = self.0;
+        z = (z ^ (z >> 30)).wrapping_mul(0xBF58_476D_1CE4_E5B9);
+        z = (z ^ (z >> 27)).wrapping_mul(0x94D0_49BB_1331_11EB);
+        z ^ (z >> 31)
+    }
+
+    fn below(&mut self, n: u64) -> u64 {
+        self.next() % n.max(1)
+    }
+
+    fn chance(&mut self, percent: u64) -> bool {
+        self.below(100) < percent
+    }
+}
+
+/// The active controller: the real planner and elections on an image, without a quorum.
+struct Controller {
+    image: MetadataImage,
+    /// Every version, for the epoch and ISR checkers.
+    history: Vec<Arc<MetadataImage>>,
+    last_heartbeat: BTreeMap<i32, u64>,
+}
+
+impl Controller {
+    fn commit(&mut self, records: Vec<MetadataRecord>) {
+        if records.is_empty() {
+            return;
+        }
+        for r in &records {
+            self.image.apply(r);
+        }
+        self.image.version += 1;
+        self.history.push(Arc::new(self.image.clone()));
+    }
+
+    /// Plans and commits an op, then brings leadership in line as the active controller does.
+    fn run(&mut self, op: ControllerOp) -> Result<(), weir_meta::MetaError> {
+        let (_, mut records) = op.plan(&self.image)?;
+        if op.moves_leaders() && !records.is_empty() {
+            let mut next = self.image.clone();
+            for r in &records {
+                next.apply(r);
+            }
+            records.extend(election::reconcile(&next, false));
+        }
+        self.commit(records);
+        Ok(())
+    }
+
+    fn fence(&mut self, broker_id: i32) {
+        let mut next = self.image.clone();
+        let fence = MetadataRecord::FenceBroker { broker_id };
+        next.apply(&fence);
+        let mut records = vec![fence];
+        records.extend(election::reconcile(&next, false));
+        self.commit(records);
+    }
+}
+
+struct Node {
+    id: i32,
+    dir: PathBuf,
+    /// `None` while crashed.
+    replicas: Option<ReplicaManager>,
+    seen_version: u64,
+    restart_at: u64,
+    fetch_in_flight: bool,
+}
+
+impl Node {
+    fn partition(&self) -> Option<Arc<Partition>> {
+        self.replicas.as_ref()?.get(TOPIC, 0)
+    }
+}
+
+enum Msg {
+    FetchAnswer {
+        to: i32,
+        leader: i32,
+        epoch: i32,
+        data: PartitionData,
+    },
+    /// An ISR change from `from`'s partition (the instance that asked: a restarted broker's new
+    /// one must not take its answer).
+    AlterIsr {
+        from: i32,
+        partition: Arc<Partition>,
+        op: ControllerOp,
+        generation: u64,
+    },
+    /// The controller's answer to an ISR change (`None`: made), or a timeout when the request or
+    /// the answer was lost.
+    AlterAnswer {
+        to: i32,
+        partition: Arc<Partition>,
+        generation: u64,
+        error: Option<weir_meta::MetaError>,
+    },
+}
+
+/// A record batch holding one record whose value is `value`.
+fn batch(value: u64) -> Vec<u8> {
+    let record = Record {
+        transactional: false,
+        control: false,
+        delete_horizon: false,
+        partition_leader_epoch: -1,
+        producer_id: -1,
+        producer_epoch: -1,
+        timestamp_type: TimestampType::Creation,
+        offset: 0,
+        sequence: -1,
+        timestamp: 0,
+        key: None,
+        value: Some(Bytes::from(value.to_string())),
+        headers: Default::default(),
+    };
+    let mut buf = BytesMut::new();
+    let options = RecordEncodeOptions {
+        version: 2,
+        compression: Compression::None,
+    };
+    RecordBatchEncoder::encode(&mut buf, &vec![record], &options).unwrap();
+    buf.to_vec()
+}
+
+/// Every byte of a log from its start to `end`.
+fn log_bytes(p: &Partition, end: i64) -> Vec<u8> {
+    let log = p.log();
+    let mut out = Vec::new();
+    let mut offset = log.log_start_offset();
+    while offset < end {
+        let info = log.read(offset, 1 << 20, end, true).unwrap();
+        if info.slices.is_empty() {
+            break;
+        }
+        let mut chunk = Vec::new();
+        for slice in &info.slices {
+            chunk.extend(slice.read_to_vec().unwrap());
+        }
+        offset = records_of(&chunk).last().map_or(end, |(o, _)| o + 1);
+        out.extend(chunk);
+    }
+    out
+}
+
+/// (offset, value) of every record in `bytes`.
+fn records_of(bytes: &[u8]) -> Vec<(i64, u64)> {
+    let mut buf = Bytes::from(bytes.to_vec());
+    let mut out = Vec::new();
+    while !buf.is_empty() {
+        let set = RecordBatchDecoder::decode(&mut buf).unwrap();
+        for r in set.records {
+            let value = r.value.as_ref().unwrap();
+            out.push((
+                r.offset,
+                std::str::from_utf8(value).unwrap().parse().unwrap(),
+            ));
+        }
+    }
+    out
+}
+
+/// Whether the leader refuses a follower's request in `epoch`, as `handlers/fetch.rs` and
+/// `handlers/offset_for_leader_epoch.rs` check it (not the leader, or another epoch: KIP-320).
+fn refuses(leader: &Partition, leader_id: i32, epoch: i32) -> bool {
+    !leader.is_leader(leader_id) || leader.leader_epoch() != epoch
+}
+
+struct Sim {
+    rng: Rng,
+    ticks: Arc<AtomicU64>,
+    base: Instant,
+    step: u64,
+    controller: Controller,
+    nodes: Vec<Node>,
+    cut: BTreeSet<(i32, i32)>,
+    heal_at: Vec<(u64, (i32, i32))>,
+    queue: Vec<(u64, Msg)>,
+    next_value: u64,
+    /// acks=all produces waiting: (node, epoch, offset, value).
+    pending: Vec<(i32, i32, i64, u64)>,
+    acked: BTreeMap<u64, i64>,
+    seen: BTreeMap<i64, u64>,
+    faults: Vec<String>,
+    defaults: BTreeMap<String, String>,
+    _dir: tempfile::TempDir,
+}
+
+impl Sim {
+    fn new(seed: u64) -> Sim {
+        let dir = tempfile::tempdir().unwrap();
+        let ticks = Arc::new(AtomicU64::new(0));
+        let base = Instant::now();
+        let mut controller = Controller {
+            image: MetadataImage::default(),
+            history: Vec::new(),
+            last_heartbeat: BTreeMap::new(),
+        };
+        for id in NODES {
+            controller
+                .run(ControllerOp::RegisterBroker {
+                    broker_id: id,
+                    host: format!("n{id}"),
+                    port: 9092,
+                    rack: None,
+                })
+                .unwrap();
+            controller.last_heartbeat.insert(id, 0);
+        }
+        controller
+            .run(ControllerOp::CreateTopic {
+                request: CreateTopic {
+                    name: TOPIC.into(),
+                    num_partitions: -1,
+                    replication_factor: -1,
+                    assignments: vec![(0, NODES.to_vec())],
+                    configs: vec![("min.insync.replicas".into(), "2".into())],
+                },
+                default_partitions: 1,
+                default_replication_factor: 3,
+                validate_only: false,
+            })
+            .unwrap();
+        let mut sim = Sim {
+            rng: Rng(seed),
+            ticks,
+            base,
+            step: 0,
+            controller,
+            nodes: Vec::new(),
+            cut: BTreeSet::new(),
+            heal_at: Vec::new(),
+            queue: Vec::new(),
+            next_value: 0,
+            pending: Vec::new(),
+            acked: BTreeMap::new(),
+            seen: BTreeMap::new(),
+            faults: Vec::new(),
+            defaults: BTreeMap::new(),
+            _dir: dir,
+        };
+        for id in NODES {
+            let node_dir = sim._dir.path().join(format!("n{id}"));
+            let replicas = sim.open(id, &node_dir);
+            sim.nodes.push(Node {
+                id,
+                dir: node_dir,
+                replicas: Some(replicas),
+                seen_version: 0,
+                restart_at: 0,
+                fetch_in_flight: false,
+            });
+        }
+        sim
+    }
+
+    fn open(&self, id: i32, dir: &std::path::Path) -> ReplicaManager {
+        let ticks = self.ticks.clone();
+        let base = self.base;
+        let clock = Clock::new(move || base + STEP * ticks.load(Ordering::Relaxed) as u32);
+        ReplicaManager::with_clock(dir, id, clock)
+    }
+
+    fn now(&self) -> Instant {
+        self.base + STEP * self.step as u32
+    }
+
+    fn connected(&self, a: i32, b: i32) -> bool {
+        !self.cut.contains(&(a.min(b), a.max(b)))
+    }
+
+    fn node(&self, id: i32) -> &Node {
+        &self.nodes[(id - 1) as usize]
+    }
+
+    fn up(&self, id: i32) -> bool {
+        self.node(id).replicas.is_some()
+    }
+
+    fn nemesis(&mut self) {
+        if self.step >= CHAOS_STEPS || !self.rng.chance(2) {
+            return;
+        }
+        let victim = NODES[self.rng.below(3) as usize];
+        let hold = 20 + self.rng.below(200);
+        match self.rng.below(3) {
+            0 => {
+                let down = self.nodes.iter().filter(|n| n.replicas.is_none()).count();
+                let node = &mut self.nodes[(victim - 1) as usize];
+                if down < 2 && node.replicas.is_some() {
+                    node.replicas = None;
+                    node.fetch_in_flight = false;
+                    node.restart_at = self.step + hold;
+                    self.faults
+                        .push(format!("{}: crash n{victim} for {hold} steps", self.step));
+                }
+            }
+            1 => {
+                self.cut_link(victim, CONTROLLER, hold);
+            }
+            _ => {
+                let others: Vec<i32> = NODES.iter().copied().filter(|n| *n != victim).collect();
+                let other = others[self.rng.below(2) as usize];
+                self.cut_link(victim, other, hold);
+            }
+        }
+    }
+
+    fn cut_link(&mut self, a: i32, b: i32, hold: u64) {
+        let key = (a.min(b), a.max(b));
+        if self.cut.insert(key) {
+            self.heal_at.push((self.step + hold, key));
+            self.faults.push(format!(
+                "{}: cut {}<->{} for {hold} steps",
+                self.step, key.0, key.1
+            ));
+        }
+    }
+
+    fn heal(&mut self) {
+        let step = self.step;
+        let healed: Vec<(i32, i32)> = self
+            .heal_at
+            .iter()
+            .filter(|(at, _)| *at <= step)
+            .map(|(_, k)| *k)
+            .collect();
+        self.heal_at.retain(|(at, _)| *at > step);
+        for key in healed {
+            self.cut.remove(&key);
+        }
+        for i in 0..self.nodes.len() {
+            if self.nodes[i].replicas.is_none() && self.nodes[i].restart_at <= step {
+                let (id, dir) = (self.nodes[i].id, self.nodes[i].dir.clone());
+                self.nodes[i].replicas = Some(self.open(id, &dir));
+                self.nodes[i].seen_version = 0;
+                self.faults.push(format!("{step}: restart n{id}"));
+                if self.connected(id, CONTROLLER) {
+                    let op = ControllerOp::RegisterBroker {
+                        broker_id: id,
+                        host: format!("n{id}"),
+                        port: 9092,
+                        rack: None,
+                    };
+                    self.controller.run(op).unwrap();
+                    self.controller.last_heartbeat.insert(id, step);
+                }
+            }
+        }
+    }
+
+    /// Heartbeats, fencing, and images reaching the brokers.
+    fn metadata(&mut self) {
+        for id in NODES {
+            if self.up(id) && self.connected(id, CONTROLLER) {
+                self.controller.last_heartbeat.insert(id, self.step);
+                if !self.controller.image.is_live(id) {
+                    let _ = self
+                        .controller
+                        .run(ControllerOp::Heartbeat { broker_id: id });
+                }
+            }
+        }
+        for id in NODES {
+            let last = self
+                .controller
+                .last_heartbeat
+                .get(&id)
+                .copied()
+                .unwrap_or(0);
+            if self.controller.image.is_live(id) && self.step.saturating_sub(last) > SESSION_STEPS {
+                self.controller.fence(id);
+            }
+        }
+        let latest = self.controller.image.clone();
+        for i in 0..self.nodes.len() {
+            let id = self.nodes[i].id;
+            let behind = self.nodes[i].seen_version < latest.version;
+            if behind && self.connected(id, CONTROLLER) && self.rng.chance(50) {
+                if let Some(replicas) = &self.nodes[i].replicas {
+                    replicas.sync(&latest, &self.defaults).unwrap();
+                    self.nodes[i].seen_version = latest.version;
+                }
+            }
+        }
+    }
+
+    fn leaders(&mut self) {
+        for id in NODES {
+            let Some(p) = self.node(id).partition() else {
+                continue;
+            };
+            if !p.is_leader(id) {
+                continue;
+            }
+            if self.step < CHAOS_STEPS + QUIET_STEPS / 2 && self.rng.chance(40) {
+                let value = self.next_value;
+                self.next_value += 1;
+                let mut bytes = batch(value);
+                if let Some((info, epoch)) = p.append_as_leader(id, &mut bytes, 0).unwrap() {
+                    self.pending.push((id, epoch, info.last_offset, value));
+                }
+            }
+            if let Some((op, generation)) = replication::propose_isr(&p, id, MAX_LAG, self.now()) {
+                let at = self.step + 1 + self.rng.below(5);
+                self.queue.push((
+                    at,
+                    Msg::AlterIsr {
+                        from: id,
+                        partition: p.clone(),
+                        op,
+                        generation,
+                    },
+                ));
+            }
+        }
+    }
+
+    fn followers(&mut self) {
+        for id in NODES {
+            let Some(p) = self.node(id).partition() else {
+                continue;
+            };
+            let leader = p.leader.load(Ordering::Acquire);
+            if leader < 0 || leader == id || self.node(id).fetch_in_flight {
+                continue;
+            }
+            let Some(lp) = self.node(leader).partition() else {
+                continue;
+            };
+            if !self.connected(id, leader) || !self.rng.chance(70) {
+                continue;
+            }
+            let epoch = p.leader_epoch();
+            if refuses(&lp, leader, epoch) {
+                continue;
+            }
+            if p.state().truncated_for_epoch != Some(epoch) {
+                // OffsetForLeaderEpoch, answered at once.
+                let latest = p.log().epochs().latest_epoch();
+                match latest {
+                    None => fetcher::reconcile_without_epochs(&p, epoch).unwrap(),
+                    Some(latest) => {
+                        let answer = {
+                            let log = lp.log();
+                            log.epochs().end_offset_for(latest, log.log_end_offset())
+                        };
+                        fetcher::reconcile_partition(&p, epoch, latest, answer).unwrap();
+                    }
+                }
+                continue;
+            }
+            let offset = p.log().log_end_offset();
+            lp.record_follower_fetch(leader, id, offset);
+            let hw = lp.high_watermark();
+            let data = {
+                let log = lp.log();
+                let start = log.log_start_offset();
+                match log.read(offset, 1 << 16, log.log_end_offset(), true) {
+                    Ok(info) => {
+                        let mut bytes = Vec::new();
+                        for slice in &info.slices {
+                            bytes.extend(slice.read_to_vec().unwrap());
+                        }
+                        PartitionData::default()
+                            .with_high_watermark(hw)
+                            .with_log_start_offset(start)
+                            .with_records(Some(Bytes::from(bytes)))
+                    }
+                    Err(_) => PartitionData::default()
+                        .with_error_code(ResponseError::OffsetOutOfRange.code())
+                        .with_high_watermark(hw)
+                        .with_log_start_offset(start),
+                }
+            };
+            let at = self.step + self.rng.below(4);
+            self.nodes[(id - 1) as usize].fetch_in_flight = true;
+            self.queue.push((
+                at,
+                Msg::FetchAnswer {
+                    to: id,
+                    leader,
+                    epoch,
+                    data,
+                },
+            ));
+        }
+    }
+
+    fn deliver(&mut self) {
+        let step = self.step;
+        let (due, later): (Vec<_>, Vec<_>) = std::mem::take(&mut self.queue)
+            .into_iter()
+            .partition(|(at, _)| *at <= step);
+        self.queue = later;
+        for (_, msg) in due {
+            match msg {
+                Msg::FetchAnswer {
+                    to,
+                    leader,
+                    epoch,
+                    data,
+                } => {
+                    self.nodes[(to - 1) as usize].fetch_in_flight = false;
+                    if !self.connected(to, leader) {
+                        continue;
+                    }
+                    if let Some(p) = self.node(to).partition() {
+                        fetcher::apply(&p, leader, epoch, &data);
+                    }
+                }
+                Msg::AlterIsr {
+                    from,
+                    partition,
+                    op,
+                    generation,
+                } => {
+                    let (at, error) = if self.connected(from, CONTROLLER) {
+                        let error = self.controller.run(op).err();
+                        (self.step + 1 + self.rng.below(3), error)
+                    } else {
+                        // Lost on the way: the request times out.
+                        (
+                            self.step + 30,
+                            Some(weir_meta::MetaError::Unavailable("timeout".into())),
+                        )
+                    };
+                    self.queue.push((
+                        at,
+                        Msg::AlterAnswer {
+                            to: from,
+                            partition,
+                            generation,
+                            error,
+                        },
+                    ));
+                }
+                Msg::AlterAnswer {
+                    to,
+                    partition: p,
+                    generation,
+                    error,
+                } => {
+                    // An answer lost on the way back reads as a timeout.
+                    let error = match error {
+                        _ if !self.connected(to, CONTROLLER) => {
+                            Some(weir_meta::MetaError::Unavailable("timeout".into()))
+                        }
+                        e => e,
+                    };
+                    match error {
+                        None => replication::isr_request_done(&p, generation),
+                        Some(e) => replication::isr_answered(&p, generation, &e, self.now()),
+                    }
+                }
+            }
+        }
+    }
+
+    /// Settles acks=all produces and lets the consumer read along.
+    fn clients(&mut self) {
+        let pending = std::mem::take(&mut self.pending);
+        for (id, epoch, offset, value) in pending {
+            let Some(p) = self.node(id).partition() else {
+                continue;
+            };
+            match p.replication_status(id, epoch, offset) {
+                None => self.pending.push((id, epoch, offset, value)),
+                Some(0) => {
+                    self.acked.insert(value, offset);
+                }
+                Some(_) => {}
+            }
+        }
+        if self.rng.chance(5) {
+            for id in NODES {
+                let Some(p) = self.node(id).partition() else {
+                    continue;
+                };
+                if p.is_leader(id) {
+                    let hw = p.high_watermark();
+                    for (offset, value) in records_of(&log_bytes(&p, hw)) {
+                        let before = self.seen.insert(offset, value);
+                        assert!(
+                            before.is_none_or(|v| v == value),
+                            "the consumer read offset {offset} as {value}, earlier as {before:?}"
+                        );
+                    }
+                }
+            }
+        }
+        if self.step.is_multiple_of(20) {
+            for node in &self.nodes {
+                if let Some(r) = &node.replicas {
+                    r.checkpoint_high_watermarks();
+                }
+            }
+        }
+    }
+
+    fn run(&mut self) {
+        while self.step < CHAOS_STEPS + QUIET_STEPS {
+            self.ticks.store(self.step, Ordering::Relaxed);
+            if self.step == CHAOS_STEPS {
+                self.cut.clear();
+                self.heal_at.clear();
+                for node in &mut self.nodes {
+                    node.restart_at = node.restart_at.min(CHAOS_STEPS);
+                }
+                self.faults.push(format!("{}: heal everything", self.step));
+            }
+            self.nemesis();
+            self.heal();
+            self.metadata();
+            self.leaders();
+            self.followers();
+            self.deliver();
+            self.clients();
+            self.step += 1;
+        }
+    }
+
+    fn check(&self, seed: u64) {
+        let ctx = || format!("seed {seed}; faults:\n{}", self.faults.join("\n"));
+        // Along the metadata log: epochs never fall, a leader is in its ISR.
+        let mut epoch = -1;
+        for image in &self.controller.history {
+            let Some(t) = image.topic(TOPIC) else {
+                continue;
+            };
+            let p = &t.partitions[&0];
+            assert!(
+                p.leader_epoch >= epoch,
+                "epoch fell to {}; {}",
+                p.leader_epoch,
+                ctx()
+            );
+            epoch = p.leader_epoch;
+            assert!(
+                p.leader == -1 || p.isr.contains(&p.leader),
+                "leader {} outside ISR {:?}; {}",
+                p.leader,
+                p.isr,
+                ctx()
+            );
+        }
+        let last = &self.controller.image.topic(TOPIC).unwrap().partitions[&0];
+        assert_eq!(
+            last.isr.len(),
+            3,
+            "the ISR is not full after healing: {last:?}; {}",
+            ctx()
+        );
+        let leader = self.node(last.leader).partition().unwrap();
+        let end = leader.log().log_end_offset();
+        let logs: Vec<Vec<u8>> = NODES
+            .iter()
+            .map(|id| {
+                let p = self.node(*id).partition().unwrap();
+                let end = p.log().log_end_offset();
+                log_bytes(&p, end)
+            })
+            .collect();
+        for (i, log) in logs.iter().enumerate() {
+            assert!(
+                *log == logs[0],
+                "replica n{} differs from n1 ({} and {} bytes); {}",
+                i + 1,
+                log.len(),
+                logs[0].len(),
+                ctx()
+            );
+        }
+        let fin: BTreeMap<i64, u64> = records_of(&log_bytes(&leader, end)).into_iter().collect();
+        let values: HashSet<u64> = fin.values().copied().collect();
+        assert_eq!(
+            values.len(),
+            fin.len(),
+            "a value is in the log twice; {}",
+            ctx()
+        );
+        for (value, offset) in &self.acked {
+            assert_eq!(
+                fin.get(offset),
+                Some(value),
+                "acknowledged value {value} at offset {offset} is not there; {}",
+                ctx()
+            );
+        }
+        for (offset, value) in &self.seen {
+            assert_eq!(
+                fin.get(offset),
+                Some(value),
+                "the consumer saw {value} at offset {offset}, which vanished; {}",
+                ctx()
+            );
+        }
+        assert!(
+            self.acked.len() > 100,
+            "little progress: {} acknowledged; {}",
+            self.acked.len(),
+            ctx()
+        );
+        eprintln!(
+            "replication seed {seed}: {} produced, {} acknowledged, {} read, final log {} records, {} metadata versions, {} faults",
+            self.next_value,
+            self.acked.len(),
+            self.seen.len(),
+            fin.len(),
+            self.controller.history.len(),
+            self.faults.len()
+        );
+    }
+}
+
+fn seeds() -> Vec<u64> {
+    match std::env::var("WEIR_REPL_SIM_SEEDS") {
+        Ok(s) => s.split(',').filter_map(|x| x.trim().parse().ok()).collect(),
+        Err(_) => (1..=6).collect(),
+    }
+}
+
+#[test]
+fn no_acknowledged_record_lost_under_crashes_and_partitions() {
+    for seed in seeds() {
+        let mut sim = Sim::new(seed);
+        sim.run();
+        sim.check(seed);
+    }
+}
