@@ -1068,6 +1068,11 @@ mod tests {
         run(&mut image, alter(0, p.leader_epoch, &[0, 1, 2], &[0, 1])).unwrap();
         assert_eq!(state(&image).isr, vec![0, 1]);
         assert_eq!(state(&image).leader_epoch, p.leader_epoch);
+        // Sent again (the leader heard no answer): already made, so a success that changes
+        // nothing.
+        let version = image.version;
+        run(&mut image, alter(0, p.leader_epoch, &[0, 1, 2], &[0, 1])).unwrap();
+        assert_eq!((state(&image).isr, image.version), (vec![0, 1], version));
         // A stale view of the ISR, another broker, or an old epoch: refused.
         for op in [
             alter(0, p.leader_epoch, &[0, 1, 2], &[0]),
