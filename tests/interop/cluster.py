@@ -187,6 +187,7 @@ class Node(WeirProcess):
             *([] if "--offsets-topic-replication-factor" in self.cluster.extra_args
               else ["--offsets-topic-replication-factor", "1"]),
             *self.cluster.extra_args,
+            *self.cluster.node_args.get(self.node_id, []),
         ]
 
     def wait_listening(self, deadline: float, context=None) -> None:
@@ -317,10 +318,12 @@ class Cluster:
     """
 
     def __init__(self, n: int = 3, extra_args=(), binary: Path | None = None, first_host: int = 2,
-                 roles: dict[int, str] | None = None, separate_users: bool = False):
+                 roles: dict[int, str] | None = None, separate_users: bool = False,
+                 node_args: dict[int, list[str]] | None = None):
         assert 1 <= n <= 250
         self.binary = Path(binary) if binary is not None else weir_bin()
         self.extra_args = [str(a) for a in extra_args]
+        self.node_args = {i: [str(a) for a in args] for i, args in (node_args or {}).items()}
         self.tmp = Path(tempfile.mkdtemp(prefix="weir-cluster-"))
         self.closed = False
         _LIVE_CLUSTERS.add(self)

@@ -326,7 +326,10 @@ def _run_cluster(request, n: int, roles=None, link_cuts: bool = False):
         )
     marker = request.node.get_closest_marker("weir_args")
     extra_args = [str(a) for a in marker.args] if marker is not None else []
-    cluster = Cluster(n, extra_args=extra_args, binary=binary, roles=roles, separate_users=link_cuts)
+    per_node = request.node.get_closest_marker("weir_node_args")
+    node_args = per_node.args[0] if per_node is not None else None
+    cluster = Cluster(n, extra_args=extra_args, binary=binary, roles=roles,
+                      separate_users=link_cuts, node_args=node_args)
     request.node._weir_cluster = cluster
     cluster.links = None
     try:
@@ -359,6 +362,13 @@ def cluster3(request):
     a broker, all listed in metadata.  The ``weir_args`` marker adds
     arguments to every node's command line."""
     yield from _run_cluster(request, 3)
+
+
+@pytest.fixture
+def cluster4(request):
+    """Four nodes like ``cluster3``; the ``weir_node_args`` marker
+    ({node: [args]}) adds arguments to single nodes."""
+    yield from _run_cluster(request, 4)
 
 
 @pytest.fixture
@@ -470,6 +480,10 @@ def pytest_configure(config):
         "markers",
         "weir_args(*args): extra `weir server` arguments for the weir and cluster3 fixtures "
         "(closest marker wins)",
+    )
+    config.addinivalue_line(
+        "markers",
+        "weir_node_args(dict): extra `weir server` arguments per node id for cluster fixtures",
     )
 
     # Turn SIGTERM (e.g. from `timeout` in .ci/test) into KeyboardInterrupt so

@@ -15,6 +15,7 @@ import math
 import subprocess
 import time
 from collections import Counter
+from pathlib import Path
 
 import pytest
 from confluent_kafka import Consumer, ElectionType, KafkaError, KafkaException, TopicPartition
@@ -599,3 +600,118 @@ def test_separate_controllers_and_brokers(split_cluster):
         return ok, {"brokers": sorted(md.brokers), topic: show_topic(md, topic)}
 
     poll_until(f"every {topic} partition led by broker 5 after broker 4 died", led_by_5, timeout=15)
+
+
+@pytest.mark.weir_args("--replica-lag-time-max-ms", "2000")
+def test_partition_reassignment(cluster3):
+    """AlterPartitionReassignments and ListPartitionReassignments through
+    kafka-python's admin client.  A move to a paused broker stays listed as
+    ongoing (it cannot copy) until cancelled, which restores the replicas.  A
+    move of a partition with records from [1, 2] to [2, 3] makes broker 3
+    copy it and join the ISR, then broker 1 leaves and deletes its copy;
+    killing broker 2 leaves broker 3 leading with every record.  Bad targets
+    and a cancel with nothing to cancel are refused per partition."""
+    from kafka import KafkaAdminClient
+    from kafka import TopicPartition as KTP
+
+    from interop_helpers import consume_all
+
+    c = cluster3
+    topic, stuck = topic_name("reassign"), topic_name("reassign-stuck")
+    adm = admin_at(c, 3)  # kept alive until the answers are in
+    futs = adm.create_topics(
+        [
+            NewTopic(topic, num_partitions=1, replica_assignment=[[1, 2]]),
+            NewTopic(stuck, num_partitions=1, replica_assignment=[[1, 2]]),
+        ],
+        request_timeout=15,
+    )
+    for f in futs.values():
+        f.result(timeout=20)
+    wait_topic_led(c, topic, 1)
+    wait_topic_led(c, stuck, 1)
+    records = [(f"k{i}", f"v{i}") for i in range(200)]
+    assert len(produce(c.bootstrap, topic, records, conf={"acks": "all"}, timeout=30)) == 200
+
+    def replicas_of(t, via=1):
+        md = c.metadata(via=via, topic=t)
+        p = md.topics[t].partitions[0]
+        return list(p.replicas), sorted(p.isrs), p.leader
+
+    # A move that cannot finish: broker 3 is paused and never copies. (The admin
+    # client sends to the controller metadata names; wait until that is not 3.)
+    c.pause(3)
+    ka = None
+    try:
+        poll_until(
+            "metadata to name a controller other than the paused broker 3",
+            lambda: (lambda md: (md.controller_id not in (-1, 3) and 3 not in md.brokers,
+                                 (md.controller_id, sorted(md.brokers))))(c.metadata(via=1)),
+            timeout=20,
+        )
+        ka = KafkaAdminClient(bootstrap_servers=c.bootstrap_of(1), request_timeout_ms=15000)
+        try:
+            res = ka.alter_partition_reassignments({KTP(stuck, 0): [1, 3]})
+            assert res == {KTP(stuck, 0): None}, res
+            ongoing = ka.list_partition_reassignments()
+            assert ongoing.get(KTP(stuck, 0)) == {
+                "replicas": [1, 3, 2], "adding_replicas": [3], "removing_replicas": [2],
+            }, ongoing
+            res = ka.alter_partition_reassignments({KTP(stuck, 0): None})
+            assert res == {KTP(stuck, 0): None}, res
+            assert KTP(stuck, 0) not in ka.list_partition_reassignments()
+            assert replicas_of(stuck)[0] == [1, 2]
+        finally:
+            c.resume(3)
+
+        # Refusals, partition by partition.
+        res = ka.alter_partition_reassignments({KTP(stuck, 0): None})
+        assert res[KTP(stuck, 0)].errno == 85, res  # NO_REASSIGNMENT_IN_PROGRESS
+        res = ka.alter_partition_reassignments({KTP(stuck, 0): [9]})
+        assert res[KTP(stuck, 0)].errno == 39, res  # INVALID_REPLICA_ASSIGNMENT
+
+        # The real move.
+        res = ka.alter_partition_reassignments({KTP(topic, 0): [2, 3]})
+        assert res == {KTP(topic, 0): None}, res
+        poll_until(
+            f"{topic} to move to [2, 3] with both in sync",
+            lambda: (lambda s: (s[0] == [2, 3] and s[1] == [2, 3], s))(replicas_of(topic)),
+            timeout=30,
+        )
+        assert KTP(topic, 0) not in ka.list_partition_reassignments()
+        old_copy = Path(c.node(1).log_dir) / f"{topic}-0"
+        poll_until(f"broker 1 to delete its copy {old_copy}",
+                   lambda: (not old_copy.exists(), old_copy), timeout=15)
+    finally:
+        if ka is not None:
+            ka.close()
+
+    # Broker 3's copy is whole: with broker 2 gone it leads and serves everything.
+    c.kill(2)
+    poll_until(f"{topic} led by 3",
+               lambda: (lambda s: (s[2] == 3, s))(replicas_of(topic, via=3)), timeout=15)
+    got = consume_all(c.bootstrap_of(3), topic, [0], timeout=30)
+    assert [v for _, _, v, _ in got[0]] == [v for _, v in records]
+
+
+@pytest.mark.weir_node_args({
+    1: ["--broker-rack", "east"], 2: ["--broker-rack", "east"],
+    3: ["--broker-rack", "west"], 4: ["--broker-rack", "west"],
+})
+def test_rack_aware_placement(cluster4):
+    """broker.rack set on four brokers, two racks: a topic created through
+    confluent-kafka with RF 2 puts the two replicas of every partition on
+    different racks, and no broker leads more than ceil(P/B) partitions."""
+    c = cluster4
+    racks = {1: "east", 2: "east", 3: "west", 4: "west"}
+    c.wait_for_brokers([1, 2, 3, 4], timeout=15)
+    topic = topic_name("racks")
+    adm = admin_at(c, 1)
+    adm.create_topics([NewTopic(topic, num_partitions=8, replication_factor=2)],
+                      request_timeout=15)[topic].result(timeout=20)
+    md = wait_topic_led(c, topic, 8)
+    leaders = Counter()
+    for p in md.topics[topic].partitions.values():
+        assert len(p.replicas) == 2 and {racks[b] for b in p.replicas} == {"east", "west"}, show_topic(md, topic)
+        leaders[p.leader] += 1
+    assert max(leaders.values()) <= math.ceil(8 / 4), leaders

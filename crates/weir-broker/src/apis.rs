@@ -48,6 +48,8 @@ pub const APIS: &[ApiSpec] = &[
     api(ApiKey::DescribeCluster, 0, 2),
     api(ApiKey::DescribeQuorum, 0, 1),
     api(ApiKey::ElectLeaders, 0, 2),
+    api(ApiKey::AlterPartitionReassignments, 0, 1),
+    api(ApiKey::ListPartitionReassignments, 0, 0),
     api(ApiKey::FindCoordinator, 0, 4),
     api(ApiKey::JoinGroup, 0, 9),
     api(ApiKey::SyncGroup, 0, 5),
@@ -209,6 +211,12 @@ pub(crate) async fn dispatch(
         RequestKind::DescribeQuorum(r) => {
             ResponseKind::DescribeQuorum(handlers::describe_quorum::handle(broker, r))
         }
+        RequestKind::AlterPartitionReassignments(r) => ResponseKind::AlterPartitionReassignments(
+            handlers::partition_reassignments::alter(broker, version, r).await,
+        ),
+        RequestKind::ListPartitionReassignments(r) => ResponseKind::ListPartitionReassignments(
+            handlers::partition_reassignments::list(broker, r),
+        ),
         RequestKind::ElectLeaders(r) => {
             ResponseKind::ElectLeaders(handlers::elect_leaders::handle(broker, version, r).await)
         }

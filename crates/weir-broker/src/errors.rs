@@ -45,6 +45,7 @@ pub fn meta_error_code(e: &MetaError) -> i16 {
         }
         MetaError::StalePartitionState(_) => ResponseError::FencedLeaderEpoch.code(),
         MetaError::IneligibleReplica(_) => ResponseError::IneligibleReplica.code(),
+        MetaError::NoReassignmentInProgress(_) => ResponseError::NoReassignmentInProgress.code(),
     }
 }
 

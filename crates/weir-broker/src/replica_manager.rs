@@ -476,6 +476,7 @@ impl ReplicaManager {
                 isr,
                 leader,
                 leader_epoch: epoch,
+                ..
             } = state;
             let config = configs.get(&topic).cloned().unwrap_or_default();
             let min = min_isr.get(&topic).copied().unwrap_or(1);

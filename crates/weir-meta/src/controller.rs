@@ -14,7 +14,7 @@ use uuid::Uuid;
 
 use crate::configs;
 use crate::election;
-use crate::image::MetadataImage;
+use crate::image::{MetadataImage, PartitionImage};
 use crate::placement::{self, Candidate};
 use crate::records::{ConfigResource, MetadataRecord};
 use crate::{MetaError, Result};
@@ -104,6 +104,14 @@ pub enum ControllerOp {
         current_isr: Vec<i32>,
         new_isr: Vec<i32>,
     },
+    /// AlterPartitionReassignments (KIP-455): `Some(target)` moves a partition to the target
+    /// replicas (the new ones copy it, then the others leave, once every target replica is in
+    /// the ISR); `None` cancels its move. With `keep_replication_factor`, a target of another
+    /// size is refused.
+    AlterReassignments {
+        partitions: Vec<(String, i32, Option<Vec<i32>>)>,
+        keep_replication_factor: bool,
+    },
 }
 
 /// One partition's answer to [`ControllerOp::ElectLeaders`].
@@ -123,6 +131,8 @@ pub enum Outcome {
     ProducerIds(i64),
     /// Per-partition results of an election, in the order asked (by name for all partitions).
     Elections(Vec<Election>),
+    /// Per-partition results of AlterReassignments, in the order asked.
+    Reassignments(Vec<Election>),
 }
 
 /// The answer to an operation: its outcome, and the metadata version that holds its effects
@@ -144,6 +154,7 @@ impl ControllerOp {
                 | ControllerOp::AlterTopicConfigs { .. }
                 // A preferred replica back in the ISR takes leadership back.
                 | ControllerOp::AlterPartition { .. }
+                | ControllerOp::AlterReassignments { .. }
         )
     }
 
@@ -229,6 +240,14 @@ impl ControllerOp {
                 partitions,
                 preferred,
             } => Ok(plan_elect_leaders(image, partitions.as_deref(), *preferred)),
+            ControllerOp::AlterReassignments {
+                partitions,
+                keep_replication_factor,
+            } => Ok(plan_reassignments(
+                image,
+                partitions,
+                *keep_replication_factor,
+            )),
             ControllerOp::AlterPartition {
                 broker_id,
                 topic_id,
@@ -392,6 +411,8 @@ fn plan_create_topic(
                 isr: replicas.clone(),
                 leader: replicas[0],
                 leader_epoch: 0,
+                adding_replicas: Vec::new(),
+                removing_replicas: Vec::new(),
             });
         }
         for (name, value) in &request.configs {
@@ -509,6 +530,8 @@ fn plan_create_partitions(
                 leader: replicas[0],
                 replicas,
                 leader_epoch: 0,
+                adding_replicas: Vec::new(),
+                removing_replicas: Vec::new(),
             })
             .collect();
         Ok(records)
@@ -730,7 +753,186 @@ fn plan_alter_partition(
         .filter(|b| wanted.contains(b))
         .collect();
     let next = crate::image::PartitionImage { isr, ..p.clone() };
+    // A reassignment whose target replicas are all in sync now completes.
+    let next = complete_reassignment(image, next);
     Ok(vec![election::partition_record(*topic_id, partition, next)])
+}
+
+/// One answer per partition asked; each sees the effect of those before it.
+fn plan_reassignments(
+    image: &MetadataImage,
+    partitions: &[(String, i32, Option<Vec<i32>>)],
+    keep_replication_factor: bool,
+) -> (Outcome, Vec<MetadataRecord>) {
+    let mut work = image.clone();
+    let mut results = Vec::with_capacity(partitions.len());
+    let mut records = Vec::new();
+    for (topic, partition, target) in partitions {
+        let planned = plan_reassignment(
+            &work,
+            topic,
+            *partition,
+            target.as_deref(),
+            keep_replication_factor,
+        );
+        let error = match planned {
+            Ok(record) => {
+                if let Some(r) = record {
+                    work.apply(&r);
+                    records.push(r);
+                }
+                None
+            }
+            Err(e) => Some(e),
+        };
+        results.push(Election {
+            topic: topic.clone(),
+            partition: *partition,
+            error,
+        });
+    }
+    (Outcome::Reassignments(results), records)
+}
+
+fn plan_reassignment(
+    image: &MetadataImage,
+    topic: &str,
+    partition: i32,
+    target: Option<&[i32]>,
+    keep_replication_factor: bool,
+) -> Result<Option<MetadataRecord>> {
+    let name = || format!("{topic}-{partition}");
+    let t = image
+        .topic(topic)
+        .ok_or_else(|| MetaError::UnknownTopic(topic.to_string()))?;
+    let p = t
+        .partitions
+        .get(&partition)
+        .ok_or_else(|| MetaError::UnknownPartition(name()))?;
+    // The replicas before any move in progress: a new target replaces the old one.
+    let original: Vec<i32> = p
+        .replicas
+        .iter()
+        .copied()
+        .filter(|b| !p.adding_replicas.contains(b))
+        .collect();
+    let next = match target {
+        None => {
+            if !p.reassigning() {
+                return Err(MetaError::NoReassignmentInProgress(name()));
+            }
+            if !p.isr.iter().any(|b| original.contains(b)) {
+                return Err(MetaError::InvalidReplicaAssignment(format!(
+                    "{}: no replica from before the move is in sync; it cannot be cancelled now",
+                    name()
+                )));
+            }
+            finish_reassignment(image, p, original)
+        }
+        Some(target) => {
+            let mut seen = std::collections::BTreeSet::new();
+            if target.is_empty() || !target.iter().all(|b| seen.insert(*b)) {
+                return Err(MetaError::InvalidReplicaAssignment(format!(
+                    "{}: the target {target:?} must name distinct brokers",
+                    name()
+                )));
+            }
+            if let Some(b) = target.iter().find(|b| !image.brokers.contains_key(b)) {
+                return Err(MetaError::InvalidReplicaAssignment(format!(
+                    "{}: broker {b} is not registered",
+                    name()
+                )));
+            }
+            if keep_replication_factor && target.len() != original.len() {
+                return Err(MetaError::InvalidReplicationFactor(format!(
+                    "{}: the target has {} replicas, the partition {}",
+                    name(),
+                    target.len(),
+                    original.len()
+                )));
+            }
+            let adding: Vec<i32> = target
+                .iter()
+                .copied()
+                .filter(|b| !original.contains(b))
+                .collect();
+            let removing: Vec<i32> = original
+                .iter()
+                .copied()
+                .filter(|b| !target.contains(b))
+                .collect();
+            let mut next = p.clone();
+            next.replicas = target
+                .iter()
+                .copied()
+                .chain(removing.iter().copied())
+                .collect();
+            next.isr.retain(|b| next.replicas.contains(b));
+            next.adding_replicas = adding;
+            next.removing_replicas = removing;
+            if !next.reassigning() {
+                next.replicas = target.to_vec(); // a new order only
+            }
+            // A replica the previous move was adding may lead, and leave with this one.
+            keep_leader_among_replicas(image, &mut next);
+            complete_reassignment(image, next)
+        }
+    };
+    if next == *p {
+        return Ok(None);
+    }
+    Ok(Some(election::partition_record(
+        t.topic_id, partition, next,
+    )))
+}
+
+/// Completes a reassignment whose target replicas are all in the ISR.
+fn complete_reassignment(image: &MetadataImage, p: PartitionImage) -> PartitionImage {
+    if !p.reassigning() {
+        return p;
+    }
+    let target: Vec<i32> = p
+        .replicas
+        .iter()
+        .copied()
+        .filter(|b| !p.removing_replicas.contains(b))
+        .collect();
+    if target.iter().all(|b| p.isr.contains(b)) {
+        finish_reassignment(image, &p, target)
+    } else {
+        p
+    }
+}
+
+/// Ends a move on `replicas`: the ISR keeps only them, and a leader outside them hands over to
+/// the first of them that is live and in sync (a new epoch).
+fn finish_reassignment(
+    image: &MetadataImage,
+    p: &PartitionImage,
+    replicas: Vec<i32>,
+) -> PartitionImage {
+    let mut next = p.clone();
+    next.isr.retain(|b| replicas.contains(b));
+    next.replicas = replicas;
+    next.adding_replicas.clear();
+    next.removing_replicas.clear();
+    keep_leader_among_replicas(image, &mut next);
+    next
+}
+
+/// A leader that is no longer a replica hands over to the first replica that is live and in
+/// sync (none: offline), in a new epoch.
+fn keep_leader_among_replicas(image: &MetadataImage, p: &mut PartitionImage) {
+    if p.leader == -1 || p.replicas.contains(&p.leader) {
+        return;
+    }
+    p.leader = p
+        .replicas
+        .iter()
+        .copied()
+        .find(|b| p.isr.contains(b) && image.is_live(*b))
+        .unwrap_or(-1);
+    p.leader_epoch += 1;
 }
 
 #[cfg(test)]
@@ -1104,5 +1306,117 @@ mod tests {
         run(&mut image, ControllerOp::Heartbeat { broker_id: 2 }).unwrap();
         run(&mut image, alter(0, p.leader_epoch, &[1, 0], &[2, 0, 1])).unwrap();
         assert_eq!(state(&image).isr, vec![0, 1, 2]);
+    }
+
+    #[test]
+    fn reassignments_copy_then_complete_or_cancel() {
+        let mut image = MetadataImage::default();
+        for b in 0..4 {
+            register(&mut image, b);
+        }
+        let request = CreateTopic {
+            name: "t".into(),
+            num_partitions: -1,
+            replication_factor: -1,
+            assignments: vec![(0, vec![0, 1]), (1, vec![2, 3])],
+            ..Default::default()
+        };
+        run(&mut image, create(request, false)).unwrap();
+        let state =
+            |image: &MetadataImage, p: i32| image.topic("t").unwrap().partitions[&p].clone();
+        let topic_id = image.topic("t").unwrap().topic_id;
+        let move_to = |p: i32, target: Option<Vec<i32>>| ControllerOp::AlterReassignments {
+            partitions: vec![("t".into(), p, target)],
+            keep_replication_factor: false,
+        };
+        let answers = |outcome: Outcome| match outcome {
+            Outcome::Reassignments(r) => r.into_iter().map(|e| e.error).collect::<Vec<_>>(),
+            other => panic!("{other:?}"),
+        };
+
+        // Move p0 from [0, 1] to [2, 1]: 2 joins and copies; 0 leaves later.
+        assert_eq!(
+            answers(run(&mut image, move_to(0, Some(vec![2, 1]))).unwrap()),
+            vec![None]
+        );
+        let p = state(&image, 0);
+        assert_eq!(
+            (
+                p.replicas.clone(),
+                p.adding_replicas.clone(),
+                p.removing_replicas.clone()
+            ),
+            (vec![2, 1, 0], vec![2], vec![0])
+        );
+        assert_eq!((p.leader, p.isr.clone()), (0, vec![0, 1]));
+        // Once 2 is in sync the move completes: 0 leaves, and leadership moves off it.
+        run(
+            &mut image,
+            ControllerOp::AlterPartition {
+                broker_id: 0,
+                topic_id,
+                partition: 0,
+                leader_epoch: p.leader_epoch,
+                current_isr: vec![0, 1],
+                new_isr: vec![0, 1, 2],
+            },
+        )
+        .unwrap();
+        let done = state(&image, 0);
+        assert_eq!(
+            (done.replicas.clone(), done.isr.clone()),
+            (vec![2, 1], vec![2, 1])
+        );
+        assert!(!done.reassigning());
+        assert!(done.leader == 2 || done.leader == 1, "{done:?}");
+        assert!(done.leader_epoch > p.leader_epoch);
+
+        // Cancelling a move goes back to the replicas before it (as a set: like KRaft, the
+        // image keeps the target's order during a move, not the old one).
+        run(&mut image, move_to(1, Some(vec![0, 3]))).unwrap();
+        assert!(state(&image, 1).reassigning());
+        run(&mut image, move_to(1, None)).unwrap();
+        let back = state(&image, 1);
+        let mut replicas = back.replicas.clone();
+        replicas.sort_unstable();
+        assert_eq!((replicas, back.reassigning()), (vec![2, 3], false));
+        // Nothing to cancel, bad targets, unknown partitions: refused one by one.
+        let refused = answers(
+            run(
+                &mut image,
+                ControllerOp::AlterReassignments {
+                    partitions: vec![
+                        ("t".into(), 1, None),
+                        ("t".into(), 1, Some(vec![3, 3])),
+                        ("t".into(), 1, Some(vec![9])),
+                        ("t".into(), 7, Some(vec![1])),
+                        ("t".into(), 1, Some(vec![3])),
+                    ],
+                    keep_replication_factor: true,
+                },
+            )
+            .unwrap(),
+        );
+        assert!(matches!(
+            refused[0],
+            Some(MetaError::NoReassignmentInProgress(_))
+        ));
+        assert!(matches!(
+            refused[1],
+            Some(MetaError::InvalidReplicaAssignment(_))
+        ));
+        assert!(matches!(
+            refused[2],
+            Some(MetaError::InvalidReplicaAssignment(_))
+        ));
+        assert!(matches!(refused[3], Some(MetaError::UnknownPartition(_))));
+        assert!(matches!(
+            refused[4],
+            Some(MetaError::InvalidReplicationFactor(_))
+        ));
+        // A new order of the same replicas takes effect at once.
+        run(&mut image, move_to(1, Some(vec![3, 2]))).unwrap();
+        assert_eq!(state(&image, 1).replicas, vec![3, 2]);
+        assert!(!state(&image, 1).reassigning());
     }
 }

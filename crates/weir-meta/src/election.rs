@@ -67,10 +67,10 @@ pub fn next_state(
         p.leader_epoch + 1
     };
     let next = PartitionImage {
-        replicas: p.replicas.clone(),
         isr,
         leader,
         leader_epoch,
+        ..p.clone()
     };
     (next != *p).then_some(next)
 }
@@ -98,6 +98,8 @@ pub fn partition_record(topic_id: Uuid, partition: i32, p: PartitionImage) -> Me
         isr: p.isr,
         leader: p.leader,
         leader_epoch: p.leader_epoch,
+        adding_replicas: p.adding_replicas,
+        removing_replicas: p.removing_replicas,
     }
 }
 
@@ -129,6 +131,8 @@ mod tests {
                 isr: isr.clone(),
                 leader: *leader,
                 leader_epoch: 0,
+                adding_replicas: Vec::new(),
+                removing_replicas: Vec::new(),
             });
         }
         image
@@ -169,6 +173,8 @@ mod tests {
             isr: vec![1, 2, 0],
             leader: 1,
             leader_epoch: 1,
+            adding_replicas: Vec::new(),
+            removing_replicas: Vec::new(),
         });
         let records = reconcile(&image, false);
         apply_all(&mut image, &records);

@@ -18,10 +18,22 @@ pub struct BrokerImage {
 
 #[derive(Debug, Clone, PartialEq)]
 pub struct PartitionImage {
+    /// Every replica; during a reassignment, the target replicas first, then those leaving.
     pub replicas: Vec<i32>,
     pub isr: Vec<i32>,
     pub leader: i32,
     pub leader_epoch: i32,
+    /// A reassignment in progress: replicas joining, and replicas leaving once every target
+    /// replica (`replicas` minus `removing_replicas`) is in the ISR. Both empty otherwise.
+    pub adding_replicas: Vec<i32>,
+    pub removing_replicas: Vec<i32>,
+}
+
+impl PartitionImage {
+    /// Whether a reassignment is in progress.
+    pub fn reassigning(&self) -> bool {
+        !self.adding_replicas.is_empty() || !self.removing_replicas.is_empty()
+    }
 }
 
 #[derive(Debug, Clone, PartialEq)]
@@ -96,6 +108,8 @@ impl MetadataImage {
                 isr,
                 leader,
                 leader_epoch,
+                adding_replicas,
+                removing_replicas,
             } => {
                 if let Some(topic) = self.topics.get_mut(topic_id) {
                     topic.partitions.insert(
@@ -105,6 +119,8 @@ impl MetadataImage {
                             isr: isr.clone(),
                             leader: *leader,
                             leader_epoch: *leader_epoch,
+                            adding_replicas: adding_replicas.clone(),
+                            removing_replicas: removing_replicas.clone(),
                         },
                     );
                 }
@@ -201,6 +217,8 @@ impl MetadataImage {
                     isr: p.isr.clone(),
                     leader: p.leader,
                     leader_epoch: p.leader_epoch,
+                    adding_replicas: p.adding_replicas.clone(),
+                    removing_replicas: p.removing_replicas.clone(),
                 });
             }
         }

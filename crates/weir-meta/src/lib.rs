@@ -73,6 +73,9 @@ pub enum MetaError {
     /// An ISR change from a leader that was deposed, or that saw an ISR the image no longer holds.
     #[error("stale partition state: {0}")]
     StalePartitionState(String),
+    /// A cancellation of a reassignment where none is in progress.
+    #[error("no reassignment in progress: {0}")]
+    NoReassignmentInProgress(String),
     /// An ISR change that adds a fenced broker.
     #[error("ineligible replica: {0}")]
     IneligibleReplica(String),

@@ -48,6 +48,12 @@ pub enum MetadataRecord {
         isr: Vec<i32>,
         leader: i32,
         leader_epoch: i32,
+        /// A reassignment in progress (KIP-455): replicas being added (in `replicas`, copying)
+        /// and replicas to remove once every target replica is in the ISR.
+        #[serde(default, skip_serializing_if = "Vec::is_empty")]
+        adding_replicas: Vec<i32>,
+        #[serde(default, skip_serializing_if = "Vec::is_empty")]
+        removing_replicas: Vec<i32>,
     },
     /// Sets a config (`value: Some`) or removes it back to its default (`None`).
     Config {
