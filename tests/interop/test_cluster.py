@@ -1,8 +1,9 @@
 """A three-node cluster (cluster.py, ``cluster3`` fixture) seen through
 confluent-kafka: replica placement, losing a broker, losing the active
 controller, group consumption when the group coordinator is another broker
-than the one bootstrapped at, and ElectLeaders; and a cluster of three
-controller-only and two broker-only nodes (``split_cluster``).
+than the one bootstrapped at, and ElectLeaders; partition reassignment through
+kafka-python; a cluster of three controller-only and two broker-only nodes
+(``split_cluster``); and rack-aware placement on four brokers (``cluster4``).
 
 "Broker loss" here checks metadata (fencing, leader election, ISR); producing
 through a leader change is test_replication.py's.  A hung (SIGSTOPped) node
