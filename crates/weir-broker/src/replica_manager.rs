@@ -219,6 +219,9 @@ impl Partition {
         let before = state.high_watermark;
         state.replicas = replicas.to_vec();
         state.isr = isr.to_vec();
+        // A replica that left (a reassignment) is forgotten: if it comes back, it starts from
+        // nothing, not from the log end it had.
+        state.followers.retain(|b, _| replicas.contains(b));
         if state
             .pending_isr
             .as_ref()

@@ -495,11 +495,12 @@ fn plan_create_partitions(
                 "at most {MAX_PARTITIONS} partitions are allowed"
             )));
         }
+        // Replicas leaving with a move in progress do not count.
         let rf = topic
             .partitions
             .values()
             .next()
-            .map_or(1, |p| p.replicas.len()) as i16;
+            .map_or(1, |p| p.replicas.len() - p.removing_replicas.len()) as i16;
         let topic_id = topic.topic_id;
         let start = image.topics().position(|t| t.name == name).unwrap_or(0);
         let placed = match assignments {
@@ -668,7 +669,7 @@ fn plan_elect_leader(
             .iter()
             .copied()
             .find(|b| p.isr.contains(b) && live(b))
-            .or_else(|| p.replicas.iter().copied().find(live))
+            .or_else(|| election::holders_first(p).find(live))
             .ok_or_else(|| {
                 MetaError::EligibleLeadersNotAvailable(format!(
                     "no replica of {topic}-{partition} is live"
@@ -809,7 +810,8 @@ fn plan_reassignment(
         .partitions
         .get(&partition)
         .ok_or_else(|| MetaError::UnknownPartition(name()))?;
-    // The replicas before any move in progress: a new target replaces the old one.
+    // The replicas before any move in progress (what a cancel returns to, and the replication
+    // factor a target must keep when asked to).
     let original: Vec<i32> = p
         .replicas
         .iter()
@@ -851,12 +853,16 @@ fn plan_reassignment(
                     original.len()
                 )));
             }
+            // From every current replica, as KRaft does: over a move in progress, the replicas
+            // it was adding (which may be the only ones in sync by now) leave only when this
+            // target is in sync, never before.
             let adding: Vec<i32> = target
                 .iter()
                 .copied()
-                .filter(|b| !original.contains(b))
+                .filter(|b| !p.replicas.contains(b))
                 .collect();
-            let removing: Vec<i32> = original
+            let removing: Vec<i32> = p
+                .replicas
                 .iter()
                 .copied()
                 .filter(|b| !target.contains(b))
@@ -867,14 +873,8 @@ fn plan_reassignment(
                 .copied()
                 .chain(removing.iter().copied())
                 .collect();
-            next.isr.retain(|b| next.replicas.contains(b));
             next.adding_replicas = adding;
             next.removing_replicas = removing;
-            if !next.reassigning() {
-                next.replicas = target.to_vec(); // a new order only
-            }
-            // A replica the previous move was adding may lead, and leave with this one.
-            keep_leader_among_replicas(image, &mut next);
             complete_reassignment(image, next)
         }
     };
@@ -1418,5 +1418,16 @@ mod tests {
         run(&mut image, move_to(1, Some(vec![3, 2]))).unwrap();
         assert_eq!(state(&image, 1).replicas, vec![3, 2]);
         assert!(!state(&image, 1).reassigning());
+
+        // A new target over a move in progress starts from every current replica: the one the
+        // first move added, now the only one in sync and leading, stays until the new target
+        // is in sync.
+        run(&mut image, move_to(1, Some(vec![0, 1]))).unwrap();
+        set_partition(&mut image, "t", 1, &[0], 0);
+        run(&mut image, move_to(1, Some(vec![2, 3]))).unwrap();
+        let p = state(&image, 1);
+        assert_eq!((p.leader, p.isr.clone()), (0, vec![0]), "{p:?}");
+        assert_eq!(p.replicas, vec![2, 3, 0, 1]);
+        assert_eq!(p.removing_replicas, vec![0, 1]);
     }
 }

@@ -55,7 +55,7 @@ pub fn next_state(
         .or(current)
         .or_else(|| p.replicas.iter().copied().find(in_isr_and_live));
     if leader.is_none() && unclean {
-        if let Some(b) = p.replicas.iter().copied().find(live) {
+        if let Some(b) = holders_first(p).find(live) {
             leader = Some(b);
             isr = vec![b];
         }
@@ -73,6 +73,17 @@ pub fn next_state(
         ..p.clone()
     };
     (next != *p).then_some(next)
+}
+
+/// The replicas in order, those a move is still adding (and may hold nothing yet) last: the
+/// order for an unclean election.
+pub fn holders_first(p: &PartitionImage) -> impl Iterator<Item = i32> + '_ {
+    let adding = |b: &i32| p.adding_replicas.contains(b);
+    p.replicas
+        .iter()
+        .copied()
+        .filter(move |b| !adding(b))
+        .chain(p.replicas.iter().copied().filter(move |b| adding(b)))
 }
 
 /// The partition records that bring every partition in line with the brokers' liveness.

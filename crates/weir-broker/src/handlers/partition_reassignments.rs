@@ -42,7 +42,7 @@ pub(crate) async fn alter(
     // v1 (KIP-860) may forbid changing the replication factor; v0 allows it.
     let keep_replication_factor = version >= 1 && !request.allow_replication_factor_change;
     let op = ControllerOp::AlterReassignments {
-        partitions: partitions.clone(),
+        partitions,
         keep_replication_factor,
     };
     let results = match broker.controller_op(op).await {
