@@ -100,11 +100,6 @@ impl Partition {
         self.state().high_watermark
     }
 
-    /// The ISR as the image holds it.
-    pub fn isr(&self) -> Vec<i32> {
-        self.state().isr.clone()
-    }
-
     /// Appends a producer's (or the group coordinator's) batches as the leader, in the current
     /// leader epoch, and moves the high watermark if no follower needs to copy them first.
     /// Returns the epoch the batches carry, or `None` when this broker no longer leads.
@@ -208,7 +203,6 @@ impl Partition {
     fn apply_image(&self, me: i32, leader: i32, epoch: i32, replicas: &[i32], isr: &[i32]) -> bool {
         // Leadership changes under the log lock (see `append_as_leader`).
         let log = self.log();
-        let was_leader = self.is_leader(me);
         let new_epoch =
             epoch != self.leader_epoch() || leader != self.leader.load(Ordering::Acquire);
         self.leader.store(leader, Ordering::Release);
@@ -229,7 +223,8 @@ impl Partition {
         {
             state.pending_isr = None;
         }
-        let began_leading = leader == me && (new_epoch || !was_leader);
+        // A new leader or epoch: this includes this broker taking over from another.
+        let began_leading = leader == me && new_epoch;
         if leader == me {
             if began_leading {
                 state.become_leader(me, self.clock.now());
@@ -464,6 +459,9 @@ impl ReplicaManager {
         for partition in doomed {
             let dir = partition_dir(&self.data_dir, &partition.topic, partition.index);
             tracing::info!(topic = %partition.topic, partition = partition.index, "deleting partition log");
+            // Whoever waits on it (an acks=all produce, a commit) hears that it left.
+            partition.leader.store(-1, Ordering::Release);
+            partition.changed();
             drop(partition);
             match std::fs::remove_dir_all(&dir) {
                 Ok(()) => {}

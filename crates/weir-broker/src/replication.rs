@@ -52,9 +52,13 @@ pub(crate) struct PendingIsr {
 impl PendingIsr {
     /// Whether the image's ISR `isr` settles this change (made, or overtaken by another).
     pub(crate) fn settled_by(&self, isr: &[i32]) -> bool {
-        let same = |a: &[i32], b: &[i32]| a.len() == b.len() && a.iter().all(|x| b.contains(x));
-        !same(isr, &self.based_on)
+        !same_members(isr, &self.based_on)
     }
+}
+
+/// Whether two lists of distinct broker ids hold the same brokers, in any order.
+fn same_members(a: &[i32], b: &[i32]) -> bool {
+    a.len() == b.len() && a.iter().all(|x| b.contains(x))
 }
 
 /// What the leader knows of one follower.
@@ -67,6 +71,19 @@ pub(crate) struct FollowerProgress {
     /// When its previous fetch came, and the leader's log end offset then.
     last_fetch: Instant,
     leo_at_last_fetch: i64,
+}
+
+impl FollowerProgress {
+    /// A follower not heard from in this epoch: it counts for nothing yet, and has `max_lag`
+    /// from `now` to show it keeps up.
+    fn fresh(now: Instant) -> FollowerProgress {
+        FollowerProgress {
+            leo: -1,
+            caught_up: now,
+            last_fetch: now,
+            leo_at_last_fetch: i64::MAX,
+        }
+    }
 }
 
 /// A partition's replication state, on its leader and its followers.
@@ -112,28 +129,15 @@ impl ReplicaState {
             .replicas
             .iter()
             .filter(|b| **b != me)
-            .map(|b| {
-                let fresh = FollowerProgress {
-                    leo: -1,
-                    caught_up: now,
-                    last_fetch: now,
-                    leo_at_last_fetch: i64::MAX,
-                };
-                (*b, fresh)
-            })
+            .map(|b| (*b, FollowerProgress::fresh(now)))
             .collect();
         self.pending_isr = None;
     }
 
     /// The members the high watermark waits for: the ISR and any member being added.
-    fn maximal_isr(&self) -> Vec<i32> {
-        let mut members = self.isr.clone();
-        for b in self.pending_isr.iter().flat_map(|p| &p.isr) {
-            if !members.contains(b) {
-                members.push(*b);
-            }
-        }
-        members
+    fn maximal_isr(&self) -> impl Iterator<Item = i32> + '_ {
+        let pending = self.pending_isr.iter().flat_map(|p| &p.isr);
+        self.isr.iter().chain(pending).copied()
     }
 
     /// Moves the leader's high watermark to the lowest log end offset over the maximal ISR, never
@@ -163,12 +167,7 @@ impl ReplicaState {
         let p = self
             .followers
             .entry(follower)
-            .or_insert_with(|| FollowerProgress {
-                leo: -1,
-                caught_up: now,
-                last_fetch: now,
-                leo_at_last_fetch: i64::MAX,
-            });
+            .or_insert_with(|| FollowerProgress::fresh(now));
         p.leo = offset.min(log_end);
         if offset >= log_end {
             p.caught_up = now;
@@ -210,8 +209,7 @@ impl ReplicaState {
             }
         };
         let wanted: Vec<i32> = self.replicas.iter().copied().filter(in_sync).collect();
-        let unchanged =
-            wanted.len() == self.isr.len() && wanted.iter().all(|b| self.isr.contains(b));
+        let unchanged = same_members(&wanted, &self.isr);
         // Followers unknown in this epoch are not dropped before they had max_lag to fetch.
         (!unchanged).then_some(wanted)
     }
@@ -318,7 +316,7 @@ pub(crate) fn isr_answered(partition: &Partition, generation: u64, e: &MetaError
 
 /// The leader's ISR check for one partition: asks the controller for the ISR it wants, once at a
 /// time. The image brings the committed ISR back through `Partition::apply_image`; an answer that
-/// never comes leaves the change pending (it may be committed) until it expires.
+/// never comes leaves the change pending (it may be committed), and it is sent again.
 pub(crate) fn maybe_alter_isr(broker: &Arc<Broker>, partition: &Arc<Partition>, now: Instant) {
     let max_lag = Duration::from_millis(broker.config.replica_lag_time_max_ms.max(1));
     let Some((op, generation)) = propose_isr(partition, broker.node_id(), max_lag, now) else {

@@ -49,20 +49,16 @@ const MAX_LAG: Duration = Duration::from_millis(300);
 const CHAOS_STEPS: u64 = 3_000;
 const QUIET_STEPS: u64 = 2_000;
 
-/// A small, seeded generator (splitmix64).
-struct Rng(u64);
+/// The seeded generator behind every choice of the simulation.
+struct Rng(rand::rngs::StdRng);
 
 impl Rng {
-    fn next(&mut self) -> u64 {
-        self.0 = self.0.wrapping_add(0x9E37_79B9_7F4A_7C15);
-        let mut z = self.0;
-        z = (z ^ (z >> 30)).wrapping_mul(0xBF58_476D_1CE4_E5B9);
-        z = (z ^ (z >> 27)).wrapping_mul(0x94D0_49BB_1331_11EB);
-        z ^ (z >> 31)
+    fn seeded(seed: u64) -> Rng {
+        Rng(rand::SeedableRng::seed_from_u64(seed))
     }
 
     fn below(&mut self, n: u64) -> u64 {
-        self.next() % n.max(1)
+        rand::Rng::gen_range(&mut self.0, 0..n.max(1))
     }
 
     fn chance(&mut self, percent: u64) -> bool {
@@ -280,7 +276,7 @@ impl Sim {
             })
             .unwrap();
         let mut sim = Sim {
-            rng: Rng(seed),
+            rng: Rng::seeded(seed),
             ticks,
             base,
             step: 0,
