@@ -351,6 +351,19 @@ pub(crate) fn check_isrs(broker: &Arc<Broker>) {
 mod tests {
     use super::*;
 
+    /// A change in flight from ISR [1, 2] to [1, 2, 3].
+    fn adding_broker_3(sent: Instant) -> PendingIsr {
+        PendingIsr {
+            isr: vec![1, 2, 3],
+            based_on: vec![1, 2],
+            op: ControllerOp::AllocateProducerIds,
+            generation: 1,
+            sent,
+            in_flight: true,
+            stale: false,
+        }
+    }
+
     #[test]
     fn the_high_watermark_waits_for_the_slowest_isr_member_and_never_falls() {
         let now = Instant::now();
@@ -368,15 +381,7 @@ mod tests {
         assert!(s.advance_high_watermark(1, 10));
         assert_eq!(s.high_watermark, 10);
         // Broker 3 being added counts again, but the watermark does not fall.
-        s.pending_isr = Some(PendingIsr {
-            isr: vec![1, 2, 3],
-            based_on: vec![1, 2],
-            op: ControllerOp::AllocateProducerIds,
-            generation: 1,
-            sent: now,
-            in_flight: true,
-            stale: false,
-        });
+        s.pending_isr = Some(adding_broker_3(now));
         assert!(!s.advance_high_watermark(1, 12));
         assert_eq!(s.high_watermark, 10);
     }
@@ -406,15 +411,7 @@ mod tests {
         s.record_fetch(3, 200, 200, later);
         assert_eq!(s.wanted_isr(1, 200, 0, lag, later), Some(vec![1, 2, 3]));
         // One change at a time.
-        s.pending_isr = Some(PendingIsr {
-            isr: vec![1, 2, 3],
-            based_on: vec![1, 2],
-            op: ControllerOp::AllocateProducerIds,
-            generation: 1,
-            sent: later,
-            in_flight: true,
-            stale: false,
-        });
+        s.pending_isr = Some(adding_broker_3(later));
         assert_eq!(s.wanted_isr(1, 200, 0, lag, later), None);
         assert!(!s.pending_isr.as_ref().unwrap().settled_by(&[2, 1]));
         assert!(s.pending_isr.as_ref().unwrap().settled_by(&[1, 2, 3]));

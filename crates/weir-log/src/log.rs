@@ -298,22 +298,7 @@ impl Log {
             patched.push(h);
             at += total;
         }
-        self.maybe_roll(records.len() as u64, now_ms)?;
-        let interval = self.config.index_interval_bytes;
-        let result = self.active().append(records, &patched, interval);
-        self.poison(result)?;
-        self.log_end_offset = next;
-        for h in &patched {
-            self.producers.update(h);
-        }
-        let result = self.epochs.assign(leader_epoch, base_offset);
-        self.poison(result)?;
-        self.records_since_flush += count.max(0) as u64;
-        if self.records_since_flush >= self.config.flush_messages
-            || now_ms.saturating_sub(self.last_flush_ms) >= self.config.flush_ms
-        {
-            self.flush()?;
-        }
+        self.write_batches(records, &patched, next, now_ms)?;
         Ok(AppendInfo {
             base_offset,
             last_offset: next - 1,
@@ -358,24 +343,7 @@ impl Log {
             next = h.last_offset() + 1;
         }
         let base_offset = headers.first().map_or(next, |h| h.base_offset);
-        self.maybe_roll(records.len() as u64, now_ms)?;
-        let interval = self.config.index_interval_bytes;
-        let result = self.active().append(records, &headers, interval);
-        self.poison(result)?;
-        self.log_end_offset = next;
-        let mut count = 0i64;
-        for h in &headers {
-            self.producers.update(h);
-            count += i64::from(h.records_count);
-            let result = self.epochs.assign(h.partition_leader_epoch, h.base_offset);
-            self.poison(result)?;
-        }
-        self.records_since_flush += count.max(0) as u64;
-        if self.records_since_flush >= self.config.flush_messages
-            || now_ms.saturating_sub(self.last_flush_ms) >= self.config.flush_ms
-        {
-            self.flush()?;
-        }
+        let count = self.write_batches(records, &headers, next, now_ms)?;
         Ok(AppendInfo {
             base_offset,
             last_offset: next - 1,
@@ -407,6 +375,38 @@ impl Log {
         self.log_end_offset = offset;
         self.producers.clear();
         Ok(())
+    }
+
+    /// Writes checked batches (`headers`, the last ending before `next`) at the log end, for a
+    /// leader and a follower alike: rolls the segment when due, appends, moves the log end,
+    /// brings producer state and the leader-epoch cache along, and flushes when due. Returns how
+    /// many records were written.
+    fn write_batches(
+        &mut self,
+        records: &[u8],
+        headers: &[BatchHeader],
+        next: i64,
+        now_ms: i64,
+    ) -> Result<i64> {
+        self.maybe_roll(records.len() as u64, now_ms)?;
+        let interval = self.config.index_interval_bytes;
+        let result = self.active().append(records, headers, interval);
+        self.poison(result)?;
+        self.log_end_offset = next;
+        let mut count = 0i64;
+        for h in headers {
+            self.producers.update(h);
+            count += i64::from(h.records_count);
+            let result = self.epochs.assign(h.partition_leader_epoch, h.base_offset);
+            self.poison(result)?;
+        }
+        self.records_since_flush += count.max(0) as u64;
+        if self.records_since_flush >= self.config.flush_messages
+            || now_ms.saturating_sub(self.last_flush_ms) >= self.config.flush_ms
+        {
+            self.flush()?;
+        }
+        Ok(count)
     }
 
     fn maybe_roll(&mut self, incoming: u64, now_ms: i64) -> Result<()> {
