@@ -23,11 +23,11 @@ from interop_helpers import consume_all, topic_name
 pytestmark = pytest.mark.weir_args("--replica-lag-time-max-ms", "2000")
 
 
-def create_replicated(cluster, topic: str, partitions: int = 3, min_isr: int = 2):
+def create_replicated(cluster, topic: str, partitions: int = 3, min_isr: int = 2, config=None):
     a = AdminClient({"bootstrap.servers": cluster.live_bootstrap(), "socket.timeout.ms": 5000})
     futs = a.create_topics(
         [NewTopic(topic, num_partitions=partitions, replication_factor=3,
-                  config={"min.insync.replicas": str(min_isr)})],
+                  config={"min.insync.replicas": str(min_isr), **(config or {})})],
         request_timeout=30,
         operation_timeout=30,
     )

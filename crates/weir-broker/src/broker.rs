@@ -10,6 +10,7 @@
 
 use std::collections::BTreeMap;
 use std::net::SocketAddr;
+use std::sync::atomic::{AtomicBool, AtomicI64, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
@@ -30,6 +31,11 @@ use crate::replica_manager::ReplicaManager;
 
 /// How long a broker waits for its own image to reach a change it asked for.
 const CATCH_UP_TIMEOUT: Duration = Duration::from_secs(10);
+
+/// Written in the data directory after every log closed cleanly, with the broker epoch of the
+/// incarnation that closed them; removed at start. Its absence at start means the last
+/// incarnation crashed and its logs may have lost unsynced data (KIP-966's unclean shutdown).
+const CLEAN_SHUTDOWN_FILE: &str = "clean-shutdown";
 
 /// This process's part in the metadata quorum.
 #[derive(Debug)]
@@ -90,6 +96,14 @@ pub struct Broker {
     pub(crate) groups: GroupManager,
     /// Set once a controlled shutdown began: heartbeats stop so the broker stays fenced.
     stopping: Mutex<bool>,
+    /// This start of the process: a new incarnation gets a new broker epoch from the controller.
+    incarnation: Uuid,
+    /// The broker epoch of the last clean shutdown, if the last shutdown was clean.
+    previous_broker_epoch: Option<i64>,
+    /// This incarnation's broker epoch, once registered (-1 before).
+    broker_epoch: AtomicI64,
+    /// A report of recovering partitions' logs is on its way to the controller.
+    reporting: AtomicBool,
 }
 
 /// Why the broker could not start.
@@ -117,6 +131,7 @@ impl Broker {
             )));
         }
         std::fs::create_dir_all(&config.log_dir).map_err(dir_err)?;
+        let previous_broker_epoch = take_clean_shutdown(&config.log_dir).map_err(dir_err)?;
         let timeout = Duration::from_millis(config.controller_request_timeout_ms);
         let (quorum, controller) = if config.controller_role {
             let voter = MetaQuorum::start(config.quorum_config()).await?;
@@ -129,6 +144,7 @@ impl Broker {
         };
         let image = quorum.subscribe();
         let replicas = ReplicaManager::new(&config.log_dir, config.node_id);
+        replicas.start_flusher().map_err(dir_err)?;
         let groups = GroupManager::new(&config);
         let (synced, _) = watch::channel(0);
         let broker = Arc::new(Broker {
@@ -143,6 +159,10 @@ impl Broker {
             fetchers: Fetchers::default(),
             groups,
             stopping: Mutex::new(false),
+            incarnation: Uuid::new_v4(),
+            previous_broker_epoch,
+            broker_epoch: AtomicI64::new(-1),
+            reporting: AtomicBool::new(false),
         });
         tokio::spawn(follow_metadata(
             Arc::downgrade(&broker),
@@ -191,22 +211,87 @@ impl Broker {
         &self.config.topic_defaults
     }
 
+    /// Registers this incarnation, then heartbeats once: a restarted broker registers fenced
+    /// (out of every ISR and leadership), and serves once unfenced.
     async fn register(&self) -> Result<(), MetaError> {
+        let me = self.config.node_id;
         let op = ControllerOp::RegisterBroker {
-            broker_id: self.config.node_id,
+            broker_id: me,
             host: self.config.advertised_host(),
             port: i32::from(self.config.advertised_port(self.bound)),
             rack: self.config.rack.clone(),
+            incarnation: self.incarnation,
+            previous_broker_epoch: self.previous_broker_epoch,
         };
         let reply = self.controller.call(op).await?;
         self.catch_up(reply.version).await;
+        if let Some(b) = self.image().brokers.get(&me) {
+            self.broker_epoch.store(b.epoch, Ordering::Release);
+        }
+        let reply = self
+            .controller
+            .call(ControllerOp::Heartbeat { broker_id: me })
+            .await?;
+        self.catch_up(reply.version).await;
         Ok(())
+    }
+
+    /// This incarnation's broker epoch (-1 before it registered).
+    pub fn broker_epoch(&self) -> i64 {
+        self.broker_epoch.load(Ordering::Acquire)
+    }
+
+    /// Tells the controller where this broker's logs of recovering partitions end (see
+    /// `weir_meta::election`), once per incarnation and partition; one report at a time.
+    fn report_recovering(self: &Arc<Self>) {
+        let epoch = self.broker_epoch();
+        if epoch < 0 || self.reporting.swap(true, Ordering::AcqRel) {
+            return;
+        }
+        let logs = self.replicas.recovery_reports(&self.image(), epoch);
+        if logs.is_empty() {
+            self.reporting.store(false, Ordering::Release);
+            return;
+        }
+        let broker = self.clone();
+        tokio::spawn(async move {
+            let op = ControllerOp::ReportReplicaLogs {
+                broker_id: broker.node_id(),
+                broker_epoch: epoch,
+                logs,
+            };
+            if let Err(e) = broker.controller.call(op).await {
+                tracing::warn!(error = %e, "reporting recovering logs to the controller failed");
+            }
+            broker.reporting.store(false, Ordering::Release);
+        });
+    }
+
+    /// Records that every log closed cleanly in this incarnation, so the next start is known to
+    /// have lost nothing.
+    pub fn mark_clean_shutdown(&self) {
+        let epoch = self.broker_epoch();
+        if epoch < 0 {
+            return;
+        }
+        let path = self.config.log_dir.join(CLEAN_SHUTDOWN_FILE);
+        let text = format!("broker_epoch: {epoch}\n");
+        if let Err(e) = weir_log::checkpoint::write_atomically(&path, text.as_bytes()) {
+            tracing::error!(error = %e, "writing {CLEAN_SHUTDOWN_FILE} failed");
+        }
     }
 
     /// Brings the partition logs in line with `image`. Only the metadata follower task calls
     /// this, so two syncs never race to create one partition's directory.
     fn sync(&self, image: &MetadataImage) {
-        match self.replicas.sync(image, &self.config.topic_defaults) {
+        let registered = image
+            .brokers
+            .get(&self.config.node_id)
+            .is_some_and(|b| b.incarnation == Some(self.incarnation));
+        match self
+            .replicas
+            .sync(image, &self.config.topic_defaults, registered)
+        {
             Ok(()) => {
                 self.synced.send_replace(image.version);
             }
@@ -314,6 +399,22 @@ impl Broker {
     }
 }
 
+/// Reads and removes the clean-shutdown marker: the broker epoch of the last clean shutdown, or
+/// `None` when the last incarnation did not close its logs cleanly.
+fn take_clean_shutdown(dir: &std::path::Path) -> std::io::Result<Option<i64>> {
+    let path = dir.join(CLEAN_SHUTDOWN_FILE);
+    let epoch = match std::fs::read_to_string(&path) {
+        Ok(text) => text
+            .trim()
+            .strip_prefix("broker_epoch: ")
+            .and_then(|e| e.parse().ok()),
+        Err(e) if e.kind() == std::io::ErrorKind::NotFound => return Ok(None),
+        Err(e) => return Err(e),
+    };
+    weir_log::checkpoint::remove_durably(&path)?;
+    Ok(epoch)
+}
+
 /// Applies each new image to the partition logs, for as long as the broker exists.
 async fn follow_metadata(
     broker: std::sync::Weak<Broker>,
@@ -325,6 +426,7 @@ async fn follow_metadata(
             Some(b) => {
                 b.sync(&current);
                 b.fetchers.update(&b);
+                b.report_recovering();
             }
             None => return,
         }
@@ -353,6 +455,7 @@ async fn heartbeat(broker: std::sync::Weak<Broker>) {
                 }
                 Err(e) => tracing::warn!(error = %e, "heartbeat to the controller failed"),
             }
+            b.report_recovering();
         }
         drop(b);
         tokio::time::sleep(every).await;

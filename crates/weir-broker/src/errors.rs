@@ -8,7 +8,9 @@ use weir_meta::MetaError;
 pub fn log_error_code(e: &LogError) -> i16 {
     match e {
         LogError::Io(_) | LogError::Poisoned(_) => ResponseError::KafkaStorageError.code(),
-        LogError::CorruptBatch(_) => ResponseError::CorruptMessage.code(),
+        LogError::CorruptBatch(_) | LogError::DecompressionLimit { .. } => {
+            ResponseError::CorruptMessage.code()
+        }
         LogError::UnsupportedMagic(_) => ResponseError::UnsupportedForMessageFormat.code(),
         LogError::RecordTooLarge { .. } => ResponseError::MessageTooLarge.code(),
         LogError::OffsetOutOfRange { .. } => ResponseError::OffsetOutOfRange.code(),
@@ -35,6 +37,7 @@ pub fn meta_error_code(e: &MetaError) -> i16 {
         MetaError::NotController { .. } => ResponseError::NotController.code(),
         MetaError::Unavailable(_) => ResponseError::RequestTimedOut.code(),
         MetaError::UnknownBroker(_) => ResponseError::BrokerIdNotRegistered.code(),
+        MetaError::StaleBrokerEpoch(_) => ResponseError::StaleBrokerEpoch.code(),
         MetaError::UnknownPartition(_) => ResponseError::UnknownTopicOrPartition.code(),
         MetaError::ElectionNotNeeded(_) => ResponseError::ElectionNotNeeded.code(),
         MetaError::PreferredLeaderNotAvailable(_) => {

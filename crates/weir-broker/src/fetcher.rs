@@ -358,7 +358,35 @@ async fn fetch(
             }
         }
     }
+    sync_copied(me, partitions).await;
     Ok(healthy)
+}
+
+/// Fsyncs, in one blocking task, the durable logs (`write.caching=false`) this round copied
+/// into: the next fetch offset is what the leader counts as this replica's, so it must be on
+/// disk before it is sent.
+async fn sync_copied(me: i32, partitions: &[&Arc<Partition>]) {
+    let unsynced: Vec<Arc<Partition>> = partitions
+        .iter()
+        .filter(|p| {
+            let log = p.log();
+            log.durable_end() < log.log_end_offset()
+        })
+        .map(|p| Arc::clone(p))
+        .collect();
+    if unsynced.is_empty() {
+        return;
+    }
+    let synced = tokio::task::spawn_blocking(move || {
+        for p in &unsynced {
+            if let Err(e) = p.sync_log(me) {
+                tracing::error!(topic = %p.topic, partition = p.index, error = %e, "fsync of a follower log failed");
+            }
+        }
+    });
+    if let Err(e) = synced.await {
+        tracing::error!(error = %e, "follower fsync task failed");
+    }
 }
 
 /// Applies one partition's fetch answer, if the partition is still followed from `leader` in

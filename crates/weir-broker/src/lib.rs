@@ -14,6 +14,7 @@ mod broker;
 pub mod config;
 pub mod errors;
 mod fetcher;
+mod flusher;
 mod frame;
 pub mod fuzzing;
 mod group;

@@ -19,6 +19,7 @@ use weir_log::{AppendInfo, Log, LogConfig, LogError};
 use weir_meta::configs::{effective_topic_configs, EffectiveConfig};
 use weir_meta::{ConfigResource, MetadataImage, PartitionImage};
 
+use crate::flusher::FlushQueue;
 use crate::replication::ReplicaState;
 
 /// One partition hosted by this broker.
@@ -39,6 +40,8 @@ pub struct Partition {
     changes: watch::Sender<u64>,
     /// Where follower progress and leadership times come from (a simulated clock in tests).
     clock: Clock,
+    /// Where appends to a durable log (`write.caching=false`) ask for their fsync.
+    flush_queue: FlushQueue,
 }
 
 /// A source of [`Instant`]s: the real clock, or a simulation's.
@@ -105,8 +108,10 @@ impl Partition {
     /// Returns the epoch the batches carry, or `None` when this broker no longer leads.
     /// Leadership is checked under the log lock, which [`Partition::apply_image`] also holds to
     /// change it: a deposed leader never writes a batch stamped with its successor's epoch.
+    /// A durable log (`write.caching=false`) counts its records for the high watermark only once
+    /// the flush thread fsynced them.
     pub fn append_as_leader(
-        &self,
+        self: &Arc<Self>,
         node_id: i32,
         records: &mut [u8],
         now_ms: i64,
@@ -117,13 +122,36 @@ impl Partition {
         }
         let epoch = self.leader_epoch();
         let info = log.append_as_leader(records, epoch, now_ms)?;
-        let end = log.log_end_offset();
-        let moved = self.state().advance_high_watermark(node_id, end);
+        let moved = self
+            .state()
+            .advance_high_watermark(node_id, log.durable_end());
+        let unsynced = log.durable_end() < log.log_end_offset();
         drop(log);
+        if unsynced {
+            self.flush_queue.request(self.clone());
+        }
         if moved {
             self.changed();
         }
         Ok(Some((info, epoch)))
+    }
+
+    /// Fsyncs the log up to its end (without holding its lock during the fsync) and, on the
+    /// leader, moves the high watermark to what is now durable. Returns whether it moved.
+    pub(crate) fn sync_log(&self, me: i32) -> Result<bool, LogError> {
+        let Some(target) = self.log().sync_target() else {
+            return Ok(false);
+        };
+        let result = target.sync();
+        let mut log = self.log();
+        log.synced(&target, result)?;
+        let moved =
+            self.is_leader(me) && self.state().advance_high_watermark(me, log.durable_end());
+        drop(log);
+        if moved {
+            self.changed();
+        }
+        Ok(moved)
     }
 
     /// Whether records up to `last_offset`, written in `epoch`, are settled for acks=all: `None`
@@ -189,7 +217,7 @@ impl Partition {
             return false;
         }
         state.record_fetch(follower, offset, end, self.clock.now());
-        let moved = state.advance_high_watermark(me, end);
+        let moved = state.advance_high_watermark(me, log.durable_end());
         drop(state);
         drop(log);
         if moved {
@@ -200,7 +228,14 @@ impl Partition {
 
     /// Takes the image's view of this partition: leader, epoch, replicas and ISR.
     /// Returns whether the high watermark moved.
-    fn apply_image(&self, me: i32, leader: i32, epoch: i32, replicas: &[i32], isr: &[i32]) -> bool {
+    fn apply_image(
+        self: &Arc<Self>,
+        me: i32,
+        leader: i32,
+        epoch: i32,
+        replicas: &[i32],
+        isr: &[i32],
+    ) -> bool {
         // Leadership changes under the log lock (see `append_as_leader`).
         let log = self.log();
         let new_epoch =
@@ -230,7 +265,10 @@ impl Partition {
                 state.become_leader(me, self.clock.now());
                 tracing::info!(topic = %self.topic, partition = self.index, epoch, "leading");
             }
-            state.advance_high_watermark(me, end);
+            state.advance_high_watermark(me, log.durable_end());
+            if log.durable_end() < end {
+                self.flush_queue.request(self.clone());
+            }
         } else {
             state.followers.clear();
             state.pending_isr = None;
@@ -251,7 +289,8 @@ pub struct ReplicaManager {
     data_dir: PathBuf,
     node_id: i32,
     partitions: RwLock<HashMap<PartitionKey, Arc<Partition>>>,
-    appended: watch::Sender<u64>,
+    appended: Arc<watch::Sender<u64>>,
+    flush_queue: FlushQueue,
     /// Held for a whole [`ReplicaManager::sync`]: two syncs must not race to create one log.
     syncing: Mutex<()>,
     clock: Clock,
@@ -293,6 +332,7 @@ pub fn log_config(effective: &[EffectiveConfig]) -> LogConfig {
             "delete.retention.ms" => {
                 config.delete_retention_ms = long().unwrap_or(config.delete_retention_ms)
             }
+            "write.caching" => config.write_caching = v.eq_ignore_ascii_case("true"),
             _ => {}
         }
     }
@@ -354,6 +394,12 @@ fn write_topic_id(dir: &Path, id: Uuid) -> std::io::Result<()> {
     std::fs::rename(tmp, dir.join(PARTITION_METADATA))
 }
 
+impl Drop for ReplicaManager {
+    fn drop(&mut self) {
+        self.flush_queue.close();
+    }
+}
+
 impl ReplicaManager {
     pub fn new(data_dir: &Path, node_id: i32) -> ReplicaManager {
         ReplicaManager::with_clock(data_dir, node_id, Clock::real())
@@ -363,12 +409,27 @@ impl ReplicaManager {
         let (appended, _) = watch::channel(0);
         ReplicaManager {
             clock,
+            flush_queue: FlushQueue::default(),
             data_dir: data_dir.to_path_buf(),
             node_id,
             partitions: RwLock::new(HashMap::new()),
-            appended,
+            appended: Arc::new(appended),
             syncing: Mutex::new(()),
             checkpointed: Mutex::new(read_checkpoint(&data_dir.join(HW_CHECKPOINT))),
+        }
+    }
+
+    /// Starts the thread that fsyncs durable logs in groups (see `flusher.rs`).
+    pub fn start_flusher(&self) -> std::io::Result<()> {
+        self.flush_queue.start(self.node_id, self.appended.clone())
+    }
+
+    /// Runs the fsyncs asked for so far on this thread (for simulations, which run no flush
+    /// thread). Wakes parked fetches when a high watermark moved.
+    #[cfg(test)]
+    pub(crate) fn flush_pending(&self) {
+        if self.flush_queue.run_pending(self.node_id) {
+            self.notify_append();
         }
     }
 
@@ -418,11 +479,14 @@ impl ReplicaManager {
     }
 
     /// Makes the hosted partitions match the image: opens, reconfigures and deletes logs, and
-    /// starts or ends leaderships.
+    /// starts or ends leaderships. Without `may_lead` (this incarnation is not registered yet, and
+    /// the image is what an earlier one left) it leads nothing: the controller has yet to move
+    /// leadership away from a restarted broker.
     pub fn sync(
         &self,
         image: &MetadataImage,
         broker_defaults: &BTreeMap<String, String>,
+        may_lead: bool,
     ) -> Result<(), LogError> {
         let _one_at_a_time = self.syncing.lock().unwrap_or_else(|p| p.into_inner());
         let mut wanted: HashMap<PartitionKey, (Uuid, PartitionImage)> = HashMap::new();
@@ -479,6 +543,11 @@ impl ReplicaManager {
                 leader_epoch: epoch,
                 ..
             } = state;
+            let leader = if leader == self.node_id && !may_lead {
+                -1
+            } else {
+                leader
+            };
             let config = configs.get(&topic).cloned().unwrap_or_default();
             let min = min_isr.get(&topic).copied().unwrap_or(1);
             if let Some(existing) = self.get(&topic, p) {
@@ -524,6 +593,7 @@ impl ReplicaManager {
                 )),
                 changes: watch::channel(0).0,
                 clock: self.clock.clone(),
+                flush_queue: self.flush_queue.clone(),
             });
             moved |= partition.apply_image(self.node_id, leader, epoch, &replicas, &isr);
 
@@ -536,6 +606,40 @@ impl ReplicaManager {
             self.notify_append();
         }
         Ok(())
+    }
+
+    /// Where this broker's logs of recovering partitions end (those whose ISR is empty, see
+    /// `weir_meta::election`), for the ones its incarnation `broker_epoch` has not reported yet:
+    /// (topic id, partition, epoch of the last batch or -1, log end offset).
+    pub fn recovery_reports(
+        &self,
+        image: &MetadataImage,
+        broker_epoch: i64,
+    ) -> Vec<(Uuid, i32, i32, i64)> {
+        let me = self.node_id;
+        let mut out = Vec::new();
+        for topic in image.topics() {
+            for (index, p) in &topic.partitions {
+                let reported = p
+                    .recovery
+                    .iter()
+                    .any(|r| r.broker_id == me && r.broker_epoch == broker_epoch);
+                if !p.isr.is_empty()
+                    || reported
+                    || !p.replicas.contains(&me)
+                    || p.adding_replicas.contains(&me)
+                {
+                    continue;
+                }
+                let Some(partition) = self.get(&topic.name, *index) else {
+                    continue;
+                };
+                let log = partition.log();
+                let last_epoch = log.epochs().latest_epoch().unwrap_or(-1);
+                out.push((topic.topic_id, *index, last_epoch, log.log_end_offset()));
+            }
+        }
+        out
     }
 
     /// Applies retention to every log; errors are logged per partition.
@@ -568,8 +672,11 @@ impl ReplicaManager {
         }
     }
 
-    /// Closes every log cleanly (flush, clean-shutdown marker).
-    pub fn close_all(&self) {
+    /// Closes every log cleanly (flush, clean-shutdown marker). Returns whether every log was
+    /// flushed.
+    pub fn close_all(&self) -> bool {
+        self.flush_queue.close();
+        let mut clean = true;
         self.checkpoint_high_watermarks();
         let all: Vec<Arc<Partition>> = {
             let mut map = self.partitions.write().unwrap_or_else(|p| p.into_inner());
@@ -584,14 +691,17 @@ impl ReplicaManager {
                         .unwrap_or_else(|p| p.into_inner());
                     if let Err(e) = log.close() {
                         tracing::error!(error = %e, "closing a log failed");
+                        clean = false;
                     }
                 }
                 Err(shared) => {
                     if let Err(e) = shared.log().flush() {
                         tracing::error!(error = %e, "flushing a log failed");
+                        clean = false;
                     }
                 }
             }
         }
+        clean
     }
 }

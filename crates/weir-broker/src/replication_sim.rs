@@ -257,6 +257,8 @@ impl Sim {
                     host: format!("n{id}"),
                     port: 9092,
                     rack: None,
+                    incarnation: uuid::Uuid::new_v4(),
+                    previous_broker_epoch: None,
                 })
                 .unwrap();
             controller.last_heartbeat.insert(id, 0);
@@ -395,6 +397,8 @@ impl Sim {
                         host: format!("n{id}"),
                         port: 9092,
                         rack: None,
+                        incarnation: uuid::Uuid::new_v4(),
+                        previous_broker_epoch: None,
                     };
                     self.controller.run(op).unwrap();
                     self.controller.last_heartbeat.insert(id, step);
@@ -431,9 +435,22 @@ impl Sim {
             let id = self.nodes[i].id;
             let behind = self.nodes[i].seen_version < latest.version;
             if behind && self.connected(id, CONTROLLER) && self.rng.chance(50) {
-                if let Some(replicas) = &self.nodes[i].replicas {
-                    replicas.sync(&latest, &self.defaults).unwrap();
-                    self.nodes[i].seen_version = latest.version;
+                let Some(replicas) = &self.nodes[i].replicas else {
+                    continue;
+                };
+                replicas.sync(&latest, &self.defaults, true).unwrap();
+                // Logs of partitions in recovery go to the controller, as the broker's metadata
+                // follower sends them.
+                let epoch = latest.brokers.get(&id).map_or(-1, |b| b.epoch);
+                let logs = replicas.recovery_reports(&latest, epoch);
+                self.nodes[i].seen_version = latest.version;
+                if !logs.is_empty() {
+                    let op = ControllerOp::ReportReplicaLogs {
+                        broker_id: id,
+                        broker_epoch: epoch,
+                        logs,
+                    };
+                    let _ = self.controller.run(op);
                 }
             }
         }
@@ -667,10 +684,20 @@ impl Sim {
             self.heal();
             self.metadata();
             self.leaders();
+            self.flushes();
             self.followers();
             self.deliver();
             self.clients();
             self.step += 1;
+        }
+    }
+
+    /// The group commit of durable appends, which a broker's flush thread runs.
+    fn flushes(&mut self) {
+        for node in &self.nodes {
+            if let Some(replicas) = &node.replicas {
+                replicas.flush_pending();
+            }
         }
     }
 

@@ -39,7 +39,9 @@ impl ServerHandle {
         while self.tasks.join_next().await.is_some() {}
         self.broker.fetchers.shutdown();
         self.broker.quorum().shutdown().await;
-        self.broker.replicas.close_all();
+        if self.broker.replicas.close_all() {
+            self.broker.mark_clean_shutdown();
+        }
         tracing::info!("broker stopped; logs flushed and closed");
     }
 }

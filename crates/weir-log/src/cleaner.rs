@@ -13,9 +13,7 @@ use std::collections::HashMap;
 use std::io::Write;
 
 use bytes::{Bytes, BytesMut};
-use kafka_protocol::records::{
-    Compression, Record, RecordBatchDecoder, RecordBatchEncoder, RecordEncodeOptions,
-};
+use kafka_protocol::records::{Compression, Record, RecordBatchEncoder, RecordEncodeOptions};
 
 use crate::batch::BatchHeader;
 use crate::segment::{file_stem, LogSegment};
@@ -29,12 +27,20 @@ pub struct CompactionStats {
     pub tombstones_removed: u64,
 }
 
-fn decode(bytes: Vec<u8>) -> Result<(Compression, Vec<Record>)> {
-    let mut buf = Bytes::from(bytes);
-    let set = RecordBatchDecoder::decode(&mut buf).map_err(|e| {
-        LogError::CorruptBatch(format!("cannot decode a stored batch for compaction: {e}"))
-    })?;
-    Ok((set.compression, set.records))
+/// A stored batch's records, or `None` when they decompress past `limit`: such a batch is kept
+/// whole and its keys do not count, which only ever keeps more records than needed.
+fn decode(bytes: Vec<u8>, limit: usize) -> Result<Option<(Compression, Vec<Record>)>> {
+    match crate::decompress::decode_batch(Bytes::from(bytes), limit) {
+        Ok(set) => Ok(Some((set.compression, set.records))),
+        Err(LogError::DecompressionLimit { limit }) => {
+            tracing::warn!(
+                limit,
+                "a batch decompresses past decompression.max.bytes; compaction keeps it whole"
+            );
+            Ok(None)
+        }
+        Err(e) => Err(e),
+    }
 }
 
 /// Every batch of a segment, with its position.
@@ -52,6 +58,7 @@ impl Log {
     /// Runs one compaction pass over the closed segments.
     pub fn compact(&mut self, now_ms: i64, delete_retention_ms: i64) -> Result<CompactionStats> {
         self.check_writable()?;
+        let limit = self.config().max_decompressed_bytes;
         let mut stats = CompactionStats::default();
         // Latest offset of every key, over the whole log.
         let mut latest: HashMap<Bytes, i64> = HashMap::new();
@@ -60,7 +67,10 @@ impl Log {
                 if h.is_control() {
                     continue;
                 }
-                let (_, records) = decode(segment.read_bytes(position, h.total_size())?)?;
+                let raw = segment.read_bytes(position, h.total_size())?;
+                let Some((_, records)) = decode(raw, limit)? else {
+                    continue;
+                };
                 for r in records {
                     if let Some(key) = r.key {
                         latest.insert(key, r.offset);
@@ -81,7 +91,10 @@ impl Log {
                     out.extend_from_slice(&raw);
                     continue;
                 }
-                let (compression, records) = decode(raw.clone())?;
+                let Some((compression, records)) = decode(raw.clone(), limit)? else {
+                    out.extend_from_slice(&raw);
+                    continue;
+                };
                 let total = records.len();
                 let mut kept = Vec::with_capacity(total);
                 for r in records {
@@ -218,7 +231,7 @@ mod tests {
             }
             let mut buf = Bytes::from(info.slices[0].read_to_vec().unwrap());
             while !buf.is_empty() {
-                let set = RecordBatchDecoder::decode(&mut buf).unwrap();
+                let set = kafka_protocol::records::RecordBatchDecoder::decode(&mut buf).unwrap();
                 for r in set.records {
                     if r.offset >= offset {
                         out.push((

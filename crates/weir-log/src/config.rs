@@ -27,6 +27,13 @@ pub struct LogConfig {
     pub cleanup_compact: bool,
     /// `delete.retention.ms`: how long tombstones survive compaction.
     pub delete_retention_ms: i64,
+    /// `write.caching` (Redpanda's name): `true` acknowledges acks=all writes once every ISR
+    /// member has them in its page cache; `false` only once every ISR member has fsynced them,
+    /// so they survive power loss of every broker at once.
+    pub write_caching: bool,
+    /// `decompression.max.bytes` (the broker's): the most one stored batch may decompress to
+    /// when the broker reads its records (ListOffsets by time, compaction).
+    pub max_decompressed_bytes: usize,
 }
 
 impl Default for LogConfig {
@@ -44,6 +51,8 @@ impl Default for LogConfig {
             cleanup_delete: true,
             cleanup_compact: false,
             delete_retention_ms: 24 * 60 * 60 * 1000,
+            write_caching: false,
+            max_decompressed_bytes: crate::decompress::DEFAULT_MAX_DECOMPRESSED_BYTES,
         }
     }
 }

@@ -12,8 +12,10 @@
 //! This crate knows nothing of the network, of Kafka requests, or of other partitions.
 
 pub mod batch;
+pub mod checkpoint;
 mod cleaner;
 mod config;
+pub mod decompress;
 mod epoch;
 mod index;
 mod log;
@@ -26,7 +28,7 @@ pub use batch::BatchHeader;
 pub use cleaner::CompactionStats;
 pub use config::LogConfig;
 pub use epoch::LeaderEpochCache;
-pub use log::{AppendInfo, FetchInfo, FileSlice, Log, TimestampOffset};
+pub use log::{AppendInfo, FetchInfo, FileSlice, Log, SyncTarget, TimestampOffset};
 pub use producer_state::ProducerAppendOutcome;
 
 /// Errors of the log layer. The broker maps each to a Kafka error code in one place.
@@ -58,6 +60,8 @@ pub enum LogError {
     TransactionsUnsupported,
     #[error("the log directory has failed and accepts no more writes: {0}")]
     Poisoned(String),
+    #[error("a record batch decompresses to more than decompression.max.bytes ({limit})")]
+    DecompressionLimit { limit: usize },
 }
 
 pub type Result<T, E = LogError> = std::result::Result<T, E>;

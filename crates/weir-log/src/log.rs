@@ -5,8 +5,6 @@ use std::fs::File;
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
 
-use kafka_protocol::records::RecordBatchDecoder;
-
 use crate::batch::{self, BatchHeader};
 use crate::epoch::LeaderEpochCache;
 use crate::producer_state::{ProducerAppendOutcome, ProducerStateManager};
@@ -33,6 +31,21 @@ impl FileSlice {
         let mut buf = vec![0u8; self.len as usize];
         self.file.read_exact_at(&mut buf, self.position)?;
         Ok(buf)
+    }
+}
+
+/// An fsync to run outside the log's lock: the active segment's file, and the log end it covers.
+#[derive(Debug, Clone)]
+pub struct SyncTarget {
+    file: Arc<File>,
+    end: i64,
+    truncations: u64,
+}
+
+impl SyncTarget {
+    /// Flushes the file's data to disk (blocking).
+    pub fn sync(&self) -> std::io::Result<()> {
+        self.file.sync_data()
     }
 }
 
@@ -78,6 +91,11 @@ pub struct Log {
     last_compaction: Option<(i64, i64)>,
     /// Set after a failed write or fsync: the log takes no more writes (see STYLE.md).
     poisoned: Option<String>,
+    /// Offsets below this are known to be on disk (fsynced): Kafka's recovery point.
+    flushed_offset: i64,
+    /// Bumped whenever the log's tail is cut, so an fsync that began before a truncation does
+    /// not vouch for records written after it at the same offsets.
+    truncations: u64,
 }
 
 fn parse_segment_base(name: &str) -> Option<i64> {
@@ -149,11 +167,17 @@ impl Log {
             last_flush_ms: now,
             last_compaction: None,
             poisoned: None,
+            flushed_offset: log_end_offset,
+            truncations: 0,
         };
         log.epochs.truncate_from_end(log_end_offset)?;
         log.rebuild_producer_state()?;
         if clean {
             std::fs::remove_file(&clean_marker)?;
+        } else {
+            // What the crashed process wrote may still be only in the page cache: make it
+            // durable before anything counts it as flushed.
+            log.flush()?;
         }
         Ok(log)
     }
@@ -373,6 +397,8 @@ impl Log {
         self.poison(result)?;
         self.log_start_offset = offset;
         self.log_end_offset = offset;
+        self.truncations += 1;
+        self.flushed_offset = self.flushed_offset.min(offset);
         self.producers.clear();
         Ok(())
     }
@@ -557,9 +583,7 @@ impl Log {
             }));
         }
         let raw = segment.read_bytes(position, header.total_size())?;
-        let mut bytes = bytes::Bytes::from(raw);
-        let set = RecordBatchDecoder::decode(&mut bytes)
-            .map_err(|e| LogError::CorruptBatch(format!("cannot decode a stored batch: {e}")))?;
+        let set = crate::decompress::decode_batch(raw.into(), self.config.max_decompressed_bytes)?;
         Ok(set
             .records
             .iter()
@@ -672,6 +696,8 @@ impl Log {
         let active = self.active();
         active.truncate_to(offset)?;
         self.log_end_offset = active.next_offset;
+        self.truncations += 1;
+        self.flushed_offset = self.flushed_offset.min(self.log_end_offset);
         self.log_start_offset = self.log_start_offset.min(self.log_end_offset);
         self.epochs.truncate_from_end(self.log_end_offset)?;
         self.rebuild_producer_state()
@@ -709,14 +735,57 @@ impl Log {
         self.poison(result)?;
         self.records_since_flush = 0;
         self.last_flush_ms = crate::now_ms();
+        self.flushed_offset = self.log_end_offset;
+        Ok(())
+    }
+
+    /// Offsets below this are on disk.
+    pub fn flushed_offset(&self) -> i64 {
+        self.flushed_offset.min(self.log_end_offset)
+    }
+
+    /// How far this replica's log counts for acks=all and the high watermark: the flushed
+    /// offset when writes are not cached (`write.caching=false`), else the log end.
+    pub fn durable_end(&self) -> i64 {
+        if self.config.write_caching {
+            self.log_end_offset
+        } else {
+            self.flushed_offset()
+        }
+    }
+
+    /// What an fsync must cover to make the whole log durable, or `None` when it already is.
+    /// The fsync itself runs without the log's lock ([`SyncTarget::sync`]); its result is given
+    /// back with [`Log::synced`]. Closed segments were fsynced when they rolled.
+    pub fn sync_target(&self) -> Option<SyncTarget> {
+        if self.flushed_offset >= self.log_end_offset || self.poisoned.is_some() {
+            return None;
+        }
+        let active = self.segments.values().next_back()?;
+        Some(SyncTarget {
+            file: active.file().clone(),
+            end: self.log_end_offset,
+            truncations: self.truncations,
+        })
+    }
+
+    /// Takes the result of an fsync begun with [`Log::sync_target`]: on success the log is
+    /// flushed up to where it ended then (unless its tail was cut meanwhile); a failed fsync
+    /// poisons the log, since the kernel may have dropped the unsynced pages.
+    pub fn synced(&mut self, target: &SyncTarget, result: std::io::Result<()>) -> Result<()> {
+        self.poison(result.map_err(LogError::from))?;
+        if target.truncations == self.truncations {
+            self.flushed_offset = self.flushed_offset.max(target.end);
+            self.records_since_flush = 0;
+            self.last_flush_ms = crate::now_ms();
+        }
         Ok(())
     }
 
     /// Flushes everything and marks the log as cleanly closed, so the next open skips recovery.
     pub fn close(mut self) -> Result<()> {
-        if self.poisoned.is_some() {
-            return Ok(());
-        }
+        // A poisoned log is not clean: its next open recovers it.
+        self.check_writable()?;
         self.active().seal_time_index()?;
         self.flush()?;
         File::create(self.dir.join(CLEAN_SHUTDOWN_FILE))?.sync_all()?;

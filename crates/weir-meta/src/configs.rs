@@ -258,6 +258,15 @@ pub const TOPIC_CONFIGS: &[ConfigDef] = &[
         Some("unclean.leader.election.enable"),
         "allow leaders from outside the ISR, at the risk of losing data",
     ),
+    def(
+        "write.caching",
+        Boolean,
+        "false",
+        None,
+        Some("log.write.caching"),
+        "true: acknowledge acks=all once every in-sync replica holds the records in memory; \
+         false: once every in-sync replica fsynced them (survives power loss of every broker)",
+    ),
 ];
 
 pub fn topic_config_def(name: &str) -> Option<&'static ConfigDef> {

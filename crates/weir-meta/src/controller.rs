@@ -17,6 +17,7 @@ use crate::election;
 use crate::image::{MetadataImage, PartitionImage};
 use crate::placement::{self, Candidate};
 use crate::records::{ConfigResource, MetadataRecord};
+use crate::registration;
 use crate::{MetaError, Result};
 
 /// Producer ids are reserved from the metadata log in blocks of this size.
@@ -43,12 +44,28 @@ pub struct CreateTopic {
 /// What brokers ask of the active controller.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 pub enum ControllerOp {
-    /// A broker starts (or restarts): record its endpoints; it is live from now on.
+    /// A broker starts (or restarts): record its endpoints. `incarnation` names this start of
+    /// the process: the same one registering again changes nothing but endpoints; a new one gets
+    /// a new broker epoch and, if the broker was known, starts fenced (out of every ISR and
+    /// leadership until its first heartbeat). `previous_broker_epoch` is the epoch the broker
+    /// wrote at its last clean shutdown, if that shutdown was clean: when it is not the epoch
+    /// registered, the broker's logs may have lost unsynced data, and a partition whose only
+    /// in-sync replica it was goes into recovery (empty ISR, KIP-966).
     RegisterBroker {
         broker_id: i32,
         host: String,
         port: i32,
         rack: Option<String>,
+        incarnation: Uuid,
+        previous_broker_epoch: Option<i64>,
+    },
+    /// A broker reports where its logs of recovering partitions (empty ISR) end, so the controller
+    /// can elect the replica with the best log. `logs` holds (topic id, partition, epoch of the
+    /// last batch or -1, log end offset); reports from an earlier incarnation are refused.
+    ReportReplicaLogs {
+        broker_id: i32,
+        broker_epoch: i64,
+        logs: Vec<(Uuid, i32, i32, i64)>,
     },
     /// A broker is alive. A fenced broker is unfenced by it.
     Heartbeat {
@@ -149,6 +166,7 @@ impl ControllerOp {
         matches!(
             self,
             ControllerOp::RegisterBroker { .. }
+                | ControllerOp::ReportReplicaLogs { .. }
                 | ControllerOp::Heartbeat { .. }
                 | ControllerOp::ControlledShutdown { .. }
                 | ControllerOp::AlterTopicConfigs { .. }
@@ -167,9 +185,29 @@ impl ControllerOp {
                 host,
                 port,
                 rack,
+                incarnation,
+                previous_broker_epoch,
             } => Ok((
                 Outcome::Done,
-                plan_register_broker(image, *broker_id, host, *port, rack.clone()),
+                registration::plan_register_broker(
+                    image,
+                    registration::Registration {
+                        broker_id: *broker_id,
+                        host,
+                        port: *port,
+                        rack: rack.clone(),
+                        incarnation: *incarnation,
+                        previous_broker_epoch: *previous_broker_epoch,
+                    },
+                ),
+            )),
+            ControllerOp::ReportReplicaLogs {
+                broker_id,
+                broker_epoch,
+                logs,
+            } => Ok((
+                Outcome::Done,
+                registration::plan_report_replica_logs(image, *broker_id, *broker_epoch, logs)?,
             )),
             ControllerOp::Heartbeat { broker_id } => match image.brokers.get(broker_id) {
                 None => Err(MetaError::UnknownBroker(*broker_id)),
@@ -306,35 +344,6 @@ pub fn validate_topic_name(name: &str) -> Result<()> {
     Ok(())
 }
 
-/// Registers (or re-registers, with new endpoints) a broker, which makes it live.
-fn plan_register_broker(
-    image: &MetadataImage,
-    broker_id: i32,
-    host: &str,
-    port: i32,
-    rack: Option<String>,
-) -> Vec<MetadataRecord> {
-    let unchanged = image
-        .brokers
-        .get(&broker_id)
-        .is_some_and(|b| b.host == host && b.port == port && b.rack == rack && !b.fenced);
-    let mut records = Vec::new();
-    if image.cluster_id.is_none() {
-        // Kafka's cluster ids are 22 characters of base64 of a UUID; ours are hex of one.
-        let id = Uuid::new_v4().simple().to_string()[..22].to_string();
-        records.push(MetadataRecord::Cluster { cluster_id: id });
-    }
-    if !unchanged {
-        records.push(MetadataRecord::RegisterBroker {
-            broker_id,
-            host: host.to_string(),
-            port,
-            rack,
-        });
-    }
-    records
-}
-
 /// Brokers new replicas may be placed on: the live ones.
 fn candidates(image: &MetadataImage) -> Vec<Candidate> {
     image
@@ -413,6 +422,7 @@ fn plan_create_topic(
                 leader_epoch: 0,
                 adding_replicas: Vec::new(),
                 removing_replicas: Vec::new(),
+                recovery: Vec::new(),
             });
         }
         for (name, value) in &request.configs {
@@ -533,6 +543,7 @@ fn plan_create_partitions(
                 leader_epoch: 0,
                 adding_replicas: Vec::new(),
                 removing_replicas: Vec::new(),
+                recovery: Vec::new(),
             })
             .collect();
         Ok(records)
@@ -669,6 +680,7 @@ fn plan_elect_leader(
             .iter()
             .copied()
             .find(|b| p.isr.contains(b) && live(b))
+            .or_else(|| election::recovery_pick(image, p, true))
             .or_else(|| election::holders_first(p).find(live))
             .ok_or_else(|| {
                 MetaError::EligibleLeadersNotAvailable(format!(
@@ -679,6 +691,7 @@ fn plan_elect_leader(
             next.isr = vec![pick];
         }
         next.leader = pick;
+        next.recovery.clear();
     }
     next.leader_epoch += 1;
     Ok(election::partition_record(t.topic_id, partition, next))
@@ -957,6 +970,8 @@ mod tests {
                 host: "127.0.0.1".into(),
                 port: 9092,
                 rack: None,
+                incarnation: Uuid::from_u128(1),
+                previous_broker_epoch: None,
             },
         )
         .unwrap();
@@ -1083,6 +1098,8 @@ mod tests {
                 host: "127.0.0.2".into(),
                 port: 9092,
                 rack: None,
+                incarnation: Uuid::from_u128(2),
+                previous_broker_epoch: None,
             },
         )
         .unwrap();
@@ -1127,6 +1144,8 @@ mod tests {
                 host: format!("127.0.0.{}", broker_id + 1),
                 port: 9092,
                 rack: None,
+                incarnation: Uuid::from_u128(broker_id as u128 + 1),
+                previous_broker_epoch: None,
             },
         )
         .unwrap();

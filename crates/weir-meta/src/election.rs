@@ -12,13 +12,21 @@
 //! - with none, elects the first live replica only if unclean election is enabled for the
 //!   topic (its ISR becomes that replica alone); else the partition is offline (leader -1).
 //!
+//! An empty ISR is a partition in recovery: its last in-sync replica came back from an unclean
+//! shutdown and may have lost acknowledged records its followers still hold (KIP-966's case).
+//! No replica is trusted blindly then: each replica's broker reports where its log ends, and once
+//! every replica holding data reported, the one with the latest epoch and then the longest log
+//! leads (its ISR is itself alone), so nothing any surviving replica holds is cut by the others'
+//! truncation. With unclean election enabled, the best replica reported so far (or any live one)
+//! leads at once.
+//!
 //! Every change of leader bumps the leader epoch, so epochs only grow. A leader is always a member
 //! of its partition's ISR.
 
 use uuid::Uuid;
 
 use crate::image::{MetadataImage, PartitionImage};
-use crate::records::{ConfigResource, MetadataRecord};
+use crate::records::{ConfigResource, MetadataRecord, ReplicaLog};
 
 /// The topic config that allows electing a replica outside the ISR.
 pub const UNCLEAN_LEADER_ELECTION: &str = "unclean.leader.election.enable";
@@ -37,6 +45,9 @@ pub fn next_state(
     p: &PartitionImage,
     unclean: bool,
 ) -> Option<PartitionImage> {
+    if p.isr.is_empty() {
+        return recover(image, p, unclean);
+    }
     let live = |b: &i32| image.is_live(*b);
     let mut isr: Vec<i32> = p.isr.iter().copied().filter(live).collect();
     if isr.is_empty() {
@@ -75,6 +86,69 @@ pub fn next_state(
     (next != *p).then_some(next)
 }
 
+/// A partition with an empty ISR: elects the replica with the best log once every replica that
+/// holds data reported (any live one at once when `unclean`), else keeps it offline.
+fn recover(image: &MetadataImage, p: &PartitionImage, unclean: bool) -> Option<PartitionImage> {
+    let next = match recovery_pick(image, p, unclean) {
+        Some(leader) => PartitionImage {
+            isr: vec![leader],
+            leader,
+            leader_epoch: p.leader_epoch + 1,
+            recovery: Vec::new(),
+            ..p.clone()
+        },
+        None if p.leader != -1 => PartitionImage {
+            leader: -1,
+            leader_epoch: p.leader_epoch + 1,
+            ..p.clone()
+        },
+        None => return None,
+    };
+    Some(next)
+}
+
+/// The leader a recovering partition (empty ISR) may take: the live replica whose current
+/// incarnation reported the best log, once every replica holding data reported. With `unclean`,
+/// the best reported so far, else the first live replica.
+pub fn recovery_pick(image: &MetadataImage, p: &PartitionImage, unclean: bool) -> Option<i32> {
+    let current = |r: &&ReplicaLog| {
+        image
+            .brokers
+            .get(&r.broker_id)
+            .is_some_and(|b| !b.fenced && b.epoch == r.broker_epoch)
+    };
+    let holders: Vec<i32> = p
+        .replicas
+        .iter()
+        .copied()
+        .filter(|b| !p.adding_replicas.contains(b))
+        .collect();
+    let reports: Vec<&ReplicaLog> = p
+        .recovery
+        .iter()
+        .filter(current)
+        .filter(|r| holders.contains(&r.broker_id))
+        .collect();
+    let all_reported = holders
+        .iter()
+        .all(|b| reports.iter().any(|r| r.broker_id == *b));
+    // Ties go to the earlier replica in the list (the preferred one first).
+    let best = reports
+        .iter()
+        .max_by_key(|r| {
+            let position = holders.iter().position(|b| *b == r.broker_id);
+            (r.rank(), std::cmp::Reverse(position))
+        })
+        .map(|r| r.broker_id);
+    if all_reported {
+        best
+    } else if unclean {
+        best.or_else(|| holders_first(p).find(|b| image.is_live(*b)))
+    } else {
+        None
+    }
+}
+
 /// The replicas in order, those a move is still adding (and may hold nothing yet) last: the
 /// order for an unclean election.
 pub fn holders_first(p: &PartitionImage) -> impl Iterator<Item = i32> + '_ {
@@ -111,6 +185,7 @@ pub fn partition_record(topic_id: Uuid, partition: i32, p: PartitionImage) -> Me
         leader_epoch: p.leader_epoch,
         adding_replicas: p.adding_replicas,
         removing_replicas: p.removing_replicas,
+        recovery: p.recovery,
     }
 }
 
@@ -127,6 +202,9 @@ mod tests {
                 host: "127.0.0.1".into(),
                 port: 9092 + b,
                 rack: None,
+                broker_epoch: 1,
+                incarnation: None,
+                fenced: false,
             });
         }
         let topic_id = Uuid::from_u128(1);
@@ -144,6 +222,7 @@ mod tests {
                 leader_epoch: 0,
                 adding_replicas: Vec::new(),
                 removing_replicas: Vec::new(),
+                recovery: Vec::new(),
             });
         }
         image
@@ -186,6 +265,7 @@ mod tests {
             leader_epoch: 1,
             adding_replicas: Vec::new(),
             removing_replicas: Vec::new(),
+            recovery: Vec::new(),
         });
         let records = reconcile(&image, false);
         apply_all(&mut image, &records);

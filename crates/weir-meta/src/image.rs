@@ -4,7 +4,7 @@ use std::collections::BTreeMap;
 
 use uuid::Uuid;
 
-use crate::records::{ConfigResource, MetadataRecord};
+use crate::records::{ConfigResource, MetadataRecord, ReplicaLog};
 
 #[derive(Debug, Clone, PartialEq)]
 pub struct BrokerImage {
@@ -14,6 +14,10 @@ pub struct BrokerImage {
     pub rack: Option<String>,
     /// Fenced brokers lead nothing and are not shown to clients.
     pub fenced: bool,
+    /// Grows with every start of the broker process (KRaft's broker epoch).
+    pub epoch: i64,
+    /// The broker process that registered last; a start with another one is a new incarnation.
+    pub incarnation: Option<Uuid>,
 }
 
 #[derive(Debug, Clone, PartialEq)]
@@ -27,6 +31,8 @@ pub struct PartitionImage {
     /// replica (`replicas` minus `removing_replicas`) is in the ISR. Both empty otherwise.
     pub adding_replicas: Vec<i32>,
     pub removing_replicas: Vec<i32>,
+    /// While the ISR is empty: the replicas' logs as their brokers reported them.
+    pub recovery: Vec<ReplicaLog>,
 }
 
 impl PartitionImage {
@@ -68,6 +74,9 @@ impl MetadataImage {
                 host,
                 port,
                 rack,
+                broker_epoch,
+                incarnation,
+                fenced,
             } => {
                 self.brokers.insert(
                     *broker_id,
@@ -76,7 +85,9 @@ impl MetadataImage {
                         host: host.clone(),
                         port: *port,
                         rack: rack.clone(),
-                        fenced: false,
+                        fenced: *fenced,
+                        epoch: *broker_epoch,
+                        incarnation: *incarnation,
                     },
                 );
             }
@@ -110,6 +121,7 @@ impl MetadataImage {
                 leader_epoch,
                 adding_replicas,
                 removing_replicas,
+                recovery,
             } => {
                 if let Some(topic) = self.topics.get_mut(topic_id) {
                     topic.partitions.insert(
@@ -121,6 +133,7 @@ impl MetadataImage {
                             leader_epoch: *leader_epoch,
                             adding_replicas: adding_replicas.clone(),
                             removing_replicas: removing_replicas.clone(),
+                            recovery: recovery.clone(),
                         },
                     );
                 }
@@ -197,12 +210,10 @@ impl MetadataImage {
                 host: b.host.clone(),
                 port: b.port,
                 rack: b.rack.clone(),
+                broker_epoch: b.epoch,
+                incarnation: b.incarnation,
+                fenced: b.fenced,
             });
-            if b.fenced {
-                out.push(MetadataRecord::FenceBroker {
-                    broker_id: b.broker_id,
-                });
-            }
         }
         for topic in self.topics.values() {
             out.push(MetadataRecord::Topic {
@@ -210,16 +221,11 @@ impl MetadataImage {
                 topic_id: topic.topic_id,
             });
             for (partition, p) in &topic.partitions {
-                out.push(MetadataRecord::Partition {
-                    topic_id: topic.topic_id,
-                    partition: *partition,
-                    replicas: p.replicas.clone(),
-                    isr: p.isr.clone(),
-                    leader: p.leader,
-                    leader_epoch: p.leader_epoch,
-                    adding_replicas: p.adding_replicas.clone(),
-                    removing_replicas: p.removing_replicas.clone(),
-                });
+                out.push(crate::election::partition_record(
+                    topic.topic_id,
+                    *partition,
+                    p.clone(),
+                ));
             }
         }
         for (resource, configs) in &self.configs {

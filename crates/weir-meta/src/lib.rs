@@ -17,13 +17,14 @@ mod image;
 pub mod placement;
 pub mod quorum;
 mod records;
+mod registration;
 
 pub use controller::{
     validate_topic_name, ControllerOp, ControllerReply, CreateTopic, Election, Outcome,
     PRODUCER_ID_BLOCK_SIZE,
 };
 pub use image::{BrokerImage, MetadataImage, PartitionImage, TopicImage};
-pub use records::{ConfigResource, MetadataRecord};
+pub use records::{ConfigResource, MetadataRecord, ReplicaLog};
 
 /// Errors of the metadata layer; the broker maps each to a Kafka error code in one place. They
 /// cross the controller RPC, so they are plain data.
@@ -55,6 +56,9 @@ pub enum MetaError {
     /// No active controller answered in time (no quorum, or it is electing one).
     #[error("no active controller: {0}")]
     Unavailable(String),
+    /// A request from an earlier incarnation of a broker (its broker epoch is not the current one).
+    #[error("stale broker epoch: {0}")]
+    StaleBrokerEpoch(String),
     /// A heartbeat from a broker the controller has no registration for: it must register.
     #[error("broker {0} is not registered")]
     UnknownBroker(i32),

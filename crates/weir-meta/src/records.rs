@@ -14,16 +14,44 @@ pub enum ConfigResource {
     Broker(i32),
 }
 
+/// Where one replica's log ends, as reported by that replica's broker in one incarnation: what
+/// the recovery of a partition with an empty ISR compares (KIP-966's unclean recovery).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+pub struct ReplicaLog {
+    pub broker_id: i32,
+    /// The incarnation that reported: a report from an earlier one says nothing of the log now.
+    pub broker_epoch: i64,
+    /// The leader epoch of the log's last batch (-1 for none).
+    pub last_epoch: i32,
+    pub log_end_offset: i64,
+}
+
+impl ReplicaLog {
+    /// The order of logs for recovery: later epochs first, then longer logs.
+    pub fn rank(&self) -> (i32, i64) {
+        (self.last_epoch, self.log_end_offset)
+    }
+}
+
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 #[serde(tag = "type")]
 pub enum MetadataRecord {
-    /// A broker registered (or re-registered, perhaps with new endpoints). A registered broker is
-    /// live (unfenced) until a [`MetadataRecord::FenceBroker`].
+    /// A broker registered (or re-registered, perhaps with new endpoints). Each start of a broker
+    /// process is a new incarnation with a new, larger `broker_epoch` (KRaft's broker epoch); a
+    /// known broker's new incarnation registers `fenced` and is unfenced by its first heartbeat,
+    /// so it leaves every ISR and leadership in between. Records of logs written before epochs
+    /// existed read as epoch 0, no incarnation, unfenced.
     RegisterBroker {
         broker_id: i32,
         host: String,
         port: i32,
         rack: Option<String>,
+        #[serde(default)]
+        broker_epoch: i64,
+        #[serde(default, skip_serializing_if = "Option::is_none")]
+        incarnation: Option<Uuid>,
+        #[serde(default, skip_serializing_if = "std::ops::Not::not")]
+        fenced: bool,
     },
     /// The broker missed its heartbeats or shut down: it leads nothing and is in no ISR it can
     /// leave, and clients are not told of it.
@@ -40,7 +68,9 @@ pub enum MetadataRecord {
     },
     /// A partition's whole state: written when it is created and on every change of leader or ISR.
     /// `leader` is -1 while no eligible replica is live; `leader_epoch` grows with every change of
-    /// leader.
+    /// leader. An empty `isr` means no replica is known to hold every acknowledged record (the
+    /// last member came back from an unclean shutdown): the partition recovers by electing the
+    /// replica with the longest log once every replica reported its log in `recovery`.
     Partition {
         topic_id: Uuid,
         partition: i32,
@@ -54,6 +84,8 @@ pub enum MetadataRecord {
         adding_replicas: Vec<i32>,
         #[serde(default, skip_serializing_if = "Vec::is_empty")]
         removing_replicas: Vec<i32>,
+        #[serde(default, skip_serializing_if = "Vec::is_empty")]
+        recovery: Vec<ReplicaLog>,
     },
     /// Sets a config (`value: Some`) or removes it back to its default (`None`).
     Config {

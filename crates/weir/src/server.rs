@@ -131,6 +131,11 @@ pub(crate) struct ServerArgs {
     /// live, at the risk of losing records [default: false].
     #[arg(long, env = "WEIR_UNCLEAN_LEADER_ELECTION_ENABLE")]
     unclean_leader_election_enable: Option<bool>,
+    /// log.write.caching: default write.caching of topics. false answers acks=all only once
+    /// every in-sync replica fsynced the records; true once they hold them in memory
+    /// [default: false].
+    #[arg(long, env = "WEIR_LOG_WRITE_CACHING")]
+    log_write_caching: Option<bool>,
 }
 
 /// Settings from the TOML file, as strings by Kafka name.
@@ -302,6 +307,7 @@ const KNOWN_KEYS: &[&str] = &[
     "replica.fetch.wait.max.ms",
     "replica.fetch.max.bytes",
     "unclean.leader.election.enable",
+    "log.write.caching",
     "log.retention.ms",
     "log.retention.hours",
     "log.retention.bytes",
@@ -587,6 +593,9 @@ pub(crate) fn config_from(args: ServerArgs) -> Result<BrokerConfig> {
         "unclean.leader.election.enable",
     )? {
         defaults.insert("unclean.leader.election.enable".to_string(), v.to_string());
+    }
+    if let Some(v) = s.pick::<bool>(args.log_write_caching, "log.write.caching")? {
+        defaults.insert("log.write.caching".to_string(), v.to_string());
     }
     if let Some(t) = s.pick::<String>(
         args.log_message_timestamp_type,

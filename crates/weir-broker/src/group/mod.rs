@@ -16,7 +16,7 @@ use std::time::Duration;
 use bytes::{Bytes, BytesMut};
 use kafka_protocol::error::ResponseError;
 use kafka_protocol::records::{
-    Compression, Record, RecordBatchDecoder, RecordBatchEncoder, RecordEncodeOptions, TimestampType,
+    Compression, Record, RecordBatchEncoder, RecordEncodeOptions, TimestampType,
 };
 use tokio::sync::oneshot;
 use weir_meta::{CreateTopic, MetaError};
@@ -660,15 +660,20 @@ fn load_partition(
                     break;
                 }
                 offset = offset.max(header.last_offset() + 1);
-                let mut batch = bytes.slice(at..at + size);
+                let batch = bytes.slice(at..at + size);
                 at += size;
-                let Ok(set) = RecordBatchDecoder::decode(&mut batch) else {
-                    tracing::error!(
-                        partition = partition.index,
-                        offset = header.base_offset,
-                        "skipping an undecodable batch in {OFFSETS_TOPIC}"
-                    );
-                    continue;
+                let limit = weir_log::decompress::DEFAULT_MAX_DECOMPRESSED_BYTES;
+                let set = match weir_log::decompress::decode_batch(batch, limit) {
+                    Ok(set) => set,
+                    Err(e) => {
+                        tracing::error!(
+                            partition = partition.index,
+                            offset = header.base_offset,
+                            error = %e,
+                            "skipping an undecodable batch in {OFFSETS_TOPIC}"
+                        );
+                        continue;
+                    }
                 };
                 for r in set.records {
                     loaded += 1;

@@ -98,6 +98,8 @@ async fn run_broker(id: i32, client: ControllerClient) {
         host: host(id),
         port: 9092,
         rack: None,
+        incarnation: uuid::Uuid::from_u128(id as u128 + 1),
+        previous_broker_epoch: None,
     };
     let mut registered = false;
     loop {

@@ -230,6 +230,8 @@ fn register(id: i32) -> crate::ControllerOp {
         host: "127.0.0.1".into(),
         port: 9000 + id,
         rack: None,
+        incarnation: uuid::Uuid::from_u128(id as u128 + 1),
+        previous_broker_epoch: None,
     }
 }
 
