@@ -29,6 +29,8 @@ pub struct BrokerConfig {
     pub auto_create_topics_enable: bool,
     /// `socket.request.max.bytes`
     pub socket_request_max_bytes: usize,
+    /// Limits on client connections, with Kafka's names.
+    pub connections: ConnectionConfig,
     /// `log.retention.check.interval.ms`
     pub log_retention_check_interval_ms: u64,
     /// `log.cleaner.backoff.ms`: how often compacted logs are checked for cleaning.
@@ -86,6 +88,7 @@ impl Default for BrokerConfig {
             default_replication_factor: 1,
             auto_create_topics_enable: true,
             socket_request_max_bytes: 104_857_600,
+            connections: ConnectionConfig::default(),
             log_retention_check_interval_ms: 300_000,
             log_cleaner_backoff_ms: 15_000,
             group_initial_rebalance_delay_ms: 3_000,
@@ -182,6 +185,25 @@ impl BrokerConfig {
                 self.log_retention_check_interval_ms.to_string(),
             ),
             (
+                "max.connections".to_string(),
+                self.connections.max_connections.to_string(),
+            ),
+            (
+                "max.connections.per.ip".to_string(),
+                self.connections.max_connections_per_ip.to_string(),
+            ),
+            (
+                "connections.max.idle.ms".to_string(),
+                self.connections.connections_max_idle_ms.to_string(),
+            ),
+            (
+                "queued.max.request.bytes".to_string(),
+                self.connections
+                    .queued_max_request_bytes
+                    .map_or(-1, |n| n as i64)
+                    .to_string(),
+            ),
+            (
                 "replica.lag.time.max.ms".to_string(),
                 self.replica_lag_time_max_ms.to_string(),
             ),
@@ -211,5 +233,30 @@ impl BrokerConfig {
             }
         }
         out
+    }
+}
+
+/// Limits on client connections (Kafka's names and meanings).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct ConnectionConfig {
+    /// `max.connections`: connections open at once; one more is closed as soon as accepted.
+    pub max_connections: usize,
+    /// `max.connections.per.ip`: the same, per client address.
+    pub max_connections_per_ip: usize,
+    /// `connections.max.idle.ms`: a connection with no request for this long is closed.
+    pub connections_max_idle_ms: u64,
+    /// `queued.max.request.bytes`: bytes of requests read and not yet answered, over all
+    /// connections, beyond which no more requests are read (`None`: no limit, Kafka's -1).
+    pub queued_max_request_bytes: Option<usize>,
+}
+
+impl Default for ConnectionConfig {
+    fn default() -> Self {
+        ConnectionConfig {
+            max_connections: i32::MAX as usize,
+            max_connections_per_ip: i32::MAX as usize,
+            connections_max_idle_ms: 600_000,
+            queued_max_request_bytes: None,
+        }
     }
 }

@@ -377,13 +377,7 @@ async fn sync_copied(me: i32, partitions: &[&Arc<Partition>]) {
     if unsynced.is_empty() {
         return;
     }
-    let synced = tokio::task::spawn_blocking(move || {
-        for p in &unsynced {
-            if let Err(e) = p.sync_log(me) {
-                tracing::error!(topic = %p.topic, partition = p.index, error = %e, "fsync of a follower log failed");
-            }
-        }
-    });
+    let synced = tokio::task::spawn_blocking(move || crate::flusher::sync_all(me, &unsynced));
     if let Err(e) = synced.await {
         tracing::error!(error = %e, "follower fsync task failed");
     }

@@ -100,16 +100,31 @@ impl FlushQueue {
     }
 }
 
-/// One round of group commit: one fsync per partition. Returns whether a high watermark moved.
-fn sync_all(me: i32, partitions: &[Arc<Partition>]) -> bool {
-    let mut moved = false;
-    for p in partitions {
-        match p.sync_log(me) {
-            Ok(m) => moved |= m,
-            Err(e) => {
-                tracing::error!(topic = %p.topic, partition = p.index, error = %e, "fsync of the log failed")
-            }
+/// Partitions fsynced at once in one round: devices serve concurrent flushes better than a
+/// queue of them, and each waits on the disk, not the CPU.
+const PARALLEL_FSYNCS: usize = 4;
+
+/// One round of group commit: one fsync per partition, up to [`PARALLEL_FSYNCS`] at a time.
+/// Returns whether a high watermark moved.
+pub(crate) fn sync_all(me: i32, partitions: &[Arc<Partition>]) -> bool {
+    let sync = |p: &Arc<Partition>| match p.sync_log(me) {
+        Ok(moved) => moved,
+        Err(e) => {
+            tracing::error!(topic = %p.topic, partition = p.index, error = %e, "fsync of the log failed");
+            false
         }
+    };
+    if partitions.len() <= 1 {
+        return partitions.iter().any(sync);
     }
-    moved
+    let per_thread = partitions.len().div_ceil(PARALLEL_FSYNCS);
+    std::thread::scope(|scope| {
+        let workers: Vec<_> = partitions
+            .chunks(per_thread)
+            .map(|chunk| scope.spawn(move || chunk.iter().fold(false, |m, p| sync(p) | m)))
+            .collect();
+        workers
+            .into_iter()
+            .fold(false, |moved, w| w.join().unwrap_or(false) | moved)
+    })
 }

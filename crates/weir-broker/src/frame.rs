@@ -3,10 +3,10 @@
 //! A frame is read into memory only as its bytes arrive, never allocated up front from the size
 //! field, and a size above `socket.request.max.bytes` closes the connection, as Kafka does.
 
-use bytes::{BufMut, Bytes, BytesMut};
+use bytes::{Buf, BufMut, Bytes, BytesMut};
 use kafka_protocol::messages::{ApiKey, RequestHeader, ResponseKind};
 use kafka_protocol::protocol::Decodable;
-use tokio::io::AsyncReadExt;
+use tokio::io::{AsyncRead, AsyncReadExt};
 use weir_log::FileSlice;
 
 /// Why a connection is closed instead of answered.
@@ -30,37 +30,74 @@ pub(crate) enum FrameError {
     },
 }
 
-/// Reads one size-prefixed frame. Returns `Closed` on a clean end of stream between frames.
-pub(crate) async fn read_frame<R: AsyncReadExt + Unpin>(
-    reader: &mut R,
+/// Reads size-prefixed frames from one connection. A frame is read into memory only as its
+/// bytes arrive (64 KiB at a time), never allocated up front from the size field.
+/// [`FrameReader::next`] is cancel-safe: what was read before a cancellation stays here, so the
+/// connection can wait for a frame and for answers at once.
+#[derive(Debug)]
+pub(crate) struct FrameReader {
+    buf: BytesMut,
     max: usize,
-) -> Result<Bytes, FrameError> {
-    let mut size_buf = [0u8; 4];
-    match reader.read_exact(&mut size_buf).await {
-        Ok(_) => {}
-        Err(e) if e.kind() == std::io::ErrorKind::UnexpectedEof => return Err(FrameError::Closed),
-        Err(e) => return Err(e.into()),
-    }
-    let size = i32::from_be_bytes(size_buf);
-    if size < 0 || size as usize > max {
-        return Err(FrameError::TooLarge {
-            size: i64::from(size),
+}
+
+impl FrameReader {
+    /// A reader refusing frames above `max` bytes (`socket.request.max.bytes`).
+    pub(crate) fn new(max: usize) -> FrameReader {
+        FrameReader {
+            buf: BytesMut::new(),
             max,
-        });
-    }
-    let size = size as usize;
-    // Grow with the bytes actually received, 64 KiB at a time.
-    let mut buf = BytesMut::with_capacity(size.min(64 * 1024));
-    while buf.len() < size {
-        let want = (size - buf.len()).min(64 * 1024);
-        buf.reserve(want);
-        let mut limited = (&mut *reader).take(want as u64);
-        let n = limited.read_buf(&mut buf).await?;
-        if n == 0 {
-            return Err(FrameError::Io(std::io::ErrorKind::UnexpectedEof.into()));
         }
     }
-    Ok(buf.freeze())
+
+    /// The next frame. `Closed` on a clean end of stream between frames.
+    pub(crate) async fn next<R: AsyncRead + Unpin>(
+        &mut self,
+        reader: &mut R,
+    ) -> Result<Bytes, FrameError> {
+        loop {
+            if let Some(frame) = self.take()? {
+                return Ok(frame);
+            }
+            let want = match self.frame_size()? {
+                Some(size) => (size + 4 - self.buf.len()).min(64 * 1024),
+                None => 4 - self.buf.len(),
+            };
+            self.buf.reserve(want);
+            if reader.read_buf(&mut self.buf).await? == 0 {
+                return Err(if self.buf.is_empty() {
+                    FrameError::Closed
+                } else {
+                    FrameError::Io(std::io::ErrorKind::UnexpectedEof.into())
+                });
+            }
+        }
+    }
+
+    /// The size of the frame being read, once its prefix is in.
+    fn frame_size(&self) -> Result<Option<usize>, FrameError> {
+        let Some(prefix) = self.buf.get(..4) else {
+            return Ok(None);
+        };
+        let size = i32::from_be_bytes([prefix[0], prefix[1], prefix[2], prefix[3]]);
+        if size < 0 || size as usize > self.max {
+            return Err(FrameError::TooLarge {
+                size: i64::from(size),
+                max: self.max,
+            });
+        }
+        Ok(Some(size as usize))
+    }
+
+    /// A whole frame, if one is in.
+    fn take(&mut self) -> Result<Option<Bytes>, FrameError> {
+        match self.frame_size()? {
+            Some(size) if self.buf.len() >= size + 4 => {
+                self.buf.advance(4);
+                Ok(Some(self.buf.split_to(size).freeze()))
+            }
+            _ => Ok(None),
+        }
+    }
 }
 
 /// A decoded request header and the API it names; `body` holds the rest of the frame.
@@ -148,4 +185,52 @@ pub(crate) fn encode_response(
     head[..4].copy_from_slice(&size.to_be_bytes());
     chunks.insert(0, Chunk::Bytes(head.freeze()));
     Ok(chunks)
+}
+
+#[cfg(test)]
+mod reader_tests {
+    use super::*;
+    use std::time::Duration;
+    use tokio::io::AsyncWriteExt;
+
+    fn framed(body: &[u8]) -> Vec<u8> {
+        let mut out = (body.len() as i32).to_be_bytes().to_vec();
+        out.extend_from_slice(body);
+        out
+    }
+
+    #[tokio::test]
+    async fn frames_survive_cancellation_and_split_reads() {
+        let (mut client, mut server) = tokio::io::duplex(1 << 16);
+        let mut reader = FrameReader::new(1024);
+        let first = framed(b"hello, weir");
+        client.write_all(&first[..6]).await.unwrap();
+        // Cancelled halfway through a frame: nothing read so far is lost.
+        let waited = tokio::time::timeout(Duration::from_millis(50), reader.next(&mut server));
+        assert!(waited.await.is_err());
+        let mut rest = first[6..].to_vec();
+        rest.extend(framed(b"second"));
+        client.write_all(&rest).await.unwrap();
+        assert_eq!(&reader.next(&mut server).await.unwrap()[..], b"hello, weir");
+        assert_eq!(&reader.next(&mut server).await.unwrap()[..], b"second");
+        // A size above the limit is refused before anything is allocated for it.
+        client.write_all(&4096i32.to_be_bytes()).await.unwrap();
+        assert!(matches!(
+            reader.next(&mut server).await,
+            Err(FrameError::TooLarge { size: 4096, .. })
+        ));
+    }
+
+    #[tokio::test]
+    async fn the_end_of_the_stream_between_frames_is_a_clean_close() {
+        let (mut client, mut server) = tokio::io::duplex(1024);
+        let mut reader = FrameReader::new(1024);
+        client.write_all(&framed(b"x")).await.unwrap();
+        drop(client);
+        assert_eq!(&reader.next(&mut server).await.unwrap()[..], b"x");
+        assert!(matches!(
+            reader.next(&mut server).await,
+            Err(FrameError::Closed)
+        ));
+    }
 }

@@ -12,6 +12,7 @@
 pub mod apis;
 mod broker;
 pub mod config;
+mod connection;
 pub mod errors;
 mod fetcher;
 mod flusher;

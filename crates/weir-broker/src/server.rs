@@ -1,24 +1,18 @@
-//! Listener and connections.
-//!
-//! Each connection reads one request at a time and answers it before reading the next, so
-//! pipelined requests are answered in order (Kafka mutes a channel the same way). A frame that
-//! cannot be parsed closes only its own connection, with one log line.
+//! The listener, the accept loop and the broker's housekeeping; each connection is served by
+//! `connection.rs`. A frame that cannot be parsed closes only its own connection, with one log
+//! line.
 
 use std::net::SocketAddr;
-use std::os::fd::AsFd;
 use std::sync::Arc;
 use std::time::Duration;
 
-use kafka_protocol::messages::ApiKey;
-use tokio::io::{AsyncWriteExt, Interest};
-use tokio::net::{TcpListener, TcpStream};
+use tokio::net::TcpListener;
 use tokio::sync::watch;
 use tokio::task::JoinSet;
 
-use crate::apis;
 use crate::broker::{Broker, StartError};
 use crate::config::BrokerConfig;
-use crate::frame::{self, Chunk, FrameError};
+use crate::connection::{self, ConnectionLimits};
 
 /// A running broker: its address, and the way to stop it.
 #[derive(Debug)]
@@ -90,12 +84,22 @@ async fn accept_loop(
     mut shutdown: watch::Receiver<bool>,
 ) {
     let mut connections = JoinSet::new();
+    let limits = ConnectionLimits::new(broker.config.connections.clone());
     loop {
         tokio::select! {
             accepted = listener.accept() => match accepted {
                 Ok((stream, peer)) => {
+                    // Beyond max.connections (per IP): closed as soon as accepted.
+                    let Some(slot) = limits.admit(peer) else { continue };
                     let _ = stream.set_nodelay(true);
-                    connections.spawn(connection(stream, peer, broker.clone(), shutdown.clone()));
+                    connections.spawn(connection::serve(
+                        stream,
+                        peer,
+                        broker.clone(),
+                        limits.clone(),
+                        slot,
+                        shutdown.clone(),
+                    ));
                 }
                 Err(e) => {
                     tracing::warn!(error = %e, "accept failed");
@@ -137,101 +141,4 @@ async fn housekeeping(broker: Arc<Broker>, mut shutdown: watch::Receiver<bool>) 
             _ = shutdown.changed() => break,
         }
     }
-}
-
-async fn connection(
-    mut stream: TcpStream,
-    peer: SocketAddr,
-    broker: Arc<Broker>,
-    mut shutdown: watch::Receiver<bool>,
-) {
-    let max = broker.config.socket_request_max_bytes;
-    loop {
-        let frame = tokio::select! {
-            frame = frame::read_frame(&mut stream, max) => frame,
-            _ = shutdown.changed() => return,
-        };
-        let request = match frame.and_then(frame::parse_request) {
-            Ok(request) => request,
-            Err(FrameError::Closed) => return,
-            Err(e) => {
-                tracing::warn!(%peer, error = %e, "closing connection");
-                return;
-            }
-        };
-        let api = request.api;
-        let version = request.header.request_api_version;
-        let correlation_id = request.header.correlation_id;
-        let body = tokio::select! {
-            body = apis::dispatch(&broker, request, peer) => body,
-            _ = shutdown.changed() => return,
-        };
-        let body = match body {
-            Ok(Some(body)) => body,
-            Ok(None) => continue, // acks=0: no answer
-            Err(e) => {
-                tracing::warn!(%peer, ?api, version, error = %e, "closing connection");
-                return;
-            }
-        };
-        // An ApiVersions request of a version we do not know is answered in v0 (KIP-511).
-        let unsupported = apis::spec(api).is_none_or(|s| version > s.max);
-        let version = if api == ApiKey::ApiVersions && unsupported {
-            0
-        } else {
-            version
-        };
-        let chunks = match frame::encode_response(api, version, correlation_id, body) {
-            Ok(chunks) => chunks,
-            Err(e) => {
-                tracing::error!(%peer, error = %e, "cannot encode a response; closing connection");
-                return;
-            }
-        };
-        if let Err(e) = write_chunks(&mut stream, &chunks).await {
-            tracing::debug!(%peer, error = %e, "write failed; closing connection");
-            return;
-        }
-    }
-}
-
-async fn write_chunks(stream: &mut TcpStream, chunks: &[Chunk]) -> std::io::Result<()> {
-    for chunk in chunks {
-        match chunk {
-            Chunk::Bytes(bytes) => stream.write_all(bytes).await?,
-            Chunk::File(slice) => send_file(stream, slice).await?,
-        }
-    }
-    Ok(())
-}
-
-/// Sends a range of a segment file to the socket with sendfile(2): the bytes never enter user space.
-async fn send_file(stream: &TcpStream, slice: &weir_log::FileSlice) -> std::io::Result<()> {
-    let mut offset = slice.position;
-    let end = slice.position + slice.len;
-    while offset < end {
-        stream.writable().await?;
-        let remaining = (end - offset) as usize;
-        let sent = stream.try_io(Interest::WRITABLE, || {
-            rustix::fs::sendfile(
-                stream.as_fd(),
-                slice.file.as_fd(),
-                Some(&mut offset),
-                remaining,
-            )
-            .map_err(std::io::Error::from)
-        });
-        match sent {
-            Ok(0) => {
-                return Err(std::io::Error::new(
-                    std::io::ErrorKind::UnexpectedEof,
-                    "segment file ended before the promised bytes were sent",
-                ))
-            }
-            Ok(_) => {}
-            Err(e) if e.kind() == std::io::ErrorKind::WouldBlock => {}
-            Err(e) => return Err(e),
-        }
-    }
-    Ok(())
 }

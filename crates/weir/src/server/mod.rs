@@ -5,12 +5,19 @@
 //! (`"node.id" = 0`).
 
 use std::collections::BTreeMap;
-use std::net::{SocketAddr, ToSocketAddrs};
+use std::net::ToSocketAddrs;
 use std::path::PathBuf;
 
 use anyhow::{anyhow, bail, Context, Result};
 use clap::Args;
 use weir_broker::BrokerConfig;
+
+mod settings;
+
+use settings::{
+    is_controller_listener, parse_controller_listener, parse_listener, parse_roles, parse_voters,
+    read_file, Roles, Settings, KNOWN_KEYS,
+};
 
 #[derive(Debug, Args)]
 #[command(
@@ -136,197 +143,25 @@ pub(crate) struct ServerArgs {
     /// [default: false].
     #[arg(long, env = "WEIR_LOG_WRITE_CACHING")]
     log_write_caching: Option<bool>,
+    /// max.connections: client connections open at once; more are closed when accepted
+    /// [default: 2147483647].
+    #[arg(long, env = "WEIR_MAX_CONNECTIONS")]
+    max_connections: Option<usize>,
+    /// max.connections.per.ip: the same, per client address [default: 2147483647].
+    #[arg(long, env = "WEIR_MAX_CONNECTIONS_PER_IP")]
+    max_connections_per_ip: Option<usize>,
+    /// connections.max.idle.ms: close connections idle this long [default: 600000].
+    #[arg(long, env = "WEIR_CONNECTIONS_MAX_IDLE_MS")]
+    connections_max_idle_ms: Option<u64>,
+    /// queued.max.request.bytes: bytes of requests read and not yet answered beyond which no
+    /// more are read, -1 for no limit [default: -1].
+    #[arg(
+        long,
+        env = "WEIR_QUEUED_MAX_REQUEST_BYTES",
+        allow_negative_numbers = true
+    )]
+    queued_max_request_bytes: Option<i64>,
 }
-
-/// Settings from the TOML file, as strings by Kafka name.
-fn read_file(path: &PathBuf) -> Result<BTreeMap<String, String>> {
-    let text = std::fs::read_to_string(path)
-        .with_context(|| format!("cannot read config file {}", path.display()))?;
-    let table: toml::Table = text
-        .parse()
-        .with_context(|| format!("config file {} is not valid TOML", path.display()))?;
-    let mut out = BTreeMap::new();
-    for (key, value) in table {
-        let value = match value {
-            toml::Value::String(s) => s,
-            toml::Value::Integer(i) => i.to_string(),
-            toml::Value::Boolean(b) => b.to_string(),
-            toml::Value::Float(f) => f.to_string(),
-            other => bail!(
-                "config file {}: '{key}' has an unsupported value {other}",
-                path.display()
-            ),
-        };
-        out.insert(key, value);
-    }
-    Ok(out)
-}
-
-/// Parses `PLAINTEXT://host:port` (or a bare `host:port`) out of a listener list, skipping a
-/// `CONTROLLER://` entry.
-fn parse_listener(s: &str) -> Result<(String, u16)> {
-    let first = s
-        .split(',')
-        .map(str::trim)
-        .find(|l| !is_controller_listener(l))
-        .ok_or_else(|| anyhow!("listeners '{s}' has no PLAINTEXT listener"))?;
-    let addr = match first.split_once("://") {
-        Some((proto, rest)) => {
-            if !proto.eq_ignore_ascii_case("PLAINTEXT") {
-                bail!("listener '{first}': only PLAINTEXT is supported so far");
-            }
-            rest
-        }
-        None => first,
-    };
-    split_host_port(first, addr)
-}
-
-fn is_controller_listener(l: &str) -> bool {
-    l.split_once("://")
-        .is_some_and(|(proto, _)| proto.eq_ignore_ascii_case("CONTROLLER"))
-}
-
-/// The `CONTROLLER://host:port` entry of a listener list, if there is one.
-fn parse_controller_listener(s: &str) -> Result<Option<SocketAddr>> {
-    let Some(entry) = s
-        .split(',')
-        .map(str::trim)
-        .find(|l| is_controller_listener(l))
-    else {
-        return Ok(None);
-    };
-    let addr = entry.split_once("://").map_or(entry, |(_, a)| a);
-    let (host, port) = split_host_port(entry, addr)?;
-    resolve(&host, port).map(Some)
-}
-
-fn resolve(host: &str, port: u16) -> Result<SocketAddr> {
-    (host, port)
-        .to_socket_addrs()
-        .with_context(|| format!("cannot resolve host '{host}'"))?
-        .next()
-        .ok_or_else(|| anyhow!("host '{host}' has no address"))
-}
-
-/// This node's `process.roles`.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub(crate) struct Roles {
-    pub broker: bool,
-    pub controller: bool,
-}
-
-/// Parses `process.roles`: `broker`, `controller`, or both, comma-separated.
-fn parse_roles(s: &str) -> Result<Roles> {
-    let mut roles = Roles {
-        broker: false,
-        controller: false,
-    };
-    for role in s.split(',').map(str::trim) {
-        match role.to_ascii_lowercase().as_str() {
-            "broker" => roles.broker = true,
-            "controller" => roles.controller = true,
-            other => bail!("process.roles: unknown role '{other}' (broker, controller or both)"),
-        }
-    }
-    Ok(roles)
-}
-
-/// Parses `controller.quorum.voters`: `ID@HOST:PORT` entries separated by commas.
-fn parse_voters(s: &str) -> Result<BTreeMap<u64, String>> {
-    let mut out = BTreeMap::new();
-    for entry in s.split(',').map(str::trim).filter(|e| !e.is_empty()) {
-        let (id, addr) = entry
-            .split_once('@')
-            .ok_or_else(|| anyhow!("controller.quorum.voters: '{entry}' is not ID@HOST:PORT"))?;
-        let id: u64 = id
-            .parse()
-            .map_err(|_| anyhow!("controller.quorum.voters: '{entry}' has a bad id"))?;
-        let (host, port) = split_host_port(entry, addr)?;
-        let addr = resolve(&host, port)?;
-        if out.insert(id, addr.to_string()).is_some() {
-            bail!("controller.quorum.voters: voter {id} is listed twice");
-        }
-    }
-    if out.is_empty() {
-        bail!("controller.quorum.voters is empty");
-    }
-    Ok(out)
-}
-
-fn split_host_port(whole: &str, addr: &str) -> Result<(String, u16)> {
-    let (host, port) = addr
-        .rsplit_once(':')
-        .ok_or_else(|| anyhow!("'{whole}' has no port"))?;
-    let port: u16 = port
-        .parse()
-        .map_err(|_| anyhow!("'{whole}' has a bad port"))?;
-    let host = host.trim_start_matches('[').trim_end_matches(']');
-    let host = if host.is_empty() { "0.0.0.0" } else { host };
-    Ok((host.to_string(), port))
-}
-
-struct Settings {
-    file: BTreeMap<String, String>,
-}
-
-impl Settings {
-    /// The flag or variable if given, else the file's value, parsed.
-    fn pick<T: std::str::FromStr>(&self, given: Option<T>, name: &str) -> Result<Option<T>> {
-        if given.is_some() {
-            return Ok(given);
-        }
-        match self.file.get(name) {
-            None => Ok(None),
-            Some(v) => v
-                .parse()
-                .map(Some)
-                .map_err(|_| anyhow!("config file: '{name}' has a bad value '{v}'")),
-        }
-    }
-}
-
-const KNOWN_KEYS: &[&str] = &[
-    "node.id",
-    "broker.id",
-    "listeners",
-    "advertised.listeners",
-    "log.dirs",
-    "log.dir",
-    "num.partitions",
-    "default.replication.factor",
-    "auto.create.topics.enable",
-    "socket.request.max.bytes",
-    "log.retention.check.interval.ms",
-    "broker.rack",
-    "controller.quorum.voters",
-    "process.roles",
-    "broker.heartbeat.interval.ms",
-    "broker.session.timeout.ms",
-    "replica.lag.time.max.ms",
-    "replica.fetch.wait.max.ms",
-    "replica.fetch.max.bytes",
-    "unclean.leader.election.enable",
-    "log.write.caching",
-    "log.retention.ms",
-    "log.retention.hours",
-    "log.retention.bytes",
-    "log.segment.bytes",
-    "log.roll.ms",
-    "message.max.bytes",
-    "log.flush.interval.messages",
-    "log.flush.interval.ms",
-    "log.cleanup.policy",
-    "min.insync.replicas",
-    "log.message.timestamp.type",
-    "log.cleaner.backoff.ms",
-    "group.initial.rebalance.delay.ms",
-    "group.min.session.timeout.ms",
-    "group.max.session.timeout.ms",
-    "offsets.topic.num.partitions",
-    "offsets.topic.replication.factor",
-    "offsets.retention.minutes",
-];
 
 pub(crate) fn config_from(args: ServerArgs) -> Result<BrokerConfig> {
     let file = match &args.config {
@@ -400,6 +235,28 @@ pub(crate) fn config_from(args: ServerArgs) -> Result<BrokerConfig> {
             );
         }
         config.socket_request_max_bytes = n;
+    }
+    if let Some(n) = s.pick(args.max_connections, "max.connections")? {
+        if n == 0 {
+            bail!("max.connections must be at least 1");
+        }
+        config.connections.max_connections = n;
+    }
+    if let Some(n) = s.pick(args.max_connections_per_ip, "max.connections.per.ip")? {
+        if n == 0 {
+            bail!("max.connections.per.ip must be at least 1");
+        }
+        config.connections.max_connections_per_ip = n;
+    }
+    if let Some(n) = s.pick(args.connections_max_idle_ms, "connections.max.idle.ms")? {
+        config.connections.connections_max_idle_ms = n;
+    }
+    if let Some(n) = s.pick::<i64>(args.queued_max_request_bytes, "queued.max.request.bytes")? {
+        config.connections.queued_max_request_bytes = match n {
+            -1 => None,
+            n if n > 0 => Some(n as usize),
+            n => bail!("queued.max.request.bytes must be -1 or positive, not {n}"),
+        };
     }
     if let Some(n) = s.pick(
         args.log_retention_check_interval_ms,

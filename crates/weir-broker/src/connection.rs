@@ -1,0 +1,382 @@
+//! One client connection: frames in, answers out, in the order the requests came.
+//!
+//! Produce requests are pipelined: each is dispatched as soon as it is read (its appends run at
+//! once, in arrival order: everything a produce does before its first await runs in the first
+//! poll), and its answer, which may wait for replication and fsync, is queued. The connection
+//! keeps reading the next produce requests meanwhile, up to [`MAX_PIPELINED`], so one producer's
+//! requests share a group commit instead of each waiting out its own. Any other request waits
+//! until every earlier answer is out, then runs alone, as Kafka mutes a channel. Answers are
+//! written strictly in request order.
+//!
+//! Limits, with Kafka's meanings: `max.connections` and `max.connections.per.ip` (a connection
+//! beyond them is closed as soon as it is accepted, and logged at most once a second),
+//! `connections.max.idle.ms` (a connection with nothing in flight and no request for that long
+//! is closed), and `queued.max.request.bytes` (no connection reads a new request while the
+//! requests read and not yet answered, over the whole broker, hold that many bytes).
+
+use std::collections::{HashMap, VecDeque};
+use std::future::Future;
+use std::net::{IpAddr, SocketAddr};
+use std::os::fd::AsFd;
+use std::pin::Pin;
+use std::sync::atomic::{AtomicUsize, Ordering};
+use std::sync::{Arc, Mutex};
+use std::task::Poll;
+use std::time::{Duration, Instant};
+
+use kafka_protocol::messages::ApiKey;
+use tokio::io::{AsyncWriteExt, Interest};
+use tokio::net::tcp::OwnedWriteHalf;
+use tokio::net::TcpStream;
+use tokio::sync::{watch, Notify};
+
+use crate::apis::{self, DispatchError};
+use crate::broker::Broker;
+use crate::config::ConnectionConfig;
+use crate::frame::{self, Body, Chunk, FrameError, FrameReader};
+
+/// Produce requests one connection may have read and not yet answered.
+pub(crate) const MAX_PIPELINED: usize = 8;
+
+/// The connections open now, by client address, against `max.connections` and
+/// `max.connections.per.ip`.
+#[derive(Debug)]
+pub(crate) struct ConnectionLimits {
+    config: ConnectionConfig,
+    open: Mutex<HashMap<IpAddr, usize>>,
+    total: AtomicUsize,
+    last_warning: Mutex<Option<Instant>>,
+    /// Bytes of requests read and not yet answered, over every connection.
+    queued: AtomicUsize,
+    answered: Notify,
+}
+
+/// A connection's place under the limits, given back when the connection ends.
+#[derive(Debug)]
+pub(crate) struct Slot {
+    limits: Arc<ConnectionLimits>,
+    ip: IpAddr,
+}
+
+impl Drop for Slot {
+    fn drop(&mut self) {
+        let mut open = self.limits.lock_open();
+        if let Some(n) = open.get_mut(&self.ip) {
+            *n -= 1;
+            if *n == 0 {
+                open.remove(&self.ip);
+            }
+        }
+        self.limits.total.fetch_sub(1, Ordering::AcqRel);
+    }
+}
+
+/// Bytes of one request counted against `queued.max.request.bytes` until it is answered.
+#[derive(Debug)]
+struct Queued {
+    limits: Arc<ConnectionLimits>,
+    bytes: usize,
+}
+
+impl Drop for Queued {
+    fn drop(&mut self) {
+        self.limits.queued.fetch_sub(self.bytes, Ordering::AcqRel);
+        self.limits.answered.notify_waiters();
+    }
+}
+
+impl ConnectionLimits {
+    pub(crate) fn new(config: ConnectionConfig) -> Arc<ConnectionLimits> {
+        Arc::new(ConnectionLimits {
+            config,
+            open: Mutex::new(HashMap::new()),
+            total: AtomicUsize::new(0),
+            last_warning: Mutex::new(None),
+            queued: AtomicUsize::new(0),
+            answered: Notify::new(),
+        })
+    }
+
+    fn lock_open(&self) -> std::sync::MutexGuard<'_, HashMap<IpAddr, usize>> {
+        self.open.lock().unwrap_or_else(|p| p.into_inner())
+    }
+
+    /// A slot for a new connection from `ip`, or `None` when a limit is reached (the refusal is
+    /// logged at most once a second).
+    pub(crate) fn admit(self: &Arc<Self>, peer: SocketAddr) -> Option<Slot> {
+        let ip = peer.ip();
+        let mut open = self.lock_open();
+        let from_ip = open.get(&ip).copied().unwrap_or(0);
+        let total = self.total.load(Ordering::Acquire);
+        let refused = if total >= self.config.max_connections {
+            Some(("max.connections", self.config.max_connections))
+        } else if from_ip >= self.config.max_connections_per_ip {
+            Some(("max.connections.per.ip", self.config.max_connections_per_ip))
+        } else {
+            None
+        };
+        if let Some((limit, value)) = refused {
+            drop(open);
+            self.warn_refused(peer, limit, value);
+            return None;
+        }
+        open.insert(ip, from_ip + 1);
+        self.total.fetch_add(1, Ordering::AcqRel);
+        Some(Slot {
+            limits: self.clone(),
+            ip,
+        })
+    }
+
+    fn warn_refused(&self, peer: SocketAddr, limit: &str, value: usize) {
+        let mut last = self.last_warning.lock().unwrap_or_else(|p| p.into_inner());
+        let now = Instant::now();
+        if last.is_none_or(|t| now.duration_since(t) >= Duration::from_secs(1)) {
+            *last = Some(now);
+            tracing::warn!(%peer, "refusing a connection: {limit} ({value}) reached");
+        }
+    }
+
+    /// Waits until the requests read and not yet answered hold fewer bytes than
+    /// `queued.max.request.bytes`.
+    async fn room_for_requests(&self) {
+        let Some(limit) = self.config.queued_max_request_bytes else {
+            return;
+        };
+        loop {
+            let answered = self.answered.notified();
+            if self.queued.load(Ordering::Acquire) < limit {
+                return;
+            }
+            answered.await;
+        }
+    }
+
+    fn queue(self: &Arc<Self>, bytes: usize) -> Queued {
+        self.queued.fetch_add(bytes, Ordering::AcqRel);
+        Queued {
+            limits: self.clone(),
+            bytes,
+        }
+    }
+}
+
+type Answer<'a> = Pin<Box<dyn Future<Output = Result<Option<Body>, DispatchError>> + Send + 'a>>;
+
+/// A request read and dispatched, whose answer is not written yet.
+struct InFlight<'a> {
+    api: ApiKey,
+    version: i16,
+    correlation_id: i32,
+    answer: Answer<'a>,
+    _queued: Queued,
+}
+
+/// Serves one connection until the client leaves, a frame is malformed, it idles too long, or
+/// the broker shuts down.
+pub(crate) async fn serve(
+    stream: TcpStream,
+    peer: SocketAddr,
+    broker: Arc<Broker>,
+    limits: Arc<ConnectionLimits>,
+    _slot: Slot,
+    mut shutdown: watch::Receiver<bool>,
+) {
+    let (mut read, mut write) = stream.into_split();
+    let mut reader = FrameReader::new(broker.config.socket_request_max_bytes);
+    let idle = Duration::from_millis(limits.config.connections_max_idle_ms.max(1));
+    let mut in_flight: VecDeque<InFlight<'_>> = VecDeque::new();
+    // A request other than Produce, read while answers were still in flight: it runs once they
+    // are out.
+    let mut held: Option<(frame::RequestFrame, Queued)> = None;
+    let mut last_request = tokio::time::Instant::now();
+    loop {
+        if held.is_some() && in_flight.is_empty() {
+            let Some((request, queued)) = held.take() else {
+                continue;
+            };
+            let mut entry = dispatch(&broker, request, peer, queued);
+            let result = (&mut entry.answer).await;
+            if !answer(&mut write, peer, entry, result).await {
+                return;
+            }
+            continue;
+        }
+        let can_read = held.is_none() && in_flight.len() < MAX_PIPELINED;
+        tokio::select! {
+            _ = shutdown.changed() => return,
+            result = head(&mut in_flight), if !in_flight.is_empty() => {
+                let Some(entry) = in_flight.pop_front() else { continue };
+                if !answer(&mut write, peer, entry, result).await {
+                    return;
+                }
+            }
+            frame = async {
+                limits.room_for_requests().await;
+                reader.next(&mut read).await
+            }, if can_read => {
+                let request = match frame.and_then(frame::parse_request) {
+                    Ok(request) => request,
+                    Err(FrameError::Closed) => return,
+                    Err(e) => {
+                        tracing::warn!(%peer, error = %e, "closing connection");
+                        return;
+                    }
+                };
+                last_request = tokio::time::Instant::now();
+                let queued = limits.queue(request.body.len());
+                if request.api != ApiKey::Produce && !in_flight.is_empty() {
+                    held = Some((request, queued));
+                    continue;
+                }
+                let mut entry = dispatch(&broker, request, peer, queued);
+                // The first poll runs the produce's appends now, in arrival order.
+                match poll_once(&mut entry.answer).await {
+                    Poll::Ready(result) if in_flight.is_empty() => {
+                        if !answer(&mut write, peer, entry, result).await {
+                            return;
+                        }
+                    }
+                    Poll::Ready(result) => {
+                        entry.answer = Box::pin(std::future::ready(result));
+                        in_flight.push_back(entry);
+                    }
+                    Poll::Pending => in_flight.push_back(entry),
+                }
+            }
+            _ = tokio::time::sleep_until(last_request + idle), if in_flight.is_empty() && held.is_none() => {
+                tracing::debug!(%peer, "closing a connection idle for connections.max.idle.ms");
+                return;
+            }
+        }
+    }
+}
+
+fn dispatch<'a>(
+    broker: &'a Arc<Broker>,
+    request: frame::RequestFrame,
+    peer: SocketAddr,
+    queued: Queued,
+) -> InFlight<'a> {
+    InFlight {
+        api: request.api,
+        version: request.header.request_api_version,
+        correlation_id: request.header.correlation_id,
+        answer: Box::pin(apis::dispatch(broker, request, peer)),
+        _queued: queued,
+    }
+}
+
+/// Polls a future once, with this task's waker.
+async fn poll_once<F: Future + Unpin>(future: &mut F) -> Poll<F::Output> {
+    std::future::poll_fn(|cx| Poll::Ready(Pin::new(&mut *future).poll(cx))).await
+}
+
+/// The answer of the oldest request in flight.
+async fn head(in_flight: &mut VecDeque<InFlight<'_>>) -> Result<Option<Body>, DispatchError> {
+    match in_flight.front_mut() {
+        Some(entry) => (&mut entry.answer).await,
+        None => std::future::pending().await,
+    }
+}
+
+/// Writes one request's answer; returns whether the connection stays open.
+async fn answer(
+    write: &mut OwnedWriteHalf,
+    peer: SocketAddr,
+    entry: InFlight<'_>,
+    result: Result<Option<Body>, DispatchError>,
+) -> bool {
+    let (api, version) = (entry.api, entry.version);
+    let body = match result {
+        Ok(Some(body)) => body,
+        Ok(None) => return true, // acks=0: no answer
+        Err(e) => {
+            tracing::warn!(%peer, ?api, version, error = %e, "closing connection");
+            return false;
+        }
+    };
+    // An ApiVersions request of a version we do not know is answered in v0 (KIP-511).
+    let unsupported = apis::spec(api).is_none_or(|s| version > s.max);
+    let version = if api == ApiKey::ApiVersions && unsupported {
+        0
+    } else {
+        version
+    };
+    let chunks = match frame::encode_response(api, version, entry.correlation_id, body) {
+        Ok(chunks) => chunks,
+        Err(e) => {
+            tracing::error!(%peer, error = %e, "cannot encode a response; closing connection");
+            return false;
+        }
+    };
+    if let Err(e) = write_chunks(write, &chunks).await {
+        tracing::debug!(%peer, error = %e, "write failed; closing connection");
+        return false;
+    }
+    true
+}
+
+async fn write_chunks(stream: &mut OwnedWriteHalf, chunks: &[Chunk]) -> std::io::Result<()> {
+    for chunk in chunks {
+        match chunk {
+            Chunk::Bytes(bytes) => stream.write_all(bytes).await?,
+            Chunk::File(slice) => send_file(stream.as_ref(), slice).await?,
+        }
+    }
+    Ok(())
+}
+
+/// Sends a range of a segment file to the socket with sendfile(2): the bytes never enter user space.
+async fn send_file(stream: &TcpStream, slice: &weir_log::FileSlice) -> std::io::Result<()> {
+    let mut offset = slice.position;
+    let end = slice.position + slice.len;
+    while offset < end {
+        stream.writable().await?;
+        let remaining = (end - offset) as usize;
+        let sent = stream.try_io(Interest::WRITABLE, || {
+            rustix::fs::sendfile(
+                stream.as_fd(),
+                slice.file.as_fd(),
+                Some(&mut offset),
+                remaining,
+            )
+            .map_err(std::io::Error::from)
+        });
+        match sent {
+            Ok(0) => {
+                return Err(std::io::Error::new(
+                    std::io::ErrorKind::UnexpectedEof,
+                    "segment file ended before the promised bytes were sent",
+                ))
+            }
+            Ok(_) => {}
+            Err(e) if e.kind() == std::io::ErrorKind::WouldBlock => {}
+            Err(e) => return Err(e),
+        }
+    }
+    Ok(())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn limits_count_connections_in_total_and_per_address() {
+        let limits = ConnectionLimits::new(ConnectionConfig {
+            max_connections: 3,
+            max_connections_per_ip: 2,
+            ..ConnectionConfig::default()
+        });
+        let a: SocketAddr = "127.0.0.1:1000".parse().unwrap();
+        let b: SocketAddr = "127.0.0.2:1000".parse().unwrap();
+        let a1 = limits.admit(a).expect("first from a");
+        let _a2 = limits.admit(a).expect("second from a");
+        assert!(limits.admit(a).is_none(), "a third from one address");
+        let _b1 = limits.admit(b).expect("first from b");
+        assert!(limits.admit(b).is_none(), "a fourth in total");
+        drop(a1);
+        assert!(limits.admit(b).is_some(), "a slot came free");
+    }
+}
