@@ -104,6 +104,8 @@ pub struct Broker {
     broker_epoch: AtomicI64,
     /// A report of recovering partitions' logs is on its way to the controller.
     reporting: AtomicBool,
+    /// The log directory failed (a write or fsync failed): this broker serves no partition.
+    log_dir_failed: AtomicBool,
 }
 
 /// Why the broker could not start.
@@ -163,6 +165,7 @@ impl Broker {
             previous_broker_epoch,
             broker_epoch: AtomicI64::new(-1),
             reporting: AtomicBool::new(false),
+            log_dir_failed: AtomicBool::new(false),
         });
         tokio::spawn(follow_metadata(
             Arc::downgrade(&broker),
@@ -284,6 +287,11 @@ impl Broker {
     /// Brings the partition logs in line with `image`. Only the metadata follower task calls
     /// this, so two syncs never race to create one partition's directory.
     fn sync(&self, image: &MetadataImage) {
+        if self.log_dir_failed.load(Ordering::Acquire) {
+            // Nothing is written to a failed directory; requests still see the image.
+            self.synced.send_replace(image.version);
+            return;
+        }
         let registered = image
             .brokers
             .get(&self.config.node_id)
@@ -394,6 +402,28 @@ impl Broker {
         }
     }
 
+    /// Takes the log directory offline once a write or fsync in it failed, as Kafka does with a
+    /// failed log directory (with a single one, the broker's whole share): it stops following
+    /// leaders, stops heartbeating, and asks the controller to move its leaderships away and
+    /// fence it, so clients move to the other replicas (NOT_LEADER_OR_FOLLOWER; writes to the
+    /// failed logs meanwhile get KAFKA_STORAGE_ERROR). A full disk is not a failure: such a write
+    /// is undone and refused, and the log takes writes again once space returns.
+    pub fn check_log_dir(self: &Arc<Self>) {
+        if self.log_dir_failed.load(Ordering::Acquire) {
+            return;
+        }
+        let Some(why) = self.replicas.failed_log_dir() else {
+            return;
+        };
+        self.log_dir_failed.store(true, Ordering::Release);
+        tracing::error!(dir = %self.config.log_dir.display(), error = %why, "the log directory failed; moving leadership away and serving no partition until restarted");
+        self.fetchers.shutdown();
+        let broker = self.clone();
+        tokio::spawn(async move {
+            broker.controlled_shutdown(Duration::from_secs(30)).await;
+        });
+    }
+
     fn stopping(&self) -> bool {
         *self.stopping.lock().unwrap_or_else(|p| p.into_inner())
     }
@@ -425,8 +455,10 @@ async fn follow_metadata(
         match broker.upgrade() {
             Some(b) => {
                 b.sync(&current);
-                b.fetchers.update(&b);
-                b.report_recovering();
+                if !b.log_dir_failed.load(Ordering::Acquire) {
+                    b.fetchers.update(&b);
+                    b.report_recovering();
+                }
             }
             None => return,
         }

@@ -7,7 +7,9 @@ use weir_meta::MetaError;
 /// Kafka error code for a log error.
 pub fn log_error_code(e: &LogError) -> i16 {
     match e {
-        LogError::Io(_) | LogError::Poisoned(_) => ResponseError::KafkaStorageError.code(),
+        LogError::Io(_) | LogError::Poisoned(_) | LogError::Shortage(_) => {
+            ResponseError::KafkaStorageError.code()
+        }
         LogError::CorruptBatch(_) | LogError::DecompressionLimit { .. } => {
             ResponseError::CorruptMessage.code()
         }

@@ -642,6 +642,15 @@ impl ReplicaManager {
         out
     }
 
+    /// Why the log directory failed, if a write or fsync failed in one of its logs.
+    pub fn failed_log_dir(&self) -> Option<String> {
+        self.all().iter().find_map(|p| {
+            let log = p.log();
+            log.poisoned()
+                .map(|why| format!("{}-{}: {why}", p.topic, p.index))
+        })
+    }
+
     /// Applies retention to every log; errors are logged per partition.
     pub fn enforce_retention(&self, now_ms: i64) {
         for partition in self.all() {

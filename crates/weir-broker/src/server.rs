@@ -135,6 +135,7 @@ async fn housekeeping(broker: Arc<Broker>, mut shutdown: watch::Receiver<bool>) 
             _ = flush.tick() => {
                 broker.replicas.flush_due(weir_log::now_ms());
                 broker.replicas.checkpoint_high_watermarks();
+                broker.check_log_dir();
             }
             _ = isr.tick() => crate::replication::check_isrs(&broker),
             _ = groups.tick() => broker.groups.tick(&broker),

@@ -122,9 +122,19 @@ impl<E: IndexEntry> Index<E> {
     pub(crate) fn append(&mut self, entry: E) -> std::io::Result<()> {
         let mut buf = Vec::with_capacity(E::SIZE);
         entry.encode(&mut buf);
-        self.file.write_all(&buf)?;
+        if let Err(e) = self.file.write_all(&buf) {
+            // Part of the entry may have landed: cut it, so the file stays whole entries.
+            self.file.set_len((self.entries.len() * E::SIZE) as u64)?;
+            return Err(e);
+        }
         self.entries.push(entry);
         Ok(())
+    }
+
+    /// Keeps the first `n` entries (the file too).
+    pub(crate) fn truncate_len(&mut self, n: usize) -> std::io::Result<()> {
+        self.entries.truncate(n);
+        self.file.set_len((self.entries.len() * E::SIZE) as u64)
     }
 
     /// Drops every entry and empties the file.

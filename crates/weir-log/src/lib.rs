@@ -62,6 +62,26 @@ pub enum LogError {
     Poisoned(String),
     #[error("a record batch decompresses to more than decompression.max.bytes ({limit})")]
     DecompressionLimit { limit: usize },
+    /// A shortage that passes (a full disk, a quota, too many open files): the write was undone
+    /// and the log is whole; the same write may succeed later.
+    #[error("the write was undone for lack of space or file descriptors: {0}")]
+    Shortage(std::io::Error),
+}
+
+impl LogError {
+    /// Sorts an I/O error: a shortage that passes becomes [`LogError::Shortage`], anything else
+    /// stays an I/O error (which poisons the log where it happened).
+    pub fn from_io(e: std::io::Error) -> LogError {
+        use rustix::io::Errno;
+        let shortage = [Errno::NOSPC, Errno::DQUOT, Errno::MFILE, Errno::NFILE]
+            .iter()
+            .any(|n| e.raw_os_error() == Some(n.raw_os_error()));
+        if shortage {
+            LogError::Shortage(e)
+        } else {
+            LogError::Io(e)
+        }
+    }
 }
 
 pub type Result<T, E = LogError> = std::result::Result<T, E>;

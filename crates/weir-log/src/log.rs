@@ -237,6 +237,11 @@ impl Log {
             .expect("a log always has an active segment")
     }
 
+    /// Why the log takes no more writes, if a write or fsync failed (see STYLE.md).
+    pub fn poisoned(&self) -> Option<&str> {
+        self.poisoned.as_deref()
+    }
+
     pub(crate) fn check_writable(&self) -> Result<()> {
         match &self.poisoned {
             Some(why) => Err(LogError::Poisoned(why.clone())),
@@ -462,6 +467,18 @@ impl Log {
             active.flush()?;
             LogSegment::create(&self.dir, base, now_ms)
         })();
+        let result = match result {
+            Err(LogError::Io(e)) => match LogError::from_io(e) {
+                // Out of space or descriptors: no new segment, the active one stays; the files
+                // a half-made segment left are removed.
+                LogError::Shortage(e) => {
+                    LogSegment::remove_files(&self.dir, base);
+                    Err(LogError::Shortage(e))
+                }
+                other => Err(other),
+            },
+            other => other,
+        };
         let segment = self.poison(result)?;
         self.segments.insert(base, segment);
         Ok(())

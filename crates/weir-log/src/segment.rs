@@ -35,6 +35,18 @@ pub(crate) struct LogSegment {
     pub(crate) created_ms: i64,
 }
 
+/// Where a segment stood before an append, to undo it.
+#[derive(Debug, Clone, Copy)]
+struct AppendMark {
+    size: u64,
+    next_offset: i64,
+    bytes_since_index_entry: u64,
+    max_timestamp: i64,
+    offset_of_max_timestamp: i64,
+    offset_entries: usize,
+    time_entries: usize,
+}
+
 impl LogSegment {
     pub(crate) fn create(dir: &Path, base_offset: i64, now_ms: i64) -> Result<LogSegment> {
         let stem = file_stem(base_offset);
@@ -213,20 +225,62 @@ impl LogSegment {
         Ok(())
     }
 
-    /// Appends already validated and patched batches that start at `self.next_offset`.
+    /// Appends already validated and patched batches that start at `self.next_offset`. A write
+    /// that fails is undone (the files end where they did, the counters are as before) before the
+    /// error is returned, so a passing shortage (a full disk) leaves the segment whole; only an
+    /// error while undoing leaves it in doubt.
     pub(crate) fn append(
         &mut self,
         bytes: &[u8],
         headers: &[BatchHeader],
         index_interval_bytes: u64,
     ) -> Result<()> {
-        self.log.write_all_at(bytes, self.size)?;
-        self.index_interval_bytes = index_interval_bytes;
-        for header in headers {
-            let total = header.total_size() as u64;
-            self.note_batch(header, total)?;
-            self.size += total;
+        let mark = self.mark();
+        let result = (|| {
+            self.log.write_all_at(bytes, self.size)?;
+            self.index_interval_bytes = index_interval_bytes;
+            for header in headers {
+                let total = header.total_size() as u64;
+                self.note_batch(header, total)?;
+                self.size += total;
+            }
+            Ok(())
+        })();
+        if result.is_err() {
+            // An error while undoing is never a shortage: the segment is in doubt.
+            self.undo(mark).map_err(|e| {
+                LogError::Io(std::io::Error::other(format!(
+                    "undoing a failed append: {e}"
+                )))
+            })?;
         }
+        result.map_err(|e| match e {
+            LogError::Io(io) => LogError::from_io(io),
+            other => other,
+        })
+    }
+
+    fn mark(&self) -> AppendMark {
+        AppendMark {
+            size: self.size,
+            next_offset: self.next_offset,
+            bytes_since_index_entry: self.bytes_since_index_entry,
+            max_timestamp: self.max_timestamp,
+            offset_of_max_timestamp: self.offset_of_max_timestamp,
+            offset_entries: self.offset_index.entries().len(),
+            time_entries: self.time_index.entries().len(),
+        }
+    }
+
+    fn undo(&mut self, mark: AppendMark) -> std::io::Result<()> {
+        self.log.set_len(mark.size)?;
+        self.offset_index.truncate_len(mark.offset_entries)?;
+        self.time_index.truncate_len(mark.time_entries)?;
+        self.size = mark.size;
+        self.next_offset = mark.next_offset;
+        self.bytes_since_index_entry = mark.bytes_since_index_entry;
+        self.max_timestamp = mark.max_timestamp;
+        self.offset_of_max_timestamp = mark.offset_of_max_timestamp;
         Ok(())
     }
 
@@ -327,6 +381,15 @@ impl LogSegment {
             .truncate_while(|e| base + i64::from(e.relative_offset) < next)?;
         self.bytes_since_index_entry = 0;
         Ok(())
+    }
+
+    /// Removes whatever files of a segment at `base_offset` exist, ignoring errors (cleaning up
+    /// after a segment that could not be created).
+    pub(crate) fn remove_files(dir: &Path, base_offset: i64) {
+        let stem = file_stem(base_offset);
+        for ext in ["log", "index", "timeindex"] {
+            let _ = std::fs::remove_file(dir.join(format!("{stem}.{ext}")));
+        }
     }
 
     pub(crate) fn delete_files(self) -> Result<()> {
