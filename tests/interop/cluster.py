@@ -299,6 +299,19 @@ class LinkCuts:
         for i in key:
             self.cluster.nodes[i].mark(f"link {key[0]}<->{key[1]} healed")
 
+    def _client_rule(self, i: int):
+        # The test's own clients run as root; the nodes each as their own user.
+        return ("-m", "owner", "--uid-owner", "0", "-d", self.cluster.nodes[i].addr, "-j", "DROP")
+
+    def cut_clients(self, i: int) -> None:
+        """Drops every packet the test's clients send to node ``i``."""
+        self._ipt("-A", self.CHAIN, *self._client_rule(i))
+        self.cluster.nodes[i].mark("clients cut off")
+
+    def heal_clients(self, i: int) -> None:
+        self._ipt("-D", self.CHAIN, *self._client_rule(i), check=False)
+        self.cluster.nodes[i].mark("clients back")
+
     def heal_all(self) -> None:
         for key in list(self.cut):
             self.heal_link(*key)

@@ -17,6 +17,10 @@ healed, every ISR fills up again, and a checker reports:
 
 Every one must be zero.  ``WEIR_FAULT_SEED`` picks the nemesis schedule
 (default 1) and ``WEIR_FAULT_SECONDS`` how long the faults last (default 40).
+``WEIR_FAULT_SOAK=1`` (what ``bench/soak.sh`` sets) adds harder faults: one
+node cut off from both others (a majority partition), the clients cut off from
+a node, the active controller killed or paused, and every broker killed with
+-9 at once.
 """
 
 from __future__ import annotations
@@ -40,6 +44,10 @@ pytestmark = pytest.mark.weir_args("--replica-lag-time-max-ms", "2000")
 PARTITIONS = 3
 SEED = int(os.environ.get("WEIR_FAULT_SEED", "1"))
 CHAOS_SECONDS = float(os.environ.get("WEIR_FAULT_SECONDS", "40"))
+SOAK = os.environ.get("WEIR_FAULT_SOAK") == "1"
+KINDS = ["kill", "pause", "cut", "cut"] + (
+    ["isolate", "clients", "controller", "all"] if SOAK else []
+)
 
 
 def batches_on_disk(cluster, node: int, topic: str, partition: int):
@@ -157,8 +165,17 @@ class Nemesis(threading.Thread):
                 time.sleep(rng.uniform(0.5, 2.0))
                 ids = c.ids
                 victim = rng.choice(ids)
-                kind = rng.choice(["kill", "pause", "cut", "cut"])
+                kind = rng.choice(KINDS)
                 hold = rng.uniform(1.0, 4.0)
+                if kind == "controller":
+                    try:
+                        victim = c.quorum_leader(via=victim)
+                    except Exception:  # noqa: BLE001 - no leader known right now: any node
+                        pass
+                    if victim not in ids:
+                        victim = rng.choice(ids)
+                    kind = rng.choice(["kill", "pause"])
+                    self.note(f"the active controller is node {victim}:")
                 if kind == "kill":
                     self.note(f"kill -9 node {victim}, restart after {hold:.1f}s")
                     c.kill(victim)
@@ -169,6 +186,32 @@ class Nemesis(threading.Thread):
                     c.pause(victim)
                     time.sleep(hold)
                     c.resume(victim)
+                elif kind == "isolate":
+                    others = [i for i in ids if i != victim]
+                    self.note(f"isolate node {victim} from {others} for {hold:.1f}s")
+                    for o in others:
+                        c.links.cut_link(victim, o)
+                    time.sleep(hold)
+                    for o in others:
+                        c.links.heal_link(victim, o)
+                elif kind == "clients":
+                    self.note(f"cut the clients off node {victim} for {hold:.1f}s")
+                    c.links.cut_clients(victim)
+                    time.sleep(hold)
+                    c.links.heal_clients(victim)
+                elif kind == "all":
+                    self.note(f"kill -9 every node, restart after {hold:.1f}s")
+                    for i in ids:
+                        c.node(i).signal(9)
+                    for i in ids:
+                        c.kill(i)
+                    time.sleep(hold)
+                    # Launched together: none listens before a quorum of them is back.
+                    for i in ids:
+                        c.node(i).launch()
+                    deadline = time.monotonic() + 60
+                    for i in ids:
+                        c.node(i).wait_listening(deadline)
                 else:
                     other = rng.choice([i for i in ids if i != victim])
                     self.note(f"cut {victim}<->{other} for {hold:.1f}s")

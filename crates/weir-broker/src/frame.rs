@@ -73,6 +73,11 @@ impl FrameReader {
         }
     }
 
+    /// Adds bytes as if read from the connection (for the fuzz target).
+    pub(crate) fn push(&mut self, bytes: &[u8]) {
+        self.buf.extend_from_slice(bytes);
+    }
+
     /// The size of the frame being read, once its prefix is in.
     fn frame_size(&self) -> Result<Option<usize>, FrameError> {
         let Some(prefix) = self.buf.get(..4) else {
@@ -89,7 +94,7 @@ impl FrameReader {
     }
 
     /// A whole frame, if one is in.
-    fn take(&mut self) -> Result<Option<Bytes>, FrameError> {
+    pub(crate) fn take(&mut self) -> Result<Option<Bytes>, FrameError> {
         match self.frame_size()? {
             Some(size) if self.buf.len() >= size + 4 => {
                 self.buf.advance(4);

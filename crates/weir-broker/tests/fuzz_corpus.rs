@@ -11,7 +11,9 @@ use kafka_protocol::messages::*;
 use kafka_protocol::protocol::{Encodable, StrBytes};
 use rand::{Rng, SeedableRng};
 use weir_broker::apis::APIS;
-use weir_broker::fuzzing::{decode_request, validate_record_batches};
+use weir_broker::fuzzing::{
+    decode_group_record, decode_request, open_log_dir, read_frames, validate_record_batches,
+};
 
 fn corpus(target: &str) -> Vec<Vec<u8>> {
     let dir = PathBuf::from(env!("CARGO_MANIFEST_DIR"))
@@ -120,5 +122,75 @@ fn record_batch_corpus_never_panics() {
             }
             validate_record_batches(&m);
         }
+    }
+}
+
+/// Seeded random bit flips of `seed`, a few bytes at a time.
+fn mutations(rng: &mut rand::rngs::StdRng, seed: &[u8], n: usize) -> Vec<Vec<u8>> {
+    (0..n)
+        .map(|_| {
+            let mut m = seed.to_vec();
+            for _ in 0..rng.gen_range(1..4) {
+                if m.is_empty() {
+                    break;
+                }
+                let at = rng.gen_range(0..m.len());
+                m[at] = rng.gen();
+            }
+            m
+        })
+        .collect()
+}
+
+#[test]
+fn frame_reader_corpus_and_mutations_never_panic() {
+    let mut rng = rand::rngs::StdRng::seed_from_u64(11);
+    for entry in corpus("frames") {
+        read_frames(&entry);
+    }
+    // Three framed requests back to back, fed 1, 7 and 200 bytes at a time.
+    let mut stream = Vec::new();
+    for api in [ApiKey::Metadata, ApiKey::ApiVersions, ApiKey::Produce] {
+        let body = encode_default(api, 3).unwrap();
+        stream.extend_from_slice(&(body.len() as i32).to_be_bytes());
+        stream.extend_from_slice(&body);
+    }
+    for chunk in [1u8, 7, 200] {
+        let mut input = vec![chunk];
+        input.extend_from_slice(&stream);
+        assert_eq!(read_frames(&input), 3, "chunks of {chunk}");
+        for cut in 0..input.len() {
+            read_frames(&input[..cut]);
+        }
+        for m in mutations(&mut rng, &input, 300) {
+            read_frames(&m);
+        }
+    }
+}
+
+#[test]
+fn group_record_corpus_never_panics() {
+    let mut rng = rand::rngs::StdRng::seed_from_u64(13);
+    for entry in corpus("group_record") {
+        decode_group_record(&entry);
+        for m in mutations(&mut rng, &entry, 200) {
+            decode_group_record(&m);
+        }
+    }
+}
+
+#[test]
+fn log_dir_corpus_never_panics() {
+    let mut rng = rand::rngs::StdRng::seed_from_u64(17);
+    for entry in corpus("log_dir") {
+        open_log_dir(&entry);
+        for m in mutations(&mut rng, &entry, 20) {
+            open_log_dir(&m);
+        }
+    }
+    for _ in 0..50 {
+        let len = rng.gen_range(0..2048);
+        let random: Vec<u8> = (0..len).map(|_| rng.gen()).collect();
+        open_log_dir(&random);
     }
 }

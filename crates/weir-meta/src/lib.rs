@@ -13,6 +13,7 @@ pub mod configs;
 mod controller;
 pub mod election;
 mod framing;
+pub mod fuzzing;
 mod image;
 pub mod placement;
 pub mod quorum;

@@ -9,7 +9,7 @@
 mod controller;
 mod follower;
 mod log_store;
-mod network;
+pub(crate) mod network;
 mod node;
 #[cfg(test)]
 mod sim;

@@ -133,6 +133,47 @@ fn encode<T: Serialize>(value: &T) -> std::io::Result<Vec<u8>> {
     serde_json::to_vec(value).map_err(std::io::Error::other)
 }
 
+/// One peer's request, decoded and checked, before anything acts on it.
+pub(crate) enum Rpc {
+    Append(AppendEntriesRequest<TypeConfig>),
+    Vote(VoteRequest<NodeId>),
+    Snapshot(InstallSnapshotRequest<TypeConfig>),
+    Controller(ControllerOp),
+    Image(ImageRequest),
+}
+
+/// Decodes one frame (version byte, kind byte, JSON body). Anything it cannot read, or a
+/// snapshot chunk past the size limit, is an error and closes the connection.
+pub(crate) fn parse_rpc(frame: &[u8]) -> std::io::Result<Rpc> {
+    let [version, kind, body @ ..] = frame else {
+        return Err(std::io::Error::other("short frame"));
+    };
+    if *version != RPC_VERSION {
+        return Err(std::io::Error::other(format!(
+            "unknown RPC version {version}"
+        )));
+    }
+    Ok(match *kind {
+        KIND_APPEND => Rpc::Append(decode(body)?),
+        KIND_VOTE => Rpc::Vote(decode(body)?),
+        KIND_SNAPSHOT => {
+            let request: InstallSnapshotRequest<TypeConfig> = decode(body)?;
+            // openraft writes a chunk at the offset the peer names: bound it, or one request
+            // could make this voter grow its snapshot buffer without limit.
+            let end = request.offset.saturating_add(request.data.len() as u64);
+            if end > MAX_SNAPSHOT_BYTES {
+                return Err(std::io::Error::other(format!(
+                    "snapshot chunk ends at byte {end}, past the {MAX_SNAPSHOT_BYTES}-byte limit"
+                )));
+            }
+            Rpc::Snapshot(request)
+        }
+        KIND_CONTROLLER => Rpc::Controller(decode(body)?),
+        KIND_IMAGE => Rpc::Image(decode(body)?),
+        other => return Err(std::io::Error::other(format!("unknown RPC kind {other}"))),
+    })
+}
+
 async fn serve_connection(
     mut stream: Conn,
     raft: Raft<TypeConfig>,
@@ -140,35 +181,12 @@ async fn serve_connection(
 ) -> std::io::Result<()> {
     loop {
         let frame = read_frame(&mut stream).await?;
-        let [version, kind, body @ ..] = frame.as_slice() else {
-            return Err(std::io::Error::other("short frame"));
-        };
-        if *version != RPC_VERSION {
-            return Err(std::io::Error::other(format!(
-                "unknown RPC version {version}"
-            )));
-        }
-        let answer = match *kind {
-            KIND_APPEND => encode(&raft.append_entries(decode(body)?).await)?,
-            KIND_VOTE => encode(&raft.vote(decode(body)?).await)?,
-            KIND_SNAPSHOT => {
-                let request: InstallSnapshotRequest<TypeConfig> = decode(body)?;
-                // openraft writes a chunk at the offset the peer names: bound it, or one request
-                // could make this voter grow its snapshot buffer without limit.
-                let end = request.offset.saturating_add(request.data.len() as u64);
-                if end > MAX_SNAPSHOT_BYTES {
-                    return Err(std::io::Error::other(format!(
-                        "snapshot chunk ends at byte {end}, past the {MAX_SNAPSHOT_BYTES}-byte limit"
-                    )));
-                }
-                encode(&raft.install_snapshot(request).await)?
-            }
-            KIND_CONTROLLER => {
-                let op: ControllerOp = decode(body)?;
-                encode(&controller.execute(op).await)?
-            }
-            KIND_IMAGE => {
-                let request: ImageRequest = decode(body)?;
+        let answer = match parse_rpc(&frame)? {
+            Rpc::Append(request) => encode(&raft.append_entries(request).await)?,
+            Rpc::Vote(request) => encode(&raft.vote(request).await)?,
+            Rpc::Snapshot(request) => encode(&raft.install_snapshot(request).await)?,
+            Rpc::Controller(op) => encode(&controller.execute(op).await)?,
+            Rpc::Image(request) => {
                 let mut images = controller.images();
                 // Wait for something newer, up to the long poll; then answer either way.
                 let _ = tokio::time::timeout(
@@ -184,7 +202,6 @@ async fn serve_connection(
                     view: controller.view(),
                 })?
             }
-            other => return Err(std::io::Error::other(format!("unknown RPC kind {other}"))),
         };
         write_frame(&mut stream, &[&answer]).await?;
     }
