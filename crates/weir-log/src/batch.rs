@@ -169,7 +169,51 @@ pub fn validate_batch(batch: &[u8]) -> Result<BatchHeader, LogError> {
             header.crc, crc
         )));
     }
+    if header.compression() == 0 {
+        check_record_lengths(&batch[BATCH_HEADER_BYTES..], header.records_count)?;
+    }
     Ok(header)
+}
+
+/// Walks the length prefixes of an uncompressed batch's records: exactly `count` records must
+/// fill the records section, none reaching past it. (A compressed batch's records are checked
+/// where they are decompressed.)
+fn check_record_lengths(mut records: &[u8], count: i32) -> Result<(), LogError> {
+    for i in 0..count {
+        let (length, used) = read_varint(records).ok_or_else(|| {
+            LogError::CorruptBatch(format!("record {i} of {count} has no length"))
+        })?;
+        let end = usize::try_from(length)
+            .ok()
+            .and_then(|l| l.checked_add(used))
+            .filter(|end| *end <= records.len())
+            .ok_or_else(|| {
+                LogError::CorruptBatch(format!(
+                    "record {i} of {count} claims {length} bytes, past the end of its batch"
+                ))
+            })?;
+        records = &records[end..];
+    }
+    if !records.is_empty() {
+        return Err(LogError::CorruptBatch(format!(
+            "{} bytes follow the {count} records the batch counts",
+            records.len()
+        )));
+    }
+    Ok(())
+}
+
+/// A zig-zag varint (Kafka's record fields) and the bytes it took.
+fn read_varint(bytes: &[u8]) -> Option<(i64, usize)> {
+    let mut value: u64 = 0;
+    for (i, b) in bytes.iter().take(10).enumerate() {
+        value |= u64::from(b & 0x7f) << (7 * i);
+        if b & 0x80 == 0 {
+            let decoded = (value >> 1) as i64 ^ -((value & 1) as i64);
+            return Some((decoded, i + 1));
+        }
+    }
+    None
 }
 
 /// Splits a produce request's records into batches and validates each.
@@ -343,5 +387,38 @@ pub(crate) mod tests {
                 proptest::prop_assert!(validate_batches(&b).is_err());
             }
         }
+    }
+
+    /// Rewrites a batch's CRC after a test changed bytes it covers.
+    fn recrc(batch: &mut [u8]) {
+        let crc = compute_crc(batch);
+        batch[CRC_AT..CRC_AT + 4].copy_from_slice(&crc.to_be_bytes());
+    }
+
+    #[test]
+    fn record_counts_and_lengths_must_fit_the_batch() {
+        let good = make_batch(3, 1000, Compression::None);
+        assert!(validate_batch(&good).is_ok());
+        // One record more or less than the records section holds.
+        for count in [2i32, 4, i32::MAX] {
+            let mut bad = good.clone();
+            bad[RECORDS_COUNT_AT..RECORDS_COUNT_AT + 4].copy_from_slice(&count.to_be_bytes());
+            recrc(&mut bad);
+            let refused = validate_batch(&bad);
+            assert!(
+                matches!(refused, Err(LogError::CorruptBatch(_))),
+                "count {count}: {refused:?}"
+            );
+        }
+        // A record whose length reaches past the batch.
+        let mut bad = good.clone();
+        bad[BATCH_HEADER_BYTES] = 0x7e; // zig-zag 63: more than the bytes left
+        recrc(&mut bad);
+        assert!(matches!(
+            validate_batch(&bad),
+            Err(LogError::CorruptBatch(_))
+        ));
+        // Compressed batches are left to decompression.
+        assert!(validate_batch(&make_batch(3, 1000, Compression::Zstd)).is_ok());
     }
 }

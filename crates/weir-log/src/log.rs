@@ -278,6 +278,15 @@ impl Log {
             if header.is_transactional() || header.is_control() {
                 return Err(LogError::TransactionsUnsupported);
             }
+            // A producer's batch numbers its records densely (only compaction leaves gaps).
+            if header.records_count == 0
+                || i64::from(header.last_offset_delta) + 1 != i64::from(header.records_count)
+            {
+                return Err(LogError::CorruptBatch(format!(
+                    "{} records but offset deltas up to {}",
+                    header.records_count, header.last_offset_delta
+                )));
+            }
         }
         // Idempotence: clients send one batch per partition; a retried one is answered, not written.
         if let Some(first) = headers.first() {
