@@ -228,15 +228,24 @@ impl Broker {
         };
         let reply = self.controller.call(op).await?;
         self.catch_up(reply.version).await;
-        if let Some(b) = self.image().brokers.get(&me) {
-            self.broker_epoch.store(b.epoch, Ordering::Release);
-        }
+        self.note_broker_epoch(&self.image());
         let reply = self
             .controller
             .call(ControllerOp::Heartbeat { broker_id: me })
             .await?;
         self.catch_up(reply.version).await;
         Ok(())
+    }
+
+    /// Takes this incarnation's broker epoch from an image that shows its registration.
+    fn note_broker_epoch(&self, image: &MetadataImage) {
+        if let Some(b) = image
+            .brokers
+            .get(&self.config.node_id)
+            .filter(|b| b.incarnation == Some(self.incarnation))
+        {
+            self.broker_epoch.store(b.epoch, Ordering::Release);
+        }
     }
 
     /// This incarnation's broker epoch (-1 before it registered).
@@ -418,6 +427,8 @@ impl Broker {
         self.log_dir_failed.store(true, Ordering::Release);
         tracing::error!(dir = %self.config.log_dir.display(), error = %why, "the log directory failed; moving leadership away and serving no partition until restarted");
         self.fetchers.shutdown();
+        // Lead nothing from now on: the images that move leadership are no longer applied.
+        self.replicas.resign_all();
         let broker = self.clone();
         tokio::spawn(async move {
             broker.controlled_shutdown(Duration::from_secs(30)).await;
@@ -454,6 +465,7 @@ async fn follow_metadata(
         let current = image.borrow_and_update().clone();
         match broker.upgrade() {
             Some(b) => {
+                b.note_broker_epoch(&current);
                 b.sync(&current);
                 if !b.log_dir_failed.load(Ordering::Acquire) {
                     b.fetchers.update(&b);

@@ -5,8 +5,8 @@
 //! poll), and its answer, which may wait for replication and fsync, is queued. The connection
 //! keeps reading the next produce requests meanwhile, up to [`MAX_PIPELINED`], so one producer's
 //! requests share a group commit instead of each waiting out its own. Any other request waits
-//! until every earlier answer is out, then runs alone, as Kafka mutes a channel. Answers are
-//! written strictly in request order.
+//! until every earlier answer is out, and nothing more is read until it is answered, as Kafka
+//! mutes a channel. Answers are written strictly in request order.
 //!
 //! Limits, with Kafka's meanings: `max.connections` and `max.connections.per.ip` (a connection
 //! beyond them is closed as soon as it is accepted, and logged at most once a second),
@@ -169,7 +169,10 @@ struct InFlight<'a> {
     version: i16,
     correlation_id: i32,
     answer: Answer<'a>,
-    _queued: Queued,
+    /// The request's bytes against `queued.max.request.bytes`, until it has run: a produce
+    /// gives them back once its appends are done, not when replication answers it, so parked
+    /// produces never keep replica fetches from being read.
+    queued: Option<Queued>,
 }
 
 /// Serves one connection until the client leaves, a frame is malformed, it idles too long, or
@@ -185,6 +188,9 @@ pub(crate) async fn serve(
     let (mut read, mut write) = stream.into_split();
     let mut reader = FrameReader::new(broker.config.socket_request_max_bytes);
     let idle = Duration::from_millis(limits.config.connections_max_idle_ms.max(1));
+    // Past what a deadline can hold (a huge setting means no limit): never idle out.
+    let idle_deadline =
+        |since: tokio::time::Instant| since.checked_add(idle).unwrap_or_else(far_future);
     let mut in_flight: VecDeque<InFlight<'_>> = VecDeque::new();
     // A request other than Produce, read while answers were still in flight: it runs once they
     // are out.
@@ -200,9 +206,13 @@ pub(crate) async fn serve(
             if !answer(&mut write, peer, entry, result).await {
                 return;
             }
+            last_request = tokio::time::Instant::now();
             continue;
         }
-        let can_read = held.is_none() && in_flight.len() < MAX_PIPELINED;
+        // Only produces run side by side: behind anything else, nothing more is read.
+        let can_read = held.is_none()
+            && in_flight.len() < MAX_PIPELINED
+            && in_flight.iter().all(|e| e.api == ApiKey::Produce);
         tokio::select! {
             _ = shutdown.changed() => return,
             result = head(&mut in_flight), if !in_flight.is_empty() => {
@@ -210,6 +220,7 @@ pub(crate) async fn serve(
                 if !answer(&mut write, peer, entry, result).await {
                     return;
                 }
+                last_request = tokio::time::Instant::now();
             }
             frame = async {
                 limits.room_for_requests().await;
@@ -231,7 +242,9 @@ pub(crate) async fn serve(
                 }
                 let mut entry = dispatch(&broker, request, peer, queued);
                 // The first poll runs the produce's appends now, in arrival order.
-                match poll_once(&mut entry.answer).await {
+                let first = poll_once(&mut entry.answer).await;
+                entry.queued = None;
+                match first {
                     Poll::Ready(result) if in_flight.is_empty() => {
                         if !answer(&mut write, peer, entry, result).await {
                             return;
@@ -244,7 +257,7 @@ pub(crate) async fn serve(
                     Poll::Pending => in_flight.push_back(entry),
                 }
             }
-            _ = tokio::time::sleep_until(last_request + idle), if in_flight.is_empty() && held.is_none() => {
+            _ = tokio::time::sleep_until(idle_deadline(last_request)), if in_flight.is_empty() && held.is_none() => {
                 tracing::debug!(%peer, "closing a connection idle for connections.max.idle.ms");
                 return;
             }
@@ -263,8 +276,13 @@ fn dispatch<'a>(
         version: request.header.request_api_version,
         correlation_id: request.header.correlation_id,
         answer: Box::pin(apis::dispatch(broker, request, peer)),
-        _queued: queued,
+        queued: Some(queued),
     }
+}
+
+/// A deadline no connection reaches.
+fn far_future() -> tokio::time::Instant {
+    tokio::time::Instant::now() + Duration::from_secs(86_400 * 365 * 30)
 }
 
 /// Polls a future once, with this task's waker.

@@ -302,6 +302,25 @@ async fn fetch(
     partitions: &[&Arc<Partition>],
     backoff: &mut Backoff,
 ) -> Result<bool, String> {
+    // A fetch offset is what the leader counts as this replica's: a durable log offers only
+    // what is on its disk (what the last round copied, or what it wrote as leader).
+    sync_copied(me, partitions).await;
+    let synced: Vec<&Arc<Partition>> = partitions
+        .iter()
+        .copied()
+        .filter(|p| {
+            let log = p.log();
+            let on_disk = log.durable_end() >= log.log_end_offset();
+            if !on_disk {
+                backoff.insert((p.topic.clone(), p.index), Instant::now() + BACKOFF);
+            }
+            on_disk
+        })
+        .collect();
+    let partitions = synced.as_slice();
+    if partitions.is_empty() {
+        return Ok(false);
+    }
     let mut topics: HashMap<String, Vec<FetchPartition>> = HashMap::new();
     // The epoch each partition was fetched in: an answer is applied only if it still holds.
     let mut sent: HashMap<(String, i32), i32> = HashMap::new();
@@ -358,13 +377,11 @@ async fn fetch(
             }
         }
     }
-    sync_copied(me, partitions).await;
     Ok(healthy)
 }
 
-/// Fsyncs, in one blocking task, the durable logs (`write.caching=false`) this round copied
-/// into: the next fetch offset is what the leader counts as this replica's, so it must be on
-/// disk before it is sent.
+/// Fsyncs, in one blocking task, the durable logs (`write.caching=false`) whose end is not on
+/// disk yet.
 async fn sync_copied(me: i32, partitions: &[&Arc<Partition>]) {
     let unsynced: Vec<Arc<Partition>> = partitions
         .iter()

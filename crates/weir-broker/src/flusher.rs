@@ -118,13 +118,19 @@ pub(crate) fn sync_all(me: i32, partitions: &[Arc<Partition>]) -> bool {
         return partitions.iter().any(sync);
     }
     let per_thread = partitions.len().div_ceil(PARALLEL_FSYNCS);
+    let sync_chunk = |chunk: &[Arc<Partition>]| chunk.iter().fold(false, |m, p| sync(p) | m);
     std::thread::scope(|scope| {
-        let workers: Vec<_> = partitions
-            .chunks(per_thread)
-            .map(|chunk| scope.spawn(move || chunk.iter().fold(false, |m, p| sync(p) | m)))
-            .collect();
+        let mut moved = false;
+        let mut workers = Vec::new();
+        for chunk in partitions.chunks(per_thread) {
+            // No thread to be had: this one does the chunk itself.
+            match std::thread::Builder::new().spawn_scoped(scope, move || sync_chunk(chunk)) {
+                Ok(worker) => workers.push(worker),
+                Err(_) => moved |= sync_chunk(chunk),
+            }
+        }
         workers
             .into_iter()
-            .fold(false, |moved, w| w.join().unwrap_or(false) | moved)
+            .fold(moved, |moved, w| w.join().unwrap_or(false) | moved)
     })
 }

@@ -17,7 +17,7 @@ use tokio::sync::watch;
 use uuid::Uuid;
 use weir_log::{AppendInfo, Log, LogConfig, LogError};
 use weir_meta::configs::{effective_topic_configs, EffectiveConfig};
-use weir_meta::{ConfigResource, MetadataImage, PartitionImage};
+use weir_meta::{ConfigResource, MetadataImage, PartitionImage, PartitionLog};
 
 use crate::flusher::FlushQueue;
 use crate::replication::ReplicaState;
@@ -609,21 +609,18 @@ impl ReplicaManager {
     }
 
     /// Where this broker's logs of recovering partitions end (those whose ISR is empty, see
-    /// `weir_meta::election`), for the ones its incarnation `broker_epoch` has not reported yet:
-    /// (topic id, partition, epoch of the last batch or -1, log end offset).
-    pub fn recovery_reports(
-        &self,
-        image: &MetadataImage,
-        broker_epoch: i64,
-    ) -> Vec<(Uuid, i32, i32, i64)> {
+    /// `weir_meta::election`), for the ones its incarnation `broker_epoch` has not reported in
+    /// this recovery (leader epoch) yet.
+    pub fn recovery_reports(&self, image: &MetadataImage, broker_epoch: i64) -> Vec<PartitionLog> {
         let me = self.node_id;
         let mut out = Vec::new();
         for topic in image.topics() {
             for (index, p) in &topic.partitions {
-                let reported = p
-                    .recovery
-                    .iter()
-                    .any(|r| r.broker_id == me && r.broker_epoch == broker_epoch);
+                let reported = p.recovery.iter().any(|r| {
+                    r.broker_id == me
+                        && r.broker_epoch == broker_epoch
+                        && r.leader_epoch == p.leader_epoch
+                });
                 if !p.isr.is_empty()
                     || reported
                     || !p.replicas.contains(&me)
@@ -635,11 +632,28 @@ impl ReplicaManager {
                     continue;
                 };
                 let log = partition.log();
-                let last_epoch = log.epochs().latest_epoch().unwrap_or(-1);
-                out.push((topic.topic_id, *index, last_epoch, log.log_end_offset()));
+                out.push(PartitionLog {
+                    topic_id: topic.topic_id,
+                    partition: *index,
+                    leader_epoch: p.leader_epoch,
+                    last_epoch: log.epochs().latest_epoch().unwrap_or(-1),
+                    log_end_offset: log.durable_end(),
+                });
             }
         }
         out
+    }
+
+    /// Gives up every leadership (the log directory failed): appends and consumer fetches get
+    /// NOT_LEADER_OR_FOLLOWER, and waiters hear that leadership moved.
+    pub fn resign_all(&self) {
+        for p in self.all() {
+            let log = p.log();
+            p.leader.store(-1, Ordering::Release);
+            drop(log);
+            p.changed();
+        }
+        self.notify_append();
     }
 
     /// Why the log directory failed, if a write or fsync failed in one of its logs.

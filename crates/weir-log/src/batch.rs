@@ -169,10 +169,26 @@ pub fn validate_batch(batch: &[u8]) -> Result<BatchHeader, LogError> {
             header.crc, crc
         )));
     }
-    if header.compression() == 0 {
-        check_record_lengths(&batch[BATCH_HEADER_BYTES..], header.records_count)?;
-    }
     Ok(header)
+}
+
+/// Checks a producer's batch beyond its framing: its records are numbered densely (count = last
+/// offset delta + 1, not empty; only compaction leaves gaps), and, when uncompressed, their
+/// length prefixes fill its records section exactly. `batch` is the whole batch.
+pub fn validate_producer_batch(batch: &[u8], header: &BatchHeader) -> Result<(), LogError> {
+    if header.records_count == 0
+        || i64::from(header.last_offset_delta) + 1 != i64::from(header.records_count)
+    {
+        return Err(LogError::CorruptBatch(format!(
+            "{} records but offset deltas up to {}",
+            header.records_count, header.last_offset_delta
+        )));
+    }
+    if header.compression() == 0 {
+        let records = batch.get(BATCH_HEADER_BYTES..).unwrap_or_default();
+        check_record_lengths(records, header.records_count)?;
+    }
+    Ok(())
 }
 
 /// Walks the length prefixes of an uncompressed batch's records: exactly `count` records must
@@ -398,13 +414,14 @@ pub(crate) mod tests {
     #[test]
     fn record_counts_and_lengths_must_fit_the_batch() {
         let good = make_batch(3, 1000, Compression::None);
-        assert!(validate_batch(&good).is_ok());
+        let check = |b: &[u8]| validate_producer_batch(b, &validate_batch(b)?);
+        assert!(check(&good).is_ok());
         // One record more or less than the records section holds.
         for count in [2i32, 4, i32::MAX] {
             let mut bad = good.clone();
             bad[RECORDS_COUNT_AT..RECORDS_COUNT_AT + 4].copy_from_slice(&count.to_be_bytes());
             recrc(&mut bad);
-            let refused = validate_batch(&bad);
+            let refused = check(&bad);
             assert!(
                 matches!(refused, Err(LogError::CorruptBatch(_))),
                 "count {count}: {refused:?}"
@@ -414,11 +431,8 @@ pub(crate) mod tests {
         let mut bad = good.clone();
         bad[BATCH_HEADER_BYTES] = 0x7e; // zig-zag 63: more than the bytes left
         recrc(&mut bad);
-        assert!(matches!(
-            validate_batch(&bad),
-            Err(LogError::CorruptBatch(_))
-        ));
+        assert!(matches!(check(&bad), Err(LogError::CorruptBatch(_))));
         // Compressed batches are left to decompression.
-        assert!(validate_batch(&make_batch(3, 1000, Compression::Zstd)).is_ok());
+        assert!(check(&make_batch(3, 1000, Compression::Zstd)).is_ok());
     }
 }

@@ -11,10 +11,16 @@ pub fn write_atomically(path: &Path, bytes: &[u8]) -> std::io::Result<()> {
     let mut tmp_name = path.as_os_str().to_owned();
     tmp_name.push(".tmp");
     let tmp = Path::new(&tmp_name);
-    let mut f = File::create(tmp)?;
-    f.write_all(bytes)?;
-    f.sync_all()?;
-    drop(f);
+    let written = (|| {
+        let mut f = File::create(tmp)?;
+        f.write_all(bytes)?;
+        f.sync_all()
+    })();
+    if let Err(e) = written {
+        // Out of space, say: leave no half-written file behind.
+        let _ = std::fs::remove_file(tmp);
+        return Err(e);
+    }
     std::fs::rename(tmp, path)?;
     sync_parent(path)
 }

@@ -35,7 +35,7 @@ fn decode(bytes: Vec<u8>, limit: usize) -> Result<Option<(Compression, Vec<Recor
         Err(LogError::DecompressionLimit { limit }) => {
             tracing::warn!(
                 limit,
-                "a batch decompresses past decompression.max.bytes; compaction keeps it whole"
+                "a batch decompresses past the limit; compaction keeps it whole"
             );
             Ok(None)
         }

@@ -31,8 +31,8 @@ pub struct LogConfig {
     /// member has them in its page cache; `false` only once every ISR member has fsynced them,
     /// so they survive power loss of every broker at once.
     pub write_caching: bool,
-    /// `decompression.max.bytes` (the broker's): the most one stored batch may decompress to
-    /// when the broker reads its records (ListOffsets by time, compaction).
+    /// The most one stored batch may decompress to when the broker reads its records
+    /// (ListOffsets by time, compaction).
     pub max_decompressed_bytes: usize,
 }
 

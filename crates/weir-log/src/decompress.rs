@@ -14,17 +14,37 @@ use kafka_protocol::records::{Compression, RecordBatchDecoder, RecordSet};
 
 use crate::{LogError, Result};
 
-/// The default bound on one batch's decompressed records (`decompression.max.bytes`).
+/// The bound on one stored batch's decompressed records, and on the records decoded from it.
 pub const DEFAULT_MAX_DECOMPRESSED_BYTES: usize = 64 * 1024 * 1024;
 
 /// Kafka's framing of snappy (xerial's): a magic header, then length-prefixed blocks.
 const SNAPPY_MAGIC: &[u8; 16] = b"\x82SNAPPY\x00\x00\x00\x00\x01\x00\x00\x00\x01";
 
-/// Decodes one stored batch, refusing to decompress more than `limit` bytes of records.
+/// The fewest bytes a record takes (seven one-byte varints: length, attributes, timestamp
+/// delta, offset delta, key length, value length, header count).
+const MIN_RECORD_BYTES: usize = 7;
+
+/// Decodes one stored batch, refusing to decompress more than `limit` bytes of records or to
+/// hold more than `limit` bytes of decoded records: the decoder reserves room for the count the
+/// header claims, so the count is checked first against the limit, then against the bytes
+/// decompressed.
 pub fn decode_batch(bytes: Bytes, limit: usize) -> Result<RecordSet> {
+    let header = crate::batch::BatchHeader::parse(&bytes)?;
+    let count = usize::try_from(header.records_count)
+        .map_err(|_| LogError::CorruptBatch("a negative record count".into()))?;
+    if count > limit / std::mem::size_of::<kafka_protocol::records::Record>() {
+        return Err(LogError::DecompressionLimit { limit });
+    }
     let mut buf = bytes;
     let decompress = |compressed: &mut Bytes, compression: Compression| {
-        decompress(compressed, compression, limit).map_err(anyhow::Error::new)
+        let records = decompress(compressed, compression, limit)?;
+        if count > records.len() / MIN_RECORD_BYTES {
+            return Err(anyhow::Error::new(LogError::CorruptBatch(format!(
+                "{count} records claimed in {} bytes",
+                records.len()
+            ))));
+        }
+        Ok(records)
     };
     RecordBatchDecoder::decode_with_custom_compression(&mut buf, Some(decompress)).map_err(|e| {
         match e.downcast::<LogError>() {

@@ -3,7 +3,6 @@
 //! Each entry says: from this start offset on, batches were written under this leader epoch. It
 //! answers OffsetForLeaderEpoch, which followers use to find where their log diverges.
 
-use std::io::Write;
 use std::path::{Path, PathBuf};
 
 use crate::{LogError, Result};
@@ -46,7 +45,12 @@ impl LeaderEpochCache {
             return Ok(());
         }
         self.entries.push((epoch, start_offset));
-        self.write()
+        let written = self.write();
+        if written.is_err() {
+            // Memory stays as the file is.
+            self.entries.pop();
+        }
+        written
     }
 
     /// Drops entries at or after `end_offset` (after the log was truncated there).
@@ -78,15 +82,11 @@ impl LeaderEpochCache {
 
     /// Written to a temporary file, fsynced, then renamed over the old one.
     fn write(&self) -> Result<()> {
-        let tmp = self.path.with_extension("tmp");
         let mut text = format!("0\n{}\n", self.entries.len());
         for (epoch, offset) in &self.entries {
             text.push_str(&format!("{epoch} {offset}\n"));
         }
-        let mut f = std::fs::File::create(&tmp)?;
-        f.write_all(text.as_bytes())?;
-        f.sync_all()?;
-        std::fs::rename(&tmp, &self.path).map_err(LogError::from)
+        crate::checkpoint::write_atomically(&self.path, text.as_bytes()).map_err(LogError::from)
     }
 }
 

@@ -148,8 +148,7 @@ impl<E: IndexEntry> Index<E> {
     pub(crate) fn truncate_while(&mut self, keep: impl Fn(&E) -> bool) -> std::io::Result<()> {
         let n = self.entries.iter().take_while(|e| keep(e)).count();
         if n < self.entries.len() {
-            self.entries.truncate(n);
-            self.file.set_len((n * E::SIZE) as u64)?;
+            self.truncate_len(n)?;
         }
         Ok(())
     }

@@ -60,7 +60,7 @@ pub enum LogError {
     TransactionsUnsupported,
     #[error("the log directory has failed and accepts no more writes: {0}")]
     Poisoned(String),
-    #[error("a record batch decompresses to more than decompression.max.bytes ({limit})")]
+    #[error("a record batch decompresses to more than {limit} bytes, the limit")]
     DecompressionLimit { limit: usize },
     /// A shortage that passes (a full disk, a quota, too many open files): the write was undone
     /// and the log is whole; the same write may succeed later.

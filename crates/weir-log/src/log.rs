@@ -268,6 +268,7 @@ impl Log {
     ) -> Result<AppendInfo> {
         self.check_writable()?;
         let headers = batch::validate_batches(records)?;
+        let mut at = 0usize;
         for header in &headers {
             if header.total_size() > self.config.max_message_bytes {
                 return Err(LogError::RecordTooLarge {
@@ -278,15 +279,8 @@ impl Log {
             if header.is_transactional() || header.is_control() {
                 return Err(LogError::TransactionsUnsupported);
             }
-            // A producer's batch numbers its records densely (only compaction leaves gaps).
-            if header.records_count == 0
-                || i64::from(header.last_offset_delta) + 1 != i64::from(header.records_count)
-            {
-                return Err(LogError::CorruptBatch(format!(
-                    "{} records but offset deltas up to {}",
-                    header.records_count, header.last_offset_delta
-                )));
-            }
+            batch::validate_producer_batch(&records[at..at + header.total_size()], header)?;
+            at += header.total_size();
         }
         // Idempotence: clients send one batch per partition; a retried one is answered, not written.
         if let Some(first) = headers.first() {
@@ -429,6 +423,15 @@ impl Log {
         now_ms: i64,
     ) -> Result<i64> {
         self.maybe_roll(records.len() as u64, now_ms)?;
+        // The epochs first (Kafka assigns one where a leadership starts): a checkpoint that
+        // cannot be written for lack of space refuses the append before any byte of it lands.
+        for h in headers {
+            let assigned = self
+                .epochs
+                .assign(h.partition_leader_epoch, h.base_offset)
+                .map_err(shortage);
+            self.poison(assigned)?;
+        }
         let interval = self.config.index_interval_bytes;
         let result = self.active().append(records, headers, interval);
         self.poison(result)?;
@@ -437,8 +440,6 @@ impl Log {
         for h in headers {
             self.producers.update(h);
             count += i64::from(h.records_count);
-            let result = self.epochs.assign(h.partition_leader_epoch, h.base_offset);
-            self.poison(result)?;
         }
         self.records_since_flush += count.max(0) as u64;
         if self.records_since_flush >= self.config.flush_messages
@@ -470,25 +471,18 @@ impl Log {
         if self.segments.contains_key(&base) {
             return Ok(());
         }
-        let result = (|| {
-            let active = self.active();
-            active.seal_time_index()?;
-            active.flush()?;
-            LogSegment::create(&self.dir, base, now_ms)
-        })();
-        let result = match result {
-            Err(LogError::Io(e)) => match LogError::from_io(e) {
-                // Out of space or descriptors: no new segment, the active one stays; the files
-                // a half-made segment left are removed.
-                LogError::Shortage(e) => {
-                    LogSegment::remove_files(&self.dir, base);
-                    Err(LogError::Shortage(e))
-                }
-                other => Err(other),
-            },
-            other => other,
-        };
-        let segment = self.poison(result)?;
+        // Out of space or descriptors while sealing (the index entry is undone) or creating the
+        // next segment: no roll, the active segment stays, and what a half-made segment left is
+        // removed. A failed fsync is never a shortage: its pages may be gone, so it poisons.
+        let sealed = self.active().seal_time_index().map_err(shortage);
+        self.poison(sealed)?;
+        let flushed = self.active().flush();
+        self.poison(flushed)?;
+        let created = LogSegment::create(&self.dir, base, now_ms).map_err(shortage);
+        if matches!(created, Err(LogError::Shortage(_))) {
+            LogSegment::remove_files(&self.dir, base);
+        }
+        let segment = self.poison(created)?;
         self.segments.insert(base, segment);
         Ok(())
     }
@@ -824,6 +818,14 @@ impl Log {
         drop(self);
         std::fs::remove_dir_all(dir)?;
         Ok(())
+    }
+}
+
+/// An I/O error that is a passing shortage becomes [`LogError::Shortage`].
+fn shortage(e: LogError) -> LogError {
+    match e {
+        LogError::Io(io) => LogError::from_io(io),
+        other => other,
     }
 }
 

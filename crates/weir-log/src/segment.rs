@@ -272,16 +272,17 @@ impl LogSegment {
         }
     }
 
+    /// Puts the segment back where `mark` was. The counters go back even if cutting a file
+    /// fails (the log is poisoned then), so reads never reach past what was written whole.
     fn undo(&mut self, mark: AppendMark) -> std::io::Result<()> {
-        self.log.set_len(mark.size)?;
-        self.offset_index.truncate_len(mark.offset_entries)?;
-        self.time_index.truncate_len(mark.time_entries)?;
         self.size = mark.size;
         self.next_offset = mark.next_offset;
         self.bytes_since_index_entry = mark.bytes_since_index_entry;
         self.max_timestamp = mark.max_timestamp;
         self.offset_of_max_timestamp = mark.offset_of_max_timestamp;
-        Ok(())
+        self.log.set_len(mark.size)?;
+        self.offset_index.truncate_len(mark.offset_entries)?;
+        self.time_index.truncate_len(mark.time_entries)
     }
 
     /// Reads the batch header at `position`, or `None` at the end of the segment.

@@ -60,12 +60,12 @@ pub enum ControllerOp {
         previous_broker_epoch: Option<i64>,
     },
     /// A broker reports where its logs of recovering partitions (empty ISR) end, so the controller
-    /// can elect the replica with the best log. `logs` holds (topic id, partition, epoch of the
-    /// last batch or -1, log end offset); reports from an earlier incarnation are refused.
+    /// can elect the replica with the best log. Reports from an earlier incarnation are refused;
+    /// a partition's report made in another leader epoch (another recovery) is ignored.
     ReportReplicaLogs {
         broker_id: i32,
         broker_epoch: i64,
-        logs: Vec<(Uuid, i32, i32, i64)>,
+        logs: Vec<crate::records::PartitionLog>,
     },
     /// A broker is alive. A fenced broker is unfenced by it.
     Heartbeat {

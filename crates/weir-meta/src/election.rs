@@ -112,10 +112,11 @@ fn recover(image: &MetadataImage, p: &PartitionImage, unclean: bool) -> Option<P
 /// the best reported so far, else the first live replica.
 pub fn recovery_pick(image: &MetadataImage, p: &PartitionImage, unclean: bool) -> Option<i32> {
     let current = |r: &&ReplicaLog| {
-        image
-            .brokers
-            .get(&r.broker_id)
-            .is_some_and(|b| !b.fenced && b.epoch == r.broker_epoch)
+        r.leader_epoch == p.leader_epoch
+            && image
+                .brokers
+                .get(&r.broker_id)
+                .is_some_and(|b| !b.fenced && b.epoch == r.broker_epoch)
     };
     let holders: Vec<i32> = p
         .replicas

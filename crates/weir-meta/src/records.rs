@@ -21,6 +21,22 @@ pub struct ReplicaLog {
     pub broker_id: i32,
     /// The incarnation that reported: a report from an earlier one says nothing of the log now.
     pub broker_epoch: i64,
+    /// The partition's leader epoch when the report was made: one made for an earlier recovery
+    /// (delayed or sent again) says nothing of this one.
+    #[serde(default)]
+    pub leader_epoch: i32,
+    /// The leader epoch of the log's last batch (-1 for none).
+    pub last_epoch: i32,
+    pub log_end_offset: i64,
+}
+
+/// One partition's log, as a broker reports it for recovery.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+pub struct PartitionLog {
+    pub topic_id: Uuid,
+    pub partition: i32,
+    /// The partition's leader epoch in the image the broker reported from.
+    pub leader_epoch: i32,
     /// The leader epoch of the log's last batch (-1 for none).
     pub last_epoch: i32,
     pub log_end_offset: i64,

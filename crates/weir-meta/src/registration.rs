@@ -13,7 +13,7 @@ use uuid::Uuid;
 
 use crate::election;
 use crate::image::{MetadataImage, PartitionImage};
-use crate::records::{MetadataRecord, ReplicaLog};
+use crate::records::{MetadataRecord, PartitionLog, ReplicaLog};
 use crate::{MetaError, Result};
 
 /// A broker's registration, as [`ControllerOp::RegisterBroker`] carries it.
@@ -121,7 +121,7 @@ pub(crate) fn plan_report_replica_logs(
     image: &MetadataImage,
     broker_id: i32,
     broker_epoch: i64,
-    logs: &[(Uuid, i32, i32, i64)],
+    logs: &[PartitionLog],
 ) -> Result<Vec<MetadataRecord>> {
     match image.brokers.get(&broker_id) {
         None => return Err(MetaError::UnknownBroker(broker_id)),
@@ -134,21 +134,23 @@ pub(crate) fn plan_report_replica_logs(
         Some(_) => {}
     }
     let mut out = Vec::new();
-    for (topic_id, partition, last_epoch, log_end_offset) in logs {
+    for log in logs {
         let Some(p) = image
-            .topic_by_id(topic_id)
-            .and_then(|t| t.partitions.get(partition))
+            .topic_by_id(&log.topic_id)
+            .and_then(|t| t.partitions.get(&log.partition))
         else {
             continue;
         };
-        if !p.isr.is_empty() || !p.replicas.contains(&broker_id) {
+        let current = p.isr.is_empty() && p.leader_epoch == log.leader_epoch;
+        if !current || !p.replicas.contains(&broker_id) {
             continue;
         }
         let report = ReplicaLog {
             broker_id,
             broker_epoch,
-            last_epoch: *last_epoch,
-            log_end_offset: *log_end_offset,
+            leader_epoch: log.leader_epoch,
+            last_epoch: log.last_epoch,
+            log_end_offset: log.log_end_offset,
         };
         if p.recovery.contains(&report) {
             continue;
@@ -156,7 +158,11 @@ pub(crate) fn plan_report_replica_logs(
         let mut next = p.clone();
         next.recovery.retain(|r| r.broker_id != broker_id);
         next.recovery.push(report);
-        out.push(election::partition_record(*topic_id, *partition, next));
+        out.push(election::partition_record(
+            log.topic_id,
+            log.partition,
+            next,
+        ));
     }
     Ok(out)
 }
@@ -200,13 +206,22 @@ mod tests {
     }
 
     fn report(image: &mut MetadataImage, b: i32, last_epoch: i32, end: i64) -> Result<()> {
-        let topic_id = image.topic("t").unwrap().topic_id;
         let op = ControllerOp::ReportReplicaLogs {
             broker_id: b,
             broker_epoch: image.brokers[&b].epoch,
-            logs: vec![(topic_id, 0, last_epoch, end)],
+            logs: vec![log_of(image, last_epoch, end)],
         };
         run(image, op)
+    }
+
+    fn log_of(image: &MetadataImage, last_epoch: i32, end: i64) -> PartitionLog {
+        PartitionLog {
+            topic_id: image.topic("t").unwrap().topic_id,
+            partition: 0,
+            leader_epoch: partition(image).leader_epoch,
+            last_epoch,
+            log_end_offset: end,
+        }
     }
 
     fn partition(image: &MetadataImage) -> PartitionImage {
@@ -285,7 +300,7 @@ mod tests {
         let stale = ControllerOp::ReportReplicaLogs {
             broker_id: 2,
             broker_epoch: 1,
-            logs: vec![(image.topic("t").unwrap().topic_id, 0, 0, 30_000)],
+            logs: vec![log_of(&image, 0, 30_000)],
         };
         assert!(matches!(
             run(&mut image, stale),
