@@ -23,6 +23,7 @@ import pytest
 import zstandard
 from confluent_kafka import Consumer, KafkaError, KafkaException, Producer, TopicPartition
 
+from cluster import _uvarint
 from interop_helpers import consume_all, create_topic, topic_name
 
 GIB = 1 << 30
@@ -53,16 +54,7 @@ def crc32c(data: bytes) -> int:
 
 def varint(n: int) -> bytes:
     """Zig-zag varint, as record fields are written."""
-    n = (n << 1) ^ (n >> 63)
-    out = bytearray()
-    while True:
-        b = n & 0x7F
-        n >>= 7
-        if n:
-            out.append(b | 0x80)
-        else:
-            out.append(b)
-            return bytes(out)
+    return _uvarint((n << 1) ^ (n >> 63))
 
 
 def zstd_bomb(records: int, value_size: int, timestamp_ms: int) -> bytes:
