@@ -71,16 +71,31 @@ fn be_i16(b: &[u8], at: usize) -> i16 {
 }
 
 impl BatchHeader {
-    /// Reads the header fields from the start of `bytes`; checks only that enough bytes are present.
+    /// Reads the header fields from the start of `bytes`. Checks that enough bytes are present,
+    /// and that the length and base offset are ones offset and size arithmetic can take (from
+    /// the disk or the wire, anything else is corruption): the length at least a header's, the
+    /// base offset within ±2^62.
     pub fn parse(bytes: &[u8]) -> Result<BatchHeader, LogError> {
         if bytes.len() < BATCH_HEADER_BYTES {
             return Err(LogError::CorruptBatch(
                 "batch shorter than its header".into(),
             ));
         }
+        let batch_length = be_i32(bytes, LENGTH_AT);
+        if batch_length < MIN_BATCH_LENGTH {
+            return Err(LogError::CorruptBatch(format!(
+                "batch length {batch_length} is shorter than a header"
+            )));
+        }
+        let base_offset = be_i64(bytes, BASE_OFFSET_AT);
+        if base_offset.unsigned_abs() > 1 << 62 {
+            return Err(LogError::CorruptBatch(format!(
+                "base offset {base_offset} is out of range"
+            )));
+        }
         Ok(BatchHeader {
-            base_offset: be_i64(bytes, BASE_OFFSET_AT),
-            batch_length: be_i32(bytes, LENGTH_AT),
+            base_offset,
+            batch_length,
             partition_leader_epoch: be_i32(bytes, LEADER_EPOCH_AT),
             magic: bytes[MAGIC_AT] as i8,
             crc: be_i32(bytes, CRC_AT) as u32,
