@@ -95,6 +95,21 @@ def _read_uvarint(data: bytes, off: int) -> tuple[int, int]:
         shift += 7
 
 
+def raw_request(addr: str, port: int, request: bytes, what: str, timeout: float) -> bytes:
+    """Sends one size-prefixed request on a connection of its own and returns the response
+    frame without its size prefix."""
+    with socket.create_connection((addr, port), timeout=timeout) as s:
+        s.settimeout(timeout)
+        s.sendall(struct.pack(">i", len(request)) + request)
+        buf = b""
+        while len(buf) < 4 or len(buf) < 4 + struct.unpack(">i", buf[:4])[0]:
+            chunk = s.recv(65536)
+            if not chunk:
+                raise ConnectionError(f"{addr}:{port} closed the connection during {what}")
+            buf += chunk
+    return buf[4:]
+
+
 def describe_quorum_leader(addr: str, port: int, timeout: float = 3.0) -> int:
     """The active controller (metadata quorum leader) as the node at
     ``addr:port`` sees it, by a raw DescribeQuorum v0 request (no client
@@ -108,17 +123,7 @@ def describe_quorum_leader(addr: str, port: int, timeout: float = 3.0) -> int:
         + _uvarint(0)  # topic tags
         + _uvarint(0)  # request tags
     )
-    req = header + body
-    with socket.create_connection((addr, port), timeout=timeout) as s:
-        s.settimeout(timeout)
-        s.sendall(struct.pack(">i", len(req)) + req)
-        buf = b""
-        while len(buf) < 4 or len(buf) < 4 + struct.unpack(">i", buf[:4])[0]:
-            chunk = s.recv(65536)
-            if not chunk:
-                raise ConnectionError(f"{addr}:{port} closed the connection during DescribeQuorum")
-            buf += chunk
-    data = buf[4:]
+    data = raw_request(addr, port, header + body, "DescribeQuorum", timeout)
     off = 4  # correlation id
     ntags, off = _read_uvarint(data, off)
     for _ in range(ntags):

@@ -23,7 +23,7 @@ import pytest
 import zstandard
 from confluent_kafka import Consumer, KafkaError, KafkaException, Producer, TopicPartition
 
-from cluster import _uvarint
+from cluster import _uvarint, raw_request
 from interop_helpers import consume_all, create_topic, topic_name
 
 GIB = 1 << 30
@@ -93,17 +93,7 @@ def produce_raw(host: str, port: int, topic: str, partition: int, batch: bytes, 
         + struct.pack(">i", 1) + struct.pack(">i", partition)
         + struct.pack(">i", len(batch)) + batch
     )
-    req = header + body
-    with socket.create_connection((host, port), timeout=timeout) as s:
-        s.settimeout(timeout)
-        s.sendall(struct.pack(">i", len(req)) + req)
-        buf = b""
-        while len(buf) < 4 or len(buf) < 4 + struct.unpack(">i", buf[:4])[0]:
-            chunk = s.recv(65536)
-            if not chunk:
-                raise ConnectionError("the broker closed the connection during Produce")
-            buf += chunk
-    data = buf[4:]
+    data = raw_request(host, port, header + body, "Produce", timeout)
     off = 4  # correlation id
     (ntopics,) = struct.unpack_from(">i", data, off)
     off += 4
