@@ -339,27 +339,30 @@ async fn write_chunks(stream: &mut OwnedWriteHalf, chunks: &[Chunk]) -> std::io:
     for chunk in chunks {
         match chunk {
             Chunk::Bytes(bytes) => stream.write_all(bytes).await?,
-            Chunk::File(slice) => send_file(stream.as_ref(), slice).await?,
+            Chunk::File(slice) => match slice.file.os_file() {
+                Some(file) => send_file(stream.as_ref(), file, slice).await?,
+                // A file in memory (a simulated disk): its bytes are written as they are.
+                None => stream.write_all(&slice.read_to_vec()?).await?,
+            },
         }
     }
     Ok(())
 }
 
 /// Sends a range of a segment file to the socket with sendfile(2): the bytes never enter user space.
-async fn send_file(stream: &TcpStream, slice: &weir_log::FileSlice) -> std::io::Result<()> {
+async fn send_file(
+    stream: &TcpStream,
+    file: &std::fs::File,
+    slice: &weir_log::FileSlice,
+) -> std::io::Result<()> {
     let mut offset = slice.position;
     let end = slice.position + slice.len;
     while offset < end {
         stream.writable().await?;
         let remaining = (end - offset) as usize;
         let sent = stream.try_io(Interest::WRITABLE, || {
-            rustix::fs::sendfile(
-                stream.as_fd(),
-                slice.file.as_fd(),
-                Some(&mut offset),
-                remaining,
-            )
-            .map_err(std::io::Error::from)
+            rustix::fs::sendfile(stream.as_fd(), file.as_fd(), Some(&mut offset), remaining)
+                .map_err(std::io::Error::from)
         });
         match sent {
             Ok(0) => {

@@ -15,7 +15,8 @@ use std::time::Instant;
 
 use tokio::sync::watch;
 use uuid::Uuid;
-use weir_log::{AppendInfo, Log, LogConfig, LogError};
+use weir_log::storage::{self, Storage};
+use weir_log::{AppendInfo, Disk, Log, LogConfig, LogError};
 use weir_meta::configs::{effective_topic_configs, EffectiveConfig};
 use weir_meta::{ConfigResource, MetadataImage, PartitionImage, PartitionLog};
 
@@ -286,6 +287,8 @@ type PartitionKey = (String, i32);
 
 #[derive(Debug)]
 pub struct ReplicaManager {
+    /// The file system under the data directory: the real one, or a simulated disk.
+    storage: Arc<dyn Storage>,
     data_dir: PathBuf,
     node_id: i32,
     partitions: RwLock<HashMap<PartitionKey, Arc<Partition>>>,
@@ -348,8 +351,8 @@ const PARTITION_METADATA: &str = "partition.metadata";
 /// Kafka's name and format: a version line, a count line, then `topic partition offset` lines.
 const HW_CHECKPOINT: &str = "replication-offset-checkpoint";
 
-fn read_checkpoint(path: &Path) -> HashMap<PartitionKey, i64> {
-    let Ok(text) = std::fs::read_to_string(path) else {
+fn read_checkpoint(fs: &dyn Storage, path: &Path) -> HashMap<PartitionKey, i64> {
+    let Ok(Some(text)) = storage::read_text(fs, path) else {
         return HashMap::new();
     };
     text.lines()
@@ -364,34 +367,29 @@ fn read_checkpoint(path: &Path) -> HashMap<PartitionKey, i64> {
         .collect()
 }
 
-fn write_checkpoint(path: &Path, entries: &HashMap<PartitionKey, i64>) -> std::io::Result<()> {
-    use std::io::Write;
+fn write_checkpoint(
+    fs: &dyn Storage,
+    path: &Path,
+    entries: &HashMap<PartitionKey, i64>,
+) -> std::io::Result<()> {
     let mut text = format!("0\n{}\n", entries.len());
     for ((topic, partition), offset) in entries {
         text.push_str(&format!("{topic} {partition} {offset}\n"));
     }
-    let tmp = path.with_extension("tmp");
-    let mut f = std::fs::File::create(&tmp)?;
-    f.write_all(text.as_bytes())?;
-    f.sync_all()?;
-    std::fs::rename(tmp, path)
+    storage::write_atomically(fs, path, text.as_bytes())
 }
 
-fn read_topic_id(dir: &Path) -> Option<Uuid> {
-    let text = std::fs::read_to_string(dir.join(PARTITION_METADATA)).ok()?;
+fn read_topic_id(fs: &dyn Storage, dir: &Path) -> Option<Uuid> {
+    let text = storage::read_text(fs, &dir.join(PARTITION_METADATA)).ok()??;
     text.lines()
         .find_map(|l| l.strip_prefix("topic_id: "))
         .and_then(|id| Uuid::parse_str(id.trim()).ok())
 }
 
-fn write_topic_id(dir: &Path, id: Uuid) -> std::io::Result<()> {
-    use std::io::Write;
-    std::fs::create_dir_all(dir)?;
-    let tmp = dir.join(format!("{PARTITION_METADATA}.tmp"));
-    let mut f = std::fs::File::create(&tmp)?;
-    f.write_all(format!("version: 0\ntopic_id: {id}\n").as_bytes())?;
-    f.sync_all()?;
-    std::fs::rename(tmp, dir.join(PARTITION_METADATA))
+fn write_topic_id(fs: &dyn Storage, dir: &Path, id: Uuid) -> std::io::Result<()> {
+    storage::create_dir_durably(fs, dir)?;
+    let text = format!("version: 0\ntopic_id: {id}\n");
+    storage::write_atomically(fs, &dir.join(PARTITION_METADATA), text.as_bytes())
 }
 
 impl Drop for ReplicaManager {
@@ -406,8 +404,20 @@ impl ReplicaManager {
     }
 
     pub(crate) fn with_clock(data_dir: &Path, node_id: i32, clock: Clock) -> ReplicaManager {
+        ReplicaManager::on_storage(Disk::shared(), data_dir, node_id, clock)
+    }
+
+    /// A replica manager whose logs live in `storage` (a simulated disk, in simulations).
+    pub(crate) fn on_storage(
+        storage: Arc<dyn Storage>,
+        data_dir: &Path,
+        node_id: i32,
+        clock: Clock,
+    ) -> ReplicaManager {
         let (appended, _) = watch::channel(0);
+        let checkpointed = read_checkpoint(&*storage, &data_dir.join(HW_CHECKPOINT));
         ReplicaManager {
+            storage,
             clock,
             flush_queue: FlushQueue::default(),
             data_dir: data_dir.to_path_buf(),
@@ -415,7 +425,7 @@ impl ReplicaManager {
             partitions: RwLock::new(HashMap::new()),
             appended: Arc::new(appended),
             syncing: Mutex::new(()),
-            checkpointed: Mutex::new(read_checkpoint(&data_dir.join(HW_CHECKPOINT))),
+            checkpointed: Mutex::new(checkpointed),
         }
     }
 
@@ -444,14 +454,15 @@ impl ReplicaManager {
         let mut last = self.checkpointed.lock().unwrap_or_else(|p| p.into_inner());
         // Partitions on disk but not open yet (metadata still replaying) keep their entries.
         for (key, hw) in last.iter() {
-            if !now.contains_key(key) && partition_dir(&self.data_dir, &key.0, key.1).exists() {
+            let dir = partition_dir(&self.data_dir, &key.0, key.1);
+            if !now.contains_key(key) && self.storage.exists(&dir) {
                 now.insert(key.clone(), *hw);
             }
         }
         if *last == now {
             return;
         }
-        match write_checkpoint(&self.data_dir.join(HW_CHECKPOINT), &now) {
+        match write_checkpoint(&*self.storage, &self.data_dir.join(HW_CHECKPOINT), &now) {
             Ok(()) => *last = now,
             Err(e) => tracing::error!(error = %e, "writing {HW_CHECKPOINT} failed"),
         }
@@ -527,7 +538,7 @@ impl ReplicaManager {
             partition.leader.store(-1, Ordering::Release);
             partition.changed();
             drop(partition);
-            match std::fs::remove_dir_all(&dir) {
+            match self.storage.remove_dir_all(&dir) {
                 Ok(()) => {}
                 Err(e) if e.kind() == std::io::ErrorKind::NotFound => {}
                 Err(e) => return Err(e.into()),
@@ -562,12 +573,13 @@ impl ReplicaManager {
                 continue;
             }
             let dir = partition_dir(&self.data_dir, &topic, p);
-            if dir.exists() && read_topic_id(&dir) != Some(topic_id) {
+            let fs = &*self.storage;
+            if fs.exists(&dir) && read_topic_id(fs, &dir) != Some(topic_id) {
                 tracing::warn!(dir = %dir.display(), "removing a log left by an older topic of the same name");
-                std::fs::remove_dir_all(&dir)?;
+                fs.remove_dir_all(&dir)?;
             }
-            write_topic_id(&dir, topic_id)?;
-            let log = Log::open(&dir, config)?;
+            write_topic_id(fs, &dir, topic_id)?;
+            let log = Log::open_on(self.storage.clone(), &dir, config)?;
             let high_watermark = self
                 .checkpointed
                 .lock()

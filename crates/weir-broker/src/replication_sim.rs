@@ -5,11 +5,20 @@
 //! leader's high watermark and ISR proposals ([`replication`]), the follower's truncation and
 //! fetch handling ([`fetcher`]), and the controller's planner and elections (`weir-meta`). The
 //! simulation stands in for the network and the clock: one step is 10 ms of simulated time;
-//! fetch answers and ISR changes arrive after seeded delays; a seeded nemesis crashes and restarts
-//! brokers (their disks survive, as with `kill -9`) and cuts links, including a broker's link to
-//! the controller (its heartbeats stop and it is fenced). A producer writes unique values to
+//! fetch answers and ISR changes arrive after seeded delays. Each broker's disk is a
+//! [`SimDisk`], which keeps what was fsynced apart from what was only written. A seeded nemesis:
+//! - crashes and restarts brokers (`kill -9`: the page cache survives);
+//! - cuts the power of one broker, or of all three at once: each disk keeps what was fsynced,
+//!   plus a torn prefix or a scrambled part of the rest ([`PowerLoss`]);
+//! - fills a broker's disk for a while (ENOSPC), or fails an fsync with EIO (the log directory
+//!   fails; the broker goes down and its unsynced pages are lost, as the kernel drops them);
+//! - cuts links, including a broker's link to the controller (its heartbeats stop and it is
+//!   fenced).
+//!
+//! A producer writes unique values to
 //! whichever broker leads in its own view, with acks=all; a consumer reads the leader up to its
-//! high watermark. After healing, the checkers prove:
+//! high watermark. The topic is durable (`write.caching=false`), so acknowledged records must
+//! survive every one of these faults. After healing, the checkers prove:
 //! - every acknowledged record is in the final log at the offset acknowledged;
 //! - every record the consumer saw is in the final log at the offset it saw it;
 //! - the three replicas' logs are byte for byte the same;
@@ -22,7 +31,7 @@
 #![allow(clippy::unwrap_used, clippy::expect_used)] // tests: a failure is a test failure
 
 use std::collections::{BTreeMap, BTreeSet, HashSet};
-use std::path::PathBuf;
+use std::path::Path;
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::Arc;
 use std::time::{Duration, Instant};
@@ -33,6 +42,8 @@ use kafka_protocol::messages::fetch_response::PartitionData;
 use kafka_protocol::records::{
     Compression, Record, RecordBatchDecoder, RecordBatchEncoder, RecordEncodeOptions, TimestampType,
 };
+use weir_log::simfs::{Failure, Fault, FsOp, PowerLoss};
+use weir_log::SimDisk;
 use weir_meta::{election, ControllerOp, CreateTopic, MetadataImage, MetadataRecord};
 
 use crate::fetcher;
@@ -110,9 +121,12 @@ impl Controller {
     }
 }
 
+/// Where each broker keeps its data, on its own disk.
+const DATA_DIR: &str = "/data";
+
 struct Node {
     id: i32,
-    dir: PathBuf,
+    disk: SimDisk,
     /// `None` while crashed.
     replicas: Option<ReplicaManager>,
     seen_version: u64,
@@ -237,12 +251,12 @@ struct Sim {
     seen: BTreeMap<i64, u64>,
     faults: Vec<String>,
     defaults: BTreeMap<String, String>,
-    _dir: tempfile::TempDir,
+    /// Steps at which a full disk gets its space back: (step, node).
+    space_at: Vec<(u64, i32)>,
 }
 
 impl Sim {
     fn new(seed: u64) -> Sim {
-        let dir = tempfile::tempdir().unwrap();
         let ticks = Arc::new(AtomicU64::new(0));
         let base = Instant::now();
         let mut controller = Controller {
@@ -270,7 +284,11 @@ impl Sim {
                     num_partitions: -1,
                     replication_factor: -1,
                     assignments: vec![(0, NODES.to_vec())],
-                    configs: vec![("min.insync.replicas".into(), "2".into())],
+                    // Small segments: rolls (new files, directory syncs) happen all the time.
+                    configs: vec![
+                        ("min.insync.replicas".into(), "2".into()),
+                        ("segment.bytes".into(), "1024".into()),
+                    ],
                 },
                 default_partitions: 1,
                 default_replication_factor: 3,
@@ -293,14 +311,14 @@ impl Sim {
             seen: BTreeMap::new(),
             faults: Vec::new(),
             defaults: BTreeMap::new(),
-            _dir: dir,
+            space_at: Vec::new(),
         };
         for id in NODES {
-            let node_dir = sim._dir.path().join(format!("n{id}"));
-            let replicas = sim.open(id, &node_dir);
+            let disk = SimDisk::new(seed * 10 + id as u64);
+            let replicas = sim.open(id, &disk);
             sim.nodes.push(Node {
                 id,
-                dir: node_dir,
+                disk,
                 replicas: Some(replicas),
                 seen_version: 0,
                 restart_at: 0,
@@ -310,11 +328,11 @@ impl Sim {
         sim
     }
 
-    fn open(&self, id: i32, dir: &std::path::Path) -> ReplicaManager {
+    fn open(&self, id: i32, disk: &SimDisk) -> ReplicaManager {
         let ticks = self.ticks.clone();
         let base = self.base;
         let clock = Clock::new(move || base + STEP * ticks.load(Ordering::Relaxed) as u32);
-        ReplicaManager::with_clock(dir, id, clock)
+        ReplicaManager::on_storage(disk.storage(), Path::new(DATA_DIR), id, clock)
     }
 
     fn now(&self) -> Instant {
@@ -339,25 +357,103 @@ impl Sim {
         }
         let victim = NODES[self.rng.below(3) as usize];
         let hold = 20 + self.rng.below(200);
-        match self.rng.below(3) {
-            0 => {
-                let down = self.nodes.iter().filter(|n| n.replicas.is_none()).count();
-                let node = &mut self.nodes[(victim - 1) as usize];
-                if down < 2 && node.replicas.is_some() {
-                    node.replicas = None;
-                    node.fetch_in_flight = false;
-                    node.restart_at = self.step + hold;
-                    self.faults
-                        .push(format!("{}: crash n{victim} for {hold} steps", self.step));
+        let down = self.nodes.iter().filter(|n| n.replicas.is_none()).count();
+        match self.rng.below(12) {
+            0..=2 if down < 2 => self.crash(victim, hold, None),
+            3 | 4 if down < 2 => {
+                let loss = self.power_loss_mode();
+                self.crash(victim, hold, Some(loss));
+            }
+            5 => {
+                self.faults
+                    .push(format!("{}: power cut of all brokers", self.step));
+                for id in NODES {
+                    let loss = self.power_loss_mode();
+                    let hold = 20 + self.rng.below(200);
+                    self.crash(id, hold, Some(loss));
                 }
             }
-            1 => {
+            6 => {
+                let node = &self.nodes[(victim - 1) as usize];
+                let used = node.disk.used_bytes();
+                node.disk.set_capacity(Some(used));
+                self.space_at.push((self.step + hold, victim));
+                self.faults.push(format!(
+                    "{}: n{victim}'s disk full for {hold} steps",
+                    self.step
+                ));
+            }
+            7 => {
+                self.nodes[(victim - 1) as usize].disk.fail(Fault {
+                    op: FsOp::Sync,
+                    path_contains: String::new(),
+                    failure: Failure::Io,
+                    times: 1,
+                });
+                self.faults
+                    .push(format!("{}: n{victim}'s next fsync fails (EIO)", self.step));
+            }
+            8 | 9 => {
                 self.cut_link(victim, CONTROLLER, hold);
             }
-            _ => {
+            10 | 11 => {
                 let others: Vec<i32> = NODES.iter().copied().filter(|n| *n != victim).collect();
                 let other = others[self.rng.below(2) as usize];
                 self.cut_link(victim, other, hold);
+            }
+            _ => {}
+        }
+    }
+
+    fn power_loss_mode(&mut self) -> PowerLoss {
+        match self.rng.below(3) {
+            0 => PowerLoss::DropUnsynced,
+            1 => PowerLoss::TornTail,
+            _ => PowerLoss::Scrambled,
+        }
+    }
+
+    /// Takes a broker down for `hold` steps: a `kill -9` (its page cache survives) or, with
+    /// `loss`, a power cut (its disk keeps what `loss` lets through of the unsynced writes).
+    fn crash(&mut self, id: i32, hold: u64, loss: Option<PowerLoss>) {
+        let node = &mut self.nodes[(id - 1) as usize];
+        if node.replicas.is_none() && loss.is_none() {
+            return;
+        }
+        node.replicas = None;
+        node.fetch_in_flight = false;
+        node.restart_at = node.restart_at.max(self.step + hold);
+        match loss {
+            None => self
+                .faults
+                .push(format!("{}: crash n{id} for {hold} steps", self.step)),
+            Some(loss) => {
+                let unsynced = node.disk.unsynced_bytes();
+                node.disk.power_loss(loss);
+                self.faults.push(format!(
+                    "{}: power cut n{id} for {hold} steps ({loss:?}, {unsynced} unsynced bytes)",
+                    self.step
+                ));
+            }
+        }
+    }
+
+    /// A broker whose log directory failed (an fsync returned EIO) goes down; the kernel may
+    /// have dropped the pages that fsync was to write, so they are lost.
+    fn failed_disks(&mut self) {
+        for id in NODES {
+            let failed = self
+                .node(id)
+                .replicas
+                .as_ref()
+                .and_then(|r| r.failed_log_dir());
+            if let Some(why) = failed {
+                self.faults.push(format!(
+                    "{}: n{id}'s log directory failed: {why}",
+                    self.step
+                ));
+                let hold = 20 + self.rng.below(100);
+                self.crash(id, hold, Some(PowerLoss::DropUnsynced));
             }
         }
     }
@@ -385,10 +481,25 @@ impl Sim {
         for key in healed {
             self.cut.remove(&key);
         }
+        let freed: Vec<i32> = self
+            .space_at
+            .iter()
+            .filter(|(at, _)| *at <= step)
+            .map(|(_, id)| *id)
+            .collect();
+        self.space_at.retain(|(at, _)| *at > step);
+        for id in freed {
+            self.nodes[(id - 1) as usize].disk.set_capacity(None);
+            self.faults
+                .push(format!("{step}: n{id}'s disk has space again"));
+        }
         for i in 0..self.nodes.len() {
             if self.nodes[i].replicas.is_none() && self.nodes[i].restart_at <= step {
-                let (id, dir) = (self.nodes[i].id, self.nodes[i].dir.clone());
-                self.nodes[i].replicas = Some(self.open(id, &dir));
+                let id = self.nodes[i].id;
+                let disk = self.nodes[i].disk.clone();
+                // A log that cannot be opened (its disk still full, say) keeps the broker down.
+                let replicas = self.open(id, &disk);
+                self.nodes[i].replicas = Some(replicas);
                 self.nodes[i].seen_version = 0;
                 self.faults.push(format!("{step}: restart n{id}"));
                 if self.connected(id, CONTROLLER) {
@@ -438,7 +549,12 @@ impl Sim {
                 let Some(replicas) = &self.nodes[i].replicas else {
                     continue;
                 };
-                replicas.sync(&latest, &self.defaults, true).unwrap();
+                // A log that cannot be opened now (a full disk) is opened at a later image.
+                if let Err(e) = replicas.sync(&latest, &self.defaults, true) {
+                    self.faults
+                        .push(format!("{}: n{id} cannot apply the image: {e}", self.step));
+                    continue;
+                }
                 // Logs of partitions in recovery go to the controller, as the broker's metadata
                 // follower sends them.
                 let epoch = latest.brokers.get(&id).map_or(-1, |b| b.epoch);
@@ -468,7 +584,8 @@ impl Sim {
                 let value = self.next_value;
                 self.next_value += 1;
                 let mut bytes = batch(value);
-                if let Some((info, epoch)) = p.append_as_leader(id, &mut bytes, 0).unwrap() {
+                // A refused append (a full or failed disk) is never acknowledged.
+                if let Ok(Some((info, epoch))) = p.append_as_leader(id, &mut bytes, 0) {
                     self.pending.push((id, epoch, info.last_offset, value));
                 }
             }
@@ -521,7 +638,16 @@ impl Sim {
                 }
                 continue;
             }
-            let offset = p.log().log_end_offset();
+            // As the fetcher does: what was copied is fsynced first, and a replica whose log is
+            // not on its disk does not fetch, so the offset the leader counts is durable.
+            crate::flusher::sync_all(id, std::slice::from_ref(&p));
+            let offset = {
+                let log = p.log();
+                if log.durable_end() < log.log_end_offset() {
+                    continue;
+                }
+                log.log_end_offset()
+            };
             lp.record_follower_fetch(leader, id, offset);
             let hw = lp.high_watermark();
             let data = {
@@ -675,12 +801,18 @@ impl Sim {
             if self.step == CHAOS_STEPS {
                 self.cut.clear();
                 self.heal_at.clear();
+                for node in &self.nodes {
+                    node.disk.set_capacity(None);
+                    node.disk.clear_faults();
+                }
+                self.space_at.clear();
                 for node in &mut self.nodes {
                     node.restart_at = node.restart_at.min(CHAOS_STEPS);
                 }
                 self.faults.push(format!("{}: heal everything", self.step));
             }
             self.nemesis();
+            self.failed_disks();
             self.heal();
             self.metadata();
             self.leaders();
@@ -781,6 +913,15 @@ impl Sim {
             "little progress: {} acknowledged; {}",
             self.acked.len(),
             ctx()
+        );
+        let count = |what: &str| self.faults.iter().filter(|f| f.contains(what)).count();
+        eprintln!(
+            "replication seed {seed}: {} power cuts ({} of all brokers), {} kills, {} full disks, {} failed fsyncs",
+            count("power cut n"),
+            count("power cut of all"),
+            count(": crash n"),
+            count("disk full"),
+            count("(EIO)"),
         );
         eprintln!(
             "replication seed {seed}: {} produced, {} acknowledged, {} read, final log {} records, {} metadata versions, {} faults",

@@ -12,7 +12,8 @@ use kafka_protocol::protocol::{Encodable, StrBytes};
 use rand::{Rng, SeedableRng};
 use weir_broker::apis::APIS;
 use weir_broker::fuzzing::{
-    decode_group_record, decode_request, open_log_dir, read_frames, validate_record_batches,
+    decode_group_record, decode_request, open_log_dir, open_log_dir_on_disk, read_frames,
+    validate_record_batches,
 };
 
 fn corpus(target: &str) -> Vec<Vec<u8>> {
@@ -184,6 +185,7 @@ fn log_dir_corpus_never_panics() {
     let mut rng = rand::rngs::StdRng::seed_from_u64(17);
     for entry in corpus("log_dir") {
         open_log_dir(&entry);
+        open_log_dir_on_disk(&entry);
         for m in mutations(&mut rng, &entry, 3) {
             open_log_dir(&m);
         }

@@ -10,13 +10,13 @@
 //! rebuilt. Same idea as Kafka's `LogCleaner`, without its dirty-ratio scheduling.
 
 use std::collections::HashMap;
-use std::io::Write;
 
 use bytes::{Bytes, BytesMut};
 use kafka_protocol::records::{Compression, Record, RecordBatchEncoder, RecordEncodeOptions};
 
 use crate::batch::BatchHeader;
 use crate::segment::{file_stem, LogSegment};
+use crate::storage::OpenMode;
 use crate::{Log, LogError, Result};
 
 /// What one compaction pass did.
@@ -163,11 +163,13 @@ impl Log {
         let stem = file_stem(base);
         let cleaned = self.dir.join(format!("{stem}.log.cleaned"));
         let result = (|| {
-            let mut f = std::fs::File::create(&cleaned)?;
-            f.write_all(bytes)?;
-            f.sync_all()?;
-            std::fs::rename(&cleaned, self.dir.join(format!("{stem}.log")))?;
-            LogSegment::open(&self.dir, base, true, crate::now_ms())
+            let fs = &*self.storage;
+            let f = fs.open(&cleaned, OpenMode::Truncate)?;
+            f.write_all_at(bytes, 0)?;
+            f.sync_data()?;
+            fs.rename(&cleaned, &self.dir.join(format!("{stem}.log")))?;
+            fs.sync_dir(&self.dir)?;
+            LogSegment::open(fs, &self.dir, base, true, crate::now_ms())
         })();
         let segment = self.poison(result)?;
         self.segments.insert(base, segment);

@@ -4,31 +4,36 @@
 //! answers OffsetForLeaderEpoch, which followers use to find where their log diverges.
 
 use std::path::{Path, PathBuf};
+use std::sync::Arc;
 
+use crate::storage::{self, Storage};
 use crate::{LogError, Result};
 
 const CHECKPOINT_FILE: &str = "leader-epoch-checkpoint";
 
 #[derive(Debug)]
 pub struct LeaderEpochCache {
+    storage: Arc<dyn Storage>,
     path: PathBuf,
     /// (epoch, start offset), both strictly increasing.
     entries: Vec<(i32, i64)>,
 }
 
 impl LeaderEpochCache {
-    pub(crate) fn open(dir: &Path) -> Result<LeaderEpochCache> {
+    pub(crate) fn open(storage: Arc<dyn Storage>, dir: &Path) -> Result<LeaderEpochCache> {
         let path = dir.join(CHECKPOINT_FILE);
         let mut entries = Vec::new();
-        match std::fs::read_to_string(&path) {
-            Ok(text) => entries = parse_checkpoint(&text).unwrap_or_else(|| {
+        if let Some(text) = storage::read_text(&*storage, &path)? {
+            entries = parse_checkpoint(&text).unwrap_or_else(|| {
                 tracing::warn!(file = %path.display(), "ignoring a malformed leader-epoch-checkpoint");
                 Vec::new()
-            }),
-            Err(e) if e.kind() == std::io::ErrorKind::NotFound => {}
-            Err(e) => return Err(e.into()),
+            });
         }
-        Ok(LeaderEpochCache { path, entries })
+        Ok(LeaderEpochCache {
+            storage,
+            path,
+            entries,
+        })
     }
 
     pub fn latest_epoch(&self) -> Option<i32> {
@@ -86,7 +91,8 @@ impl LeaderEpochCache {
         for (epoch, offset) in &self.entries {
             text.push_str(&format!("{epoch} {offset}\n"));
         }
-        crate::checkpoint::write_atomically(&self.path, text.as_bytes()).map_err(LogError::from)
+        storage::write_atomically(&*self.storage, &self.path, text.as_bytes())
+            .map_err(LogError::from)
     }
 }
 
@@ -113,12 +119,12 @@ mod tests {
     #[test]
     fn end_offsets_follow_kafka_semantics_and_survive_reopen() {
         let dir = tempfile::tempdir().unwrap();
-        let mut cache = LeaderEpochCache::open(dir.path()).unwrap();
+        let mut cache = LeaderEpochCache::open(crate::Disk::shared(), dir.path()).unwrap();
         cache.assign(0, 0).unwrap();
         cache.assign(2, 10).unwrap();
         cache.assign(1, 5).unwrap(); // older than the latest: ignored
         cache.assign(5, 30).unwrap();
-        let cache = LeaderEpochCache::open(dir.path()).unwrap();
+        let cache = LeaderEpochCache::open(crate::Disk::shared(), dir.path()).unwrap();
         assert_eq!(cache.entries(), &[(0, 0), (2, 10), (5, 30)]);
         assert_eq!(cache.end_offset_for(0, 40), (0, 10));
         assert_eq!(cache.end_offset_for(1, 40), (0, 10));

@@ -5,9 +5,10 @@
 //! that fails its sanity check on open is rebuilt from the segment (Kafka's `LogLoader` does the
 //! same).
 
-use std::fs::{File, OpenOptions};
-use std::io::{Read, Write};
 use std::path::{Path, PathBuf};
+use std::sync::Arc;
+
+use crate::storage::{OpenMode, Storage, StoredFile};
 
 /// One fixed-size entry of an index file.
 pub(crate) trait IndexEntry: Copy {
@@ -72,22 +73,19 @@ impl IndexEntry for TimeEntry {
 #[derive(Debug)]
 pub(crate) struct Index<E: IndexEntry> {
     path: PathBuf,
-    file: File,
+    file: Arc<dyn StoredFile>,
     entries: Vec<E>,
 }
 
 impl<E: IndexEntry> Index<E> {
     /// Opens the index; returns `None` as the entries when the file is missing or malformed, in
     /// which case the caller rebuilds it.
-    pub(crate) fn open(path: &Path) -> std::io::Result<(Self, bool)> {
-        let existed = path.exists();
-        let mut file = OpenOptions::new()
-            .read(true)
-            .append(true)
-            .create(true)
-            .open(path)?;
-        let mut raw = Vec::new();
-        file.read_to_end(&mut raw)?;
+    pub(crate) fn open(storage: &dyn Storage, path: &Path) -> std::io::Result<(Self, bool)> {
+        let existed = storage.exists(path);
+        let file = storage.open(path, OpenMode::Create)?;
+        let len = usize::try_from(file.size()?).map_err(std::io::Error::other)?;
+        let mut raw = vec![0u8; len];
+        file.read_exact_at(&mut raw, 0)?;
         let mut entries = Vec::with_capacity(raw.len() / E::SIZE);
         let mut valid = existed && raw.len() % E::SIZE == 0;
         if valid {
@@ -122,7 +120,8 @@ impl<E: IndexEntry> Index<E> {
     pub(crate) fn append(&mut self, entry: E) -> std::io::Result<()> {
         let mut buf = Vec::with_capacity(E::SIZE);
         entry.encode(&mut buf);
-        if let Err(e) = self.file.write_all(&buf) {
+        let end = (self.entries.len() * E::SIZE) as u64;
+        if let Err(e) = self.file.write_all_at(&buf, end) {
             // Part of the entry may have landed: cut it, so the file stays whole entries.
             self.file.set_len((self.entries.len() * E::SIZE) as u64)?;
             return Err(e);
@@ -140,7 +139,6 @@ impl<E: IndexEntry> Index<E> {
     /// Drops every entry and empties the file.
     pub(crate) fn reset(&mut self) -> std::io::Result<()> {
         self.entries.clear();
-        // The file is opened for appending, so later writes land at the new end.
         self.file.set_len(0)
     }
 
@@ -183,7 +181,7 @@ mod tests {
         let dir = tempfile::tempdir().unwrap();
         let path = dir.path().join("0.index");
         {
-            let (mut idx, valid) = Index::<OffsetEntry>::open(&path).unwrap();
+            let (mut idx, valid) = Index::<OffsetEntry>::open(&crate::Disk, &path).unwrap();
             assert!(!valid);
             for i in 0..10u32 {
                 idx.append(OffsetEntry {
@@ -193,14 +191,14 @@ mod tests {
                 .unwrap();
             }
         }
-        let (idx, valid) = Index::<OffsetEntry>::open(&path).unwrap();
+        let (idx, valid) = Index::<OffsetEntry>::open(&crate::Disk, &path).unwrap();
         assert!(valid);
         assert_eq!(idx.entries().len(), 10);
         assert_eq!(idx.floor(55).unwrap().relative_offset, 50);
         assert_eq!(idx.below(50).unwrap().relative_offset, 40);
         assert!(idx.below(0).is_none());
         std::fs::write(&path, [1u8, 2, 3]).unwrap();
-        let (idx, valid) = Index::<OffsetEntry>::open(&path).unwrap();
+        let (idx, valid) = Index::<OffsetEntry>::open(&crate::Disk, &path).unwrap();
         assert!(!valid);
         assert!(idx.entries().is_empty());
     }

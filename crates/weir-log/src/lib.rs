@@ -6,6 +6,9 @@
 //! v2), with only the base offset and partition leader epoch patched in place. Reads return
 //! [`FileSlice`]s so the broker can send file bytes to a socket without copying them.
 //!
+//! Every file is reached through [`Storage`]: the real file system ([`Disk`]) in the broker, a
+//! fault-injecting disk in memory ([`SimDisk`]) in simulations and fuzzing.
+//!
 //! Invariants: offsets in the log only grow; `log_start_offset <= log_end_offset`; every byte
 //! below a segment's recovered size is a whole, CRC-checked batch.
 //!
@@ -21,6 +24,8 @@ mod index;
 mod log;
 mod producer_state;
 mod segment;
+pub mod simfs;
+pub mod storage;
 #[cfg(test)]
 mod tests;
 
@@ -30,6 +35,8 @@ pub use config::LogConfig;
 pub use epoch::LeaderEpochCache;
 pub use log::{AppendInfo, FetchInfo, FileSlice, Log, SyncTarget, TimestampOffset};
 pub use producer_state::ProducerAppendOutcome;
+pub use simfs::SimDisk;
+pub use storage::{Disk, Storage, StoredFile};
 
 /// Errors of the log layer. The broker maps each to a Kafka error code in one place.
 #[derive(Debug, thiserror::Error)]

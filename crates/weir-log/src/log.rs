@@ -1,7 +1,6 @@
 //! A partition's whole log: its segments, start and end offsets, epochs and producer state.
 
 use std::collections::BTreeMap;
-use std::fs::File;
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
 
@@ -9,6 +8,7 @@ use crate::batch::{self, BatchHeader};
 use crate::epoch::LeaderEpochCache;
 use crate::producer_state::{ProducerAppendOutcome, ProducerStateManager};
 use crate::segment::LogSegment;
+use crate::storage::{self, Disk, OpenMode, Storage, StoredFile};
 use crate::{LogConfig, LogError, Result};
 
 /// Marker written by a clean close; without it the active segment is recovered on open.
@@ -19,7 +19,7 @@ const LOG_START_OFFSET_FILE: &str = "log-start-offset";
 /// A range of bytes of a segment file: what a fetch sends, without copying it into memory.
 #[derive(Debug, Clone)]
 pub struct FileSlice {
-    pub file: Arc<File>,
+    pub file: Arc<dyn StoredFile>,
     pub position: u64,
     pub len: u64,
 }
@@ -27,7 +27,6 @@ pub struct FileSlice {
 impl FileSlice {
     /// Reads the slice into memory (for tests, and for listeners that cannot use sendfile).
     pub fn read_to_vec(&self) -> std::io::Result<Vec<u8>> {
-        use std::os::unix::fs::FileExt;
         let mut buf = vec![0u8; self.len as usize];
         self.file.read_exact_at(&mut buf, self.position)?;
         Ok(buf)
@@ -37,7 +36,7 @@ impl FileSlice {
 /// An fsync to run outside the log's lock: the active segment's file, and the log end it covers.
 #[derive(Debug, Clone)]
 pub struct SyncTarget {
-    file: Arc<File>,
+    file: Arc<dyn StoredFile>,
     end: i64,
     truncations: u64,
 }
@@ -78,6 +77,7 @@ pub struct TimestampOffset {
 
 #[derive(Debug)]
 pub struct Log {
+    pub(crate) storage: Arc<dyn Storage>,
     pub(crate) dir: PathBuf,
     config: LogConfig,
     pub(crate) segments: BTreeMap<i64, LogSegment>,
@@ -104,21 +104,28 @@ fn parse_segment_base(name: &str) -> Option<i64> {
 }
 
 impl Log {
-    /// Opens (or creates) the log in `dir`, recovering the active segment after an unclean stop.
+    /// Opens (or creates) the log in `dir` on the real file system, recovering the active
+    /// segment after an unclean stop.
     pub fn open(dir: &Path, config: LogConfig) -> Result<Log> {
-        std::fs::create_dir_all(dir)?;
+        Log::open_on(Disk::shared(), dir, config)
+    }
+
+    /// Opens (or creates) the log in `dir` of `storage`.
+    pub fn open_on(storage: Arc<dyn Storage>, dir: &Path, config: LogConfig) -> Result<Log> {
+        let fs = &*storage;
+        storage::create_dir_durably(fs, dir)?;
         let now = crate::now_ms();
         let clean_marker = dir.join(CLEAN_SHUTDOWN_FILE);
-        let clean = clean_marker.exists();
+        let clean = fs.exists(&clean_marker);
         let mut bases: Vec<i64> = Vec::new();
-        for entry in std::fs::read_dir(dir)? {
-            let entry = entry?;
-            let name = entry.file_name();
-            let name = name.to_string_lossy();
+        for name in fs.list(dir)? {
             if let Some(base) = parse_segment_base(&name) {
                 bases.push(base);
-            } else if name.ends_with(".tmp") || name.ends_with(".deleted") {
-                std::fs::remove_file(entry.path())?;
+            } else if name.ends_with(".tmp")
+                || name.ends_with(".deleted")
+                || name.ends_with(".cleaned")
+            {
+                fs.remove_file(&dir.join(name))?;
             }
         }
         bases.sort_unstable();
@@ -126,7 +133,7 @@ impl Log {
         let last = bases.last().copied();
         for base in bases {
             let recover = !clean && Some(base) == last;
-            let segment = LogSegment::open(dir, base, recover, now)?;
+            let segment = LogSegment::open(fs, dir, base, recover, now)?;
             segments.insert(base, segment);
         }
         // A segment whose predecessor ends after it starts would break offset order: drop it.
@@ -142,20 +149,21 @@ impl Log {
         for base in broken {
             if let Some(segment) = segments.remove(&base) {
                 tracing::warn!(dir = %dir.display(), base, "removing a segment that overlaps its predecessor");
-                segment.delete_files()?;
+                segment.delete_files(fs)?;
             }
         }
         if segments.is_empty() {
-            segments.insert(0, LogSegment::create(dir, 0, now)?);
+            segments.insert(0, LogSegment::create(fs, dir, 0, now)?);
         }
         let first_base = segments.keys().next().copied().unwrap_or(0);
         let log_end_offset = segments.values().next_back().map_or(0, |s| s.next_offset);
-        let stored_start = read_log_start_offset(dir);
+        let stored_start = read_log_start_offset(fs, dir);
         let log_start_offset = stored_start
             .unwrap_or(first_base)
             .clamp(first_base, log_end_offset);
-        let epochs = LeaderEpochCache::open(dir)?;
+        let epochs = LeaderEpochCache::open(storage.clone(), dir)?;
         let mut log = Log {
+            storage: storage.clone(),
             dir: dir.to_path_buf(),
             config,
             segments,
@@ -173,7 +181,9 @@ impl Log {
         log.epochs.truncate_from_end(log_end_offset)?;
         log.rebuild_producer_state()?;
         if clean {
-            std::fs::remove_file(&clean_marker)?;
+            // Durably: a marker that came back after a later power cut would vouch for a tail
+            // that was never synced.
+            storage::remove_durably(fs, &clean_marker)?;
         } else {
             // What the crashed process wrote may still be only in the page cache: make it
             // durable before anything counts it as flushed.
@@ -393,13 +403,13 @@ impl Log {
         let offset = offset.max(0);
         let result = (|| {
             for (_, segment) in std::mem::take(&mut self.segments) {
-                segment.delete_files()?;
+                segment.delete_files(&*self.storage)?;
             }
             self.segments.insert(
                 offset,
-                LogSegment::create(&self.dir, offset, crate::now_ms())?,
+                LogSegment::create(&*self.storage, &self.dir, offset, crate::now_ms())?,
             );
-            write_log_start_offset(&self.dir, offset)?;
+            write_log_start_offset(&*self.storage, &self.dir, offset)?;
             self.epochs.clear()
         })();
         self.poison(result)?;
@@ -478,9 +488,9 @@ impl Log {
         self.poison(sealed)?;
         let flushed = self.active().flush();
         self.poison(flushed)?;
-        let created = LogSegment::create(&self.dir, base, now_ms).map_err(shortage);
+        let created = LogSegment::create(&*self.storage, &self.dir, base, now_ms).map_err(shortage);
         if matches!(created, Err(LogError::Shortage(_))) {
-            LogSegment::remove_files(&self.dir, base);
+            LogSegment::remove_files(&*self.storage, &self.dir, base);
         }
         let segment = self.poison(created)?;
         self.segments.insert(base, segment);
@@ -626,7 +636,7 @@ impl Log {
         }
         if offset > self.log_start_offset {
             self.log_start_offset = offset;
-            let result = write_log_start_offset(&self.dir, offset);
+            let result = write_log_start_offset(&*self.storage, &self.dir, offset);
             self.poison(result)?;
             self.delete_segments_below_start()?;
         }
@@ -645,7 +655,7 @@ impl Log {
             .collect();
         for base in doomed {
             if let Some(segment) = self.segments.remove(&base) {
-                segment.delete_files()?;
+                segment.delete_files(&*self.storage)?;
             }
         }
         Ok(())
@@ -683,14 +693,14 @@ impl Log {
         if let Some(&(_, next)) = doomed.last() {
             if next > self.log_start_offset {
                 self.log_start_offset = next;
-                write_log_start_offset(&self.dir, next)?;
+                write_log_start_offset(&*self.storage, &self.dir, next)?;
             }
         }
         let n = doomed.len();
         for (base, _) in doomed {
             if let Some(segment) = self.segments.remove(&base) {
                 tracing::info!(dir = %self.dir.display(), base, "deleting segment by retention");
-                segment.delete_files()?;
+                segment.delete_files(&*self.storage)?;
             }
         }
         Ok(n)
@@ -709,7 +719,7 @@ impl Log {
         for base in doomed {
             if self.segments.len() > 1 {
                 if let Some(segment) = self.segments.remove(&base) {
-                    segment.delete_files()?;
+                    segment.delete_files(&*self.storage)?;
                 }
             }
         }
@@ -719,6 +729,10 @@ impl Log {
         self.truncations += 1;
         self.flushed_offset = self.flushed_offset.min(self.log_end_offset);
         self.log_start_offset = self.log_start_offset.min(self.log_end_offset);
+        // The cut is made durable at once: a tail that came back after a power cut would hold
+        // records of an epoch the leader replaced.
+        let flushed = self.active().flush();
+        self.poison(flushed)?;
         self.epochs.truncate_from_end(self.log_end_offset)?;
         self.rebuild_producer_state()
     }
@@ -808,15 +822,19 @@ impl Log {
         self.check_writable()?;
         self.active().seal_time_index()?;
         self.flush()?;
-        File::create(self.dir.join(CLEAN_SHUTDOWN_FILE))?.sync_all()?;
+        let marker = self.dir.join(CLEAN_SHUTDOWN_FILE);
+        self.storage
+            .open(&marker, OpenMode::Truncate)?
+            .sync_data()?;
+        storage::sync_parent(&*self.storage, &marker)?;
         Ok(())
     }
 
     /// Deletes the log and its directory (the topic was deleted).
     pub fn delete(self) -> Result<()> {
-        let dir = self.dir.clone();
+        let (storage, dir) = (self.storage.clone(), self.dir.clone());
         drop(self);
-        std::fs::remove_dir_all(dir)?;
+        storage.remove_dir_all(&dir)?;
         Ok(())
     }
 }
@@ -829,21 +847,16 @@ fn shortage(e: LogError) -> LogError {
     }
 }
 
-fn read_log_start_offset(dir: &Path) -> Option<i64> {
-    std::fs::read_to_string(dir.join(LOG_START_OFFSET_FILE))
-        .ok()?
+fn read_log_start_offset(storage: &dyn Storage, dir: &Path) -> Option<i64> {
+    storage::read_text(storage, &dir.join(LOG_START_OFFSET_FILE))
+        .ok()??
         .trim()
         .parse()
         .ok()
 }
 
-fn write_log_start_offset(dir: &Path, offset: i64) -> Result<()> {
-    use std::io::Write;
+fn write_log_start_offset(storage: &dyn Storage, dir: &Path, offset: i64) -> Result<()> {
     let path = dir.join(LOG_START_OFFSET_FILE);
-    let tmp = dir.join(format!("{LOG_START_OFFSET_FILE}.tmp"));
-    let mut f = File::create(&tmp)?;
-    f.write_all(format!("{offset}\n").as_bytes())?;
-    f.sync_all()?;
-    std::fs::rename(tmp, path)?;
+    storage::write_atomically(storage, &path, format!("{offset}\n").as_bytes())?;
     Ok(())
 }

@@ -1,12 +1,11 @@
 //! One segment of a partition log: a `.log` file of whole batches and its two sparse indexes.
 
-use std::fs::{File, OpenOptions};
-use std::os::unix::fs::FileExt;
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
 
 use crate::batch::{self, BatchHeader, BATCH_HEADER_BYTES};
 use crate::index::{Index, OffsetEntry, TimeEntry};
+use crate::storage::{OpenMode, Storage, StoredFile};
 use crate::{LogError, Result};
 
 /// File name stem of a segment: its base offset as 20 digits, as Kafka names them.
@@ -18,7 +17,7 @@ pub(crate) fn file_stem(base_offset: i64) -> String {
 pub(crate) struct LogSegment {
     pub(crate) base_offset: i64,
     log_path: PathBuf,
-    log: Arc<File>,
+    log: Arc<dyn StoredFile>,
     /// Bytes of whole batches; writes go here.
     pub(crate) size: u64,
     offset_index: Index<OffsetEntry>,
@@ -48,23 +47,26 @@ struct AppendMark {
 }
 
 impl LogSegment {
-    pub(crate) fn create(dir: &Path, base_offset: i64, now_ms: i64) -> Result<LogSegment> {
+    /// Creates an empty segment. Its names are made durable at once (the directory is synced), so
+    /// what is fsynced into it later cannot vanish with its name at a power cut.
+    pub(crate) fn create(
+        storage: &dyn Storage,
+        dir: &Path,
+        base_offset: i64,
+        now_ms: i64,
+    ) -> Result<LogSegment> {
         let stem = file_stem(base_offset);
         let log_path = dir.join(format!("{stem}.log"));
-        let log = OpenOptions::new()
-            .read(true)
-            .write(true)
-            .create(true)
-            .truncate(true)
-            .open(&log_path)?;
-        let (mut offset_index, _) = Index::open(&dir.join(format!("{stem}.index")))?;
-        let (mut time_index, _) = Index::open(&dir.join(format!("{stem}.timeindex")))?;
+        let log = storage.open(&log_path, OpenMode::Truncate)?;
+        let (mut offset_index, _) = Index::open(storage, &dir.join(format!("{stem}.index")))?;
+        let (mut time_index, _) = Index::open(storage, &dir.join(format!("{stem}.timeindex")))?;
         offset_index.reset()?;
         time_index.reset()?;
+        storage.sync_dir(dir)?;
         Ok(LogSegment {
             base_offset,
             log_path,
-            log: Arc::new(log),
+            log,
             size: 0,
             offset_index,
             time_index,
@@ -81,6 +83,7 @@ impl LogSegment {
     /// or corrupt tail is cut off, and the indexes are rebuilt; otherwise the indexes are trusted
     /// when they pass their sanity checks and the next offset comes from the last batch.
     pub(crate) fn open(
+        storage: &dyn Storage,
         dir: &Path,
         base_offset: i64,
         recover: bool,
@@ -88,14 +91,16 @@ impl LogSegment {
     ) -> Result<LogSegment> {
         let stem = file_stem(base_offset);
         let log_path = dir.join(format!("{stem}.log"));
-        let log = OpenOptions::new().read(true).write(true).open(&log_path)?;
-        let size = log.metadata()?.len();
-        let (offset_index, offset_valid) = Index::open(&dir.join(format!("{stem}.index")))?;
-        let (time_index, time_valid) = Index::open(&dir.join(format!("{stem}.timeindex")))?;
+        let log = storage.open(&log_path, OpenMode::Existing)?;
+        let size = log.size()?;
+        let (offset_index, offset_valid) =
+            Index::open(storage, &dir.join(format!("{stem}.index")))?;
+        let (time_index, time_valid) =
+            Index::open(storage, &dir.join(format!("{stem}.timeindex")))?;
         let mut segment = LogSegment {
             base_offset,
             log_path,
-            log: Arc::new(log),
+            log,
             size,
             offset_index,
             time_index,
@@ -129,7 +134,7 @@ impl LogSegment {
         self.next_offset = self.base_offset;
         self.max_timestamp = -1;
         self.offset_of_max_timestamp = self.base_offset;
-        let file_size = self.log.metadata()?.len();
+        let file_size = self.log.size()?;
         let mut position = 0u64;
         let mut buf = Vec::new();
         let mut header_buf = [0u8; BATCH_HEADER_BYTES];
@@ -184,6 +189,11 @@ impl LogSegment {
         }
         let mut position = start;
         while let Some(header) = self.header_at(position)? {
+            if header.base_offset < self.next_offset || header.last_offset_delta < 0 {
+                // Offsets that do not grow: the file is not what the index says; trust nothing.
+                self.recover()?;
+                return Ok(());
+            }
             self.next_offset = header.last_offset() + 1;
             if header.max_timestamp > self.max_timestamp {
                 self.max_timestamp = header.max_timestamp;
@@ -338,7 +348,7 @@ impl LogSegment {
         Ok(buf)
     }
 
-    pub(crate) fn file(&self) -> &Arc<File> {
+    pub(crate) fn file(&self) -> &Arc<dyn StoredFile> {
         &self.log
     }
 
@@ -386,25 +396,28 @@ impl LogSegment {
 
     /// Removes whatever files of a segment at `base_offset` exist, ignoring errors (cleaning up
     /// after a segment that could not be created).
-    pub(crate) fn remove_files(dir: &Path, base_offset: i64) {
+    pub(crate) fn remove_files(storage: &dyn Storage, dir: &Path, base_offset: i64) {
         let stem = file_stem(base_offset);
         for ext in ["log", "index", "timeindex"] {
-            let _ = std::fs::remove_file(dir.join(format!("{stem}.{ext}")));
+            let _ = storage.remove_file(&dir.join(format!("{stem}.{ext}")));
         }
     }
 
-    pub(crate) fn delete_files(self) -> Result<()> {
+    pub(crate) fn delete_files(self, storage: &dyn Storage) -> Result<()> {
         let index_path = self.offset_index.path().to_path_buf();
         let time_path = self.time_index.path().to_path_buf();
         drop(self.offset_index);
         drop(self.time_index);
         for path in [&self.log_path, &index_path, &time_path] {
-            match std::fs::remove_file(path) {
+            match storage.remove_file(path) {
                 Ok(()) => {}
                 Err(e) if e.kind() == std::io::ErrorKind::NotFound => {}
                 Err(e) => return Err(e.into()),
             }
         }
+        // Durably: a segment cut off by truncation that came back after a power cut would bring
+        // back records the leader does not have.
+        crate::storage::sync_parent(storage, &self.log_path)?;
         Ok(())
     }
 }
