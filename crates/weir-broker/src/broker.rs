@@ -132,7 +132,11 @@ impl Broker {
                 "process.roles has no broker: run the controller alone (weir server does)".into(),
             )));
         }
-        std::fs::create_dir_all(&config.log_dir).map_err(dir_err)?;
+        // The data directory's own name is made durable (once per start), so the logs under it
+        // cannot vanish with it at a power cut.
+        std::fs::create_dir_all(&config.log_dir)
+            .and_then(|()| weir_log::storage::sync_parent(&weir_log::Disk, &config.log_dir))
+            .map_err(dir_err)?;
         let previous_broker_epoch = take_clean_shutdown(&config.log_dir).map_err(dir_err)?;
         let timeout = Duration::from_millis(config.controller_request_timeout_ms);
         let (quorum, controller) = if config.controller_role {

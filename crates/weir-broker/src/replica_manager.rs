@@ -379,11 +379,16 @@ fn write_checkpoint(
     storage::write_atomically(fs, path, text.as_bytes())
 }
 
-fn read_topic_id(fs: &dyn Storage, dir: &Path) -> Option<Uuid> {
-    let text = storage::read_text(fs, &dir.join(PARTITION_METADATA)).ok()??;
-    text.lines()
+/// The topic id a partition directory was made for; `None` when it has none (a missing or
+/// unreadable-as-text file). An I/O error is an error: it must not pass for another topic's log.
+fn read_topic_id(fs: &dyn Storage, dir: &Path) -> std::io::Result<Option<Uuid>> {
+    let Some(text) = storage::read_text(fs, &dir.join(PARTITION_METADATA))? else {
+        return Ok(None);
+    };
+    Ok(text
+        .lines()
         .find_map(|l| l.strip_prefix("topic_id: "))
-        .and_then(|id| Uuid::parse_str(id.trim()).ok())
+        .and_then(|id| Uuid::parse_str(id.trim()).ok()))
 }
 
 fn write_topic_id(fs: &dyn Storage, dir: &Path, id: Uuid) -> std::io::Result<()> {
@@ -539,7 +544,8 @@ impl ReplicaManager {
             partition.changed();
             drop(partition);
             match self.storage.remove_dir_all(&dir) {
-                Ok(()) => {}
+                // Durably: a directory that came back after a power cut would never be removed.
+                Ok(()) => storage::sync_parent(&*self.storage, &dir)?,
                 Err(e) if e.kind() == std::io::ErrorKind::NotFound => {}
                 Err(e) => return Err(e.into()),
             }
@@ -574,9 +580,10 @@ impl ReplicaManager {
             }
             let dir = partition_dir(&self.data_dir, &topic, p);
             let fs = &*self.storage;
-            if fs.exists(&dir) && read_topic_id(fs, &dir) != Some(topic_id) {
+            if fs.exists(&dir) && read_topic_id(fs, &dir)? != Some(topic_id) {
                 tracing::warn!(dir = %dir.display(), "removing a log left by an older topic of the same name");
                 fs.remove_dir_all(&dir)?;
+                storage::sync_parent(fs, &dir)?;
             }
             write_topic_id(fs, &dir, topic_id)?;
             let log = Log::open_on(self.storage.clone(), &dir, config)?;

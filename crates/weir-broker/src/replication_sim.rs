@@ -30,25 +30,26 @@
 
 #![allow(clippy::unwrap_used, clippy::expect_used)] // tests: a failure is a test failure
 
-use std::collections::{BTreeMap, BTreeSet, HashSet};
+mod checks;
+mod harness;
+
+use std::collections::{BTreeMap, BTreeSet};
 use std::path::Path;
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
-use bytes::{Bytes, BytesMut};
+use bytes::Bytes;
 use kafka_protocol::error::ResponseError;
 use kafka_protocol::messages::fetch_response::PartitionData;
-use kafka_protocol::records::{
-    Compression, Record, RecordBatchDecoder, RecordBatchEncoder, RecordEncodeOptions, TimestampType,
-};
 use weir_log::simfs::{Failure, Fault, FsOp, PowerLoss};
 use weir_log::SimDisk;
-use weir_meta::{election, ControllerOp, CreateTopic, MetadataImage, MetadataRecord};
+use weir_meta::{ControllerOp, CreateTopic, MetadataImage};
 
 use crate::fetcher;
 use crate::replica_manager::{Clock, Partition, ReplicaManager};
 use crate::replication;
+use harness::{batch, log_bytes, records_of, refuses, Controller, Rng};
 
 const TOPIC: &str = "t";
 const NODES: [i32; 3] = [1, 2, 3];
@@ -59,67 +60,6 @@ const SESSION_STEPS: u64 = 40;
 const MAX_LAG: Duration = Duration::from_millis(300);
 const CHAOS_STEPS: u64 = 3_000;
 const QUIET_STEPS: u64 = 2_000;
-
-/// The seeded generator behind every choice of the simulation.
-struct Rng(rand::rngs::StdRng);
-
-impl Rng {
-    fn seeded(seed: u64) -> Rng {
-        Rng(rand::SeedableRng::seed_from_u64(seed))
-    }
-
-    fn below(&mut self, n: u64) -> u64 {
-        rand::Rng::gen_range(&mut self.0, 0..n.max(1))
-    }
-
-    fn chance(&mut self, percent: u64) -> bool {
-        self.below(100) < percent
-    }
-}
-
-/// The active controller: the real planner and elections on an image, without a quorum.
-struct Controller {
-    image: MetadataImage,
-    /// Every version, for the epoch and ISR checkers.
-    history: Vec<Arc<MetadataImage>>,
-    last_heartbeat: BTreeMap<i32, u64>,
-}
-
-impl Controller {
-    fn commit(&mut self, records: Vec<MetadataRecord>) {
-        if records.is_empty() {
-            return;
-        }
-        for r in &records {
-            self.image.apply(r);
-        }
-        self.image.version += 1;
-        self.history.push(Arc::new(self.image.clone()));
-    }
-
-    /// Plans and commits an op, then brings leadership in line as the active controller does.
-    fn run(&mut self, op: ControllerOp) -> Result<(), weir_meta::MetaError> {
-        let (_, mut records) = op.plan(&self.image)?;
-        if op.moves_leaders() && !records.is_empty() {
-            let mut next = self.image.clone();
-            for r in &records {
-                next.apply(r);
-            }
-            records.extend(election::reconcile(&next, false));
-        }
-        self.commit(records);
-        Ok(())
-    }
-
-    fn fence(&mut self, broker_id: i32) {
-        let mut next = self.image.clone();
-        let fence = MetadataRecord::FenceBroker { broker_id };
-        next.apply(&fence);
-        let mut records = vec![fence];
-        records.extend(election::reconcile(&next, false));
-        self.commit(records);
-    }
-}
 
 /// Where each broker keeps its data, on its own disk.
 const DATA_DIR: &str = "/data";
@@ -163,75 +103,6 @@ enum Msg {
         generation: u64,
         error: Option<weir_meta::MetaError>,
     },
-}
-
-/// A record batch holding one record whose value is `value`.
-fn batch(value: u64) -> Vec<u8> {
-    let record = Record {
-        transactional: false,
-        control: false,
-        delete_horizon: false,
-        partition_leader_epoch: -1,
-        producer_id: -1,
-        producer_epoch: -1,
-        timestamp_type: TimestampType::Creation,
-        offset: 0,
-        sequence: -1,
-        timestamp: 0,
-        key: None,
-        value: Some(Bytes::from(value.to_string())),
-        headers: Default::default(),
-    };
-    let mut buf = BytesMut::new();
-    let options = RecordEncodeOptions {
-        version: 2,
-        compression: Compression::None,
-    };
-    RecordBatchEncoder::encode(&mut buf, &vec![record], &options).unwrap();
-    buf.to_vec()
-}
-
-/// Every byte of a log from its start to `end`.
-fn log_bytes(p: &Partition, end: i64) -> Vec<u8> {
-    let log = p.log();
-    let mut out = Vec::new();
-    let mut offset = log.log_start_offset();
-    while offset < end {
-        let info = log.read(offset, 1 << 20, end, true).unwrap();
-        if info.slices.is_empty() {
-            break;
-        }
-        let mut chunk = Vec::new();
-        for slice in &info.slices {
-            chunk.extend(slice.read_to_vec().unwrap());
-        }
-        offset = records_of(&chunk).last().map_or(end, |(o, _)| o + 1);
-        out.extend(chunk);
-    }
-    out
-}
-
-/// (offset, value) of every record in `bytes`.
-fn records_of(bytes: &[u8]) -> Vec<(i64, u64)> {
-    let mut buf = Bytes::from(bytes.to_vec());
-    let mut out = Vec::new();
-    while !buf.is_empty() {
-        let set = RecordBatchDecoder::decode(&mut buf).unwrap();
-        for r in set.records {
-            let value = r.value.as_ref().unwrap();
-            out.push((
-                r.offset,
-                std::str::from_utf8(value).unwrap().parse().unwrap(),
-            ));
-        }
-    }
-    out
-}
-
-/// Whether the leader refuses a follower's request in `epoch`, as `handlers/fetch.rs` and
-/// `handlers/offset_for_leader_epoch.rs` check it (not the leader, or another epoch: KIP-320).
-fn refuses(leader: &Partition, leader_id: i32, epoch: i32) -> bool {
-    !leader.is_leader(leader_id) || leader.leader_epoch() != epoch
 }
 
 struct Sim {
@@ -497,7 +368,6 @@ impl Sim {
             if self.nodes[i].replicas.is_none() && self.nodes[i].restart_at <= step {
                 let id = self.nodes[i].id;
                 let disk = self.nodes[i].disk.clone();
-                // A log that cannot be opened (its disk still full, say) keeps the broker down.
                 let replicas = self.open(id, &disk);
                 self.nodes[i].replicas = Some(replicas);
                 self.nodes[i].seen_version = 0;
@@ -831,107 +701,6 @@ impl Sim {
                 replicas.flush_pending();
             }
         }
-    }
-
-    fn check(&self, seed: u64) {
-        let ctx = || format!("seed {seed}; faults:\n{}", self.faults.join("\n"));
-        // Along the metadata log: epochs never fall, a leader is in its ISR.
-        let mut epoch = -1;
-        for image in &self.controller.history {
-            let Some(t) = image.topic(TOPIC) else {
-                continue;
-            };
-            let p = &t.partitions[&0];
-            assert!(
-                p.leader_epoch >= epoch,
-                "epoch fell to {}; {}",
-                p.leader_epoch,
-                ctx()
-            );
-            epoch = p.leader_epoch;
-            assert!(
-                p.leader == -1 || p.isr.contains(&p.leader),
-                "leader {} outside ISR {:?}; {}",
-                p.leader,
-                p.isr,
-                ctx()
-            );
-        }
-        let last = &self.controller.image.topic(TOPIC).unwrap().partitions[&0];
-        assert_eq!(
-            last.isr.len(),
-            3,
-            "the ISR is not full after healing: {last:?}; {}",
-            ctx()
-        );
-        let leader = self.node(last.leader).partition().unwrap();
-        let end = leader.log().log_end_offset();
-        let logs: Vec<Vec<u8>> = NODES
-            .iter()
-            .map(|id| {
-                let p = self.node(*id).partition().unwrap();
-                let end = p.log().log_end_offset();
-                log_bytes(&p, end)
-            })
-            .collect();
-        for (i, log) in logs.iter().enumerate() {
-            assert!(
-                *log == logs[0],
-                "replica n{} differs from n1 ({} and {} bytes); {}",
-                i + 1,
-                log.len(),
-                logs[0].len(),
-                ctx()
-            );
-        }
-        let fin: BTreeMap<i64, u64> = records_of(&log_bytes(&leader, end)).into_iter().collect();
-        let values: HashSet<u64> = fin.values().copied().collect();
-        assert_eq!(
-            values.len(),
-            fin.len(),
-            "a value is in the log twice; {}",
-            ctx()
-        );
-        for (value, offset) in &self.acked {
-            assert_eq!(
-                fin.get(offset),
-                Some(value),
-                "acknowledged value {value} at offset {offset} is not there; {}",
-                ctx()
-            );
-        }
-        for (offset, value) in &self.seen {
-            assert_eq!(
-                fin.get(offset),
-                Some(value),
-                "the consumer saw {value} at offset {offset}, which vanished; {}",
-                ctx()
-            );
-        }
-        assert!(
-            self.acked.len() > 100,
-            "little progress: {} acknowledged; {}",
-            self.acked.len(),
-            ctx()
-        );
-        let count = |what: &str| self.faults.iter().filter(|f| f.contains(what)).count();
-        eprintln!(
-            "replication seed {seed}: {} power cuts ({} of all brokers), {} kills, {} full disks, {} failed fsyncs",
-            count("power cut n"),
-            count("power cut of all"),
-            count(": crash n"),
-            count("disk full"),
-            count("(EIO)"),
-        );
-        eprintln!(
-            "replication seed {seed}: {} produced, {} acknowledged, {} read, final log {} records, {} metadata versions, {} faults",
-            self.next_value,
-            self.acked.len(),
-            self.seen.len(),
-            fin.len(),
-            self.controller.history.len(),
-            self.faults.len()
-        );
     }
 }
 

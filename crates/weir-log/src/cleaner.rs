@@ -164,11 +164,20 @@ impl Log {
         let cleaned = self.dir.join(format!("{stem}.log.cleaned"));
         let result = (|| {
             let fs = &*self.storage;
-            let f = fs.open(&cleaned, OpenMode::Truncate)?;
-            f.write_all_at(bytes, 0)?;
-            f.sync_data()?;
+            let written = (|| {
+                let f = fs.open(&cleaned, OpenMode::Truncate)?;
+                f.write_all_at(bytes, 0)?;
+                f.sync_data()
+            })();
+            if let Err(e) = written {
+                // Out of space, say: leave no half-written file behind.
+                let _ = fs.remove_file(&cleaned);
+                return Err(e.into());
+            }
             fs.rename(&cleaned, &self.dir.join(format!("{stem}.log")))?;
             fs.sync_dir(&self.dir)?;
+            // Recovery rebuilds the indexes and fsyncs them, so stale ones never outlive a
+            // power cut next to the new file.
             LogSegment::open(fs, &self.dir, base, true, crate::now_ms())
         })();
         let segment = self.poison(result)?;

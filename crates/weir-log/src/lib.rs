@@ -22,6 +22,7 @@ pub mod decompress;
 mod epoch;
 mod index;
 mod log;
+mod lookup;
 mod producer_state;
 mod segment;
 pub mod simfs;

@@ -119,6 +119,9 @@ impl LogSegment {
                 .is_none_or(|e| u64::from(e.position) < size);
         if recover || !indexes_fit || size > u64::from(u32::MAX) {
             segment.recover()?;
+            // The repair (a cut tail, rebuilt indexes) is made durable before anything relies
+            // on it: a clean close's marker would vouch for it.
+            segment.flush()?;
         } else {
             segment.load_tail()?;
         }
@@ -188,10 +191,23 @@ impl LogSegment {
             self.offset_of_max_timestamp = self.base_offset + i64::from(t.relative_offset);
         }
         let mut position = start;
-        while let Some(header) = self.header_at(position)? {
+        loop {
+            let header = match self.header_at(position) {
+                Ok(Some(header)) => header,
+                Ok(None) => break,
+                // The index points into the middle of a batch (it is older than the file):
+                // the file is not what the index says; trust nothing.
+                Err(LogError::CorruptBatch(_)) => {
+                    self.recover()?;
+                    self.flush()?;
+                    return Ok(());
+                }
+                Err(e) => return Err(e),
+            };
             if header.base_offset < self.next_offset || header.last_offset_delta < 0 {
                 // Offsets that do not grow: the file is not what the index says; trust nothing.
                 self.recover()?;
+                self.flush()?;
                 return Ok(());
             }
             self.next_offset = header.last_offset() + 1;

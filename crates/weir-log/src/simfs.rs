@@ -601,7 +601,18 @@ impl StoredFile for SimFile {
     }
 
     fn sync_data(&self) -> io::Result<()> {
-        let mut state = self.state(FsOp::Sync)?;
+        let mut state = self.disk.lock();
+        if state.boot != self.boot {
+            return Err(dead());
+        }
+        if let Err(e) = state.check(FsOp::Sync, &self.path) {
+            // As Linux does: the pages that failed are marked clean, so they stay readable but
+            // never reach the disk, and the next fsync succeeds without them.
+            if let Some(inode) = state.inodes.get_mut(&self.inode) {
+                inode.pending.clear();
+            }
+            return Err(e);
+        }
         let inode = state.inodes.entry(self.inode).or_default();
         for op in std::mem::take(&mut inode.pending) {
             op.apply(&mut inode.durable);
