@@ -170,9 +170,10 @@ impl Log {
                 f.sync_data()
             })();
             if let Err(e) = written {
-                // Out of space, say: leave no half-written file behind.
+                // Out of space, say: leave no half-written file behind. The old segment is
+                // whole, so a shortage does not fail the log.
                 let _ = fs.remove_file(&cleaned);
-                return Err(e.into());
+                return Err(LogError::from_io(e));
             }
             fs.rename(&cleaned, &self.dir.join(format!("{stem}.log")))?;
             fs.sync_dir(&self.dir)?;

@@ -568,9 +568,11 @@ impl Log {
             });
         }
         if offset > self.log_start_offset {
-            self.log_start_offset = offset;
-            let result = write_log_start_offset(&*self.storage, &self.dir, offset);
+            // A full disk refuses the move (the file is replaced whole or not at all).
+            let result =
+                write_log_start_offset(&*self.storage, &self.dir, offset).map_err(shortage);
             self.poison(result)?;
+            self.log_start_offset = offset;
             self.delete_segments_below_start()?;
         }
         Ok(self.log_start_offset)
@@ -625,8 +627,10 @@ impl Log {
         }
         if let Some(&(_, next)) = doomed.last() {
             if next > self.log_start_offset {
+                let result =
+                    write_log_start_offset(&*self.storage, &self.dir, next).map_err(shortage);
+                self.poison(result)?;
                 self.log_start_offset = next;
-                write_log_start_offset(&*self.storage, &self.dir, next)?;
             }
         }
         let n = doomed.len();

@@ -199,6 +199,13 @@ fn not_found(path: &Path) -> io::Error {
     )
 }
 
+/// Files are held in memory, so none may grow past this (a real one would be sparse).
+const MAX_FILE_BYTES: u64 = 1 << 32;
+
+fn too_big() -> io::Error {
+    io::Error::from_raw_os_error(rustix::io::Errno::FBIG.raw_os_error())
+}
+
 fn dead() -> io::Error {
     io::Error::from_raw_os_error(rustix::io::Errno::IO.raw_os_error())
 }
@@ -565,9 +572,13 @@ impl StoredFile for SimFile {
 
     fn write_all_at(&self, buf: &[u8], position: u64) -> io::Result<()> {
         let mut state = self.state(FsOp::Write)?;
+        let end = position.saturating_add(buf.len() as u64);
+        if end > MAX_FILE_BYTES {
+            return Err(too_big());
+        }
         if let Some(capacity) = state.capacity {
             let len = state.inodes.get(&self.inode).map_or(0, |n| n.data.len()) as u64;
-            let growth = (position + buf.len() as u64).saturating_sub(len);
+            let growth = end.saturating_sub(len);
             if state.used() + growth > capacity {
                 return Err(Failure::NoSpace.error());
             }
@@ -588,6 +599,9 @@ impl StoredFile for SimFile {
 
     fn set_len(&self, len: u64) -> io::Result<()> {
         let mut state = self.state(FsOp::SetLen)?;
+        if len > MAX_FILE_BYTES {
+            return Err(too_big());
+        }
         if let Some(capacity) = state.capacity {
             let now = state.inodes.get(&self.inode).map_or(0, |n| n.data.len()) as u64;
             if len > now && state.used() + (len - now) > capacity {

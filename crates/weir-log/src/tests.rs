@@ -517,3 +517,33 @@ fn synced_records_and_truncations_survive_power_cuts() {
         assert!(below.iter().all(|h| h.records_count <= 3), "seed {seed}");
     }
 }
+
+/// A full disk refuses appends and DeleteRecords as a passing shortage: nothing moves, the log
+/// is not failed, and both work once space returns.
+#[test]
+fn a_full_disk_refuses_without_failing_the_log() {
+    use crate::simfs::SimDisk;
+    let disk = SimDisk::new(1);
+    let dir = Path::new("/data/t-0");
+    let mut log = Log::open_on(disk.storage(), dir, small_config()).unwrap();
+    for i in 0..20 {
+        append(&mut log, 2, i);
+    }
+    let end = log.log_end_offset();
+    disk.set_capacity(Some(disk.used_bytes()));
+    let mut b = make_batch(2, 50, Compression::None);
+    assert!(matches!(
+        log.append_as_leader(&mut b, 0, 50),
+        Err(LogError::Shortage(_))
+    ));
+    assert!(matches!(
+        log.delete_records_before(10),
+        Err(LogError::Shortage(_))
+    ));
+    assert_eq!((log.log_start_offset(), log.log_end_offset()), (0, end));
+    assert!(log.poisoned().is_none());
+    disk.set_capacity(None);
+    append(&mut log, 2, 60);
+    assert_eq!(log.delete_records_before(10).unwrap(), 10);
+    assert_eq!(log.log_end_offset(), end + 2);
+}
