@@ -149,7 +149,9 @@ impl Broker {
             (MetaRole::Follower(MetadataFollower::start(voters)), client)
         };
         let image = quorum.subscribe();
-        let replicas = ReplicaManager::new(&config.log_dir, config.node_id);
+        let open_files = config.log_open_files();
+        tracing::info!(open_files, "log files open at once, at most");
+        let replicas = ReplicaManager::new(&config.log_dir, config.node_id, open_files);
         replicas.start_flusher().map_err(dir_err)?;
         let groups = GroupManager::new(&config);
         let (synced, _) = watch::channel(0);

@@ -74,6 +74,9 @@ pub struct BrokerConfig {
     pub replica_fetch_wait_max_ms: u64,
     /// How many bytes a follower asks for per partition in one fetch.
     pub replica_fetch_max_bytes: i32,
+    /// `log.max.open.files`: files of the logs open at once, whatever the partition count;
+    /// `None` for a quarter of the process's open-files limit (see [`Self::log_open_files`]).
+    pub log_max_open_files: Option<usize>,
 }
 
 impl Default for BrokerConfig {
@@ -109,11 +112,24 @@ impl Default for BrokerConfig {
             replica_lag_time_max_ms: 30_000,
             replica_fetch_wait_max_ms: 500,
             replica_fetch_max_bytes: 1_048_576,
+            log_max_open_files: None,
         }
     }
 }
 
 impl BrokerConfig {
+    /// How many files of the logs may be open at once: `log.max.open.files`, or a quarter of the
+    /// process's open-files limit (`ulimit -n`), between 64 and 10,000. The rest of the limit is
+    /// left to connections, the metadata quorum and files opened for a moment.
+    pub fn log_open_files(&self) -> usize {
+        self.log_max_open_files.unwrap_or_else(|| {
+            let limit = rustix::process::getrlimit(rustix::process::Resource::Nofile)
+                .current
+                .unwrap_or(u64::MAX);
+            (limit / 4).clamp(64, 10_000) as usize
+        })
+    }
+
     /// How this node's voter of the metadata quorum runs, its files under `<data>/meta`.
     pub fn quorum_config(&self) -> QuorumConfig {
         let node_id = self.node_id.max(0) as u64;

@@ -10,6 +10,7 @@
 //! Followers fsync what they copied before their next fetch (`fetcher.rs`), so the fetch offset
 //! a leader counts for the high watermark is on the follower's disk too.
 
+use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Arc, Condvar, Mutex};
 use std::time::Duration;
 
@@ -100,6 +101,9 @@ impl FlushQueue {
     }
 }
 
+/// How long an fsync postponed for lack of descriptors waits before it is tried again.
+const SHORTAGE_PAUSE: Duration = Duration::from_millis(20);
+
 /// Partitions fsynced at once in one round: devices serve concurrent flushes better than a
 /// queue of them, and each waits on the disk, not the CPU.
 const PARALLEL_FSYNCS: usize = 4;
@@ -107,30 +111,44 @@ const PARALLEL_FSYNCS: usize = 4;
 /// One round of group commit: one fsync per partition, up to [`PARALLEL_FSYNCS`] at a time.
 /// Returns whether a high watermark moved.
 pub(crate) fn sync_all(me: i32, partitions: &[Arc<Partition>]) -> bool {
+    let short = AtomicBool::new(false);
     let sync = |p: &Arc<Partition>| match p.sync_log(me) {
         Ok(moved) => moved,
+        Err(weir_log::LogError::Shortage(e)) => {
+            // Out of descriptors for the file: nothing was lost; the fsync is asked for again
+            // (after this round's pause), so waiting acks=all produces are answered once it passes.
+            tracing::warn!(topic = %p.topic, partition = p.index, error = %e, "fsync postponed");
+            short.store(true, Ordering::Relaxed);
+            p.request_sync();
+            false
+        }
         Err(e) => {
             tracing::error!(topic = %p.topic, partition = p.index, error = %e, "fsync of the log failed");
             false
         }
     };
-    if partitions.len() <= 1 {
-        return partitions.iter().any(sync);
-    }
-    let per_thread = partitions.len().div_ceil(PARALLEL_FSYNCS);
-    let sync_chunk = |chunk: &[Arc<Partition>]| chunk.iter().fold(false, |m, p| sync(p) | m);
-    std::thread::scope(|scope| {
-        let mut moved = false;
-        let mut workers = Vec::new();
-        for chunk in partitions.chunks(per_thread) {
-            // No thread to be had: this one does the chunk itself.
-            match std::thread::Builder::new().spawn_scoped(scope, move || sync_chunk(chunk)) {
-                Ok(worker) => workers.push(worker),
-                Err(_) => moved |= sync_chunk(chunk),
+    let moved = if partitions.len() <= 1 {
+        partitions.iter().any(sync)
+    } else {
+        let per_thread = partitions.len().div_ceil(PARALLEL_FSYNCS);
+        let sync_chunk = |chunk: &[Arc<Partition>]| chunk.iter().fold(false, |m, p| sync(p) | m);
+        std::thread::scope(|scope| {
+            let mut moved = false;
+            let mut workers = Vec::new();
+            for chunk in partitions.chunks(per_thread) {
+                // No thread to be had: this one does the chunk itself.
+                match std::thread::Builder::new().spawn_scoped(scope, move || sync_chunk(chunk)) {
+                    Ok(worker) => workers.push(worker),
+                    Err(_) => moved |= sync_chunk(chunk),
+                }
             }
-        }
-        workers
-            .into_iter()
-            .fold(moved, |moved, w| w.join().unwrap_or(false) | moved)
-    })
+            workers
+                .into_iter()
+                .fold(moved, |moved, w| w.join().unwrap_or(false) | moved)
+        })
+    };
+    if short.load(Ordering::Relaxed) {
+        std::thread::sleep(SHORTAGE_PAUSE);
+    }
+    moved
 }

@@ -16,7 +16,7 @@ use std::time::Instant;
 use tokio::sync::watch;
 use uuid::Uuid;
 use weir_log::storage::{self, Storage};
-use weir_log::{AppendInfo, Disk, Log, LogConfig, LogError};
+use weir_log::{AppendInfo, Disk, FileCache, Log, LogConfig, LogError};
 use weir_meta::configs::{effective_topic_configs, EffectiveConfig};
 use weir_meta::{ConfigResource, MetadataImage, PartitionImage, PartitionLog};
 
@@ -137,10 +137,15 @@ impl Partition {
         Ok(Some((info, epoch)))
     }
 
+    /// Asks the flush thread to fsync this log.
+    pub(crate) fn request_sync(self: &Arc<Self>) {
+        self.flush_queue.request(self.clone());
+    }
+
     /// Fsyncs the log up to its end (without holding its lock during the fsync) and, on the
     /// leader, moves the high watermark to what is now durable. Returns whether it moved.
     pub(crate) fn sync_log(&self, me: i32) -> Result<bool, LogError> {
-        let Some(target) = self.log().sync_target() else {
+        let Some(target) = self.log().sync_target()? else {
             return Ok(false);
         };
         let result = target.sync();
@@ -404,12 +409,11 @@ impl Drop for ReplicaManager {
 }
 
 impl ReplicaManager {
-    pub fn new(data_dir: &Path, node_id: i32) -> ReplicaManager {
-        ReplicaManager::with_clock(data_dir, node_id, Clock::real())
-    }
-
-    pub(crate) fn with_clock(data_dir: &Path, node_id: i32, clock: Clock) -> ReplicaManager {
-        ReplicaManager::on_storage(Disk::shared(), data_dir, node_id, clock)
+    /// A replica manager on the real file system, keeping at most `open_files` files of its logs
+    /// open at once (see `weir_log::FileCache`).
+    pub fn new(data_dir: &Path, node_id: i32, open_files: usize) -> ReplicaManager {
+        let storage = Arc::new(FileCache::new(Disk::shared(), open_files));
+        ReplicaManager::on_storage(storage, data_dir, node_id, Clock::real())
     }
 
     /// A replica manager whose logs live in `storage` (a simulated disk, in simulations).

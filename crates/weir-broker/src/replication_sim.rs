@@ -54,6 +54,8 @@ use crate::replica_manager::{Clock, Partition, ReplicaManager};
 use crate::replication;
 use harness::{batch, log_bytes, records_of, refuses, Controller, Rng};
 
+/// Files of a broker's logs open at once (`log.max.open.files`).
+const SIM_OPEN_FILES: usize = 8;
 const TOPIC: &str = "t";
 const NODES: [i32; 3] = [1, 2, 3];
 /// The controller, as an end of a link.
@@ -131,6 +133,8 @@ struct Sim {
     /// power cut of one broker but not of every one; the nemesis cuts the power once, of one
     /// broker, and fails no fsync (which loses pages as a power cut does).
     caching: bool,
+    /// Every broker's cache of open files, to count how often they reopened a file.
+    file_caches: std::sync::Mutex<Vec<weir_log::FileCache>>,
 }
 
 impl Sim {
@@ -189,6 +193,7 @@ impl Sim {
             acked: BTreeMap::new(),
             seen: BTreeMap::new(),
             faults: Vec::new(),
+            file_caches: Default::default(),
             defaults: BTreeMap::new(),
             space_at: Vec::new(),
             caching,
@@ -212,7 +217,12 @@ impl Sim {
         let ticks = self.ticks.clone();
         let base = self.base;
         let clock = Clock::new(move || base + STEP * ticks.load(Ordering::Relaxed) as u32);
-        ReplicaManager::on_storage(disk.storage(), Path::new(DATA_DIR), id, clock)
+        // Few open files, so logs keep reopening theirs, as a broker with many partitions does.
+        let cache = weir_log::FileCache::new(disk.storage(), SIM_OPEN_FILES);
+        if let Ok(mut caches) = self.file_caches.lock() {
+            caches.push(cache.clone());
+        }
+        ReplicaManager::on_storage(Arc::new(cache), Path::new(DATA_DIR), id, clock)
     }
 
     fn now(&self) -> Instant {

@@ -20,6 +20,7 @@ mod cleaner;
 mod config;
 pub mod decompress;
 mod epoch;
+pub mod file_cache;
 mod index;
 mod log;
 mod lookup;
@@ -34,6 +35,7 @@ pub use batch::BatchHeader;
 pub use cleaner::CompactionStats;
 pub use config::LogConfig;
 pub use epoch::LeaderEpochCache;
+pub use file_cache::FileCache;
 pub use log::{AppendInfo, FetchInfo, FileSlice, Log, SyncTarget, TimestampOffset};
 pub use producer_state::ProducerAppendOutcome;
 pub use simfs::SimDisk;
@@ -85,6 +87,23 @@ impl LogError {
             .iter()
             .any(|n| e.raw_os_error() == Some(n.raw_os_error()));
         if shortage {
+            LogError::Shortage(e)
+        } else {
+            LogError::Io(e)
+        }
+    }
+}
+
+impl LogError {
+    /// Sorts an fsync's error: only running out of descriptors (reopening a file whose handle
+    /// left the cache) passes; ENOSPC or EIO from the fsync itself may have cost the unsynced
+    /// pages, so they stay I/O errors and poison the log.
+    pub fn from_fsync(e: std::io::Error) -> LogError {
+        use rustix::io::Errno;
+        let out_of_descriptors = [Errno::MFILE, Errno::NFILE]
+            .iter()
+            .any(|n| e.raw_os_error() == Some(n.raw_os_error()));
+        if out_of_descriptors {
             LogError::Shortage(e)
         } else {
             LogError::Io(e)

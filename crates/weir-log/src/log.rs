@@ -547,7 +547,7 @@ impl Log {
             if end > start {
                 info.bytes = end - start;
                 info.slices.push(FileSlice {
-                    file: segment.file().clone(),
+                    file: segment.pinned_file()?,
                     position: start,
                     len: end - start,
                 });
@@ -667,8 +667,12 @@ impl Log {
         self.flushed_offset = self.flushed_offset.min(self.log_end_offset);
         self.log_start_offset = self.log_start_offset.min(self.log_end_offset);
         // The cut is made durable at once: a tail that came back after a power cut would hold
-        // records of an epoch the leader replaced.
-        let flushed = self.active().flush();
+        // records of an epoch the leader replaced. Done in memory already, it cannot be undone,
+        // so even a shortage here fails the log.
+        let flushed = self.active().flush().map_err(|e| match e {
+            LogError::Shortage(io) => LogError::Io(io),
+            other => other,
+        });
         self.poison(flushed)?;
         self.epochs.truncate_from_end(self.log_end_offset)?;
         self.rebuild_producer_state()
@@ -728,16 +732,19 @@ impl Log {
     /// What an fsync must cover to make the whole log durable, or `None` when it already is.
     /// The fsync itself runs without the log's lock ([`SyncTarget::sync`]); its result is given
     /// back with [`Log::synced`]. Closed segments were fsynced when they rolled.
-    pub fn sync_target(&self) -> Option<SyncTarget> {
+    /// Out of descriptors for the file, it is a [`LogError::Shortage`]: try again later.
+    pub fn sync_target(&self) -> Result<Option<SyncTarget>> {
         if self.flushed_offset >= self.log_end_offset || self.poisoned.is_some() {
-            return None;
+            return Ok(None);
         }
-        let active = self.segments.values().next_back()?;
-        Some(SyncTarget {
-            file: active.file().clone(),
+        let Some(active) = self.segments.values().next_back() else {
+            return Ok(None);
+        };
+        Ok(Some(SyncTarget {
+            file: active.pinned_file()?,
             end: self.log_end_offset,
             truncations: self.truncations,
-        })
+        }))
     }
 
     /// Takes the result of an fsync begun with [`Log::sync_target`]: on success the log is

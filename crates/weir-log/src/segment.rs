@@ -364,8 +364,10 @@ impl LogSegment {
         Ok(buf)
     }
 
-    pub(crate) fn file(&self) -> &Arc<dyn StoredFile> {
-        &self.log
+    /// The `.log` file's open handle, for a reader outside the log's lock (see
+    /// [`StoredFile::pinned`]).
+    pub(crate) fn pinned_file(&self) -> Result<Arc<dyn StoredFile>> {
+        crate::storage::pin(&self.log).map_err(LogError::from_io)
     }
 
     /// Writes a final time-index entry for the newest timestamp, as Kafka does when a segment closes.
@@ -380,10 +382,12 @@ impl LogSegment {
         Ok(())
     }
 
+    /// A file whose handle left the cache is opened again first: out of descriptors, that is a
+    /// [`LogError::Shortage`] (nothing was lost); any failure of the fsync itself is not.
     pub(crate) fn flush(&self) -> Result<()> {
-        self.log.sync_data()?;
-        self.offset_index.sync()?;
-        self.time_index.sync()?;
+        self.log.sync_data().map_err(LogError::from_fsync)?;
+        self.offset_index.sync().map_err(LogError::from_fsync)?;
+        self.time_index.sync().map_err(LogError::from_fsync)?;
         Ok(())
     }
 

@@ -52,6 +52,8 @@ pub enum Failure {
     Io,
     /// ENOSPC: the file system is full.
     NoSpace,
+    /// EMFILE: the process is out of file descriptors.
+    TooManyFiles,
 }
 
 impl Failure {
@@ -59,6 +61,7 @@ impl Failure {
         let errno = match self {
             Failure::Io => rustix::io::Errno::IO,
             Failure::NoSpace => rustix::io::Errno::NOSPC,
+            Failure::TooManyFiles => rustix::io::Errno::MFILE,
         };
         io::Error::from_raw_os_error(errno.raw_os_error())
     }
@@ -124,6 +127,9 @@ struct State {
     faults: Vec<Fault>,
     capacity: Option<u64>,
     rng: u64,
+    /// Handles not yet dropped, and how many may be open at once (EMFILE beyond).
+    open_files: usize,
+    open_file_limit: Option<usize>,
 }
 
 impl State {
@@ -244,6 +250,16 @@ impl SimDisk {
     /// Writes that would make the files hold more than `bytes` fail with ENOSPC.
     pub fn set_capacity(&self, bytes: Option<u64>) {
         self.lock().capacity = bytes;
+    }
+
+    /// Opens beyond `limit` handles at once fail with EMFILE, as a process's descriptor limit does.
+    pub fn set_open_file_limit(&self, limit: Option<usize>) {
+        self.lock().open_file_limit = limit;
+    }
+
+    /// Handles opened and not yet dropped.
+    pub fn open_files(&self) -> usize {
+        self.lock().open_files
     }
 
     /// Bytes the files hold, as programs see them.
@@ -416,6 +432,9 @@ impl Storage for SimDisk {
     fn open(&self, path: &Path, mode: OpenMode) -> io::Result<Arc<dyn StoredFile>> {
         let mut state = self.lock();
         state.check(FsOp::Open, path)?;
+        if state.open_file_limit.is_some_and(|n| state.open_files >= n) {
+            return Err(Failure::TooManyFiles.error());
+        }
         let inode = match (state.names.get(path).copied(), mode) {
             (Some(Entry::Dir), _) => {
                 return Err(io::Error::new(
@@ -441,6 +460,7 @@ impl Storage for SimDisk {
                 i
             }
         };
+        state.open_files += 1;
         Ok(Arc::new(SimFile {
             disk: self.clone(),
             path: path.to_path_buf(),
@@ -545,6 +565,13 @@ impl SimFile {
         }
         state.check(op, &self.path)?;
         Ok(state)
+    }
+}
+
+impl Drop for SimFile {
+    fn drop(&mut self) {
+        let mut state = self.disk.lock();
+        state.open_files = state.open_files.saturating_sub(1);
     }
 }
 

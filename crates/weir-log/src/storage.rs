@@ -50,6 +50,17 @@ pub trait StoredFile: Send + Sync + Debug {
     fn os_file(&self) -> Option<&std::fs::File> {
         None
     }
+    /// The open handle underneath, for a reader that must keep seeing this very file (a fetch
+    /// sent later, an fsync outside the log's lock) even if its name is replaced or its handle
+    /// leaves a cache meanwhile. `None` when this already is that handle.
+    fn pinned(&self) -> io::Result<Option<Arc<dyn StoredFile>>> {
+        Ok(None)
+    }
+}
+
+/// `file`'s open handle underneath (see [`StoredFile::pinned`]).
+pub fn pin(file: &Arc<dyn StoredFile>) -> io::Result<Arc<dyn StoredFile>> {
+    Ok(file.pinned()?.unwrap_or_else(|| file.clone()))
 }
 
 /// The real file system.

@@ -88,8 +88,13 @@ impl Sim {
             ctx()
         );
         let count = |what: &str| self.faults.iter().filter(|f| f.contains(what)).count();
+        let reopened: u64 = self
+            .file_caches
+            .lock()
+            .map(|caches| caches.iter().map(|c| c.reopened()).sum())
+            .unwrap_or(0);
         eprintln!(
-            "replication seed {seed}: {} power cuts ({} of all brokers), {} kills, {} full disks, {} failed fsyncs",
+            "replication seed {seed}: {} power cuts ({} of all brokers), {} kills, {} full disks, {} failed fsyncs, {reopened} files reopened",
             count("power cut n"),
             count("power cut of all"),
             count(": crash n"),

@@ -161,6 +161,10 @@ pub(crate) struct ServerArgs {
         allow_negative_numbers = true
     )]
     queued_max_request_bytes: Option<i64>,
+    /// log.max.open.files: files of the logs open at once, however many partitions there are
+    /// [default: a quarter of the open-files limit, from 64 to 10000].
+    #[arg(long, env = "WEIR_LOG_MAX_OPEN_FILES")]
+    log_max_open_files: Option<usize>,
 }
 
 pub(crate) fn config_from(args: ServerArgs) -> Result<BrokerConfig> {
@@ -373,6 +377,12 @@ pub(crate) fn config_from(args: ServerArgs) -> Result<BrokerConfig> {
     }
     if let Some(n) = s.pick(args.replica_fetch_wait_max_ms, "replica.fetch.wait.max.ms")? {
         config.replica_fetch_wait_max_ms = n.min(30_000);
+    }
+    if let Some(n) = s.pick(args.log_max_open_files, "log.max.open.files")? {
+        if n < 16 {
+            bail!("log.max.open.files must be at least 16, not {n}");
+        }
+        config.log_max_open_files = Some(n);
     }
     if let Some(n) = s.pick(None::<i32>, "replica.fetch.max.bytes")? {
         if n < 1 {

@@ -165,6 +165,7 @@ pub(super) const KNOWN_KEYS: &[&str] = &[
     "listeners",
     "advertised.listeners",
     "log.dirs",
+    "log.max.open.files",
     "log.dir",
     "num.partitions",
     "default.replication.factor",
