@@ -176,10 +176,18 @@ impl Log {
                 return Err(LogError::from_io(e));
             }
             fs.rename(&cleaned, &self.dir.join(format!("{stem}.log")))?;
-            fs.sync_dir(&self.dir)?;
-            // Recovery rebuilds the indexes and fsyncs them, so stale ones never outlive a
-            // power cut next to the new file.
-            LogSegment::open(fs, &self.dir, base, true, crate::now_ms())
+            // From here the old segment's name holds the new file: whatever fails now fails the
+            // log (a shortage too), rather than leave a segment whose file was replaced.
+            let reopened = (|| {
+                fs.sync_dir(&self.dir)?;
+                // Recovery rebuilds the indexes and fsyncs them, so stale ones never outlive a
+                // power cut next to the new file.
+                LogSegment::open(fs, &self.dir, base, true, crate::now_ms())
+            })();
+            reopened.map_err(|e| match e {
+                LogError::Shortage(io) => LogError::Io(io),
+                other => other,
+            })
         })();
         let segment = self.poison(result)?;
         self.segments.insert(base, segment);

@@ -16,15 +16,19 @@
 //!   passing shortage (see [`crate::LogError::Shortage`]), never as a failed disk.
 //! - Handles are opened and closed outside the cache's lock; the lock guards only the map.
 //!
-//! A file reopened after eviction is the same inode as long as its name was not replaced. The log
-//! replaces names only under its own lock and then drops the old `CachedFile` (a compacted
-//! segment, a truncation that recreates a segment), so an evicted handle is never reopened onto
-//! another file's data.
+//! - While anyone still holds a file's last handle (a pin, a fetch's file slice), an operation
+//!   on it takes that handle back instead of opening the file again: an operation that pinned
+//!   its files first never reopens one halfway through, so it cannot run out of descriptors
+//!   there.
+//! - A file opened again by name must be the file first opened (same device and inode). If the
+//!   name now holds another (compaction renamed a new segment over it, a topic was deleted and
+//!   made again), the operation fails with ESTALE, an I/O error, instead of reading or writing
+//!   another file's bytes.
 
 use std::num::NonZeroUsize;
 use std::path::{Path, PathBuf};
 use std::sync::atomic::{AtomicU64, Ordering};
-use std::sync::{Arc, Mutex, MutexGuard};
+use std::sync::{Arc, Mutex, MutexGuard, Weak};
 use std::{fmt, io};
 
 use lru::LruCache;
@@ -155,12 +159,15 @@ impl Storage for FileCache {
         // later reopenings find it by name.
         let handle = self.open_inner(path, mode)?;
         let id = self.handles.next_id.fetch_add(1, Ordering::Relaxed);
-        self.handles.put(id, handle);
-        Ok(Arc::new(CachedFile {
+        let file = CachedFile {
             id,
             path: path.to_path_buf(),
+            identity: handle.identity(),
+            last: Mutex::new(Arc::downgrade(&handle)),
             cache: self.clone(),
-        }))
+        };
+        self.handles.put(id, handle);
+        Ok(Arc::new(file))
     }
 
     fn read(&self, path: &Path) -> io::Result<Vec<u8>> {
@@ -194,6 +201,11 @@ impl Storage for FileCache {
 pub struct CachedFile {
     id: u64,
     path: PathBuf,
+    /// What was opened first: a reopening that finds another file under the name fails.
+    identity: Option<(u64, u64)>,
+    /// The last handle, while anyone (a pin, a fetch's file slice) still holds it: taken back
+    /// instead of opening the file again.
+    last: Mutex<Weak<dyn StoredFile>>,
     cache: FileCache,
 }
 
@@ -206,12 +218,26 @@ impl fmt::Debug for CachedFile {
 }
 
 impl CachedFile {
-    /// The open handle: the cached one, or the file opened again.
+    /// The open handle: the cached one, one still held elsewhere, or the file opened again.
     fn handle(&self) -> io::Result<Arc<dyn StoredFile>> {
         if let Some(handle) = self.cache.handles.get(self.id) {
             return Ok(handle);
         }
+        let mut last = self.last.lock().unwrap_or_else(|p| p.into_inner());
+        if let Some(handle) = last.upgrade() {
+            drop(last);
+            return Ok(self.cache.handles.put(self.id, handle));
+        }
         let handle = self.cache.open_inner(&self.path, OpenMode::Existing)?;
+        if self.identity.is_some() && handle.identity() != self.identity {
+            // The name now holds another file (a compaction's rename, a re-created topic):
+            // this one is gone, and so is everything the caller believed about it.
+            return Err(io::Error::from_raw_os_error(
+                rustix::io::Errno::STALE.raw_os_error(),
+            ));
+        }
+        *last = Arc::downgrade(&handle);
+        drop(last);
         self.cache.handles.reopened.fetch_add(1, Ordering::Relaxed);
         Ok(self.cache.handles.put(self.id, handle))
     }
@@ -312,6 +338,42 @@ mod tests {
         assert_eq!(&buf, b"old");
         drop(pinned);
         assert_eq!(disk.open_files(), 1, "only the cached handle is left");
+    }
+
+    #[test]
+    fn a_file_replaced_under_its_name_is_never_reopened_as_the_new_one() {
+        let (_disk, cache) = cache(1);
+        cache.create_dir_all(Path::new("/d")).unwrap();
+        let old = cache.open(Path::new("/d/seg"), OpenMode::Create).unwrap();
+        old.write_all_at(b"old", 0).unwrap();
+        let new = cache
+            .open(Path::new("/d/seg.new"), OpenMode::Create)
+            .unwrap();
+        new.write_all_at(b"new!", 0).unwrap();
+        cache
+            .rename(Path::new("/d/seg.new"), Path::new("/d/seg"))
+            .unwrap();
+        // `old`'s handle was evicted by `new`: reopening by name finds another file.
+        let err = old.size().unwrap_err();
+        assert_eq!(
+            err.raw_os_error(),
+            Some(rustix::io::Errno::STALE.raw_os_error())
+        );
+        assert_eq!(new.size().unwrap(), 4);
+    }
+
+    #[test]
+    fn a_held_handle_is_taken_back_instead_of_reopening() {
+        let (disk, cache) = cache(1);
+        cache.create_dir_all(Path::new("/d")).unwrap();
+        let a = cache.open(Path::new("/d/a"), OpenMode::Create).unwrap();
+        let pin = crate::storage::pin(&a).unwrap();
+        let _b = cache.open(Path::new("/d/b"), OpenMode::Create).unwrap();
+        disk.set_open_file_limit(Some(disk.open_files()));
+        // At the limit, and `a` was evicted: its pinned handle serves it.
+        a.write_all_at(b"x", 0).unwrap();
+        assert_eq!(cache.reopened(), 0);
+        drop(pin);
     }
 
     #[test]

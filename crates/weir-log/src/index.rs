@@ -170,6 +170,10 @@ impl<E: IndexEntry> Index<E> {
     pub(crate) fn path(&self) -> &Path {
         &self.path
     }
+
+    pub(crate) fn file(&self) -> &Arc<dyn StoredFile> {
+        &self.file
+    }
 }
 
 #[cfg(test)]

@@ -25,6 +25,7 @@ mod index;
 mod log;
 mod lookup;
 mod producer_state;
+mod retention;
 mod segment;
 pub mod simfs;
 pub mod storage;

@@ -7,6 +7,7 @@ use std::sync::Arc;
 use crate::batch::{self, BatchHeader};
 use crate::epoch::LeaderEpochCache;
 use crate::producer_state::{ProducerAppendOutcome, ProducerStateManager};
+use crate::retention::{read_log_start_offset, write_log_start_offset};
 use crate::segment::LogSegment;
 use crate::storage::{self, Disk, OpenMode, Storage, StoredFile};
 use crate::{LogConfig, LogError, Result};
@@ -14,7 +15,7 @@ use crate::{LogConfig, LogError, Result};
 /// Marker written by a clean close; without it the active segment is recovered on open.
 const CLEAN_SHUTDOWN_FILE: &str = ".clean-shutdown";
 /// Holds the log start offset, which DeleteRecords and retention can move inside a segment.
-const LOG_START_OFFSET_FILE: &str = "log-start-offset";
+pub(crate) const LOG_START_OFFSET_FILE: &str = "log-start-offset";
 
 /// A range of bytes of a segment file: what a fetch sends, without copying it into memory.
 #[derive(Debug, Clone)]
@@ -79,10 +80,10 @@ pub struct TimestampOffset {
 pub struct Log {
     pub(crate) storage: Arc<dyn Storage>,
     pub(crate) dir: PathBuf,
-    config: LogConfig,
+    pub(crate) config: LogConfig,
     pub(crate) segments: BTreeMap<i64, LogSegment>,
-    log_start_offset: i64,
-    log_end_offset: i64,
+    pub(crate) log_start_offset: i64,
+    pub(crate) log_end_offset: i64,
     epochs: LeaderEpochCache,
     producers: ProducerStateManager,
     records_since_flush: u64,
@@ -455,7 +456,14 @@ impl Log {
         if self.records_since_flush >= self.config.flush_messages
             || now_ms.saturating_sub(self.last_flush_ms) >= self.config.flush_ms
         {
-            self.flush()?;
+            // The records are written: out of descriptors for the fsync, they stay unflushed
+            // (counted as such) rather than be refused and written again by a retry.
+            match self.flush() {
+                Err(LogError::Shortage(e)) => {
+                    tracing::warn!(dir = %self.dir.display(), error = %e, "fsync postponed")
+                }
+                other => other?,
+            }
         }
         Ok(count)
     }
@@ -557,97 +565,30 @@ impl Log {
         Ok(info)
     }
 
-    /// Moves the log start offset forward (DeleteRecords); whole segments below it are deleted.
-    pub fn delete_records_before(&mut self, offset: i64) -> Result<i64> {
-        self.check_writable()?;
-        if offset > self.log_end_offset || offset < 0 {
-            return Err(LogError::OffsetOutOfRange {
-                offset,
-                start: self.log_start_offset,
-                end: self.log_end_offset,
-            });
-        }
-        if offset > self.log_start_offset {
-            // A full disk refuses the move (the file is replaced whole or not at all).
-            let result =
-                write_log_start_offset(&*self.storage, &self.dir, offset).map_err(shortage);
-            self.poison(result)?;
-            self.log_start_offset = offset;
-            self.delete_segments_below_start()?;
-        }
-        Ok(self.log_start_offset)
-    }
-
-    fn delete_segments_below_start(&mut self) -> Result<()> {
-        let start = self.log_start_offset;
-        let doomed: Vec<i64> = self
-            .segments
-            .iter()
-            .rev()
-            .skip(1)
-            .filter(|(_, s)| s.next_offset <= start)
-            .map(|(b, _)| *b)
-            .collect();
-        for base in doomed {
-            if let Some(segment) = self.segments.remove(&base) {
-                segment.delete_files(&*self.storage)?;
-            }
-        }
-        Ok(())
-    }
-
-    /// Deletes whole closed segments past `retention.ms` or beyond `retention.bytes`.
-    /// Returns how many segments were deleted.
-    pub fn enforce_retention(&mut self, now_ms: i64) -> Result<usize> {
-        self.check_writable()?;
-        if !self.config.cleanup_delete {
-            return Ok(0);
-        }
-        let mut doomed = Vec::new();
-        let closed: Vec<(i64, u64, i64, i64)> = self
-            .segments
-            .iter()
-            .rev()
-            .skip(1)
-            .rev()
-            .map(|(b, s)| (*b, s.size, s.max_timestamp, s.next_offset))
-            .collect();
-        let mut total = self.size_bytes() as i64;
-        for (base, size, max_ts, next) in closed {
-            let expired = self.config.retention_ms >= 0
-                && max_ts >= 0
-                && now_ms - max_ts > self.config.retention_ms;
-            let oversize = self.config.retention_bytes >= 0
-                && total - size as i64 >= self.config.retention_bytes;
-            if !(expired || oversize) {
-                break;
-            }
-            total -= size as i64;
-            doomed.push((base, next));
-        }
-        if let Some(&(_, next)) = doomed.last() {
-            if next > self.log_start_offset {
-                let result =
-                    write_log_start_offset(&*self.storage, &self.dir, next).map_err(shortage);
-                self.poison(result)?;
-                self.log_start_offset = next;
-            }
-        }
-        let n = doomed.len();
-        for (base, _) in doomed {
-            if let Some(segment) = self.segments.remove(&base) {
-                tracing::info!(dir = %self.dir.display(), base, "deleting segment by retention");
-                segment.delete_files(&*self.storage)?;
-            }
-        }
-        Ok(n)
-    }
-
-    /// Removes every batch at or after `offset` (a follower diverging from its leader).
+    /// Removes every batch at or after `offset` (a follower diverging from its leader). Out of
+    /// descriptors before it began, that is a shortage; any failure once it began fails the log,
+    /// which would otherwise be half cut.
     pub fn truncate_to(&mut self, offset: i64) -> Result<()> {
         if offset >= self.log_end_offset {
             return Ok(());
         }
+        // The segment that will end the log.
+        let survivor = self
+            .segments
+            .range(..=offset.max(0))
+            .next_back()
+            .or_else(|| self.segments.iter().next())
+            .map(|(_, s)| s.pin())
+            .transpose()?;
+        let result = self.cut_tail(offset).map_err(|e| match e {
+            LogError::Shortage(io) => LogError::Io(io),
+            other => other,
+        });
+        drop(survivor);
+        self.poison(result)
+    }
+
+    fn cut_tail(&mut self, offset: i64) -> Result<()> {
         let doomed: Vec<i64> = self
             .segments
             .range(offset.max(0) + 1..)
@@ -667,13 +608,8 @@ impl Log {
         self.flushed_offset = self.flushed_offset.min(self.log_end_offset);
         self.log_start_offset = self.log_start_offset.min(self.log_end_offset);
         // The cut is made durable at once: a tail that came back after a power cut would hold
-        // records of an epoch the leader replaced. Done in memory already, it cannot be undone,
-        // so even a shortage here fails the log.
-        let flushed = self.active().flush().map_err(|e| match e {
-            LogError::Shortage(io) => LogError::Io(io),
-            other => other,
-        });
-        self.poison(flushed)?;
+        // records of an epoch the leader replaced.
+        self.active().flush()?;
         self.epochs.truncate_from_end(self.log_end_offset)?;
         self.rebuild_producer_state()
     }
@@ -785,23 +721,9 @@ impl Log {
 }
 
 /// An I/O error that is a passing shortage becomes [`LogError::Shortage`].
-fn shortage(e: LogError) -> LogError {
+pub(crate) fn shortage(e: LogError) -> LogError {
     match e {
         LogError::Io(io) => LogError::from_io(io),
         other => other,
     }
-}
-
-fn read_log_start_offset(storage: &dyn Storage, dir: &Path) -> Option<i64> {
-    storage::read_text(storage, &dir.join(LOG_START_OFFSET_FILE))
-        .ok()??
-        .trim()
-        .parse()
-        .ok()
-}
-
-fn write_log_start_offset(storage: &dyn Storage, dir: &Path, offset: i64) -> Result<()> {
-    let path = dir.join(LOG_START_OFFSET_FILE);
-    storage::write_atomically(storage, &path, format!("{offset}\n").as_bytes())?;
-    Ok(())
 }

@@ -34,6 +34,14 @@ pub(crate) struct LogSegment {
     pub(crate) created_ms: i64,
 }
 
+/// A segment's three open handles, held for the length of one operation: with its files pinned
+/// first, an operation (and the undoing of a failed one) never has to open a file halfway
+/// through, so running out of descriptors can only stop it before it changed anything.
+#[must_use]
+pub(crate) struct Pins {
+    _files: [Arc<dyn StoredFile>; 3],
+}
+
 /// Where a segment stood before an append, to undo it.
 #[derive(Debug, Clone, Copy)]
 struct AppendMark {
@@ -261,6 +269,7 @@ impl LogSegment {
         headers: &[BatchHeader],
         index_interval_bytes: u64,
     ) -> Result<()> {
+        let _pins = self.pin()?;
         let mark = self.mark();
         let result = (|| {
             self.log.write_all_at(bytes, self.size)?;
@@ -370,8 +379,21 @@ impl LogSegment {
         crate::storage::pin(&self.log).map_err(LogError::from_io)
     }
 
+    /// Pins the segment's files (see [`Pins`]); out of descriptors, a [`LogError::Shortage`].
+    pub(crate) fn pin(&self) -> Result<Pins> {
+        let pin = |f: &Arc<dyn StoredFile>| crate::storage::pin(f).map_err(LogError::from_io);
+        Ok(Pins {
+            _files: [
+                pin(&self.log)?,
+                pin(self.offset_index.file())?,
+                pin(self.time_index.file())?,
+            ],
+        })
+    }
+
     /// Writes a final time-index entry for the newest timestamp, as Kafka does when a segment closes.
     pub(crate) fn seal_time_index(&mut self) -> Result<()> {
+        let _pins = self.pin()?;
         if self.max_timestamp > self.time_index.last().map_or(i64::MIN, |t| t.timestamp) {
             let relative = (self.offset_of_max_timestamp - self.base_offset) as u32;
             self.time_index.append(TimeEntry {
@@ -382,9 +404,10 @@ impl LogSegment {
         Ok(())
     }
 
-    /// A file whose handle left the cache is opened again first: out of descriptors, that is a
-    /// [`LogError::Shortage`] (nothing was lost); any failure of the fsync itself is not.
+    /// Its files are pinned first: out of descriptors, that is a [`LogError::Shortage`] and
+    /// nothing was lost; any failure of the fsync itself is not.
     pub(crate) fn flush(&self) -> Result<()> {
+        let _pins = self.pin()?;
         self.log.sync_data().map_err(LogError::from_fsync)?;
         self.offset_index.sync().map_err(LogError::from_fsync)?;
         self.time_index.sync().map_err(LogError::from_fsync)?;

@@ -660,6 +660,10 @@ impl StoredFile for SimFile {
         }
         Ok(())
     }
+
+    fn identity(&self) -> Option<(u64, u64)> {
+        Some((0, self.inode))
+    }
 }
 
 #[cfg(test)]

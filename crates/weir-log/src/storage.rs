@@ -56,6 +56,11 @@ pub trait StoredFile: Send + Sync + Debug {
     fn pinned(&self) -> io::Result<Option<Arc<dyn StoredFile>>> {
         Ok(None)
     }
+    /// What the file is, whatever its name: device and inode. A file opened again by name is
+    /// the same file only if this matches (`None` when it cannot be told).
+    fn identity(&self) -> Option<(u64, u64)> {
+        None
+    }
 }
 
 /// `file`'s open handle underneath (see [`StoredFile::pinned`]).
@@ -150,6 +155,12 @@ impl StoredFile for std::fs::File {
 
     fn os_file(&self) -> Option<&std::fs::File> {
         Some(self)
+    }
+
+    fn identity(&self) -> Option<(u64, u64)> {
+        use std::os::unix::fs::MetadataExt;
+        let metadata = self.metadata().ok()?;
+        Some((metadata.dev(), metadata.ino()))
     }
 }
 

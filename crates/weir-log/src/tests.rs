@@ -547,3 +547,69 @@ fn a_full_disk_refuses_without_failing_the_log() {
     assert_eq!(log.delete_records_before(10).unwrap(), 10);
     assert_eq!(log.log_end_offset(), end + 2);
 }
+
+/// Many logs share a few open files, and running out of descriptors at any moment is a passing
+/// shortage: no log fails, and exactly the acknowledged batches read back, also after a reopen.
+#[test]
+fn logs_sharing_a_few_open_files_survive_running_out_of_descriptors() {
+    use crate::simfs::{Failure, Fault, FsOp, SimDisk};
+    use crate::{FileCache, Storage};
+    use std::sync::Arc;
+    const LOGS: usize = 12;
+    let disk = SimDisk::new(3);
+    let storage: Arc<dyn Storage> = Arc::new(FileCache::new(disk.storage(), 4));
+    let dir = |i: usize| Path::new("/data").join(format!("t-{i}"));
+    let open = |i: usize| Log::open_on(storage.clone(), &dir(i), small_config()).unwrap();
+    let mut logs: Vec<Log> = (0..LOGS).map(open).collect();
+    let mut ends = [0i64; LOGS];
+    let mut shortages = 0;
+    let ok_or_short = |result: crate::Result<()>, shortages: &mut i32, what: &str| match result {
+        Ok(()) => {}
+        Err(LogError::Shortage(_)) => *shortages += 1,
+        Err(e) => panic!("{what}: {e}"),
+    };
+    for step in 0..600u64 {
+        let i = (step * 7 % LOGS as u64) as usize;
+        if step % 5 == 0 {
+            // Runs of EMFILE long enough to outlast the cache's retry and an undo's reopening.
+            disk.clear_faults();
+            disk.fail(Fault {
+                op: FsOp::Open,
+                path_contains: ["", ".log", ".index", ".timeindex"][(step / 5 % 4) as usize].into(),
+                failure: Failure::TooManyFiles,
+                times: 1 + (step / 20 % 6) as u32,
+            });
+        }
+        let mut b = make_batch(1 + (step % 3) as usize, step as i64, Compression::None);
+        match logs[i].append_as_leader(&mut b, 0, step as i64) {
+            Ok(info) => ends[i] = info.last_offset + 1,
+            Err(LogError::Shortage(_)) => shortages += 1,
+            Err(e) => panic!("step {step}: log {i} failed: {e}"),
+        }
+        if step % 11 == 0 {
+            ok_or_short(logs[i].flush(), &mut shortages, "flush");
+        }
+        if step % 37 == 0 && ends[i] > 2 {
+            let result = logs[i].truncate_to(ends[i] - 2);
+            ok_or_short(result, &mut shortages, "truncate");
+            ends[i] = logs[i].log_end_offset();
+        }
+        assert_eq!(logs[i].log_end_offset(), ends[i], "step {step}");
+        assert!(logs[i].poisoned().is_none(), "step {step}: log {i} failed");
+    }
+    disk.clear_faults();
+    assert!(shortages > 20, "only {shortages} shortages");
+    assert!(disk.open_files() <= 4, "{} files open", disk.open_files());
+    for (i, log) in logs.iter().enumerate() {
+        let read = read_all(log, 0);
+        assert_eq!(read.last().map_or(0, |h| h.last_offset() + 1), ends[i]);
+    }
+    for log in logs.drain(..) {
+        log.close().unwrap();
+    }
+    for (i, end) in ends.iter().enumerate() {
+        let log = open(i);
+        assert_eq!(log.log_end_offset(), *end);
+        assert_eq!(read_all(&log, 0).len(), read_all(&log, 0).len());
+    }
+}
