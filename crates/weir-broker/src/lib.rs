@@ -20,6 +20,7 @@ mod frame;
 pub mod fuzzing;
 mod group;
 mod handlers;
+mod partition_dirs;
 pub mod replica_manager;
 mod replication;
 #[cfg(test)]

@@ -8,7 +8,7 @@
 
 use std::collections::{BTreeMap, HashMap};
 use std::path::{Path, PathBuf};
-use std::sync::atomic::{AtomicI32, AtomicUsize, Ordering};
+use std::sync::atomic::{AtomicBool, AtomicI32, AtomicU64, AtomicUsize, Ordering};
 use std::sync::{Arc, Mutex, MutexGuard, RwLock};
 
 use std::time::Instant;
@@ -21,6 +21,7 @@ use weir_meta::configs::{effective_topic_configs, EffectiveConfig};
 use weir_meta::{ConfigResource, MetadataImage, PartitionImage, PartitionLog};
 
 use crate::flusher::FlushQueue;
+use crate::partition_dirs::{open_logs, partition_dir, NewPartition, OPEN_THREADS};
 use crate::replication::ReplicaState;
 
 /// One partition hosted by this broker.
@@ -305,6 +306,18 @@ pub struct ReplicaManager {
     /// High watermarks from `replication-offset-checkpoint`, read at start; and the last ones
     /// written, to skip writing an unchanged file.
     checkpointed: Mutex<HashMap<PartitionKey, i64>>,
+    /// A digest of every (partition, high watermark) when the checkpoint was last written: a
+    /// second's check of 50,000 unchanged partitions then allocates nothing.
+    checkpoint_digest: AtomicU64,
+    /// Set by any log of this broker that failed (see `weir_log::Log::report_failure_to`), so
+    /// the check for a failed log directory is one load, not a lock of every log.
+    log_failed: Arc<AtomicBool>,
+    /// Whether any topic sets `flush.ms`: if none does, the time-based flush looks at no log.
+    timed_flushes: AtomicBool,
+    /// Threads that open new logs at once (1 in simulations, which must run the same each time).
+    open_threads: usize,
+    /// Set by [`ReplicaManager::close_all`]: no later metadata sync opens a log again.
+    closed: AtomicBool,
 }
 
 /// Builds a log's settings from a topic's effective configs.
@@ -347,12 +360,6 @@ pub fn log_config(effective: &[EffectiveConfig]) -> LogConfig {
     config
 }
 
-fn partition_dir(data_dir: &Path, topic: &str, partition: i32) -> PathBuf {
-    data_dir.join(format!("{topic}-{partition}"))
-}
-
-const PARTITION_METADATA: &str = "partition.metadata";
-
 /// Kafka's name and format: a version line, a count line, then `topic partition offset` lines.
 const HW_CHECKPOINT: &str = "replication-offset-checkpoint";
 
@@ -384,24 +391,6 @@ fn write_checkpoint(
     storage::write_atomically(fs, path, text.as_bytes())
 }
 
-/// The topic id a partition directory was made for; `None` when it has none (a missing or
-/// unreadable-as-text file). An I/O error is an error: it must not pass for another topic's log.
-fn read_topic_id(fs: &dyn Storage, dir: &Path) -> std::io::Result<Option<Uuid>> {
-    let Some(text) = storage::read_text(fs, &dir.join(PARTITION_METADATA))? else {
-        return Ok(None);
-    };
-    Ok(text
-        .lines()
-        .find_map(|l| l.strip_prefix("topic_id: "))
-        .and_then(|id| Uuid::parse_str(id.trim()).ok()))
-}
-
-fn write_topic_id(fs: &dyn Storage, dir: &Path, id: Uuid) -> std::io::Result<()> {
-    storage::create_dir_durably(fs, dir)?;
-    let text = format!("version: 0\ntopic_id: {id}\n");
-    storage::write_atomically(fs, &dir.join(PARTITION_METADATA), text.as_bytes())
-}
-
 impl Drop for ReplicaManager {
     fn drop(&mut self) {
         self.flush_queue.close();
@@ -413,7 +402,9 @@ impl ReplicaManager {
     /// open at once (see `weir_log::FileCache`).
     pub fn new(data_dir: &Path, node_id: i32, open_files: usize) -> ReplicaManager {
         let storage = Arc::new(FileCache::new(Disk::shared(), open_files));
-        ReplicaManager::on_storage(storage, data_dir, node_id, Clock::real())
+        let mut manager = ReplicaManager::on_storage(storage, data_dir, node_id, Clock::real());
+        manager.open_threads = OPEN_THREADS;
+        manager
     }
 
     /// A replica manager whose logs live in `storage` (a simulated disk, in simulations).
@@ -435,6 +426,11 @@ impl ReplicaManager {
             appended: Arc::new(appended),
             syncing: Mutex::new(()),
             checkpointed: Mutex::new(checkpointed),
+            checkpoint_digest: AtomicU64::new(0),
+            log_failed: Arc::new(AtomicBool::new(false)),
+            timed_flushes: AtomicBool::new(false),
+            open_threads: 1,
+            closed: AtomicBool::new(false),
         }
     }
 
@@ -455,10 +451,27 @@ impl ReplicaManager {
     /// Writes every partition's high watermark to `replication-offset-checkpoint` (when one
     /// changed), so a restarted broker does not show consumers less, or more, than it did.
     pub fn checkpoint_high_watermarks(&self) {
-        let mut now: HashMap<PartitionKey, i64> = self
+        use std::hash::{Hash, Hasher};
+        // Each watermark is read once: the digest and the file must tell of the same values.
+        let all: Vec<(Arc<Partition>, i64)> = self
             .all()
+            .into_iter()
+            .map(|p| {
+                let hw = p.high_watermark();
+                (p, hw)
+            })
+            .collect();
+        let mut hasher = std::collections::hash_map::DefaultHasher::new();
+        for (p, hw) in &all {
+            (&p.topic, p.index, hw).hash(&mut hasher);
+        }
+        let digest = hasher.finish();
+        if self.checkpoint_digest.load(Ordering::Acquire) == digest {
+            return;
+        }
+        let mut now: HashMap<PartitionKey, i64> = all
             .iter()
-            .map(|p| ((p.topic.clone(), p.index), p.high_watermark()))
+            .map(|(p, hw)| ((p.topic.clone(), p.index), *hw))
             .collect();
         let mut last = self.checkpointed.lock().unwrap_or_else(|p| p.into_inner());
         // Partitions on disk but not open yet (metadata still replaying) keep their entries.
@@ -469,10 +482,14 @@ impl ReplicaManager {
             }
         }
         if *last == now {
+            self.checkpoint_digest.store(digest, Ordering::Release);
             return;
         }
         match write_checkpoint(&*self.storage, &self.data_dir.join(HW_CHECKPOINT), &now) {
-            Ok(()) => *last = now,
+            Ok(()) => {
+                *last = now;
+                self.checkpoint_digest.store(digest, Ordering::Release);
+            }
             Err(e) => tracing::error!(error = %e, "writing {HW_CHECKPOINT} failed"),
         }
     }
@@ -509,6 +526,9 @@ impl ReplicaManager {
         may_lead: bool,
     ) -> Result<(), LogError> {
         let _one_at_a_time = self.syncing.lock().unwrap_or_else(|p| p.into_inner());
+        if self.closed.load(Ordering::Acquire) {
+            return Ok(());
+        }
         let mut wanted: HashMap<PartitionKey, (Uuid, PartitionImage)> = HashMap::new();
         let mut configs: HashMap<String, LogConfig> = HashMap::new();
         let mut min_isr: HashMap<String, usize> = HashMap::new();
@@ -554,8 +574,11 @@ impl ReplicaManager {
                 Err(e) => return Err(e.into()),
             }
         }
+        let timed = configs.values().any(|c| c.flush_ms < i64::MAX);
+        self.timed_flushes.store(timed, Ordering::Release);
         // Whether a high watermark moved (an ISR shrank): parked fetches must look again.
         let mut moved = false;
+        let mut opening = Vec::new();
         for ((topic, p), (topic_id, state)) in wanted {
             let PartitionImage {
                 replicas,
@@ -582,15 +605,42 @@ impl ReplicaManager {
                 moved |= existing.apply_image(self.node_id, leader, epoch, &replicas, &isr);
                 continue;
             }
-            let dir = partition_dir(&self.data_dir, &topic, p);
-            let fs = &*self.storage;
-            if fs.exists(&dir) && read_topic_id(fs, &dir)? != Some(topic_id) {
-                tracing::warn!(dir = %dir.display(), "removing a log left by an older topic of the same name");
-                fs.remove_dir_all(&dir)?;
-                storage::sync_parent(fs, &dir)?;
-            }
-            write_topic_id(fs, &dir, topic_id)?;
-            let log = Log::open_on(self.storage.clone(), &dir, config)?;
+            opening.push(NewPartition {
+                topic,
+                index: p,
+                topic_id,
+                config,
+                min_insync_replicas: min,
+                leader,
+                leader_epoch: epoch,
+                replicas,
+                isr,
+            });
+        }
+        // New logs open in parallel: each open fsyncs, and a restart opens every log at once.
+        let opened = open_logs(&self.storage, &self.data_dir, &opening, self.open_threads);
+        let mut failed = None;
+        for (new, log) in opening.into_iter().zip(opened) {
+            let NewPartition {
+                topic,
+                index: p,
+                topic_id,
+                min_insync_replicas: min,
+                leader,
+                leader_epoch: epoch,
+                replicas,
+                isr,
+                ..
+            } = new;
+            let mut log = match log {
+                Ok(log) => log,
+                Err(e) => {
+                    tracing::error!(topic = %topic, partition = p, error = %e, "opening the log failed");
+                    failed.get_or_insert(e);
+                    continue;
+                }
+            };
+            log.report_failure_to(self.log_failed.clone());
             let high_watermark = self
                 .checkpointed
                 .lock()
@@ -628,7 +678,10 @@ impl ReplicaManager {
         if moved {
             self.notify_append();
         }
-        Ok(())
+        match failed {
+            Some(e) => Err(e),
+            None => Ok(()),
+        }
     }
 
     /// Where this broker's logs of recovering partitions end (those whose ISR is empty, see
@@ -681,6 +734,9 @@ impl ReplicaManager {
 
     /// Why the log directory failed, if a write or fsync failed in one of its logs.
     pub fn failed_log_dir(&self) -> Option<String> {
+        if !self.log_failed.load(Ordering::Acquire) {
+            return None;
+        }
         self.all().iter().find_map(|p| {
             let log = p.log();
             log.poisoned()
@@ -708,6 +764,9 @@ impl ReplicaManager {
 
     /// Flushes logs whose `flush.ms` has passed.
     pub fn flush_due(&self, now_ms: i64) {
+        if !self.timed_flushes.load(Ordering::Acquire) {
+            return;
+        }
         for partition in self.all() {
             let mut log = partition.log();
             if log.flush_due(now_ms) {
@@ -721,6 +780,9 @@ impl ReplicaManager {
     /// Closes every log cleanly (flush, clean-shutdown marker). Returns whether every log was
     /// flushed.
     pub fn close_all(&self) -> bool {
+        // A metadata sync still opening logs finishes first, so every log it opens is closed.
+        let _no_sync = self.syncing.lock().unwrap_or_else(|p| p.into_inner());
+        self.closed.store(true, Ordering::Release);
         self.flush_queue.close();
         let mut clean = true;
         self.checkpoint_high_watermarks();

@@ -92,6 +92,8 @@ pub struct Log {
     last_compaction: Option<(i64, i64)>,
     /// Set after a failed write or fsync: the log takes no more writes (see STYLE.md).
     poisoned: Option<String>,
+    /// Raised with `poisoned`, for whoever watches many logs (see [`Log::report_failure_to`]).
+    failure_flag: Option<Arc<std::sync::atomic::AtomicBool>>,
     /// Offsets below this are known to be on disk (fsynced): Kafka's recovery point.
     flushed_offset: i64,
     /// Bumped whenever the log's tail is cut, so an fsync that began before a truncation does
@@ -147,6 +149,9 @@ impl Log {
             }
             expected_next = Some(segment.next_offset);
         }
+        // The recovered (and fsynced) last segment may be the one dropped: its predecessor,
+        // now last, is fsynced below.
+        let last_dropped = !clean && broken.last().is_some_and(|b| Some(*b) == last);
         for base in broken {
             if let Some(segment) = segments.remove(&base) {
                 tracing::warn!(dir = %dir.display(), base, "removing a segment that overlaps its predecessor");
@@ -176,6 +181,7 @@ impl Log {
             last_flush_ms: now,
             last_compaction: None,
             poisoned: None,
+            failure_flag: None,
             flushed_offset: log_end_offset,
             truncations: 0,
         };
@@ -185,11 +191,13 @@ impl Log {
             // Durably: a marker that came back after a later power cut would vouch for a tail
             // that was never synced.
             storage::remove_durably(fs, &clean_marker)?;
-        } else {
-            // What the crashed process wrote may still be only in the page cache: make it
-            // durable before anything counts it as flushed.
+        } else if last_dropped {
             log.flush()?;
         }
+        // Unclean: what the crashed process wrote may still be only in the page cache. The last
+        // segment was recovered and fsynced as it opened (`LogSegment::open`), and closed ones
+        // were fsynced when they rolled, so the whole log is durable before anything counts it
+        // as flushed.
         Ok(log)
     }
 
@@ -253,6 +261,15 @@ impl Log {
         self.poisoned.as_deref()
     }
 
+    /// Raises `flag` when this log fails (now, if it already has): one flag for many logs tells
+    /// a broker that its log directory failed without looking at each log.
+    pub fn report_failure_to(&mut self, flag: Arc<std::sync::atomic::AtomicBool>) {
+        if self.poisoned.is_some() {
+            flag.store(true, std::sync::atomic::Ordering::Release);
+        }
+        self.failure_flag = Some(flag);
+    }
+
     pub(crate) fn check_writable(&self) -> Result<()> {
         match &self.poisoned {
             Some(why) => Err(LogError::Poisoned(why.clone())),
@@ -265,6 +282,9 @@ impl Log {
             let why = format!("{}: {e}", self.dir.display());
             tracing::error!(error = %why, "write to the log failed; refusing further writes");
             self.poisoned = Some(why);
+            if let Some(flag) = &self.failure_flag {
+                flag.store(true, std::sync::atomic::Ordering::Release);
+            }
         }
         result
     }

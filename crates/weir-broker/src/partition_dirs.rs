@@ -1,0 +1,172 @@
+//! Partition directories on disk: `<data>/<topic>-<partition>/`, with the topic id in
+//! `partition.metadata` (Kafka's file), and the opening of their logs.
+//!
+//! A directory holds the log of one topic id: a directory left by an older topic of the same name
+//! is removed (durably) before the new topic's log is made there. `partition.metadata` is written
+//! once, when the directory is made, so a restart reads it and writes nothing.
+//!
+//! Logs open in parallel, in eight groups ([`open_logs`]): each open reads its indexes and fsyncs (the clean
+//! shutdown marker's removal, or the recovered tail), and a restart opens every log at once, so
+//! the fsyncs of many logs are in flight together, as Kafka's `num.recovery.threads.per.data.dir`
+//! does.
+
+use std::path::{Path, PathBuf};
+use std::sync::Arc;
+
+use uuid::Uuid;
+use weir_log::storage::{self, Storage};
+use weir_log::{Log, LogConfig, LogError};
+
+const PARTITION_METADATA: &str = "partition.metadata";
+
+/// Threads that open logs at once in a broker; each waits on the disk more than on the CPU.
+pub(crate) const OPEN_THREADS: usize = 8;
+
+pub(crate) fn partition_dir(data_dir: &Path, topic: &str, partition: i32) -> PathBuf {
+    data_dir.join(format!("{topic}-{partition}"))
+}
+
+/// A partition the image places on this broker that has no log open yet: what opening it needs,
+/// and the image's view of it to apply once it is open.
+pub(crate) struct NewPartition {
+    pub(crate) topic: String,
+    pub(crate) index: i32,
+    pub(crate) topic_id: Uuid,
+    pub(crate) config: LogConfig,
+    pub(crate) min_insync_replicas: usize,
+    pub(crate) leader: i32,
+    pub(crate) leader_epoch: i32,
+    pub(crate) replicas: Vec<i32>,
+    pub(crate) isr: Vec<i32>,
+}
+
+/// Opens the logs of `partitions` (making their directories as needed), split among up to
+/// `threads` threads; one result per partition, in order. Simulations pass 1: one thread keeps
+/// a seeded run the same every time.
+pub(crate) fn open_logs(
+    storage: &Arc<dyn Storage>,
+    data_dir: &Path,
+    partitions: &[NewPartition],
+    threads: usize,
+) -> Vec<Result<Log, LogError>> {
+    let open = |p: &NewPartition| open_log(storage, data_dir, p);
+    if threads <= 1 || partitions.len() < 2 * threads {
+        return partitions.iter().map(open).collect();
+    }
+    let per_thread = partitions.len().div_ceil(threads);
+    let panicked = || LogError::Io(std::io::Error::other("a log opener panicked"));
+    std::thread::scope(|scope| {
+        let workers: Vec<_> = partitions
+            .chunks(per_thread)
+            .map(|chunk| {
+                let opened = move || chunk.iter().map(open).collect::<Vec<_>>();
+                (
+                    chunk,
+                    std::thread::Builder::new().spawn_scoped(scope, opened),
+                )
+            })
+            .collect();
+        workers
+            .into_iter()
+            .flat_map(|(chunk, worker)| match worker {
+                Ok(worker) => worker
+                    .join()
+                    .unwrap_or_else(|_| chunk.iter().map(|_| Err(panicked())).collect()),
+                // No thread to be had: this one opens the chunk itself.
+                Err(_) => chunk.iter().map(open).collect(),
+            })
+            .collect()
+    })
+}
+
+fn open_log(
+    storage: &Arc<dyn Storage>,
+    data_dir: &Path,
+    p: &NewPartition,
+) -> Result<Log, LogError> {
+    let dir = partition_dir(data_dir, &p.topic, p.index);
+    let fs = &**storage;
+    let exists = fs.exists(&dir);
+    let stored_id = if exists {
+        read_topic_id(fs, &dir)?
+    } else {
+        None
+    };
+    if exists && stored_id != Some(p.topic_id) {
+        tracing::warn!(dir = %dir.display(), "removing a log left by an older topic of the same name");
+        fs.remove_dir_all(&dir)?;
+        storage::sync_parent(fs, &dir)?;
+    }
+    if stored_id != Some(p.topic_id) {
+        write_topic_id(fs, &dir, p.topic_id)?;
+    }
+    Log::open_on(storage.clone(), &dir, p.config.clone())
+}
+
+/// The topic id a partition directory was made for; `None` when it has none (a missing or
+/// unreadable-as-text file). An I/O error is an error: it must not pass for another topic's log.
+fn read_topic_id(fs: &dyn Storage, dir: &Path) -> std::io::Result<Option<Uuid>> {
+    let Some(text) = storage::read_text(fs, &dir.join(PARTITION_METADATA))? else {
+        return Ok(None);
+    };
+    Ok(text
+        .lines()
+        .find_map(|l| l.strip_prefix("topic_id: "))
+        .and_then(|id| Uuid::parse_str(id.trim()).ok()))
+}
+
+fn write_topic_id(fs: &dyn Storage, dir: &Path, id: Uuid) -> std::io::Result<()> {
+    storage::create_dir_durably(fs, dir)?;
+    let text = format!("version: 0\ntopic_id: {id}\n");
+    storage::write_atomically(fs, &dir.join(PARTITION_METADATA), text.as_bytes())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use weir_log::simfs::{Failure, Fault, FsOp};
+    use weir_log::SimDisk;
+
+    fn new_partition(index: i32) -> NewPartition {
+        NewPartition {
+            topic: "t".into(),
+            index,
+            topic_id: Uuid::from_u128(7),
+            config: LogConfig::default(),
+            min_insync_replicas: 1,
+            leader: 1,
+            leader_epoch: 0,
+            replicas: vec![1],
+            isr: vec![1],
+        }
+    }
+
+    #[test]
+    fn logs_open_in_parallel_in_order_and_one_failure_spares_the_others() {
+        let disk = SimDisk::new(1);
+        let storage = disk.storage();
+        let data = Path::new("/data");
+        let partitions: Vec<NewPartition> = (0..40).map(new_partition).collect();
+        disk.fail(Fault {
+            op: FsOp::Open,
+            path_contains: "/t-7/".into(),
+            failure: Failure::Io,
+            times: 1,
+        });
+        let opened = open_logs(&storage, data, &partitions, OPEN_THREADS);
+        assert_eq!(opened.len(), 40);
+        for (i, log) in opened.iter().enumerate() {
+            match log {
+                Ok(log) => assert_eq!(log.dir(), partition_dir(data, "t", i as i32)),
+                Err(e) => assert_eq!(i, 7, "{e}"),
+            }
+        }
+        assert!(opened[7].is_err());
+        // Opened again, they find their topic id and write nothing new.
+        drop(opened);
+        let again = open_logs(&storage, data, &partitions, 1);
+        assert!(again.iter().all(|l| l.is_ok()));
+        let id = read_topic_id(&*storage, &partition_dir(data, "t", 3));
+        assert_eq!(id.ok().flatten(), Some(Uuid::from_u128(7)));
+    }
+}
