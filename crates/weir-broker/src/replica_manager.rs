@@ -124,9 +124,15 @@ impl Partition {
         }
         let epoch = self.leader_epoch();
         let info = log.append_as_leader(records, epoch, now_ms)?;
-        let moved = self
-            .state()
-            .advance_high_watermark(node_id, log.durable_end());
+        let moved = {
+            let mut state = self.state();
+            let moved = state.advance_high_watermark(node_id, log.durable_end());
+            debug_assert!(
+                state.high_watermark <= log.log_end_offset(),
+                "the high watermark passed the log end"
+            );
+            moved
+        };
         let unsynced = log.durable_end() < log.log_end_offset();
         drop(log);
         if unsynced {

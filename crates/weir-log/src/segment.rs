@@ -157,9 +157,14 @@ impl LogSegment {
                 break;
             };
             let total = header.total_size() as u64;
+            // Past what an index entry can hold (a relative offset or a position beyond u32),
+            // the file is not one this log wrote: the rest is cut like a corrupt tail.
+            let fits_index = u32::try_from(header.base_offset - self.base_offset).is_ok()
+                && u32::try_from(position).is_ok();
             if header.batch_length < batch::MIN_BATCH_LENGTH
                 || position + total > file_size
                 || header.base_offset < self.next_offset
+                || !fits_index
             {
                 break;
             }
@@ -234,13 +239,24 @@ impl LogSegment {
 
     /// Records a batch just written at `self.size`, updating indexes and counters.
     fn note_batch(&mut self, header: &BatchHeader, total: u64) -> Result<()> {
-        let relative = (header.base_offset - self.base_offset) as u32;
+        // The log rolls before either leaves u32 (`Log::maybe_roll`), and recovery stops before
+        // a batch where it would; an entry that wrapped would send reads to the wrong batch, so
+        // a batch past them (offsets that jump by more than u32 in one step) is refused whole.
+        let out_of_range = || {
+            LogError::CorruptBatch(format!(
+                "batch at offset {} and position {} is out of an index's reach from segment {}",
+                header.base_offset, self.size, self.base_offset
+            ))
+        };
+        let relative =
+            u32::try_from(header.base_offset - self.base_offset).map_err(|_| out_of_range())?;
+        let position = u32::try_from(self.size).map_err(|_| out_of_range())?;
         if self.bytes_since_index_entry >= self.index_interval_bytes
             || self.offset_index.entries().is_empty()
         {
             self.offset_index.append(OffsetEntry {
                 relative_offset: relative,
-                position: self.size as u32,
+                position,
             })?;
             if header.max_timestamp > self.time_index.last().map_or(i64::MIN, |t| t.timestamp) {
                 self.time_index.append(TimeEntry {

@@ -613,3 +613,23 @@ fn logs_sharing_a_few_open_files_survive_running_out_of_descriptors() {
         assert_eq!(read_all(&log, 0).len(), read_all(&log, 0).len());
     }
 }
+
+/// A replicated batch too far past its segment's base for an index entry (offsets that jump by
+/// more than u32) is refused whole; before, its index entry wrapped and sent reads astray.
+#[test]
+fn a_batch_out_of_an_index_s_reach_is_refused_whole() {
+    let dir = tempfile::tempdir().unwrap();
+    let mut log = Log::open(dir.path(), small_config()).unwrap();
+    let mut first = make_batch(2, 10, Compression::None);
+    crate::batch::set_base_offset(&mut first, 0);
+    log.append_as_follower(&first, 0).unwrap();
+    let mut far = make_batch(1, 20, Compression::None);
+    crate::batch::set_base_offset(&mut far, 1 << 33);
+    assert!(matches!(
+        log.append_as_follower(&far, 0),
+        Err(LogError::CorruptBatch(_))
+    ));
+    assert!(log.poisoned().is_none());
+    assert_eq!(log.log_end_offset(), 2);
+    assert_eq!(read_all(&log, 0).len(), 1);
+}
