@@ -33,6 +33,7 @@ use std::{fmt, io};
 
 use lru::LruCache;
 
+use crate::out_of_descriptors;
 use crate::storage::{OpenMode, Storage, StoredFile};
 
 /// A [`Storage`] whose open files share one capped cache of handles.
@@ -122,13 +123,6 @@ impl Handles {
         drop(open);
         !shed.is_empty()
     }
-}
-
-fn out_of_descriptors(e: &io::Error) -> bool {
-    use rustix::io::Errno;
-    [Errno::MFILE, Errno::NFILE]
-        .iter()
-        .any(|n| e.raw_os_error() == Some(n.raw_os_error()))
 }
 
 impl FileCache {

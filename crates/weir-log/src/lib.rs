@@ -84,10 +84,18 @@ impl LogError {
     /// stays an I/O error (which poisons the log where it happened).
     pub fn from_io(e: std::io::Error) -> LogError {
         use rustix::io::Errno;
-        let shortage = [Errno::NOSPC, Errno::DQUOT, Errno::MFILE, Errno::NFILE]
-            .iter()
-            .any(|n| e.raw_os_error() == Some(n.raw_os_error()));
-        if shortage {
+        if out_of_descriptors(&e) || errno_is(&e, &[Errno::NOSPC, Errno::DQUOT]) {
+            LogError::Shortage(e)
+        } else {
+            LogError::Io(e)
+        }
+    }
+
+    /// Sorts an fsync's error: only running out of descriptors (reopening a file whose handle
+    /// left the cache) passes; ENOSPC or EIO from the fsync itself may have cost the unsynced
+    /// pages, so they stay I/O errors and poison the log.
+    pub fn from_fsync(e: std::io::Error) -> LogError {
+        if out_of_descriptors(&e) {
             LogError::Shortage(e)
         } else {
             LogError::Io(e)
@@ -95,21 +103,16 @@ impl LogError {
     }
 }
 
-impl LogError {
-    /// Sorts an fsync's error: only running out of descriptors (reopening a file whose handle
-    /// left the cache) passes; ENOSPC or EIO from the fsync itself may have cost the unsynced
-    /// pages, so they stay I/O errors and poison the log.
-    pub fn from_fsync(e: std::io::Error) -> LogError {
-        use rustix::io::Errno;
-        let out_of_descriptors = [Errno::MFILE, Errno::NFILE]
-            .iter()
-            .any(|n| e.raw_os_error() == Some(n.raw_os_error()));
-        if out_of_descriptors {
-            LogError::Shortage(e)
-        } else {
-            LogError::Io(e)
-        }
-    }
+/// EMFILE or ENFILE: the process or the system is out of file descriptors.
+pub(crate) fn out_of_descriptors(e: &std::io::Error) -> bool {
+    use rustix::io::Errno;
+    errno_is(e, &[Errno::MFILE, Errno::NFILE])
+}
+
+fn errno_is(e: &std::io::Error, errnos: &[rustix::io::Errno]) -> bool {
+    errnos
+        .iter()
+        .any(|n| e.raw_os_error() == Some(n.raw_os_error()))
 }
 
 pub type Result<T, E = LogError> = std::result::Result<T, E>;
