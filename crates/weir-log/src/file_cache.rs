@@ -126,12 +126,16 @@ impl Handles {
 }
 
 impl FileCache {
-    /// Opens through the inner storage; out of descriptors, sheds half the cache and tries again.
-    fn open_inner(&self, path: &Path, mode: OpenMode) -> io::Result<Arc<dyn StoredFile>> {
-        match self.inner.open(path, mode) {
-            Err(e) if out_of_descriptors(&e) && self.handles.shed() => self.inner.open(path, mode),
+    /// Runs `op` on the inner storage; out of descriptors, sheds half the cache and runs it again.
+    fn shedding<T>(&self, op: impl Fn(&dyn Storage) -> io::Result<T>) -> io::Result<T> {
+        match op(&*self.inner) {
+            Err(e) if out_of_descriptors(&e) && self.handles.shed() => op(&*self.inner),
             other => other,
         }
+    }
+
+    fn open_inner(&self, path: &Path, mode: OpenMode) -> io::Result<Arc<dyn StoredFile>> {
+        self.shedding(|fs| fs.open(path, mode))
     }
 }
 
@@ -165,10 +169,7 @@ impl Storage for FileCache {
     }
 
     fn read(&self, path: &Path) -> io::Result<Vec<u8>> {
-        match self.inner.read(path) {
-            Err(e) if out_of_descriptors(&e) && self.handles.shed() => self.inner.read(path),
-            other => other,
-        }
+        self.shedding(|fs| fs.read(path))
     }
 
     fn remove_file(&self, path: &Path) -> io::Result<()> {
@@ -184,10 +185,7 @@ impl Storage for FileCache {
     }
 
     fn sync_dir(&self, dir: &Path) -> io::Result<()> {
-        match self.inner.sync_dir(dir) {
-            Err(e) if out_of_descriptors(&e) && self.handles.shed() => self.inner.sync_dir(dir),
-            other => other,
-        }
+        self.shedding(|fs| fs.sync_dir(dir))
     }
 }
 
