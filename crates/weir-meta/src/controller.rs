@@ -654,7 +654,7 @@ fn plan_elect_leader(
         .get(&partition)
         .ok_or_else(|| MetaError::UnknownPartition(format!("{topic}-{partition}")))?;
     let live = |b: &i32| image.is_live(*b);
-    let mut next = p.clone();
+    let mut next = PartitionImage::clone(p);
     if preferred {
         let want = p.replicas.first().copied().unwrap_or(-1);
         if p.leader == want {
@@ -766,7 +766,10 @@ fn plan_alter_partition(
         .copied()
         .filter(|b| wanted.contains(b))
         .collect();
-    let next = crate::image::PartitionImage { isr, ..p.clone() };
+    let next = crate::image::PartitionImage {
+        isr,
+        ..PartitionImage::clone(p)
+    };
     // A reassignment whose target replicas are all in sync now completes.
     let next = complete_reassignment(image, next);
     Ok(vec![election::partition_record(*topic_id, partition, next)])
@@ -880,7 +883,7 @@ fn plan_reassignment(
                 .copied()
                 .filter(|b| !target.contains(b))
                 .collect();
-            let mut next = p.clone();
+            let mut next = PartitionImage::clone(p);
             next.replicas = target
                 .iter()
                 .copied()
@@ -891,7 +894,7 @@ fn plan_reassignment(
             complete_reassignment(image, next)
         }
     };
-    if next == *p {
+    if next == **p {
         return Ok(None);
     }
     Ok(Some(election::partition_record(
@@ -1160,7 +1163,7 @@ mod tests {
         leader: i32,
     ) {
         let t = image.topic(topic).unwrap();
-        let p = t.partitions[&partition].clone();
+        let p = PartitionImage::clone(&t.partitions[&partition]);
         let record = election::partition_record(
             t.topic_id,
             partition,
@@ -1273,7 +1276,8 @@ mod tests {
             ..Default::default()
         };
         run(&mut image, create(request, false)).unwrap();
-        let state = |image: &MetadataImage| image.topic("t").unwrap().partitions[&0].clone();
+        let state =
+            |image: &MetadataImage| image.topic("t").unwrap().partitions[&0].as_ref().clone();
         let topic_id = image.topic("t").unwrap().topic_id;
         let alter = |broker_id, epoch, current: &[i32], new: &[i32]| ControllerOp::AlterPartition {
             broker_id,

@@ -242,7 +242,7 @@ mod tests {
     }
 
     fn partition(image: &MetadataImage, p: i32) -> PartitionImage {
-        image.topic("t").unwrap().partitions[&p].clone()
+        PartitionImage::clone(&image.topic("t").unwrap().partitions[&p])
     }
 
     #[test]

@@ -1,6 +1,12 @@
 //! The metadata state machine: the image that records are applied to.
+//!
+//! Topics and partitions sit behind `Arc`s, so a copy of the image (one per published version)
+//! shares every topic and partition a change did not touch: copying costs one pointer per topic,
+//! and [`MetadataImage::changes_since`] finds what changed between two versions by comparing
+//! pointers, without walking every partition.
 
-use std::collections::BTreeMap;
+use std::collections::{BTreeMap, BTreeSet};
+use std::sync::Arc;
 
 use uuid::Uuid;
 
@@ -46,15 +52,28 @@ impl PartitionImage {
 pub struct TopicImage {
     pub name: String,
     pub topic_id: Uuid,
-    pub partitions: BTreeMap<i32, PartitionImage>,
+    pub partitions: BTreeMap<i32, Arc<PartitionImage>>,
+}
+
+/// What changed between two versions of an image (see [`MetadataImage::changes_since`]).
+#[derive(Debug, Default, PartialEq)]
+pub struct ImageDelta {
+    /// Topics that are new or changed, each with its new or changed partitions.
+    pub changed: Vec<(Uuid, Vec<i32>)>,
+    /// Topics whose own configs changed.
+    pub reconfigured: Vec<Uuid>,
+    /// Topics that went away.
+    pub removed: Vec<Uuid>,
 }
 
 /// Everything the metadata log has said so far.
 #[derive(Debug, Clone, Default, PartialEq)]
 pub struct MetadataImage {
     pub brokers: BTreeMap<i32, BrokerImage>,
-    topics: BTreeMap<Uuid, TopicImage>,
+    topics: BTreeMap<Uuid, Arc<TopicImage>>,
     names: BTreeMap<String, Uuid>,
+    /// Partitions whose ISR is empty (in recovery, see `crate::election`).
+    recovering: BTreeSet<(Uuid, i32)>,
     configs: BTreeMap<ConfigResource, BTreeMap<String, String>>,
     pub next_producer_id: i64,
     /// The cluster id (Kafka's `cluster.id`), once the first controller has chosen it.
@@ -105,11 +124,11 @@ impl MetadataImage {
                 self.names.insert(name.clone(), *topic_id);
                 self.topics.insert(
                     *topic_id,
-                    TopicImage {
+                    Arc::new(TopicImage {
                         name: name.clone(),
                         topic_id: *topic_id,
                         partitions: BTreeMap::new(),
-                    },
+                    }),
                 );
             }
             MetadataRecord::Partition {
@@ -124,9 +143,9 @@ impl MetadataImage {
                 recovery,
             } => {
                 if let Some(topic) = self.topics.get_mut(topic_id) {
-                    topic.partitions.insert(
+                    Arc::make_mut(topic).partitions.insert(
                         *partition,
-                        PartitionImage {
+                        Arc::new(PartitionImage {
                             replicas: replicas.clone(),
                             isr: isr.clone(),
                             leader: *leader,
@@ -134,8 +153,13 @@ impl MetadataImage {
                             adding_replicas: adding_replicas.clone(),
                             removing_replicas: removing_replicas.clone(),
                             recovery: recovery.clone(),
-                        },
+                        }),
                     );
+                    if isr.is_empty() {
+                        self.recovering.insert((*topic_id, *partition));
+                    } else {
+                        self.recovering.remove(&(*topic_id, *partition));
+                    }
                 }
             }
             MetadataRecord::Config {
@@ -156,7 +180,10 @@ impl MetadataImage {
             MetadataRecord::RemoveTopic { topic_id } => {
                 if let Some(topic) = self.topics.remove(topic_id) {
                     self.names.remove(&topic.name);
-                    self.configs.remove(&ConfigResource::Topic(topic.name));
+                    self.configs
+                        .remove(&ConfigResource::Topic(topic.name.clone()));
+                    let id = *topic_id;
+                    self.recovering.retain(|(t, _)| *t != id);
                 }
             }
             MetadataRecord::Cluster { cluster_id } => {
@@ -179,20 +206,73 @@ impl MetadataImage {
     }
 
     pub fn topic(&self, name: &str) -> Option<&TopicImage> {
-        self.names.get(name).and_then(|id| self.topics.get(id))
+        self.names
+            .get(name)
+            .and_then(|id| self.topics.get(id))
+            .map(|t| &**t)
     }
 
     pub fn topic_by_id(&self, id: &Uuid) -> Option<&TopicImage> {
-        self.topics.get(id)
+        self.topics.get(id).map(|t| &**t)
     }
 
     pub fn topics(&self) -> impl Iterator<Item = &TopicImage> {
-        self.names.values().filter_map(|id| self.topics.get(id))
+        self.names
+            .values()
+            .filter_map(|id| self.topics.get(id))
+            .map(|t| &**t)
+    }
+
+    /// The partitions in recovery (an empty ISR), as topic and partition.
+    pub fn recovering(&self) -> impl Iterator<Item = (&TopicImage, i32, &PartitionImage)> {
+        self.recovering.iter().filter_map(|(id, index)| {
+            let topic = self.topics.get(id)?;
+            let p = topic.partitions.get(index)?;
+            Some((&**topic, *index, &**p))
+        })
     }
 
     /// The configs set explicitly on a resource (not the defaults).
     pub fn configs(&self, resource: &ConfigResource) -> BTreeMap<String, String> {
         self.configs.get(resource).cloned().unwrap_or_default()
+    }
+
+    /// What changed since `older`, an earlier version of this image: topics that appeared,
+    /// changed or went away, and within a changed topic the partitions that did. Found by
+    /// comparing the shared pointers, so unchanged topics cost one comparison each. A
+    /// partition or topic rebuilt with equal contents (after a snapshot) counts as changed.
+    pub fn changes_since(&self, older: &MetadataImage) -> ImageDelta {
+        let mut delta = ImageDelta::default();
+        for (id, topic) in &self.topics {
+            let resource = ConfigResource::Topic(topic.name.clone());
+            let configs_changed = self.configs.get(&resource) != older.configs.get(&resource);
+            let partitions = match older.topics.get(id) {
+                Some(old) if Arc::ptr_eq(old, topic) => {
+                    if configs_changed {
+                        delta.reconfigured.push(*id);
+                    }
+                    continue;
+                }
+                Some(old) => topic
+                    .partitions
+                    .iter()
+                    .filter(|(i, p)| old.partitions.get(i).is_none_or(|o| !Arc::ptr_eq(o, p)))
+                    .map(|(i, _)| *i)
+                    .collect(),
+                None => topic.partitions.keys().copied().collect(),
+            };
+            if configs_changed {
+                delta.reconfigured.push(*id);
+            }
+            delta.changed.push((*id, partitions));
+        }
+        delta.removed = older
+            .topics
+            .keys()
+            .filter(|id| !self.topics.contains_key(id))
+            .copied()
+            .collect();
+        delta
     }
 
     /// Records that rebuild this image from empty (its snapshot, as KRaft's snapshots are):
@@ -224,7 +304,7 @@ impl MetadataImage {
                 out.push(crate::election::partition_record(
                     topic.topic_id,
                     *partition,
-                    p.clone(),
+                    (**p).clone(),
                 ));
             }
         }
@@ -243,5 +323,91 @@ impl MetadataImage {
             });
         }
         out
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn partition(topic_id: Uuid, partition: i32, isr: Vec<i32>) -> MetadataRecord {
+        MetadataRecord::Partition {
+            topic_id,
+            partition,
+            replicas: vec![1, 2],
+            isr,
+            leader: 1,
+            leader_epoch: 0,
+            adding_replicas: Vec::new(),
+            removing_replicas: Vec::new(),
+            recovery: Vec::new(),
+        }
+    }
+
+    fn with_topics(topics: &[(&str, u128)]) -> MetadataImage {
+        let mut image = MetadataImage::default();
+        for (name, id) in topics {
+            let topic_id = Uuid::from_u128(*id);
+            image.apply(&MetadataRecord::Topic {
+                name: name.to_string(),
+                topic_id,
+            });
+            for p in 0..3 {
+                image.apply(&partition(topic_id, p, vec![1, 2]));
+            }
+        }
+        image
+    }
+
+    #[test]
+    fn a_delta_names_only_the_partitions_and_topics_that_changed() {
+        let (a, b) = (Uuid::from_u128(1), Uuid::from_u128(2));
+        let older = with_topics(&[("a", 1), ("b", 2)]);
+        let mut image = older.clone();
+        assert_eq!(image.changes_since(&older), ImageDelta::default());
+        image.apply(&partition(a, 1, vec![1]));
+        image.apply(&MetadataRecord::Config {
+            resource: ConfigResource::Topic("b".into()),
+            name: "retention.ms".into(),
+            value: Some("1".into()),
+        });
+        image.apply(&MetadataRecord::Topic {
+            name: "c".into(),
+            topic_id: Uuid::from_u128(3),
+        });
+        image.apply(&partition(Uuid::from_u128(3), 0, vec![1]));
+        let delta = image.changes_since(&older);
+        assert_eq!(
+            delta.changed,
+            vec![(a, vec![1]), (Uuid::from_u128(3), vec![0])]
+        );
+        assert_eq!(delta.reconfigured, vec![b]);
+        assert!(delta.removed.is_empty());
+        // The older version is untouched by the changes made to the newer one.
+        assert_eq!(older.topic("a").unwrap().partitions[&1].isr, vec![1, 2]);
+
+        let mut later = image.clone();
+        later.apply(&MetadataRecord::RemoveTopic { topic_id: a });
+        let delta = later.changes_since(&image);
+        assert_eq!(delta.removed, vec![a]);
+        assert!(delta.changed.is_empty() && delta.reconfigured.is_empty());
+        // Against an empty image, everything is new.
+        let all = later.changes_since(&MetadataImage::default());
+        assert_eq!(all.changed.len(), 2);
+    }
+
+    #[test]
+    fn partitions_in_recovery_are_indexed_until_their_isr_fills_or_the_topic_goes() {
+        let a = Uuid::from_u128(1);
+        let mut image = with_topics(&[("a", 1)]);
+        assert_eq!(image.recovering().count(), 0);
+        image.apply(&partition(a, 2, Vec::new()));
+        let found: Vec<i32> = image.recovering().map(|(_, p, _)| p).collect();
+        assert_eq!(found, vec![2]);
+        image.apply(&partition(a, 2, vec![2]));
+        assert_eq!(image.recovering().count(), 0);
+        image.apply(&partition(a, 0, Vec::new()));
+        image.apply(&MetadataRecord::RemoveTopic { topic_id: a });
+        assert_eq!(image.recovering().count(), 0);
     }
 }

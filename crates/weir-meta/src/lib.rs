@@ -24,7 +24,7 @@ pub use controller::{
     validate_topic_name, ControllerOp, ControllerReply, CreateTopic, Election, Outcome,
     PRODUCER_ID_BLOCK_SIZE,
 };
-pub use image::{BrokerImage, MetadataImage, PartitionImage, TopicImage};
+pub use image::{BrokerImage, ImageDelta, MetadataImage, PartitionImage, TopicImage};
 pub use records::{ConfigResource, MetadataRecord, PartitionLog, ReplicaLog};
 
 /// Errors of the metadata layer; the broker maps each to a Kafka error code in one place. They

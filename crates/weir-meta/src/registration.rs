@@ -107,7 +107,7 @@ fn partitions_losing_their_last_in_sync_replica(
                 leader: -1,
                 leader_epoch: p.leader_epoch + 1,
                 recovery: Vec::new(),
-                ..p.clone()
+                ..PartitionImage::clone(p)
             };
             out.push(election::partition_record(topic.topic_id, *partition, next));
         }
@@ -155,7 +155,7 @@ pub(crate) fn plan_report_replica_logs(
         if p.recovery.contains(&report) {
             continue;
         }
-        let mut next = p.clone();
+        let mut next = PartitionImage::clone(p);
         next.recovery.retain(|r| r.broker_id != broker_id);
         next.recovery.push(report);
         out.push(election::partition_record(
@@ -225,7 +225,7 @@ mod tests {
     }
 
     fn partition(image: &MetadataImage) -> PartitionImage {
-        image.topic("t").unwrap().partitions[&0].clone()
+        PartitionImage::clone(&image.topic("t").unwrap().partitions[&0])
     }
 
     /// Three brokers and topic `t` with one partition on all three, led by broker 1.

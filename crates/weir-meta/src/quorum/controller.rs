@@ -55,6 +55,9 @@ impl std::fmt::Debug for ActiveController {
 struct Sessions {
     term: u64,
     last_seen: HashMap<i32, Instant>,
+    /// The image version a tick last found nothing to reconcile in: leadership is a function of
+    /// the image alone, so the next tick skips the walk over every partition until it changes.
+    settled: Option<u64>,
 }
 
 impl ActiveController {
@@ -196,8 +199,14 @@ impl ActiveController {
                 });
             }
         }
+        if records.is_empty() && sessions.settled == Some(image.version) {
+            return;
+        }
         let follow = self.reconciled(&image, &records);
         records.extend(follow);
+        if records.is_empty() {
+            sessions.settled = Some(image.version);
+        }
         if let Err(e) = self.commit(&image, records).await {
             tracing::debug!(error = %e, "controller tick could not commit");
         }
