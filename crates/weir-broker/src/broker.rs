@@ -301,7 +301,7 @@ impl Broker {
 
     /// Brings the partition logs in line with `image`. Only the metadata follower task calls
     /// this, so two syncs never race to create one partition's directory.
-    fn sync(&self, image: &MetadataImage) {
+    fn sync(&self, image: &Arc<MetadataImage>) {
         if self.log_dir_failed.load(Ordering::Acquire) {
             // Nothing is written to a failed directory; requests still see the image.
             self.synced.send_replace(image.version);

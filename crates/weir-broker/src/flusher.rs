@@ -14,8 +14,6 @@ use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Arc, Condvar, Mutex};
 use std::time::Duration;
 
-use tokio::sync::watch;
-
 use crate::replica_manager::Partition;
 
 #[derive(Debug, Default)]
@@ -78,17 +76,15 @@ impl FlushQueue {
         sync_all(me, &partitions)
     }
 
-    /// Starts the broker's flush thread: it runs until [`FlushQueue::close`], and bumps
-    /// `appended` (what parked fetches wait on) when a high watermark moved.
-    pub(crate) fn start(&self, me: i32, appended: Arc<watch::Sender<u64>>) -> std::io::Result<()> {
+    /// Starts the broker's flush thread: it runs until [`FlushQueue::close`]. A partition whose
+    /// high watermark moved wakes its own waiters.
+    pub(crate) fn start(&self, me: i32) -> std::io::Result<()> {
         let queue = self.clone();
         std::thread::Builder::new()
             .name(format!("weir-flush-{me}"))
             .spawn(move || {
                 while let Some(partitions) = queue.take(Duration::from_secs(1)) {
-                    if sync_all(me, &partitions) {
-                        appended.send_modify(|n| *n = n.wrapping_add(1));
-                    }
+                    sync_all(me, &partitions);
                 }
             })?;
         Ok(())

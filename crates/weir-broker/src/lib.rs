@@ -20,12 +20,14 @@ mod frame;
 pub mod fuzzing;
 mod group;
 mod handlers;
+pub mod partition;
 mod partition_dirs;
 pub mod replica_manager;
 mod replication;
 #[cfg(test)]
 mod replication_sim;
 mod server;
+mod waiters;
 
 pub use broker::Broker;
 pub use config::BrokerConfig;

@@ -2,298 +2,28 @@
 //!
 //! It follows the metadata image: [`ReplicaManager::sync`] opens a log for every partition the
 //! image places on this broker, applies config changes, and deletes the logs of removed topics.
-//! Appends bump a watch counter that parked (long-poll) fetches wait on.
+//! It applies only what changed since the image it applied last ([`MetadataImage::changes_since`]),
+//! so a change to one topic costs that topic's partitions, not every hosted one.
+//! Each partition wakes its own parked fetches (`crate::waiters`) and acks=all waiters.
 //!
 //! Lock order: the partition map lock is never held while a partition's log lock is taken for I/O.
 
-use std::collections::{BTreeMap, HashMap};
+use std::collections::{BTreeMap, HashMap, HashSet};
 use std::path::{Path, PathBuf};
-use std::sync::atomic::{AtomicBool, AtomicI32, AtomicU64, AtomicUsize, Ordering};
-use std::sync::{Arc, Mutex, MutexGuard, RwLock};
+use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
+use std::sync::{Arc, Mutex, RwLock};
 
-use std::time::Instant;
-
-use tokio::sync::watch;
 use uuid::Uuid;
 use weir_log::storage::{self, Storage};
-use weir_log::{AppendInfo, Disk, FileCache, Log, LogConfig, LogError};
+use weir_log::{Disk, FileCache, LogConfig, LogError};
 use weir_meta::configs::{effective_topic_configs, EffectiveConfig};
-use weir_meta::{ConfigResource, MetadataImage, PartitionImage, PartitionLog};
+use weir_meta::{ConfigResource, ImageDelta, MetadataImage, PartitionLog};
 
 use crate::flusher::FlushQueue;
+pub(crate) use crate::partition::Clock;
+pub use crate::partition::Partition;
 use crate::partition_dirs::{open_logs, partition_dir, NewPartition, OPEN_THREADS};
 use crate::replication::ReplicaState;
-
-/// One partition hosted by this broker.
-#[derive(Debug)]
-pub struct Partition {
-    pub topic: String,
-    pub topic_id: Uuid,
-    pub index: i32,
-    log: Mutex<Log>,
-    pub leader: AtomicI32,
-    pub leader_epoch: AtomicI32,
-    pub isr_size: AtomicUsize,
-    pub min_insync_replicas: AtomicUsize,
-    /// Replication: replicas, ISR, followers' progress, high watermark. Lock order: the log lock
-    /// before this one, never the other way.
-    state: Mutex<ReplicaState>,
-    /// Bumped on every change of the high watermark, ISR or leadership (acks=all waits on it).
-    changes: watch::Sender<u64>,
-    /// Where follower progress and leadership times come from (a simulated clock in tests).
-    clock: Clock,
-    /// Where appends to a durable log (`write.caching=false`) ask for their fsync.
-    flush_queue: FlushQueue,
-}
-
-/// A source of [`Instant`]s: the real clock, or a simulation's.
-#[derive(Clone)]
-pub(crate) struct Clock(Arc<dyn Fn() -> Instant + Send + Sync>);
-
-impl Clock {
-    pub(crate) fn real() -> Clock {
-        Clock(Arc::new(Instant::now))
-    }
-
-    #[cfg(test)]
-    pub(crate) fn new(f: impl Fn() -> Instant + Send + Sync + 'static) -> Clock {
-        Clock(Arc::new(f))
-    }
-
-    pub(crate) fn now(&self) -> Instant {
-        (self.0)()
-    }
-}
-
-impl std::fmt::Debug for Clock {
-    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        f.write_str("Clock")
-    }
-}
-
-impl Partition {
-    /// Locks the log. A panic while the lock was held poisons it; the log's own state is still
-    /// consistent at every await-free step, so the guard is recovered rather than propagated.
-    pub fn log(&self) -> MutexGuard<'_, Log> {
-        self.log.lock().unwrap_or_else(|p| p.into_inner())
-    }
-
-    pub(crate) fn state(&self) -> MutexGuard<'_, ReplicaState> {
-        self.state.lock().unwrap_or_else(|p| p.into_inner())
-    }
-
-    /// Wakes whoever waits on this partition's high watermark, ISR or leadership.
-    pub(crate) fn changed(&self) {
-        self.changes.send_modify(|n| *n = n.wrapping_add(1));
-    }
-
-    pub(crate) fn subscribe(&self) -> watch::Receiver<u64> {
-        self.changes.subscribe()
-    }
-
-    pub fn leader_epoch(&self) -> i32 {
-        self.leader_epoch.load(Ordering::Acquire)
-    }
-
-    pub fn is_leader(&self, node_id: i32) -> bool {
-        self.leader.load(Ordering::Acquire) == node_id
-    }
-
-    /// The high watermark: on the leader, the lowest log end offset over the ISR; on a follower,
-    /// the leader's as last fetched, capped by its own log end. Consumers read below it.
-    pub fn high_watermark(&self) -> i64 {
-        self.state().high_watermark
-    }
-
-    /// Appends a producer's (or the group coordinator's) batches as the leader, in the current
-    /// leader epoch, and moves the high watermark if no follower needs to copy them first.
-    /// Returns the epoch the batches carry, or `None` when this broker no longer leads.
-    /// Leadership is checked under the log lock, which [`Partition::apply_image`] also holds to
-    /// change it: a deposed leader never writes a batch stamped with its successor's epoch.
-    /// A durable log (`write.caching=false`) counts its records for the high watermark only once
-    /// the flush thread fsynced them.
-    pub fn append_as_leader(
-        self: &Arc<Self>,
-        node_id: i32,
-        records: &mut [u8],
-        now_ms: i64,
-    ) -> Result<Option<(AppendInfo, i32)>, LogError> {
-        let mut log = self.log();
-        if !self.is_leader(node_id) {
-            return Ok(None);
-        }
-        let epoch = self.leader_epoch();
-        let info = log.append_as_leader(records, epoch, now_ms)?;
-        let moved = {
-            let mut state = self.state();
-            let moved = state.advance_high_watermark(node_id, log.durable_end());
-            debug_assert!(
-                state.high_watermark <= log.log_end_offset(),
-                "the high watermark passed the log end"
-            );
-            moved
-        };
-        let unsynced = log.durable_end() < log.log_end_offset();
-        drop(log);
-        if unsynced {
-            self.flush_queue.request(self.clone());
-        }
-        if moved {
-            self.changed();
-        }
-        Ok(Some((info, epoch)))
-    }
-
-    /// Asks the flush thread to fsync this log.
-    pub(crate) fn request_sync(self: &Arc<Self>) {
-        self.flush_queue.request(self.clone());
-    }
-
-    /// Fsyncs the log up to its end (without holding its lock during the fsync) and, on the
-    /// leader, moves the high watermark to what is now durable. Returns whether it moved.
-    pub(crate) fn sync_log(&self, me: i32) -> Result<bool, LogError> {
-        let Some(target) = self.log().sync_target()? else {
-            return Ok(false);
-        };
-        let result = target.sync();
-        let mut log = self.log();
-        log.synced(&target, result)?;
-        let moved =
-            self.is_leader(me) && self.state().advance_high_watermark(me, log.durable_end());
-        drop(log);
-        if moved {
-            self.changed();
-        }
-        Ok(moved)
-    }
-
-    /// Whether records up to `last_offset`, written in `epoch`, are settled for acks=all: `None`
-    /// while the ISR does not hold them yet, else the answer's error code (0 for success).
-    pub(crate) fn replication_status(&self, me: i32, epoch: i32, last_offset: i64) -> Option<i16> {
-        use kafka_protocol::error::ResponseError;
-        if !self.is_leader(me) || self.leader_epoch() != epoch {
-            return Some(ResponseError::NotLeaderOrFollower.code());
-        }
-        // Kafka's order: once the watermark passed the records, the ISR that holds them must
-        // still be large enough (a shrink to the leader alone moves the watermark too).
-        if self.high_watermark() > last_offset {
-            let enough = self.isr_size.load(Ordering::Acquire)
-                >= self.min_insync_replicas.load(Ordering::Acquire);
-            return Some(if enough {
-                0
-            } else {
-                ResponseError::NotEnoughReplicasAfterAppend.code()
-            });
-        }
-        None
-    }
-
-    /// Waits until every ISR member holds the records up to `last_offset`, written in `epoch`
-    /// (acks=all). Returns 0, or why that cannot be known: NOT_LEADER_OR_FOLLOWER when
-    /// leadership moved, NOT_ENOUGH_REPLICAS_AFTER_APPEND when the ISR that holds them is below
-    /// `min.insync.replicas`, REQUEST_TIMED_OUT at `deadline`. The records stay written.
-    pub(crate) async fn wait_replicated(
-        &self,
-        me: i32,
-        epoch: i32,
-        last_offset: i64,
-        deadline: tokio::time::Instant,
-    ) -> i16 {
-        use kafka_protocol::error::ResponseError;
-        let mut changes = self.subscribe();
-        loop {
-            changes.mark_unchanged();
-            if let Some(code) = self.replication_status(me, epoch, last_offset) {
-                return code;
-            }
-            match tokio::time::timeout_at(deadline, changes.changed()).await {
-                Ok(Ok(())) => {}
-                // The partition left this broker (its topic was deleted).
-                Ok(Err(_)) => return ResponseError::NotLeaderOrFollower.code(),
-                Err(_) => return ResponseError::RequestTimedOut.code(),
-            }
-        }
-    }
-
-    /// A follower fetched at `offset`: records its progress; returns whether the high watermark
-    /// moved.
-    pub(crate) fn record_follower_fetch(&self, me: i32, follower: i32, offset: i64) -> bool {
-        let log = self.log();
-        let end = log.log_end_offset();
-        // Only an offset the log holds says how far the follower reached; a larger one is a
-        // follower that diverged (or a client posing as one), and fails its read.
-        if offset < log.log_start_offset() || offset > end || !self.is_leader(me) {
-            return false;
-        }
-        let mut state = self.state();
-        if !state.replicas.contains(&follower) || follower == me {
-            return false;
-        }
-        state.record_fetch(follower, offset, end, self.clock.now());
-        let moved = state.advance_high_watermark(me, log.durable_end());
-        drop(state);
-        drop(log);
-        if moved {
-            self.changed();
-        }
-        moved
-    }
-
-    /// Takes the image's view of this partition: leader, epoch, replicas and ISR.
-    /// Returns whether the high watermark moved.
-    fn apply_image(
-        self: &Arc<Self>,
-        me: i32,
-        leader: i32,
-        epoch: i32,
-        replicas: &[i32],
-        isr: &[i32],
-    ) -> bool {
-        // Leadership changes under the log lock (see `append_as_leader`).
-        let log = self.log();
-        let new_epoch =
-            epoch != self.leader_epoch() || leader != self.leader.load(Ordering::Acquire);
-        self.leader.store(leader, Ordering::Release);
-        self.leader_epoch.store(epoch, Ordering::Release);
-        self.isr_size.store(isr.len(), Ordering::Release);
-        let end = log.log_end_offset();
-        let mut state = self.state();
-        let before = state.high_watermark;
-        state.replicas = replicas.to_vec();
-        state.isr = isr.to_vec();
-        // A replica that left (a reassignment) is forgotten: if it comes back, it starts from
-        // nothing, not from the log end it had.
-        state.followers.retain(|b, _| replicas.contains(b));
-        if state
-            .pending_isr
-            .as_ref()
-            .is_some_and(|p| p.settled_by(isr))
-        {
-            state.pending_isr = None;
-        }
-        // A new leader or epoch: this includes this broker taking over from another.
-        let began_leading = leader == me && new_epoch;
-        if leader == me {
-            if began_leading {
-                state.become_leader(me, self.clock.now());
-                tracing::info!(topic = %self.topic, partition = self.index, epoch, "leading");
-            }
-            state.advance_high_watermark(me, log.durable_end());
-            if log.durable_end() < end {
-                self.flush_queue.request(self.clone());
-            }
-        } else {
-            state.followers.clear();
-            state.pending_isr = None;
-            state.high_watermark = state.high_watermark.min(end);
-        }
-        let moved = state.high_watermark != before;
-        drop(state);
-        drop(log);
-        self.changed();
-        moved
-    }
-}
 
 type PartitionKey = (String, i32);
 
@@ -304,7 +34,10 @@ pub struct ReplicaManager {
     data_dir: PathBuf,
     node_id: i32,
     partitions: RwLock<HashMap<PartitionKey, Arc<Partition>>>,
-    appended: Arc<watch::Sender<u64>>,
+    /// The image [`ReplicaManager::sync`] applied last, and whether it could lead then.
+    applied: Mutex<Option<(Arc<MetadataImage>, bool)>>,
+    /// Topics that set `flush.ms`.
+    timed_topics: Mutex<HashSet<Uuid>>,
     flush_queue: FlushQueue,
     /// Held for a whole [`ReplicaManager::sync`]: two syncs must not race to create one log.
     syncing: Mutex<()>,
@@ -366,6 +99,25 @@ pub fn log_config(effective: &[EffectiveConfig]) -> LogConfig {
     config
 }
 
+/// A topic's log settings and `min.insync.replicas`, from its own configs and the broker's
+/// defaults.
+fn topic_settings(
+    image: &MetadataImage,
+    topic: &str,
+    broker_defaults: &BTreeMap<String, String>,
+) -> (LogConfig, usize) {
+    let effective = effective_topic_configs(
+        &image.configs(&ConfigResource::Topic(topic.to_string())),
+        broker_defaults,
+    );
+    let min = effective
+        .iter()
+        .find(|e| e.def.name == "min.insync.replicas")
+        .and_then(|e| e.value.parse::<usize>().ok())
+        .unwrap_or(1);
+    (log_config(&effective), min)
+}
+
 /// Kafka's name and format: a version line, a count line, then `topic partition offset` lines.
 const HW_CHECKPOINT: &str = "replication-offset-checkpoint";
 
@@ -420,7 +172,6 @@ impl ReplicaManager {
         node_id: i32,
         clock: Clock,
     ) -> ReplicaManager {
-        let (appended, _) = watch::channel(0);
         let checkpointed = read_checkpoint(&*storage, &data_dir.join(HW_CHECKPOINT));
         ReplicaManager {
             storage,
@@ -429,7 +180,8 @@ impl ReplicaManager {
             data_dir: data_dir.to_path_buf(),
             node_id,
             partitions: RwLock::new(HashMap::new()),
-            appended: Arc::new(appended),
+            applied: Mutex::new(None),
+            timed_topics: Mutex::new(HashSet::new()),
             syncing: Mutex::new(()),
             checkpointed: Mutex::new(checkpointed),
             checkpoint_digest: AtomicU64::new(0),
@@ -442,16 +194,14 @@ impl ReplicaManager {
 
     /// Starts the thread that fsyncs durable logs in groups (see `flusher.rs`).
     pub fn start_flusher(&self) -> std::io::Result<()> {
-        self.flush_queue.start(self.node_id, self.appended.clone())
+        self.flush_queue.start(self.node_id)
     }
 
     /// Runs the fsyncs asked for so far on this thread (for simulations, which run no flush
-    /// thread). Wakes parked fetches when a high watermark moved.
+    /// thread).
     #[cfg(test)]
     pub(crate) fn flush_pending(&self) {
-        if self.flush_queue.run_pending(self.node_id) {
-            self.notify_append();
-        }
+        self.flush_queue.run_pending(self.node_id);
     }
 
     /// Writes every partition's high watermark to `replication-offset-checkpoint` (when one
@@ -519,22 +269,17 @@ impl ReplicaManager {
         self.map().values().cloned().collect()
     }
 
-    /// Wakes parked fetches: new data was appended somewhere.
-    pub fn notify_append(&self) {
-        self.appended.send_modify(|n| *n = n.wrapping_add(1));
-    }
-
-    pub fn subscribe(&self) -> watch::Receiver<u64> {
-        self.appended.subscribe()
-    }
-
     /// Makes the hosted partitions match the image: opens, reconfigures and deletes logs, and
     /// starts or ends leaderships. Without `may_lead` (this incarnation is not registered yet, and
     /// the image is what an earlier one left) it leads nothing: the controller has yet to move
     /// leadership away from a restarted broker.
+    ///
+    /// Only what changed since the image applied last is looked at; the first sync, and one
+    /// where `may_lead` changed, look at everything. A sync that failed is not remembered, so
+    /// the next one tries its changes again.
     pub fn sync(
         &self,
-        image: &MetadataImage,
+        image: &Arc<MetadataImage>,
         broker_defaults: &BTreeMap<String, String>,
         may_lead: bool,
     ) -> Result<(), LogError> {
@@ -542,33 +287,154 @@ impl ReplicaManager {
         if self.closed.load(Ordering::Acquire) {
             return Ok(());
         }
-        let mut wanted: HashMap<PartitionKey, (Uuid, PartitionImage)> = HashMap::new();
-        let mut configs: HashMap<String, LogConfig> = HashMap::new();
-        let mut min_isr: HashMap<String, usize> = HashMap::new();
-        for topic in image.topics() {
-            let effective = effective_topic_configs(
-                &image.configs(&ConfigResource::Topic(topic.name.clone())),
-                broker_defaults,
-            );
-            let min = effective
-                .iter()
-                .find(|e| e.def.name == "min.insync.replicas")
-                .and_then(|e| e.value.parse::<usize>().ok())
-                .unwrap_or(1);
-            min_isr.insert(topic.name.clone(), min);
-            configs.insert(topic.name.clone(), log_config(&effective));
-            for (p, part) in &topic.partitions {
-                if part.replicas.contains(&self.node_id) {
-                    wanted.insert((topic.name.clone(), *p), (topic.topic_id, part.clone()));
+        let mut applied = self.applied.lock().unwrap_or_else(|p| p.into_inner());
+        let empty = MetadataImage::default();
+        let (older, everything) = match &*applied {
+            Some((older, led)) => (&**older, *led != may_lead),
+            None => (&empty, true),
+        };
+        let mut delta = image.changes_since(older);
+        if everything {
+            delta.changed = image
+                .topics()
+                .map(|t| (t.topic_id, t.partitions.keys().copied().collect()))
+                .collect();
+            delta.reconfigured = image.topics().map(|t| t.topic_id).collect();
+        }
+        let result = self.apply_delta(image, &delta, broker_defaults, may_lead);
+        if result.is_ok() {
+            *applied = Some((image.clone(), may_lead));
+        }
+        result
+    }
+
+    fn apply_delta(
+        &self,
+        image: &MetadataImage,
+        delta: &ImageDelta,
+        broker_defaults: &BTreeMap<String, String>,
+        may_lead: bool,
+    ) -> Result<(), LogError> {
+        let me = self.node_id;
+        // Logs to delete: of topics that went away (or were re-created under a new id), and of
+        // partitions moved off this broker.
+        let gone: HashSet<Uuid> = delta.removed.iter().copied().collect();
+        let moved_off: HashSet<(Uuid, i32)> = delta
+            .changed
+            .iter()
+            .filter_map(|(id, indexes)| image.topic_by_id(id).map(|t| (t, indexes)))
+            .flat_map(|(t, indexes)| {
+                indexes
+                    .iter()
+                    .filter(|i| {
+                        t.partitions
+                            .get(i)
+                            .is_some_and(|p| !p.replicas.contains(&me))
+                    })
+                    .map(move |i| (t.topic_id, *i))
+            })
+            .collect();
+        if !gone.is_empty() || !moved_off.is_empty() {
+            self.delete_partitions(|p| {
+                gone.contains(&p.topic_id) || moved_off.contains(&(p.topic_id, p.index))
+            })?;
+        }
+        // Settings of every topic that is new, changed or reconfigured.
+        let mut settings: HashMap<Uuid, (LogConfig, usize)> = HashMap::new();
+        for id in delta
+            .changed
+            .iter()
+            .map(|(id, _)| id)
+            .chain(&delta.reconfigured)
+        {
+            let Some(topic) = image.topic_by_id(id) else {
+                continue;
+            };
+            settings
+                .entry(*id)
+                .or_insert_with(|| topic_settings(image, &topic.name, broker_defaults));
+        }
+        {
+            let mut timed = self.timed_topics.lock().unwrap_or_else(|p| p.into_inner());
+            for id in &delta.removed {
+                timed.remove(id);
+            }
+            for (id, (config, _)) in &settings {
+                if config.flush_ms < i64::MAX {
+                    timed.insert(*id);
+                } else {
+                    timed.remove(id);
+                }
+            }
+            self.timed_flushes
+                .store(!timed.is_empty(), Ordering::Release);
+        }
+        for id in &delta.reconfigured {
+            let (Some(topic), Some((config, min))) = (image.topic_by_id(id), settings.get(id))
+            else {
+                continue;
+            };
+            for index in topic.partitions.keys() {
+                if let Some(existing) = self.get(&topic.name, *index) {
+                    existing.min_insync_replicas.store(*min, Ordering::Release);
+                    let mut log = existing.log();
+                    if log.config() != config {
+                        log.set_config(config.clone());
+                    }
                 }
             }
         }
-        // Remove partitions that are gone (deleted topics, or a topic re-created under a new id).
+        let mut opening = Vec::new();
+        for (id, indexes) in &delta.changed {
+            let (Some(topic), Some((config, min))) = (image.topic_by_id(id), settings.get(id))
+            else {
+                continue;
+            };
+            for index in indexes {
+                let Some(state) = topic.partitions.get(index) else {
+                    continue;
+                };
+                if !state.replicas.contains(&me) {
+                    continue;
+                }
+                let leader = if state.leader == me && !may_lead {
+                    -1
+                } else {
+                    state.leader
+                };
+                if let Some(existing) = self.get(&topic.name, *index) {
+                    existing.apply_image(
+                        me,
+                        leader,
+                        state.leader_epoch,
+                        &state.replicas,
+                        &state.isr,
+                    );
+                    continue;
+                }
+                opening.push(NewPartition {
+                    topic: topic.name.clone(),
+                    index: *index,
+                    topic_id: topic.topic_id,
+                    config: config.clone(),
+                    min_insync_replicas: *min,
+                    leader,
+                    leader_epoch: state.leader_epoch,
+                    replicas: state.replicas.clone(),
+                    isr: state.isr.clone(),
+                });
+            }
+        }
+        self.open_partitions(opening)
+    }
+
+    /// Deletes the logs of the hosted partitions `doomed` picks, durably.
+    fn delete_partitions(&self, doomed: impl Fn(&Partition) -> bool) -> Result<(), LogError> {
         let doomed: Vec<Arc<Partition>> = {
             let mut map = self.partitions.write().unwrap_or_else(|p| p.into_inner());
             let keys: Vec<PartitionKey> = map
                 .iter()
-                .filter(|(k, p)| wanted.get(k).is_none_or(|w| w.0 != p.topic_id))
+                .filter(|(_, p)| doomed(p))
                 .map(|(k, _)| k.clone())
                 .collect();
             keys.iter().filter_map(|k| map.remove(k)).collect()
@@ -576,7 +442,7 @@ impl ReplicaManager {
         for partition in doomed {
             let dir = partition_dir(&self.data_dir, &partition.topic, partition.index);
             tracing::info!(topic = %partition.topic, partition = partition.index, "deleting partition log");
-            // Whoever waits on it (an acks=all produce, a commit) hears that it left.
+            // Whoever waits on it (an acks=all produce, a commit, a fetch) hears that it left.
             partition.leader.store(-1, Ordering::Release);
             partition.changed();
             drop(partition);
@@ -587,50 +453,12 @@ impl ReplicaManager {
                 Err(e) => return Err(e.into()),
             }
         }
-        let timed = configs.values().any(|c| c.flush_ms < i64::MAX);
-        self.timed_flushes.store(timed, Ordering::Release);
-        // Whether a high watermark moved (an ISR shrank): parked fetches must look again.
-        let mut moved = false;
-        let mut opening = Vec::new();
-        for ((topic, p), (topic_id, state)) in wanted {
-            let PartitionImage {
-                replicas,
-                isr,
-                leader,
-                leader_epoch: epoch,
-                ..
-            } = state;
-            let leader = if leader == self.node_id && !may_lead {
-                -1
-            } else {
-                leader
-            };
-            let config = configs.get(&topic).cloned().unwrap_or_default();
-            let min = min_isr.get(&topic).copied().unwrap_or(1);
-            if let Some(existing) = self.get(&topic, p) {
-                existing.min_insync_replicas.store(min, Ordering::Release);
-                {
-                    let mut log = existing.log();
-                    if *log.config() != config {
-                        log.set_config(config);
-                    }
-                }
-                moved |= existing.apply_image(self.node_id, leader, epoch, &replicas, &isr);
-                continue;
-            }
-            opening.push(NewPartition {
-                topic,
-                index: p,
-                topic_id,
-                config,
-                min_insync_replicas: min,
-                leader,
-                leader_epoch: epoch,
-                replicas,
-                isr,
-            });
-        }
-        // New logs open in parallel: each open fsyncs, and a restart opens every log at once.
+        Ok(())
+    }
+
+    /// Opens the logs of partitions new to this broker, in parallel (each open fsyncs, and a
+    /// restart opens every log at once), and starts hosting them.
+    fn open_partitions(&self, opening: Vec<NewPartition>) -> Result<(), LogError> {
         let opened = open_logs(&self.storage, &self.data_dir, &opening, self.open_threads);
         let mut failed = None;
         for (new, log) in opening.into_iter().zip(opened) {
@@ -662,34 +490,23 @@ impl ReplicaManager {
                 .copied()
                 .unwrap_or(0)
                 .clamp(log.log_start_offset(), log.log_end_offset());
-            let partition = Arc::new(Partition {
-                topic: topic.clone(),
+            let state = ReplicaState::new(replicas.clone(), isr.clone(), high_watermark);
+            let partition = Arc::new(Partition::new(
+                topic.clone(),
                 topic_id,
-                index: p,
-                log: Mutex::new(log),
-                // Not yet leading: apply_image below starts the leadership.
-                leader: AtomicI32::new(-1),
-                leader_epoch: AtomicI32::new(epoch),
-                isr_size: AtomicUsize::new(isr.len()),
-                min_insync_replicas: AtomicUsize::new(min),
-                state: Mutex::new(ReplicaState::new(
-                    replicas.clone(),
-                    isr.clone(),
-                    high_watermark,
-                )),
-                changes: watch::channel(0).0,
-                clock: self.clock.clone(),
-                flush_queue: self.flush_queue.clone(),
-            });
-            moved |= partition.apply_image(self.node_id, leader, epoch, &replicas, &isr);
-
+                p,
+                log,
+                epoch,
+                min,
+                state,
+                self.clock.clone(),
+                self.flush_queue.clone(),
+            ));
+            partition.apply_image(self.node_id, leader, epoch, &replicas, &isr);
             self.partitions
                 .write()
                 .unwrap_or_else(|p| p.into_inner())
                 .insert((topic, p), partition);
-        }
-        if moved {
-            self.notify_append();
         }
         match failed {
             Some(e) => Err(e),
@@ -703,32 +520,26 @@ impl ReplicaManager {
     pub fn recovery_reports(&self, image: &MetadataImage, broker_epoch: i64) -> Vec<PartitionLog> {
         let me = self.node_id;
         let mut out = Vec::new();
-        for topic in image.topics() {
-            for (index, p) in &topic.partitions {
-                let reported = p.recovery.iter().any(|r| {
-                    r.broker_id == me
-                        && r.broker_epoch == broker_epoch
-                        && r.leader_epoch == p.leader_epoch
-                });
-                if !p.isr.is_empty()
-                    || reported
-                    || !p.replicas.contains(&me)
-                    || p.adding_replicas.contains(&me)
-                {
-                    continue;
-                }
-                let Some(partition) = self.get(&topic.name, *index) else {
-                    continue;
-                };
-                let log = partition.log();
-                out.push(PartitionLog {
-                    topic_id: topic.topic_id,
-                    partition: *index,
-                    leader_epoch: p.leader_epoch,
-                    last_epoch: log.epochs().latest_epoch().unwrap_or(-1),
-                    log_end_offset: log.durable_end(),
-                });
+        for (topic, index, p) in image.recovering() {
+            let reported = p.recovery.iter().any(|r| {
+                r.broker_id == me
+                    && r.broker_epoch == broker_epoch
+                    && r.leader_epoch == p.leader_epoch
+            });
+            if reported || !p.replicas.contains(&me) || p.adding_replicas.contains(&me) {
+                continue;
             }
+            let Some(partition) = self.get(&topic.name, index) else {
+                continue;
+            };
+            let log = partition.log();
+            out.push(PartitionLog {
+                topic_id: topic.topic_id,
+                partition: index,
+                leader_epoch: p.leader_epoch,
+                last_epoch: log.epochs().latest_epoch().unwrap_or(-1),
+                log_end_offset: log.durable_end(),
+            });
         }
         out
     }
@@ -742,7 +553,6 @@ impl ReplicaManager {
             drop(log);
             p.changed();
         }
-        self.notify_append();
     }
 
     /// Why the log directory failed, if a write or fsync failed in one of its logs.
@@ -806,10 +616,7 @@ impl ReplicaManager {
         for partition in all {
             match Arc::try_unwrap(partition) {
                 Ok(partition) => {
-                    let log = partition
-                        .log
-                        .into_inner()
-                        .unwrap_or_else(|p| p.into_inner());
+                    let log = partition.into_log();
                     if let Err(e) = log.close() {
                         tracing::error!(error = %e, "closing a log failed");
                         clean = false;

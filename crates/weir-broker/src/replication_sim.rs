@@ -436,7 +436,7 @@ impl Sim {
                 self.controller.fence(id);
             }
         }
-        let latest = self.controller.image.clone();
+        let latest = Arc::new(self.controller.image.clone());
         for i in 0..self.nodes.len() {
             let id = self.nodes[i].id;
             let behind = self.nodes[i].seen_version < latest.version;

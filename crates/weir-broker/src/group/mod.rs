@@ -292,14 +292,11 @@ impl GroupManager {
         let mut bytes = buf.to_vec();
         let result = partition.append_as_leader(broker.node_id(), &mut bytes, now);
         match result {
-            Ok(Some((info, epoch))) => {
-                broker.replicas.notify_append();
-                Ok(Some(Durable {
-                    partition,
-                    epoch,
-                    last_offset: info.last_offset,
-                }))
-            }
+            Ok(Some((info, epoch))) => Ok(Some(Durable {
+                partition,
+                epoch,
+                last_offset: info.last_offset,
+            })),
             Ok(None) => Err(ResponseError::NotCoordinator),
             Err(e) => {
                 tracing::error!(error = %e, group, "cannot write to {OFFSETS_TOPIC}");

@@ -13,6 +13,7 @@ use std::time::Duration;
 use bytes::{BufMut, BytesMut};
 use kafka_protocol::error::ResponseError;
 use kafka_protocol::messages::FetchRequest;
+use tokio::sync::Notify;
 use weir_log::FileSlice;
 
 use crate::broker::Broker;
@@ -37,11 +38,14 @@ struct TopicResult {
     partitions: Vec<PartitionResult>,
 }
 
+/// Reads every partition of the request. With `park`, each partition read is first told to
+/// wake it (a fetch that may wait registers before it reads, so no append in between is missed).
 fn read_all(
     broker: &Arc<Broker>,
     request: &FetchRequest,
     version: i16,
     record_progress: bool,
+    park: Option<&Arc<Notify>>,
 ) -> (Vec<TopicResult>, u64, bool) {
     let replica_id = request.replica_id.0.max(request.replica_state.replica_id.0);
     let follower = replica_id >= 0;
@@ -86,10 +90,12 @@ fn read_all(
             }
             if follower && record_progress {
                 // A follower's fetch offset is its log end: it holds everything before it.
-                if partition.record_follower_fetch(broker.node_id(), replica_id, p.fetch_offset) {
-                    broker.replicas.notify_append();
-                }
+                // A moved high watermark wakes the partition's parked fetches itself.
+                partition.record_follower_fetch(broker.node_id(), replica_id, p.fetch_offset);
                 crate::replication::maybe_alter_isr(broker, &partition, std::time::Instant::now());
+            }
+            if let Some(waiter) = park {
+                partition.watch_fetch(waiter);
             }
             let high_watermark = partition.high_watermark();
             let log = partition.log();
@@ -135,21 +141,24 @@ pub(crate) async fn handle(broker: &Arc<Broker>, version: i16, request: FetchReq
     let deadline = tokio::time::Instant::now()
         + Duration::from_millis((request.max_wait_ms.max(0) as u64).min(MAX_WAIT_MS));
     let min_bytes = request.min_bytes.max(0) as u64;
-    let mut appended = broker.replicas.subscribe();
+    // One waker for the whole request, registered with each partition it reads (only on the
+    // first read: registrations last until the request is answered).
+    let waiter = Arc::new(Notify::new());
+    let may_wait = min_bytes > 0 && tokio::time::Instant::now() < deadline;
     let mut first = true;
     loop {
-        appended.mark_unchanged();
-        let (topics, total, any_error) = read_all(broker, &request, version, first);
+        let park = (first && may_wait).then_some(&waiter);
+        let (topics, total, any_error) = read_all(broker, &request, version, first, park);
         first = false;
         if total >= min_bytes || any_error || tokio::time::Instant::now() >= deadline {
             return Body::Chunks(encode(version, 0, &topics));
         }
-        // Park until something is appended or the wait is over, then read again.
-        if tokio::time::timeout_at(deadline, appended.changed())
+        // Park until one of its partitions changes or the wait is over, then read again.
+        if tokio::time::timeout_at(deadline, waiter.notified())
             .await
             .is_err()
         {
-            let (topics, _, _) = read_all(broker, &request, version, false);
+            let (topics, _, _) = read_all(broker, &request, version, false, None);
             return Body::Chunks(encode(version, 0, &topics));
         }
     }

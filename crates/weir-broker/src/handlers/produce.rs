@@ -44,7 +44,6 @@ pub(crate) async fn handle(
     // acks=all answers that wait for replication.
     let mut waits: Vec<Wait> = Vec::new();
     let mut topics = Vec::with_capacity(request.topic_data.len());
-    let mut appended = false;
     for topic in request.topic_data {
         let name = topic.name.0.to_string();
         let mut partitions = Vec::with_capacity(topic.partition_data.len());
@@ -92,7 +91,6 @@ pub(crate) async fn handle(
                                     None,
                                 ),
                                 Ok(Some((info, epoch))) => {
-                                    appended |= !info.duplicate;
                                     if acks == -1 {
                                         waits.push((
                                             topics.len(),
@@ -126,9 +124,6 @@ pub(crate) async fn handle(
                 .with_name(topic.name)
                 .with_partition_responses(partitions),
         );
-    }
-    if appended {
-        broker.replicas.notify_append();
     }
     for (t, p, partition, epoch, last_offset) in waits {
         let code = partition

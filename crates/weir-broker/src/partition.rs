@@ -1,0 +1,336 @@
+//! One partition hosted by this broker: its log, its replication state, and what waits on it.
+//!
+//! Lock order: the log lock before the replication state's, never the other way. Leadership
+//! changes under the log lock, so a deposed leader never appends in its successor's epoch.
+
+use std::sync::atomic::{AtomicI32, AtomicUsize, Ordering};
+use std::sync::{Arc, Mutex, MutexGuard};
+use std::time::Instant;
+
+use tokio::sync::watch;
+use uuid::Uuid;
+use weir_log::{AppendInfo, Log, LogError};
+
+use crate::flusher::FlushQueue;
+use crate::replication::ReplicaState;
+use crate::waiters::Waiters;
+
+/// One partition hosted by this broker.
+#[derive(Debug)]
+pub struct Partition {
+    pub topic: String,
+    pub topic_id: Uuid,
+    pub index: i32,
+    log: Mutex<Log>,
+    pub leader: AtomicI32,
+    pub leader_epoch: AtomicI32,
+    pub isr_size: AtomicUsize,
+    pub min_insync_replicas: AtomicUsize,
+    /// Replication: replicas, ISR, followers' progress, high watermark. Lock order: the log lock
+    /// before this one, never the other way.
+    state: Mutex<ReplicaState>,
+    /// Bumped on every change of the high watermark, ISR or leadership (acks=all waits on it).
+    changes: watch::Sender<u64>,
+    /// Long-poll fetches parked on this partition: woken by appends and by `changes`.
+    fetches: Waiters,
+    /// Where follower progress and leadership times come from (a simulated clock in tests).
+    clock: Clock,
+    /// Where appends to a durable log (`write.caching=false`) ask for their fsync.
+    flush_queue: FlushQueue,
+}
+
+/// A source of [`Instant`]s: the real clock, or a simulation's.
+#[derive(Clone)]
+pub(crate) struct Clock(Arc<dyn Fn() -> Instant + Send + Sync>);
+
+impl Clock {
+    pub(crate) fn real() -> Clock {
+        Clock(Arc::new(Instant::now))
+    }
+
+    #[cfg(test)]
+    pub(crate) fn new(f: impl Fn() -> Instant + Send + Sync + 'static) -> Clock {
+        Clock(Arc::new(f))
+    }
+
+    pub(crate) fn now(&self) -> Instant {
+        (self.0)()
+    }
+}
+
+impl std::fmt::Debug for Clock {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str("Clock")
+    }
+}
+
+impl Partition {
+    /// A partition around its opened log, leading nothing yet: [`Partition::apply_image`]
+    /// starts a leadership.
+    #[allow(clippy::too_many_arguments)]
+    pub(crate) fn new(
+        topic: String,
+        topic_id: Uuid,
+        index: i32,
+        log: Log,
+        leader_epoch: i32,
+        min_insync_replicas: usize,
+        state: ReplicaState,
+        clock: Clock,
+        flush_queue: FlushQueue,
+    ) -> Partition {
+        Partition {
+            topic,
+            topic_id,
+            index,
+            log: Mutex::new(log),
+            leader: AtomicI32::new(-1),
+            leader_epoch: AtomicI32::new(leader_epoch),
+            isr_size: AtomicUsize::new(state.isr.len()),
+            min_insync_replicas: AtomicUsize::new(min_insync_replicas),
+            state: Mutex::new(state),
+            changes: watch::channel(0).0,
+            fetches: Waiters::default(),
+            clock,
+            flush_queue,
+        }
+    }
+
+    /// Takes the log out of a partition nobody else holds (at close).
+    pub(crate) fn into_log(self) -> Log {
+        self.log.into_inner().unwrap_or_else(|p| p.into_inner())
+    }
+
+    /// Locks the log. A panic while the lock was held poisons it; the log's own state is still
+    /// consistent at every await-free step, so the guard is recovered rather than propagated.
+    pub fn log(&self) -> MutexGuard<'_, Log> {
+        self.log.lock().unwrap_or_else(|p| p.into_inner())
+    }
+
+    pub(crate) fn state(&self) -> MutexGuard<'_, ReplicaState> {
+        self.state.lock().unwrap_or_else(|p| p.into_inner())
+    }
+
+    /// Wakes whoever waits on this partition's high watermark, ISR or leadership.
+    pub(crate) fn changed(&self) {
+        self.changes.send_modify(|n| *n = n.wrapping_add(1));
+        self.fetches.wake();
+    }
+
+    /// Parks a long-poll fetch on this partition until its next append or change.
+    pub(crate) fn watch_fetch(&self, waiter: &Arc<tokio::sync::Notify>) {
+        self.fetches.watch(waiter);
+    }
+
+    pub(crate) fn subscribe(&self) -> watch::Receiver<u64> {
+        self.changes.subscribe()
+    }
+
+    pub fn leader_epoch(&self) -> i32 {
+        self.leader_epoch.load(Ordering::Acquire)
+    }
+
+    pub fn is_leader(&self, node_id: i32) -> bool {
+        self.leader.load(Ordering::Acquire) == node_id
+    }
+
+    /// The high watermark: on the leader, the lowest log end offset over the ISR; on a follower,
+    /// the leader's as last fetched, capped by its own log end. Consumers read below it.
+    pub fn high_watermark(&self) -> i64 {
+        self.state().high_watermark
+    }
+
+    /// Appends a producer's (or the group coordinator's) batches as the leader, in the current
+    /// leader epoch, and moves the high watermark if no follower needs to copy them first.
+    /// Returns the epoch the batches carry, or `None` when this broker no longer leads.
+    /// Leadership is checked under the log lock, which [`Partition::apply_image`] also holds to
+    /// change it: a deposed leader never writes a batch stamped with its successor's epoch.
+    /// A durable log (`write.caching=false`) counts its records for the high watermark only once
+    /// the flush thread fsynced them.
+    pub fn append_as_leader(
+        self: &Arc<Self>,
+        node_id: i32,
+        records: &mut [u8],
+        now_ms: i64,
+    ) -> Result<Option<(AppendInfo, i32)>, LogError> {
+        let mut log = self.log();
+        if !self.is_leader(node_id) {
+            return Ok(None);
+        }
+        let epoch = self.leader_epoch();
+        let info = log.append_as_leader(records, epoch, now_ms)?;
+        let moved = {
+            let mut state = self.state();
+            let moved = state.advance_high_watermark(node_id, log.durable_end());
+            debug_assert!(
+                state.high_watermark <= log.log_end_offset(),
+                "the high watermark passed the log end"
+            );
+            moved
+        };
+        let unsynced = log.durable_end() < log.log_end_offset();
+        drop(log);
+        if unsynced {
+            self.flush_queue.request(self.clone());
+        }
+        if moved {
+            self.changed();
+        } else {
+            // Followers read up to the log end, not the high watermark.
+            self.fetches.wake();
+        }
+        Ok(Some((info, epoch)))
+    }
+
+    /// Asks the flush thread to fsync this log.
+    pub(crate) fn request_sync(self: &Arc<Self>) {
+        self.flush_queue.request(self.clone());
+    }
+
+    /// Fsyncs the log up to its end (without holding its lock during the fsync) and, on the
+    /// leader, moves the high watermark to what is now durable. Returns whether it moved.
+    pub(crate) fn sync_log(&self, me: i32) -> Result<bool, LogError> {
+        let Some(target) = self.log().sync_target()? else {
+            return Ok(false);
+        };
+        let result = target.sync();
+        let mut log = self.log();
+        log.synced(&target, result)?;
+        let moved =
+            self.is_leader(me) && self.state().advance_high_watermark(me, log.durable_end());
+        drop(log);
+        if moved {
+            self.changed();
+        }
+        Ok(moved)
+    }
+
+    /// Whether records up to `last_offset`, written in `epoch`, are settled for acks=all: `None`
+    /// while the ISR does not hold them yet, else the answer's error code (0 for success).
+    pub(crate) fn replication_status(&self, me: i32, epoch: i32, last_offset: i64) -> Option<i16> {
+        use kafka_protocol::error::ResponseError;
+        if !self.is_leader(me) || self.leader_epoch() != epoch {
+            return Some(ResponseError::NotLeaderOrFollower.code());
+        }
+        // Kafka's order: once the watermark passed the records, the ISR that holds them must
+        // still be large enough (a shrink to the leader alone moves the watermark too).
+        if self.high_watermark() > last_offset {
+            let enough = self.isr_size.load(Ordering::Acquire)
+                >= self.min_insync_replicas.load(Ordering::Acquire);
+            return Some(if enough {
+                0
+            } else {
+                ResponseError::NotEnoughReplicasAfterAppend.code()
+            });
+        }
+        None
+    }
+
+    /// Waits until every ISR member holds the records up to `last_offset`, written in `epoch`
+    /// (acks=all). Returns 0, or why that cannot be known: NOT_LEADER_OR_FOLLOWER when
+    /// leadership moved, NOT_ENOUGH_REPLICAS_AFTER_APPEND when the ISR that holds them is below
+    /// `min.insync.replicas`, REQUEST_TIMED_OUT at `deadline`. The records stay written.
+    pub(crate) async fn wait_replicated(
+        &self,
+        me: i32,
+        epoch: i32,
+        last_offset: i64,
+        deadline: tokio::time::Instant,
+    ) -> i16 {
+        use kafka_protocol::error::ResponseError;
+        let mut changes = self.subscribe();
+        loop {
+            changes.mark_unchanged();
+            if let Some(code) = self.replication_status(me, epoch, last_offset) {
+                return code;
+            }
+            match tokio::time::timeout_at(deadline, changes.changed()).await {
+                Ok(Ok(())) => {}
+                // The partition left this broker (its topic was deleted).
+                Ok(Err(_)) => return ResponseError::NotLeaderOrFollower.code(),
+                Err(_) => return ResponseError::RequestTimedOut.code(),
+            }
+        }
+    }
+
+    /// A follower fetched at `offset`: records its progress; returns whether the high watermark
+    /// moved.
+    pub(crate) fn record_follower_fetch(&self, me: i32, follower: i32, offset: i64) -> bool {
+        let log = self.log();
+        let end = log.log_end_offset();
+        // Only an offset the log holds says how far the follower reached; a larger one is a
+        // follower that diverged (or a client posing as one), and fails its read.
+        if offset < log.log_start_offset() || offset > end || !self.is_leader(me) {
+            return false;
+        }
+        let mut state = self.state();
+        if !state.replicas.contains(&follower) || follower == me {
+            return false;
+        }
+        state.record_fetch(follower, offset, end, self.clock.now());
+        let moved = state.advance_high_watermark(me, log.durable_end());
+        drop(state);
+        drop(log);
+        if moved {
+            self.changed();
+        }
+        moved
+    }
+
+    /// Takes the image's view of this partition: leader, epoch, replicas and ISR. Wakes its
+    /// waiters only when something changed.
+    pub(crate) fn apply_image(
+        self: &Arc<Self>,
+        me: i32,
+        leader: i32,
+        epoch: i32,
+        replicas: &[i32],
+        isr: &[i32],
+    ) {
+        // Leadership changes under the log lock (see `append_as_leader`).
+        let log = self.log();
+        let new_epoch =
+            epoch != self.leader_epoch() || leader != self.leader.load(Ordering::Acquire);
+        self.leader.store(leader, Ordering::Release);
+        self.leader_epoch.store(epoch, Ordering::Release);
+        self.isr_size.store(isr.len(), Ordering::Release);
+        let end = log.log_end_offset();
+        let mut state = self.state();
+        let before = state.high_watermark;
+        let same_members = state.replicas == replicas && state.isr == isr;
+        state.replicas = replicas.to_vec();
+        state.isr = isr.to_vec();
+        // A replica that left (a reassignment) is forgotten: if it comes back, it starts from
+        // nothing, not from the log end it had.
+        state.followers.retain(|b, _| replicas.contains(b));
+        if state
+            .pending_isr
+            .as_ref()
+            .is_some_and(|p| p.settled_by(isr))
+        {
+            state.pending_isr = None;
+        }
+        // A new leader or epoch: this includes this broker taking over from another.
+        let began_leading = leader == me && new_epoch;
+        if leader == me {
+            if began_leading {
+                state.become_leader(me, self.clock.now());
+                tracing::info!(topic = %self.topic, partition = self.index, epoch, "leading");
+            }
+            state.advance_high_watermark(me, log.durable_end());
+            if log.durable_end() < end {
+                self.flush_queue.request(self.clone());
+            }
+        } else {
+            state.followers.clear();
+            state.pending_isr = None;
+            state.high_watermark = state.high_watermark.min(end);
+        }
+        let changed = new_epoch || !same_members || state.high_watermark != before;
+        drop(state);
+        drop(log);
+        if changed {
+            self.changed();
+        }
+    }
+}
