@@ -14,8 +14,9 @@ use std::path::{Path, PathBuf};
 use std::sync::Arc;
 
 use uuid::Uuid;
+use weir_log::storage::OpenMode;
 use weir_log::storage::{self, Storage};
-use weir_log::{Log, LogConfig, LogError};
+use weir_log::{Log, LogConfig, LogError, OpenSync};
 
 const PARTITION_METADATA: &str = "partition.metadata";
 
@@ -40,21 +41,55 @@ pub(crate) struct NewPartition {
     pub(crate) isr: Vec<i32>,
 }
 
+/// Logs opened at once from which their fsyncs are deferred to one [`Storage::sync_all`]: a
+/// broker's start, or a large topic's creation. Fewer open one by one, each fsyncing its own
+/// writes, so a small change does not wait for the whole file system's dirty pages.
+pub(crate) const BATCHED_OPEN: usize = 64;
+
 /// Opens the logs of `partitions` (making their directories as needed), split among up to
 /// `threads` threads; one result per partition, in order. Simulations pass 1: one thread keeps
-/// a seeded run the same every time.
+/// a seeded run the same every time. From [`BATCHED_OPEN`] logs on, each open fsyncs nothing
+/// and one sync of the file system follows them (a failure of it fails every log opened).
 pub(crate) fn open_logs(
     storage: &Arc<dyn Storage>,
     data_dir: &Path,
     partitions: &[NewPartition],
     threads: usize,
 ) -> Vec<Result<Log, LogError>> {
-    let open = |p: &NewPartition| open_log(storage, data_dir, p);
-    if threads <= 1 || partitions.len() < 2 * threads {
-        return partitions.iter().map(open).collect();
+    let sync = if partitions.len() >= BATCHED_OPEN {
+        OpenSync::Deferred
+    } else {
+        OpenSync::Each
+    };
+    let open = |p: &NewPartition| open_log(storage, data_dir, p, sync);
+    let mut opened: Vec<Result<Log, LogError>> = if threads <= 1 || partitions.len() < 2 * threads {
+        partitions.iter().map(open).collect()
+    } else {
+        open_in_parallel(partitions, threads, open)
+    };
+    if sync == OpenSync::Deferred {
+        if let Err(e) = storage.sync_all(data_dir) {
+            tracing::error!(error = %e, "syncing the opened logs failed");
+            let kind = e.kind();
+            for log in opened.iter_mut().filter(|l| l.is_ok()) {
+                *log = Err(LogError::from_fsync(std::io::Error::new(
+                    kind,
+                    e.to_string(),
+                )));
+            }
+        }
     }
+    opened
+}
+
+fn open_in_parallel(
+    partitions: &[NewPartition],
+    threads: usize,
+    open: impl Fn(&NewPartition) -> Result<Log, LogError> + Sync,
+) -> Vec<Result<Log, LogError>> {
     let per_thread = partitions.len().div_ceil(threads);
     let panicked = || LogError::Io(std::io::Error::other("a log opener panicked"));
+    let open = &open;
     std::thread::scope(|scope| {
         let workers: Vec<_> = partitions
             .chunks(per_thread)
@@ -83,6 +118,7 @@ fn open_log(
     storage: &Arc<dyn Storage>,
     data_dir: &Path,
     p: &NewPartition,
+    sync: OpenSync,
 ) -> Result<Log, LogError> {
     let dir = partition_dir(data_dir, &p.topic, p.index);
     let fs = &**storage;
@@ -98,9 +134,9 @@ fn open_log(
         storage::sync_parent(fs, &dir)?;
     }
     if stored_id != Some(p.topic_id) {
-        write_topic_id(fs, &dir, p.topic_id)?;
+        write_topic_id(fs, &dir, p.topic_id, sync)?;
     }
-    Log::open_on(storage.clone(), &dir, p.config.clone())
+    Log::open_with(storage.clone(), &dir, p.config.clone(), sync)
 }
 
 /// The topic id a partition directory was made for; `None` when it has none (a missing or
@@ -115,10 +151,22 @@ fn read_topic_id(fs: &dyn Storage, dir: &Path) -> std::io::Result<Option<Uuid>> 
         .and_then(|id| Uuid::parse_str(id.trim()).ok()))
 }
 
-fn write_topic_id(fs: &dyn Storage, dir: &Path, id: Uuid) -> std::io::Result<()> {
-    storage::create_dir_durably(fs, dir)?;
+/// Writes `partition.metadata` in a new directory. Deferred, it is written in place: a torn file
+/// names no topic, so its directory (which served nothing before the sync) is made again.
+fn write_topic_id(fs: &dyn Storage, dir: &Path, id: Uuid, sync: OpenSync) -> std::io::Result<()> {
     let text = format!("version: 0\ntopic_id: {id}\n");
-    storage::write_atomically(fs, &dir.join(PARTITION_METADATA), text.as_bytes())
+    let path = dir.join(PARTITION_METADATA);
+    match sync {
+        OpenSync::Each => {
+            storage::create_dir_durably(fs, dir)?;
+            storage::write_atomically(fs, &path, text.as_bytes())
+        }
+        OpenSync::Deferred => {
+            fs.create_dir_all(dir)?;
+            fs.open(&path, OpenMode::Truncate)?
+                .write_all_at(text.as_bytes(), 0)
+        }
+    }
 }
 
 #[cfg(test)]
@@ -168,5 +216,32 @@ mod tests {
         assert!(again.iter().all(|l| l.is_ok()));
         let id = read_topic_id(&*storage, &partition_dir(data, "t", 3));
         assert_eq!(id.ok().flatten(), Some(Uuid::from_u128(7)));
+    }
+
+    #[test]
+    fn many_logs_opened_together_are_durable_after_one_sync_of_the_disk() {
+        let disk = SimDisk::new(2);
+        let storage = disk.storage();
+        let data = Path::new("/data");
+        let partitions: Vec<NewPartition> = (0..BATCHED_OPEN as i32).map(new_partition).collect();
+        let opened = open_logs(&storage, data, &partitions, 1);
+        assert!(opened.iter().all(|l| l.is_ok()));
+        drop(opened);
+        // Nothing the opens wrote was fsynced on its own, yet all of it survives a power cut.
+        disk.power_loss(weir_log::simfs::PowerLoss::DropUnsynced);
+        for p in &partitions {
+            let dir = partition_dir(data, &p.topic, p.index);
+            let id = read_topic_id(&*storage, &dir);
+            assert_eq!(id.ok().flatten(), Some(p.topic_id), "{}", dir.display());
+        }
+        // A failed sync fails every log of the batch: none may count as durable.
+        disk.fail(Fault {
+            op: FsOp::SyncDir,
+            path_contains: "/data".into(),
+            failure: Failure::Io,
+            times: 1,
+        });
+        let again = open_logs(&storage, data, &partitions, 1);
+        assert!(again.iter().all(|l| l.is_err()));
     }
 }

@@ -17,7 +17,7 @@ use kafka_protocol::records::{Compression, Record, RecordBatchEncoder, RecordEnc
 use crate::batch::BatchHeader;
 use crate::segment::{file_stem, LogSegment};
 use crate::storage::OpenMode;
-use crate::{Log, LogError, Result};
+use crate::{Log, LogError, OpenSync, Result};
 
 /// What one compaction pass did.
 #[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
@@ -182,7 +182,16 @@ impl Log {
                 fs.sync_dir(&self.dir)?;
                 // Recovery rebuilds the indexes and fsyncs them, so stale ones never outlive a
                 // power cut next to the new file.
-                LogSegment::open(fs, &self.dir, base, true, crate::now_ms())
+                let interval = self.config().index_interval_bytes;
+                LogSegment::open(
+                    fs,
+                    &self.dir,
+                    base,
+                    true,
+                    crate::now_ms(),
+                    interval,
+                    OpenSync::Each,
+                )
             })();
             reopened.map_err(|e| match e {
                 LogError::Shortage(io) => LogError::Io(io),

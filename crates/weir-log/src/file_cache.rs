@@ -187,6 +187,10 @@ impl Storage for FileCache {
     fn sync_dir(&self, dir: &Path) -> io::Result<()> {
         self.shedding(|fs| fs.sync_dir(dir))
     }
+
+    fn sync_all(&self, dir: &Path) -> io::Result<()> {
+        self.shedding(|fs| fs.sync_all(dir))
+    }
 }
 
 /// A file of a [`FileCache`]: its name, and its handle while the cache keeps it open.

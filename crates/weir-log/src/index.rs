@@ -11,7 +11,7 @@ use std::sync::Arc;
 use crate::storage::{OpenMode, Storage, StoredFile};
 
 /// One fixed-size entry of an index file.
-pub(crate) trait IndexEntry: Copy {
+pub(crate) trait IndexEntry: Copy + PartialEq {
     const SIZE: usize;
     fn encode(&self, out: &mut Vec<u8>);
     fn decode(bytes: &[u8]) -> Self;
@@ -75,6 +75,9 @@ pub(crate) struct Index<E: IndexEntry> {
     path: PathBuf,
     file: Arc<dyn StoredFile>,
     entries: Vec<E>,
+    /// While a recovery rebuilds the entries: what the file holds. Entries appended meanwhile
+    /// stay in memory, and [`Index::finish_rebuild`] writes only where they differ.
+    rebuilding: Option<Vec<E>>,
 }
 
 impl<E: IndexEntry> Index<E> {
@@ -102,6 +105,7 @@ impl<E: IndexEntry> Index<E> {
             path: path.to_path_buf(),
             file,
             entries,
+            rebuilding: None,
         };
         if !valid {
             index.reset()?;
@@ -118,6 +122,10 @@ impl<E: IndexEntry> Index<E> {
     }
 
     pub(crate) fn append(&mut self, entry: E) -> std::io::Result<()> {
+        if self.rebuilding.is_some() {
+            self.entries.push(entry);
+            return Ok(());
+        }
         let mut buf = Vec::with_capacity(E::SIZE);
         entry.encode(&mut buf);
         let end = (self.entries.len() * E::SIZE) as u64;
@@ -130,15 +138,56 @@ impl<E: IndexEntry> Index<E> {
         Ok(())
     }
 
+    /// Starts rebuilding the entries from scratch (a segment's recovery), leaving the file alone
+    /// until [`Index::finish_rebuild`].
+    pub(crate) fn start_rebuild(&mut self) {
+        if self.rebuilding.is_none() {
+            self.rebuilding = Some(std::mem::take(&mut self.entries));
+        }
+    }
+
+    /// Makes the file hold the rebuilt entries, writing only from the first that differs: a
+    /// recovery that found what the file says (the usual case after a crash) writes nothing.
+    pub(crate) fn finish_rebuild(&mut self) -> std::io::Result<()> {
+        let Some(stored) = self.rebuilding.take() else {
+            return Ok(());
+        };
+        let same = stored
+            .iter()
+            .zip(&self.entries)
+            .take_while(|(a, b)| a == b)
+            .count();
+        if same < stored.len() {
+            self.file.set_len((same * E::SIZE) as u64)?;
+        }
+        if same < self.entries.len() {
+            let mut buf = Vec::with_capacity((self.entries.len() - same) * E::SIZE);
+            for e in &self.entries[same..] {
+                e.encode(&mut buf);
+            }
+            if let Err(e) = self.file.write_all_at(&buf, (same * E::SIZE) as u64) {
+                // Whole entries only, as `append` leaves them.
+                self.entries.truncate(same);
+                self.file.set_len((same * E::SIZE) as u64)?;
+                return Err(e);
+            }
+        }
+        Ok(())
+    }
+
     /// Keeps the first `n` entries (the file too).
     pub(crate) fn truncate_len(&mut self, n: usize) -> std::io::Result<()> {
         self.entries.truncate(n);
         self.file.set_len((self.entries.len() * E::SIZE) as u64)
     }
 
-    /// Drops every entry and empties the file.
+    /// Drops every entry and empties the file (an already empty file is left alone: a
+    /// truncation costs a journal update, and recovery resets every active segment's indexes).
     pub(crate) fn reset(&mut self) -> std::io::Result<()> {
         self.entries.clear();
+        if self.file.size()? == 0 {
+            return Ok(());
+        }
         self.file.set_len(0)
     }
 

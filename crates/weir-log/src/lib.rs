@@ -37,7 +37,7 @@ pub use cleaner::CompactionStats;
 pub use config::LogConfig;
 pub use epoch::LeaderEpochCache;
 pub use file_cache::FileCache;
-pub use log::{AppendInfo, FetchInfo, FileSlice, Log, SyncTarget, TimestampOffset};
+pub use log::{AppendInfo, FetchInfo, FileSlice, Log, OpenSync, SyncTarget, TimestampOffset};
 pub use producer_state::ProducerAppendOutcome;
 pub use simfs::SimDisk;
 pub use storage::{Disk, Storage, StoredFile};

@@ -101,6 +101,18 @@ pub struct Log {
     truncations: u64,
 }
 
+/// Who makes durable what opening a log wrote: a recovered tail cut and its rebuilt indexes, the
+/// removed clean-shutdown marker, the names of a new log's files.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum OpenSync {
+    /// The open fsyncs each of them.
+    Each,
+    /// The opener does, with one [`Storage::sync_all`] after opening many logs together (a
+    /// broker's start), before anything of them is served or counted as durable: one syncfs
+    /// instead of several fsyncs per log.
+    Deferred,
+}
+
 fn parse_segment_base(name: &str) -> Option<i64> {
     let stem = name.strip_suffix(".log")?;
     (stem.len() == 20).then(|| stem.parse().ok()).flatten()
@@ -115,8 +127,22 @@ impl Log {
 
     /// Opens (or creates) the log in `dir` of `storage`.
     pub fn open_on(storage: Arc<dyn Storage>, dir: &Path, config: LogConfig) -> Result<Log> {
+        Log::open_with(storage, dir, config, OpenSync::Each)
+    }
+
+    /// Opens (or creates) the log in `dir` of `storage`; `sync` says who makes what the open
+    /// wrote durable (see [`OpenSync`]).
+    pub fn open_with(
+        storage: Arc<dyn Storage>,
+        dir: &Path,
+        config: LogConfig,
+        sync: OpenSync,
+    ) -> Result<Log> {
         let fs = &*storage;
-        storage::create_dir_durably(fs, dir)?;
+        match sync {
+            OpenSync::Each => storage::create_dir_durably(fs, dir)?,
+            OpenSync::Deferred => fs.create_dir_all(dir)?,
+        }
         let now = crate::now_ms();
         let clean_marker = dir.join(CLEAN_SHUTDOWN_FILE);
         let clean = fs.exists(&clean_marker);
@@ -136,7 +162,8 @@ impl Log {
         let last = bases.last().copied();
         for base in bases {
             let recover = !clean && Some(base) == last;
-            let segment = LogSegment::open(fs, dir, base, recover, now)?;
+            let interval = config.index_interval_bytes;
+            let segment = LogSegment::open(fs, dir, base, recover, now, interval, sync)?;
             segments.insert(base, segment);
         }
         // A segment whose predecessor ends after it starts would break offset order: drop it.
@@ -159,7 +186,7 @@ impl Log {
             }
         }
         if segments.is_empty() {
-            segments.insert(0, LogSegment::create(fs, dir, 0, now)?);
+            segments.insert(0, LogSegment::create(fs, dir, 0, now, sync)?);
         }
         let first_base = segments.keys().next().copied().unwrap_or(0);
         let log_end_offset = segments.values().next_back().map_or(0, |s| s.next_offset);
@@ -187,17 +214,20 @@ impl Log {
         };
         log.epochs.truncate_from_end(log_end_offset)?;
         log.rebuild_producer_state()?;
-        if clean {
+        match sync {
             // Durably: a marker that came back after a later power cut would vouch for a tail
             // that was never synced.
-            storage::remove_durably(fs, &clean_marker)?;
-        } else if last_dropped {
-            log.flush()?;
+            OpenSync::Each if clean => storage::remove_durably(fs, &clean_marker)?,
+            OpenSync::Each if last_dropped => log.flush()?,
+            OpenSync::Each => {}
+            OpenSync::Deferred if clean => fs.remove_file(&clean_marker)?,
+            OpenSync::Deferred => {}
         }
         // Unclean: what the crashed process wrote may still be only in the page cache. The last
-        // segment was recovered and fsynced as it opened (`LogSegment::open`), and closed ones
-        // were fsynced when they rolled, so the whole log is durable before anything counts it
-        // as flushed.
+        // segment was recovered and fsynced as it opened (`LogSegment::open`; with
+        // `OpenSync::Deferred`, by the opener's `sync_all` before the log is used), and closed
+        // ones were fsynced when they rolled, so the whole log is durable before anything counts
+        // it as flushed.
         Ok(log)
     }
 
@@ -428,7 +458,13 @@ impl Log {
             }
             self.segments.insert(
                 offset,
-                LogSegment::create(&*self.storage, &self.dir, offset, crate::now_ms())?,
+                LogSegment::create(
+                    &*self.storage,
+                    &self.dir,
+                    offset,
+                    crate::now_ms(),
+                    OpenSync::Each,
+                )?,
             );
             write_log_start_offset(&*self.storage, &self.dir, offset)?;
             self.epochs.clear()
@@ -516,7 +552,8 @@ impl Log {
         self.poison(sealed)?;
         let flushed = self.active().flush();
         self.poison(flushed)?;
-        let created = LogSegment::create(&*self.storage, &self.dir, base, now_ms).map_err(shortage);
+        let created = LogSegment::create(&*self.storage, &self.dir, base, now_ms, OpenSync::Each)
+            .map_err(shortage);
         if matches!(created, Err(LogError::Shortage(_))) {
             LogSegment::remove_files(&*self.storage, &self.dir, base);
         }

@@ -5,6 +5,7 @@ use std::sync::Arc;
 
 use crate::batch::{self, BatchHeader, BATCH_HEADER_BYTES};
 use crate::index::{Index, OffsetEntry, TimeEntry};
+use crate::log::OpenSync;
 use crate::storage::{OpenMode, Storage, StoredFile};
 use crate::{LogError, Result};
 
@@ -56,12 +57,14 @@ struct AppendMark {
 
 impl LogSegment {
     /// Creates an empty segment. Its names are made durable at once (the directory is synced), so
-    /// what is fsynced into it later cannot vanish with its name at a power cut.
+    /// what is fsynced into it later cannot vanish with its name at a power cut; with
+    /// [`OpenSync::Deferred`], by the opener's later `Storage::sync_all`.
     pub(crate) fn create(
         storage: &dyn Storage,
         dir: &Path,
         base_offset: i64,
         now_ms: i64,
+        sync: OpenSync,
     ) -> Result<LogSegment> {
         let stem = file_stem(base_offset);
         let log_path = dir.join(format!("{stem}.log"));
@@ -70,7 +73,9 @@ impl LogSegment {
         let (mut time_index, _) = Index::open(storage, &dir.join(format!("{stem}.timeindex")))?;
         offset_index.reset()?;
         time_index.reset()?;
-        storage.sync_dir(dir)?;
+        if sync == OpenSync::Each {
+            storage.sync_dir(dir)?;
+        }
         Ok(LogSegment {
             base_offset,
             log_path,
@@ -90,12 +95,15 @@ impl LogSegment {
     /// Opens an existing segment. With `recover`, every batch is read and its CRC checked, a torn
     /// or corrupt tail is cut off, and the indexes are rebuilt; otherwise the indexes are trusted
     /// when they pass their sanity checks and the next offset comes from the last batch.
+    /// `index_interval_bytes` is the log's: a rebuilt index has the entries appends made.
     pub(crate) fn open(
         storage: &dyn Storage,
         dir: &Path,
         base_offset: i64,
         recover: bool,
         now_ms: i64,
+        index_interval_bytes: u64,
+        sync: OpenSync,
     ) -> Result<LogSegment> {
         let stem = file_stem(base_offset);
         let log_path = dir.join(format!("{stem}.log"));
@@ -113,7 +121,7 @@ impl LogSegment {
             offset_index,
             time_index,
             bytes_since_index_entry: 0,
-            index_interval_bytes: 4096,
+            index_interval_bytes,
             next_offset: base_offset,
             max_timestamp: -1,
             offset_of_max_timestamp: base_offset,
@@ -129,7 +137,9 @@ impl LogSegment {
             segment.recover()?;
             // The repair (a cut tail, rebuilt indexes) is made durable before anything relies
             // on it: a clean close's marker would vouch for it.
-            segment.flush()?;
+            if sync == OpenSync::Each {
+                segment.flush()?;
+            }
         } else {
             segment.load_tail()?;
         }
@@ -139,8 +149,20 @@ impl LogSegment {
     /// Scans every batch, checking CRCs; truncates at the first bad one and rebuilds both indexes.
     /// Returns the number of bytes cut off.
     pub(crate) fn recover(&mut self) -> Result<u64> {
-        self.offset_index.reset()?;
-        self.time_index.reset()?;
+        // The entries are rebuilt in memory and written only where they differ from the files;
+        // even a scan that failed leaves files and memory agreeing.
+        self.offset_index.start_rebuild();
+        self.time_index.start_rebuild();
+        let scanned = self.rescan();
+        let offsets = self.offset_index.finish_rebuild();
+        let times = self.time_index.finish_rebuild();
+        let cut = scanned?;
+        offsets?;
+        times?;
+        Ok(cut)
+    }
+
+    fn rescan(&mut self) -> Result<u64> {
         self.bytes_since_index_entry = 0;
         self.next_offset = self.base_offset;
         self.max_timestamp = -1;

@@ -545,6 +545,23 @@ impl Storage for SimDisk {
         }
         Ok(())
     }
+
+    fn sync_all(&self, dir: &Path) -> io::Result<()> {
+        let mut state = self.lock();
+        state.check(FsOp::SyncDir, dir)?;
+        if !state.is_dir(dir) {
+            return Err(not_found(dir));
+        }
+        // The whole disk, as syncfs syncs the whole file system.
+        let state = &mut *state;
+        state.durable_names = state.names.clone();
+        for inode in state.inodes.values_mut() {
+            for op in std::mem::take(&mut inode.pending) {
+                op.apply(&mut inode.durable);
+            }
+        }
+        Ok(())
+    }
 }
 
 /// An open file of a [`SimDisk`].

@@ -635,3 +635,58 @@ fn a_batch_out_of_an_index_s_reach_is_refused_whole() {
     assert_eq!(log.log_end_offset(), 2);
     assert_eq!(read_all(&log, 0).len(), 1);
 }
+
+/// Recovering the active segment after a crash rewrites its indexes only where they differ from
+/// what the scan finds: an intact segment's index files are not written at all (a truncation
+/// and rewrite per log made a broker's start slow), and damaged ones are still repaired.
+#[test]
+fn recovery_leaves_intact_indexes_unwritten_and_repairs_damaged_ones() {
+    use crate::simfs::{Failure, Fault, FsOp, SimDisk};
+    let disk = SimDisk::new(4);
+    let dir = Path::new("/data/t-0");
+    let mut log = Log::open_on(disk.storage(), dir, small_config()).unwrap();
+    for i in 0..6 {
+        append(&mut log, 2, i);
+    }
+    let before = read_all(&log, 0);
+    drop(log); // unclean: no marker, so the active segment is recovered
+    let index_of = |disk: &SimDisk| {
+        disk.files()
+            .into_iter()
+            .filter(|(p, _)| {
+                p.extension()
+                    .is_some_and(|e| e == "index" || e == "timeindex")
+            })
+            .collect::<Vec<_>>()
+    };
+    let indexes = index_of(&disk);
+    assert!(indexes.iter().any(|(_, bytes)| !bytes.is_empty()));
+    for op in [FsOp::Write, FsOp::SetLen] {
+        disk.fail(Fault {
+            op,
+            path_contains: "index".into(),
+            failure: Failure::Io,
+            times: 1,
+        });
+    }
+    let log = Log::open_on(disk.storage(), dir, small_config()).unwrap();
+    assert_eq!(read_all(&log, 0), before);
+    assert_eq!(index_of(&disk), indexes);
+    drop(log);
+    disk.clear_faults();
+    // A lost tail of entries is written again from where it differs.
+    let (path, bytes) = indexes
+        .iter()
+        .find(|(p, b)| p.extension().is_some_and(|e| e == "index") && b.len() >= 16)
+        .unwrap()
+        .clone();
+    let storage = disk.storage();
+    let file = storage
+        .open(&path, crate::storage::OpenMode::Existing)
+        .unwrap();
+    file.set_len(8).unwrap();
+    drop(file);
+    let log = Log::open_on(disk.storage(), dir, small_config()).unwrap();
+    assert_eq!(read_all(&log, 0), before);
+    assert_eq!(disk.files()[&path], bytes);
+}
