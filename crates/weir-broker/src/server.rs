@@ -113,33 +113,77 @@ async fn accept_loop(
     connections.shutdown().await;
 }
 
-/// Retention, compaction, time-based flushes, high-watermark checkpoints, the leader's ISR
-/// checks, and the group coordinator's clock.
+/// How often the high watermarks are checkpointed (Kafka's
+/// `replica.high.watermark.checkpoint.interval.ms` default).
+const HW_CHECKPOINT_EVERY: Duration = Duration::from_secs(5);
+
+/// The broker's clockwork on the runtime: the leader's ISR checks, the group coordinator's
+/// clock, and the watch for a failed log directory. Disk upkeep runs on a thread of its own
+/// ([`disk_upkeep`]), which this task stops and waits for when the server shuts down.
 async fn housekeeping(broker: Arc<Broker>, mut shutdown: watch::Receiver<bool>) {
-    let retention_every =
-        Duration::from_millis(broker.config.log_retention_check_interval_ms.max(100));
-    let mut retention = tokio::time::interval(retention_every);
-    let mut flush = tokio::time::interval(Duration::from_secs(1));
+    let (stop, stopped) = std::sync::mpsc::channel::<()>();
+    let upkeep = {
+        let broker = broker.clone();
+        std::thread::Builder::new()
+            .name("weir-disk-upkeep".into())
+            .spawn(move || disk_upkeep(&broker, &stopped))
+    };
+    if let Err(e) = &upkeep {
+        tracing::error!(error = %e, "no thread for retention, compaction and checkpoints");
+    }
+    let mut log_dir = tokio::time::interval(Duration::from_secs(1));
     let mut groups = tokio::time::interval(Duration::from_millis(100));
     // Kafka checks the ISR at half the lag it allows.
     let mut isr = tokio::time::interval(Duration::from_millis(
         (broker.config.replica_lag_time_max_ms / 2).clamp(50, 5_000),
     ));
-    let mut cleaner = tokio::time::interval(Duration::from_millis(
-        broker.config.log_cleaner_backoff_ms.max(100),
-    ));
     loop {
         tokio::select! {
-            _ = retention.tick() => broker.replicas.enforce_retention(weir_log::now_ms()),
-            _ = cleaner.tick() => broker.replicas.compact_due(weir_log::now_ms()),
-            _ = flush.tick() => {
-                broker.replicas.flush_due(weir_log::now_ms());
-                broker.replicas.checkpoint_high_watermarks();
-                broker.check_log_dir();
-            }
+            _ = log_dir.tick() => broker.check_log_dir(),
             _ = isr.tick() => crate::replication::check_isrs(&broker),
             _ = groups.tick() => broker.groups.tick(&broker),
             _ = shutdown.changed() => break,
+        }
+    }
+    drop(stop);
+    if let Ok(upkeep) = upkeep {
+        // The logs close after this: no retention or compaction may still hold one.
+        let _ = tokio::task::spawn_blocking(move || upkeep.join()).await;
+    }
+}
+
+/// Disk upkeep, off the async workers: time-based flushes at each tick (a second at most), the
+/// high-watermark checkpoint every [`HW_CHECKPOINT_EVERY`], retention and compaction at their
+/// configured intervals. Ends when `stop`'s sender is dropped.
+fn disk_upkeep(broker: &Broker, stop: &std::sync::mpsc::Receiver<()>) {
+    use std::sync::mpsc::RecvTimeoutError;
+    use std::time::Instant;
+    let every = |ms: u64| Duration::from_millis(ms.max(100));
+    let retention_every = every(broker.config.log_retention_check_interval_ms);
+    let cleaner_every = every(broker.config.log_cleaner_backoff_ms);
+    let tick = Duration::from_secs(1)
+        .min(retention_every)
+        .min(cleaner_every);
+    let start = Instant::now();
+    let (mut retention, mut cleaner, mut checkpoint) = (start, start, start);
+    loop {
+        match stop.recv_timeout(tick) {
+            Err(RecvTimeoutError::Timeout) => {}
+            Ok(()) | Err(RecvTimeoutError::Disconnected) => return,
+        }
+        let now = Instant::now();
+        broker.replicas.flush_due(weir_log::now_ms());
+        if now >= checkpoint {
+            broker.replicas.checkpoint_high_watermarks();
+            checkpoint = now + HW_CHECKPOINT_EVERY;
+        }
+        if now >= retention {
+            broker.replicas.enforce_retention(weir_log::now_ms());
+            retention = now + retention_every;
+        }
+        if now >= cleaner {
+            broker.replicas.compact_due(weir_log::now_ms());
+            cleaner = now + cleaner_every;
         }
     }
 }
