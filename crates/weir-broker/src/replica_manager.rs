@@ -33,7 +33,8 @@ pub struct ReplicaManager {
     storage: Arc<dyn Storage>,
     data_dir: PathBuf,
     node_id: i32,
-    partitions: RwLock<HashMap<PartitionKey, Arc<Partition>>>,
+    /// Hosted partitions by topic, then index: a lookup by `&str` allocates nothing.
+    partitions: RwLock<HashMap<String, BTreeMap<i32, Arc<Partition>>>>,
     /// The image [`ReplicaManager::sync`] applied last, and whether it could lead then.
     applied: Mutex<Option<(Arc<MetadataImage>, bool)>>,
     /// Topics that set `flush.ms`.
@@ -257,16 +258,27 @@ impl ReplicaManager {
         }
     }
 
-    fn map(&self) -> std::sync::RwLockReadGuard<'_, HashMap<PartitionKey, Arc<Partition>>> {
+    fn map(
+        &self,
+    ) -> std::sync::RwLockReadGuard<'_, HashMap<String, BTreeMap<i32, Arc<Partition>>>> {
         self.partitions.read().unwrap_or_else(|p| p.into_inner())
     }
 
+    fn map_mut(
+        &self,
+    ) -> std::sync::RwLockWriteGuard<'_, HashMap<String, BTreeMap<i32, Arc<Partition>>>> {
+        self.partitions.write().unwrap_or_else(|p| p.into_inner())
+    }
+
     pub fn get(&self, topic: &str, partition: i32) -> Option<Arc<Partition>> {
-        self.map().get(&(topic.to_string(), partition)).cloned()
+        self.map().get(topic)?.get(&partition).cloned()
     }
 
     pub fn all(&self) -> Vec<Arc<Partition>> {
-        self.map().values().cloned().collect()
+        self.map()
+            .values()
+            .flat_map(|t| t.values().cloned())
+            .collect()
     }
 
     /// Makes the hosted partitions match the image: opens, reconfigures and deletes logs, and
@@ -431,13 +443,20 @@ impl ReplicaManager {
     /// Deletes the logs of the hosted partitions `doomed` picks, durably.
     fn delete_partitions(&self, doomed: impl Fn(&Partition) -> bool) -> Result<(), LogError> {
         let doomed: Vec<Arc<Partition>> = {
-            let mut map = self.partitions.write().unwrap_or_else(|p| p.into_inner());
-            let keys: Vec<PartitionKey> = map
-                .iter()
-                .filter(|(_, p)| doomed(p))
-                .map(|(k, _)| k.clone())
-                .collect();
-            keys.iter().filter_map(|k| map.remove(k)).collect()
+            let mut map = self.map_mut();
+            let mut out = Vec::new();
+            for partitions in map.values_mut() {
+                if !partitions.values().any(|p| doomed(p)) {
+                    continue;
+                }
+                let (gone, kept) = std::mem::take(partitions)
+                    .into_iter()
+                    .partition(|(_, p)| doomed(p));
+                *partitions = kept;
+                out.extend(gone.into_values());
+            }
+            map.retain(|_, partitions| !partitions.is_empty());
+            out
         };
         for partition in doomed {
             let dir = partition_dir(&self.data_dir, &partition.topic, partition.index);
@@ -503,10 +522,10 @@ impl ReplicaManager {
                 self.flush_queue.clone(),
             ));
             partition.apply_image(self.node_id, leader, epoch, &replicas, &isr);
-            self.partitions
-                .write()
-                .unwrap_or_else(|p| p.into_inner())
-                .insert((topic, p), partition);
+            self.map_mut()
+                .entry(topic)
+                .or_default()
+                .insert(p, partition);
         }
         match failed {
             Some(e) => Err(e),
@@ -610,8 +629,8 @@ impl ReplicaManager {
         let mut clean = true;
         self.checkpoint_high_watermarks();
         let all: Vec<Arc<Partition>> = {
-            let mut map = self.partitions.write().unwrap_or_else(|p| p.into_inner());
-            map.drain().map(|(_, p)| p).collect()
+            let mut map = self.map_mut();
+            map.drain().flat_map(|(_, t)| t.into_values()).collect()
         };
         for partition in all {
             match Arc::try_unwrap(partition) {

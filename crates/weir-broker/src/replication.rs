@@ -226,6 +226,14 @@ pub(crate) fn propose_isr(
     if !partition.is_leader(me) {
         return None;
     }
+    {
+        // No followers, and the ISR already the leader alone: nothing to check (most
+        // partitions of a one-node cluster; the log lock is not taken for them).
+        let state = partition.state();
+        if state.replicas.len() <= 1 && state.isr == state.replicas && state.pending_isr.is_none() {
+            return None;
+        }
+    }
     let epoch = partition.leader_epoch();
     let (log_end, epoch_start) = {
         let log = partition.log();
