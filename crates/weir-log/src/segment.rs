@@ -35,12 +35,12 @@ pub(crate) struct LogSegment {
     pub(crate) created_ms: i64,
 }
 
-/// A segment's three open handles, held for the length of one operation: with its files pinned
-/// first, an operation (and the undoing of a failed one) never has to open a file halfway
+/// A segment's open handles, held for the length of one operation: with the files it will touch
+/// pinned first, an operation (and the undoing of a failed one) never has to open a file halfway
 /// through, so running out of descriptors can only stop it before it changed anything.
 #[must_use]
 pub(crate) struct Pins {
-    _files: [Arc<dyn StoredFile>; 3],
+    _files: [Option<Arc<dyn StoredFile>>; 3],
 }
 
 /// Where a segment stood before an append, to undo it.
@@ -307,7 +307,14 @@ impl LogSegment {
         headers: &[BatchHeader],
         index_interval_bytes: u64,
     ) -> Result<()> {
-        let _pins = self.pin()?;
+        // The indexes are opened only when these batches add an entry: most appends of small
+        // batches touch the `.log` file alone, so a partition whose indexes left the file cache
+        // does not reopen them for each write.
+        let last = headers.last().map_or(0, |h| h.total_size() as u64);
+        let before_last = bytes.len() as u64 - last.min(bytes.len() as u64);
+        let adds_entry = self.offset_index.entries().is_empty()
+            || self.bytes_since_index_entry + before_last >= index_interval_bytes;
+        let _pins = self.pin_files(adds_entry)?;
         let mark = self.mark();
         let result = (|| {
             self.log.write_all_at(bytes, self.size)?;
@@ -354,8 +361,14 @@ impl LogSegment {
         self.max_timestamp = mark.max_timestamp;
         self.offset_of_max_timestamp = mark.offset_of_max_timestamp;
         self.log.set_len(mark.size)?;
-        self.offset_index.truncate_len(mark.offset_entries)?;
-        self.time_index.truncate_len(mark.time_entries)
+        // An index the append added no entry to is as it was (a failed entry write cuts itself).
+        if self.offset_index.entries().len() != mark.offset_entries {
+            self.offset_index.truncate_len(mark.offset_entries)?;
+        }
+        if self.time_index.entries().len() != mark.time_entries {
+            self.time_index.truncate_len(mark.time_entries)?;
+        }
+        Ok(())
     }
 
     /// Reads the batch header at `position`, or `None` at the end of the segment.
@@ -419,12 +432,18 @@ impl LogSegment {
 
     /// Pins the segment's files (see [`Pins`]); out of descriptors, a [`LogError::Shortage`].
     pub(crate) fn pin(&self) -> Result<Pins> {
+        self.pin_files(true)
+    }
+
+    /// Pins the `.log` file, and the indexes too `with_indexes`.
+    fn pin_files(&self, with_indexes: bool) -> Result<Pins> {
         let pin = |f: &Arc<dyn StoredFile>| crate::storage::pin(f).map_err(LogError::from_io);
+        let index = |f: &Arc<dyn StoredFile>| with_indexes.then(|| pin(f)).transpose();
         Ok(Pins {
             _files: [
-                pin(&self.log)?,
-                pin(self.offset_index.file())?,
-                pin(self.time_index.file())?,
+                Some(pin(&self.log)?),
+                index(self.offset_index.file())?,
+                index(self.time_index.file())?,
             ],
         })
     }

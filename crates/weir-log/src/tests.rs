@@ -690,3 +690,40 @@ fn recovery_leaves_intact_indexes_unwritten_and_repairs_damaged_ones() {
     assert_eq!(read_all(&log, 0), before);
     assert_eq!(disk.files()[&path], bytes);
 }
+
+/// An append that adds no index entry touches the `.log` file alone: with the indexes out of
+/// the file cache and unopenable, small appends still succeed, and the first one that needs an
+/// entry is refused as a passing shortage.
+#[test]
+fn appends_between_index_entries_open_only_the_log_file() {
+    use crate::simfs::{Failure, Fault, FsOp, SimDisk};
+    use crate::FileCache;
+    let disk = SimDisk::new(5);
+    let storage: std::sync::Arc<dyn crate::Storage> =
+        std::sync::Arc::new(FileCache::new(disk.storage(), 1));
+    let config = LogConfig {
+        index_interval_bytes: 10_000,
+        ..LogConfig::default()
+    };
+    let mut log = Log::open_on(storage, Path::new("/data/t-0"), config).unwrap();
+    append(&mut log, 1, 0); // the segment's first entry
+    disk.fail(Fault {
+        op: FsOp::Open,
+        path_contains: "index".into(),
+        failure: Failure::TooManyFiles,
+        times: u32::MAX,
+    });
+    let mut written = 1;
+    let refused = loop {
+        let mut b = make_batch(1, written, Compression::None);
+        match log.append_as_leader(&mut b, 0, written) {
+            Ok(_) => written += 1,
+            Err(e) => break e,
+        }
+        assert!(written < 1000, "no append ever needed an index entry");
+    };
+    assert!(written > 10, "only {written} appends passed without the indexes");
+    assert!(matches!(refused, LogError::Shortage(_)), "{refused}");
+    assert!(log.poisoned().is_none());
+    assert_eq!(log.log_end_offset(), written);
+}
