@@ -45,13 +45,7 @@ fn decode(bytes: Vec<u8>, limit: usize) -> Result<Option<(Compression, Vec<Recor
 
 /// Every batch of a segment, with its position.
 fn batches(segment: &LogSegment) -> Result<Vec<(u64, BatchHeader)>> {
-    let mut out = Vec::new();
-    let mut position = 0;
-    while let Some(h) = segment.header_at(position)? {
-        out.push((position, h));
-        position += h.total_size() as u64;
-    }
-    Ok(out)
+    segment.batches_from(0).collect()
 }
 
 impl Log {

@@ -234,14 +234,13 @@ impl Log {
     fn rebuild_producer_state(&mut self) -> Result<()> {
         self.producers.clear();
         for segment in self.segments.values() {
-            let mut position = 0;
-            while let Some(header) = segment.header_at(position)? {
+            for batch in segment.batches_from(0) {
+                let (_, header) = batch?;
                 self.producers.update(&header);
                 if header.partition_leader_epoch >= 0 {
                     self.epochs
                         .assign(header.partition_leader_epoch, header.base_offset)?;
                 }
-                position += header.total_size() as u64;
             }
         }
         Ok(())
@@ -597,8 +596,9 @@ impl Log {
                 return Ok(info);
             }
             let mut end = start;
-            let mut header = Some(first);
-            while let Some(h) = header {
+            let next = start + first.total_size() as u64;
+            for batch in std::iter::once(Ok((start, first))).chain(segment.batches_from(next)) {
+                let (_, h) = batch?;
                 let size = h.total_size() as u64;
                 if h.base_offset >= max_offset {
                     break;
@@ -607,7 +607,6 @@ impl Log {
                     break;
                 }
                 end += size;
-                header = segment.header_at(end)?;
             }
             if end > start {
                 info.bytes = end - start;

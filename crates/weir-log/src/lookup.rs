@@ -13,8 +13,8 @@ impl Log {
             if segment.max_timestamp < timestamp || segment.size == 0 {
                 continue;
             }
-            let mut position = segment.time_lookup_start(timestamp);
-            while let Some(header) = segment.header_at(position)? {
+            for batch in segment.batches_from(segment.time_lookup_start(timestamp)) {
+                let (position, header) = batch?;
                 if header.max_timestamp >= timestamp
                     && header.last_offset() >= self.log_start_offset()
                 {
@@ -24,7 +24,6 @@ impl Log {
                         return Ok(Some(found));
                     }
                 }
-                position += header.total_size() as u64;
             }
         }
         Ok(None)

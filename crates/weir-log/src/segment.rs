@@ -221,38 +221,45 @@ impl LogSegment {
             .offset_index
             .last()
             .map_or(0, |e| u64::from(e.position));
-        if let Some(t) = self.time_index.last() {
-            self.max_timestamp = t.timestamp;
-            self.offset_of_max_timestamp = self.base_offset + i64::from(t.relative_offset);
-        }
-        let mut position = start;
-        loop {
-            let header = match self.header_at(position) {
-                Ok(Some(header)) => header,
-                Ok(None) => break,
-                // The index points into the middle of a batch (it is older than the file):
-                // the file is not what the index says; trust nothing.
+        let (mut max_timestamp, mut offset_of_max) = match self.time_index.last() {
+            Some(t) => (t.timestamp, self.base_offset + i64::from(t.relative_offset)),
+            None => (self.max_timestamp, self.offset_of_max_timestamp),
+        };
+        let mut next = self.next_offset;
+        let mut end = start;
+        let mut trusted = true;
+        for batch in self.batches_from(start) {
+            let header = match batch {
+                Ok((_, header)) => header,
+                // The index points into the middle of a batch (it is older than the file).
                 Err(LogError::CorruptBatch(_)) => {
-                    self.recover()?;
-                    self.flush()?;
-                    return Ok(());
+                    trusted = false;
+                    break;
                 }
                 Err(e) => return Err(e),
             };
-            if header.base_offset < self.next_offset || header.last_offset_delta < 0 {
-                // Offsets that do not grow: the file is not what the index says; trust nothing.
-                self.recover()?;
-                self.flush()?;
-                return Ok(());
+            if header.base_offset < next || header.last_offset_delta < 0 {
+                // Offsets that do not grow.
+                trusted = false;
+                break;
             }
-            self.next_offset = header.last_offset() + 1;
-            if header.max_timestamp > self.max_timestamp {
-                self.max_timestamp = header.max_timestamp;
-                self.offset_of_max_timestamp = header.base_offset;
+            next = header.last_offset() + 1;
+            if header.max_timestamp > max_timestamp {
+                max_timestamp = header.max_timestamp;
+                offset_of_max = header.base_offset;
             }
-            position += header.total_size() as u64;
+            end += header.total_size() as u64;
         }
-        if position != self.size {
+        if !trusted {
+            // The file is not what the index says: trust nothing.
+            self.recover()?;
+            self.flush()?;
+            return Ok(());
+        }
+        self.next_offset = next;
+        self.max_timestamp = max_timestamp;
+        self.offset_of_max_timestamp = offset_of_max;
+        if end != self.size {
             // The index pointed at something that is not a chain of batches: trust nothing.
             self.recover()?;
         }
@@ -390,18 +397,28 @@ impl LogSegment {
         Ok(Some(header))
     }
 
+    /// The batches from `position` to the end of the segment: each header with its position,
+    /// read one at a time. The one walk over batch headers that every reader uses; after an
+    /// error (a header that is not one, or runs past the segment) it ends.
+    pub(crate) fn batches_from(&self, position: u64) -> Batches<'_> {
+        Batches {
+            segment: self,
+            position: Some(position),
+        }
+    }
+
     /// Position and header of the first batch whose last offset is at least `offset`.
     pub(crate) fn find_batch(&self, offset: i64) -> Result<Option<(u64, BatchHeader)>> {
         let relative = (offset - self.base_offset).max(0);
-        let mut position = self
+        let start = self
             .offset_index
             .floor(relative)
             .map_or(0, |e| u64::from(e.position));
-        while let Some(header) = self.header_at(position)? {
+        for batch in self.batches_from(start) {
+            let (position, header) = batch?;
             if header.last_offset() >= offset {
                 return Ok(Some((position, header)));
             }
-            position += header.total_size() as u64;
         }
         Ok(None)
     }
@@ -475,12 +492,13 @@ impl LogSegment {
     pub(crate) fn truncate_to(&mut self, offset: i64) -> Result<()> {
         let mut position = 0u64;
         let mut next = self.base_offset;
-        while let Some(header) = self.header_at(position)? {
+        for batch in self.batches_from(0) {
+            let (at, header) = batch?;
             if header.last_offset() >= offset {
                 break;
             }
             next = header.last_offset() + 1;
-            position += header.total_size() as u64;
+            position = at + header.total_size() as u64;
         }
         self.log.set_len(position)?;
         self.size = position;
@@ -519,5 +537,28 @@ impl LogSegment {
         // back records the leader does not have.
         crate::storage::sync_parent(storage, &self.log_path)?;
         Ok(())
+    }
+}
+
+/// The batch headers of a segment from a position on (see [`LogSegment::batches_from`]).
+pub(crate) struct Batches<'a> {
+    segment: &'a LogSegment,
+    /// Where the next header is; `None` once the walk ended.
+    position: Option<u64>,
+}
+
+impl Iterator for Batches<'_> {
+    type Item = Result<(u64, BatchHeader)>;
+
+    fn next(&mut self) -> Option<Self::Item> {
+        let position = self.position.take()?;
+        match self.segment.header_at(position) {
+            Ok(Some(header)) => {
+                self.position = Some(position + header.total_size() as u64);
+                Some(Ok((position, header)))
+            }
+            Ok(None) => None,
+            Err(e) => Some(Err(e)),
+        }
     }
 }

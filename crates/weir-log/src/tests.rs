@@ -722,7 +722,10 @@ fn appends_between_index_entries_open_only_the_log_file() {
         }
         assert!(written < 1000, "no append ever needed an index entry");
     };
-    assert!(written > 10, "only {written} appends passed without the indexes");
+    assert!(
+        written > 10,
+        "only {written} appends passed without the indexes"
+    );
     assert!(matches!(refused, LogError::Shortage(_)), "{refused}");
     assert!(log.poisoned().is_none());
     assert_eq!(log.log_end_offset(), written);
