@@ -28,6 +28,7 @@ mod producer_state;
 mod retention;
 mod segment;
 pub mod simfs;
+mod snapshots;
 pub mod storage;
 #[cfg(test)]
 mod tests;

@@ -84,8 +84,8 @@ pub struct Log {
     pub(crate) segments: BTreeMap<i64, LogSegment>,
     pub(crate) log_start_offset: i64,
     pub(crate) log_end_offset: i64,
-    epochs: LeaderEpochCache,
-    producers: ProducerStateManager,
+    pub(crate) epochs: LeaderEpochCache,
+    pub(crate) producers: ProducerStateManager,
     records_since_flush: u64,
     last_flush_ms: i64,
     /// Active segment and time of the last compaction pass, to skip passes with nothing to do.
@@ -99,6 +99,8 @@ pub struct Log {
     /// Bumped whenever the log's tail is cut, so an fsync that began before a truncation does
     /// not vouch for records written after it at the same offsets.
     truncations: u64,
+    /// Bytes of batches after the latest producer-state snapshot: what an open would scan.
+    pub(crate) unsnapshotted_bytes: u64,
 }
 
 /// Who makes durable what opening a log wrote: a recovered tail cut and its rebuilt indexes, the
@@ -211,9 +213,10 @@ impl Log {
             failure_flag: None,
             flushed_offset: log_end_offset,
             truncations: 0,
+            unsnapshotted_bytes: 0,
         };
         log.epochs.truncate_from_end(log_end_offset)?;
-        log.rebuild_producer_state()?;
+        log.load_producer_state()?;
         match sync {
             // Durably: a marker that came back after a later power cut would vouch for a tail
             // that was never synced.
@@ -229,21 +232,6 @@ impl Log {
         // ones were fsynced when they rolled, so the whole log is durable before anything counts
         // it as flushed.
         Ok(log)
-    }
-
-    fn rebuild_producer_state(&mut self) -> Result<()> {
-        self.producers.clear();
-        for segment in self.segments.values() {
-            for batch in segment.batches_from(0) {
-                let (_, header) = batch?;
-                self.producers.update(&header);
-                if header.partition_leader_epoch >= 0 {
-                    self.epochs
-                        .assign(header.partition_leader_epoch, header.base_offset)?;
-                }
-            }
-        }
-        Ok(())
     }
 
     pub fn dir(&self) -> &Path {
@@ -452,6 +440,7 @@ impl Log {
         self.check_writable()?;
         let offset = offset.max(0);
         let result = (|| {
+            self.remove_snapshots_after(i64::MIN)?;
             for (_, segment) in std::mem::take(&mut self.segments) {
                 segment.delete_files(&*self.storage)?;
             }
@@ -502,6 +491,7 @@ impl Log {
         let result = self.active().append(records, headers, interval);
         self.poison(result)?;
         self.log_end_offset = next;
+        self.unsnapshotted_bytes += records.len() as u64;
         let mut count = 0i64;
         for h in headers {
             self.producers.update(h);
@@ -558,6 +548,7 @@ impl Log {
         }
         let segment = self.poison(created)?;
         self.segments.insert(base, segment);
+        self.write_producer_snapshot(base);
         Ok(())
     }
 
@@ -645,6 +636,8 @@ impl Log {
     }
 
     fn cut_tail(&mut self, offset: i64) -> Result<()> {
+        // Snapshots past the cut describe batches about to go: they go first.
+        self.remove_snapshots_after(offset.max(0))?;
         let doomed: Vec<i64> = self
             .segments
             .range(offset.max(0) + 1..)
@@ -667,7 +660,7 @@ impl Log {
         // records of an epoch the leader replaced.
         self.active().flush()?;
         self.epochs.truncate_from_end(self.log_end_offset)?;
-        self.rebuild_producer_state()
+        self.load_producer_state().map(|_| ())
     }
 
     /// Compacts when the topic asks for it and there is something new to do: a segment closed
@@ -758,6 +751,9 @@ impl Log {
         self.check_writable()?;
         self.active().seal_time_index()?;
         self.flush()?;
+        if self.unsnapshotted_bytes >= crate::snapshots::AT_CLOSE_BYTES {
+            self.write_producer_snapshot(self.log_end_offset);
+        }
         let marker = self.dir.join(CLEAN_SHUTDOWN_FILE);
         self.storage
             .open(&marker, OpenMode::Truncate)?

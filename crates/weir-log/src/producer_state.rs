@@ -3,7 +3,8 @@
 //! For each producer id the log keeps its epoch and the metadata of its last five batches, as
 //! Kafka's `ProducerStateManager` does: a retried batch that is already in the log is answered with
 //! its original offsets instead of being written twice, and a gap in sequence numbers is refused.
-//! The state is rebuilt from the batch headers when the log opens, so it survives restarts.
+//! The state is rebuilt when the log opens, so it survives restarts: from the latest snapshot
+//! (written at each segment roll, see `snapshots.rs`) and the batch headers after it.
 
 use std::collections::{HashMap, VecDeque};
 
@@ -22,7 +23,7 @@ struct BatchMeta {
     max_timestamp: i64,
 }
 
-#[derive(Debug, Default)]
+#[derive(Debug, Default, Clone, PartialEq)]
 struct ProducerEntry {
     epoch: i16,
     recent: VecDeque<BatchMeta>,
@@ -41,7 +42,7 @@ pub enum ProducerAppendOutcome {
     },
 }
 
-#[derive(Debug, Default)]
+#[derive(Debug, Default, Clone, PartialEq)]
 pub(crate) struct ProducerStateManager {
     producers: HashMap<i64, ProducerEntry>,
 }
@@ -127,5 +128,93 @@ impl ProducerStateManager {
 
     pub(crate) fn clear(&mut self) {
         self.producers.clear();
+    }
+
+    /// The state as a snapshot file's bytes: a magic, a CRC-32C of the rest, then each
+    /// producer (in id order) with its epoch and recent batches, big-endian.
+    pub(crate) fn encode(&self) -> Vec<u8> {
+        let mut ids: Vec<&i64> = self.producers.keys().collect();
+        ids.sort_unstable();
+        let mut body = Vec::with_capacity(4 + ids.len() * (11 + RECENT_BATCHES * 32));
+        body.extend_from_slice(&(ids.len() as u32).to_be_bytes());
+        for id in ids {
+            let entry = &self.producers[id];
+            body.extend_from_slice(&id.to_be_bytes());
+            body.extend_from_slice(&entry.epoch.to_be_bytes());
+            body.push(entry.recent.len() as u8);
+            for b in &entry.recent {
+                body.extend_from_slice(&b.first_sequence.to_be_bytes());
+                body.extend_from_slice(&b.last_sequence.to_be_bytes());
+                body.extend_from_slice(&b.base_offset.to_be_bytes());
+                body.extend_from_slice(&b.last_offset.to_be_bytes());
+                body.extend_from_slice(&b.max_timestamp.to_be_bytes());
+            }
+        }
+        let mut out = Vec::with_capacity(8 + body.len());
+        out.extend_from_slice(SNAPSHOT_MAGIC);
+        out.extend_from_slice(&crc32c::crc32c(&body).to_be_bytes());
+        out.extend_from_slice(&body);
+        out
+    }
+
+    /// The state a snapshot file holds; `None` when it is not one, or is damaged.
+    pub(crate) fn decode(bytes: &[u8]) -> Option<ProducerStateManager> {
+        let rest = bytes.strip_prefix(SNAPSHOT_MAGIC.as_slice())?;
+        let (crc, body) = rest.split_first_chunk::<4>()?;
+        if crc32c::crc32c(body) != u32::from_be_bytes(*crc) {
+            return None;
+        }
+        let mut r = Reader(body);
+        let count = r.u32()?;
+        let mut producers = HashMap::new();
+        for _ in 0..count {
+            let id = r.i64()?;
+            let epoch = r.i16()?;
+            let n = usize::from(r.u8()?);
+            if n > RECENT_BATCHES {
+                return None;
+            }
+            let mut recent = VecDeque::with_capacity(n);
+            for _ in 0..n {
+                recent.push_back(BatchMeta {
+                    first_sequence: r.i32()?,
+                    last_sequence: r.i32()?,
+                    base_offset: r.i64()?,
+                    last_offset: r.i64()?,
+                    max_timestamp: r.i64()?,
+                });
+            }
+            producers.insert(id, ProducerEntry { epoch, recent });
+        }
+        r.0.is_empty().then_some(ProducerStateManager { producers })
+    }
+}
+
+/// The first bytes of a producer-state snapshot (version 1 of our own format).
+const SNAPSHOT_MAGIC: &[u8; 4] = b"WPS1";
+
+/// Reads big-endian numbers off the front of a slice; `None` past its end.
+struct Reader<'a>(&'a [u8]);
+
+impl Reader<'_> {
+    fn take<const N: usize>(&mut self) -> Option<[u8; N]> {
+        let (head, rest) = self.0.split_first_chunk::<N>()?;
+        self.0 = rest;
+        Some(*head)
+    }
+    fn u8(&mut self) -> Option<u8> {
+        self.take::<1>().map(|b| b[0])
+    }
+    fn i16(&mut self) -> Option<i16> {
+        self.take().map(i16::from_be_bytes)
+    }
+    fn i32(&mut self) -> Option<i32> {
+        self.take().map(i32::from_be_bytes)
+    }
+    fn u32(&mut self) -> Option<u32> {
+        self.take().map(u32::from_be_bytes)
+    }
+    fn i64(&mut self) -> Option<i64> {
+        self.take().map(i64::from_be_bytes)
     }
 }

@@ -730,3 +730,97 @@ fn appends_between_index_entries_open_only_the_log_file() {
     assert!(log.poisoned().is_none());
     assert_eq!(log.log_end_offset(), written);
 }
+
+/// Producer-state snapshots: an open scans only the batches after the latest one and ends in
+/// the state a full scan finds; a truncation below a snapshot removes it; a damaged snapshot
+/// falls back to an older one or a full scan; a clean close of a log with enough unsnapshotted
+/// bytes leaves one at its end, so the next open scans nothing.
+#[test]
+fn producer_snapshots_shorten_the_scan_and_agree_with_a_full_one() {
+    use crate::simfs::SimDisk;
+    let disk = SimDisk::new(6);
+    let storage = disk.storage();
+    let dir = Path::new("/data/t-0");
+    let batch = |producer: i64, seq: i32| {
+        make_batch_with_producer(2, 0, Compression::None, producer, 0, seq)
+    };
+    let mut log = Log::open_on(storage.clone(), dir, small_config()).unwrap();
+    for seq in (0..60).step_by(2) {
+        for producer in [7, 8] {
+            log.append_as_leader(&mut batch(producer, seq), 0, 0)
+                .unwrap();
+        }
+    }
+    assert!(log.segment_count() > 3);
+    drop(log); // unclean
+    let snapshots = |storage: &dyn crate::Storage| -> Vec<String> {
+        let mut names: Vec<String> = storage
+            .list(dir)
+            .unwrap()
+            .into_iter()
+            .filter(|n| n.ends_with(".snapshot"))
+            .collect();
+        names.sort();
+        names
+    };
+    let full_scan = |log: &mut Log| {
+        for name in snapshots(&*log.storage) {
+            log.storage.remove_file(&dir.join(name)).unwrap();
+        }
+        assert_eq!(log.load_producer_state().unwrap(), i64::MIN);
+        log.producers.clone()
+    };
+
+    let mut log = Log::open_on(storage.clone(), dir, small_config()).unwrap();
+    assert_eq!(snapshots(&*storage).len(), 2, "the newest two are kept");
+    let from = log.load_producer_state().unwrap();
+    let last_base = *log.segments.keys().next_back().unwrap();
+    assert_eq!(from, last_base, "the scan starts at the last roll");
+    let with_snapshot = log.producers.clone();
+    assert_eq!(full_scan(&mut log), with_snapshot);
+    // A retry of the last batch is still known after the reopen.
+    assert!(
+        log.append_as_leader(&mut batch(7, 58), 0, 0)
+            .unwrap()
+            .duplicate
+    );
+
+    // Snapshots again (rolls), then a truncation below the newest: it goes, and the state is a
+    // full scan's.
+    for seq in (60..80).step_by(2) {
+        log.append_as_leader(&mut batch(7, seq), 0, 0).unwrap();
+    }
+    let newest: i64 = snapshots(&*storage).last().unwrap()[..20].parse().unwrap();
+    log.truncate_to(newest - 3).unwrap();
+    assert!(snapshots(&*storage)
+        .iter()
+        .all(|n| n[..20].parse::<i64>().unwrap() <= log.log_end_offset()));
+    let truncated = log.producers.clone();
+    assert_eq!(full_scan(&mut log), truncated);
+
+    // A damaged newest snapshot is skipped.
+    for seq in (0..20).step_by(2) {
+        log.append_as_leader(&mut batch(9, seq), 0, 0).unwrap();
+    }
+    let names = snapshots(&*storage);
+    let damaged = dir.join(names.last().unwrap());
+    let file = storage
+        .open(&damaged, crate::storage::OpenMode::Existing)
+        .unwrap();
+    file.write_all_at(b"XXXX", 10).unwrap();
+    drop(file);
+    let older: i64 = names[names.len() - 2][..20].parse().unwrap();
+    assert_eq!(log.load_producer_state().unwrap(), older);
+    let state = log.producers.clone();
+    assert_eq!(full_scan(&mut log), state);
+
+    // A clean close past the threshold leaves a snapshot at the end: the next open scans nothing.
+    log.unsnapshotted_bytes = crate::snapshots::AT_CLOSE_BYTES;
+    let end = log.log_end_offset();
+    log.close().unwrap();
+    let mut log = Log::open_on(storage.clone(), dir, small_config()).unwrap();
+    assert_eq!(log.load_producer_state().unwrap(), end);
+    assert_eq!(log.unsnapshotted_bytes, 0);
+    let state = log.producers.clone();
+    assert_eq!(full_scan(&mut log), state);
+}
