@@ -56,7 +56,15 @@ pub(crate) fn open_logs(
     partitions: &[NewPartition],
     threads: usize,
 ) -> Vec<Result<Log, LogError>> {
-    let sync = if partitions.len() >= BATCHED_OPEN {
+    // The file system's sync begins before the opens write (see `Storage::sync_all`); without
+    // it, each open fsyncs its own writes.
+    let batch = (partitions.len() >= BATCHED_OPEN)
+        .then(|| storage.sync_all(data_dir))
+        .and_then(|s| {
+            s.inspect_err(|e| tracing::warn!(error = %e, "no batched sync"))
+                .ok()
+        });
+    let sync = if batch.is_some() {
         OpenSync::Deferred
     } else {
         OpenSync::Each
@@ -67,8 +75,8 @@ pub(crate) fn open_logs(
     } else {
         open_in_parallel(partitions, threads, open)
     };
-    if sync == OpenSync::Deferred {
-        if let Err(e) = storage.sync_all(data_dir) {
+    if let Some(batch) = batch {
+        if let Err(e) = batch.sync() {
             tracing::error!(error = %e, "syncing the opened logs failed");
             let kind = e.kind();
             for log in opened.iter_mut().filter(|l| l.is_ok()) {

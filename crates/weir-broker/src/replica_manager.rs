@@ -312,11 +312,21 @@ impl ReplicaManager {
                 .map(|t| (t.topic_id, t.partitions.keys().copied().collect()))
                 .collect();
             delta.reconfigured = image.topics().map(|t| t.topic_id).collect();
+            // Whatever is hosted and not in the image goes, whichever image was applied before.
+            let hosted: HashSet<Uuid> = self
+                .map()
+                .values()
+                .flat_map(|t| t.values().map(|p| p.topic_id))
+                .collect();
+            delta.removed = hosted
+                .into_iter()
+                .filter(|id| image.topic_by_id(id).is_none())
+                .collect();
         }
         let result = self.apply_delta(image, &delta, broker_defaults, may_lead);
-        if result.is_ok() {
-            *applied = Some((image.clone(), may_lead));
-        }
+        // A sync that failed may have opened some logs: the next one looks at everything, as
+        // a delta against the image before it would miss a topic it opened and that went away.
+        *applied = result.is_ok().then(|| (image.clone(), may_lead));
         result
     }
 
@@ -397,6 +407,7 @@ impl ReplicaManager {
             }
         }
         let mut opening = Vec::new();
+        let mut stale = false;
         for (id, indexes) in &delta.changed {
             let (Some(topic), Some((config, min))) = (image.topic_by_id(id), settings.get(id))
             else {
@@ -415,6 +426,12 @@ impl ReplicaManager {
                     state.leader
                 };
                 if let Some(existing) = self.get(&topic.name, *index) {
+                    if existing.topic_id != topic.topic_id {
+                        // An older topic of the name still hosted: this sync fails, and the
+                        // next one, which looks at everything, removes it first.
+                        stale = true;
+                        continue;
+                    }
                     existing.apply_image(
                         me,
                         leader,
@@ -437,7 +454,13 @@ impl ReplicaManager {
                 });
             }
         }
-        self.open_partitions(opening)
+        self.open_partitions(opening)?;
+        if stale {
+            return Err(LogError::Io(std::io::Error::other(
+                "a deleted topic's log is still hosted under a re-created topic's name",
+            )));
+        }
+        Ok(())
     }
 
     /// Deletes the logs of the hosted partitions `doomed` picks, durably.
@@ -458,12 +481,15 @@ impl ReplicaManager {
             map.retain(|_, partitions| !partitions.is_empty());
             out
         };
+        // Whoever waits on them (an acks=all produce, a commit, a fetch) hears that they left,
+        // before any directory is removed (a removal that fails ends the loop below).
+        for partition in &doomed {
+            partition.leader.store(-1, Ordering::Release);
+            partition.changed();
+        }
         for partition in doomed {
             let dir = partition_dir(&self.data_dir, &partition.topic, partition.index);
             tracing::info!(topic = %partition.topic, partition = partition.index, "deleting partition log");
-            // Whoever waits on it (an acks=all produce, a commit, a fetch) hears that it left.
-            partition.leader.store(-1, Ordering::Release);
-            partition.changed();
             drop(partition);
             match self.storage.remove_dir_all(&dir) {
                 // Durably: a directory that came back after a power cut would never be removed.
@@ -650,5 +676,71 @@ impl ReplicaManager {
             }
         }
         clean
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use weir_log::simfs::{Failure, Fault, FsOp};
+    use weir_log::SimDisk;
+    use weir_meta::MetadataRecord;
+
+    fn with_topic(image: &MetadataImage, name: &str, id: u128) -> Arc<MetadataImage> {
+        let mut next = image.clone();
+        let topic_id = Uuid::from_u128(id);
+        next.apply(&MetadataRecord::Topic {
+            name: name.into(),
+            topic_id,
+        });
+        next.apply(&MetadataRecord::Partition {
+            topic_id,
+            partition: 0,
+            replicas: vec![1],
+            isr: vec![1],
+            leader: 1,
+            leader_epoch: 0,
+            adding_replicas: Vec::new(),
+            removing_replicas: Vec::new(),
+            recovery: Vec::new(),
+        });
+        next.version += 1;
+        Arc::new(next)
+    }
+
+    /// A sync that failed halfway opened some logs; a topic it opened and that is deleted
+    /// before the next sync must still be removed (a delta against the image before the failed
+    /// sync would not name it).
+    #[test]
+    fn a_topic_opened_by_a_failed_sync_and_then_deleted_is_removed() {
+        let disk = SimDisk::new(1);
+        let manager =
+            ReplicaManager::on_storage(disk.storage(), Path::new("/data"), 1, Clock::real());
+        let none = BTreeMap::new();
+        let empty = Arc::new(MetadataImage::default());
+        manager.sync(&empty, &none, true).unwrap();
+        let with_x = with_topic(&empty, "x", 1);
+        let with_both = with_topic(&with_x, "z", 2);
+        disk.fail(Fault {
+            op: FsOp::Open,
+            path_contains: "/z-0/".into(),
+            failure: Failure::Io,
+            times: 1,
+        });
+        assert!(manager.sync(&with_both, &none, true).is_err());
+        assert!(manager.get("x", 0).is_some());
+        // x is deleted (z is left as it was).
+        let mut later = (*with_both).clone();
+        later.apply(&MetadataRecord::RemoveTopic {
+            topic_id: Uuid::from_u128(1),
+        });
+        later.version += 1;
+        manager.sync(&Arc::new(later), &none, true).unwrap();
+        assert!(
+            manager.get("x", 0).is_none(),
+            "the deleted topic is still hosted"
+        );
+        assert!(!disk.storage().exists(Path::new("/data/x-0")));
+        assert!(manager.get("z", 0).is_some());
     }
 }

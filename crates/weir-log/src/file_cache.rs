@@ -188,7 +188,7 @@ impl Storage for FileCache {
         self.shedding(|fs| fs.sync_dir(dir))
     }
 
-    fn sync_all(&self, dir: &Path) -> io::Result<()> {
+    fn sync_all(&self, dir: &Path) -> io::Result<crate::storage::SyncAll> {
         self.shedding(|fs| fs.sync_all(dir))
     }
 }

@@ -546,21 +546,24 @@ impl Storage for SimDisk {
         Ok(())
     }
 
-    fn sync_all(&self, dir: &Path) -> io::Result<()> {
-        let mut state = self.lock();
-        state.check(FsOp::SyncDir, dir)?;
-        if !state.is_dir(dir) {
+    fn sync_all(&self, dir: &Path) -> io::Result<crate::storage::SyncAll> {
+        if !self.lock().is_dir(dir) {
             return Err(not_found(dir));
         }
-        // The whole disk, as syncfs syncs the whole file system.
-        let state = &mut *state;
-        state.durable_names = state.names.clone();
-        for inode in state.inodes.values_mut() {
-            for op in std::mem::take(&mut inode.pending) {
-                op.apply(&mut inode.durable);
+        let (disk, dir) = (self.clone(), dir.to_path_buf());
+        Ok(crate::storage::SyncAll::new(move || {
+            let mut state = disk.lock();
+            state.check(FsOp::SyncDir, &dir)?;
+            // The whole disk, as syncfs syncs the whole file system.
+            let state = &mut *state;
+            state.durable_names = state.names.clone();
+            for inode in state.inodes.values_mut() {
+                for op in std::mem::take(&mut inode.pending) {
+                    op.apply(&mut inode.durable);
+                }
             }
-        }
-        Ok(())
+            Ok(())
+        }))
     }
 }
 

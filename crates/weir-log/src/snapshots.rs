@@ -92,7 +92,15 @@ impl Log {
         self.remove_snapshots_after(self.log_end_offset)?;
         let fs = &*self.storage;
         let mut loaded: Option<(i64, (i64, u64), ProducerStateManager)> = None;
-        for offset in snapshot_offsets(fs, &self.dir)?.into_iter().rev() {
+        // Without an epoch cache (its checkpoint lost or unreadable), the whole log is scanned:
+        // the scan also rebuilds the epochs its batches carry.
+        let epochs_lost = self.epochs.entries().is_empty() && self.log_end_offset > 0;
+        let snapshots = if epochs_lost {
+            Vec::new()
+        } else {
+            snapshot_offsets(fs, &self.dir)?
+        };
+        for offset in snapshots.into_iter().rev() {
             let Some(at) = self.batch_boundary(offset)? else {
                 continue;
             };

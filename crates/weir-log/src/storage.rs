@@ -36,10 +36,33 @@ pub trait Storage: Send + Sync + Debug {
     fn rename(&self, from: &Path, to: &Path) -> io::Result<()>;
     /// Makes the entries of `dir` (created, renamed and removed names) durable.
     fn sync_dir(&self, dir: &Path) -> io::Result<()>;
-    /// Makes everything written under `dir` durable, data and names, at once: syncfs(2) on a
-    /// real disk (it covers the whole file system holding `dir`). One call replaces the fsyncs
-    /// of many files when many were written together, as when a broker opens every log.
-    fn sync_all(&self, dir: &Path) -> io::Result<()>;
+    /// Starts a sync of everything under `dir`, data and names, at once: [`SyncAll::sync`],
+    /// called after the writes, makes them durable. On a real disk it is syncfs(2) (covering the
+    /// whole file system holding `dir`) on a descriptor opened now, since syncfs reports only
+    /// the write-back errors that happen after its descriptor was opened (Linux 5.8 and later).
+    /// One call replaces the fsyncs of many files written together, as when a broker opens
+    /// every log.
+    fn sync_all(&self, dir: &Path) -> io::Result<SyncAll>;
+}
+
+/// A sync of a whole file system, begun by [`Storage::sync_all`] before the writes it covers.
+pub struct SyncAll(Box<dyn FnOnce() -> io::Result<()> + Send>);
+
+impl SyncAll {
+    pub fn new(sync: impl FnOnce() -> io::Result<()> + Send + 'static) -> SyncAll {
+        SyncAll(Box::new(sync))
+    }
+
+    /// Makes everything written since it began durable.
+    pub fn sync(self) -> io::Result<()> {
+        (self.0)()
+    }
+}
+
+impl Debug for SyncAll {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str("SyncAll")
+    }
 }
 
 /// An open file, read and written at positions (never through a shared cursor).
@@ -135,10 +158,12 @@ impl Storage for Disk {
         std::fs::File::open(dir)?.sync_all()
     }
 
-    fn sync_all(&self, dir: &Path) -> io::Result<()> {
-        // Since Linux 5.8 syncfs reports write-back errors of the file system, as fsync does.
-        rustix::fs::syncfs(std::fs::File::open(dir)?)?;
-        Ok(())
+    fn sync_all(&self, dir: &Path) -> io::Result<SyncAll> {
+        let fd = std::fs::File::open(dir)?;
+        Ok(SyncAll::new(move || {
+            rustix::fs::syncfs(&fd)?;
+            Ok(())
+        }))
     }
 }
 
