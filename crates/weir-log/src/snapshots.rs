@@ -75,31 +75,30 @@ impl Log {
     }
 
     /// Removes, durably, the snapshots past `end`: the batches they describe are being cut.
-    pub(crate) fn remove_snapshots_after(&self, end: i64) -> Result<()> {
+    /// Returns the offsets of those left, oldest first.
+    pub(crate) fn remove_snapshots_after(&self, end: i64) -> Result<Vec<i64>> {
         let fs = &*self.storage;
-        for offset in snapshot_offsets(fs, &self.dir)? {
-            if offset > end {
-                storage::remove_durably(fs, &snapshot_path(&self.dir, offset))?;
-            }
+        let (kept, past): (Vec<i64>, Vec<i64>) = snapshot_offsets(fs, &self.dir)?
+            .into_iter()
+            .partition(|offset| *offset <= end);
+        for offset in past {
+            storage::remove_durably(fs, &snapshot_path(&self.dir, offset))?;
         }
-        Ok(())
+        Ok(kept)
     }
 
     /// Rebuilds the producer state, and the leader epochs the scanned batches carry, from the
     /// latest usable snapshot and the batch headers after it (all of them without one). Returns
     /// the offset the scan began at.
     pub(crate) fn load_producer_state(&mut self) -> Result<i64> {
-        self.remove_snapshots_after(self.log_end_offset)?;
+        let mut snapshots = self.remove_snapshots_after(self.log_end_offset)?;
         let fs = &*self.storage;
         let mut loaded: Option<(i64, (i64, u64), ProducerStateManager)> = None;
         // Without an epoch cache (its checkpoint lost or unreadable), the whole log is scanned:
         // the scan also rebuilds the epochs its batches carry.
-        let epochs_lost = self.epochs.entries().is_empty() && self.log_end_offset > 0;
-        let snapshots = if epochs_lost {
-            Vec::new()
-        } else {
-            snapshot_offsets(fs, &self.dir)?
-        };
+        if self.epochs.entries().is_empty() && self.log_end_offset > 0 {
+            snapshots.clear();
+        }
         for offset in snapshots.into_iter().rev() {
             let Some(at) = self.batch_boundary(offset)? else {
                 continue;

@@ -143,13 +143,17 @@ pub(crate) async fn handle(broker: &Arc<Broker>, version: i16, request: FetchReq
     let min_bytes = request.min_bytes.max(0) as u64;
     // One waker for the whole request, registered with each partition it reads (only on the
     // first read: registrations last until the request is answered).
-    let waiter = Arc::new(Notify::new());
+    // A fetch that cannot wait (min_bytes 0, or no time left) allocates none.
     let may_wait = min_bytes > 0 && tokio::time::Instant::now() < deadline;
+    let waiter = may_wait.then(|| Arc::new(Notify::new()));
     let mut first = true;
     loop {
-        let park = (first && may_wait).then_some(&waiter);
+        let park = waiter.as_ref().filter(|_| first);
         let (topics, total, any_error) = read_all(broker, &request, version, first, park);
         first = false;
+        let Some(waiter) = &waiter else {
+            return Body::Chunks(encode(version, 0, &topics));
+        };
         if total >= min_bytes || any_error || tokio::time::Instant::now() >= deadline {
             return Body::Chunks(encode(version, 0, &topics));
         }
