@@ -19,7 +19,7 @@ use std::collections::{BTreeMap, HashMap};
 use bytes::Bytes;
 use kafka_protocol::error::ResponseError;
 
-use super::records::{GroupValue, OffsetValue};
+use super::records::{GroupValue, MemberValue, OffsetValue};
 
 /// Identifies a parked request so that its answer can be sent later.
 pub(crate) type RequestId = u64;
@@ -204,6 +204,25 @@ impl Group {
             protocol: self.protocol_name.clone(),
             leader: self.leader_id.clone(),
             state_timestamp: now_ms,
+            members: self
+                .join_order
+                .iter()
+                .filter_map(|id| self.members.get(id))
+                .map(|m| MemberValue {
+                    member_id: m.member_id.clone(),
+                    group_instance_id: m.group_instance_id.clone(),
+                    client_id: m.client_id.clone(),
+                    client_host: m.client_host.clone(),
+                    rebalance_timeout_ms: m.rebalance_timeout_ms,
+                    session_timeout_ms: m.session_timeout_ms,
+                    subscription: self
+                        .protocol_name
+                        .as_deref()
+                        .map(|p| m.metadata(p))
+                        .unwrap_or_default(),
+                    assignment: m.assignment.clone(),
+                })
+                .collect(),
         }
     }
 
@@ -336,22 +355,55 @@ impl Coordinator {
         out
     }
 
+    /// Restores a group from its latest metadata record. A group stored with members comes back
+    /// Stable in its generation, every member with a fresh session (as Kafka's coordinator
+    /// loads it), so its members go on heartbeating and committing without a rebalance; one
+    /// stored without members comes back Empty.
     pub(crate) fn restore_group(&mut self, group_id: &str, value: Option<GroupValue>, now_ms: i64) {
-        match value {
-            Some(v) => {
-                let group = self
-                    .groups
-                    .entry(group_id.to_string())
-                    .or_insert_with(|| Group::new(group_id, now_ms));
-                group.generation_id = v.generation;
-                group.protocol_type = (!v.protocol_type.is_empty()).then_some(v.protocol_type);
-                group.protocol_name = v.protocol;
-                group.leader_id = None;
+        let Some(v) = value else {
+            self.groups.remove(group_id);
+            return;
+        };
+        let group = self
+            .groups
+            .entry(group_id.to_string())
+            .or_insert_with(|| Group::new(group_id, now_ms));
+        let offsets = std::mem::take(&mut group.offsets);
+        *group = Group::new(group_id, now_ms);
+        group.offsets = offsets;
+        group.generation_id = v.generation;
+        group.protocol_type = (!v.protocol_type.is_empty()).then_some(v.protocol_type);
+        let Some(protocol) = v.protocol.filter(|_| !v.members.is_empty()) else {
+            return;
+        };
+        for m in v.members {
+            if let Some(instance) = &m.group_instance_id {
+                group
+                    .static_members
+                    .insert(instance.clone(), m.member_id.clone());
             }
-            None => {
-                self.groups.remove(group_id);
-            }
+            group.join_order.push(m.member_id.clone());
+            group.members.insert(
+                m.member_id.clone(),
+                Member {
+                    member_id: m.member_id,
+                    group_instance_id: m.group_instance_id,
+                    client_id: m.client_id,
+                    client_host: m.client_host,
+                    session_timeout_ms: m.session_timeout_ms,
+                    rebalance_timeout_ms: m.rebalance_timeout_ms,
+                    protocols: vec![(protocol.clone(), m.subscription)],
+                    assignment: m.assignment,
+                    last_heartbeat_ms: now_ms,
+                    awaiting_join: None,
+                    awaiting_sync: None,
+                    is_new: false,
+                },
+            );
         }
+        group.leader_id = v.leader.filter(|l| group.members.contains_key(l));
+        group.protocol_name = Some(protocol);
+        group.state = GroupState::Stable;
     }
 
     pub(crate) fn restore_offset(
@@ -461,6 +513,13 @@ impl Coordinator {
                     group
                         .static_members
                         .insert(instance.clone(), fresh_id.clone());
+                    if group.state == GroupState::Stable {
+                        // The stored generation names the new id, so a new coordinator knows it.
+                        out.push(Output::PersistGroup(
+                            group.group_id.clone(),
+                            Some(group.durable(now_ms)),
+                        ));
+                    }
                     fresh_id
                 }
                 Some(existing) => existing,

@@ -625,10 +625,20 @@ fn error_sync(e: ResponseError) -> SyncResult {
 }
 
 /// Replays one `__consumer_offsets` partition into the coordinator; returns how many records.
+fn undecodable(partition: i32, group: &str, offset: i64) {
+    tracing::warn!(
+        partition,
+        group,
+        offset,
+        "skipping an unreadable value in {OFFSETS_TOPIC}"
+    );
+}
+
 fn load_partition(
     coordinator: &mut Coordinator,
     partition: &Partition,
 ) -> Result<usize, ResponseError> {
+    let partition_index = partition.index;
     let now = weir_log::now_ms();
     let mut loaded = 0usize;
     let log = partition.log();
@@ -678,18 +688,26 @@ fn load_partition(
                         continue;
                     };
                     match key {
+                        // A value this broker cannot read is skipped, never taken for a
+                        // tombstone.
                         Key::Offset {
                             group,
                             topic,
                             partition,
-                        } => {
-                            let value = r.value.and_then(records::decode_offset_value);
-                            coordinator.restore_offset(&group, &topic, partition, value, now);
-                        }
-                        Key::Group { group } => {
-                            let value = r.value.and_then(records::decode_group_value);
-                            coordinator.restore_group(&group, value, now);
-                        }
+                        } => match r.value.map(records::decode_offset_value) {
+                            Some(None) => undecodable(partition_index, &group, r.offset),
+                            value => coordinator.restore_offset(
+                                &group,
+                                &topic,
+                                partition,
+                                value.flatten(),
+                                now,
+                            ),
+                        },
+                        Key::Group { group } => match r.value.map(records::decode_group_value) {
+                            Some(None) => undecodable(partition_index, &group, r.offset),
+                            value => coordinator.restore_group(&group, value.flatten(), now),
+                        },
                     }
                 }
             }

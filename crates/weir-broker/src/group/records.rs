@@ -29,6 +29,22 @@ pub(crate) struct GroupValue {
     pub(crate) protocol: Option<String>,
     pub(crate) leader: Option<String>,
     pub(crate) state_timestamp: i64,
+    /// The members of the generation, with their assignments (empty for an Empty group).
+    pub(crate) members: Vec<MemberValue>,
+}
+
+/// A member as `GroupMetadataValue` stores it: its subscription to the chosen protocol and the
+/// assignment the leader gave it.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub(crate) struct MemberValue {
+    pub(crate) member_id: String,
+    pub(crate) group_instance_id: Option<String>,
+    pub(crate) client_id: String,
+    pub(crate) client_host: String,
+    pub(crate) rebalance_timeout_ms: i32,
+    pub(crate) session_timeout_ms: i32,
+    pub(crate) subscription: Bytes,
+    pub(crate) assignment: Bytes,
 }
 
 /// A decoded key of `__consumer_offsets`.
@@ -54,6 +70,25 @@ fn put_nullable_string(buf: &mut BytesMut, s: Option<&str>) {
         Some(s) => put_string(buf, s),
         None => buf.put_i16(-1),
     }
+}
+
+fn put_bytes(buf: &mut BytesMut, b: &[u8]) {
+    buf.put_i32(b.len() as i32);
+    buf.put_slice(b);
+}
+
+fn get_i32(buf: &mut Bytes) -> Option<i32> {
+    (buf.remaining() >= 4).then(|| buf.get_i32())
+}
+
+/// Bytes with an `i32` length; null reads as empty.
+fn get_bytes(buf: &mut Bytes) -> Option<Bytes> {
+    let len = get_i32(buf)?;
+    if len < 0 {
+        return Some(Bytes::new());
+    }
+    let len = len as usize;
+    (buf.remaining() >= len).then(|| buf.split_to(len))
 }
 
 fn get_string(buf: &mut Bytes) -> Option<String> {
@@ -102,7 +137,8 @@ pub(crate) fn offset_value(v: &OffsetValue) -> Bytes {
     buf.freeze()
 }
 
-/// Group metadata without members: members are not restored after a restart (they rejoin).
+/// Group metadata with its members, so that a new coordinator (after a restart or a failover)
+/// knows them and they carry on without a rebalance, as with Kafka.
 pub(crate) fn group_value(v: &GroupValue) -> Bytes {
     let mut buf = BytesMut::new();
     buf.put_i16(GROUP_VALUE_VERSION);
@@ -111,7 +147,17 @@ pub(crate) fn group_value(v: &GroupValue) -> Bytes {
     put_nullable_string(&mut buf, v.protocol.as_deref());
     put_nullable_string(&mut buf, v.leader.as_deref());
     buf.put_i64(v.state_timestamp);
-    buf.put_i32(0); // members
+    buf.put_i32(v.members.len() as i32);
+    for m in &v.members {
+        put_string(&mut buf, &m.member_id);
+        put_nullable_string(&mut buf, m.group_instance_id.as_deref());
+        put_string(&mut buf, &m.client_id);
+        put_string(&mut buf, &m.client_host);
+        buf.put_i32(m.rebalance_timeout_ms);
+        buf.put_i32(m.session_timeout_ms);
+        put_bytes(&mut buf, &m.subscription);
+        put_bytes(&mut buf, &m.assignment);
+    }
     buf.freeze()
 }
 
@@ -174,27 +220,58 @@ pub(crate) fn decode_group_value(mut buf: Bytes) -> Option<GroupValue> {
         return None;
     }
     let version = buf.get_i16();
-    if !(0..=4).contains(&version) {
+    // Version 4 is a flexible version (compact strings), which Weir never writes.
+    if !(0..=3).contains(&version) {
         return None;
     }
     let protocol_type = get_string(&mut buf)?;
-    if buf.remaining() < 4 {
-        return None;
-    }
-    let generation = buf.get_i32();
+    let generation = get_i32(&mut buf)?;
     let protocol = get_nullable_string(&mut buf)?;
     let leader = get_nullable_string(&mut buf)?;
-    let state_timestamp = if version >= 2 && buf.remaining() >= 8 {
+    let state_timestamp = if version >= 2 {
+        if buf.remaining() < 8 {
+            return None;
+        }
         buf.get_i64()
     } else {
         -1
     };
+    let count = get_i32(&mut buf)?.max(0);
+    let mut members = Vec::new();
+    for _ in 0..count {
+        let member_id = get_string(&mut buf)?;
+        let group_instance_id = if version >= 3 {
+            get_nullable_string(&mut buf)?
+        } else {
+            None
+        };
+        let client_id = get_string(&mut buf)?;
+        let client_host = get_string(&mut buf)?;
+        let rebalance_timeout_ms = if version >= 1 { get_i32(&mut buf)? } else { -1 };
+        let session_timeout_ms = get_i32(&mut buf)?;
+        let rebalance_timeout_ms = if rebalance_timeout_ms < 0 {
+            session_timeout_ms
+        } else {
+            rebalance_timeout_ms
+        };
+        members.push(MemberValue {
+            member_id,
+            group_instance_id,
+            client_id,
+            client_host,
+            rebalance_timeout_ms,
+            session_timeout_ms,
+            subscription: get_bytes(&mut buf)?,
+            assignment: get_bytes(&mut buf)?,
+        });
+    }
     Some(GroupValue {
         protocol_type,
         generation,
         protocol,
         leader,
         state_timestamp,
+        members,
     })
 }
 
@@ -242,8 +319,48 @@ mod tests {
             protocol: Some("range".into()),
             leader: None,
             state_timestamp: 5,
+            members: Vec::new(),
         };
         assert_eq!(decode_group_value(group_value(&g)), Some(g));
+        let g = GroupValue {
+            protocol_type: "consumer".into(),
+            generation: 7,
+            protocol: Some("range".into()),
+            leader: Some("a-1".into()),
+            state_timestamp: 5,
+            members: vec![
+                MemberValue {
+                    member_id: "a-1".into(),
+                    group_instance_id: None,
+                    client_id: "a".into(),
+                    client_host: "/127.0.0.1".into(),
+                    rebalance_timeout_ms: 30_000,
+                    session_timeout_ms: 10_000,
+                    subscription: Bytes::from_static(b"sub"),
+                    assignment: Bytes::from_static(b"assign"),
+                },
+                MemberValue {
+                    member_id: "i-2".into(),
+                    group_instance_id: Some("i".into()),
+                    client_id: "b".into(),
+                    client_host: "/127.0.0.2".into(),
+                    rebalance_timeout_ms: 5_000,
+                    session_timeout_ms: 6_000,
+                    subscription: Bytes::new(),
+                    assignment: Bytes::new(),
+                },
+            ],
+        };
+        let encoded = group_value(&g);
+        assert_eq!(decode_group_value(encoded.clone()), Some(g));
+        // Cut anywhere, it is refused rather than read short.
+        for cut in 0..encoded.len() {
+            assert_eq!(
+                decode_group_value(encoded.slice(..cut)),
+                None,
+                "cut at {cut}"
+            );
+        }
         assert_eq!(decode_key(Bytes::from_static(&[0, 1, 0x7f, 0xff])), None);
     }
 

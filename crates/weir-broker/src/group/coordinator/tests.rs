@@ -7,7 +7,8 @@
 //! [rebalance=MS] [instance=I] [type=consumer]`, `sync r=ID group=G gen=N member=M [instance=I]
 //! [assign=M1:A1,M2:A2]`, `heartbeat group=G gen=N member=M [instance=I]`, `leave group=G
 //! members=M1,M2` (a member may be `M@INSTANCE`), `commit group=G gen=N member=M`, `offsets group=G partitions=t-0,t-1` (stores offsets), `tick`,
-//! `state group=G`, `delete group=G`.
+//! `state group=G`, `delete group=G`, `restart` (a new coordinator, loaded from the group records
+//! the old one asked to persist, through their encoding, and from its offsets).
 
 use std::collections::HashMap;
 use std::path::PathBuf;
@@ -27,6 +28,8 @@ fn error_name(code: i16) -> String {
 struct Script {
     coordinator: Coordinator,
     now: i64,
+    /// Every group record the coordinator asked to persist, encoded, in order.
+    persisted: Vec<(String, Option<Bytes>)>,
 }
 
 impl Script {
@@ -40,7 +43,37 @@ impl Script {
                 random_member_ids: false,
             }),
             now: 0,
+            persisted: Vec::new(),
         }
+    }
+
+    /// Keeps the records `outputs` ask to persist, then formats them.
+    fn record(&mut self, outputs: Vec<Output>) -> Vec<String> {
+        for o in &outputs {
+            if let Output::PersistGroup(g, v) = o {
+                let value = v.as_ref().map(super::super::records::group_value);
+                self.persisted.push((g.clone(), value));
+            }
+        }
+        Self::fmt_outputs(outputs)
+    }
+
+    fn restart(&mut self) {
+        let mut fresh = Script::new().coordinator;
+        // Numbered ids go on from where they were, as random ones would not repeat.
+        fresh.next_member = self.coordinator.next_member;
+        for (g, v) in &self.persisted {
+            let value = v
+                .clone()
+                .map(|b| super::super::records::decode_group_value(b).expect("decodes"));
+            fresh.restore_group(g, value, self.now);
+        }
+        for (name, group) in &self.coordinator.groups {
+            for ((t, p), v) in &group.offsets {
+                fresh.restore_offset(name, t, *p, Some(v.clone()), self.now);
+            }
+        }
+        self.coordinator = fresh;
     }
 
     fn fmt_outputs(outputs: Vec<Output>) -> Vec<String> {
@@ -120,7 +153,7 @@ impl Script {
                     version: num("v", 5) as i16,
                 };
                 let out = self.coordinator.join(num("r", 0) as u64, req, self.now);
-                Self::fmt_outputs(out)
+                self.record(out)
             }
             "sync" => {
                 let assignments = args
@@ -142,7 +175,7 @@ impl Script {
                     assignments,
                 };
                 let out = self.coordinator.sync(num("r", 0) as u64, req, self.now);
-                Self::fmt_outputs(out)
+                self.record(out)
             }
             "heartbeat" => {
                 let code = self.coordinator.heartbeat(
@@ -165,7 +198,7 @@ impl Script {
                 let (top, codes, out) = self.coordinator.leave(&group, &members, self.now);
                 let codes: Vec<String> = codes.into_iter().map(error_name).collect();
                 let mut lines = vec![format!("leave: {} [{}]", error_name(top), codes.join(","))];
-                lines.extend(Self::fmt_outputs(out));
+                lines.extend(self.record(out));
                 lines
             }
             "commit" => {
@@ -181,7 +214,14 @@ impl Script {
                     r.map_or_else(|e| format!("{e:?}"), |_| "NONE".to_string())
                 )]
             }
-            "tick" => Self::fmt_outputs(self.coordinator.tick(self.now)),
+            "tick" => {
+                let out = self.coordinator.tick(self.now);
+                self.record(out)
+            }
+            "restart" => {
+                self.restart();
+                vec![]
+            }
             "offsets" => {
                 let offsets = get("partitions")
                     .split(',')
@@ -200,7 +240,10 @@ impl Script {
                 vec![]
             }
             "delete" => vec![match self.coordinator.delete_group(&group) {
-                Ok(_) => "delete: NONE".to_string(),
+                Ok(_) => {
+                    self.persisted.push((group.clone(), None));
+                    "delete: NONE".to_string()
+                }
                 Err(e) => format!("delete: {e:?}"),
             }],
             "state" => match self.coordinator.groups.get(&group) {
