@@ -80,6 +80,9 @@ pub(crate) fn open_logs(
             tracing::error!(error = %e, "syncing the opened logs failed");
             let kind = e.kind();
             for log in opened.iter_mut().filter(|l| l.is_ok()) {
+                if let Ok(log) = log {
+                    log.note_failed_sync();
+                }
                 *log = Err(LogError::from_fsync(std::io::Error::new(
                     kind,
                     e.to_string(),

@@ -521,15 +521,21 @@ impl Sim {
             if p.state().truncated_for_epoch != Some(epoch) {
                 // OffsetForLeaderEpoch, answered at once.
                 let latest = p.log().epochs().latest_epoch();
-                match latest {
-                    None => fetcher::reconcile_without_epochs(&p, epoch).unwrap(),
+                let reconciled = match latest {
+                    None => fetcher::reconcile_without_epochs(&p, epoch),
                     Some(latest) => {
                         let answer = {
                             let log = lp.log();
                             log.epochs().end_offset_for(latest, log.log_end_offset())
                         };
-                        fetcher::reconcile_partition(&p, epoch, latest, answer).unwrap();
+                        fetcher::reconcile_partition(&p, epoch, latest, answer)
                     }
+                };
+                // As the fetcher does: a truncation that failed (a failed disk) is logged and
+                // the replica does not fetch; it is not reconciled.
+                if let Err(e) = reconciled {
+                    self.faults
+                        .push(format!("{}: n{id} cannot truncate: {e}", self.step));
                 }
                 continue;
             }

@@ -216,6 +216,17 @@ impl<E: IndexEntry> Index<E> {
         self.file.sync_data()
     }
 
+    /// Writes every entry again (after a failed fsync, pages the page cache shows may never have
+    /// reached the disk, and only a write makes them dirty again).
+    pub(crate) fn rewrite(&self) -> std::io::Result<()> {
+        let mut buf = Vec::with_capacity(self.entries.len() * E::SIZE);
+        for e in &self.entries {
+            e.encode(&mut buf);
+        }
+        self.file.write_all_at(&buf, 0)?;
+        self.file.set_len(buf.len() as u64)
+    }
+
     pub(crate) fn path(&self) -> &Path {
         &self.path
     }

@@ -32,6 +32,7 @@ mod snapshots;
 pub mod storage;
 #[cfg(test)]
 mod tests;
+mod unsynced;
 
 pub use batch::BatchHeader;
 pub use cleaner::CompactionStats;

@@ -115,6 +115,15 @@ pub enum OpenSync {
     Deferred,
 }
 
+/// The base offset of the last segment in `dir` (0 if none can be listed): the first offset an
+/// unclean open cannot take for durable.
+fn last_segment_base(fs: &dyn Storage, dir: &Path) -> i64 {
+    fs.list(dir)
+        .ok()
+        .and_then(|names| names.iter().filter_map(|n| parse_segment_base(n)).max())
+        .unwrap_or(0)
+}
+
 fn parse_segment_base(name: &str) -> Option<i64> {
     let stem = name.strip_suffix(".log")?;
     (stem.len() == 20).then(|| stem.parse().ok()).flatten()
@@ -135,6 +144,35 @@ impl Log {
     /// Opens (or creates) the log in `dir` of `storage`; `sync` says who makes what the open
     /// wrote durable (see [`OpenSync`]).
     pub fn open_with(
+        storage: Arc<dyn Storage>,
+        dir: &Path,
+        config: LogConfig,
+        sync: OpenSync,
+    ) -> Result<Log> {
+        let opened = Log::open_inner(storage.clone(), dir, config, sync);
+        if let Err(LogError::Io(e)) = &opened {
+            // The open's own fsyncs (a recovered tail, say) may have failed: the next open must
+            // not take the page cache's copy for the disk's (see `unsynced`).
+            let from = last_segment_base(&*storage, dir);
+            if let Err(e2) = crate::unsynced::record(&*storage, dir, from) {
+                tracing::error!(dir = %dir.display(), error = %e2, open_error = %e,
+                    "cannot record a failed open: if the process restarts, a power cut may cost records the log counted durable");
+            }
+        }
+        opened
+    }
+
+    /// Records that what this log's open wrote may not have reached the disk: the fsync that was
+    /// to make it durable for several logs at once (`OpenSync::Deferred`) failed.
+    pub fn note_failed_sync(&self) {
+        let from = self.segments.keys().next_back().copied().unwrap_or(0);
+        if let Err(e) = crate::unsynced::record(&*self.storage, &self.dir, from) {
+            tracing::error!(dir = %self.dir.display(), error = %e,
+                "cannot record a failed sync: if the process restarts, a power cut may cost records the log counted durable");
+        }
+    }
+
+    fn open_inner(
         storage: Arc<dyn Storage>,
         dir: &Path,
         config: LogConfig,
@@ -167,6 +205,10 @@ impl Log {
             let interval = config.index_interval_bytes;
             let segment = LogSegment::open(fs, dir, base, recover, now, interval, sync)?;
             segments.insert(base, segment);
+        }
+        let unsynced_from = crate::unsynced::read(fs, dir);
+        if let Some(from) = unsynced_from {
+            crate::unsynced::resync_from(fs, dir, &mut segments, from)?;
         }
         // A segment whose predecessor ends after it starts would break offset order: drop it.
         let mut expected_next: Option<i64> = None;
@@ -225,6 +267,9 @@ impl Log {
             OpenSync::Each => {}
             OpenSync::Deferred if clean => fs.remove_file(&clean_marker)?,
             OpenSync::Deferred => {}
+        }
+        if unsynced_from.is_some() {
+            crate::unsynced::clear(fs, dir)?;
         }
         // Unclean: what the crashed process wrote may still be only in the page cache. The last
         // segment was recovered and fsynced as it opened (`LogSegment::open`; with
@@ -298,6 +343,13 @@ impl Log {
         if let Err(LogError::Io(e)) = &result {
             let why = format!("{}: {e}", self.dir.display());
             tracing::error!(error = %why, "write to the log failed; refusing further writes");
+            if self.poisoned.is_none() {
+                let from = self.flushed_offset();
+                if let Err(e) = crate::unsynced::record(&*self.storage, &self.dir, from) {
+                    tracing::error!(dir = %self.dir.display(), error = %e,
+                        "cannot record the failure: if the process restarts, a power cut may cost records the log counted durable");
+                }
+            }
             self.poisoned = Some(why);
             if let Some(flag) = &self.failure_flag {
                 flag.store(true, std::sync::atomic::Ordering::Release);

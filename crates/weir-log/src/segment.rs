@@ -33,6 +33,8 @@ pub(crate) struct LogSegment {
     pub(crate) offset_of_max_timestamp: i64,
     /// Wall-clock time the segment was created or reopened, for `segment.ms`.
     pub(crate) created_ms: i64,
+    /// Bytes the checks of the open cut off (a torn or lost tail).
+    cut_on_open: u64,
 }
 
 /// A segment's open handles, held for the length of one operation: with the files it will touch
@@ -89,6 +91,7 @@ impl LogSegment {
             max_timestamp: -1,
             offset_of_max_timestamp: base_offset,
             created_ms: now_ms,
+            cut_on_open: 0,
         })
     }
 
@@ -126,6 +129,7 @@ impl LogSegment {
             max_timestamp: -1,
             offset_of_max_timestamp: base_offset,
             created_ms: now_ms,
+            cut_on_open: 0,
         };
         let indexes_fit = offset_valid
             && time_valid
@@ -134,7 +138,7 @@ impl LogSegment {
                 .last()
                 .is_none_or(|e| u64::from(e.position) < size);
         if recover || !indexes_fit || size > u64::from(u32::MAX) {
-            segment.recover()?;
+            segment.cut_on_open = segment.recover()?;
             // The repair (a cut tail, rebuilt indexes) is made durable before anything relies
             // on it: a clean close's marker would vouch for it.
             if sync == OpenSync::Each {
@@ -252,7 +256,7 @@ impl LogSegment {
         }
         if !trusted {
             // The file is not what the index says: trust nothing.
-            self.recover()?;
+            self.cut_on_open = self.recover()?;
             self.flush()?;
             return Ok(());
         }
@@ -261,7 +265,7 @@ impl LogSegment {
         self.offset_of_max_timestamp = offset_of_max;
         if end != self.size {
             // The index pointed at something that is not a chain of batches: trust nothing.
-            self.recover()?;
+            self.cut_on_open = self.recover()?;
         }
         Ok(())
     }
@@ -476,6 +480,27 @@ impl LogSegment {
             })?;
         }
         Ok(())
+    }
+
+    /// Makes the segment durable after a failed fsync (see [`crate::unsynced`]): checks every
+    /// batch as recovery does, writes back all it kept, and its indexes, then fsyncs. Whether
+    /// this check or the open's cut bytes off (pages the disk lost: what follows the segment is
+    /// not contiguous with it).
+    pub(crate) fn resync(&mut self) -> Result<bool> {
+        let _pins = self.pin()?;
+        let cut = self.recover()?;
+        let mut buf = vec![0u8; 1 << 20];
+        let mut position = 0u64;
+        while position < self.size {
+            let n = (self.size - position).min(buf.len() as u64) as usize;
+            self.log.read_exact_at(&mut buf[..n], position)?;
+            self.log.write_all_at(&buf[..n], position)?;
+            position += n as u64;
+        }
+        self.offset_index.rewrite()?;
+        self.time_index.rewrite()?;
+        self.flush()?;
+        Ok(cut > 0 || self.cut_on_open > 0)
     }
 
     /// Its files are pinned first: out of descriptors, that is a [`LogError::Shortage`] and
