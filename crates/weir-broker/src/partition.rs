@@ -11,6 +11,10 @@ use tokio::sync::watch;
 use uuid::Uuid;
 use weir_log::{AppendInfo, Log, LogError};
 
+mod fetch;
+
+pub(crate) use fetch::FetchAsk;
+
 use crate::flusher::FlushQueue;
 use crate::replication::ReplicaState;
 use crate::waiters::Waiters;

@@ -43,13 +43,13 @@ use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use bytes::Bytes;
-use kafka_protocol::error::ResponseError;
 use kafka_protocol::messages::fetch_response::PartitionData;
 use weir_log::simfs::{Failure, Fault, FsOp, PowerLoss};
 use weir_log::SimDisk;
 use weir_meta::{ControllerOp, CreateTopic, MetadataImage};
 
 use crate::fetcher;
+use crate::partition::FetchAsk;
 use crate::replica_manager::{Clock, Partition, ReplicaManager};
 use crate::replication;
 use harness::{batch, log_bytes, records_of, refuses, Controller, Rng};
@@ -549,28 +549,25 @@ impl Sim {
                 }
                 log.log_end_offset()
             };
-            lp.record_follower_fetch(leader, id, offset);
-            let hw = lp.high_watermark();
-            let data = {
-                let log = lp.log();
-                let start = log.log_start_offset();
-                match log.read(offset, 1 << 16, log.log_end_offset(), true) {
-                    Ok(info) => {
-                        let mut bytes = Vec::new();
-                        for slice in &info.slices {
-                            bytes.extend(slice.read_to_vec().unwrap());
-                        }
-                        PartitionData::default()
-                            .with_high_watermark(hw)
-                            .with_log_start_offset(start)
-                            .with_records(Some(Bytes::from(bytes)))
-                    }
-                    Err(_) => PartitionData::default()
-                        .with_error_code(ResponseError::OffsetOutOfRange.code())
-                        .with_high_watermark(hw)
-                        .with_log_start_offset(start),
-                }
+            // The leader serves it as the fetch handler does.
+            let ask = FetchAsk {
+                fetch_offset: offset,
+                current_leader_epoch: Some(epoch),
+                follower: Some(id),
+                record_progress: true,
+                max_bytes: 1 << 16,
+                first: true,
             };
+            let read = lp.read_for_fetch(leader, &ask, None);
+            let mut bytes = Vec::new();
+            for slice in read.slices.iter().flatten() {
+                bytes.extend(slice.read_to_vec().unwrap());
+            }
+            let data = PartitionData::default()
+                .with_error_code(read.error_code)
+                .with_high_watermark(read.high_watermark)
+                .with_log_start_offset(read.log_start_offset)
+                .with_records(Some(Bytes::from(bytes)));
             let at = self.step + self.rng.below(4);
             self.nodes[(id - 1) as usize].fetch_in_flight = true;
             self.queue.push((

@@ -17,8 +17,8 @@ use tokio::sync::Notify;
 use weir_log::FileSlice;
 
 use crate::broker::Broker;
-use crate::errors::log_error_code;
 use crate::frame::{Body, Chunk};
+use crate::partition::FetchAsk;
 
 /// Longest a fetch may park, whatever the client asks.
 const MAX_WAIT_MS: u64 = 30_000;
@@ -74,50 +74,26 @@ fn read_all(
                 partitions.push(result);
                 continue;
             };
-            let epoch = partition.leader_epoch();
-            if !partition.is_leader(broker.node_id()) {
-                result.error_code = ResponseError::NotLeaderOrFollower.code();
-            } else if version >= 9 && p.current_leader_epoch >= 0 && p.current_leader_epoch < epoch
-            {
-                result.error_code = ResponseError::FencedLeaderEpoch.code();
-            } else if version >= 9 && p.current_leader_epoch > epoch {
-                result.error_code = ResponseError::UnknownLeaderEpoch.code();
-            }
-            if result.error_code != 0 {
-                any_error = true;
-                partitions.push(result);
-                continue;
-            }
+            let ask = FetchAsk {
+                fetch_offset: p.fetch_offset,
+                current_leader_epoch: (version >= 9 && p.current_leader_epoch >= 0)
+                    .then_some(p.current_leader_epoch),
+                follower: follower.then_some(replica_id),
+                record_progress,
+                max_bytes: (p.partition_max_bytes.max(0) as u64)
+                    .min(response_max.saturating_sub(total)),
+                first: total == 0,
+            };
+            let read = partition.read_for_fetch(broker.node_id(), &ask, park);
             if follower && record_progress {
-                // A follower's fetch offset is its log end: it holds everything before it.
-                // A moved high watermark wakes the partition's parked fetches itself.
-                partition.record_follower_fetch(broker.node_id(), replica_id, p.fetch_offset);
                 crate::replication::maybe_alter_isr(broker, &partition, std::time::Instant::now());
             }
-            if let Some(waiter) = park {
-                partition.watch_fetch(waiter);
-            }
-            let high_watermark = partition.high_watermark();
-            let log = partition.log();
-            result.high_watermark = high_watermark;
-            result.log_start_offset = log.log_start_offset();
-            let max_offset = if follower {
-                log.log_end_offset()
-            } else {
-                high_watermark
-            };
-            let budget =
-                (p.partition_max_bytes.max(0) as u64).min(response_max.saturating_sub(total));
-            match log.read(p.fetch_offset, budget, max_offset, total == 0) {
-                Ok(info) => {
-                    total += info.bytes;
-                    result.slices = Some(info.slices);
-                }
-                Err(e) => {
-                    result.error_code = log_error_code(&e);
-                    any_error = true;
-                }
-            }
+            total += read.bytes;
+            any_error |= read.error_code != 0;
+            result.error_code = read.error_code;
+            result.high_watermark = read.high_watermark;
+            result.log_start_offset = read.log_start_offset;
+            result.slices = read.slices;
             partitions.push(result);
         }
         topics.push(TopicResult { name, partitions });
