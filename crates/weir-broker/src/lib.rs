@@ -13,6 +13,8 @@ pub mod apis;
 mod broker;
 pub mod config;
 mod connection;
+#[cfg(test)]
+mod datadriven;
 pub mod errors;
 mod fetcher;
 mod flusher;

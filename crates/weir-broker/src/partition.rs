@@ -267,13 +267,14 @@ impl Partition {
         if offset < log.log_start_offset() || offset > end || !self.is_leader(me) {
             return false;
         }
-        let mut state = self.state();
-        if !state.replicas.contains(&follower) || follower == me {
-            return false;
-        }
-        state.record_fetch(follower, offset, end, self.clock.now());
-        let moved = state.advance_high_watermark(me, log.durable_end());
-        drop(state);
+        let moved = self.state().on_follower_fetch(
+            me,
+            follower,
+            offset,
+            end,
+            log.durable_end(),
+            self.clock.now(),
+        );
         drop(log);
         if moved {
             self.changed();
@@ -299,39 +300,23 @@ impl Partition {
         self.leader_epoch.store(epoch, Ordering::Release);
         self.isr_size.store(isr.len(), Ordering::Release);
         let end = log.log_end_offset();
-        let mut state = self.state();
-        let before = state.high_watermark;
-        let same_members = state.replicas == replicas && state.isr == isr;
-        state.replicas = replicas.to_vec();
-        state.isr = isr.to_vec();
-        // A replica that left (a reassignment) is forgotten: if it comes back, it starts from
-        // nothing, not from the log end it had.
-        state.followers.retain(|b, _| replicas.contains(b));
-        if state
-            .pending_isr
-            .as_ref()
-            .is_some_and(|p| p.settled_by(isr))
-        {
-            state.pending_isr = None;
+        let outcome = self.state().on_image(
+            me,
+            leader,
+            new_epoch,
+            replicas,
+            isr,
+            log.durable_end(),
+            end,
+            self.clock.now(),
+        );
+        if outcome.began_leading {
+            tracing::info!(topic = %self.topic, partition = self.index, epoch, "leading");
         }
-        // A new leader or epoch: this includes this broker taking over from another.
-        let began_leading = leader == me && new_epoch;
-        if leader == me {
-            if began_leading {
-                state.become_leader(me, self.clock.now());
-                tracing::info!(topic = %self.topic, partition = self.index, epoch, "leading");
-            }
-            state.advance_high_watermark(me, log.durable_end());
-            if log.durable_end() < end {
-                self.flush_queue.request(self.clone());
-            }
-        } else {
-            state.followers.clear();
-            state.pending_isr = None;
-            state.high_watermark = state.high_watermark.min(end);
+        if leader == me && log.durable_end() < end {
+            self.flush_queue.request(self.clone());
         }
-        let changed = new_epoch || !same_members || state.high_watermark != before;
-        drop(state);
+        let changed = outcome.changed;
         drop(log);
         if changed {
             self.changed();

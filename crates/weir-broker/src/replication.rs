@@ -39,7 +39,6 @@ pub(crate) struct PendingIsr {
     pub isr: Vec<i32>,
     /// The ISR it was asked from: once the image shows another, the change was made or lost.
     pub based_on: Vec<i32>,
-    op: ControllerOp,
     generation: u64,
     /// When it was last sent, and whether an answer is awaited.
     sent: Instant,
@@ -213,6 +212,193 @@ impl ReplicaState {
         // Followers unknown in this epoch are not dropped before they had max_lag to fetch.
         (!unchanged).then_some(wanted)
     }
+
+    /// A follower fetched at `offset` (its log end) while the leader's log ends at `log_end`, of
+    /// which `durable_end` counts: records its progress and moves the high watermark. Whether
+    /// the watermark moved.
+    pub(crate) fn on_follower_fetch(
+        &mut self,
+        me: i32,
+        follower: i32,
+        offset: i64,
+        log_end: i64,
+        durable_end: i64,
+        now: Instant,
+    ) -> bool {
+        if !self.replicas.contains(&follower) || follower == me {
+            return false;
+        }
+        self.record_fetch(follower, offset, log_end, now);
+        self.advance_high_watermark(me, durable_end)
+    }
+
+    /// The leader's ISR check at `now`: the change to send to the controller, if any. One change
+    /// at a time; one unanswered for [`RESEND_AFTER`] is sent again (it may have been made).
+    pub(crate) fn isr_check(
+        &mut self,
+        me: i32,
+        log_end: i64,
+        epoch_start: i64,
+        max_lag: Duration,
+        now: Instant,
+    ) -> Option<IsrAsk> {
+        if let Some(p) = self.pending_isr.as_mut() {
+            if !p.in_flight && !p.stale && now.saturating_duration_since(p.sent) >= RESEND_AFTER {
+                p.sent = now;
+                p.in_flight = true;
+                return Some(IsrAsk {
+                    isr: p.isr.clone(),
+                    based_on: p.based_on.clone(),
+                    generation: p.generation,
+                    resend: true,
+                });
+            }
+            return None;
+        }
+        let wanted = self.wanted_isr(me, log_end, epoch_start, max_lag, now)?;
+        self.next_generation += 1;
+        let generation = self.next_generation;
+        self.pending_isr = Some(PendingIsr {
+            isr: wanted.clone(),
+            based_on: self.isr.clone(),
+            generation,
+            sent: now,
+            in_flight: true,
+            stale: false,
+        });
+        Some(IsrAsk {
+            isr: wanted,
+            based_on: self.isr.clone(),
+            generation,
+            resend: false,
+        })
+    }
+
+    /// The request for the change of `generation` ended without a refusal: made (the image will
+    /// settle it) or unanswered (timeout). Either way it stays pending, and is sent again if the
+    /// image does not settle it soon.
+    pub(crate) fn isr_request_done(&mut self, generation: u64) {
+        if let Some(p) = self
+            .pending_isr
+            .as_mut()
+            .filter(|p| p.generation == generation)
+        {
+            p.in_flight = false;
+        }
+    }
+
+    /// The controller answered the change of `generation` with `refusal`. Whether anything
+    /// changed.
+    pub(crate) fn isr_refused(
+        &mut self,
+        generation: u64,
+        refusal: IsrRefusal,
+        now: Instant,
+    ) -> bool {
+        let Some(p) = self
+            .pending_isr
+            .as_mut()
+            .filter(|p| p.generation == generation)
+        else {
+            return false;
+        };
+        p.in_flight = false;
+        match refusal {
+            IsrRefusal::Stale => p.stale = true,
+            IsrRefusal::Definite => {
+                self.pending_isr = None;
+                self.alter_backoff_until = Some(now + REFUSAL_BACKOFF);
+            }
+            IsrRefusal::NoAnswer => {}
+        }
+        true
+    }
+
+    /// The metadata image's view of the partition: `leader` (in a new epoch or not), replicas
+    /// and ISR. `durable_end` and `log_end` are this replica's log.
+    #[allow(clippy::too_many_arguments)]
+    pub(crate) fn on_image(
+        &mut self,
+        me: i32,
+        leader: i32,
+        new_epoch: bool,
+        replicas: &[i32],
+        isr: &[i32],
+        durable_end: i64,
+        log_end: i64,
+        now: Instant,
+    ) -> ImageOutcome {
+        let before = self.high_watermark;
+        let same_members = self.replicas == replicas && self.isr == isr;
+        self.replicas = replicas.to_vec();
+        self.isr = isr.to_vec();
+        // A replica that left (a reassignment) is forgotten: if it comes back, it starts from
+        // nothing, not from the log end it had.
+        self.followers.retain(|b, _| replicas.contains(b));
+        if self.pending_isr.as_ref().is_some_and(|p| p.settled_by(isr)) {
+            self.pending_isr = None;
+        }
+        // A new leader or epoch: this includes this broker taking over from another.
+        let began_leading = leader == me && new_epoch;
+        if leader == me {
+            if began_leading {
+                self.become_leader(me, now);
+            }
+            self.advance_high_watermark(me, durable_end);
+        } else {
+            self.followers.clear();
+            self.pending_isr = None;
+            self.high_watermark = self.high_watermark.min(log_end);
+        }
+        ImageOutcome {
+            changed: new_epoch || !same_members || self.high_watermark != before,
+            began_leading,
+        }
+    }
+}
+
+/// An ISR change for the controller.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub(crate) struct IsrAsk {
+    pub isr: Vec<i32>,
+    /// The ISR it changes.
+    pub based_on: Vec<i32>,
+    pub generation: u64,
+    /// Sent before and not answered.
+    pub resend: bool,
+}
+
+/// How the controller refused an ISR change.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(crate) enum IsrRefusal {
+    /// The leader's image is behind (the change may even have been made by an earlier send): it
+    /// keeps counting until the next image settles it.
+    Stale,
+    /// A change it could not have made (a fenced broker to add, an invalid ISR): dropped, and
+    /// the next one waits a little.
+    Definite,
+    /// No answer (a timeout, no controller).
+    NoAnswer,
+}
+
+impl IsrRefusal {
+    pub(crate) fn of(e: &MetaError) -> IsrRefusal {
+        match e {
+            MetaError::StalePartitionState(_) => IsrRefusal::Stale,
+            MetaError::IneligibleReplica(_)
+            | MetaError::InvalidRequest(_)
+            | MetaError::UnknownPartition(_) => IsrRefusal::Definite,
+            _ => IsrRefusal::NoAnswer,
+        }
+    }
+}
+
+/// What applying an image did.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(crate) struct ImageOutcome {
+    /// Leadership, members or the high watermark changed: waiters are woken.
+    pub changed: bool,
+    pub began_leading: bool,
 }
 
 /// The ISR change this partition's leader should ask for now, if any, marked pending: the op to
@@ -245,81 +431,38 @@ pub(crate) fn propose_isr(
             .map_or(log.log_end_offset(), |(_, start)| *start);
         (log.log_end_offset(), start)
     };
-    let mut state = partition.state();
-    if let Some(p) = state.pending_isr.as_mut() {
-        // Unanswered for a while: send the same change again.
-        if !p.in_flight && !p.stale && now.saturating_duration_since(p.sent) >= RESEND_AFTER {
-            p.sent = now;
-            p.in_flight = true;
-            return Some((p.op.clone(), p.generation));
-        }
-        return None;
+    let ask = partition
+        .state()
+        .isr_check(me, log_end, epoch_start, max_lag, now)?;
+    if !ask.resend {
+        tracing::info!(topic = %partition.topic, partition = partition.index, from = ?ask.based_on, to = ?ask.isr, "asking the controller to change the ISR");
     }
-    let wanted = state.wanted_isr(me, log_end, epoch_start, max_lag, now)?;
-    state.next_generation += 1;
-    let generation = state.next_generation;
-    tracing::info!(topic = %partition.topic, partition = partition.index, from = ?state.isr, to = ?wanted, "asking the controller to change the ISR");
     let op = ControllerOp::AlterPartition {
         broker_id: me,
         topic_id: partition.topic_id,
         partition: partition.index,
         leader_epoch: epoch,
-        current_isr: state.isr.clone(),
-        new_isr: wanted.clone(),
+        current_isr: ask.based_on,
+        new_isr: ask.isr,
     };
-    state.pending_isr = Some(PendingIsr {
-        isr: wanted,
-        based_on: state.isr.clone(),
-        op: op.clone(),
-        generation,
-        sent: now,
-        in_flight: true,
-        stale: false,
-    });
-    Some((op, generation))
+    Some((op, ask.generation))
 }
 
-/// The request for the ISR change of `generation` ended without a refusal: made (the image will
-/// settle it) or unanswered (timeout). Either way it stays pending, and is sent again if the
-/// image does not settle it soon.
+/// The request for the ISR change of `generation` ended without a refusal (see
+/// [`ReplicaState::isr_request_done`]).
 pub(crate) fn isr_request_done(partition: &Partition, generation: u64) {
-    let mut state = partition.state();
-    if let Some(p) = state
-        .pending_isr
-        .as_mut()
-        .filter(|p| p.generation == generation)
-    {
-        p.in_flight = false;
-    }
+    partition.state().isr_request_done(generation);
 }
 
-/// The controller answered the ISR change of `generation` with `e`. A definite refusal of a
-/// change it could not have made (a fenced broker to add, an invalid ISR) drops it, and the next
-/// one waits a little. A stale refusal means this leader's image is behind (the change may even
-/// have been made by an earlier send): the change keeps counting until the next image settles
-/// it. Anything else is no answer.
+/// The controller answered the ISR change of `generation` with `e` (see
+/// [`ReplicaState::isr_refused`]).
 pub(crate) fn isr_answered(partition: &Partition, generation: u64, e: &MetaError, now: Instant) {
-    let mut state = partition.state();
-    let Some(p) = state
-        .pending_isr
-        .as_mut()
-        .filter(|p| p.generation == generation)
-    else {
-        return;
-    };
-    p.in_flight = false;
-    match e {
-        MetaError::StalePartitionState(_) => p.stale = true,
-        MetaError::IneligibleReplica(_)
-        | MetaError::InvalidRequest(_)
-        | MetaError::UnknownPartition(_) => {
-            state.pending_isr = None;
-            state.alter_backoff_until = Some(now + REFUSAL_BACKOFF);
-        }
-        _ => {}
+    let changed = partition
+        .state()
+        .isr_refused(generation, IsrRefusal::of(e), now);
+    if changed {
+        partition.changed();
     }
-    drop(state);
-    partition.changed();
 }
 
 /// The leader's ISR check for one partition: asks the controller for the ISR it wants, once at a
@@ -356,72 +499,4 @@ pub(crate) fn check_isrs(broker: &Arc<Broker>) {
 }
 
 #[cfg(test)]
-mod tests {
-    use super::*;
-
-    /// A change in flight from ISR [1, 2] to [1, 2, 3].
-    fn adding_broker_3(sent: Instant) -> PendingIsr {
-        PendingIsr {
-            isr: vec![1, 2, 3],
-            based_on: vec![1, 2],
-            op: ControllerOp::AllocateProducerIds,
-            generation: 1,
-            sent,
-            in_flight: true,
-            stale: false,
-        }
-    }
-
-    #[test]
-    fn the_high_watermark_waits_for_the_slowest_isr_member_and_never_falls() {
-        let now = Instant::now();
-        let mut s = ReplicaState::new(vec![1, 2, 3], vec![1, 2, 3], 0);
-        s.become_leader(1, now);
-        // Followers that have not fetched hold it.
-        assert!(!s.advance_high_watermark(1, 10));
-        s.record_fetch(2, 10, 10, now);
-        assert!(!s.advance_high_watermark(1, 10));
-        s.record_fetch(3, 4, 10, now);
-        assert!(s.advance_high_watermark(1, 10));
-        assert_eq!(s.high_watermark, 4);
-        // Broker 3 leaves the ISR: the watermark follows broker 2.
-        s.isr = vec![1, 2];
-        assert!(s.advance_high_watermark(1, 10));
-        assert_eq!(s.high_watermark, 10);
-        // Broker 3 being added counts again, but the watermark does not fall.
-        s.pending_isr = Some(adding_broker_3(now));
-        assert!(!s.advance_high_watermark(1, 12));
-        assert_eq!(s.high_watermark, 10);
-    }
-
-    #[test]
-    fn laggards_leave_and_caught_up_replicas_join() {
-        let t0 = Instant::now();
-        let lag = Duration::from_secs(10);
-        let mut s = ReplicaState::new(vec![1, 2, 3], vec![1, 2, 3], 0);
-        s.become_leader(1, t0);
-        assert_eq!(s.wanted_isr(1, 0, 0, lag, t0 + lag), None);
-        s.record_fetch(2, 0, 0, t0);
-        s.record_fetch(3, 0, 0, t0);
-        assert_eq!(s.wanted_isr(1, 0, 0, lag, t0), None);
-        // Broker 2 keeps fetching what was there at its previous fetch; broker 3 stops.
-        for i in 1..=20 {
-            let t = t0 + Duration::from_secs(i);
-            s.record_fetch(2, (i as i64 - 1) * 10, i as i64 * 10, t);
-        }
-        let later = t0 + Duration::from_secs(20);
-        assert_eq!(s.wanted_isr(1, 200, 0, lag, later), Some(vec![1, 2]));
-        s.isr = vec![1, 2];
-        s.advance_high_watermark(1, 200);
-        // Broker 3 comes back behind the watermark: not yet; at it: it joins.
-        s.record_fetch(3, 50, 200, later);
-        assert_eq!(s.wanted_isr(1, 200, 0, lag, later), None);
-        s.record_fetch(3, 200, 200, later);
-        assert_eq!(s.wanted_isr(1, 200, 0, lag, later), Some(vec![1, 2, 3]));
-        // One change at a time.
-        s.pending_isr = Some(adding_broker_3(later));
-        assert_eq!(s.wanted_isr(1, 200, 0, lag, later), None);
-        assert!(!s.pending_isr.as_ref().unwrap().settled_by(&[2, 1]));
-        assert!(s.pending_isr.as_ref().unwrap().settled_by(&[1, 2, 3]));
-    }
-}
+mod tests;

@@ -1,6 +1,5 @@
-//! Data-driven tests of the coordinator: each file in `group/testdata/` is a script of commands,
-//! each followed by `----` and the output it must produce (raft-rs `datadriven` style). Run with
-//! `WEIR_REWRITE=1` to rewrite the expected outputs after a deliberate change, then review the diff.
+//! Data-driven tests of the coordinator: each file in `group/testdata/` is a script of commands
+//! (see [`crate::datadriven`]).
 //!
 //! Commands (`key=value` arguments; `time` sets the clock every later command runs at):
 //! `time ms=N`, `join r=ID group=G [member=M] [client=C] [v=5] [protocols=a,b] [session=MS]
@@ -264,69 +263,8 @@ impl Script {
     }
 }
 
-fn run_file(path: &PathBuf) {
-    let text = std::fs::read_to_string(path).unwrap();
-    let mut script = Script::new();
-    let mut rewritten = String::new();
-    let mut failures = Vec::new();
-    let mut lines = text.lines().peekable();
-    while let Some(line) = lines.next() {
-        if line.trim().is_empty() || line.starts_with('#') {
-            rewritten.push_str(line);
-            rewritten.push('\n');
-            continue;
-        }
-        let command = line.to_string();
-        let sep = lines.next().unwrap_or_default();
-        assert_eq!(
-            sep,
-            "----",
-            "{}: command '{command}' must be followed by ----",
-            path.display()
-        );
-        let mut expected = Vec::new();
-        while let Some(l) = lines.peek() {
-            if l.trim().is_empty() {
-                break;
-            }
-            expected.push(l.to_string());
-            lines.next();
-        }
-        let actual = script.run(&command);
-        if actual != expected {
-            failures.push(format!(
-                "{command}\n  expected: {expected:#?}\n  actual:   {actual:#?}"
-            ));
-        }
-        rewritten.push_str(&command);
-        rewritten.push_str("\n----\n");
-        for a in &actual {
-            rewritten.push_str(a);
-            rewritten.push('\n');
-        }
-    }
-    if std::env::var("WEIR_REWRITE").is_ok() {
-        std::fs::write(path, rewritten).unwrap();
-        return;
-    }
-    assert!(
-        failures.is_empty(),
-        "{}:\n{}",
-        path.display(),
-        failures.join("\n")
-    );
-}
-
 #[test]
 fn scripts() {
     let dir = PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("src/group/testdata");
-    let mut files: Vec<PathBuf> = std::fs::read_dir(&dir)
-        .unwrap()
-        .map(|e| e.unwrap().path())
-        .collect();
-    files.sort();
-    assert!(files.len() >= 4, "scripts missing from {}", dir.display());
-    for file in files {
-        run_file(&file);
-    }
+    crate::datadriven::run_dir(&dir, 4, Script::new, |script, line| script.run(line));
 }
