@@ -621,11 +621,30 @@ impl ReplicaManager {
         }
     }
 
-    /// Runs a compaction pass on compacted logs that have something to clean.
+    /// Runs a compaction pass on compacted logs that have something to clean. The log's lock is
+    /// held only to plan a pass and to swap its copies in: appends go on while it reads and
+    /// writes.
     pub fn compact_due(&self, now_ms: i64) {
         for partition in self.all() {
-            if let Err(e) = partition.log().maybe_compact(now_ms) {
+            let failed = |e: &weir_log::LogError| {
                 tracing::error!(topic = %partition.topic, partition = partition.index, error = %e, "compaction failed");
+            };
+            let plan = partition.log().compaction_due(now_ms);
+            let mut pass = match plan {
+                Ok(Some(pass)) => pass,
+                Ok(None) => continue,
+                Err(e) => {
+                    failed(&e);
+                    continue;
+                }
+            };
+            if let Err(e) = pass.build() {
+                failed(&e);
+                pass.abandon();
+                continue;
+            }
+            if let Err(e) = partition.log().finish_compaction(pass) {
+                failed(&e);
             }
         }
     }

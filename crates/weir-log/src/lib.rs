@@ -35,7 +35,7 @@ mod tests;
 mod unsynced;
 
 pub use batch::BatchHeader;
-pub use cleaner::CompactionStats;
+pub use cleaner::{Compaction, CompactionStats};
 pub use config::LogConfig;
 pub use epoch::LeaderEpochCache;
 pub use file_cache::FileCache;

@@ -89,16 +89,16 @@ pub struct Log {
     records_since_flush: u64,
     last_flush_ms: i64,
     /// Active segment and time of the last compaction pass, to skip passes with nothing to do.
-    last_compaction: Option<(i64, i64)>,
+    pub(crate) last_compaction: Option<(i64, i64)>,
     /// Set after a failed write or fsync: the log takes no more writes (see STYLE.md).
-    poisoned: Option<String>,
+    pub(crate) poisoned: Option<String>,
     /// Raised with `poisoned`, for whoever watches many logs (see [`Log::report_failure_to`]).
     failure_flag: Option<Arc<std::sync::atomic::AtomicBool>>,
     /// Offsets below this are known to be on disk (fsynced): Kafka's recovery point.
     flushed_offset: i64,
     /// Bumped whenever the log's tail is cut, so an fsync that began before a truncation does
     /// not vouch for records written after it at the same offsets.
-    truncations: u64,
+    pub(crate) truncations: u64,
     /// Bytes of batches after the latest producer-state snapshot: what an open would scan.
     pub(crate) unsnapshotted_bytes: u64,
 }
@@ -713,23 +713,6 @@ impl Log {
         self.active().flush()?;
         self.epochs.truncate_from_end(self.log_end_offset)?;
         self.load_producer_state().map(|_| ())
-    }
-
-    /// Compacts when the topic asks for it and there is something new to do: a segment closed
-    /// since the last pass, or `delete.retention.ms` passed so tombstones may expire.
-    pub fn maybe_compact(&mut self, now_ms: i64) -> Result<Option<crate::CompactionStats>> {
-        if !self.config.cleanup_compact || self.segments.len() < 2 {
-            return Ok(None);
-        }
-        let active = self.segments.keys().next_back().copied().unwrap_or(0);
-        if let Some((base, at)) = self.last_compaction {
-            if base == active && now_ms.saturating_sub(at) < self.config.delete_retention_ms {
-                return Ok(None);
-            }
-        }
-        let stats = self.compact(now_ms, self.config.delete_retention_ms)?;
-        self.last_compaction = Some((active, now_ms));
-        Ok(Some(stats))
     }
 
     /// Whether `flush.ms` asks for an fsync now.

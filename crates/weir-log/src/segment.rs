@@ -14,6 +14,65 @@ pub(crate) fn file_stem(base_offset: i64) -> String {
     format!("{base_offset:020}")
 }
 
+/// What compaction appends to the names of the files it writes before they replace a segment's.
+pub(crate) const CLEANED_SUFFIX: &str = ".cleaned";
+
+/// A segment's `.log`, `.index` and `.timeindex` paths, each followed by `suffix`.
+pub(crate) fn segment_paths(dir: &Path, base_offset: i64, suffix: &str) -> [PathBuf; 3] {
+    let stem = file_stem(base_offset);
+    ["log", "index", "timeindex"].map(|ext| dir.join(format!("{stem}.{ext}{suffix}")))
+}
+
+/// A closed segment's `.log` file as it was when taken: read outside the log's lock (by
+/// compaction) while appends go on. Its bytes do not change while the segment is closed.
+#[derive(Debug, Clone)]
+pub(crate) struct SegmentView {
+    pub(crate) base_offset: i64,
+    pub(crate) size: u64,
+    file: Arc<dyn StoredFile>,
+    path: PathBuf,
+}
+
+impl SegmentView {
+    pub(crate) fn batches_from(&self, position: u64) -> Batches<'_> {
+        Batches {
+            file: &*self.file,
+            size: self.size,
+            path: &self.path,
+            position: Some(position),
+        }
+    }
+
+    pub(crate) fn read_bytes(&self, position: u64, len: usize) -> Result<Vec<u8>> {
+        let mut buf = vec![0u8; len];
+        self.file.read_exact_at(&mut buf, position)?;
+        Ok(buf)
+    }
+}
+
+/// The header of the batch at `position` of a file of `size` bytes, if one starts there.
+fn header_at(
+    file: &dyn StoredFile,
+    size: u64,
+    path: &Path,
+    position: u64,
+) -> Result<Option<BatchHeader>> {
+    if position + BATCH_HEADER_BYTES as u64 > size {
+        return Ok(None);
+    }
+    let mut buf = [0u8; BATCH_HEADER_BYTES];
+    file.read_exact_at(&mut buf, position)?;
+    let header = BatchHeader::parse(&buf)?;
+    if header.batch_length < batch::MIN_BATCH_LENGTH || position + header.total_size() as u64 > size
+    {
+        return Err(LogError::CorruptBatch(format!(
+            "batch at position {position} of {} runs past the segment",
+            path.display()
+        )));
+    }
+    Ok(Some(header))
+}
+
 #[derive(Debug)]
 pub(crate) struct LogSegment {
     pub(crate) base_offset: i64,
@@ -68,11 +127,41 @@ impl LogSegment {
         now_ms: i64,
         sync: OpenSync,
     ) -> Result<LogSegment> {
-        let stem = file_stem(base_offset);
-        let log_path = dir.join(format!("{stem}.log"));
+        LogSegment::create_named(storage, dir, base_offset, "", now_ms, sync)
+    }
+
+    /// A segment being written by compaction, under names (`<stem>.log.cleaned`, and so on)
+    /// that an open ignores and removes, until it is renamed over the segment it replaces.
+    pub(crate) fn create_cleaned(
+        storage: &dyn Storage,
+        dir: &Path,
+        base_offset: i64,
+        index_interval_bytes: u64,
+    ) -> Result<LogSegment> {
+        let mut segment = LogSegment::create_named(
+            storage,
+            dir,
+            base_offset,
+            CLEANED_SUFFIX,
+            crate::now_ms(),
+            OpenSync::Deferred,
+        )?;
+        segment.index_interval_bytes = index_interval_bytes;
+        Ok(segment)
+    }
+
+    fn create_named(
+        storage: &dyn Storage,
+        dir: &Path,
+        base_offset: i64,
+        suffix: &str,
+        now_ms: i64,
+        sync: OpenSync,
+    ) -> Result<LogSegment> {
+        let [log_path, index_path, time_path] = segment_paths(dir, base_offset, suffix);
         let log = storage.open(&log_path, OpenMode::Truncate)?;
-        let (mut offset_index, _) = Index::open(storage, &dir.join(format!("{stem}.index")))?;
-        let (mut time_index, _) = Index::open(storage, &dir.join(format!("{stem}.timeindex")))?;
+        let (mut offset_index, _) = Index::open(storage, &index_path)?;
+        let (mut time_index, _) = Index::open(storage, &time_path)?;
         offset_index.reset()?;
         time_index.reset()?;
         if sync == OpenSync::Each {
@@ -383,22 +472,14 @@ impl LogSegment {
     }
 
     /// Reads the batch header at `position`, or `None` at the end of the segment.
-    pub(crate) fn header_at(&self, position: u64) -> Result<Option<BatchHeader>> {
-        if position + BATCH_HEADER_BYTES as u64 > self.size {
-            return Ok(None);
+    /// The segment's `.log` file as it is now, to read outside the log's lock.
+    pub(crate) fn view(&self) -> SegmentView {
+        SegmentView {
+            base_offset: self.base_offset,
+            size: self.size,
+            file: self.log.clone(),
+            path: self.log_path.clone(),
         }
-        let mut buf = [0u8; BATCH_HEADER_BYTES];
-        self.log.read_exact_at(&mut buf, position)?;
-        let header = BatchHeader::parse(&buf)?;
-        if header.batch_length < batch::MIN_BATCH_LENGTH
-            || position + header.total_size() as u64 > self.size
-        {
-            return Err(LogError::CorruptBatch(format!(
-                "batch at position {position} of {} runs past the segment",
-                self.log_path.display()
-            )));
-        }
-        Ok(Some(header))
     }
 
     /// The batches from `position` to the end of the segment: each header with its position,
@@ -406,7 +487,9 @@ impl LogSegment {
     /// error (a header that is not one, or runs past the segment) it ends.
     pub(crate) fn batches_from(&self, position: u64) -> Batches<'_> {
         Batches {
-            segment: self,
+            file: &*self.log,
+            size: self.size,
+            path: &self.log_path,
             position: Some(position),
         }
     }
@@ -567,7 +650,9 @@ impl LogSegment {
 
 /// The batch headers of a segment from a position on (see [`LogSegment::batches_from`]).
 pub(crate) struct Batches<'a> {
-    segment: &'a LogSegment,
+    file: &'a dyn StoredFile,
+    size: u64,
+    path: &'a Path,
     /// Where the next header is; `None` once the walk ended.
     position: Option<u64>,
 }
@@ -577,7 +662,7 @@ impl Iterator for Batches<'_> {
 
     fn next(&mut self) -> Option<Self::Item> {
         let position = self.position.take()?;
-        match self.segment.header_at(position) {
+        match header_at(self.file, self.size, self.path, position) {
             Ok(Some(header)) => {
                 self.position = Some(position + header.total_size() as u64);
                 Some(Ok((position, header)))

@@ -125,6 +125,8 @@ struct State {
     /// Bumped at each power cut: handles from before it are dead.
     boot: u64,
     faults: Vec<Fault>,
+    /// Faults that let a number of matching operations through first: (fault, still to pass).
+    later_faults: Vec<(Fault, u32)>,
     capacity: Option<u64>,
     rng: u64,
     /// Handles not yet dropped, and how many may be open at once (EMFILE beyond).
@@ -135,6 +137,22 @@ struct State {
 impl State {
     fn check(&mut self, op: FsOp, path: &Path) -> io::Result<()> {
         let path = path.to_string_lossy();
+        let matches = |f: &Fault| f.op == op && path.contains(&f.path_contains);
+        if let Some(i) = self.later_faults.iter().position(|(f, _)| matches(f)) {
+            match &mut self.later_faults[i] {
+                (_, pass) if *pass > 0 => *pass -= 1,
+                _ => {
+                    let (fault, _) = self.later_faults.remove(i);
+                    if fault.times > 1 {
+                        self.faults.push(Fault {
+                            times: fault.times - 1,
+                            ..fault.clone()
+                        });
+                    }
+                    return Err(fault.failure.error());
+                }
+            }
+        }
         let hit = self
             .faults
             .iter_mut()
@@ -242,8 +260,14 @@ impl SimDisk {
         self.lock().faults.push(fault);
     }
 
+    /// Like [`SimDisk::fail`], after letting `pass` matching operations succeed.
+    pub fn fail_after(&self, pass: u32, fault: Fault) {
+        self.lock().later_faults.push((fault, pass));
+    }
+
     /// Forgets every fault not yet triggered.
     pub fn clear_faults(&self) {
+        self.lock().later_faults.clear();
         self.lock().faults.clear();
     }
 
