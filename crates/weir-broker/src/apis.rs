@@ -177,10 +177,12 @@ pub(crate) async fn dispatch(
         RequestKind::Metadata(r) => {
             ResponseKind::Metadata(handlers::metadata::handle(broker, version, r).await)
         }
-        RequestKind::Produce(r) => match handlers::produce::handle(broker, version, r).await {
-            Some(resp) => ResponseKind::Produce(resp),
-            None => return Ok(None),
-        },
+        RequestKind::Produce(r) => {
+            match handlers::produce::handle(broker, version, r, peer).await {
+                Some(resp) => ResponseKind::Produce(resp),
+                None => return Ok(None),
+            }
+        }
         RequestKind::Fetch(r) => {
             return Ok(Some(handlers::fetch::handle(broker, version, r).await))
         }

@@ -27,6 +27,7 @@ use weir_meta::{
 use crate::config::BrokerConfig;
 use crate::fetcher::Fetchers;
 use crate::group::{GroupManager, OFFSETS_TOPIC};
+use crate::io_threads::IoThreads;
 use crate::replica_manager::ReplicaManager;
 
 /// How long a broker waits for its own image to reach a change it asked for.
@@ -94,6 +95,8 @@ pub struct Broker {
     /// Replica fetchers, one per leader this broker follows partitions of.
     pub(crate) fetchers: Fetchers,
     pub(crate) groups: GroupManager,
+    /// Threads for the logs' disk work (appends), off the async workers.
+    pub(crate) io: IoThreads,
     /// Set once a controlled shutdown began: heartbeats stop so the broker stays fenced.
     stopping: Mutex<bool>,
     /// This start of the process: a new incarnation gets a new broker epoch from the controller.
@@ -154,6 +157,7 @@ impl Broker {
         let replicas = ReplicaManager::new(&config.log_dir, config.node_id, open_files);
         replicas.start_flusher().map_err(dir_err)?;
         let groups = GroupManager::new(&config);
+        let io = IoThreads::start(config.num_io_threads).map_err(dir_err)?;
         let (synced, _) = watch::channel(0);
         let broker = Arc::new(Broker {
             config,
@@ -166,6 +170,7 @@ impl Broker {
             replicas,
             fetchers: Fetchers::default(),
             groups,
+            io,
             stopping: Mutex::new(false),
             incarnation: Uuid::new_v4(),
             previous_broker_epoch,
@@ -472,7 +477,12 @@ async fn follow_metadata(
         match broker.upgrade() {
             Some(b) => {
                 b.note_broker_epoch(&current);
-                b.sync(&current);
+                // Opening, recovering and removing logs is disk work: on a blocking thread,
+                // never on an async worker.
+                let (syncing, image) = (b.clone(), current.clone());
+                if let Err(e) = tokio::task::spawn_blocking(move || syncing.sync(&image)).await {
+                    tracing::error!(error = %e, "applying a metadata change to the partition logs failed");
+                }
                 if !b.log_dir_failed.load(Ordering::Acquire) {
                     b.fetchers.update(&b);
                     b.report_recovering();

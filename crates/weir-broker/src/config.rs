@@ -35,6 +35,8 @@ pub struct BrokerConfig {
     pub log_retention_check_interval_ms: u64,
     /// `log.cleaner.backoff.ms`: how often compacted logs are checked for cleaning.
     pub log_cleaner_backoff_ms: u64,
+    /// `num.io.threads`: threads that do the logs' disk work (appends) off the async workers.
+    pub num_io_threads: usize,
     /// `group.initial.rebalance.delay.ms`: a new group waits this long for more members.
     pub group_initial_rebalance_delay_ms: u64,
     /// `group.min.session.timeout.ms` and `group.max.session.timeout.ms`.
@@ -94,6 +96,7 @@ impl Default for BrokerConfig {
             connections: ConnectionConfig::default(),
             log_retention_check_interval_ms: 300_000,
             log_cleaner_backoff_ms: 15_000,
+            num_io_threads: 8,
             group_initial_rebalance_delay_ms: 3_000,
             group_min_session_timeout_ms: 6_000,
             group_max_session_timeout_ms: 1_800_000,

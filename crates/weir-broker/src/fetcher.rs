@@ -180,11 +180,12 @@ async fn round(
 async fn reconcile(c: &Connection, me: i32, partitions: &[&Arc<Partition>]) -> Result<(), String> {
     let mut asked: Vec<(&Arc<Partition>, i32, Option<i32>)> = Vec::new();
     let mut topics: HashMap<String, Vec<OffsetForLeaderPartition>> = HashMap::new();
+    let mut without_epochs = Vec::new();
     for p in partitions {
         let epoch = p.leader_epoch();
         let latest = p.log().epochs().latest_epoch();
         match latest {
-            None => reconcile_without_epochs(p, epoch).map_err(|e| e.to_string())?,
+            None => without_epochs.push((Arc::clone(p), epoch)),
             Some(latest) => {
                 asked.push((p, epoch, Some(latest)));
                 topics.entry(p.topic.clone()).or_default().push(
@@ -195,6 +196,17 @@ async fn reconcile(c: &Connection, me: i32, partitions: &[&Arc<Partition>]) -> R
                 );
             }
         }
+    }
+    if !without_epochs.is_empty() {
+        // A truncation writes: on a blocking thread, never on an async worker.
+        tokio::task::spawn_blocking(move || {
+            without_epochs
+                .iter()
+                .try_for_each(|(p, epoch)| reconcile_without_epochs(p, *epoch))
+        })
+        .await
+        .map_err(|e| e.to_string())?
+        .map_err(|e| e.to_string())?;
     }
     if asked.is_empty() {
         return Ok(());
@@ -212,6 +224,7 @@ async fn reconcile(c: &Connection, me: i32, partitions: &[&Arc<Partition>]) -> R
                 .collect(),
         );
     let (response, _) = c.request(&request, 4).await.map_err(|e| e.to_string())?;
+    let mut truncations = Vec::new();
     for topic in response.topics {
         for answer in topic.partitions {
             let Some((p, epoch, latest)) = asked
@@ -226,12 +239,19 @@ async fn reconcile(c: &Connection, me: i32, partitions: &[&Arc<Partition>]) -> R
             }
             let Some(latest) = *latest else { continue };
             let answer = (answer.leader_epoch, answer.end_offset);
-            if let Err(e) = reconcile_partition(p, *epoch, latest, answer) {
+            truncations.push((Arc::clone(p), *epoch, latest, answer));
+        }
+    }
+    // Truncations write and fsync: on a blocking thread, never on an async worker.
+    tokio::task::spawn_blocking(move || {
+        for (p, epoch, latest, answer) in truncations {
+            if let Err(e) = reconcile_partition(&p, epoch, latest, answer) {
                 tracing::error!(topic = %p.topic, partition = p.index, error = %e, "truncation failed");
             }
         }
-    }
-    Ok(())
+    })
+    .await
+    .map_err(|e| format!("truncating failed: {e}"))
 }
 
 /// A follower's log with no batch under any epoch: nothing can diverge, but batches without an
@@ -360,7 +380,7 @@ async fn fetch(
     if response.error_code != 0 {
         return Err(format!("fetch refused with error {}", response.error_code));
     }
-    let mut healthy = false;
+    let mut answers = Vec::new();
     for topic in response.responses {
         for data in topic.partitions {
             let Some(p) = partitions
@@ -370,11 +390,28 @@ async fn fetch(
                 continue;
             };
             let epoch = sent[&(p.topic.clone(), p.index)];
-            if apply(p, leader, epoch, &data) {
-                healthy = true;
-            } else {
-                backoff.insert((p.topic.clone(), p.index), Instant::now() + BACKOFF);
-            }
+            answers.push((Arc::clone(p), epoch, data));
+        }
+    }
+    // The copies (and any restart of a log) are written on a blocking thread, never on an async
+    // worker.
+    let applied = tokio::task::spawn_blocking(move || {
+        answers
+            .into_iter()
+            .map(|(p, epoch, data)| {
+                let ok = apply(&p, leader, epoch, &data);
+                (p, ok)
+            })
+            .collect::<Vec<_>>()
+    })
+    .await
+    .map_err(|e| format!("applying fetched records failed: {e}"))?;
+    let mut healthy = false;
+    for (p, ok) in applied {
+        if ok {
+            healthy = true;
+        } else {
+            backoff.insert((p.topic.clone(), p.index), Instant::now() + BACKOFF);
         }
     }
     Ok(healthy)

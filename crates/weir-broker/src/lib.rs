@@ -22,6 +22,7 @@ mod frame;
 pub mod fuzzing;
 mod group;
 mod handlers;
+mod io_threads;
 pub mod partition;
 mod partition_dirs;
 pub mod replica_manager;

@@ -33,6 +33,9 @@ impl ServerHandle {
         while self.tasks.join_next().await.is_some() {}
         self.broker.fetchers.shutdown();
         self.broker.quorum().shutdown().await;
+        // Appends queued before the connections ended finish before the logs close.
+        let broker = self.broker.clone();
+        let _ = tokio::task::spawn_blocking(move || broker.io.close()).await;
         if self.broker.replicas.close_all() {
             self.broker.mark_clean_shutdown();
         }

@@ -101,6 +101,28 @@ fn read_all(
     (topics, total, any_error)
 }
 
+/// [`read_all`] on a blocking thread: reads look up indexes and batch headers, which may wait
+/// for the disk, and never run on an async worker.
+async fn read_on_blocking_thread(
+    broker: &Arc<Broker>,
+    request: &Arc<FetchRequest>,
+    version: i16,
+    record_progress: bool,
+    park: Option<Arc<Notify>>,
+) -> Option<(Vec<TopicResult>, u64, bool)> {
+    let (broker, request) = (broker.clone(), request.clone());
+    let task = tokio::task::spawn_blocking(move || {
+        read_all(&broker, &request, version, record_progress, park.as_ref())
+    });
+    match task.await {
+        Ok(read) => Some(read),
+        Err(e) => {
+            tracing::error!(error = %e, "a fetch's read failed");
+            None
+        }
+    }
+}
+
 pub(crate) async fn handle(broker: &Arc<Broker>, version: i16, request: FetchRequest) -> Body {
     if version >= 7 {
         let session_error = if request.session_id != 0 {
@@ -122,10 +144,22 @@ pub(crate) async fn handle(broker: &Arc<Broker>, version: i16, request: FetchReq
     // A fetch that cannot wait (min_bytes 0, or no time left) allocates none.
     let may_wait = min_bytes > 0 && tokio::time::Instant::now() < deadline;
     let waiter = may_wait.then(|| Arc::new(Notify::new()));
+    let request = Arc::new(request);
+    let failed = || {
+        Body::Chunks(encode(
+            version,
+            ResponseError::UnknownServerError.code(),
+            &[],
+        ))
+    };
     let mut first = true;
     loop {
-        let park = waiter.as_ref().filter(|_| first);
-        let (topics, total, any_error) = read_all(broker, &request, version, first, park);
+        let park = waiter.clone().filter(|_| first);
+        let Some((topics, total, any_error)) =
+            read_on_blocking_thread(broker, &request, version, first, park).await
+        else {
+            return failed();
+        };
         first = false;
         let Some(waiter) = &waiter else {
             return Body::Chunks(encode(version, 0, &topics));
@@ -138,8 +172,10 @@ pub(crate) async fn handle(broker: &Arc<Broker>, version: i16, request: FetchReq
             .await
             .is_err()
         {
-            let (topics, _, _) = read_all(broker, &request, version, false, None);
-            return Body::Chunks(encode(version, 0, &topics));
+            return match read_on_blocking_thread(broker, &request, version, false, None).await {
+                Some((topics, _, _)) => Body::Chunks(encode(version, 0, &topics)),
+                None => failed(),
+            };
         }
     }
 }

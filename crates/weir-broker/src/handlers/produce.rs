@@ -33,16 +33,67 @@ fn partition_error(index: i32, code: i16, message: Option<String>) -> PartitionP
 /// the partition, the epoch its batches carry, and their last offset.
 type Wait = (usize, usize, Arc<Partition>, i32, i64);
 
+/// One partition's batches to append: where its answer sits in the response, and the bytes
+/// (shared with the request's frame; the log patches a copy, made on the I/O thread that writes
+/// it, so the copy is still in that core's cache when written).
+struct Append {
+    topic: usize,
+    slot: usize,
+    name: String,
+    partition: Arc<Partition>,
+    records: bytes::Bytes,
+}
+
+type Appended = (
+    Append,
+    Result<Option<(weir_log::AppendInfo, i32)>, weir_log::LogError>,
+);
+
+/// Appends every partition's batches on the broker's I/O threads, never on an async worker (a
+/// write may wait for the disk: dirty-page throttling, a slow device). The request is one job,
+/// queued now, in this first poll, on its connection's lane, so one connection's pipelined
+/// requests append in arrival order. A job that never answers leaves the UNKNOWN_SERVER_ERROR in
+/// place.
+fn append_all(
+    broker: &Broker,
+    peer: std::net::SocketAddr,
+    appends: Vec<Append>,
+) -> impl std::future::Future<Output = Vec<Appended>> {
+    let me = broker.node_id();
+    let job = (!appends.is_empty()).then(|| {
+        broker.io.run(broker.io.lane_of(peer), move || {
+            let now = weir_log::now_ms();
+            appends
+                .into_iter()
+                .map(|a| {
+                    let mut bytes = a.records.to_vec();
+                    let result = a.partition.append_as_leader(me, &mut bytes, now);
+                    (a, result)
+                })
+                .collect::<Vec<Appended>>()
+        })
+    });
+    async move {
+        let Some(job) = job else {
+            return Vec::new();
+        };
+        job.await.unwrap_or_else(|| {
+            tracing::error!("an append job failed");
+            Vec::new()
+        })
+    }
+}
+
 pub(crate) async fn handle(
     broker: &Arc<Broker>,
     _version: i16,
     request: ProduceRequest,
+    peer: std::net::SocketAddr,
 ) -> Option<ProduceResponse> {
     let acks = request.acks;
     let deadline =
         tokio::time::Instant::now() + Duration::from_millis(request.timeout_ms.max(0) as u64);
-    // acks=all answers that wait for replication.
-    let mut waits: Vec<Wait> = Vec::new();
+    let mut appends: Vec<Append> = Vec::new();
     let mut topics = Vec::with_capacity(request.topic_data.len());
     for topic in request.topic_data {
         let name = topic.name.0.to_string();
@@ -77,40 +128,15 @@ pub(crate) async fn handle(
                             Some("no records".into()),
                         ),
                         Some(records) => {
-                            // The request's bytes are shared with the frame; the log patches a copy.
-                            let mut bytes = records.to_vec();
-                            let result = partition.append_as_leader(
-                                broker.node_id(),
-                                &mut bytes,
-                                weir_log::now_ms(),
-                            );
-                            match result {
-                                Ok(None) => partition_error(
-                                    index,
-                                    ResponseError::NotLeaderOrFollower.code(),
-                                    None,
-                                ),
-                                Ok(Some((info, epoch))) => {
-                                    if acks == -1 {
-                                        waits.push((
-                                            topics.len(),
-                                            partitions.len(),
-                                            partition.clone(),
-                                            epoch,
-                                            info.last_offset,
-                                        ));
-                                    }
-                                    PartitionProduceResponse::default()
-                                        .with_index(index)
-                                        .with_base_offset(info.base_offset)
-                                        .with_log_append_time_ms(info.log_append_time_ms)
-                                        .with_log_start_offset(info.log_start_offset)
-                                }
-                                Err(e) => {
-                                    tracing::warn!(topic = %name, partition = index, error = %e, "produce refused");
-                                    partition_error(index, log_error_code(&e), Some(e.to_string()))
-                                }
-                            }
+                            appends.push(Append {
+                                topic: topics.len(),
+                                slot: partitions.len(),
+                                name: name.clone(),
+                                partition,
+                                records,
+                            });
+                            // Filled in once appended.
+                            partition_error(index, ResponseError::UnknownServerError.code(), None)
                         }
                     }
                 }
@@ -124,6 +150,29 @@ pub(crate) async fn handle(
                 .with_name(topic.name)
                 .with_partition_responses(partitions),
         );
+    }
+    // acks=all answers that wait for replication.
+    let mut waits: Vec<Wait> = Vec::new();
+    for (a, result) in append_all(broker, peer, appends).await {
+        let response = &mut topics[a.topic].partition_responses[a.slot];
+        let index = response.index;
+        *response = match result {
+            Ok(None) => partition_error(index, ResponseError::NotLeaderOrFollower.code(), None),
+            Ok(Some((info, epoch))) => {
+                if acks == -1 {
+                    waits.push((a.topic, a.slot, a.partition, epoch, info.last_offset));
+                }
+                PartitionProduceResponse::default()
+                    .with_index(index)
+                    .with_base_offset(info.base_offset)
+                    .with_log_append_time_ms(info.log_append_time_ms)
+                    .with_log_start_offset(info.log_start_offset)
+            }
+            Err(e) => {
+                tracing::warn!(topic = %a.name, partition = index, error = %e, "produce refused");
+                partition_error(index, log_error_code(&e), Some(e.to_string()))
+            }
+        };
     }
     for (t, p, partition, epoch, last_offset) in waits {
         let code = partition

@@ -68,16 +68,8 @@ fn io_err(
     openraft::StorageError::from_io_error(subject, verb, std::io::Error::other(e.to_string()))
 }
 
-/// Writes `bytes` to `path` through a temporary file, fsync and rename.
+/// Writes `bytes` to `path` through a temporary file, fsync, rename and a directory fsync: the
+/// one checkpoint writer every durable file of Weir goes through.
 fn write_atomically(path: &std::path::Path, bytes: &[u8]) -> std::io::Result<()> {
-    use std::io::Write;
-    let tmp = path.with_extension("tmp");
-    let mut f = std::fs::File::create(&tmp)?;
-    f.write_all(bytes)?;
-    f.sync_all()?;
-    std::fs::rename(&tmp, path)?;
-    if let Some(dir) = path.parent() {
-        std::fs::File::open(dir)?.sync_all()?;
-    }
-    Ok(())
+    weir_log::storage::write_atomically(&weir_log::Disk, path, bytes)
 }

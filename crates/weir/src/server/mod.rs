@@ -57,6 +57,9 @@ pub(crate) struct ServerArgs {
     /// log.cleaner.backoff.ms: how often compacted topics are checked for cleaning [default: 15000].
     #[arg(long, env = "WEIR_LOG_CLEANER_BACKOFF_MS")]
     log_cleaner_backoff_ms: Option<u64>,
+    /// num.io.threads: threads that write the logs, off the network threads [default: 8].
+    #[arg(long, env = "WEIR_NUM_IO_THREADS")]
+    num_io_threads: Option<usize>,
     /// group.initial.rebalance.delay.ms: how long a new group waits for more members [default: 3000].
     #[arg(long, env = "WEIR_GROUP_INITIAL_REBALANCE_DELAY_MS")]
     group_initial_rebalance_delay_ms: Option<u64>,
@@ -270,6 +273,12 @@ pub(crate) fn config_from(args: ServerArgs) -> Result<BrokerConfig> {
     }
     if let Some(n) = s.pick(args.log_cleaner_backoff_ms, "log.cleaner.backoff.ms")? {
         config.log_cleaner_backoff_ms = n;
+    }
+    if let Some(n) = s.pick(args.num_io_threads, "num.io.threads")? {
+        if !(1..=256).contains(&n) {
+            bail!("num.io.threads must be between 1 and 256, not {n}");
+        }
+        config.num_io_threads = n;
     }
     if let Some(n) = s.pick(
         args.group_initial_rebalance_delay_ms,
