@@ -141,6 +141,7 @@ pub(crate) async fn dispatch(
     broker: &Arc<Broker>,
     request: RequestFrame,
     peer: std::net::SocketAddr,
+    held: Option<crate::connection::Queued>,
 ) -> Result<Option<Body>, DispatchError> {
     let RequestFrame {
         api,
@@ -178,7 +179,7 @@ pub(crate) async fn dispatch(
             ResponseKind::Metadata(handlers::metadata::handle(broker, version, r).await)
         }
         RequestKind::Produce(r) => {
-            match handlers::produce::handle(broker, version, r, peer).await {
+            match handlers::produce::handle(broker, version, r, peer, held).await {
                 Some(resp) => ResponseKind::Produce(resp),
                 None => return Ok(None),
             }

@@ -73,7 +73,7 @@ impl Drop for Slot {
 
 /// Bytes of one request counted against `queued.max.request.bytes` until it is answered.
 #[derive(Debug)]
-struct Queued {
+pub(crate) struct Queued {
     limits: Arc<ConnectionLimits>,
     bytes: usize,
 }
@@ -169,9 +169,10 @@ struct InFlight<'a> {
     version: i16,
     correlation_id: i32,
     answer: Answer<'a>,
-    /// The request's bytes against `queued.max.request.bytes`, until it has run: a produce
-    /// gives them back once its appends are done, not when replication answers it, so parked
-    /// produces never keep replica fetches from being read.
+    /// The request's bytes against `queued.max.request.bytes`, until it has run (its first
+    /// poll). A produce's go with its append job instead and come back once its appends are done
+    /// on the I/O thread, not when replication answers it, so parked produces never keep replica
+    /// fetches from being read.
     queued: Option<Queued>,
 }
 
@@ -271,12 +272,22 @@ fn dispatch<'a>(
     peer: SocketAddr,
     queued: Queued,
 ) -> InFlight<'a> {
+    let (api, version, correlation_id) = (
+        request.api,
+        request.header.request_api_version,
+        request.header.correlation_id,
+    );
+    let (held, queued) = if api == ApiKey::Produce {
+        (Some(queued), None)
+    } else {
+        (None, Some(queued))
+    };
     InFlight {
-        api: request.api,
-        version: request.header.request_api_version,
-        correlation_id: request.header.correlation_id,
-        answer: Box::pin(apis::dispatch(broker, request, peer)),
-        queued: Some(queued),
+        api,
+        version,
+        correlation_id,
+        answer: Box::pin(apis::dispatch(broker, request, peer, held)),
+        queued,
     }
 }
 

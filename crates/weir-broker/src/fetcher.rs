@@ -260,11 +260,10 @@ pub(crate) fn reconcile_without_epochs(
     p: &Partition,
     epoch: i32,
 ) -> Result<(), weir_log::LogError> {
-    if p.log().log_end_offset() > 0 {
-        let hw = p.high_watermark();
-        truncate(p, hw)?;
+    let hw = p.high_watermark();
+    if truncate(p, hw, epoch)? {
+        p.state().truncated_for_epoch = Some(epoch);
     }
-    p.state().truncated_for_epoch = Some(epoch);
     Ok(())
 }
 
@@ -294,16 +293,21 @@ pub(crate) fn reconcile_partition(
             (answer_end.min(ours_end), ours_epoch == answer_epoch)
         }
     };
-    truncate(p, target)?;
-    if settled {
+    if truncate(p, target, epoch)? && settled {
         p.state().truncated_for_epoch = Some(epoch);
     }
     Ok(())
 }
 
 /// Cuts the follower's log at `offset` (if it reaches past it) and its watermark with it.
-fn truncate(p: &Partition, offset: i64) -> Result<(), weir_log::LogError> {
+/// Only while the partition is still in `epoch`, checked under the log's lock (leadership changes
+/// under it): a truncation that ran late, after this broker became leader, would cut its log.
+/// Whether it was done.
+fn truncate(p: &Partition, offset: i64, epoch: i32) -> Result<bool, weir_log::LogError> {
     let mut log = p.log();
+    if p.leader_epoch() != epoch {
+        return Ok(false);
+    }
     if offset < log.log_end_offset() {
         tracing::info!(topic = %p.topic, partition = p.index, from = log.log_end_offset(), to = offset, "truncating a diverging follower log");
         log.truncate_to(offset)?;
@@ -311,7 +315,7 @@ fn truncate(p: &Partition, offset: i64) -> Result<(), weir_log::LogError> {
     let end = log.log_end_offset();
     let mut state = p.state();
     state.high_watermark = state.high_watermark.min(end);
-    Ok(())
+    Ok(true)
 }
 
 async fn fetch(

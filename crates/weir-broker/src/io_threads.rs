@@ -34,7 +34,12 @@ impl IoThreads {
                 .name(format!("weir-io-{i}"))
                 .spawn(move || {
                     for job in rx {
-                        job();
+                        // A job that panics answers nothing (its caller sees `None`); the thread
+                        // goes on serving its lane.
+                        let ran = std::panic::catch_unwind(std::panic::AssertUnwindSafe(job));
+                        if ran.is_err() {
+                            tracing::error!(thread = i, "an I/O job panicked");
+                        }
                     }
                 })?;
             lanes.push(tx);
@@ -121,6 +126,9 @@ mod tests {
             assert_eq!(a.await, Some(i * 2));
         }
         assert_eq!(*seen.lock().unwrap(), (0..100).collect::<Vec<_>>());
+        // A job that panics answers nothing, and its lane goes on.
+        assert_eq!(io.run(lane, || -> i32 { panic!("boom") }).await, None);
+        assert_eq!(io.run(lane, || 2).await, Some(2));
         io.close();
         assert_eq!(io.run(lane, || 1).await, None);
     }

@@ -643,8 +643,17 @@ impl ReplicaManager {
                 pass.abandon();
                 continue;
             }
-            if let Err(e) = partition.log().finish_compaction(pass) {
-                failed(&e);
+            // One swap per hold of the lock: appends go on between them.
+            loop {
+                match partition.log().finish_next(&mut pass) {
+                    Ok(true) => {}
+                    Ok(false) => break,
+                    Err(e) => {
+                        failed(&e);
+                        pass.abandon();
+                        break;
+                    }
+                }
             }
         }
     }

@@ -80,6 +80,8 @@ pub struct Compaction {
     /// Every segment as it was: the closed ones, then the active one (read for its keys only).
     views: Vec<SegmentView>,
     copies: Vec<Copy>,
+    /// What the copies swapped in so far did.
+    stats: CompactionStats,
 }
 
 impl Log {
@@ -121,35 +123,41 @@ impl Log {
             delete_retention_ms,
             views: self.segments.values().map(LogSegment::view).collect(),
             copies: Vec::new(),
+            stats: CompactionStats::default(),
         }))
     }
 
     /// Swaps in the copies a built pass made whose segments are still as they were read; drops
     /// the others. A failure once a segment's files are being replaced fails the log.
     pub fn finish_compaction(&mut self, mut pass: Compaction) -> Result<CompactionStats> {
-        let mut stats = CompactionStats::default();
+        while self.finish_next(&mut pass)? {}
+        Ok(pass.stats)
+    }
+
+    /// Swaps in (or drops) the pass's next copy; whether any are left. A caller that takes the
+    /// log's lock for each call lets appends in between swaps.
+    pub fn finish_next(&mut self, pass: &mut Compaction) -> Result<bool> {
         if self.poisoned.is_some() || self.truncations != pass.truncations {
             pass.abandon();
-            return Ok(stats);
+            return Ok(false);
         }
+        let Some(c) = pass.copies.pop() else {
+            return Ok(false);
+        };
         let active = self.segments.keys().next_back().copied();
-        for c in std::mem::take(&mut pass.copies) {
-            let unchanged = self.segments.get(&c.base).map(|s| s.size) == Some(c.size);
-            if !unchanged || active == Some(c.base) {
-                if let Err(e) = c.copy.delete_files(&*self.storage) {
-                    tracing::warn!(dir = %self.dir.display(), error = %e, "removing a compacted copy failed");
-                }
-                continue;
+        let unchanged = self.segments.get(&c.base).map(|s| s.size) == Some(c.size);
+        if !unchanged || active == Some(c.base) {
+            if let Err(e) = c.copy.delete_files(&*self.storage) {
+                tracing::warn!(dir = %self.dir.display(), error = %e, "removing a compacted copy failed");
             }
+        } else {
             self.swap_in(c.base, c.copy)?;
-            stats.segments_rewritten += 1;
-            stats.records_removed += c.records_removed;
-            stats.tombstones_removed += c.tombstones_removed;
+            pass.stats.segments_rewritten += 1;
+            pass.stats.records_removed += c.records_removed;
+            pass.stats.tombstones_removed += c.tombstones_removed;
+            tracing::info!(dir = %self.dir.display(), base = c.base, removed = c.records_removed, tombstones = c.tombstones_removed, "compacted a segment");
         }
-        if stats.segments_rewritten > 0 {
-            tracing::info!(dir = %self.dir.display(), ?stats, "compacted log");
-        }
-        Ok(stats)
+        Ok(!pass.copies.is_empty())
     }
 
     /// Runs one whole compaction pass at once (tests, tools).

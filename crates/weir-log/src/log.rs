@@ -40,6 +40,9 @@ pub struct SyncTarget {
     file: Arc<dyn StoredFile>,
     end: i64,
     truncations: u64,
+    /// The log's flushed offset when the target was taken: if this fsync fails, nothing from
+    /// there on is known durable, whatever other fsyncs reported meanwhile.
+    flushed: i64,
 }
 
 impl SyncTarget {
@@ -206,7 +209,7 @@ impl Log {
             let segment = LogSegment::open(fs, dir, base, recover, now, interval, sync)?;
             segments.insert(base, segment);
         }
-        let unsynced_from = crate::unsynced::read(fs, dir);
+        let unsynced_from = crate::unsynced::read(fs, dir).map_err(LogError::from_io)?;
         if let Some(from) = unsynced_from {
             crate::unsynced::resync_from(fs, dir, &mut segments, from)?;
         }
@@ -764,6 +767,7 @@ impl Log {
             file: active.pinned_file()?,
             end: self.log_end_offset,
             truncations: self.truncations,
+            flushed: self.flushed_offset(),
         }))
     }
 
@@ -771,6 +775,12 @@ impl Log {
     /// flushed up to where it ended then (unless its tail was cut meanwhile); a failed fsync
     /// poisons the log, since the kernel may have dropped the unsynced pages.
     pub fn synced(&mut self, target: &SyncTarget, result: std::io::Result<()>) -> Result<()> {
+        if result.is_err() && self.poisoned.is_none() {
+            let from = target.flushed.min(self.flushed_offset());
+            if let Err(e) = crate::unsynced::record(&*self.storage, &self.dir, from) {
+                tracing::error!(dir = %self.dir.display(), error = %e, "cannot record a failed fsync");
+            }
+        }
         self.poison(result.map_err(LogError::from))?;
         if target.truncations == self.truncations {
             self.flushed_offset = self.flushed_offset.max(target.end);

@@ -22,17 +22,20 @@ pub(crate) const UNSYNCED_FILE: &str = "unsynced-from";
 /// Records that nothing from `from` on is known durable (keeping an earlier record's offset if
 /// lower), durably.
 pub(crate) fn record(fs: &dyn Storage, dir: &Path, from: i64) -> io::Result<()> {
-    let from = read(fs, dir).map_or(from, |old| old.min(from));
+    let from = match read(fs, dir) {
+        Ok(Some(old)) => old.min(from),
+        Ok(None) => from,
+        // An earlier record may be there: the whole log, to be safe.
+        Err(_) => 0,
+    };
     storage::write_atomically(fs, &dir.join(UNSYNCED_FILE), format!("{from}\n").as_bytes())
 }
 
-/// The recorded offset, if any. A record that cannot be read or parsed names the whole log.
-pub(crate) fn read(fs: &dyn Storage, dir: &Path) -> Option<i64> {
-    match storage::read_text(fs, &dir.join(UNSYNCED_FILE)) {
-        Ok(None) => None,
-        Ok(Some(text)) => Some(text.trim().parse().unwrap_or(0)),
-        Err(_) => Some(0),
-    }
+/// The recorded offset, if any. A record that cannot be parsed names the whole log; one that
+/// cannot be read (out of descriptors, say) is an error, and the open fails and is tried again.
+pub(crate) fn read(fs: &dyn Storage, dir: &Path) -> io::Result<Option<i64>> {
+    Ok(storage::read_text(fs, &dir.join(UNSYNCED_FILE))?
+        .map(|text| text.trim().parse().unwrap_or(0)))
 }
 
 /// Removes the record once the open made everything durable: what the open removed is made

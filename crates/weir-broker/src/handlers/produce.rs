@@ -52,16 +52,20 @@ type Appended = (
 /// Appends every partition's batches on the broker's I/O threads, never on an async worker (a
 /// write may wait for the disk: dirty-page throttling, a slow device). The request is one job,
 /// queued now, in this first poll, on its connection's lane, so one connection's pipelined
-/// requests append in arrival order. A job that never answers leaves the UNKNOWN_SERVER_ERROR in
-/// place.
+/// requests append in arrival order. `held` (the request's bytes counted against
+/// `queued.max.request.bytes`) goes with the job. A job that never answers leaves the
+/// UNKNOWN_SERVER_ERROR in place.
 fn append_all(
     broker: &Broker,
     peer: std::net::SocketAddr,
     appends: Vec<Append>,
+    held: Option<crate::connection::Queued>,
 ) -> impl std::future::Future<Output = Vec<Appended>> {
     let me = broker.node_id();
     let job = (!appends.is_empty()).then(|| {
         broker.io.run(broker.io.lane_of(peer), move || {
+            // The request's bytes count against `queued.max.request.bytes` until written.
+            let _held = held;
             let now = weir_log::now_ms();
             appends
                 .into_iter()
@@ -89,6 +93,7 @@ pub(crate) async fn handle(
     _version: i16,
     request: ProduceRequest,
     peer: std::net::SocketAddr,
+    held: Option<crate::connection::Queued>,
 ) -> Option<ProduceResponse> {
     let acks = request.acks;
     let deadline =
@@ -153,7 +158,7 @@ pub(crate) async fn handle(
     }
     // acks=all answers that wait for replication.
     let mut waits: Vec<Wait> = Vec::new();
-    for (a, result) in append_all(broker, peer, appends).await {
+    for (a, result) in append_all(broker, peer, appends, held).await {
         let response = &mut topics[a.topic].partition_responses[a.slot];
         let index = response.index;
         *response = match result {
