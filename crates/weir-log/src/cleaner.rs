@@ -42,8 +42,8 @@ pub struct CompactionStats {
 
 /// A stored batch's records, or `None` when they decompress past `limit`: such a batch is kept
 /// whole and its keys do not count, which only ever keeps more records than needed.
-fn decode(bytes: Vec<u8>, limit: usize) -> Result<Option<(Compression, Vec<Record>)>> {
-    match crate::decompress::decode_batch(Bytes::from(bytes), limit) {
+fn decode(bytes: Bytes, limit: usize) -> Result<Option<(Compression, Vec<Record>)>> {
+    match crate::decompress::decode_batch(bytes, limit) {
         Ok(set) => Ok(Some((set.compression, set.records))),
         Err(LogError::DecompressionLimit { limit }) => {
             tracing::warn!(
@@ -228,7 +228,7 @@ impl Compaction {
                 if h.is_control() {
                     continue;
                 }
-                let raw = view.read_bytes(position, h.total_size())?;
+                let raw = Bytes::from(view.read_bytes(position, h.total_size())?);
                 let Some((_, records)) = decode(raw, self.limit)? else {
                     continue;
                 };
@@ -258,7 +258,8 @@ impl Compaction {
         let (mut records_removed, mut tombstones_removed) = (0u64, 0u64);
         for batch in view.batches_from(0) {
             let (position, h) = batch?;
-            let raw = view.read_bytes(position, h.total_size())?;
+            // Shared, not copied, with the decoder.
+            let raw = Bytes::from(view.read_bytes(position, h.total_size())?);
             let kept = if h.is_control() {
                 None
             } else {
@@ -448,10 +449,7 @@ mod tests {
     fn keeps_the_latest_value_per_key_with_offsets_unchanged() {
         for compression in [Compression::None, Compression::Lz4] {
             let dir = tempfile::tempdir().unwrap();
-            let config = LogConfig {
-                segment_bytes: 300,
-                ..LogConfig::default()
-            };
+            let config = small_segments();
             let mut log = Log::open(dir.path(), config).unwrap();
             let now = 1_000_000;
             for round in 0..6 {
@@ -520,6 +518,14 @@ mod tests {
         }
     }
 
+    /// Segments of 300 bytes: a few batches each, so a handful of records roll several.
+    fn small_segments() -> LogConfig {
+        LogConfig {
+            segment_bytes: 300,
+            ..LogConfig::default()
+        }
+    }
+
     /// Batches of three records of different sizes: two keys rewritten each round (so closed
     /// segments shrink, their batches re-encoded) and one key of the round's own.
     fn filled(log: &mut Log, rounds: usize, now: i64) {
@@ -549,10 +555,7 @@ mod tests {
     #[test]
     fn appends_go_on_while_a_pass_builds() {
         let dir = tempfile::tempdir().unwrap();
-        let config = LogConfig {
-            segment_bytes: 300,
-            ..LogConfig::default()
-        };
+        let config = small_segments();
         let mut log = Log::open(dir.path(), config).unwrap();
         let now = 1_000_000;
         filled(&mut log, 10, now);
@@ -588,10 +591,7 @@ mod tests {
     #[test]
     fn a_truncation_meanwhile_drops_the_pass() {
         let dir = tempfile::tempdir().unwrap();
-        let config = LogConfig {
-            segment_bytes: 300,
-            ..LogConfig::default()
-        };
+        let config = small_segments();
         let mut log = Log::open(dir.path(), config).unwrap();
         let now = 1_000_000;
         filled(&mut log, 10, now);
@@ -625,10 +625,7 @@ mod tests {
     #[test]
     fn a_swap_cut_short_leaves_whole_segments() {
         use crate::simfs::{Failure, Fault, FsOp, PowerLoss, SimDisk};
-        let config = LogConfig {
-            segment_bytes: 300,
-            ..LogConfig::default()
-        };
+        let config = small_segments();
         let dir = std::path::Path::new("/data/t-0");
         for (seed, op, nth) in [
             (1, FsOp::Rename, 0),
