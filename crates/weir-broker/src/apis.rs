@@ -188,7 +188,11 @@ pub(crate) async fn dispatch(
             return Ok(Some(handlers::fetch::handle(broker, version, r).await))
         }
         RequestKind::ListOffsets(r) => {
-            ResponseKind::ListOffsets(handlers::list_offsets::handle(broker, version, r))
+            let broker = broker.clone();
+            ResponseKind::ListOffsets(
+                on_blocking_thread(move || handlers::list_offsets::handle(&broker, version, r))
+                    .await,
+            )
         }
         RequestKind::CreateTopics(r) => {
             ResponseKind::CreateTopics(handlers::create_topics::handle(broker, version, r).await)
@@ -224,10 +228,19 @@ pub(crate) async fn dispatch(
             ResponseKind::ElectLeaders(handlers::elect_leaders::handle(broker, version, r).await)
         }
         RequestKind::DeleteRecords(r) => {
-            ResponseKind::DeleteRecords(handlers::delete_records::handle(broker, r))
+            let broker = broker.clone();
+            ResponseKind::DeleteRecords(
+                on_blocking_thread(move || handlers::delete_records::handle(&broker, r)).await,
+            )
         }
         RequestKind::OffsetForLeaderEpoch(r) => {
-            ResponseKind::OffsetForLeaderEpoch(handlers::offset_for_leader_epoch::handle(broker, r))
+            // On a blocking thread: it takes the log's lock, which an append may hold while it
+            // writes.
+            let broker = broker.clone();
+            ResponseKind::OffsetForLeaderEpoch(
+                on_blocking_thread(move || handlers::offset_for_leader_epoch::handle(&broker, r))
+                    .await,
+            )
         }
         RequestKind::InitProducerId(r) => {
             ResponseKind::InitProducerId(handlers::init_producer_id::handle(broker, r).await)
@@ -268,4 +281,14 @@ pub(crate) async fn dispatch(
         _ => return Err(DispatchError::Unsupported(api)),
     };
     Ok(Some(Body::Message(Box::new(response))))
+}
+
+/// Runs a handler that reads or writes a log (index lookups, record decoding, a checkpoint file)
+/// on tokio's blocking pool, never on an async worker. A panic in it goes on unwinding here, as
+/// it would have on the worker.
+async fn on_blocking_thread<T: Send + 'static>(f: impl FnOnce() -> T + Send + 'static) -> T {
+    match tokio::task::spawn_blocking(f).await {
+        Ok(value) => value,
+        Err(e) => std::panic::resume_unwind(e.into_panic()),
+    }
 }

@@ -23,6 +23,7 @@ use weir_meta::{
     ControllerOp, ControllerReply, CreateTopic, MetaError, MetadataImage, Outcome,
     PRODUCER_ID_BLOCK_SIZE,
 };
+use weir_types::{BrokerId, ProducerId};
 
 use crate::config::BrokerConfig;
 use crate::fetcher::Fetchers;
@@ -154,7 +155,7 @@ impl Broker {
         let image = quorum.subscribe();
         let open_files = config.log_open_files();
         tracing::info!(open_files, "log files open at once, at most");
-        let replicas = ReplicaManager::new(&config.log_dir, config.node_id, open_files);
+        let replicas = ReplicaManager::new(&config.log_dir, BrokerId(config.node_id), open_files);
         replicas.start_flusher().map_err(dir_err)?;
         let groups = GroupManager::new(&config);
         let io = IoThreads::start(config.num_io_threads).map_err(dir_err)?;
@@ -207,8 +208,8 @@ impl Broker {
         self.image().cluster_id.clone().unwrap_or_default()
     }
 
-    pub fn node_id(&self) -> i32 {
-        self.config.node_id
+    pub fn node_id(&self) -> BrokerId {
+        BrokerId(self.config.node_id)
     }
 
     /// The latest metadata image this broker has applied.
@@ -228,7 +229,7 @@ impl Broker {
     /// Registers this incarnation, then heartbeats once: a restarted broker registers fenced
     /// (out of every ISR and leadership), and serves once unfenced.
     async fn register(&self) -> Result<(), MetaError> {
-        let me = self.config.node_id;
+        let me = self.node_id();
         let op = ControllerOp::RegisterBroker {
             broker_id: me,
             host: self.config.advertised_host(),
@@ -252,7 +253,7 @@ impl Broker {
     fn note_broker_epoch(&self, image: &MetadataImage) {
         if let Some(b) = image
             .brokers
-            .get(&self.config.node_id)
+            .get(&self.node_id())
             .filter(|b| b.incarnation == Some(self.incarnation))
         {
             self.broker_epoch.store(b.epoch, Ordering::Release);
@@ -314,7 +315,7 @@ impl Broker {
         }
         let registered = image
             .brokers
-            .get(&self.config.node_id)
+            .get(&self.node_id())
             .is_some_and(|b| b.incarnation == Some(self.incarnation));
         match self
             .replicas
@@ -373,7 +374,7 @@ impl Broker {
     }
 
     /// Hands out a producer id from this broker's block, reserving a new block when it is used up.
-    pub async fn allocate_producer_id(&self) -> Result<i64, MetaError> {
+    pub async fn allocate_producer_id(&self) -> Result<ProducerId, MetaError> {
         let mut block = self.producer_ids.lock().await;
         if block.0 >= block.1 {
             let reply = self
@@ -386,9 +387,9 @@ impl Broker {
                     reply.outcome
                 )));
             };
-            *block = (start, start + PRODUCER_ID_BLOCK_SIZE);
+            *block = (start.0, start.0 + PRODUCER_ID_BLOCK_SIZE);
         }
-        let id = block.0;
+        let id = ProducerId(block.0);
         block.0 += 1;
         Ok(id)
     }
@@ -413,7 +414,7 @@ impl Broker {
     pub async fn controlled_shutdown(&self, timeout: Duration) {
         *self.stopping.lock().unwrap_or_else(|p| p.into_inner()) = true;
         let op = ControllerOp::ControlledShutdown {
-            broker_id: self.config.node_id,
+            broker_id: self.node_id(),
         };
         match tokio::time::timeout(timeout, self.controller.call(op)).await {
             Ok(Ok(_)) => tracing::info!("controlled shutdown: leadership moved away"),
@@ -504,7 +505,7 @@ async fn heartbeat(broker: std::sync::Weak<Broker>) {
         let every = Duration::from_millis(b.config.broker_heartbeat_interval_ms.max(10));
         if !b.stopping() {
             let op = ControllerOp::Heartbeat {
-                broker_id: b.config.node_id,
+                broker_id: b.node_id(),
             };
             match b.controller.call(op).await {
                 Ok(_) => {}

@@ -19,11 +19,12 @@ use kafka_protocol::messages::fetch_request::{FetchPartition, FetchTopic};
 use kafka_protocol::messages::offset_for_leader_epoch_request::{
     OffsetForLeaderPartition, OffsetForLeaderTopic,
 };
-use kafka_protocol::messages::{BrokerId, FetchRequest, OffsetForLeaderEpochRequest, TopicName};
+use kafka_protocol::messages::{FetchRequest, OffsetForLeaderEpochRequest, TopicName};
 use kafka_protocol::protocol::StrBytes;
 use tokio::sync::watch;
 use tokio::task::JoinHandle;
 use weir_client::Connection;
+use weir_types::{BrokerId, LeaderEpoch, Offset};
 
 use crate::broker::Broker;
 use crate::replica_manager::Partition;
@@ -40,7 +41,7 @@ struct Fetcher {
 /// The fetcher tasks of this broker, by leader broker id.
 #[derive(Debug, Default)]
 pub(crate) struct Fetchers {
-    tasks: Mutex<HashMap<i32, Fetcher>>,
+    tasks: Mutex<HashMap<BrokerId, Fetcher>>,
 }
 
 impl Fetchers {
@@ -48,10 +49,9 @@ impl Fetchers {
     /// stopping fetchers as leaders come and go. Runs after every metadata change.
     pub(crate) fn update(&self, broker: &Arc<Broker>) {
         let me = broker.node_id();
-        let mut by_leader: HashMap<i32, Vec<Arc<Partition>>> = HashMap::new();
+        let mut by_leader: HashMap<BrokerId, Vec<Arc<Partition>>> = HashMap::new();
         for p in broker.replicas.all() {
-            let leader = p.leader.load(std::sync::atomic::Ordering::Acquire);
-            if leader >= 0 && leader != me {
+            if let Some(leader) = p.leader().filter(|l| *l != me) {
                 by_leader.entry(leader).or_default().push(p);
             }
         }
@@ -97,7 +97,7 @@ type Backoff = HashMap<(String, i32), Instant>;
 
 async fn run(
     broker: Weak<Broker>,
-    leader: i32,
+    leader: BrokerId,
     mut partitions: watch::Receiver<Vec<Arc<Partition>>>,
 ) {
     let mut conn: Option<Connection> = None;
@@ -119,7 +119,7 @@ async fn run(
             Ok(true) => {}
             Ok(false) => tokio::time::sleep(BACKOFF).await,
             Err(why) => {
-                tracing::debug!(leader, error = %why, "replica fetch failed");
+                tracing::debug!(%leader, error = %why, "replica fetch failed");
                 conn = None;
                 tokio::time::sleep(BACKOFF).await;
             }
@@ -131,7 +131,7 @@ async fn run(
 /// nothing could be fetched (the caller backs off).
 async fn round(
     broker: &Arc<Broker>,
-    leader: i32,
+    leader: BrokerId,
     conn: &mut Option<Connection>,
     targets: &[Arc<Partition>],
     backoff: &mut Backoff,
@@ -153,8 +153,7 @@ async fn round(
     let Some(c) = conn.as_ref() else {
         return Err("no connection".into());
     };
-    let following =
-        |p: &Arc<Partition>| p.leader.load(std::sync::atomic::Ordering::Acquire) == leader;
+    let following = |p: &Arc<Partition>| p.leader() == Some(leader);
     let unchecked: Vec<&Arc<Partition>> = targets
         .iter()
         .filter(|p| following(p) && p.state().truncated_for_epoch != Some(p.leader_epoch()))
@@ -177,8 +176,12 @@ async fn round(
 }
 
 /// OffsetForLeaderEpoch for each partition, then truncation to where its log diverges.
-async fn reconcile(c: &Connection, me: i32, partitions: &[&Arc<Partition>]) -> Result<(), String> {
-    let mut asked: Vec<(&Arc<Partition>, i32, Option<i32>)> = Vec::new();
+async fn reconcile(
+    c: &Connection,
+    me: BrokerId,
+    partitions: &[&Arc<Partition>],
+) -> Result<(), String> {
+    let mut asked: Vec<(&Arc<Partition>, LeaderEpoch, Option<LeaderEpoch>)> = Vec::new();
     let mut topics: HashMap<String, Vec<OffsetForLeaderPartition>> = HashMap::new();
     let mut without_epochs = Vec::new();
     for p in partitions {
@@ -191,8 +194,8 @@ async fn reconcile(c: &Connection, me: i32, partitions: &[&Arc<Partition>]) -> R
                 topics.entry(p.topic.clone()).or_default().push(
                     OffsetForLeaderPartition::default()
                         .with_partition(p.index)
-                        .with_current_leader_epoch(epoch)
-                        .with_leader_epoch(latest),
+                        .with_current_leader_epoch(epoch.0)
+                        .with_leader_epoch(latest.0),
                 );
             }
         }
@@ -212,7 +215,7 @@ async fn reconcile(c: &Connection, me: i32, partitions: &[&Arc<Partition>]) -> R
         return Ok(());
     }
     let request = OffsetForLeaderEpochRequest::default()
-        .with_replica_id(BrokerId(me))
+        .with_replica_id(kafka_protocol::messages::BrokerId(me.0))
         .with_topics(
             topics
                 .into_iter()
@@ -238,7 +241,9 @@ async fn reconcile(c: &Connection, me: i32, partitions: &[&Arc<Partition>]) -> R
                 continue;
             }
             let Some(latest) = *latest else { continue };
-            let answer = (answer.leader_epoch, answer.end_offset);
+            // The leader's answer; none when it has no epoch at or before ours (-1, -1).
+            let answer = LeaderEpoch::from_wire(answer.leader_epoch)
+                .zip(Offset::from_wire(answer.end_offset));
             truncations.push((Arc::clone(p), *epoch, latest, answer));
         }
     }
@@ -258,7 +263,7 @@ async fn reconcile(c: &Connection, me: i32, partitions: &[&Arc<Partition>]) -> R
 /// epoch are cut to the high watermark (Kafka's fallback). Reconciled for `epoch` after.
 pub(crate) fn reconcile_without_epochs(
     p: &Partition,
-    epoch: i32,
+    epoch: LeaderEpoch,
 ) -> Result<(), weir_log::LogError> {
     let hw = p.high_watermark();
     if truncate(p, hw, epoch)? {
@@ -272,25 +277,28 @@ pub(crate) fn reconcile_without_epochs(
 /// it reconciled for `epoch` when that settles it (otherwise the next round asks again).
 pub(crate) fn reconcile_partition(
     p: &Partition,
-    epoch: i32,
-    latest: i32,
-    answer: (i32, i64),
+    epoch: LeaderEpoch,
+    latest: LeaderEpoch,
+    answer: Option<(LeaderEpoch, Offset)>,
 ) -> Result<(), weir_log::LogError> {
-    let (answer_epoch, answer_end) = answer;
-    let (target, settled) = {
-        let log = p.log();
-        if answer_epoch < 0 || answer_end < 0 {
-            // The leader has no epoch at or before ours: Kafka's fallback, the high watermark.
-            (p.high_watermark(), true)
-        } else if answer_epoch == latest {
-            (answer_end, true)
-        } else {
+    let (target, settled) = match answer {
+        // The leader has no epoch at or before ours: Kafka's fallback, the high watermark.
+        None => (p.high_watermark(), true),
+        Some((answer_epoch, answer_end)) if answer_epoch == latest => (answer_end, true),
+        Some((answer_epoch, answer_end)) => {
             // KIP-279: the leader's epoch is older than ours. Cut where it ends in both logs; if
             // we never had that epoch, ask again with our epoch before it.
-            let (ours_epoch, ours_end) = log
+            let log = p.log();
+            match log
                 .epochs()
-                .end_offset_for(answer_epoch, log.log_end_offset());
-            (answer_end.min(ours_end), ours_epoch == answer_epoch)
+                .end_offset_for(answer_epoch, log.log_end_offset())
+            {
+                Some((ours_epoch, ours_end)) => {
+                    (answer_end.min(ours_end), ours_epoch == answer_epoch)
+                }
+                // None of ours is that old (Kafka's rule): cut where the leader's ends.
+                None => (answer_end, true),
+            }
         }
     };
     if truncate(p, target, epoch)? && settled {
@@ -303,13 +311,13 @@ pub(crate) fn reconcile_partition(
 /// Only while the partition is still in `epoch`, checked under the log's lock (leadership changes
 /// under it): a truncation that ran late, after this broker became leader, would cut its log.
 /// Whether it was done.
-fn truncate(p: &Partition, offset: i64, epoch: i32) -> Result<bool, weir_log::LogError> {
+fn truncate(p: &Partition, offset: Offset, epoch: LeaderEpoch) -> Result<bool, weir_log::LogError> {
     let mut log = p.log();
     if p.leader_epoch() != epoch {
         return Ok(false);
     }
     if offset < log.log_end_offset() {
-        tracing::info!(topic = %p.topic, partition = p.index, from = log.log_end_offset(), to = offset, "truncating a diverging follower log");
+        tracing::info!(topic = %p.topic, partition = p.index, from = %log.log_end_offset(), to = %offset, "truncating a diverging follower log");
         log.truncate_to(offset)?;
     }
     let end = log.log_end_offset();
@@ -321,8 +329,8 @@ fn truncate(p: &Partition, offset: i64, epoch: i32) -> Result<bool, weir_log::Lo
 async fn fetch(
     broker: &Arc<Broker>,
     c: &Connection,
-    me: i32,
-    leader: i32,
+    me: BrokerId,
+    leader: BrokerId,
     partitions: &[&Arc<Partition>],
     backoff: &mut Backoff,
 ) -> Result<bool, String> {
@@ -347,7 +355,7 @@ async fn fetch(
     }
     let mut topics: HashMap<String, Vec<FetchPartition>> = HashMap::new();
     // The epoch each partition was fetched in: an answer is applied only if it still holds.
-    let mut sent: HashMap<(String, i32), i32> = HashMap::new();
+    let mut sent: HashMap<(String, i32), LeaderEpoch> = HashMap::new();
     for p in partitions {
         sent.insert((p.topic.clone(), p.index), p.leader_epoch());
         let (start, end) = {
@@ -357,15 +365,15 @@ async fn fetch(
         topics.entry(p.topic.clone()).or_default().push(
             FetchPartition::default()
                 .with_partition(p.index)
-                .with_current_leader_epoch(sent[&(p.topic.clone(), p.index)])
-                .with_fetch_offset(end)
-                .with_log_start_offset(start)
+                .with_current_leader_epoch(sent[&(p.topic.clone(), p.index)].0)
+                .with_fetch_offset(end.0)
+                .with_log_start_offset(start.0)
                 .with_last_fetched_epoch(-1)
                 .with_partition_max_bytes(broker.config.replica_fetch_max_bytes.max(1)),
         );
     }
     let request = FetchRequest::default()
-        .with_replica_id(BrokerId(me))
+        .with_replica_id(kafka_protocol::messages::BrokerId(me.0))
         .with_max_wait_ms(broker.config.replica_fetch_wait_max_ms.min(i32::MAX as u64) as i32)
         .with_min_bytes(1)
         .with_max_bytes(i32::MAX)
@@ -423,7 +431,7 @@ async fn fetch(
 
 /// Fsyncs, in one blocking task, the durable logs (`write.caching=false`) whose end is not on
 /// disk yet.
-async fn sync_copied(me: i32, partitions: &[&Arc<Partition>]) {
+async fn sync_copied(me: BrokerId, partitions: &[&Arc<Partition>]) {
     let unsynced: Vec<Arc<Partition>> = partitions
         .iter()
         .filter(|p| {
@@ -446,12 +454,13 @@ async fn sync_copied(me: i32, partitions: &[&Arc<Partition>]) {
 /// returns whether the partition is healthy.
 pub(crate) fn apply(
     p: &Partition,
-    leader: i32,
-    epoch: i32,
+    leader: BrokerId,
+    epoch: LeaderEpoch,
     data: &kafka_protocol::messages::fetch_response::PartitionData,
 ) -> bool {
     let mut log = p.log();
-    let current = p.leader.load(std::sync::atomic::Ordering::Acquire) == leader
+    let leader_start = Offset(data.log_start_offset);
+    let current = p.leader() == Some(leader)
         && p.leader_epoch() == epoch
         && p.state().truncated_for_epoch == Some(epoch);
     if !current {
@@ -459,13 +468,13 @@ pub(crate) fn apply(
     }
     let code = data.error_code;
     if code == ResponseError::OffsetOutOfRange.code() {
-        if log.log_end_offset() < data.log_start_offset {
-            tracing::info!(topic = %p.topic, partition = p.index, start = data.log_start_offset, "follower log ends before the leader's starts; starting over there");
-            if let Err(e) = log.truncate_fully_and_start_at(data.log_start_offset) {
+        if log.log_end_offset() < leader_start {
+            tracing::info!(topic = %p.topic, partition = p.index, start = %leader_start, "follower log ends before the leader's starts; starting over there");
+            if let Err(e) = log.truncate_fully_and_start_at(leader_start) {
                 tracing::error!(topic = %p.topic, partition = p.index, error = %e, "restarting the follower log failed");
             }
             let mut state = p.state();
-            state.high_watermark = state.high_watermark.min(data.log_start_offset);
+            state.high_watermark = state.high_watermark.min(leader_start);
         } else {
             p.state().truncated_for_epoch = None;
         }
@@ -482,7 +491,7 @@ pub(crate) fn apply(
             return false;
         }
     }
-    let start = data.log_start_offset.min(log.log_end_offset());
+    let start = leader_start.min(log.log_end_offset());
     if start > log.log_start_offset() {
         if let Err(e) = log.delete_records_before(start) {
             tracing::warn!(topic = %p.topic, partition = p.index, error = %e, "following the leader's log start failed");
@@ -492,7 +501,7 @@ pub(crate) fn apply(
     let mut state = p.state();
     state.high_watermark = state
         .high_watermark
-        .max(data.high_watermark.min(end))
+        .max(Offset(data.high_watermark).min(end))
         .min(end);
     true
 }

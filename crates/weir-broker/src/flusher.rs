@@ -13,6 +13,7 @@
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Arc, Condvar, Mutex};
 use std::time::Duration;
+use weir_types::BrokerId;
 
 use crate::replica_manager::Partition;
 
@@ -71,14 +72,14 @@ impl FlushQueue {
     /// Fsyncs every partition asked for so far, on the calling thread. Returns whether a high
     /// watermark moved.
     #[cfg(test)]
-    pub(crate) fn run_pending(&self, me: i32) -> bool {
+    pub(crate) fn run_pending(&self, me: BrokerId) -> bool {
         let partitions = std::mem::take(&mut self.lock().partitions);
         sync_all(me, &partitions)
     }
 
     /// Starts the broker's flush thread: it runs until [`FlushQueue::close`]. A partition whose
     /// high watermark moved wakes its own waiters.
-    pub(crate) fn start(&self, me: i32) -> std::io::Result<()> {
+    pub(crate) fn start(&self, me: BrokerId) -> std::io::Result<()> {
         let queue = self.clone();
         std::thread::Builder::new()
             .name(format!("weir-flush-{me}"))
@@ -106,7 +107,7 @@ const PARALLEL_FSYNCS: usize = 4;
 
 /// One round of group commit: one fsync per partition, up to [`PARALLEL_FSYNCS`] at a time.
 /// Returns whether a high watermark moved.
-pub(crate) fn sync_all(me: i32, partitions: &[Arc<Partition>]) -> bool {
+pub(crate) fn sync_all(me: BrokerId, partitions: &[Arc<Partition>]) -> bool {
     let short = AtomicBool::new(false);
     let sync = |p: &Arc<Partition>| match p.sync_log(me) {
         Ok(moved) => moved,

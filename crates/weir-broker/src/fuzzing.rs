@@ -154,7 +154,7 @@ fn exercise_log_dir(
     let (start, end) = (log.log_start_offset(), log.log_end_offset());
     let _ = log.read(start, 1 << 20, end, true);
     let _ = log.offset_for_timestamp(0);
-    let _ = log.truncate_to(start + (end - start) / 2);
+    let _ = log.truncate_to(start.plus(end.since(start) / 2));
     let _ = log.close();
     Ok(true)
 }

@@ -10,6 +10,7 @@ use std::time::Instant;
 use tokio::sync::watch;
 use uuid::Uuid;
 use weir_log::{AppendInfo, Log, LogError};
+use weir_types::{BrokerId, LeaderEpoch, Offset};
 
 mod fetch;
 
@@ -26,8 +27,9 @@ pub struct Partition {
     pub topic_id: Uuid,
     pub index: i32,
     log: Mutex<Log>,
-    pub leader: AtomicI32,
-    pub leader_epoch: AtomicI32,
+    /// The leader's broker id, -1 for none (read through [`Partition::leader`]).
+    leader: AtomicI32,
+    leader_epoch: AtomicI32,
     pub isr_size: AtomicUsize,
     pub min_insync_replicas: AtomicUsize,
     /// Replication: replicas, ISR, followers' progress, high watermark. Lock order: the log lock
@@ -77,7 +79,7 @@ impl Partition {
         topic_id: Uuid,
         index: i32,
         log: Log,
-        leader_epoch: i32,
+        leader_epoch: LeaderEpoch,
         min_insync_replicas: usize,
         state: ReplicaState,
         clock: Clock,
@@ -89,7 +91,7 @@ impl Partition {
             index,
             log: Mutex::new(log),
             leader: AtomicI32::new(-1),
-            leader_epoch: AtomicI32::new(leader_epoch),
+            leader_epoch: AtomicI32::new(leader_epoch.0),
             isr_size: AtomicUsize::new(state.isr.len()),
             min_insync_replicas: AtomicUsize::new(min_insync_replicas),
             state: Mutex::new(state),
@@ -130,17 +132,32 @@ impl Partition {
         self.changes.subscribe()
     }
 
-    pub fn leader_epoch(&self) -> i32 {
-        self.leader_epoch.load(Ordering::Acquire)
+    pub fn leader_epoch(&self) -> LeaderEpoch {
+        LeaderEpoch(self.leader_epoch.load(Ordering::Acquire))
     }
 
-    pub fn is_leader(&self, node_id: i32) -> bool {
-        self.leader.load(Ordering::Acquire) == node_id
+    /// The partition's leader, as the latest image this broker applied says.
+    pub fn leader(&self) -> Option<BrokerId> {
+        BrokerId::from_wire(self.leader.load(Ordering::Acquire))
+    }
+
+    pub fn is_leader(&self, node_id: BrokerId) -> bool {
+        self.leader() == Some(node_id)
+    }
+
+    /// The partition leaves this broker: it leads nothing, and whoever waits on it (an acks=all
+    /// produce, a commit, a fetch) hears so.
+    pub(crate) fn resign(&self) {
+        // Under the log lock, as every change of leadership (see `append_as_leader`).
+        let log = self.log();
+        self.leader.store(-1, Ordering::Release);
+        drop(log);
+        self.changed();
     }
 
     /// The high watermark: on the leader, the lowest log end offset over the ISR; on a follower,
     /// the leader's as last fetched, capped by its own log end. Consumers read below it.
-    pub fn high_watermark(&self) -> i64 {
+    pub fn high_watermark(&self) -> Offset {
         self.state().high_watermark
     }
 
@@ -153,10 +170,10 @@ impl Partition {
     /// the flush thread fsynced them.
     pub fn append_as_leader(
         self: &Arc<Self>,
-        node_id: i32,
+        node_id: BrokerId,
         records: &mut [u8],
         now_ms: i64,
-    ) -> Result<Option<(AppendInfo, i32)>, LogError> {
+    ) -> Result<Option<(AppendInfo, LeaderEpoch)>, LogError> {
         let mut log = self.log();
         if !self.is_leader(node_id) {
             return Ok(None);
@@ -166,7 +183,7 @@ impl Partition {
         let moved = {
             let mut state = self.state();
             let moved = state.advance_high_watermark(node_id, log.durable_end());
-            debug_assert!(
+            assert!(
                 state.high_watermark <= log.log_end_offset(),
                 "the high watermark passed the log end"
             );
@@ -193,7 +210,7 @@ impl Partition {
 
     /// Fsyncs the log up to its end (without holding its lock during the fsync) and, on the
     /// leader, moves the high watermark to what is now durable. Returns whether it moved.
-    pub(crate) fn sync_log(&self, me: i32) -> Result<bool, LogError> {
+    pub(crate) fn sync_log(&self, me: BrokerId) -> Result<bool, LogError> {
         let Some(target) = self.log().sync_target()? else {
             return Ok(false);
         };
@@ -211,7 +228,12 @@ impl Partition {
 
     /// Whether records up to `last_offset`, written in `epoch`, are settled for acks=all: `None`
     /// while the ISR does not hold them yet, else the answer's error code (0 for success).
-    pub(crate) fn replication_status(&self, me: i32, epoch: i32, last_offset: i64) -> Option<i16> {
+    pub(crate) fn replication_status(
+        &self,
+        me: BrokerId,
+        epoch: LeaderEpoch,
+        last_offset: Offset,
+    ) -> Option<i16> {
         use kafka_protocol::error::ResponseError;
         if !self.is_leader(me) || self.leader_epoch() != epoch {
             return Some(ResponseError::NotLeaderOrFollower.code());
@@ -236,9 +258,9 @@ impl Partition {
     /// `min.insync.replicas`, REQUEST_TIMED_OUT at `deadline`. The records stay written.
     pub(crate) async fn wait_replicated(
         &self,
-        me: i32,
-        epoch: i32,
-        last_offset: i64,
+        me: BrokerId,
+        epoch: LeaderEpoch,
+        last_offset: Offset,
         deadline: tokio::time::Instant,
     ) -> i16 {
         use kafka_protocol::error::ResponseError;
@@ -259,7 +281,12 @@ impl Partition {
 
     /// A follower fetched at `offset`: records its progress; returns whether the high watermark
     /// moved.
-    pub(crate) fn record_follower_fetch(&self, me: i32, follower: i32, offset: i64) -> bool {
+    pub(crate) fn record_follower_fetch(
+        &self,
+        me: BrokerId,
+        follower: BrokerId,
+        offset: Offset,
+    ) -> bool {
         let log = self.log();
         let end = log.log_end_offset();
         // Only an offset the log holds says how far the follower reached; a larger one is a
@@ -286,18 +313,18 @@ impl Partition {
     /// waiters only when something changed.
     pub(crate) fn apply_image(
         self: &Arc<Self>,
-        me: i32,
-        leader: i32,
-        epoch: i32,
-        replicas: &[i32],
-        isr: &[i32],
+        me: BrokerId,
+        leader: Option<BrokerId>,
+        epoch: LeaderEpoch,
+        replicas: &[BrokerId],
+        isr: &[BrokerId],
     ) {
         // Leadership changes under the log lock (see `append_as_leader`).
         let log = self.log();
-        let new_epoch =
-            epoch != self.leader_epoch() || leader != self.leader.load(Ordering::Acquire);
-        self.leader.store(leader, Ordering::Release);
-        self.leader_epoch.store(epoch, Ordering::Release);
+        let new_epoch = epoch != self.leader_epoch() || leader != self.leader();
+        self.leader
+            .store(BrokerId::to_wire(leader), Ordering::Release);
+        self.leader_epoch.store(epoch.0, Ordering::Release);
         self.isr_size.store(isr.len(), Ordering::Release);
         let end = log.log_end_offset();
         let outcome = self.state().on_image(
@@ -311,9 +338,9 @@ impl Partition {
             self.clock.now(),
         );
         if outcome.began_leading {
-            tracing::info!(topic = %self.topic, partition = self.index, epoch, "leading");
+            tracing::info!(topic = %self.topic, partition = self.index, %epoch, "leading");
         }
-        if leader == me && log.durable_end() < end {
+        if leader == Some(me) && log.durable_end() < end {
             self.flush_queue.request(self.clone());
         }
         let changed = outcome.changed;

@@ -17,6 +17,7 @@ use uuid::Uuid;
 use weir_log::storage::OpenMode;
 use weir_log::storage::{self, Storage};
 use weir_log::{Log, LogConfig, LogError, OpenSync};
+use weir_types::{BrokerId, LeaderEpoch};
 
 const PARTITION_METADATA: &str = "partition.metadata";
 
@@ -35,10 +36,10 @@ pub(crate) struct NewPartition {
     pub(crate) topic_id: Uuid,
     pub(crate) config: LogConfig,
     pub(crate) min_insync_replicas: usize,
-    pub(crate) leader: i32,
-    pub(crate) leader_epoch: i32,
-    pub(crate) replicas: Vec<i32>,
-    pub(crate) isr: Vec<i32>,
+    pub(crate) leader: Option<BrokerId>,
+    pub(crate) leader_epoch: LeaderEpoch,
+    pub(crate) replicas: Vec<BrokerId>,
+    pub(crate) isr: Vec<BrokerId>,
 }
 
 /// Logs opened at once from which their fsyncs are deferred to one [`Storage::sync_all`]: a
@@ -193,10 +194,10 @@ mod tests {
             topic_id: Uuid::from_u128(7),
             config: LogConfig::default(),
             min_insync_replicas: 1,
-            leader: 1,
-            leader_epoch: 0,
-            replicas: vec![1],
-            isr: vec![1],
+            leader: Some(BrokerId(1)),
+            leader_epoch: LeaderEpoch(0),
+            replicas: vec![BrokerId(1)],
+            isr: vec![BrokerId(1)],
         }
     }
 

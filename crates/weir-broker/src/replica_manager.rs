@@ -18,6 +18,7 @@ use weir_log::storage::{self, Storage};
 use weir_log::{Disk, FileCache, LogConfig, LogError};
 use weir_meta::configs::{effective_topic_configs, EffectiveConfig};
 use weir_meta::{ConfigResource, ImageDelta, MetadataImage, PartitionLog};
+use weir_types::{BrokerId, Offset};
 
 use crate::flusher::FlushQueue;
 pub(crate) use crate::partition::Clock;
@@ -32,7 +33,7 @@ pub struct ReplicaManager {
     /// The file system under the data directory: the real one, or a simulated disk.
     storage: Arc<dyn Storage>,
     data_dir: PathBuf,
-    node_id: i32,
+    node_id: BrokerId,
     /// Hosted partitions by topic, then index: a lookup by `&str` allocates nothing.
     partitions: RwLock<HashMap<String, BTreeMap<i32, Arc<Partition>>>>,
     /// The image [`ReplicaManager::sync`] applied last, and whether it could lead then.
@@ -45,7 +46,7 @@ pub struct ReplicaManager {
     clock: Clock,
     /// High watermarks from `replication-offset-checkpoint`, read at start; and the last ones
     /// written, to skip writing an unchanged file.
-    checkpointed: Mutex<HashMap<PartitionKey, i64>>,
+    checkpointed: Mutex<HashMap<PartitionKey, Offset>>,
     /// A digest of every (partition, high watermark) when the checkpoint was last written: a
     /// second's check of 50,000 unchanged partitions then allocates nothing.
     checkpoint_digest: AtomicU64,
@@ -122,7 +123,7 @@ fn topic_settings(
 /// Kafka's name and format: a version line, a count line, then `topic partition offset` lines.
 const HW_CHECKPOINT: &str = "replication-offset-checkpoint";
 
-fn read_checkpoint(fs: &dyn Storage, path: &Path) -> HashMap<PartitionKey, i64> {
+fn read_checkpoint(fs: &dyn Storage, path: &Path) -> HashMap<PartitionKey, Offset> {
     let Ok(Some(text)) = storage::read_text(fs, path) else {
         return HashMap::new();
     };
@@ -132,7 +133,7 @@ fn read_checkpoint(fs: &dyn Storage, path: &Path) -> HashMap<PartitionKey, i64> 
             let mut parts = line.split_whitespace();
             let topic = parts.next()?.to_string();
             let partition = parts.next()?.parse().ok()?;
-            let offset = parts.next()?.parse().ok()?;
+            let offset = Offset(parts.next()?.parse().ok()?);
             Some(((topic, partition), offset))
         })
         .collect()
@@ -141,7 +142,7 @@ fn read_checkpoint(fs: &dyn Storage, path: &Path) -> HashMap<PartitionKey, i64> 
 fn write_checkpoint(
     fs: &dyn Storage,
     path: &Path,
-    entries: &HashMap<PartitionKey, i64>,
+    entries: &HashMap<PartitionKey, Offset>,
 ) -> std::io::Result<()> {
     let mut text = format!("0\n{}\n", entries.len());
     for ((topic, partition), offset) in entries {
@@ -159,7 +160,7 @@ impl Drop for ReplicaManager {
 impl ReplicaManager {
     /// A replica manager on the real file system, keeping at most `open_files` files of its logs
     /// open at once (see `weir_log::FileCache`).
-    pub fn new(data_dir: &Path, node_id: i32, open_files: usize) -> ReplicaManager {
+    pub fn new(data_dir: &Path, node_id: BrokerId, open_files: usize) -> ReplicaManager {
         let storage = Arc::new(FileCache::new(Disk::shared(), open_files));
         let mut manager = ReplicaManager::on_storage(storage, data_dir, node_id, Clock::real());
         manager.open_threads = OPEN_THREADS;
@@ -170,7 +171,7 @@ impl ReplicaManager {
     pub(crate) fn on_storage(
         storage: Arc<dyn Storage>,
         data_dir: &Path,
-        node_id: i32,
+        node_id: BrokerId,
         clock: Clock,
     ) -> ReplicaManager {
         let checkpointed = read_checkpoint(&*storage, &data_dir.join(HW_CHECKPOINT));
@@ -209,7 +210,7 @@ impl ReplicaManager {
     /// changed), so a restarted broker does not show consumers less, or more, than it did.
     pub fn checkpoint_high_watermarks(&self) {
         // Each watermark is read once: the digest and the file must tell of the same values.
-        let all: Vec<(Arc<Partition>, i64)> = self
+        let all: Vec<(Arc<Partition>, Offset)> = self
             .all()
             .into_iter()
             .map(|p| {
@@ -222,7 +223,7 @@ impl ReplicaManager {
         // the topic's name).
         let digest = all.iter().fold(all.len() as u64, |acc, (p, hw)| {
             let id = p.topic_id.as_u128();
-            [id as u64, (id >> 64) as u64, p.index as u64, *hw as u64]
+            [id as u64, (id >> 64) as u64, p.index as u64, hw.0 as u64]
                 .iter()
                 .fold(acc, |acc, v| {
                     (acc ^ v)
@@ -233,7 +234,7 @@ impl ReplicaManager {
         if self.checkpoint_digest.load(Ordering::Acquire) == digest {
             return;
         }
-        let mut now: HashMap<PartitionKey, i64> = all
+        let mut now: HashMap<PartitionKey, Offset> = all
             .iter()
             .map(|(p, hw)| ((p.topic.clone(), p.index), *hw))
             .collect();
@@ -420,11 +421,7 @@ impl ReplicaManager {
                 if !state.replicas.contains(&me) {
                     continue;
                 }
-                let leader = if state.leader == me && !may_lead {
-                    -1
-                } else {
-                    state.leader
-                };
+                let leader = state.leader.filter(|l| *l != me || may_lead);
                 if let Some(existing) = self.get(&topic.name, *index) {
                     if existing.topic_id != topic.topic_id {
                         // An older topic of the name still hosted: this sync fails, and the
@@ -484,8 +481,7 @@ impl ReplicaManager {
         // Whoever waits on them (an acks=all produce, a commit, a fetch) hears that they left,
         // before any directory is removed (a removal that fails ends the loop below).
         for partition in &doomed {
-            partition.leader.store(-1, Ordering::Release);
-            partition.changed();
+            partition.resign();
         }
         for partition in doomed {
             let dir = partition_dir(&self.data_dir, &partition.topic, partition.index);
@@ -533,7 +529,7 @@ impl ReplicaManager {
                 .unwrap_or_else(|p| p.into_inner())
                 .get(&(topic.clone(), p))
                 .copied()
-                .unwrap_or(0)
+                .unwrap_or(Offset::ZERO)
                 .clamp(log.log_start_offset(), log.log_end_offset());
             let state = ReplicaState::new(replicas.clone(), isr.clone(), high_watermark);
             let partition = Arc::new(Partition::new(
@@ -582,7 +578,7 @@ impl ReplicaManager {
                 topic_id: topic.topic_id,
                 partition: index,
                 leader_epoch: p.leader_epoch,
-                last_epoch: log.epochs().latest_epoch().unwrap_or(-1),
+                last_epoch: log.epochs().latest_epoch(),
                 log_end_offset: log.durable_end(),
             });
         }
@@ -593,10 +589,7 @@ impl ReplicaManager {
     /// NOT_LEADER_OR_FOLLOWER, and waiters hear that leadership moved.
     pub fn resign_all(&self) {
         for p in self.all() {
-            let log = p.log();
-            p.leader.store(-1, Ordering::Release);
-            drop(log);
-            p.changed();
+            p.resign();
         }
     }
 
@@ -713,6 +706,7 @@ mod tests {
     use weir_log::simfs::{Failure, Fault, FsOp};
     use weir_log::SimDisk;
     use weir_meta::MetadataRecord;
+    use weir_types::LeaderEpoch;
 
     fn with_topic(image: &MetadataImage, name: &str, id: u128) -> Arc<MetadataImage> {
         let mut next = image.clone();
@@ -724,10 +718,10 @@ mod tests {
         next.apply(&MetadataRecord::Partition {
             topic_id,
             partition: 0,
-            replicas: vec![1],
-            isr: vec![1],
-            leader: 1,
-            leader_epoch: 0,
+            replicas: vec![BrokerId(1)],
+            isr: vec![BrokerId(1)],
+            leader: Some(BrokerId(1)),
+            leader_epoch: LeaderEpoch(0),
             adding_replicas: Vec::new(),
             removing_replicas: Vec::new(),
             recovery: Vec::new(),
@@ -742,8 +736,12 @@ mod tests {
     #[test]
     fn a_topic_opened_by_a_failed_sync_and_then_deleted_is_removed() {
         let disk = SimDisk::new(1);
-        let manager =
-            ReplicaManager::on_storage(disk.storage(), Path::new("/data"), 1, Clock::real());
+        let manager = ReplicaManager::on_storage(
+            disk.storage(),
+            Path::new("/data"),
+            BrokerId(1),
+            Clock::real(),
+        );
         let none = BTreeMap::new();
         let empty = Arc::new(MetadataImage::default());
         manager.sync(&empty, &none, true).unwrap();

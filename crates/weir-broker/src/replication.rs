@@ -15,11 +15,11 @@
 //! follower's previous fetch.
 
 use std::collections::HashMap;
-use std::sync::atomic::Ordering;
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use weir_meta::{ControllerOp, MetaError};
+use weir_types::{BrokerId, LeaderEpoch, Offset};
 
 use crate::broker::Broker;
 use crate::replica_manager::Partition;
@@ -36,9 +36,9 @@ const REFUSAL_BACKOFF: Duration = Duration::from_secs(1);
 #[derive(Debug, Clone)]
 pub(crate) struct PendingIsr {
     /// The ISR asked for.
-    pub isr: Vec<i32>,
+    pub isr: Vec<BrokerId>,
     /// The ISR it was asked from: once the image shows another, the change was made or lost.
-    pub based_on: Vec<i32>,
+    pub based_on: Vec<BrokerId>,
     generation: u64,
     /// When it was last sent, and whether an answer is awaited.
     sent: Instant,
@@ -50,26 +50,27 @@ pub(crate) struct PendingIsr {
 
 impl PendingIsr {
     /// Whether the image's ISR `isr` settles this change (made, or overtaken by another).
-    pub(crate) fn settled_by(&self, isr: &[i32]) -> bool {
+    pub(crate) fn settled_by(&self, isr: &[BrokerId]) -> bool {
         !same_members(isr, &self.based_on)
     }
 }
 
 /// Whether two lists of distinct broker ids hold the same brokers, in any order.
-fn same_members(a: &[i32], b: &[i32]) -> bool {
+fn same_members(a: &[BrokerId], b: &[BrokerId]) -> bool {
     a.len() == b.len() && a.iter().all(|x| b.contains(x))
 }
 
 /// What the leader knows of one follower.
 #[derive(Debug, Clone, Copy)]
 pub(crate) struct FollowerProgress {
-    /// The follower's log end offset, from its last fetch; -1 until it fetched in this epoch.
-    pub leo: i64,
+    /// The follower's log end offset, from its last fetch; none until it fetched in this epoch.
+    pub leo: Option<Offset>,
     /// The last time the follower was caught up.
     pub caught_up: Instant,
-    /// When its previous fetch came, and the leader's log end offset then.
+    /// When its previous fetch came, and the leader's log end offset then (none before the
+    /// first).
     last_fetch: Instant,
-    leo_at_last_fetch: i64,
+    leo_at_last_fetch: Option<Offset>,
 }
 
 impl FollowerProgress {
@@ -77,10 +78,10 @@ impl FollowerProgress {
     /// from `now` to show it keeps up.
     fn fresh(now: Instant) -> FollowerProgress {
         FollowerProgress {
-            leo: -1,
+            leo: None,
             caught_up: now,
             last_fetch: now,
-            leo_at_last_fetch: i64::MAX,
+            leo_at_last_fetch: None,
         }
     }
 }
@@ -88,9 +89,9 @@ impl FollowerProgress {
 /// A partition's replication state, on its leader and its followers.
 #[derive(Debug)]
 pub(crate) struct ReplicaState {
-    pub replicas: Vec<i32>,
+    pub replicas: Vec<BrokerId>,
     /// The ISR the image holds.
-    pub isr: Vec<i32>,
+    pub isr: Vec<BrokerId>,
     /// An ISR this leader asked the controller for and has not seen settled in the image. Its
     /// new members count for the high watermark until the image's ISR moves off the one it was
     /// asked from, or the controller definitely refused it; a change whose outcome is unknown
@@ -100,15 +101,19 @@ pub(crate) struct ReplicaState {
     pub alter_backoff_until: Option<Instant>,
     next_generation: u64,
     /// On the leader: its followers' progress in the current epoch.
-    pub followers: HashMap<i32, FollowerProgress>,
-    pub high_watermark: i64,
+    pub followers: HashMap<BrokerId, FollowerProgress>,
+    pub high_watermark: Offset,
     /// On a follower: the leader epoch its log was last reconciled with (OffsetForLeaderEpoch);
     /// fetching waits until it equals the partition's epoch.
-    pub truncated_for_epoch: Option<i32>,
+    pub truncated_for_epoch: Option<LeaderEpoch>,
 }
 
 impl ReplicaState {
-    pub(crate) fn new(replicas: Vec<i32>, isr: Vec<i32>, high_watermark: i64) -> ReplicaState {
+    pub(crate) fn new(
+        replicas: Vec<BrokerId>,
+        isr: Vec<BrokerId>,
+        high_watermark: Offset,
+    ) -> ReplicaState {
         ReplicaState {
             replicas,
             isr,
@@ -123,7 +128,7 @@ impl ReplicaState {
 
     /// Starts a leadership: every follower has `max_lag` from now to show it keeps up, and none
     /// counts for the high watermark before it fetched in this epoch.
-    pub(crate) fn become_leader(&mut self, me: i32, now: Instant) {
+    pub(crate) fn become_leader(&mut self, me: BrokerId, now: Instant) {
         self.followers = self
             .replicas
             .iter()
@@ -134,21 +139,21 @@ impl ReplicaState {
     }
 
     /// The members the high watermark waits for: the ISR and any member being added.
-    fn maximal_isr(&self) -> impl Iterator<Item = i32> + '_ {
+    fn maximal_isr(&self) -> impl Iterator<Item = BrokerId> + '_ {
         let pending = self.pending_isr.iter().flat_map(|p| &p.isr);
         self.isr.iter().chain(pending).copied()
     }
 
     /// Moves the leader's high watermark to the lowest log end offset over the maximal ISR, never
     /// back. Returns whether it moved.
-    pub(crate) fn advance_high_watermark(&mut self, me: i32, log_end: i64) -> bool {
+    pub(crate) fn advance_high_watermark(&mut self, me: BrokerId, log_end: Offset) -> bool {
         let mut low = log_end;
         for b in self.maximal_isr() {
             if b == me {
                 continue;
             }
             match self.followers.get(&b) {
-                Some(f) if f.leo >= 0 => low = low.min(f.leo),
+                Some(FollowerProgress { leo: Some(leo), .. }) => low = low.min(*leo),
                 // A member that has not fetched in this epoch holds the watermark where it is.
                 _ => return false,
             }
@@ -162,19 +167,25 @@ impl ReplicaState {
     }
 
     /// Records a follower's fetch at `offset` while the leader's log ends at `log_end`.
-    pub(crate) fn record_fetch(&mut self, follower: i32, offset: i64, log_end: i64, now: Instant) {
+    pub(crate) fn record_fetch(
+        &mut self,
+        follower: BrokerId,
+        offset: Offset,
+        log_end: Offset,
+        now: Instant,
+    ) {
         let p = self
             .followers
             .entry(follower)
             .or_insert_with(|| FollowerProgress::fresh(now));
-        p.leo = offset.min(log_end);
+        p.leo = Some(offset.min(log_end));
         if offset >= log_end {
             p.caught_up = now;
-        } else if offset >= p.leo_at_last_fetch {
+        } else if p.leo_at_last_fetch.is_some_and(|before| offset >= before) {
             p.caught_up = p.caught_up.max(p.last_fetch);
         }
         p.last_fetch = now;
-        p.leo_at_last_fetch = log_end;
+        p.leo_at_last_fetch = Some(log_end);
     }
 
     /// The ISR this leader should ask for now, if it differs from the current one: followers
@@ -182,16 +193,16 @@ impl ReplicaState {
     /// watermark (and reached this epoch's first offset) join.
     pub(crate) fn wanted_isr(
         &self,
-        me: i32,
-        log_end: i64,
-        epoch_start: i64,
+        me: BrokerId,
+        log_end: Offset,
+        epoch_start: Offset,
         max_lag: Duration,
         now: Instant,
-    ) -> Option<Vec<i32>> {
+    ) -> Option<Vec<BrokerId>> {
         if self.pending_isr.is_some() || self.alter_backoff_until.is_some_and(|t| now < t) {
             return None;
         }
-        let in_sync = |b: &i32| {
+        let in_sync = |b: &BrokerId| {
             if *b == me {
                 return true;
             }
@@ -202,12 +213,14 @@ impl ReplicaState {
             if self.isr.contains(b) {
                 // A follower at the log end is in sync however long ago it last fetched (an idle
                 // partition's followers park their fetches).
-                f.leo >= log_end || now.saturating_duration_since(f.caught_up) <= max_lag
+                f.leo.is_some_and(|leo| leo >= log_end)
+                    || now.saturating_duration_since(f.caught_up) <= max_lag
             } else {
-                f.leo >= 0 && f.leo >= self.high_watermark && f.leo >= epoch_start
+                f.leo
+                    .is_some_and(|leo| leo >= self.high_watermark && leo >= epoch_start)
             }
         };
-        let wanted: Vec<i32> = self.replicas.iter().copied().filter(in_sync).collect();
+        let wanted: Vec<BrokerId> = self.replicas.iter().copied().filter(in_sync).collect();
         let unchanged = same_members(&wanted, &self.isr);
         // Followers unknown in this epoch are not dropped before they had max_lag to fetch.
         (!unchanged).then_some(wanted)
@@ -218,11 +231,11 @@ impl ReplicaState {
     /// the watermark moved.
     pub(crate) fn on_follower_fetch(
         &mut self,
-        me: i32,
-        follower: i32,
-        offset: i64,
-        log_end: i64,
-        durable_end: i64,
+        me: BrokerId,
+        follower: BrokerId,
+        offset: Offset,
+        log_end: Offset,
+        durable_end: Offset,
         now: Instant,
     ) -> bool {
         if !self.replicas.contains(&follower) || follower == me {
@@ -236,9 +249,9 @@ impl ReplicaState {
     /// at a time; one unanswered for [`RESEND_AFTER`] is sent again (it may have been made).
     pub(crate) fn isr_check(
         &mut self,
-        me: i32,
-        log_end: i64,
-        epoch_start: i64,
+        me: BrokerId,
+        log_end: Offset,
+        epoch_start: Offset,
         max_lag: Duration,
         now: Instant,
     ) -> Option<IsrAsk> {
@@ -319,13 +332,13 @@ impl ReplicaState {
     #[allow(clippy::too_many_arguments)]
     pub(crate) fn on_image(
         &mut self,
-        me: i32,
-        leader: i32,
+        me: BrokerId,
+        leader: Option<BrokerId>,
         new_epoch: bool,
-        replicas: &[i32],
-        isr: &[i32],
-        durable_end: i64,
-        log_end: i64,
+        replicas: &[BrokerId],
+        isr: &[BrokerId],
+        durable_end: Offset,
+        log_end: Offset,
         now: Instant,
     ) -> ImageOutcome {
         let before = self.high_watermark;
@@ -339,8 +352,9 @@ impl ReplicaState {
             self.pending_isr = None;
         }
         // A new leader or epoch: this includes this broker taking over from another.
-        let began_leading = leader == me && new_epoch;
-        if leader == me {
+        let leads = leader == Some(me);
+        let began_leading = leads && new_epoch;
+        if leads {
             if began_leading {
                 self.become_leader(me, now);
             }
@@ -360,9 +374,9 @@ impl ReplicaState {
 /// An ISR change for the controller.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub(crate) struct IsrAsk {
-    pub isr: Vec<i32>,
+    pub isr: Vec<BrokerId>,
     /// The ISR it changes.
-    pub based_on: Vec<i32>,
+    pub based_on: Vec<BrokerId>,
     pub generation: u64,
     /// Sent before and not answered.
     pub resend: bool,
@@ -405,7 +419,7 @@ pub(crate) struct ImageOutcome {
 /// send and its generation. One change at a time.
 pub(crate) fn propose_isr(
     partition: &Partition,
-    me: i32,
+    me: BrokerId,
     max_lag: Duration,
     now: Instant,
 ) -> Option<(ControllerOp, u64)> {
@@ -492,7 +506,7 @@ pub(crate) fn check_isrs(broker: &Arc<Broker>) {
     let now = Instant::now();
     let me = broker.node_id();
     for partition in broker.replicas.all() {
-        if partition.leader.load(Ordering::Acquire) == me {
+        if partition.is_leader(me) {
             maybe_alter_isr(broker, &partition, now);
         }
     }

@@ -47,6 +47,7 @@ use kafka_protocol::messages::fetch_response::PartitionData;
 use weir_log::simfs::{Failure, Fault, FsOp, PowerLoss};
 use weir_log::SimDisk;
 use weir_meta::{ControllerOp, CreateTopic, MetadataImage};
+use weir_types::{BrokerId, LeaderEpoch, Offset};
 
 use crate::fetcher;
 use crate::partition::FetchAsk;
@@ -57,9 +58,9 @@ use harness::{batch, log_bytes, records_of, refuses, Controller, Rng};
 /// Files of a broker's logs open at once (`log.max.open.files`).
 const SIM_OPEN_FILES: usize = 8;
 const TOPIC: &str = "t";
-const NODES: [i32; 3] = [1, 2, 3];
+const NODES: [BrokerId; 3] = [BrokerId(1), BrokerId(2), BrokerId(3)];
 /// The controller, as an end of a link.
-const CONTROLLER: i32 = 0;
+const CONTROLLER: BrokerId = BrokerId(0);
 const STEP: Duration = Duration::from_millis(10);
 const SESSION_STEPS: u64 = 40;
 const MAX_LAG: Duration = Duration::from_millis(300);
@@ -70,7 +71,7 @@ const QUIET_STEPS: u64 = 2_000;
 const DATA_DIR: &str = "/data";
 
 struct Node {
-    id: i32,
+    id: BrokerId,
     disk: SimDisk,
     /// `None` while crashed.
     replicas: Option<ReplicaManager>,
@@ -87,15 +88,15 @@ impl Node {
 
 enum Msg {
     FetchAnswer {
-        to: i32,
-        leader: i32,
-        epoch: i32,
+        to: BrokerId,
+        leader: BrokerId,
+        epoch: LeaderEpoch,
         data: PartitionData,
     },
     /// An ISR change from `from`'s partition (the instance that asked: a restarted broker's new
     /// one must not take its answer).
     AlterIsr {
-        from: i32,
+        from: BrokerId,
         partition: Arc<Partition>,
         op: ControllerOp,
         generation: u64,
@@ -103,7 +104,7 @@ enum Msg {
     /// The controller's answer to an ISR change (`None`: made), or a timeout when the request or
     /// the answer was lost.
     AlterAnswer {
-        to: i32,
+        to: BrokerId,
         partition: Arc<Partition>,
         generation: u64,
         error: Option<weir_meta::MetaError>,
@@ -117,18 +118,18 @@ struct Sim {
     step: u64,
     controller: Controller,
     nodes: Vec<Node>,
-    cut: BTreeSet<(i32, i32)>,
-    heal_at: Vec<(u64, (i32, i32))>,
+    cut: BTreeSet<(BrokerId, BrokerId)>,
+    heal_at: Vec<(u64, (BrokerId, BrokerId))>,
     queue: Vec<(u64, Msg)>,
     next_value: u64,
     /// acks=all produces waiting: (node, epoch, offset, value).
-    pending: Vec<(i32, i32, i64, u64)>,
-    acked: BTreeMap<u64, i64>,
-    seen: BTreeMap<i64, u64>,
+    pending: Vec<(BrokerId, LeaderEpoch, Offset, u64)>,
+    acked: BTreeMap<u64, Offset>,
+    seen: BTreeMap<Offset, u64>,
     faults: Vec<String>,
     defaults: BTreeMap<String, String>,
     /// Steps at which a full disk gets its space back: (step, node).
-    space_at: Vec<(u64, i32)>,
+    space_at: Vec<(u64, BrokerId)>,
     /// `write.caching=true`: acknowledged records are in page caches only, so they survive a
     /// power cut of one broker but not of every one; the nemesis cuts the power once, of one
     /// broker, and fails no fsync (which loses pages as a power cut does).
@@ -199,7 +200,7 @@ impl Sim {
             caching,
         };
         for id in NODES {
-            let disk = SimDisk::new(seed * 10 + id as u64);
+            let disk = SimDisk::new(seed * 10 + id.0 as u64);
             let replicas = sim.open(id, &disk);
             sim.nodes.push(Node {
                 id,
@@ -213,7 +214,7 @@ impl Sim {
         sim
     }
 
-    fn open(&self, id: i32, disk: &SimDisk) -> ReplicaManager {
+    fn open(&self, id: BrokerId, disk: &SimDisk) -> ReplicaManager {
         let ticks = self.ticks.clone();
         let base = self.base;
         let clock = Clock::new(move || base + STEP * ticks.load(Ordering::Relaxed) as u32);
@@ -229,15 +230,15 @@ impl Sim {
         self.base + STEP * self.step as u32
     }
 
-    fn connected(&self, a: i32, b: i32) -> bool {
+    fn connected(&self, a: BrokerId, b: BrokerId) -> bool {
         !self.cut.contains(&(a.min(b), a.max(b)))
     }
 
-    fn node(&self, id: i32) -> &Node {
-        &self.nodes[(id - 1) as usize]
+    fn node(&self, id: BrokerId) -> &Node {
+        &self.nodes[(id.0 - 1) as usize]
     }
 
-    fn up(&self, id: i32) -> bool {
+    fn up(&self, id: BrokerId) -> bool {
         self.node(id).replicas.is_some()
     }
 
@@ -270,7 +271,7 @@ impl Sim {
                 }
             }
             6 => {
-                let node = &self.nodes[(victim - 1) as usize];
+                let node = &self.nodes[(victim.0 - 1) as usize];
                 let used = node.disk.used_bytes();
                 node.disk.set_capacity(Some(used));
                 self.space_at.push((self.step + hold, victim));
@@ -280,7 +281,7 @@ impl Sim {
                 ));
             }
             7 if !self.caching => {
-                self.nodes[(victim - 1) as usize].disk.fail(Fault {
+                self.nodes[(victim.0 - 1) as usize].disk.fail(Fault {
                     op: FsOp::Sync,
                     path_contains: String::new(),
                     failure: Failure::Io,
@@ -293,7 +294,8 @@ impl Sim {
                 self.cut_link(victim, CONTROLLER, hold);
             }
             10 | 11 => {
-                let others: Vec<i32> = NODES.iter().copied().filter(|n| *n != victim).collect();
+                let others: Vec<BrokerId> =
+                    NODES.iter().copied().filter(|n| *n != victim).collect();
                 let other = others[self.rng.below(2) as usize];
                 self.cut_link(victim, other, hold);
             }
@@ -311,8 +313,8 @@ impl Sim {
 
     /// Takes a broker down for `hold` steps: a `kill -9` (its page cache survives) or, with
     /// `loss`, a power cut (its disk keeps what `loss` lets through of the unsynced writes).
-    fn crash(&mut self, id: i32, hold: u64, loss: Option<PowerLoss>) {
-        let node = &mut self.nodes[(id - 1) as usize];
+    fn crash(&mut self, id: BrokerId, hold: u64, loss: Option<PowerLoss>) {
+        let node = &mut self.nodes[(id.0 - 1) as usize];
         if node.replicas.is_none() && loss.is_none() {
             return;
         }
@@ -354,7 +356,7 @@ impl Sim {
         }
     }
 
-    fn cut_link(&mut self, a: i32, b: i32, hold: u64) {
+    fn cut_link(&mut self, a: BrokerId, b: BrokerId, hold: u64) {
         let key = (a.min(b), a.max(b));
         if self.cut.insert(key) {
             self.heal_at.push((self.step + hold, key));
@@ -367,7 +369,7 @@ impl Sim {
 
     fn heal(&mut self) {
         let step = self.step;
-        let healed: Vec<(i32, i32)> = self
+        let healed: Vec<(BrokerId, BrokerId)> = self
             .heal_at
             .iter()
             .filter(|(at, _)| *at <= step)
@@ -377,7 +379,7 @@ impl Sim {
         for key in healed {
             self.cut.remove(&key);
         }
-        let freed: Vec<i32> = self
+        let freed: Vec<BrokerId> = self
             .space_at
             .iter()
             .filter(|(at, _)| *at <= step)
@@ -385,7 +387,7 @@ impl Sim {
             .collect();
         self.space_at.retain(|(at, _)| *at > step);
         for id in freed {
-            self.nodes[(id - 1) as usize].disk.set_capacity(None);
+            self.nodes[(id.0 - 1) as usize].disk.set_capacity(None);
             self.faults
                 .push(format!("{step}: n{id}'s disk has space again"));
         }
@@ -504,8 +506,10 @@ impl Sim {
             let Some(p) = self.node(id).partition() else {
                 continue;
             };
-            let leader = p.leader.load(Ordering::Acquire);
-            if leader < 0 || leader == id || self.node(id).fetch_in_flight {
+            let Some(leader) = p.leader().filter(|l| *l != id) else {
+                continue;
+            };
+            if self.node(id).fetch_in_flight {
                 continue;
             }
             let Some(lp) = self.node(leader).partition() else {
@@ -565,11 +569,11 @@ impl Sim {
             }
             let data = PartitionData::default()
                 .with_error_code(read.error_code)
-                .with_high_watermark(read.high_watermark)
-                .with_log_start_offset(read.log_start_offset)
+                .with_high_watermark(Offset::to_wire(read.high_watermark))
+                .with_log_start_offset(Offset::to_wire(read.log_start_offset))
                 .with_records(Some(Bytes::from(bytes)));
             let at = self.step + self.rng.below(4);
-            self.nodes[(id - 1) as usize].fetch_in_flight = true;
+            self.nodes[(id.0 - 1) as usize].fetch_in_flight = true;
             self.queue.push((
                 at,
                 Msg::FetchAnswer {
@@ -596,7 +600,7 @@ impl Sim {
                     epoch,
                     data,
                 } => {
-                    self.nodes[(to - 1) as usize].fetch_in_flight = false;
+                    self.nodes[(to.0 - 1) as usize].fetch_in_flight = false;
                     if !self.connected(to, leader) {
                         continue;
                     }

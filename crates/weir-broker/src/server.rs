@@ -72,7 +72,7 @@ pub async fn run(config: BrokerConfig) -> Result<ServerHandle, ServeError> {
     let mut tasks = JoinSet::new();
     tasks.spawn(accept_loop(listener, broker.clone(), shutdown_rx.clone()));
     tasks.spawn(housekeeping(broker.clone(), shutdown_rx));
-    tracing::info!(%local_addr, node_id = broker.node_id(), data = %broker.config.log_dir.display(), "weir broker listening");
+    tracing::info!(%local_addr, node_id = %broker.node_id(), data = %broker.config.log_dir.display(), "weir broker listening");
     Ok(ServerHandle {
         local_addr,
         broker,

@@ -5,6 +5,8 @@
 //! outside the CRC (base offset and partition leader epoch). See the "Record Batch" section of
 //! Kafka's protocol documentation (KIP-98 introduced the format).
 
+use weir_types::{LeaderEpoch, Offset, ProducerEpoch, ProducerId};
+
 use crate::LogError;
 
 /// Size of the RecordBatch v2 header, up to and including the record count.
@@ -146,6 +148,26 @@ impl BatchHeader {
 
     pub fn has_producer_id(&self) -> bool {
         self.producer_id >= 0
+    }
+
+    /// The idempotent producer that wrote the batch, with its epoch, if any.
+    pub fn producer(&self) -> Option<(ProducerId, ProducerEpoch)> {
+        ProducerId::from_wire(self.producer_id).map(|id| (id, ProducerEpoch(self.producer_epoch)))
+    }
+
+    /// The leader epoch the batch was written in, if it carries one.
+    pub fn leader_epoch(&self) -> Option<LeaderEpoch> {
+        LeaderEpoch::from_wire(self.partition_leader_epoch)
+    }
+
+    /// The batch's first offset.
+    pub fn first(&self) -> Offset {
+        Offset(self.base_offset)
+    }
+
+    /// The offset after the batch's last record.
+    pub fn end(&self) -> Offset {
+        Offset(self.last_offset()).next()
     }
 
     /// The timestamp that represents this batch in the time index.

@@ -378,6 +378,7 @@ mod tests {
     use super::*;
     use crate::LogConfig;
     use kafka_protocol::records::TimestampType;
+    use weir_types::{LeaderEpoch, Offset};
 
     fn record(offset: i64, key: &str, value: Option<&str>, ts: i64) -> Record {
         Record {
@@ -414,7 +415,8 @@ mod tests {
         )
         .unwrap();
         let mut bytes = buf.to_vec();
-        log.append_as_leader(&mut bytes, 0, ts).unwrap();
+        log.append_as_leader(&mut bytes, LeaderEpoch(0), ts)
+            .unwrap();
     }
 
     fn contents(log: &Log) -> Vec<(i64, String, Option<String>)> {
@@ -431,7 +433,7 @@ mod tests {
             while !buf.is_empty() {
                 let set = kafka_protocol::records::RecordBatchDecoder::decode(&mut buf).unwrap();
                 for r in set.records {
-                    if r.offset >= offset {
+                    if Offset(r.offset) >= offset {
                         out.push((
                             r.offset,
                             String::from_utf8(r.key.unwrap().to_vec()).unwrap(),
@@ -440,7 +442,7 @@ mod tests {
                     }
                 }
             }
-            offset = out.last().map_or(offset + 1, |l| l.0 + 1);
+            offset = out.last().map_or(offset.next(), |l| Offset(l.0 + 1));
         }
         out
     }
@@ -500,7 +502,7 @@ mod tests {
             for round in 0..6 {
                 assert!(after.iter().any(|r| r.1 == format!("only{round}")));
             }
-            assert_eq!(log.log_end_offset(), before.last().unwrap().0 + 1);
+            assert_eq!(log.log_end_offset(), Offset(before.last().unwrap().0 + 1));
 
             // Once the tombstone is older than delete.retention.ms it goes too (it must be in a
             // closed segment: roll first).
@@ -610,7 +612,7 @@ mod tests {
                 .count()
         };
         assert!(cleaned(dir.path()) > 0);
-        log.truncate_to(log.log_end_offset() - 3).unwrap();
+        log.truncate_to(Offset(log.log_end_offset().0 - 3)).unwrap();
         let before = contents(&log);
         let stats = log.finish_compaction(pass).unwrap();
         assert_eq!(stats, CompactionStats::default());

@@ -6,6 +6,8 @@
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
 
+use weir_types::{LeaderEpoch, Offset};
+
 use crate::storage::{self, Storage};
 use crate::{LogError, Result};
 
@@ -16,7 +18,7 @@ pub struct LeaderEpochCache {
     storage: Arc<dyn Storage>,
     path: PathBuf,
     /// (epoch, start offset), both strictly increasing.
-    entries: Vec<(i32, i64)>,
+    entries: Vec<(LeaderEpoch, Offset)>,
 }
 
 impl LeaderEpochCache {
@@ -36,17 +38,17 @@ impl LeaderEpochCache {
         })
     }
 
-    pub fn latest_epoch(&self) -> Option<i32> {
+    pub fn latest_epoch(&self) -> Option<LeaderEpoch> {
         self.entries.last().map(|e| e.0)
     }
 
-    pub fn entries(&self) -> &[(i32, i64)] {
+    pub fn entries(&self) -> &[(LeaderEpoch, Offset)] {
         &self.entries
     }
 
     /// Records that batches from `start_offset` on carry `epoch`; older or equal epochs are ignored.
-    pub(crate) fn assign(&mut self, epoch: i32, start_offset: i64) -> Result<()> {
-        if epoch < 0 || self.latest_epoch().is_some_and(|latest| epoch <= latest) {
+    pub(crate) fn assign(&mut self, epoch: LeaderEpoch, start_offset: Offset) -> Result<()> {
+        if self.latest_epoch().is_some_and(|latest| epoch <= latest) {
             return Ok(());
         }
         self.entries.push((epoch, start_offset));
@@ -59,7 +61,7 @@ impl LeaderEpochCache {
     }
 
     /// Drops entries at or after `end_offset` (after the log was truncated there).
-    pub(crate) fn truncate_from_end(&mut self, end_offset: i64) -> Result<()> {
+    pub(crate) fn truncate_from_end(&mut self, end_offset: Offset) -> Result<()> {
         let before = self.entries.len();
         self.entries.retain(|&(_, start)| start < end_offset);
         if self.entries.len() != before {
@@ -75,14 +77,19 @@ impl LeaderEpochCache {
     }
 
     /// For OffsetForLeaderEpoch: the largest epoch at most `epoch`, and the offset where it ended
-    /// (the start of the next epoch, or `log_end_offset` for the latest). `(-1, -1)` when unknown.
-    pub fn end_offset_for(&self, epoch: i32, log_end_offset: i64) -> (i32, i64) {
+    /// (the start of the next epoch, or `log_end_offset` for the latest). `None` when unknown.
+    pub fn end_offset_for(
+        &self,
+        epoch: LeaderEpoch,
+        log_end_offset: Offset,
+    ) -> Option<(LeaderEpoch, Offset)> {
         let n = self.entries.partition_point(|&(e, _)| e <= epoch);
-        match n.checked_sub(1) {
-            None => (-1, -1),
-            Some(i) if i + 1 == self.entries.len() => (self.entries[i].0, log_end_offset),
-            Some(i) => (self.entries[i].0, self.entries[i + 1].1),
-        }
+        let i = n.checked_sub(1)?;
+        let end = match self.entries.get(i + 1) {
+            None => log_end_offset,
+            Some(&(_, next_start)) => next_start,
+        };
+        Some((self.entries[i].0, end))
     }
 
     /// Written to a temporary file, fsynced, then renamed over the old one.
@@ -96,7 +103,7 @@ impl LeaderEpochCache {
     }
 }
 
-fn parse_checkpoint(text: &str) -> Option<Vec<(i32, i64)>> {
+fn parse_checkpoint(text: &str) -> Option<Vec<(LeaderEpoch, Offset)>> {
     let mut lines = text.lines();
     if lines.next()?.trim() != "0" {
         return None;
@@ -105,8 +112,8 @@ fn parse_checkpoint(text: &str) -> Option<Vec<(i32, i64)>> {
     let mut entries = Vec::with_capacity(count.min(1024));
     for line in lines.take(count) {
         let mut parts = line.split_whitespace();
-        let epoch = parts.next()?.parse().ok()?;
-        let offset = parts.next()?.parse().ok()?;
+        let epoch = LeaderEpoch(parts.next()?.parse().ok()?);
+        let offset = Offset(parts.next()?.parse().ok()?);
         entries.push((epoch, offset));
     }
     (entries.len() == count).then_some(entries)
@@ -118,19 +125,32 @@ mod tests {
 
     #[test]
     fn end_offsets_follow_kafka_semantics_and_survive_reopen() {
+        let (e, o) = (LeaderEpoch, Offset);
         let dir = tempfile::tempdir().unwrap();
         let mut cache = LeaderEpochCache::open(crate::Disk::shared(), dir.path()).unwrap();
-        cache.assign(0, 0).unwrap();
-        cache.assign(2, 10).unwrap();
-        cache.assign(1, 5).unwrap(); // older than the latest: ignored
-        cache.assign(5, 30).unwrap();
+        cache.assign(e(0), o(0)).unwrap();
+        cache.assign(e(2), o(10)).unwrap();
+        cache.assign(e(1), o(5)).unwrap(); // older than the latest: ignored
+        cache.assign(e(5), o(30)).unwrap();
         let cache = LeaderEpochCache::open(crate::Disk::shared(), dir.path()).unwrap();
-        assert_eq!(cache.entries(), &[(0, 0), (2, 10), (5, 30)]);
-        assert_eq!(cache.end_offset_for(0, 40), (0, 10));
-        assert_eq!(cache.end_offset_for(1, 40), (0, 10));
-        assert_eq!(cache.end_offset_for(3, 40), (2, 30));
-        assert_eq!(cache.end_offset_for(5, 40), (5, 40));
-        assert_eq!(cache.end_offset_for(9, 40), (5, 40));
-        assert_eq!(cache.end_offset_for(-1, 40), (-1, -1));
+        assert_eq!(
+            cache.entries(),
+            &[(e(0), o(0)), (e(2), o(10)), (e(5), o(30))]
+        );
+        let end = |epoch| cache.end_offset_for(e(epoch), o(40));
+        assert_eq!(end(0), Some((e(0), o(10))));
+        assert_eq!(end(1), Some((e(0), o(10))));
+        assert_eq!(end(3), Some((e(2), o(30))));
+        assert_eq!(end(5), Some((e(5), o(40))));
+        assert_eq!(end(9), Some((e(5), o(40))));
+    }
+
+    #[test]
+    fn an_epoch_older_than_every_entry_is_unknown() {
+        let dir = tempfile::tempdir().unwrap();
+        let mut cache = LeaderEpochCache::open(crate::Disk::shared(), dir.path()).unwrap();
+        assert_eq!(cache.end_offset_for(LeaderEpoch(0), Offset(9)), None);
+        cache.assign(LeaderEpoch(3), Offset(4)).unwrap();
+        assert_eq!(cache.end_offset_for(LeaderEpoch(2), Offset(9)), None);
     }
 }

@@ -56,18 +56,22 @@ pub enum LogError {
     #[error("record batch of {size} bytes exceeds max.message.bytes {max}")]
     RecordTooLarge { size: usize, max: usize },
     #[error("offset {offset} is out of range [{start}, {end}]")]
-    OffsetOutOfRange { offset: i64, start: i64, end: i64 },
+    OffsetOutOfRange {
+        offset: Offset,
+        start: Offset,
+        end: Offset,
+    },
     #[error("out of order sequence: producer {producer_id} expected {expected}, got {got}")]
     OutOfOrderSequence {
-        producer_id: i64,
+        producer_id: ProducerId,
         expected: i32,
         got: i32,
     },
     #[error("producer {producer_id} epoch {epoch} is older than the current {current}")]
     ProducerFenced {
-        producer_id: i64,
-        epoch: i16,
-        current: i16,
+        producer_id: ProducerId,
+        epoch: ProducerEpoch,
+        current: ProducerEpoch,
     },
     #[error("transactional batches are not supported yet")]
     TransactionsUnsupported,
@@ -116,6 +120,8 @@ fn errno_is(e: &std::io::Error, errnos: &[rustix::io::Errno]) -> bool {
         .iter()
         .any(|n| e.raw_os_error() == Some(n.raw_os_error()))
 }
+
+use weir_types::{Offset, ProducerEpoch, ProducerId};
 
 pub type Result<T, E = LogError> = std::result::Result<T, E>;
 

@@ -4,6 +4,8 @@ use std::collections::BTreeMap;
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
 
+use weir_types::{LeaderEpoch, Offset};
+
 use crate::batch::{self, BatchHeader};
 use crate::epoch::LeaderEpochCache;
 use crate::producer_state::{ProducerAppendOutcome, ProducerStateManager};
@@ -55,11 +57,11 @@ impl SyncTarget {
 /// The result of appending a produce request's batches.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub struct AppendInfo {
-    pub base_offset: i64,
-    pub last_offset: i64,
+    pub base_offset: Offset,
+    pub last_offset: Offset,
     /// The broker's timestamp when the topic uses LogAppendTime, else -1.
     pub log_append_time_ms: i64,
-    pub log_start_offset: i64,
+    pub log_start_offset: Offset,
     /// The batches were a retry of ones already written: nothing new was appended.
     pub duplicate: bool,
     pub records: i64,
@@ -76,7 +78,7 @@ pub struct FetchInfo {
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub struct TimestampOffset {
     pub timestamp: i64,
-    pub offset: i64,
+    pub offset: Offset,
 }
 
 #[derive(Debug)]
@@ -260,7 +262,7 @@ impl Log {
             truncations: 0,
             unsnapshotted_bytes: 0,
         };
-        log.epochs.truncate_from_end(log_end_offset)?;
+        log.epochs.truncate_from_end(Offset(log_end_offset))?;
         log.load_producer_state()?;
         match sync {
             // Durably: a marker that came back after a later power cut would vouch for a tail
@@ -294,12 +296,12 @@ impl Log {
         self.config = config;
     }
 
-    pub fn log_start_offset(&self) -> i64 {
-        self.log_start_offset
+    pub fn log_start_offset(&self) -> Offset {
+        Offset(self.log_start_offset)
     }
 
-    pub fn log_end_offset(&self) -> i64 {
-        self.log_end_offset
+    pub fn log_end_offset(&self) -> Offset {
+        Offset(self.log_end_offset)
     }
 
     pub fn epochs(&self) -> &LeaderEpochCache {
@@ -348,7 +350,7 @@ impl Log {
             tracing::error!(error = %why, "write to the log failed; refusing further writes");
             if self.poisoned.is_none() {
                 let from = self.flushed_offset();
-                if let Err(e) = crate::unsynced::record(&*self.storage, &self.dir, from) {
+                if let Err(e) = crate::unsynced::record(&*self.storage, &self.dir, from.0) {
                     tracing::error!(dir = %self.dir.display(), error = %e,
                         "cannot record the failure: if the process restarts, a power cut may cost records the log counted durable");
                 }
@@ -366,7 +368,7 @@ impl Log {
     pub fn append_as_leader(
         &mut self,
         records: &mut [u8],
-        leader_epoch: i32,
+        leader_epoch: LeaderEpoch,
         now_ms: i64,
     ) -> Result<AppendInfo> {
         self.check_writable()?;
@@ -401,7 +403,7 @@ impl Log {
                     } else {
                         -1
                     },
-                    log_start_offset: self.log_start_offset,
+                    log_start_offset: self.log_start_offset(),
                     duplicate: true,
                     records: 0,
                 });
@@ -423,7 +425,7 @@ impl Log {
             let total = header.total_size();
             let bytes = &mut records[at..at + total];
             batch::set_base_offset(bytes, next);
-            batch::set_partition_leader_epoch(bytes, leader_epoch);
+            batch::set_partition_leader_epoch(bytes, leader_epoch.0);
             if self.config.log_append_time {
                 batch::set_log_append_time(bytes, now_ms);
             }
@@ -435,14 +437,14 @@ impl Log {
         }
         self.write_batches(records, &patched, next, now_ms)?;
         Ok(AppendInfo {
-            base_offset,
-            last_offset: next - 1,
+            base_offset: Offset(base_offset),
+            last_offset: Offset(next - 1),
             log_append_time_ms: if self.config.log_append_time {
                 now_ms
             } else {
                 -1
             },
-            log_start_offset: self.log_start_offset,
+            log_start_offset: self.log_start_offset(),
             duplicate: false,
             records: count,
         })
@@ -463,7 +465,7 @@ impl Log {
                 && first.base_offset < self.log_end_offset
                 && first.last_offset() >= self.log_end_offset
             {
-                self.truncate_fully_and_start_at(first.base_offset)?;
+                self.truncate_fully_and_start_at(first.first())?;
             }
         }
         let mut next = self.log_end_offset;
@@ -480,10 +482,10 @@ impl Log {
         let base_offset = headers.first().map_or(next, |h| h.base_offset);
         let count = self.write_batches(records, &headers, next, now_ms)?;
         Ok(AppendInfo {
-            base_offset,
-            last_offset: next - 1,
+            base_offset: Offset(base_offset),
+            last_offset: Offset(next - 1),
             log_append_time_ms: -1,
-            log_start_offset: self.log_start_offset,
+            log_start_offset: self.log_start_offset(),
             duplicate: false,
             records: count,
         })
@@ -491,9 +493,9 @@ impl Log {
 
     /// Empties the log and starts it again at `offset`: a follower whose log ends before its
     /// leader's log starts cannot catch up by fetching.
-    pub fn truncate_fully_and_start_at(&mut self, offset: i64) -> Result<()> {
+    pub fn truncate_fully_and_start_at(&mut self, offset: Offset) -> Result<()> {
         self.check_writable()?;
-        let offset = offset.max(0);
+        let offset = offset.0.max(0);
         let result = (|| {
             self.remove_snapshots_after(i64::MIN)?;
             for (_, segment) in std::mem::take(&mut self.segments) {
@@ -536,10 +538,10 @@ impl Log {
         // The epochs first (Kafka assigns one where a leadership starts): a checkpoint that
         // cannot be written for lack of space refuses the append before any byte of it lands.
         for h in headers {
-            let assigned = self
-                .epochs
-                .assign(h.partition_leader_epoch, h.base_offset)
-                .map_err(shortage);
+            let Some(epoch) = h.leader_epoch() else {
+                continue;
+            };
+            let assigned = self.epochs.assign(epoch, h.first()).map_err(shortage);
             self.poison(assigned)?;
         }
         let interval = self.config.index_interval_bytes;
@@ -612,18 +614,19 @@ impl Log {
     /// watermark for consumers, the log end for followers). Reads stay within one segment.
     pub fn read(
         &self,
-        offset: i64,
+        offset: Offset,
         max_bytes: u64,
-        max_offset: i64,
+        max_offset: Offset,
         min_one_batch: bool,
     ) -> Result<FetchInfo> {
-        if offset < self.log_start_offset || offset > self.log_end_offset {
+        if offset < self.log_start_offset() || offset > self.log_end_offset() {
             return Err(LogError::OffsetOutOfRange {
                 offset,
-                start: self.log_start_offset,
-                end: self.log_end_offset,
+                start: self.log_start_offset(),
+                end: self.log_end_offset(),
             });
         }
+        let (offset, max_offset) = (offset.0, max_offset.0);
         let mut info = FetchInfo::default();
         if offset >= max_offset {
             return Ok(info);
@@ -670,7 +673,8 @@ impl Log {
     /// Removes every batch at or after `offset` (a follower diverging from its leader). Out of
     /// descriptors before it began, that is a shortage; any failure once it began fails the log,
     /// which would otherwise be half cut.
-    pub fn truncate_to(&mut self, offset: i64) -> Result<()> {
+    pub fn truncate_to(&mut self, offset: Offset) -> Result<()> {
+        let offset = offset.0;
         if offset >= self.log_end_offset {
             return Ok(());
         }
@@ -714,7 +718,7 @@ impl Log {
         // The cut is made durable at once: a tail that came back after a power cut would hold
         // records of an epoch the leader replaced.
         self.active().flush()?;
-        self.epochs.truncate_from_end(self.log_end_offset)?;
+        self.epochs.truncate_from_end(self.log_end_offset())?;
         self.load_producer_state().map(|_| ())
     }
 
@@ -738,15 +742,15 @@ impl Log {
     }
 
     /// Offsets below this are on disk.
-    pub fn flushed_offset(&self) -> i64 {
-        self.flushed_offset.min(self.log_end_offset)
+    pub fn flushed_offset(&self) -> Offset {
+        Offset(self.flushed_offset.min(self.log_end_offset))
     }
 
     /// How far this replica's log counts for acks=all and the high watermark: the flushed
     /// offset when writes are not cached (`write.caching=false`), else the log end.
-    pub fn durable_end(&self) -> i64 {
+    pub fn durable_end(&self) -> Offset {
         if self.config.write_caching {
-            self.log_end_offset
+            self.log_end_offset()
         } else {
             self.flushed_offset()
         }
@@ -767,7 +771,7 @@ impl Log {
             file: active.pinned_file()?,
             end: self.log_end_offset,
             truncations: self.truncations,
-            flushed: self.flushed_offset(),
+            flushed: self.flushed_offset().0,
         }))
     }
 
@@ -776,7 +780,7 @@ impl Log {
     /// poisons the log, since the kernel may have dropped the unsynced pages.
     pub fn synced(&mut self, target: &SyncTarget, result: std::io::Result<()>) -> Result<()> {
         if result.is_err() && self.poisoned.is_none() {
-            let from = target.flushed.min(self.flushed_offset());
+            let from = target.flushed.min(self.flushed_offset().0);
             if let Err(e) = crate::unsynced::record(&*self.storage, &self.dir, from) {
                 tracing::error!(dir = %self.dir.display(), error = %e, "cannot record a failed fsync");
             }

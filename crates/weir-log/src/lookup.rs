@@ -1,6 +1,8 @@
 //! Lookups by timestamp (ListOffsets by time, and by the largest timestamp): the time index
 //! narrows the search to a batch, which is decoded (bounded) to find the record.
 
+use weir_types::Offset;
+
 use crate::batch::{self, BatchHeader};
 use crate::log::TimestampOffset;
 use crate::segment::LogSegment;
@@ -16,7 +18,7 @@ impl Log {
             for batch in segment.batches_from(segment.time_lookup_start(timestamp)) {
                 let (position, header) = batch?;
                 if header.max_timestamp >= timestamp
-                    && header.last_offset() >= self.log_start_offset()
+                    && header.last_offset() >= self.log_start_offset
                 {
                     let found =
                         self.find_record(segment, position, &header, |ts| ts >= timestamp)?;
@@ -55,7 +57,7 @@ impl Log {
         wanted: impl Fn(i64) -> bool,
     ) -> Result<Option<TimestampOffset>> {
         if header.attributes & batch::ATTR_LOG_APPEND_TIME != 0 {
-            let offset = header.base_offset.max(self.log_start_offset());
+            let offset = header.first().max(self.log_start_offset());
             return Ok(wanted(header.max_timestamp).then_some(TimestampOffset {
                 timestamp: header.max_timestamp,
                 offset,
@@ -67,10 +69,10 @@ impl Log {
         Ok(set
             .records
             .iter()
-            .find(|r| r.offset >= self.log_start_offset() && wanted(r.timestamp))
+            .find(|r| r.offset >= self.log_start_offset && wanted(r.timestamp))
             .map(|r| TimestampOffset {
                 timestamp: r.timestamp,
-                offset: r.offset,
+                offset: Offset(r.offset),
             }))
     }
 }

@@ -8,6 +8,8 @@
 
 use std::collections::{HashMap, VecDeque};
 
+use weir_types::{Offset, ProducerEpoch, ProducerId};
+
 use crate::batch::BatchHeader;
 use crate::LogError;
 
@@ -18,14 +20,14 @@ const RECENT_BATCHES: usize = 5;
 struct BatchMeta {
     first_sequence: i32,
     last_sequence: i32,
-    base_offset: i64,
-    last_offset: i64,
+    base_offset: Offset,
+    last_offset: Offset,
     max_timestamp: i64,
 }
 
 #[derive(Debug, Default, Clone, PartialEq)]
 struct ProducerEntry {
-    epoch: i16,
+    epoch: ProducerEpoch,
     recent: VecDeque<BatchMeta>,
 }
 
@@ -36,15 +38,15 @@ pub enum ProducerAppendOutcome {
     Append,
     /// A retry of a batch already in the log at these offsets: do not write it again.
     Duplicate {
-        base_offset: i64,
-        last_offset: i64,
+        base_offset: Offset,
+        last_offset: Offset,
         max_timestamp: i64,
     },
 }
 
 #[derive(Debug, Default, Clone, PartialEq)]
 pub(crate) struct ProducerStateManager {
-    producers: HashMap<i64, ProducerEntry>,
+    producers: HashMap<ProducerId, ProducerEntry>,
 }
 
 fn next_sequence(sequence: i32) -> i32 {
@@ -57,24 +59,24 @@ fn next_sequence(sequence: i32) -> i32 {
 
 impl ProducerStateManager {
     pub(crate) fn check(&self, header: &BatchHeader) -> Result<ProducerAppendOutcome, LogError> {
-        if !header.has_producer_id() {
+        let Some((producer_id, epoch)) = header.producer() else {
             return Ok(ProducerAppendOutcome::Append);
-        }
-        let Some(entry) = self.producers.get(&header.producer_id) else {
+        };
+        let Some(entry) = self.producers.get(&producer_id) else {
             // Unknown producer (new, or its state was lost): accept, as Kafka does.
             return Ok(ProducerAppendOutcome::Append);
         };
-        if header.producer_epoch < entry.epoch {
+        if epoch < entry.epoch {
             return Err(LogError::ProducerFenced {
-                producer_id: header.producer_id,
-                epoch: header.producer_epoch,
+                producer_id,
+                epoch,
                 current: entry.epoch,
             });
         }
-        if header.producer_epoch > entry.epoch {
+        if epoch > entry.epoch {
             if header.base_sequence != 0 {
                 return Err(LogError::OutOfOrderSequence {
-                    producer_id: header.producer_id,
+                    producer_id,
                     expected: 0,
                     got: header.base_sequence,
                 });
@@ -96,7 +98,7 @@ impl ProducerStateManager {
             .map_or(0, |b| next_sequence(b.last_sequence));
         if header.base_sequence != expected {
             return Err(LogError::OutOfOrderSequence {
-                producer_id: header.producer_id,
+                producer_id,
                 expected,
                 got: header.base_sequence,
             });
@@ -106,12 +108,12 @@ impl ProducerStateManager {
 
     /// Records a batch that is now in the log (with its final offsets).
     pub(crate) fn update(&mut self, header: &BatchHeader) {
-        if !header.has_producer_id() {
+        let Some((producer_id, epoch)) = header.producer() else {
             return;
-        }
-        let entry = self.producers.entry(header.producer_id).or_default();
-        if header.producer_epoch != entry.epoch {
-            entry.epoch = header.producer_epoch;
+        };
+        let entry = self.producers.entry(producer_id).or_default();
+        if epoch != entry.epoch {
+            entry.epoch = epoch;
             entry.recent.clear();
         }
         if entry.recent.len() == RECENT_BATCHES {
@@ -120,8 +122,8 @@ impl ProducerStateManager {
         entry.recent.push_back(BatchMeta {
             first_sequence: header.base_sequence,
             last_sequence: header.last_sequence(),
-            base_offset: header.base_offset,
-            last_offset: header.last_offset(),
+            base_offset: header.first(),
+            last_offset: Offset(header.last_offset()),
             max_timestamp: header.max_timestamp,
         });
     }
@@ -133,20 +135,20 @@ impl ProducerStateManager {
     /// The state as a snapshot file's bytes: a magic, a CRC-32C of the rest, then each
     /// producer (in id order) with its epoch and recent batches, big-endian.
     pub(crate) fn encode(&self) -> Vec<u8> {
-        let mut ids: Vec<&i64> = self.producers.keys().collect();
+        let mut ids: Vec<&ProducerId> = self.producers.keys().collect();
         ids.sort_unstable();
         let mut body = Vec::with_capacity(4 + ids.len() * (11 + RECENT_BATCHES * 32));
         body.extend_from_slice(&(ids.len() as u32).to_be_bytes());
         for id in ids {
             let entry = &self.producers[id];
-            body.extend_from_slice(&id.to_be_bytes());
-            body.extend_from_slice(&entry.epoch.to_be_bytes());
+            body.extend_from_slice(&id.0.to_be_bytes());
+            body.extend_from_slice(&entry.epoch.0.to_be_bytes());
             body.push(entry.recent.len() as u8);
             for b in &entry.recent {
                 body.extend_from_slice(&b.first_sequence.to_be_bytes());
                 body.extend_from_slice(&b.last_sequence.to_be_bytes());
-                body.extend_from_slice(&b.base_offset.to_be_bytes());
-                body.extend_from_slice(&b.last_offset.to_be_bytes());
+                body.extend_from_slice(&b.base_offset.0.to_be_bytes());
+                body.extend_from_slice(&b.last_offset.0.to_be_bytes());
                 body.extend_from_slice(&b.max_timestamp.to_be_bytes());
             }
         }
@@ -168,8 +170,8 @@ impl ProducerStateManager {
         let count = r.u32()?;
         let mut producers = HashMap::new();
         for _ in 0..count {
-            let id = r.i64()?;
-            let epoch = r.i16()?;
+            let id = ProducerId(r.i64()?);
+            let epoch = ProducerEpoch(r.i16()?);
             let n = usize::from(r.u8()?);
             if n > RECENT_BATCHES {
                 return None;
@@ -179,8 +181,8 @@ impl ProducerStateManager {
                 recent.push_back(BatchMeta {
                     first_sequence: r.i32()?,
                     last_sequence: r.i32()?,
-                    base_offset: r.i64()?,
-                    last_offset: r.i64()?,
+                    base_offset: Offset(r.i64()?),
+                    last_offset: Offset(r.i64()?),
                     max_timestamp: r.i64()?,
                 });
             }

@@ -5,21 +5,24 @@
 
 use std::path::Path;
 
+use weir_types::Offset;
+
 use crate::log::{shortage, LOG_START_OFFSET_FILE};
 use crate::storage::{self, Storage};
 use crate::{Log, LogError, Result};
 
 impl Log {
     /// Moves the log start offset forward (DeleteRecords); whole segments below it are deleted.
-    pub fn delete_records_before(&mut self, offset: i64) -> Result<i64> {
+    pub fn delete_records_before(&mut self, offset: Offset) -> Result<Offset> {
         self.check_writable()?;
-        if offset > self.log_end_offset || offset < 0 {
+        if offset > self.log_end_offset() || offset < Offset::ZERO {
             return Err(LogError::OffsetOutOfRange {
                 offset,
-                start: self.log_start_offset,
-                end: self.log_end_offset,
+                start: self.log_start_offset(),
+                end: self.log_end_offset(),
             });
         }
+        let offset = offset.0;
         if offset > self.log_start_offset {
             // A full disk refuses the move (the file is replaced whole or not at all).
             let result =
@@ -28,7 +31,7 @@ impl Log {
             self.log_start_offset = offset;
             self.delete_segments_below_start()?;
         }
-        Ok(self.log_start_offset)
+        Ok(self.log_start_offset())
     }
 
     fn delete_segments_below_start(&mut self) -> Result<()> {

@@ -136,9 +136,8 @@ impl Log {
             for batch in segment.batches_from(start) {
                 let (_, header) = batch?;
                 self.producers.update(&header);
-                if header.partition_leader_epoch >= 0 {
-                    self.epochs
-                        .assign(header.partition_leader_epoch, header.base_offset)?;
+                if let Some(epoch) = header.leader_epoch() {
+                    self.epochs.assign(epoch, header.first())?;
                 }
             }
         }

@@ -6,6 +6,8 @@ use std::path::Path;
 use kafka_protocol::records::Compression;
 use proptest::prelude::*;
 
+use weir_types::{LeaderEpoch, Offset};
+
 use crate::batch::tests::{make_batch, make_batch_with_producer};
 use crate::batch::{validate_batches, BatchHeader};
 use crate::{Log, LogConfig, LogError};
@@ -19,7 +21,7 @@ fn small_config() -> LogConfig {
 }
 
 /// Reads every batch from `from` to the end through `Log::read`, checking contiguity.
-fn read_all(log: &Log, from: i64) -> Vec<BatchHeader> {
+fn read_all(log: &Log, from: Offset) -> Vec<BatchHeader> {
     let mut out = Vec::new();
     let mut offset = from;
     while offset < log.log_end_offset() {
@@ -33,10 +35,10 @@ fn read_all(log: &Log, from: i64) -> Vec<BatchHeader> {
             let bytes = slice.read_to_vec().unwrap();
             for h in validate_batches(&bytes).unwrap() {
                 assert!(
-                    h.last_offset() >= offset,
+                    Offset(h.last_offset()) >= offset,
                     "read returned a batch before the requested offset"
                 );
-                offset = h.last_offset() + 1;
+                offset = h.end();
                 out.push(h);
             }
         }
@@ -46,7 +48,7 @@ fn read_all(log: &Log, from: i64) -> Vec<BatchHeader> {
 
 fn append(log: &mut Log, count: usize, ts: i64) -> crate::AppendInfo {
     let mut b = make_batch(count, ts, Compression::None);
-    log.append_as_leader(&mut b, 0, ts).unwrap()
+    log.append_as_leader(&mut b, LeaderEpoch(0), ts).unwrap()
 }
 
 proptest! {
@@ -57,24 +59,24 @@ proptest! {
         let mut expected = Vec::new();
         {
             let mut log = Log::open(dir.path(), small_config()).unwrap();
-            let mut next = 0i64;
+            let mut next = Offset::ZERO;
             for (i, &c) in counts.iter().enumerate() {
                 let info = append(&mut log, c, i as i64 * 10);
                 prop_assert_eq!(info.base_offset, next);
-                next += c as i64;
+                next = next.plus(c as i64);
                 expected.push((info.base_offset, info.last_offset));
             }
             prop_assert_eq!(log.log_end_offset(), next);
             if clean { log.close().unwrap(); }
         }
         let log = Log::open(dir.path(), small_config()).unwrap();
-        let got: Vec<(i64, i64)> = read_all(&log, 0).iter().map(|h| (h.base_offset, h.last_offset())).collect();
+        let got: Vec<(Offset, Offset)> = read_all(&log, Offset::ZERO).iter().map(|h| (h.first(), Offset(h.last_offset()))).collect();
         prop_assert_eq!(&got, &expected);
         // Reading from the middle of any batch starts with that batch.
         for &(base, last) in &expected {
             let info = log.read(last, 1, log.log_end_offset(), true).unwrap();
             let first = BatchHeader::parse(&info.slices[0].read_to_vec().unwrap()).unwrap();
-            prop_assert_eq!(first.base_offset, base);
+            prop_assert_eq!(first.first(), base);
         }
     }
 
@@ -98,10 +100,10 @@ proptest! {
         let mut log = Log::open(dir.path(), config).unwrap();
         prop_assert_eq!(log.size_bytes(), ends[whole]);
         let expected_end: usize = counts[..whole].iter().sum();
-        prop_assert_eq!(log.log_end_offset(), expected_end as i64);
-        prop_assert_eq!(read_all(&log, 0).len(), whole);
+        prop_assert_eq!(log.log_end_offset(), Offset(expected_end as i64));
+        prop_assert_eq!(read_all(&log, Offset::ZERO).len(), whole);
         let info = append(&mut log, 1, 0);
-        prop_assert_eq!(info.base_offset, expected_end as i64);
+        prop_assert_eq!(info.base_offset, Offset(expected_end as i64));
     }
 }
 
@@ -120,8 +122,8 @@ fn a_corrupt_byte_in_the_tail_truncates_from_that_batch() {
     bytes[3 * batch + 40] ^= 0xff; // inside the fourth batch's CRC-covered part
     std::fs::write(&path, &bytes).unwrap();
     let log = Log::open(dir.path(), LogConfig::default()).unwrap();
-    assert_eq!(log.log_end_offset(), 9);
-    assert_eq!(read_all(&log, 0).len(), 3);
+    assert_eq!(log.log_end_offset(), Offset(9));
+    assert_eq!(read_all(&log, Offset::ZERO).len(), 3);
 }
 
 #[test]
@@ -151,9 +153,12 @@ fn missing_or_garbage_indexes_are_rebuilt() {
     }
     assert!(removed > 2);
     let log = Log::open(dir.path(), small_config()).unwrap();
-    assert_eq!(log.log_end_offset(), 60);
-    assert_eq!(read_all(&log, 0).len(), 30);
-    assert_eq!(log.offset_for_timestamp(21).unwrap().unwrap().offset, 41);
+    assert_eq!(log.log_end_offset(), Offset(60));
+    assert_eq!(read_all(&log, Offset::ZERO).len(), 30);
+    assert_eq!(
+        log.offset_for_timestamp(21).unwrap().unwrap().offset,
+        Offset(41)
+    );
 }
 
 #[test]
@@ -163,7 +168,7 @@ fn reads_respect_max_bytes_and_the_upper_bound() {
     for _ in 0..10 {
         append(&mut log, 2, 0);
     }
-    let one = log.read(0, 1, 20, true).unwrap();
+    let one = log.read(Offset(0), 1, Offset(20), true).unwrap();
     let batch_size = one.bytes;
     assert_eq!(
         validate_batches(&one.slices[0].read_to_vec().unwrap())
@@ -171,18 +176,25 @@ fn reads_respect_max_bytes_and_the_upper_bound() {
             .len(),
         1
     );
-    assert_eq!(log.read(0, 1, 20, false).unwrap().bytes, 0);
+    assert_eq!(log.read(Offset(0), 1, Offset(20), false).unwrap().bytes, 0);
     assert_eq!(
-        log.read(0, batch_size * 3 + 1, 20, false).unwrap().bytes,
+        log.read(Offset(0), batch_size * 3 + 1, Offset(20), false)
+            .unwrap()
+            .bytes,
         batch_size * 3
     );
     assert_eq!(
-        log.read(0, u64::MAX, 6, false).unwrap().bytes,
+        log.read(Offset(0), u64::MAX, Offset(6), false)
+            .unwrap()
+            .bytes,
         batch_size * 3
     );
-    assert_eq!(log.read(20, 1000, 20, true).unwrap().bytes, 0);
+    assert_eq!(
+        log.read(Offset(20), 1000, Offset(20), true).unwrap().bytes,
+        0
+    );
     assert!(matches!(
-        log.read(21, 1000, 20, true),
+        log.read(Offset(21), 1000, Offset(20), true),
         Err(LogError::OffsetOutOfRange { .. })
     ));
 }
@@ -201,10 +213,10 @@ fn retention_deletes_whole_closed_segments() {
     let deleted = log.enforce_retention(2_000).unwrap();
     assert!(deleted > 0);
     assert!(log.size_bytes() <= 1200 + 600);
-    assert!(log.log_start_offset() > 0);
-    assert_eq!(log.log_end_offset(), 80);
+    assert!(log.log_start_offset() > Offset::ZERO);
+    assert_eq!(log.log_end_offset(), Offset(80));
     assert!(matches!(
-        log.read(0, 100, 80, true),
+        log.read(Offset(0), 100, Offset(80), true),
         Err(LogError::OffsetOutOfRange { .. })
     ));
     let start = log.log_start_offset();
@@ -218,7 +230,7 @@ fn retention_deletes_whole_closed_segments() {
     assert_eq!(log.segment_count(), 1);
     drop(log);
     let log = Log::open(dir.path(), small_config()).unwrap();
-    assert_eq!(log.log_end_offset(), 80);
+    assert_eq!(log.log_end_offset(), Offset(80));
 }
 
 #[test]
@@ -229,13 +241,13 @@ fn delete_records_moves_the_start_and_survives_reopen() {
         for _ in 0..20 {
             append(&mut log, 3, 0);
         }
-        assert_eq!(log.delete_records_before(31).unwrap(), 31);
-        assert!(log.delete_records_before(61).is_err());
+        assert_eq!(log.delete_records_before(Offset(31)).unwrap(), Offset(31));
+        assert!(log.delete_records_before(Offset(61)).is_err());
     }
     let log = Log::open(dir.path(), small_config()).unwrap();
-    assert_eq!(log.log_start_offset(), 31);
-    assert!(log.read(30, 100, 60, true).is_err());
-    assert!(log.read(31, 100, 60, true).is_ok());
+    assert_eq!(log.log_start_offset(), Offset(31));
+    assert!(log.read(Offset(30), 100, Offset(60), true).is_err());
+    assert!(log.read(Offset(31), 100, Offset(60), true).is_ok());
 }
 
 #[test]
@@ -246,12 +258,21 @@ fn timestamps_find_the_first_record_at_or_after() {
     for i in 0..20 {
         append(&mut log, 5, 1000 * i);
     }
-    assert_eq!(log.offset_for_timestamp(0).unwrap().unwrap().offset, 0);
-    assert_eq!(log.offset_for_timestamp(3002).unwrap().unwrap().offset, 17);
-    assert_eq!(log.offset_for_timestamp(3005).unwrap().unwrap().offset, 20);
+    assert_eq!(
+        log.offset_for_timestamp(0).unwrap().unwrap().offset,
+        Offset(0)
+    );
+    assert_eq!(
+        log.offset_for_timestamp(3002).unwrap().unwrap().offset,
+        Offset(17)
+    );
+    assert_eq!(
+        log.offset_for_timestamp(3005).unwrap().unwrap().offset,
+        Offset(20)
+    );
     assert!(log.offset_for_timestamp(1_000_000).unwrap().is_none());
     let max = log.max_timestamp_offset().unwrap().unwrap();
-    assert_eq!((max.offset, max.timestamp), (99, 19_004));
+    assert_eq!((max.offset, max.timestamp), (Offset(99), 19_004));
 }
 
 #[test]
@@ -266,11 +287,14 @@ fn log_append_time_stamps_batches() {
     )
     .unwrap();
     let mut b = make_batch(3, 5, Compression::None);
-    let info = log.append_as_leader(&mut b, 0, 777).unwrap();
+    let info = log.append_as_leader(&mut b, LeaderEpoch(0), 777).unwrap();
     assert_eq!(info.log_append_time_ms, 777);
-    let h = &read_all(&log, 0)[0];
+    let h = &read_all(&log, Offset::ZERO)[0];
     assert_eq!(h.max_timestamp, 777);
-    assert_eq!(log.offset_for_timestamp(700).unwrap().unwrap().offset, 0);
+    assert_eq!(
+        log.offset_for_timestamp(700).unwrap().unwrap().offset,
+        Offset(0)
+    );
 }
 
 #[test]
@@ -280,28 +304,36 @@ fn idempotent_producers_are_deduplicated_and_ordered_across_restarts() {
         |seq: i32, epoch: i16| make_batch_with_producer(2, 0, Compression::None, 7, epoch, seq);
     {
         let mut log = Log::open(dir.path(), LogConfig::default()).unwrap();
-        let first = log.append_as_leader(&mut batch(0, 0), 0, 0).unwrap();
+        let first = log
+            .append_as_leader(&mut batch(0, 0), LeaderEpoch(0), 0)
+            .unwrap();
         assert!(!first.duplicate);
-        let again = log.append_as_leader(&mut batch(0, 0), 0, 0).unwrap();
+        let again = log
+            .append_as_leader(&mut batch(0, 0), LeaderEpoch(0), 0)
+            .unwrap();
         assert!(again.duplicate);
         assert_eq!(again.base_offset, first.base_offset);
-        assert_eq!(log.log_end_offset(), 2);
+        assert_eq!(log.log_end_offset(), Offset(2));
         assert!(matches!(
-            log.append_as_leader(&mut batch(5, 0), 0, 0),
+            log.append_as_leader(&mut batch(5, 0), LeaderEpoch(0), 0),
             Err(LogError::OutOfOrderSequence { .. })
         ));
-        log.append_as_leader(&mut batch(2, 0), 0, 0).unwrap();
+        log.append_as_leader(&mut batch(2, 0), LeaderEpoch(0), 0)
+            .unwrap();
     }
     let mut log = Log::open(dir.path(), LogConfig::default()).unwrap();
-    let retry = log.append_as_leader(&mut batch(2, 0), 0, 0).unwrap();
+    let retry = log
+        .append_as_leader(&mut batch(2, 0), LeaderEpoch(0), 0)
+        .unwrap();
     assert!(retry.duplicate);
-    assert_eq!(retry.base_offset, 2);
-    log.append_as_leader(&mut batch(0, 1), 0, 0).unwrap(); // new epoch starts at 0
+    assert_eq!(retry.base_offset, Offset(2));
+    log.append_as_leader(&mut batch(0, 1), LeaderEpoch(0), 0)
+        .unwrap(); // new epoch starts at 0
     assert!(matches!(
-        log.append_as_leader(&mut batch(4, 0), 0, 0),
+        log.append_as_leader(&mut batch(4, 0), LeaderEpoch(0), 0),
         Err(LogError::ProducerFenced { .. })
     ));
-    assert_eq!(log.log_end_offset(), 6);
+    assert_eq!(log.log_end_offset(), Offset(6));
 }
 
 #[test]
@@ -309,14 +341,26 @@ fn leader_epochs_are_recorded_and_answered() {
     let dir = tempfile::tempdir().unwrap();
     let mut log = Log::open(dir.path(), LogConfig::default()).unwrap();
     let mut b = make_batch(3, 0, Compression::None);
-    log.append_as_leader(&mut b, 0, 0).unwrap();
+    log.append_as_leader(&mut b, LeaderEpoch(0), 0).unwrap();
     let mut b = make_batch(3, 0, Compression::None);
-    log.append_as_leader(&mut b, 2, 0).unwrap();
-    assert_eq!(log.epochs().end_offset_for(0, log.log_end_offset()), (0, 3));
-    assert_eq!(log.epochs().end_offset_for(1, log.log_end_offset()), (0, 3));
-    assert_eq!(log.epochs().end_offset_for(2, log.log_end_offset()), (2, 6));
-    log.truncate_to(2).unwrap();
-    assert_eq!(log.log_end_offset(), 0);
+    log.append_as_leader(&mut b, LeaderEpoch(2), 0).unwrap();
+    assert_eq!(
+        log.epochs()
+            .end_offset_for(LeaderEpoch(0), log.log_end_offset()),
+        Some((LeaderEpoch(0), Offset(3)))
+    );
+    assert_eq!(
+        log.epochs()
+            .end_offset_for(LeaderEpoch(1), log.log_end_offset()),
+        Some((LeaderEpoch(0), Offset(3)))
+    );
+    assert_eq!(
+        log.epochs()
+            .end_offset_for(LeaderEpoch(2), log.log_end_offset()),
+        Some((LeaderEpoch(2), Offset(6)))
+    );
+    log.truncate_to(Offset(2)).unwrap();
+    assert_eq!(log.log_end_offset(), Offset(0));
 }
 
 /// Runs as a child process: appends batches forever, reporting each flushed log end offset.
@@ -331,7 +375,7 @@ fn crash_writer_child() {
     let mut stdout = std::io::stdout();
     for i in 0.. {
         let mut b = make_batch(1 + i % 4, i as i64, Compression::None);
-        log.append_as_leader(&mut b, 0, 0).unwrap();
+        log.append_as_leader(&mut b, LeaderEpoch(0), 0).unwrap();
         if i % 7 == 0 {
             log.flush().unwrap();
             writeln!(stdout, "flushed {}", log.log_end_offset()).unwrap();
@@ -349,7 +393,7 @@ fn crash_test_kills_a_writer_at_random_moments() {
     let mut rng = rand::thread_rng();
     for round in 0..4 {
         let dir = tempfile::tempdir().unwrap();
-        let mut durable = 0i64;
+        let mut durable = Offset::ZERO;
         // Several lives per directory: each is killed mid-write, then the log must reopen intact.
         for _life in 0..3 {
             let mut child = Command::new(&exe)
@@ -368,10 +412,10 @@ fn crash_test_kills_a_writer_at_random_moments() {
             let stdout = child.stdout.take().unwrap();
             let kill_after = std::time::Duration::from_millis(rng.gen_range(50..400));
             let reader = std::thread::spawn(move || {
-                let mut last = 0i64;
+                let mut last = Offset::ZERO;
                 for line in BufReader::new(stdout).lines().map_while(Result::ok) {
                     if let Some(n) = line.strip_prefix("flushed ") {
-                        last = n.trim().parse().unwrap_or(last);
+                        last = n.trim().parse().map(Offset).unwrap_or(last);
                     }
                 }
                 last
@@ -387,14 +431,15 @@ fn crash_test_kills_a_writer_at_random_moments() {
                 "round {round}: flushed up to {durable} but only {} survived",
                 log.log_end_offset()
             );
-            let batches = read_all(&log, 0);
-            let mut expect = 0;
+            let batches = read_all(&log, Offset::ZERO);
+            let mut expect = Offset::ZERO;
             for h in &batches {
                 assert_eq!(
-                    h.base_offset, expect,
+                    h.first(),
+                    expect,
                     "round {round}: gap or overlap in the recovered log"
                 );
-                expect = h.last_offset() + 1;
+                expect = h.end();
             }
             assert_eq!(expect, log.log_end_offset());
         }
@@ -402,7 +447,7 @@ fn crash_test_kills_a_writer_at_random_moments() {
 }
 
 /// Copies `leader`'s batches from `from` on into `follower`, as a replica fetcher does.
-fn replicate(leader: &Log, follower: &mut Log, from: i64) {
+fn replicate(leader: &Log, follower: &mut Log, from: Offset) {
     let info = leader
         .read(from, u64::MAX, leader.log_end_offset(), true)
         .unwrap();
@@ -419,33 +464,41 @@ fn a_follower_copies_batches_with_their_offsets_epochs_and_producers() {
     let mut leader = Log::open(dirs.0.path(), small_config()).unwrap();
     let mut follower = Log::open(dirs.1.path(), small_config()).unwrap();
     let batch = |seq: i32| make_batch_with_producer(2, 0, Compression::None, 9, 0, seq);
-    leader.append_as_leader(&mut batch(0), 1, 0).unwrap();
-    leader.append_as_leader(&mut batch(2), 3, 0).unwrap();
+    leader
+        .append_as_leader(&mut batch(0), LeaderEpoch(1), 0)
+        .unwrap();
+    leader
+        .append_as_leader(&mut batch(2), LeaderEpoch(3), 0)
+        .unwrap();
     for _ in 0..10 {
         append(&mut leader, 3, 5);
     }
-    replicate(&leader, &mut follower, 0);
+    replicate(&leader, &mut follower, Offset::ZERO);
     while follower.log_end_offset() < leader.log_end_offset() {
         let from = follower.log_end_offset();
         replicate(&leader, &mut follower, from);
     }
-    let ours: Vec<(i64, i32)> = read_all(&follower, 0)
+    let ours: Vec<(i64, i32)> = read_all(&follower, Offset::ZERO)
         .iter()
         .map(|h| (h.base_offset, h.partition_leader_epoch))
         .collect();
-    let theirs: Vec<(i64, i32)> = read_all(&leader, 0)
+    let theirs: Vec<(i64, i32)> = read_all(&leader, Offset::ZERO)
         .iter()
         .map(|h| (h.base_offset, h.partition_leader_epoch))
         .collect();
     assert_eq!(ours, theirs);
     assert_eq!(follower.epochs().entries(), leader.epochs().entries());
     // Promoted, the follower knows the producer's last batch: a retry is a duplicate.
-    let retry = follower.append_as_leader(&mut batch(2), 4, 0).unwrap();
+    let retry = follower
+        .append_as_leader(&mut batch(2), LeaderEpoch(4), 0)
+        .unwrap();
     assert!(retry.duplicate);
-    assert_eq!(retry.base_offset, 2);
+    assert_eq!(retry.base_offset, Offset(2));
     // A batch that does not follow the log end is refused, and nothing is written.
     let end = follower.log_end_offset();
-    let stale = leader.read(0, 1, leader.log_end_offset(), true).unwrap();
+    let stale = leader
+        .read(Offset(0), 1, leader.log_end_offset(), true)
+        .unwrap();
     let bytes = stale.slices[0].read_to_vec().unwrap();
     assert!(matches!(
         follower.append_as_follower(&bytes, 0),
@@ -453,19 +506,19 @@ fn a_follower_copies_batches_with_their_offsets_epochs_and_producers() {
     ));
     assert_eq!(follower.log_end_offset(), end);
     // Emptied and restarted at a later offset, it takes batches from there.
-    follower.truncate_fully_and_start_at(20).unwrap();
+    follower.truncate_fully_and_start_at(Offset(20)).unwrap();
     assert_eq!(
         (follower.log_start_offset(), follower.log_end_offset()),
-        (20, 20)
+        (Offset(20), Offset(20))
     );
     assert!(follower.epochs().entries().is_empty());
     // Offset 20 lies inside the leader's batch 19-21: the follower starts at that batch.
-    replicate(&leader, &mut follower, 20);
-    assert_eq!(follower.log_start_offset(), 19);
-    assert!(follower.log_end_offset() > 20);
+    replicate(&leader, &mut follower, Offset(20));
+    assert_eq!(follower.log_start_offset(), Offset(19));
+    assert!(follower.log_end_offset() > Offset(20));
     drop(follower);
     let reopened = Log::open(dirs.1.path(), small_config()).unwrap();
-    assert_eq!(reopened.log_start_offset(), 19);
+    assert_eq!(reopened.log_start_offset(), Offset(19));
 }
 
 mod disk;

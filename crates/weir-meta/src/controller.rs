@@ -11,6 +11,7 @@ use std::collections::BTreeMap;
 
 use serde::{Deserialize, Serialize};
 use uuid::Uuid;
+use weir_types::{BrokerId, LeaderEpoch, ProducerId};
 
 use crate::configs;
 use crate::election;
@@ -37,7 +38,7 @@ pub struct CreateTopic {
     /// -1 for the broker default.
     pub replication_factor: i16,
     /// Explicit replica lists by partition, instead of placement.
-    pub assignments: Vec<(i32, Vec<i32>)>,
+    pub assignments: Vec<(i32, Vec<BrokerId>)>,
     pub configs: Vec<(String, String)>,
 }
 
@@ -52,7 +53,7 @@ pub enum ControllerOp {
     /// registered, the broker's logs may have lost unsynced data, and a partition whose only
     /// in-sync replica it was goes into recovery (empty ISR, KIP-966).
     RegisterBroker {
-        broker_id: i32,
+        broker_id: BrokerId,
         host: String,
         port: i32,
         rack: Option<String>,
@@ -63,17 +64,17 @@ pub enum ControllerOp {
     /// can elect the replica with the best log. Reports from an earlier incarnation are refused;
     /// a partition's report made in another leader epoch (another recovery) is ignored.
     ReportReplicaLogs {
-        broker_id: i32,
+        broker_id: BrokerId,
         broker_epoch: i64,
         logs: Vec<crate::records::PartitionLog>,
     },
     /// A broker is alive. A fenced broker is unfenced by it.
     Heartbeat {
-        broker_id: i32,
+        broker_id: BrokerId,
     },
     /// A broker is about to stop: move leadership away and fence it now.
     ControlledShutdown {
-        broker_id: i32,
+        broker_id: BrokerId,
     },
     CreateTopic {
         request: CreateTopic,
@@ -88,7 +89,7 @@ pub enum ControllerOp {
     CreatePartitions {
         name: String,
         total: i32,
-        assignments: Option<Vec<Vec<i32>>>,
+        assignments: Option<Vec<Vec<BrokerId>>>,
         validate_only: bool,
     },
     /// Sets (`Some`) or removes (`None`) topic configs. With `replace_all` (legacy AlterConfigs),
@@ -114,19 +115,19 @@ pub enum ControllerOp {
     /// `leader_epoch` and `current_isr` is the ISR the image holds, so a deposed leader or a
     /// stale view cannot undo a newer change.
     AlterPartition {
-        broker_id: i32,
+        broker_id: BrokerId,
         topic_id: Uuid,
         partition: i32,
-        leader_epoch: i32,
-        current_isr: Vec<i32>,
-        new_isr: Vec<i32>,
+        leader_epoch: LeaderEpoch,
+        current_isr: Vec<BrokerId>,
+        new_isr: Vec<BrokerId>,
     },
     /// AlterPartitionReassignments (KIP-455): `Some(target)` moves a partition to the target
     /// replicas (the new ones copy it, then the others leave, once every target replica is in
     /// the ISR); `None` cancels its move. With `keep_replication_factor`, a target of another
     /// size is refused.
     AlterReassignments {
-        partitions: Vec<(String, i32, Option<Vec<i32>>)>,
+        partitions: Vec<(String, i32, Option<Vec<BrokerId>>)>,
         keep_replication_factor: bool,
     },
 }
@@ -145,7 +146,7 @@ pub enum Outcome {
     Done,
     TopicId(Uuid),
     /// The first id of a reserved block of [`PRODUCER_ID_BLOCK_SIZE`].
-    ProducerIds(i64),
+    ProducerIds(ProducerId),
     /// Per-partition results of an election, in the order asked (by name for all partitions).
     Elections(Vec<Election>),
     /// Per-partition results of AlterReassignments, in the order asked.
@@ -270,7 +271,7 @@ impl ControllerOp {
                 Ok((
                     Outcome::ProducerIds(start),
                     vec![MetadataRecord::ProducerIds {
-                        next_producer_id: start + PRODUCER_ID_BLOCK_SIZE,
+                        next_producer_id: ProducerId(start.0 + PRODUCER_ID_BLOCK_SIZE),
                     }],
                 ))
             }
@@ -418,8 +419,8 @@ fn plan_create_topic(
                 partition: p as i32,
                 replicas: replicas.clone(),
                 isr: replicas.clone(),
-                leader: replicas[0],
-                leader_epoch: 0,
+                leader: replicas.first().copied(),
+                leader_epoch: LeaderEpoch(0),
                 adding_replicas: Vec::new(),
                 removing_replicas: Vec::new(),
                 recovery: Vec::new(),
@@ -440,10 +441,10 @@ fn plan_create_topic(
 /// same replication factor, on distinct registered brokers.
 fn check_assignments(
     image: &MetadataImage,
-    assignments: &[(i32, Vec<i32>)],
+    assignments: &[(i32, Vec<BrokerId>)],
     first: i32,
-) -> Result<Vec<Vec<i32>>> {
-    let mut sorted: Vec<&(i32, Vec<i32>)> = assignments.iter().collect();
+) -> Result<Vec<Vec<BrokerId>>> {
+    let mut sorted: Vec<&(i32, Vec<BrokerId>)> = assignments.iter().collect();
     sorted.sort_by_key(|(p, _)| *p);
     let rf = sorted.first().map_or(0, |(_, r)| r.len());
     let mut out = Vec::new();
@@ -488,7 +489,7 @@ fn plan_create_partitions(
     image: &MetadataImage,
     name: &str,
     total: i32,
-    assignments: Option<Vec<Vec<i32>>>,
+    assignments: Option<Vec<Vec<BrokerId>>>,
 ) -> Result<Vec<MetadataRecord>> {
     {
         let topic = image
@@ -522,7 +523,7 @@ fn plan_create_partitions(
                         total - current
                     )));
                 }
-                let numbered: Vec<(i32, Vec<i32>)> = lists
+                let numbered: Vec<(i32, Vec<BrokerId>)> = lists
                     .into_iter()
                     .enumerate()
                     .map(|(i, r)| (current + i as i32, r))
@@ -538,9 +539,9 @@ fn plan_create_partitions(
                 topic_id,
                 partition: current + i as i32,
                 isr: replicas.clone(),
-                leader: replicas[0],
+                leader: replicas.first().copied(),
                 replicas,
-                leader_epoch: 0,
+                leader_epoch: LeaderEpoch(0),
                 adding_replicas: Vec::new(),
                 removing_replicas: Vec::new(),
                 recovery: Vec::new(),
@@ -653,11 +654,13 @@ fn plan_elect_leader(
         .partitions
         .get(&partition)
         .ok_or_else(|| MetaError::UnknownPartition(format!("{topic}-{partition}")))?;
-    let live = |b: &i32| image.is_live(*b);
+    let live = |b: &BrokerId| image.is_live(*b);
     let mut next = PartitionImage::clone(p);
     if preferred {
-        let want = p.replicas.first().copied().unwrap_or(-1);
-        if p.leader == want {
+        let want = p.replicas.first().copied().ok_or_else(|| {
+            MetaError::PreferredLeaderNotAvailable(format!("{topic}-{partition} has no replicas"))
+        })?;
+        if p.leader == Some(want) {
             return Err(MetaError::ElectionNotNeeded(format!(
                 "{topic}-{partition} is led by its preferred replica {want}"
             )));
@@ -667,12 +670,11 @@ fn plan_elect_leader(
                 "preferred replica {want} of {topic}-{partition} is not live and in sync"
             )));
         }
-        next.leader = want;
+        next.leader = Some(want);
     } else {
-        if p.leader != -1 && live(&p.leader) {
+        if let Some(leader) = p.leader.filter(live) {
             return Err(MetaError::ElectionNotNeeded(format!(
-                "{topic}-{partition} has a live leader, {}",
-                p.leader
+                "{topic}-{partition} has a live leader, {leader}"
             )));
         }
         let pick = p
@@ -690,42 +692,42 @@ fn plan_elect_leader(
         if !p.isr.contains(&pick) {
             next.isr = vec![pick];
         }
-        next.leader = pick;
+        next.leader = Some(pick);
         next.recovery.clear();
     }
-    next.leader_epoch += 1;
+    next.leader_epoch = next.leader_epoch.next();
     Ok(election::partition_record(t.topic_id, partition, next))
 }
 
 fn plan_alter_partition(
     image: &MetadataImage,
-    broker_id: i32,
+    broker_id: BrokerId,
     topic_id: &Uuid,
     partition: i32,
-    leader_epoch: i32,
-    current_isr: &[i32],
-    new_isr: &[i32],
+    leader_epoch: LeaderEpoch,
+    current_isr: &[BrokerId],
+    new_isr: &[BrokerId],
 ) -> Result<Vec<MetadataRecord>> {
     let name = || format!("{topic_id}-{partition}");
     let p = image
         .topic_by_id(topic_id)
         .and_then(|t| t.partitions.get(&partition))
         .ok_or_else(|| MetaError::UnknownPartition(name()))?;
-    let sorted = |v: &[i32]| {
+    let sorted = |v: &[BrokerId]| {
         let mut v = v.to_vec();
         v.sort_unstable();
         v
     };
-    if p.leader == broker_id && p.leader_epoch == leader_epoch && sorted(&p.isr) == sorted(new_isr)
-    {
+    let leads = p.leader == Some(broker_id) && p.leader_epoch == leader_epoch;
+    if leads && sorted(&p.isr) == sorted(new_isr) {
         // Already made (a leader sends a change again when it heard no answer).
         return Ok(Vec::new());
     }
-    if p.leader != broker_id || p.leader_epoch != leader_epoch {
+    if !leads {
         return Err(MetaError::StalePartitionState(format!(
             "{}: broker {broker_id} in epoch {leader_epoch} does not lead it (leader {} in epoch {})",
             name(),
-            p.leader,
+            BrokerId::to_wire(p.leader),
             p.leader_epoch
         )));
     }
@@ -760,7 +762,7 @@ fn plan_alter_partition(
         return Ok(Vec::new());
     }
     // Keep the ISR in replica order, as the rest of the image does.
-    let isr: Vec<i32> = p
+    let isr: Vec<BrokerId> = p
         .replicas
         .iter()
         .copied()
@@ -778,7 +780,7 @@ fn plan_alter_partition(
 /// One answer per partition asked; each sees the effect of those before it.
 fn plan_reassignments(
     image: &MetadataImage,
-    partitions: &[(String, i32, Option<Vec<i32>>)],
+    partitions: &[(String, i32, Option<Vec<BrokerId>>)],
     keep_replication_factor: bool,
 ) -> (Outcome, Vec<MetadataRecord>) {
     let mut work = image.clone();
@@ -815,7 +817,7 @@ fn plan_reassignment(
     image: &MetadataImage,
     topic: &str,
     partition: i32,
-    target: Option<&[i32]>,
+    target: Option<&[BrokerId]>,
     keep_replication_factor: bool,
 ) -> Result<Option<MetadataRecord>> {
     let name = || format!("{topic}-{partition}");
@@ -828,7 +830,7 @@ fn plan_reassignment(
         .ok_or_else(|| MetaError::UnknownPartition(name()))?;
     // The replicas before any move in progress (what a cancel returns to, and the replication
     // factor a target must keep when asked to).
-    let original: Vec<i32> = p
+    let original: Vec<BrokerId> = p
         .replicas
         .iter()
         .copied()
@@ -872,12 +874,12 @@ fn plan_reassignment(
             // From every current replica, as KRaft does: over a move in progress, the replicas
             // it was adding (which may be the only ones in sync by now) leave only when this
             // target is in sync, never before.
-            let adding: Vec<i32> = target
+            let adding: Vec<BrokerId> = target
                 .iter()
                 .copied()
                 .filter(|b| !p.replicas.contains(b))
                 .collect();
-            let removing: Vec<i32> = p
+            let removing: Vec<BrokerId> = p
                 .replicas
                 .iter()
                 .copied()
@@ -907,7 +909,7 @@ fn complete_reassignment(image: &MetadataImage, p: PartitionImage) -> PartitionI
     if !p.reassigning() {
         return p;
     }
-    let target: Vec<i32> = p
+    let target: Vec<BrokerId> = p
         .replicas
         .iter()
         .copied()
@@ -925,7 +927,7 @@ fn complete_reassignment(image: &MetadataImage, p: PartitionImage) -> PartitionI
 fn finish_reassignment(
     image: &MetadataImage,
     p: &PartitionImage,
-    replicas: Vec<i32>,
+    replicas: Vec<BrokerId>,
 ) -> PartitionImage {
     let mut next = p.clone();
     next.isr.retain(|b| replicas.contains(b));
@@ -939,520 +941,17 @@ fn finish_reassignment(
 /// A leader that is no longer a replica hands over to the first replica that is live and in
 /// sync (none: offline), in a new epoch.
 fn keep_leader_among_replicas(image: &MetadataImage, p: &mut PartitionImage) {
-    if p.leader == -1 || p.replicas.contains(&p.leader) {
-        return;
+    match p.leader {
+        Some(leader) if !p.replicas.contains(&leader) => {}
+        _ => return,
     }
     p.leader = p
         .replicas
         .iter()
         .copied()
-        .find(|b| p.isr.contains(b) && image.is_live(*b))
-        .unwrap_or(-1);
-    p.leader_epoch += 1;
+        .find(|b| p.isr.contains(b) && image.is_live(*b));
+    p.leader_epoch = p.leader_epoch.next();
 }
 
 #[cfg(test)]
-mod tests {
-    use super::*;
-
-    /// Runs ops against an image as the active controller would, without a quorum.
-    fn run(image: &mut MetadataImage, op: ControllerOp) -> Result<Outcome> {
-        let (outcome, records) = op.plan(image)?;
-        for r in &records {
-            image.apply(r);
-        }
-        Ok(outcome)
-    }
-
-    fn with_broker() -> MetadataImage {
-        let mut image = MetadataImage::default();
-        run(
-            &mut image,
-            ControllerOp::RegisterBroker {
-                broker_id: 0,
-                host: "127.0.0.1".into(),
-                port: 9092,
-                rack: None,
-                incarnation: Uuid::from_u128(1),
-                previous_broker_epoch: None,
-            },
-        )
-        .unwrap();
-        image
-    }
-
-    fn create(request: CreateTopic, validate_only: bool) -> ControllerOp {
-        ControllerOp::CreateTopic {
-            request,
-            default_partitions: 1,
-            default_replication_factor: 1,
-            validate_only,
-        }
-    }
-
-    #[test]
-    fn topics_are_validated_and_survive_a_rebuild() {
-        let mut image = with_broker();
-        let req = CreateTopic {
-            name: "orders".into(),
-            num_partitions: 3,
-            replication_factor: 1,
-            configs: vec![("retention.ms".into(), "1000".into())],
-            ..Default::default()
-        };
-        let dry = CreateTopic {
-            name: "dry".into(),
-            ..req.clone()
-        };
-        assert!(run(&mut image, create(dry, true)).is_ok());
-        assert!(image.topic("dry").is_none());
-        let Outcome::TopicId(id) = run(&mut image, create(req.clone(), false)).unwrap() else {
-            panic!("no topic id");
-        };
-        assert!(matches!(
-            run(&mut image, create(req, false)),
-            Err(MetaError::TopicAlreadyExists(_))
-        ));
-        let bad_rf = CreateTopic {
-            name: "x".into(),
-            num_partitions: 1,
-            replication_factor: 3,
-            ..Default::default()
-        };
-        assert!(matches!(
-            run(&mut image, create(bad_rf, false)),
-            Err(MetaError::InvalidReplicationFactor(_))
-        ));
-        let bad_name = CreateTopic {
-            name: "a/b".into(),
-            num_partitions: 1,
-            replication_factor: 1,
-            ..Default::default()
-        };
-        assert!(matches!(
-            run(&mut image, create(bad_name, false)),
-            Err(MetaError::InvalidTopicName(_))
-        ));
-        let grow = |total| ControllerOp::CreatePartitions {
-            name: "orders".into(),
-            total,
-            assignments: None,
-            validate_only: false,
-        };
-        run(&mut image, grow(5)).unwrap();
-        assert!(matches!(
-            run(&mut image, grow(2)),
-            Err(MetaError::InvalidPartitions(_))
-        ));
-        // The snapshot records rebuild the same image.
-        let mut rebuilt = MetadataImage::default();
-        for r in image.to_records() {
-            rebuilt.apply(&r);
-        }
-        assert_eq!(rebuilt, image);
-        let topic = rebuilt.topic("orders").unwrap();
-        assert_eq!(topic.topic_id, id);
-        assert_eq!(topic.partitions.len(), 5);
-        assert_eq!(
-            rebuilt
-                .configs(&ConfigResource::Topic("orders".into()))
-                .get("retention.ms")
-                .unwrap(),
-            "1000"
-        );
-        run(
-            &mut image,
-            ControllerOp::DeleteTopic {
-                name: "orders".into(),
-            },
-        )
-        .unwrap();
-        assert!(image.topic("orders").is_none());
-        assert!(image
-            .configs(&ConfigResource::Topic("orders".into()))
-            .is_empty());
-    }
-
-    #[test]
-    fn producer_id_blocks_never_overlap() {
-        let mut image = with_broker();
-        let mut starts = Vec::new();
-        for _ in 0..3 {
-            let Outcome::ProducerIds(start) =
-                run(&mut image, ControllerOp::AllocateProducerIds).unwrap()
-            else {
-                panic!("no block");
-            };
-            starts.push(start);
-        }
-        assert_eq!(
-            starts,
-            vec![0, PRODUCER_ID_BLOCK_SIZE, 2 * PRODUCER_ID_BLOCK_SIZE]
-        );
-    }
-
-    #[test]
-    fn fenced_brokers_get_no_new_replicas_and_heartbeats_unfence() {
-        let mut image = with_broker();
-        run(
-            &mut image,
-            ControllerOp::RegisterBroker {
-                broker_id: 1,
-                host: "127.0.0.2".into(),
-                port: 9092,
-                rack: None,
-                incarnation: Uuid::from_u128(2),
-                previous_broker_epoch: None,
-            },
-        )
-        .unwrap();
-        run(
-            &mut image,
-            ControllerOp::ControlledShutdown { broker_id: 1 },
-        )
-        .unwrap();
-        let two = CreateTopic {
-            name: "two".into(),
-            num_partitions: 2,
-            replication_factor: 2,
-            ..Default::default()
-        };
-        assert!(matches!(
-            run(&mut image, create(two.clone(), false)),
-            Err(MetaError::InvalidReplicationFactor(_))
-        ));
-        assert!(matches!(
-            run(&mut image, ControllerOp::Heartbeat { broker_id: 7 }),
-            Err(MetaError::UnknownBroker(7))
-        ));
-        run(&mut image, ControllerOp::Heartbeat { broker_id: 1 }).unwrap();
-        assert!(image.is_live(1));
-        run(&mut image, create(two, false)).unwrap();
-        let leaders: Vec<i32> = image
-            .topic("two")
-            .unwrap()
-            .partitions
-            .values()
-            .map(|p| p.leader)
-            .collect();
-        assert_eq!(leaders.len(), 2);
-        assert_ne!(leaders[0], leaders[1], "leaders spread over both brokers");
-    }
-
-    fn register(image: &mut MetadataImage, broker_id: i32) {
-        run(
-            image,
-            ControllerOp::RegisterBroker {
-                broker_id,
-                host: format!("127.0.0.{}", broker_id + 1),
-                port: 9092,
-                rack: None,
-                incarnation: Uuid::from_u128(broker_id as u128 + 1),
-                previous_broker_epoch: None,
-            },
-        )
-        .unwrap();
-    }
-
-    /// Sets one partition's state directly, as a sequence of elections would have left it.
-    fn set_partition(
-        image: &mut MetadataImage,
-        topic: &str,
-        partition: i32,
-        isr: &[i32],
-        leader: i32,
-    ) {
-        let t = image.topic(topic).unwrap();
-        let p = PartitionImage::clone(&t.partitions[&partition]);
-        let record = election::partition_record(
-            t.topic_id,
-            partition,
-            crate::image::PartitionImage {
-                isr: isr.to_vec(),
-                leader,
-                leader_epoch: p.leader_epoch + 1,
-                ..p
-            },
-        );
-        image.apply(&record);
-    }
-
-    fn elect(
-        image: &mut MetadataImage,
-        partitions: Option<Vec<(&str, i32)>>,
-        preferred: bool,
-    ) -> Vec<(String, i32, Option<MetaError>)> {
-        let op = ControllerOp::ElectLeaders {
-            partitions: partitions
-                .map(|l| l.into_iter().map(|(t, p)| (t.to_string(), p)).collect()),
-            preferred,
-        };
-        let Outcome::Elections(results) = run(image, op).unwrap() else {
-            panic!("no election results");
-        };
-        results
-            .into_iter()
-            .map(|e| (e.topic, e.partition, e.error))
-            .collect()
-    }
-
-    #[test]
-    fn elections_per_partition() {
-        let mut image = MetadataImage::default();
-        for b in 0..3 {
-            register(&mut image, b);
-        }
-        let request = CreateTopic {
-            name: "t".into(),
-            num_partitions: -1,
-            replication_factor: -1,
-            assignments: vec![(0, vec![0, 1]), (1, vec![1, 2]), (2, vec![2, 0])],
-            ..Default::default()
-        };
-        run(&mut image, create(request, false)).unwrap();
-        // p0 led by its second replica while the first is back in sync; p2 offline with its only
-        // ISR member fenced.
-        set_partition(&mut image, "t", 0, &[0, 1], 1);
-        run(
-            &mut image,
-            ControllerOp::ControlledShutdown { broker_id: 2 },
-        )
-        .unwrap();
-        set_partition(&mut image, "t", 2, &[2], -1);
-        let epoch =
-            |image: &MetadataImage, p: i32| image.topic("t").unwrap().partitions[&p].leader_epoch;
-        let before = (epoch(&image, 0), epoch(&image, 2));
-
-        // Preferred, for every partition: p0 moves back to broker 0; p1's preferred broker 1 leads
-        // already (left out); p2's preferred replica 2 is fenced.
-        let results = elect(&mut image, None, true);
-        assert_eq!(results.len(), 2, "{results:?}");
-        assert_eq!(results[0], ("t".into(), 0, None));
-        assert!(matches!(
-            results[1],
-            (_, 2, Some(MetaError::PreferredLeaderNotAvailable(_)))
-        ));
-        let p0 = &image.topic("t").unwrap().partitions[&0];
-        assert_eq!((p0.leader, p0.leader_epoch), (0, before.0 + 1));
-
-        // Named partitions are all answered, unknown ones too.
-        let results = elect(
-            &mut image,
-            Some(vec![("t", 0), ("t", 0), ("t", 9), ("nope", 0)]),
-            true,
-        );
-        assert_eq!(results.len(), 3, "a partition named twice is answered once");
-        assert!(matches!(
-            results[0].2,
-            Some(MetaError::ElectionNotNeeded(_))
-        ));
-        assert!(matches!(results[1].2, Some(MetaError::UnknownPartition(_))));
-        assert!(matches!(results[2].2, Some(MetaError::UnknownTopic(_))));
-
-        // Unclean: p2 has no live ISR member; broker 0 is live and out of the ISR, and is elected
-        // even though the topic does not enable unclean election. p1 has a live leader.
-        let results = elect(&mut image, Some(vec![("t", 2), ("t", 1)]), false);
-        assert_eq!(results[0], ("t".into(), 2, None));
-        assert!(matches!(
-            results[1].2,
-            Some(MetaError::ElectionNotNeeded(_))
-        ));
-        let p2 = &image.topic("t").unwrap().partitions[&2];
-        assert_eq!((p2.leader, p2.isr.clone()), (0, vec![0]));
-        assert!(p2.leader_epoch > before.1);
-    }
-
-    #[test]
-    fn alter_partition_is_fenced_by_epoch_and_isr() {
-        let mut image = MetadataImage::default();
-        for b in 0..3 {
-            register(&mut image, b);
-        }
-        let request = CreateTopic {
-            name: "t".into(),
-            num_partitions: -1,
-            replication_factor: -1,
-            assignments: vec![(0, vec![0, 1, 2])],
-            ..Default::default()
-        };
-        run(&mut image, create(request, false)).unwrap();
-        let state =
-            |image: &MetadataImage| image.topic("t").unwrap().partitions[&0].as_ref().clone();
-        let topic_id = image.topic("t").unwrap().topic_id;
-        let alter = |broker_id, epoch, current: &[i32], new: &[i32]| ControllerOp::AlterPartition {
-            broker_id,
-            topic_id,
-            partition: 0,
-            leader_epoch: epoch,
-            current_isr: current.to_vec(),
-            new_isr: new.to_vec(),
-        };
-        let p = state(&image);
-        assert_eq!((p.leader, p.isr.clone()), (0, vec![0, 1, 2]));
-        // The leader drops broker 2, which fell behind; epochs stay.
-        run(&mut image, alter(0, p.leader_epoch, &[0, 1, 2], &[0, 1])).unwrap();
-        assert_eq!(state(&image).isr, vec![0, 1]);
-        assert_eq!(state(&image).leader_epoch, p.leader_epoch);
-        // Sent again (the leader heard no answer): already made, so a success that changes
-        // nothing.
-        let version = image.version;
-        run(&mut image, alter(0, p.leader_epoch, &[0, 1, 2], &[0, 1])).unwrap();
-        assert_eq!((state(&image).isr, image.version), (vec![0, 1], version));
-        // A stale view of the ISR, another broker, or an old epoch: refused.
-        for op in [
-            alter(0, p.leader_epoch, &[0, 1, 2], &[0]),
-            alter(1, p.leader_epoch, &[0, 1], &[1]),
-            alter(0, p.leader_epoch - 1, &[0, 1], &[0]),
-        ] {
-            assert!(matches!(
-                run(&mut image, op),
-                Err(MetaError::StalePartitionState(_))
-            ));
-        }
-        // Not a replica, no leader, duplicates: refused.
-        for new in [&[0, 1, 7][..], &[1][..], &[0, 0][..]] {
-            assert!(matches!(
-                run(&mut image, alter(0, p.leader_epoch, &[0, 1], new)),
-                Err(MetaError::InvalidRequest(_))
-            ));
-        }
-        // A fenced broker cannot join; once live, it can, in replica order.
-        run(
-            &mut image,
-            ControllerOp::ControlledShutdown { broker_id: 2 },
-        )
-        .unwrap();
-        assert!(matches!(
-            run(&mut image, alter(0, p.leader_epoch, &[0, 1], &[2, 0, 1])),
-            Err(MetaError::IneligibleReplica(_))
-        ));
-        run(&mut image, ControllerOp::Heartbeat { broker_id: 2 }).unwrap();
-        run(&mut image, alter(0, p.leader_epoch, &[1, 0], &[2, 0, 1])).unwrap();
-        assert_eq!(state(&image).isr, vec![0, 1, 2]);
-    }
-
-    #[test]
-    fn reassignments_copy_then_complete_or_cancel() {
-        let mut image = MetadataImage::default();
-        for b in 0..4 {
-            register(&mut image, b);
-        }
-        let request = CreateTopic {
-            name: "t".into(),
-            num_partitions: -1,
-            replication_factor: -1,
-            assignments: vec![(0, vec![0, 1]), (1, vec![2, 3])],
-            ..Default::default()
-        };
-        run(&mut image, create(request, false)).unwrap();
-        let state =
-            |image: &MetadataImage, p: i32| image.topic("t").unwrap().partitions[&p].clone();
-        let topic_id = image.topic("t").unwrap().topic_id;
-        let move_to = |p: i32, target: Option<Vec<i32>>| ControllerOp::AlterReassignments {
-            partitions: vec![("t".into(), p, target)],
-            keep_replication_factor: false,
-        };
-        let answers = |outcome: Outcome| match outcome {
-            Outcome::Reassignments(r) => r.into_iter().map(|e| e.error).collect::<Vec<_>>(),
-            other => panic!("{other:?}"),
-        };
-
-        // Move p0 from [0, 1] to [2, 1]: 2 joins and copies; 0 leaves later.
-        assert_eq!(
-            answers(run(&mut image, move_to(0, Some(vec![2, 1]))).unwrap()),
-            vec![None]
-        );
-        let p = state(&image, 0);
-        assert_eq!(
-            (
-                p.replicas.clone(),
-                p.adding_replicas.clone(),
-                p.removing_replicas.clone()
-            ),
-            (vec![2, 1, 0], vec![2], vec![0])
-        );
-        assert_eq!((p.leader, p.isr.clone()), (0, vec![0, 1]));
-        // Once 2 is in sync the move completes: 0 leaves, and leadership moves off it.
-        run(
-            &mut image,
-            ControllerOp::AlterPartition {
-                broker_id: 0,
-                topic_id,
-                partition: 0,
-                leader_epoch: p.leader_epoch,
-                current_isr: vec![0, 1],
-                new_isr: vec![0, 1, 2],
-            },
-        )
-        .unwrap();
-        let done = state(&image, 0);
-        assert_eq!(
-            (done.replicas.clone(), done.isr.clone()),
-            (vec![2, 1], vec![2, 1])
-        );
-        assert!(!done.reassigning());
-        // The first target replica in sync takes over (the active controller's reconcile
-        // then keeps it: it is the preferred replica).
-        assert_eq!(done.leader, 2, "{done:?}");
-        assert!(done.leader_epoch > p.leader_epoch);
-
-        // Cancelling a move goes back to the replicas before it (as a set: like KRaft, the
-        // image keeps the target's order during a move, not the old one).
-        run(&mut image, move_to(1, Some(vec![0, 3]))).unwrap();
-        assert!(state(&image, 1).reassigning());
-        run(&mut image, move_to(1, None)).unwrap();
-        let back = state(&image, 1);
-        let mut replicas = back.replicas.clone();
-        replicas.sort_unstable();
-        assert_eq!((replicas, back.reassigning()), (vec![2, 3], false));
-        // Nothing to cancel, bad targets, unknown partitions: refused one by one.
-        let refused = answers(
-            run(
-                &mut image,
-                ControllerOp::AlterReassignments {
-                    partitions: vec![
-                        ("t".into(), 1, None),
-                        ("t".into(), 1, Some(vec![3, 3])),
-                        ("t".into(), 1, Some(vec![9])),
-                        ("t".into(), 7, Some(vec![1])),
-                        ("t".into(), 1, Some(vec![3])),
-                    ],
-                    keep_replication_factor: true,
-                },
-            )
-            .unwrap(),
-        );
-        assert!(matches!(
-            refused[0],
-            Some(MetaError::NoReassignmentInProgress(_))
-        ));
-        assert!(matches!(
-            refused[1],
-            Some(MetaError::InvalidReplicaAssignment(_))
-        ));
-        assert!(matches!(
-            refused[2],
-            Some(MetaError::InvalidReplicaAssignment(_))
-        ));
-        assert!(matches!(refused[3], Some(MetaError::UnknownPartition(_))));
-        assert!(matches!(
-            refused[4],
-            Some(MetaError::InvalidReplicationFactor(_))
-        ));
-        // A new order of the same replicas takes effect at once.
-        run(&mut image, move_to(1, Some(vec![3, 2]))).unwrap();
-        assert_eq!(state(&image, 1).replicas, vec![3, 2]);
-        assert!(!state(&image, 1).reassigning());
-
-        // A new target over a move in progress starts from every current replica: the one the
-        // first move added, now the only one in sync and leading, stays until the new target
-        // is in sync.
-        run(&mut image, move_to(1, Some(vec![0, 1]))).unwrap();
-        set_partition(&mut image, "t", 1, &[0], 0);
-        run(&mut image, move_to(1, Some(vec![2, 3]))).unwrap();
-        let p = state(&image, 1);
-        assert_eq!((p.leader, p.isr.clone()), (0, vec![0]), "{p:?}");
-        assert_eq!(p.replicas, vec![2, 3, 0, 1]);
-        assert_eq!(p.removing_replicas, vec![0, 1]);
-    }
-}
+mod tests;

@@ -24,6 +24,7 @@
 //! of its partition's ISR.
 
 use uuid::Uuid;
+use weir_types::BrokerId;
 
 use crate::image::{MetadataImage, PartitionImage};
 use crate::records::{ConfigResource, MetadataRecord, ReplicaLog};
@@ -48,20 +49,20 @@ pub fn next_state(
     if p.isr.is_empty() {
         return recover(image, p, unclean);
     }
-    let live = |b: &i32| image.is_live(*b);
-    let mut isr: Vec<i32> = p.isr.iter().copied().filter(live).collect();
+    let live = |b: &BrokerId| image.is_live(*b);
+    let mut isr: Vec<BrokerId> = p.isr.iter().copied().filter(live).collect();
     if isr.is_empty() {
         // Keep the one replica that had everything: the last leader if it was in sync.
-        let keep = if p.isr.contains(&p.leader) {
-            Some(p.leader)
+        let keep = if p.leader.is_some_and(|l| p.isr.contains(&l)) {
+            p.leader
         } else {
             p.isr.first().copied()
         };
         isr.extend(keep);
     }
-    let in_isr_and_live = |b: &i32| isr.contains(b) && live(b);
+    let in_isr_and_live = |b: &BrokerId| isr.contains(b) && live(b);
     let preferred = p.replicas.first().copied().filter(in_isr_and_live);
-    let current = Some(p.leader).filter(in_isr_and_live);
+    let current = p.leader.filter(in_isr_and_live);
     let mut leader = preferred
         .or(current)
         .or_else(|| p.replicas.iter().copied().find(in_isr_and_live));
@@ -71,11 +72,10 @@ pub fn next_state(
             isr = vec![b];
         }
     }
-    let leader = leader.unwrap_or(-1);
     let leader_epoch = if leader == p.leader {
         p.leader_epoch
     } else {
-        p.leader_epoch + 1
+        p.leader_epoch.next()
     };
     let next = PartitionImage {
         isr,
@@ -92,14 +92,14 @@ fn recover(image: &MetadataImage, p: &PartitionImage, unclean: bool) -> Option<P
     let next = match recovery_pick(image, p, unclean) {
         Some(leader) => PartitionImage {
             isr: vec![leader],
-            leader,
-            leader_epoch: p.leader_epoch + 1,
+            leader: Some(leader),
+            leader_epoch: p.leader_epoch.next(),
             recovery: Vec::new(),
             ..p.clone()
         },
-        None if p.leader != -1 => PartitionImage {
-            leader: -1,
-            leader_epoch: p.leader_epoch + 1,
+        None if p.leader.is_some() => PartitionImage {
+            leader: None,
+            leader_epoch: p.leader_epoch.next(),
             ..p.clone()
         },
         None => return None,
@@ -110,7 +110,7 @@ fn recover(image: &MetadataImage, p: &PartitionImage, unclean: bool) -> Option<P
 /// The leader a recovering partition (empty ISR) may take: the live replica whose current
 /// incarnation reported the best log, once every replica holding data reported. With `unclean`,
 /// the best reported so far, else the first live replica.
-pub fn recovery_pick(image: &MetadataImage, p: &PartitionImage, unclean: bool) -> Option<i32> {
+pub fn recovery_pick(image: &MetadataImage, p: &PartitionImage, unclean: bool) -> Option<BrokerId> {
     let current = |r: &&ReplicaLog| {
         r.leader_epoch == p.leader_epoch
             && image
@@ -118,7 +118,7 @@ pub fn recovery_pick(image: &MetadataImage, p: &PartitionImage, unclean: bool) -
                 .get(&r.broker_id)
                 .is_some_and(|b| !b.fenced && b.epoch == r.broker_epoch)
     };
-    let holders: Vec<i32> = p
+    let holders: Vec<BrokerId> = p
         .replicas
         .iter()
         .copied()
@@ -152,8 +152,8 @@ pub fn recovery_pick(image: &MetadataImage, p: &PartitionImage, unclean: bool) -
 
 /// The replicas in order, those a move is still adding (and may hold nothing yet) last: the
 /// order for an unclean election.
-pub fn holders_first(p: &PartitionImage) -> impl Iterator<Item = i32> + '_ {
-    let adding = |b: &i32| p.adding_replicas.contains(b);
+pub fn holders_first(p: &PartitionImage) -> impl Iterator<Item = BrokerId> + '_ {
+    let adding = |b: &BrokerId| p.adding_replicas.contains(b);
     p.replicas
         .iter()
         .copied()
@@ -194,12 +194,20 @@ pub fn partition_record(topic_id: Uuid, partition: i32, p: PartitionImage) -> Me
 mod tests {
     use super::*;
     use proptest::prelude::*;
+    use weir_types::LeaderEpoch;
 
-    fn image_with(brokers: i32, partitions: &[(Vec<i32>, Vec<i32>, i32)]) -> MetadataImage {
+    fn ids(v: &[i32]) -> Vec<BrokerId> {
+        v.iter().copied().map(BrokerId).collect()
+    }
+
+    fn image_with(
+        brokers: i32,
+        partitions: &[(Vec<BrokerId>, Vec<BrokerId>, Option<BrokerId>)],
+    ) -> MetadataImage {
         let mut image = MetadataImage::default();
         for b in 0..brokers {
             image.apply(&MetadataRecord::RegisterBroker {
-                broker_id: b,
+                broker_id: BrokerId(b),
                 host: "127.0.0.1".into(),
                 port: 9092 + b,
                 rack: None,
@@ -220,7 +228,7 @@ mod tests {
                 replicas: replicas.clone(),
                 isr: isr.clone(),
                 leader: *leader,
-                leader_epoch: 0,
+                leader_epoch: LeaderEpoch(0),
                 adding_replicas: Vec::new(),
                 removing_replicas: Vec::new(),
                 recovery: Vec::new(),
@@ -235,7 +243,7 @@ mod tests {
         }
     }
 
-    fn fence(image: &mut MetadataImage, b: i32) {
+    fn fence(image: &mut MetadataImage, b: BrokerId) {
         image.apply(&MetadataRecord::FenceBroker { broker_id: b });
         let records = reconcile(image, false);
         apply_all(image, &records);
@@ -247,23 +255,25 @@ mod tests {
 
     #[test]
     fn a_fenced_leader_hands_over_to_the_isr_and_takes_back_preference_on_return() {
-        let mut image = image_with(3, &[(vec![0, 1, 2], vec![0, 1, 2], 0)]);
-        fence(&mut image, 0);
+        let mut image = image_with(3, &[(ids(&[0, 1, 2]), ids(&[0, 1, 2]), Some(BrokerId(0)))]);
+        fence(&mut image, BrokerId(0));
         let p = partition(&image, 0);
         assert_eq!(
             (p.leader, p.isr.clone(), p.leader_epoch),
-            (1, vec![1, 2], 1)
+            (Some(BrokerId(1)), ids(&[1, 2]), LeaderEpoch(1))
         );
         // Back, but not in the ISR: it cannot lead until it is (replication re-adds it).
-        image.apply(&MetadataRecord::UnfenceBroker { broker_id: 0 });
+        image.apply(&MetadataRecord::UnfenceBroker {
+            broker_id: BrokerId(0),
+        });
         assert!(reconcile(&image, false).is_empty());
         image.apply(&MetadataRecord::Partition {
             topic_id: Uuid::from_u128(1),
             partition: 0,
-            replicas: vec![0, 1, 2],
-            isr: vec![1, 2, 0],
-            leader: 1,
-            leader_epoch: 1,
+            replicas: ids(&[0, 1, 2]),
+            isr: ids(&[1, 2, 0]),
+            leader: Some(BrokerId(1)),
+            leader_epoch: LeaderEpoch(1),
             adding_replicas: Vec::new(),
             removing_replicas: Vec::new(),
             recovery: Vec::new(),
@@ -271,33 +281,47 @@ mod tests {
         let records = reconcile(&image, false);
         apply_all(&mut image, &records);
         let p = partition(&image, 0);
-        assert_eq!((p.leader, p.leader_epoch), (0, 2));
+        assert_eq!(
+            (p.leader, p.leader_epoch),
+            (Some(BrokerId(0)), LeaderEpoch(2))
+        );
     }
 
     #[test]
     fn the_last_isr_member_stays_and_the_partition_waits_for_it() {
-        let mut image = image_with(2, &[(vec![0, 1], vec![0], 0)]);
-        fence(&mut image, 0);
+        let mut image = image_with(2, &[(ids(&[0, 1]), ids(&[0]), Some(BrokerId(0)))]);
+        fence(&mut image, BrokerId(0));
         let p = partition(&image, 0);
-        assert_eq!((p.leader, p.isr.clone(), p.leader_epoch), (-1, vec![0], 1));
-        image.apply(&MetadataRecord::UnfenceBroker { broker_id: 0 });
+        assert_eq!(
+            (p.leader, p.isr.clone(), p.leader_epoch),
+            (None, ids(&[0]), LeaderEpoch(1))
+        );
+        image.apply(&MetadataRecord::UnfenceBroker {
+            broker_id: BrokerId(0),
+        });
         let records = reconcile(&image, false);
         apply_all(&mut image, &records);
         let p = partition(&image, 0);
-        assert_eq!((p.leader, p.isr.clone(), p.leader_epoch), (0, vec![0], 2));
+        assert_eq!(
+            (p.leader, p.isr.clone(), p.leader_epoch),
+            (Some(BrokerId(0)), ids(&[0]), LeaderEpoch(2))
+        );
     }
 
     #[test]
     fn unclean_election_takes_a_live_replica_outside_the_isr() {
-        let mut image = image_with(2, &[(vec![0, 1], vec![0], 0)]);
+        let mut image = image_with(2, &[(ids(&[0, 1]), ids(&[0]), Some(BrokerId(0)))]);
         image.apply(&MetadataRecord::Config {
             resource: ConfigResource::Topic("t".into()),
             name: UNCLEAN_LEADER_ELECTION.into(),
             value: Some("true".into()),
         });
-        fence(&mut image, 0);
+        fence(&mut image, BrokerId(0));
         let p = partition(&image, 0);
-        assert_eq!((p.leader, p.isr.clone(), p.leader_epoch), (1, vec![1], 1));
+        assert_eq!(
+            (p.leader, p.isr.clone(), p.leader_epoch),
+            (Some(BrokerId(1)), ids(&[1]), LeaderEpoch(1))
+        );
     }
 
     proptest! {
@@ -311,13 +335,14 @@ mod tests {
             events in proptest::collection::vec((0u8..3, 0i32..6, 0usize..8), 0..40),
             unclean in any::<bool>(),
         ) {
-            let partitions: Vec<(Vec<i32>, Vec<i32>, i32)> = layout
+            let partitions: Vec<(Vec<BrokerId>, Vec<BrokerId>, Option<BrokerId>)> = layout
                 .iter()
                 .map(|(start, rf)| {
                     let rf = (*rf).min(brokers as usize);
-                    let replicas: Vec<i32> =
-                        (0..rf).map(|i| ((start + i) % brokers as usize) as i32).collect();
-                    (replicas.clone(), replicas.clone(), replicas[0])
+                    let replicas: Vec<BrokerId> = (0..rf)
+                        .map(|i| BrokerId(((start + i) % brokers as usize) as i32))
+                        .collect();
+                    (replicas.clone(), replicas.clone(), Some(replicas[0]))
                 })
                 .collect();
             let mut image = image_with(brokers, &partitions);
@@ -328,7 +353,7 @@ mod tests {
             });
             let topic_id = Uuid::from_u128(1);
             for (kind, b, p) in events {
-                let b = b % brokers;
+                let b = BrokerId(b % brokers);
                 let before: Vec<PartitionImage> =
                     (0..partitions.len() as i32).map(|i| partition(&image, i)).collect();
                 match kind {
@@ -338,7 +363,7 @@ mod tests {
                         // A follower caught up: the leader adds it to the ISR.
                         let p = (p % partitions.len()) as i32;
                         let mut state = partition(&image, p);
-                        if state.leader != -1 && state.replicas.contains(&b)
+                        if state.leader.is_some() && state.replicas.contains(&b)
                             && !state.isr.contains(&b) && image.is_live(b)
                         {
                             state.isr.push(b);
@@ -357,9 +382,9 @@ mod tests {
                     }
                     prop_assert!(!now.isr.is_empty());
                     prop_assert!(now.isr.iter().all(|r| now.replicas.contains(r)));
-                    if now.leader != -1 {
-                        prop_assert!(now.isr.contains(&now.leader), "{now:?}");
-                        prop_assert!(image.is_live(now.leader));
+                    if let Some(leader) = now.leader {
+                        prop_assert!(now.isr.contains(&leader), "{now:?}");
+                        prop_assert!(image.is_live(leader));
                     } else {
                         prop_assert!(!now.isr.iter().any(|r| image.is_live(*r)), "{now:?}");
                         if unclean {
@@ -368,7 +393,7 @@ mod tests {
                     }
                     let preferred = now.replicas[0];
                     if image.is_live(preferred) && now.isr.contains(&preferred) {
-                        prop_assert_eq!(now.leader, preferred);
+                        prop_assert_eq!(now.leader, Some(preferred));
                     }
                 }
             }

@@ -9,12 +9,13 @@ use std::collections::{BTreeMap, BTreeSet};
 use std::sync::Arc;
 
 use uuid::Uuid;
+use weir_types::{BrokerId, LeaderEpoch, ProducerId};
 
 use crate::records::{ConfigResource, MetadataRecord, ReplicaLog};
 
 #[derive(Debug, Clone, PartialEq)]
 pub struct BrokerImage {
-    pub broker_id: i32,
+    pub broker_id: BrokerId,
     pub host: String,
     pub port: i32,
     pub rack: Option<String>,
@@ -29,14 +30,14 @@ pub struct BrokerImage {
 #[derive(Debug, Clone, PartialEq)]
 pub struct PartitionImage {
     /// Every replica; during a reassignment, the target replicas first, then those leaving.
-    pub replicas: Vec<i32>,
-    pub isr: Vec<i32>,
-    pub leader: i32,
-    pub leader_epoch: i32,
+    pub replicas: Vec<BrokerId>,
+    pub isr: Vec<BrokerId>,
+    pub leader: Option<BrokerId>,
+    pub leader_epoch: LeaderEpoch,
     /// A reassignment in progress: replicas joining, and replicas leaving once every target
     /// replica (`replicas` minus `removing_replicas`) is in the ISR. Both empty otherwise.
-    pub adding_replicas: Vec<i32>,
-    pub removing_replicas: Vec<i32>,
+    pub adding_replicas: Vec<BrokerId>,
+    pub removing_replicas: Vec<BrokerId>,
     /// While the ISR is empty: the replicas' logs as their brokers reported them.
     pub recovery: Vec<ReplicaLog>,
 }
@@ -69,13 +70,13 @@ pub struct ImageDelta {
 /// Everything the metadata log has said so far.
 #[derive(Debug, Clone, Default, PartialEq)]
 pub struct MetadataImage {
-    pub brokers: BTreeMap<i32, BrokerImage>,
+    pub brokers: BTreeMap<BrokerId, BrokerImage>,
     topics: BTreeMap<Uuid, Arc<TopicImage>>,
     names: BTreeMap<String, Uuid>,
     /// Partitions whose ISR is empty (in recovery, see `crate::election`).
     recovering: BTreeSet<(Uuid, i32)>,
     configs: BTreeMap<ConfigResource, BTreeMap<String, String>>,
-    pub next_producer_id: i64,
+    pub next_producer_id: ProducerId,
     /// The cluster id (Kafka's `cluster.id`), once the first controller has chosen it.
     pub cluster_id: Option<String>,
     /// The image's version: the index of the last metadata-log entry applied to it (set by the
@@ -196,7 +197,7 @@ impl MetadataImage {
     }
 
     /// Whether `broker_id` is registered and not fenced.
-    pub fn is_live(&self, broker_id: i32) -> bool {
+    pub fn is_live(&self, broker_id: BrokerId) -> bool {
         self.brokers.get(&broker_id).is_some_and(|b| !b.fenced)
     }
 
@@ -317,7 +318,7 @@ impl MetadataImage {
                 });
             }
         }
-        if self.next_producer_id > 0 {
+        if self.next_producer_id > ProducerId(0) {
             out.push(MetadataRecord::ProducerIds {
                 next_producer_id: self.next_producer_id,
             });
@@ -330,14 +331,14 @@ impl MetadataImage {
 mod tests {
     use super::*;
 
-    fn partition(topic_id: Uuid, partition: i32, isr: Vec<i32>) -> MetadataRecord {
+    fn partition(topic_id: Uuid, partition: i32, isr: Vec<BrokerId>) -> MetadataRecord {
         MetadataRecord::Partition {
             topic_id,
             partition,
-            replicas: vec![1, 2],
+            replicas: vec![BrokerId(1), BrokerId(2)],
             isr,
-            leader: 1,
-            leader_epoch: 0,
+            leader: Some(BrokerId(1)),
+            leader_epoch: LeaderEpoch(0),
             adding_replicas: Vec::new(),
             removing_replicas: Vec::new(),
             recovery: Vec::new(),
@@ -353,7 +354,7 @@ mod tests {
                 topic_id,
             });
             for p in 0..3 {
-                image.apply(&partition(topic_id, p, vec![1, 2]));
+                image.apply(&partition(topic_id, p, vec![BrokerId(1), BrokerId(2)]));
             }
         }
         image
@@ -365,7 +366,7 @@ mod tests {
         let older = with_topics(&[("a", 1), ("b", 2)]);
         let mut image = older.clone();
         assert_eq!(image.changes_since(&older), ImageDelta::default());
-        image.apply(&partition(a, 1, vec![1]));
+        image.apply(&partition(a, 1, vec![BrokerId(1)]));
         image.apply(&MetadataRecord::Config {
             resource: ConfigResource::Topic("b".into()),
             name: "retention.ms".into(),
@@ -375,7 +376,7 @@ mod tests {
             name: "c".into(),
             topic_id: Uuid::from_u128(3),
         });
-        image.apply(&partition(Uuid::from_u128(3), 0, vec![1]));
+        image.apply(&partition(Uuid::from_u128(3), 0, vec![BrokerId(1)]));
         let delta = image.changes_since(&older);
         assert_eq!(
             delta.changed,
@@ -384,7 +385,10 @@ mod tests {
         assert_eq!(delta.reconfigured, vec![b]);
         assert!(delta.removed.is_empty());
         // The older version is untouched by the changes made to the newer one.
-        assert_eq!(older.topic("a").unwrap().partitions[&1].isr, vec![1, 2]);
+        assert_eq!(
+            older.topic("a").unwrap().partitions[&1].isr,
+            vec![BrokerId(1), BrokerId(2)]
+        );
 
         let mut later = image.clone();
         later.apply(&MetadataRecord::RemoveTopic { topic_id: a });
@@ -404,7 +408,7 @@ mod tests {
         image.apply(&partition(a, 2, Vec::new()));
         let found: Vec<i32> = image.recovering().map(|(_, p, _)| p).collect();
         assert_eq!(found, vec![2]);
-        image.apply(&partition(a, 2, vec![2]));
+        image.apply(&partition(a, 2, vec![BrokerId(2)]));
         assert_eq!(image.recovering().count(), 0);
         image.apply(&partition(a, 0, Vec::new()));
         image.apply(&MetadataRecord::RemoveTopic { topic_id: a });

@@ -62,7 +62,7 @@ pub enum MetaError {
     StaleBrokerEpoch(String),
     /// A heartbeat from a broker the controller has no registration for: it must register.
     #[error("broker {0} is not registered")]
-    UnknownBroker(i32),
+    UnknownBroker(weir_types::BrokerId),
     /// The partitions named do not exist.
     #[error("unknown partition {0}")]
     UnknownPartition(String),

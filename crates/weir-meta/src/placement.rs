@@ -6,11 +6,12 @@
 //! the same broker. With racks, followers are picked to cover racks the partition has not used yet.
 
 use crate::{MetaError, Result};
+use weir_types::BrokerId;
 
 /// A broker as placement sees it.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Candidate {
-    pub broker_id: i32,
+    pub broker_id: BrokerId,
     pub rack: Option<String>,
 }
 
@@ -21,7 +22,7 @@ pub fn place(
     count: i32,
     replication_factor: i16,
     start: usize,
-) -> Result<Vec<Vec<i32>>> {
+) -> Result<Vec<Vec<BrokerId>>> {
     let mut sorted = brokers.to_vec();
     sorted.sort_by_key(|c| c.broker_id);
     sorted.dedup_by_key(|c| c.broker_id);
@@ -77,7 +78,7 @@ mod tests {
     fn brokers(n: usize) -> Vec<Candidate> {
         (0..n)
             .map(|i| Candidate {
-                broker_id: i as i32 * 3 + 1,
+                broker_id: BrokerId(i as i32 * 3 + 1),
                 rack: None,
             })
             .collect()
@@ -112,12 +113,12 @@ mod tests {
     fn racks_are_spread() {
         let cands: Vec<Candidate> = (0..6)
             .map(|i| Candidate {
-                broker_id: i,
+                broker_id: BrokerId(i),
                 rack: Some(format!("r{}", i % 3)),
             })
             .collect();
         for replicas in place(&cands, 0, 12, 3, 0).unwrap() {
-            let mut racks: Vec<i32> = replicas.iter().map(|b| b % 3).collect();
+            let mut racks: Vec<i32> = replicas.iter().map(|b| b.get() % 3).collect();
             racks.sort();
             racks.dedup();
             assert_eq!(racks.len(), 3, "{replicas:?}");

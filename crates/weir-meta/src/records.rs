@@ -6,28 +6,30 @@
 
 use serde::{Deserialize, Serialize};
 use uuid::Uuid;
+use weir_types::{minus_one_as_none, BrokerId, LeaderEpoch, Offset, ProducerId};
 
 /// What a config record applies to.
 #[derive(Debug, Clone, PartialEq, Eq, Hash, PartialOrd, Ord, Serialize, Deserialize)]
 pub enum ConfigResource {
     Topic(String),
-    Broker(i32),
+    Broker(BrokerId),
 }
 
 /// Where one replica's log ends, as reported by that replica's broker in one incarnation: what
 /// the recovery of a partition with an empty ISR compares (KIP-966's unclean recovery).
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
 pub struct ReplicaLog {
-    pub broker_id: i32,
+    pub broker_id: BrokerId,
     /// The incarnation that reported: a report from an earlier one says nothing of the log now.
     pub broker_epoch: i64,
     /// The partition's leader epoch when the report was made: one made for an earlier recovery
     /// (delayed or sent again) says nothing of this one.
     #[serde(default)]
-    pub leader_epoch: i32,
-    /// The leader epoch of the log's last batch (-1 for none).
-    pub last_epoch: i32,
-    pub log_end_offset: i64,
+    pub leader_epoch: LeaderEpoch,
+    /// The leader epoch of the log's last batch, if it has one.
+    #[serde(with = "minus_one_as_none")]
+    pub last_epoch: Option<LeaderEpoch>,
+    pub log_end_offset: Offset,
 }
 
 /// One partition's log, as a broker reports it for recovery.
@@ -36,15 +38,16 @@ pub struct PartitionLog {
     pub topic_id: Uuid,
     pub partition: i32,
     /// The partition's leader epoch in the image the broker reported from.
-    pub leader_epoch: i32,
-    /// The leader epoch of the log's last batch (-1 for none).
-    pub last_epoch: i32,
-    pub log_end_offset: i64,
+    pub leader_epoch: LeaderEpoch,
+    /// The leader epoch of the log's last batch, if it has one.
+    #[serde(with = "minus_one_as_none")]
+    pub last_epoch: Option<LeaderEpoch>,
+    pub log_end_offset: Offset,
 }
 
 impl ReplicaLog {
     /// The order of logs for recovery: later epochs first, then longer logs.
-    pub fn rank(&self) -> (i32, i64) {
+    pub fn rank(&self) -> (Option<LeaderEpoch>, Offset) {
         (self.last_epoch, self.log_end_offset)
     }
 }
@@ -58,7 +61,7 @@ pub enum MetadataRecord {
     /// so it leaves every ISR and leadership in between. Records of logs written before epochs
     /// existed read as epoch 0, no incarnation, unfenced.
     RegisterBroker {
-        broker_id: i32,
+        broker_id: BrokerId,
         host: String,
         port: i32,
         rack: Option<String>,
@@ -72,11 +75,11 @@ pub enum MetadataRecord {
     /// The broker missed its heartbeats or shut down: it leads nothing and is in no ISR it can
     /// leave, and clients are not told of it.
     FenceBroker {
-        broker_id: i32,
+        broker_id: BrokerId,
     },
     /// The broker heartbeats again.
     UnfenceBroker {
-        broker_id: i32,
+        broker_id: BrokerId,
     },
     Topic {
         name: String,
@@ -90,16 +93,17 @@ pub enum MetadataRecord {
     Partition {
         topic_id: Uuid,
         partition: i32,
-        replicas: Vec<i32>,
-        isr: Vec<i32>,
-        leader: i32,
-        leader_epoch: i32,
+        replicas: Vec<BrokerId>,
+        isr: Vec<BrokerId>,
+        #[serde(with = "minus_one_as_none")]
+        leader: Option<BrokerId>,
+        leader_epoch: LeaderEpoch,
         /// A reassignment in progress (KIP-455): replicas being added (in `replicas`, copying)
         /// and replicas to remove once every target replica is in the ISR.
         #[serde(default, skip_serializing_if = "Vec::is_empty")]
-        adding_replicas: Vec<i32>,
+        adding_replicas: Vec<BrokerId>,
         #[serde(default, skip_serializing_if = "Vec::is_empty")]
-        removing_replicas: Vec<i32>,
+        removing_replicas: Vec<BrokerId>,
         #[serde(default, skip_serializing_if = "Vec::is_empty")]
         recovery: Vec<ReplicaLog>,
     },
@@ -118,6 +122,6 @@ pub enum MetadataRecord {
     },
     /// Producer ids below `next_producer_id` have been handed out.
     ProducerIds {
-        next_producer_id: i64,
+        next_producer_id: ProducerId,
     },
 }

@@ -10,6 +10,7 @@
 //! replica reports where its log ends, and [`crate::election`] elects the best one.
 
 use uuid::Uuid;
+use weir_types::BrokerId;
 
 use crate::election;
 use crate::image::{MetadataImage, PartitionImage};
@@ -18,7 +19,7 @@ use crate::{MetaError, Result};
 
 /// A broker's registration, as [`ControllerOp::RegisterBroker`] carries it.
 pub(crate) struct Registration<'a> {
-    pub(crate) broker_id: i32,
+    pub(crate) broker_id: BrokerId,
     pub(crate) host: &'a str,
     pub(crate) port: i32,
     pub(crate) rack: Option<String>,
@@ -88,7 +89,7 @@ pub(crate) fn plan_register_broker(
 /// an unclean shutdown and may have lost acknowledged records that other replicas still hold.
 fn partitions_losing_their_last_in_sync_replica(
     image: &MetadataImage,
-    broker_id: i32,
+    broker_id: BrokerId,
 ) -> Vec<MetadataRecord> {
     let mut out = Vec::new();
     for topic in image.topics() {
@@ -99,13 +100,13 @@ fn partitions_losing_their_last_in_sync_replica(
             tracing::warn!(
                 topic = %topic.name,
                 partition,
-                broker_id,
+                %broker_id,
                 "the only in-sync replica restarted after an unclean shutdown; electing the replica with the longest log once all report"
             );
             let next = PartitionImage {
                 isr: Vec::new(),
-                leader: -1,
-                leader_epoch: p.leader_epoch + 1,
+                leader: None,
+                leader_epoch: p.leader_epoch.next(),
                 recovery: Vec::new(),
                 ..PartitionImage::clone(p)
             };
@@ -119,7 +120,7 @@ fn partitions_losing_their_last_in_sync_replica(
 /// earlier report of the same replica. Reports of partitions not in recovery are ignored.
 pub(crate) fn plan_report_replica_logs(
     image: &MetadataImage,
-    broker_id: i32,
+    broker_id: BrokerId,
     broker_epoch: i64,
     logs: &[PartitionLog],
 ) -> Result<Vec<MetadataRecord>> {
@@ -171,6 +172,11 @@ pub(crate) fn plan_report_replica_logs(
 mod tests {
     use super::*;
     use crate::controller::{ControllerOp, CreateTopic};
+    use weir_types::{LeaderEpoch, Offset};
+
+    fn ids(v: &[i32]) -> Vec<BrokerId> {
+        v.iter().copied().map(BrokerId).collect()
+    }
 
     /// Runs an op as the active controller does: its records, then the leadership changes they
     /// cause.
@@ -189,11 +195,11 @@ mod tests {
         Ok(())
     }
 
-    fn register(image: &mut MetadataImage, b: i32, start: u128, previous: Option<i64>) {
+    fn register(image: &mut MetadataImage, b: BrokerId, start: u128, previous: Option<i64>) {
         let op = ControllerOp::RegisterBroker {
             broker_id: b,
             host: "127.0.0.1".into(),
-            port: 9092 + b,
+            port: 9092 + b.get(),
             rack: None,
             incarnation: Uuid::from_u128(start),
             previous_broker_epoch: previous,
@@ -201,11 +207,16 @@ mod tests {
         run(image, op).unwrap();
     }
 
-    fn heartbeat(image: &mut MetadataImage, b: i32) {
+    fn heartbeat(image: &mut MetadataImage, b: BrokerId) {
         run(image, ControllerOp::Heartbeat { broker_id: b }).unwrap();
     }
 
-    fn report(image: &mut MetadataImage, b: i32, last_epoch: i32, end: i64) -> Result<()> {
+    fn report(
+        image: &mut MetadataImage,
+        b: BrokerId,
+        last_epoch: LeaderEpoch,
+        end: Offset,
+    ) -> Result<()> {
         let op = ControllerOp::ReportReplicaLogs {
             broker_id: b,
             broker_epoch: image.brokers[&b].epoch,
@@ -214,12 +225,12 @@ mod tests {
         run(image, op)
     }
 
-    fn log_of(image: &MetadataImage, last_epoch: i32, end: i64) -> PartitionLog {
+    fn log_of(image: &MetadataImage, last_epoch: LeaderEpoch, end: Offset) -> PartitionLog {
         PartitionLog {
             topic_id: image.topic("t").unwrap().topic_id,
             partition: 0,
             leader_epoch: partition(image).leader_epoch,
-            last_epoch,
+            last_epoch: Some(last_epoch),
             log_end_offset: end,
         }
     }
@@ -232,14 +243,14 @@ mod tests {
     fn cluster() -> MetadataImage {
         let mut image = MetadataImage::default();
         for b in 1..=3 {
-            register(&mut image, b, b as u128, None);
+            register(&mut image, BrokerId(b), b as u128, None);
         }
         let op = ControllerOp::CreateTopic {
             request: CreateTopic {
                 name: "t".into(),
                 num_partitions: -1,
                 replication_factor: -1,
-                assignments: vec![(0, vec![1, 2, 3])],
+                assignments: vec![(0, ids(&[1, 2, 3]))],
                 configs: Vec::new(),
             },
             default_partitions: 1,
@@ -247,29 +258,32 @@ mod tests {
             validate_only: false,
         };
         run(&mut image, op).unwrap();
-        assert_eq!(partition(&image).leader, 1);
+        assert_eq!(partition(&image).leader, Some(BrokerId(1)));
         image
     }
 
     #[test]
     fn a_new_incarnation_gets_a_new_epoch_and_leads_again_only_in_a_new_leader_epoch() {
         let mut image = cluster();
-        let (epoch, p) = (image.brokers[&1].epoch, partition(&image));
+        let (epoch, p) = (image.brokers[&BrokerId(1)].epoch, partition(&image));
         // The same process registering again (a retried call) changes nothing.
-        register(&mut image, 1, 1, None);
-        assert_eq!(image.brokers[&1].epoch, epoch);
+        register(&mut image, BrokerId(1), 1, None);
+        assert_eq!(image.brokers[&BrokerId(1)].epoch, epoch);
         assert_eq!(partition(&image), p);
         // A restart: a larger epoch, fenced, out of the ISR, leadership moved on.
-        register(&mut image, 1, 11, None);
-        assert!(image.brokers[&1].epoch > epoch);
-        assert!(image.brokers[&1].fenced);
+        register(&mut image, BrokerId(1), 11, None);
+        assert!(image.brokers[&BrokerId(1)].epoch > epoch);
+        assert!(image.brokers[&BrokerId(1)].fenced);
         let moved = partition(&image);
-        assert_eq!((moved.leader, moved.isr.clone()), (2, vec![2, 3]));
+        assert_eq!(
+            (moved.leader, moved.isr.clone()),
+            (Some(BrokerId(2)), ids(&[2, 3]))
+        );
         assert!(moved.leader_epoch > p.leader_epoch);
         // Its first heartbeat unfences it; it rejoins the ISR only through its leader.
-        heartbeat(&mut image, 1);
-        assert!(!image.brokers[&1].fenced);
-        assert_eq!(partition(&image).isr, vec![2, 3]);
+        heartbeat(&mut image, BrokerId(1));
+        assert!(!image.brokers[&BrokerId(1)].fenced);
+        assert_eq!(partition(&image).isr, ids(&[2, 3]));
     }
 
     #[test]
@@ -278,38 +292,38 @@ mod tests {
         let mut image = cluster();
         // A whole-cluster crash: each broker comes back as a new incarnation, the old leader
         // last; none shut down cleanly.
-        register(&mut image, 2, 12, None);
-        register(&mut image, 3, 13, None);
-        assert_eq!(partition(&image).isr, vec![1]);
-        register(&mut image, 1, 11, None);
+        register(&mut image, BrokerId(2), 12, None);
+        register(&mut image, BrokerId(3), 13, None);
+        assert_eq!(partition(&image).isr, ids(&[1]));
+        register(&mut image, BrokerId(1), 11, None);
         let p = partition(&image);
         assert!(
             p.isr.is_empty(),
             "nobody is known to hold every record: {p:?}"
         );
-        assert_eq!(p.leader, -1);
+        assert_eq!(p.leader, None);
         for b in 1..=3 {
-            heartbeat(&mut image, b);
+            heartbeat(&mut image, BrokerId(b));
         }
-        assert_eq!(partition(&image).leader, -1);
+        assert_eq!(partition(&image).leader, None);
         // Broker 1 lost its tail; 2 and 3 hold more. Nobody leads until all three reported.
-        report(&mut image, 1, 0, 10_000).unwrap();
-        report(&mut image, 3, 0, 20_000).unwrap();
-        assert_eq!(partition(&image).leader, -1);
+        report(&mut image, BrokerId(1), LeaderEpoch(0), Offset(10_000)).unwrap();
+        report(&mut image, BrokerId(3), LeaderEpoch(0), Offset(20_000)).unwrap();
+        assert_eq!(partition(&image).leader, None);
         // A report of an earlier incarnation is refused.
         let stale = ControllerOp::ReportReplicaLogs {
-            broker_id: 2,
+            broker_id: BrokerId(2),
             broker_epoch: 1,
-            logs: vec![log_of(&image, 0, 30_000)],
+            logs: vec![log_of(&image, LeaderEpoch(0), Offset(30_000))],
         };
         assert!(matches!(
             run(&mut image, stale),
             Err(MetaError::StaleBrokerEpoch(_))
         ));
-        report(&mut image, 2, 0, 20_000).unwrap();
+        report(&mut image, BrokerId(2), LeaderEpoch(0), Offset(20_000)).unwrap();
         let p = partition(&image);
         // 2 and 3 tie; the earlier replica in the list wins.
-        assert_eq!((p.leader, p.isr.clone()), (2, vec![2]));
+        assert_eq!((p.leader, p.isr.clone()), (Some(BrokerId(2)), ids(&[2])));
         assert!(p.recovery.is_empty());
         assert!(p.leader_epoch > partition(&cluster()).leader_epoch);
     }
@@ -317,50 +331,50 @@ mod tests {
     #[test]
     fn a_later_epoch_beats_a_longer_log_and_a_restart_voids_a_report() {
         let mut image = cluster();
-        for (b, start) in [(2, 12), (3, 13), (1, 11)] {
+        for (b, start) in [(BrokerId(2), 12), (BrokerId(3), 13), (BrokerId(1), 11)] {
             register(&mut image, b, start, None);
             heartbeat(&mut image, b);
         }
-        report(&mut image, 1, 4, 100).unwrap();
+        report(&mut image, BrokerId(1), LeaderEpoch(4), Offset(100)).unwrap();
         // Broker 3 reports, then restarts before the election: its report no longer counts.
-        report(&mut image, 3, 4, 50).unwrap();
-        register(&mut image, 3, 23, None);
-        heartbeat(&mut image, 3);
-        report(&mut image, 2, 3, 900).unwrap();
-        assert_eq!(partition(&image).leader, -1);
-        report(&mut image, 3, 4, 50).unwrap();
-        assert_eq!(partition(&image).leader, 1);
+        report(&mut image, BrokerId(3), LeaderEpoch(4), Offset(50)).unwrap();
+        register(&mut image, BrokerId(3), 23, None);
+        heartbeat(&mut image, BrokerId(3));
+        report(&mut image, BrokerId(2), LeaderEpoch(3), Offset(900)).unwrap();
+        assert_eq!(partition(&image).leader, None);
+        report(&mut image, BrokerId(3), LeaderEpoch(4), Offset(50)).unwrap();
+        assert_eq!(partition(&image).leader, Some(BrokerId(1)));
     }
 
     #[test]
     fn a_lone_in_sync_replica_back_from_a_clean_shutdown_leads_again() {
         let mut image = cluster();
-        register(&mut image, 2, 12, None);
-        register(&mut image, 3, 13, None);
-        let epoch = image.brokers[&1].epoch;
-        register(&mut image, 1, 11, Some(epoch));
-        assert_eq!(partition(&image).isr, vec![1]);
-        heartbeat(&mut image, 1);
+        register(&mut image, BrokerId(2), 12, None);
+        register(&mut image, BrokerId(3), 13, None);
+        let epoch = image.brokers[&BrokerId(1)].epoch;
+        register(&mut image, BrokerId(1), 11, Some(epoch));
+        assert_eq!(partition(&image).isr, ids(&[1]));
+        heartbeat(&mut image, BrokerId(1));
         let p = partition(&image);
-        assert_eq!((p.leader, p.isr.clone()), (1, vec![1]));
+        assert_eq!((p.leader, p.isr.clone()), (Some(BrokerId(1)), ids(&[1])));
     }
 
     #[test]
     fn unclean_election_takes_the_best_report_so_far() {
         let mut image = cluster();
-        for (b, start) in [(2, 12), (3, 13), (1, 11)] {
+        for (b, start) in [(BrokerId(2), 12), (BrokerId(3), 13), (BrokerId(1), 11)] {
             register(&mut image, b, start, None);
             heartbeat(&mut image, b);
         }
-        report(&mut image, 1, 0, 10).unwrap();
-        report(&mut image, 3, 0, 30).unwrap();
+        report(&mut image, BrokerId(1), LeaderEpoch(0), Offset(10)).unwrap();
+        report(&mut image, BrokerId(3), LeaderEpoch(0), Offset(30)).unwrap();
         let op = ControllerOp::ElectLeaders {
             partitions: Some(vec![("t".into(), 0)]),
             preferred: false,
         };
         run(&mut image, op).unwrap();
         let p = partition(&image);
-        assert_eq!((p.leader, p.isr.clone()), (3, vec![3]));
+        assert_eq!((p.leader, p.isr.clone()), (Some(BrokerId(3)), ids(&[3])));
         assert!(p.recovery.is_empty());
     }
 }

@@ -9,6 +9,7 @@ use std::path::PathBuf;
 use rand::{Rng, SeedableRng};
 use weir_meta::fuzzing::decode_quorum_rpc;
 use weir_meta::{ControllerOp, CreateTopic};
+use weir_types::BrokerId;
 
 fn corpus(target: &str) -> Vec<Vec<u8>> {
     let dir = PathBuf::from(env!("CARGO_MANIFEST_DIR"))
@@ -53,7 +54,12 @@ fn quorum_rpc_corpus_and_mutations_never_panic() {
                 validate_only: false,
             },
         ),
-        frame(4, &ControllerOp::Heartbeat { broker_id: 1 }),
+        frame(
+            4,
+            &ControllerOp::Heartbeat {
+                broker_id: BrokerId(1),
+            },
+        ),
         frame(5, &serde_json::json!({ "since": 7 })),
     ];
     for seed in &seeds {

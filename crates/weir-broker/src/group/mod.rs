@@ -20,6 +20,7 @@ use kafka_protocol::records::{
 };
 use tokio::sync::oneshot;
 use weir_meta::{CreateTopic, MetaError};
+use weir_types::{LeaderEpoch, Offset};
 
 use self::coordinator::{
     Coordinator, CoordinatorConfig, JoinRequest, JoinResult, Output, RequestId, SyncRequest,
@@ -46,7 +47,7 @@ struct Inner {
     /// The leader epoch of each `__consumer_offsets` partition when its groups were loaded: a
     /// partition this broker leads in another epoch is loaded again before it serves a group
     /// (replication kept its log current, not this memory).
-    loaded_epochs: HashMap<i32, i32>,
+    loaded_epochs: HashMap<i32, LeaderEpoch>,
 }
 
 #[derive(Debug)]
@@ -62,8 +63,8 @@ pub(crate) type TopicOffsets = Vec<(String, Vec<(i32, Option<OffsetValue>)>)>;
 #[derive(Debug)]
 pub(crate) struct Durable {
     partition: Arc<Partition>,
-    epoch: i32,
-    last_offset: i64,
+    epoch: LeaderEpoch,
+    last_offset: Offset,
 }
 
 /// How long a commit waits for `__consumer_offsets` to replicate it.
@@ -189,7 +190,7 @@ impl GroupManager {
                 .image()
                 .topic(OFFSETS_TOPIC)
                 .and_then(|t| t.partitions.get(&index))
-                .is_some_and(|p| p.leader == broker.node_id()) =>
+                .is_some_and(|p| p.leader == Some(broker.node_id())) =>
             {
                 Err(ResponseError::CoordinatorLoadInProgress)
             }
@@ -251,7 +252,7 @@ impl GroupManager {
         inner.loaded_epochs.insert(index, epoch);
         tracing::info!(
             partition = index,
-            epoch,
+            %epoch,
             records = n,
             "groups of an {OFFSETS_TOPIC} partition loaded"
         );
@@ -666,7 +667,7 @@ fn load_partition(
                 if at.checked_add(size).is_none_or(|e| e > bytes.len()) {
                     break;
                 }
-                offset = offset.max(header.last_offset() + 1);
+                offset = offset.max(header.end());
                 let batch = bytes.slice(at..at + size);
                 at += size;
                 let limit = weir_log::decompress::DEFAULT_MAX_DECOMPRESSED_BYTES;

@@ -22,7 +22,7 @@ pub(crate) async fn handle(
             let name = topic.name.0.to_string();
             let assignments = topic.assignments.map(|list| {
                 list.into_iter()
-                    .map(|a| a.broker_ids.into_iter().map(|b| b.0).collect())
+                    .map(|a| super::brokers_from_wire(&a.broker_ids))
                     .collect()
             });
             let result = CreatePartitionsTopicResult::default().with_name(topic.name);

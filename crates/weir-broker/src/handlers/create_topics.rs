@@ -50,12 +50,7 @@ pub(crate) async fn handle(
             assignments: topic
                 .assignments
                 .iter()
-                .map(|a| {
-                    (
-                        a.partition_index,
-                        a.broker_ids.iter().map(|b| b.0).collect(),
-                    )
-                })
+                .map(|a| (a.partition_index, super::brokers_from_wire(&a.broker_ids)))
                 .collect(),
             configs: configs.clone(),
         };

@@ -9,6 +9,8 @@ use kafka_protocol::messages::delete_records_response::{
 use kafka_protocol::messages::{DeleteRecordsRequest, DeleteRecordsResponse};
 
 use crate::broker::Broker;
+use weir_types::Offset;
+
 use crate::errors::log_error_code;
 
 pub(crate) fn handle(broker: &Arc<Broker>, request: DeleteRecordsRequest) -> DeleteRecordsResponse {
@@ -33,16 +35,16 @@ pub(crate) fn handle(broker: &Arc<Broker>, request: DeleteRecordsRequest) -> Del
                     }
                     let high_watermark = partition.high_watermark();
                     let mut log = partition.log();
-                    let target = if p.offset == -1 {
-                        high_watermark
-                    } else {
-                        p.offset
+                    // -1 asks for the high watermark; any other negative offset is out of range.
+                    let target = match p.offset {
+                        -1 => Some(high_watermark),
+                        offset => Offset::from_wire(offset),
                     };
-                    if target < 0 || target > high_watermark {
+                    let Some(target) = target.filter(|t| *t <= high_watermark) else {
                         return result.with_error_code(ResponseError::OffsetOutOfRange.code());
-                    }
+                    };
                     match log.delete_records_before(target) {
-                        Ok(low) => result.with_low_watermark(low),
+                        Ok(low) => result.with_low_watermark(low.0),
                         Err(e) => result.with_error_code(log_error_code(&e)),
                     }
                 })

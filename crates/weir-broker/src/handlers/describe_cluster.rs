@@ -6,7 +6,7 @@ use std::sync::Arc;
 
 use kafka_protocol::error::ResponseError;
 use kafka_protocol::messages::describe_cluster_response::DescribeClusterBroker;
-use kafka_protocol::messages::{BrokerId, DescribeClusterRequest, DescribeClusterResponse};
+use kafka_protocol::messages::{DescribeClusterRequest, DescribeClusterResponse};
 
 use super::str_bytes;
 use crate::broker::Broker;
@@ -19,7 +19,11 @@ pub(crate) fn handle(
     broker: &Arc<Broker>,
     request: DescribeClusterRequest,
 ) -> DescribeClusterResponse {
-    let leader = broker.quorum().leader().and_then(|l| i32::try_from(l).ok());
+    let leader = broker
+        .quorum()
+        .leader()
+        .and_then(|l| i32::try_from(l).ok())
+        .map(weir_types::BrokerId);
     // Clients send controller requests to the id named here, so it must be a broker they can
     // reach: the active controller when it is a live broker too, else this broker, which
     // forwards (KRaft names a random live broker).
@@ -30,7 +34,7 @@ pub(crate) fn handle(
     };
     let response = DescribeClusterResponse::default()
         .with_cluster_id(str_bytes(broker.cluster_id()))
-        .with_controller_id(BrokerId(controller_id))
+        .with_controller_id(super::wire_broker(Some(controller_id)))
         .with_endpoint_type(request.endpoint_type);
     match request.endpoint_type {
         ENDPOINT_BROKERS => {}
@@ -56,7 +60,7 @@ pub(crate) fn handle(
         .map(|b| {
             DescribeClusterBroker::default()
                 .with_is_fenced(b.fenced)
-                .with_broker_id(BrokerId(b.broker_id))
+                .with_broker_id(super::wire_broker(Some(b.broker_id)))
                 .with_host(str_bytes(b.host.clone()))
                 .with_port(b.port)
                 .with_rack(b.rack.clone().map(str_bytes))

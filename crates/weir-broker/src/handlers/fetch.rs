@@ -15,6 +15,7 @@ use kafka_protocol::error::ResponseError;
 use kafka_protocol::messages::FetchRequest;
 use tokio::sync::Notify;
 use weir_log::FileSlice;
+use weir_types::LeaderEpoch;
 
 use crate::broker::Broker;
 use crate::frame::{Body, Chunk};
@@ -75,10 +76,11 @@ fn read_all(
                 continue;
             };
             let ask = FetchAsk {
-                fetch_offset: p.fetch_offset,
-                current_leader_epoch: (version >= 9 && p.current_leader_epoch >= 0)
-                    .then_some(p.current_leader_epoch),
-                follower: follower.then_some(replica_id),
+                // A negative offset is out of range of every log: the read refuses it.
+                fetch_offset: weir_types::Offset(p.fetch_offset),
+                current_leader_epoch: LeaderEpoch::from_wire(p.current_leader_epoch)
+                    .filter(|_| version >= 9),
+                follower: follower.then_some(weir_types::BrokerId(replica_id)),
                 record_progress,
                 max_bytes: (p.partition_max_bytes.max(0) as u64)
                     .min(response_max.saturating_sub(total)),
@@ -91,8 +93,8 @@ fn read_all(
             total += read.bytes;
             any_error |= read.error_code != 0;
             result.error_code = read.error_code;
-            result.high_watermark = read.high_watermark;
-            result.log_start_offset = read.log_start_offset;
+            result.high_watermark = weir_types::Offset::to_wire(read.high_watermark);
+            result.log_start_offset = weir_types::Offset::to_wire(read.log_start_offset);
             result.slices = read.slices;
             partitions.push(result);
         }

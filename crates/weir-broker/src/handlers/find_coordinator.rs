@@ -36,14 +36,14 @@ async fn lookup(
     let leader = image
         .topic(OFFSETS_TOPIC)
         .and_then(|t| t.partitions.get(&index))
-        .map(|p| p.leader)
-        .ok_or_else(|| unavailable(format!("{OFFSETS_TOPIC}-{index} does not exist")))?;
+        .ok_or_else(|| unavailable(format!("{OFFSETS_TOPIC}-{index} does not exist")))?
+        .leader;
     let node = image
         .brokers
-        .get(&leader)
+        .get(&leader.ok_or_else(|| unavailable(format!("{OFFSETS_TOPIC}-{index} has no leader")))?)
         .filter(|b| !b.fenced)
         .ok_or_else(|| unavailable(format!("{OFFSETS_TOPIC}-{index} has no live leader")))?;
-    Ok((node.broker_id, node.host.clone(), node.port))
+    Ok((node.broker_id.0, node.host.clone(), node.port))
 }
 
 pub(crate) async fn handle(

@@ -38,7 +38,7 @@ pub(crate) async fn handle(
     }
     match broker.allocate_producer_id().await {
         Ok(id) => response
-            .with_producer_id(ProducerId(id))
+            .with_producer_id(ProducerId(id.0))
             .with_producer_epoch(0),
         Err(e) => response.with_error_code(meta_error_code(&e)),
     }

@@ -8,6 +8,7 @@ use kafka_protocol::messages::list_offsets_response::{
     ListOffsetsPartitionResponse, ListOffsetsTopicResponse,
 };
 use kafka_protocol::messages::{ListOffsetsRequest, ListOffsetsResponse};
+use weir_types::LeaderEpoch;
 
 use crate::broker::Broker;
 use crate::errors::log_error_code;
@@ -44,11 +45,9 @@ pub(crate) fn handle(
                     if !partition.is_leader(broker.node_id()) {
                         return base.with_error_code(ResponseError::NotLeaderOrFollower.code());
                     }
-                    if version >= 4
-                        && p.current_leader_epoch >= 0
-                        && p.current_leader_epoch != epoch
-                    {
-                        let code = if p.current_leader_epoch < epoch {
+                    let asked = LeaderEpoch::from_wire(p.current_leader_epoch);
+                    if let Some(asked) = asked.filter(|e| version >= 4 && *e != epoch) {
+                        let code = if asked < epoch {
                             ResponseError::FencedLeaderEpoch
                         } else {
                             ResponseError::UnknownLeaderEpoch
@@ -77,10 +76,10 @@ pub(crate) fn handle(
                         .map(|f| f.filter(|(ts, offset)| *ts == -1 || *offset < high_watermark));
                     match found {
                         Ok(Some((timestamp, offset))) => {
-                            let found = base.with_timestamp(timestamp).with_offset(offset);
+                            let found = base.with_timestamp(timestamp).with_offset(offset.0);
                             // The field exists from v4 on; earlier versions must leave it at -1.
                             if version >= 4 {
-                                found.with_leader_epoch(epoch)
+                                found.with_leader_epoch(epoch.0)
                             } else {
                                 found
                             }

@@ -7,7 +7,7 @@ use kafka_protocol::error::ResponseError;
 use kafka_protocol::messages::metadata_response::{
     MetadataResponseBroker, MetadataResponsePartition, MetadataResponseTopic,
 };
-use kafka_protocol::messages::{BrokerId, MetadataRequest, MetadataResponse, TopicName};
+use kafka_protocol::messages::{MetadataRequest, MetadataResponse, TopicName};
 use weir_meta::{CreateTopic, MetaError, MetadataImage, TopicImage};
 
 use super::str_bytes;
@@ -21,14 +21,14 @@ fn topic_entry(image: &MetadataImage, topic: &TopicImage) -> MetadataResponseTop
         .partitions
         .iter()
         .map(|(index, p)| {
-            let offline: Vec<BrokerId> = p
+            let offline: Vec<weir_types::BrokerId> = p
                 .replicas
                 .iter()
                 .copied()
                 .filter(|b| !image.is_live(*b))
-                .map(BrokerId)
                 .collect();
-            let code = if p.leader == -1 || !image.is_live(p.leader) {
+            let leader = p.leader.filter(|l| image.is_live(*l));
+            let code = if leader.is_none() {
                 ResponseError::LeaderNotAvailable.code()
             } else {
                 0
@@ -36,11 +36,11 @@ fn topic_entry(image: &MetadataImage, topic: &TopicImage) -> MetadataResponseTop
             MetadataResponsePartition::default()
                 .with_error_code(code)
                 .with_partition_index(*index)
-                .with_leader_id(BrokerId(if code == 0 { p.leader } else { -1 }))
-                .with_leader_epoch(p.leader_epoch)
-                .with_replica_nodes(p.replicas.iter().copied().map(BrokerId).collect())
-                .with_isr_nodes(p.isr.iter().copied().map(BrokerId).collect())
-                .with_offline_replicas(offline)
+                .with_leader_id(super::wire_broker(leader))
+                .with_leader_epoch(p.leader_epoch.0)
+                .with_replica_nodes(super::wire_brokers(&p.replicas))
+                .with_isr_nodes(super::wire_brokers(&p.isr))
+                .with_offline_replicas(super::wire_brokers(&offline))
         })
         .collect();
     MetadataResponseTopic::default()
@@ -136,7 +136,7 @@ pub(crate) async fn handle(
         .live_brokers()
         .map(|b| {
             MetadataResponseBroker::default()
-                .with_node_id(BrokerId(b.broker_id))
+                .with_node_id(super::wire_broker(Some(b.broker_id)))
                 .with_host(str_bytes(b.host.clone()))
                 .with_port(b.port)
                 .with_rack(b.rack.clone().map(str_bytes))
@@ -148,6 +148,6 @@ pub(crate) async fn handle(
         // Clients send admin requests to the controller id and cache it. Naming the active
         // controller sent them to a dead node after a failover; this broker is always reachable
         // and forwards to the active controller (KRaft names some live broker too).
-        .with_controller_id(BrokerId(broker.node_id()))
+        .with_controller_id(super::wire_broker(Some(broker.node_id())))
         .with_topics(topics)
 }

@@ -34,3 +34,25 @@ use kafka_protocol::protocol::StrBytes;
 pub(crate) fn str_bytes(s: impl Into<String>) -> StrBytes {
     StrBytes::from_string(s.into())
 }
+
+/// A broker id as the protocol carries it; none is -1.
+pub(crate) fn wire_broker(id: Option<weir_types::BrokerId>) -> kafka_protocol::messages::BrokerId {
+    kafka_protocol::messages::BrokerId(weir_types::BrokerId::to_wire(id))
+}
+
+/// Broker ids as the protocol carries them.
+pub(crate) fn wire_brokers(
+    ids: &[weir_types::BrokerId],
+) -> Vec<kafka_protocol::messages::BrokerId> {
+    ids.iter()
+        .map(|b| kafka_protocol::messages::BrokerId(b.0))
+        .collect()
+}
+
+/// Broker ids a client sent (replica lists): kept as sent, since the controller checks each
+/// against the registered brokers and refuses unknown or negative ones.
+pub(crate) fn brokers_from_wire(
+    ids: &[kafka_protocol::messages::BrokerId],
+) -> Vec<weir_types::BrokerId> {
+    ids.iter().map(|b| weir_types::BrokerId(b.0)).collect()
+}

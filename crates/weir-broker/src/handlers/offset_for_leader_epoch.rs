@@ -8,6 +8,7 @@ use kafka_protocol::messages::offset_for_leader_epoch_response::{
     EpochEndOffset, OffsetForLeaderTopicResult,
 };
 use kafka_protocol::messages::{OffsetForLeaderEpochRequest, OffsetForLeaderEpochResponse};
+use weir_types::LeaderEpoch;
 
 use crate::broker::Broker;
 
@@ -35,19 +36,26 @@ pub(crate) fn handle(
                         return result.with_error_code(ResponseError::NotLeaderOrFollower.code());
                     }
                     let epoch = partition.leader_epoch();
-                    if p.current_leader_epoch >= 0 && p.current_leader_epoch < epoch {
-                        return result.with_error_code(ResponseError::FencedLeaderEpoch.code());
+                    match LeaderEpoch::from_wire(p.current_leader_epoch) {
+                        Some(asked) if asked < epoch => {
+                            return result.with_error_code(ResponseError::FencedLeaderEpoch.code())
+                        }
+                        Some(asked) if asked > epoch => {
+                            return result.with_error_code(ResponseError::UnknownLeaderEpoch.code())
+                        }
+                        _ => {}
                     }
-                    if p.current_leader_epoch > epoch {
-                        return result.with_error_code(ResponseError::UnknownLeaderEpoch.code());
-                    }
+                    // Epochs before the first are unknown: -1 / -1, as Kafka answers.
+                    let Some(asked) = LeaderEpoch::from_wire(p.leader_epoch) else {
+                        return result;
+                    };
                     let log = partition.log();
-                    let (leader_epoch, end_offset) = log
-                        .epochs()
-                        .end_offset_for(p.leader_epoch, log.log_end_offset());
-                    result
-                        .with_leader_epoch(leader_epoch)
-                        .with_end_offset(end_offset)
+                    match log.epochs().end_offset_for(asked, log.log_end_offset()) {
+                        Some((leader_epoch, end_offset)) => result
+                            .with_leader_epoch(leader_epoch.0)
+                            .with_end_offset(end_offset.0),
+                        None => result,
+                    }
                 })
                 .collect();
             OffsetForLeaderTopicResult::default()

@@ -14,7 +14,7 @@ use kafka_protocol::messages::list_partition_reassignments_response::{
     OngoingPartitionReassignment, OngoingTopicReassignment,
 };
 use kafka_protocol::messages::{
-    AlterPartitionReassignmentsRequest, AlterPartitionReassignmentsResponse, BrokerId,
+    AlterPartitionReassignmentsRequest, AlterPartitionReassignmentsResponse,
     ListPartitionReassignmentsRequest, ListPartitionReassignmentsResponse, TopicName,
 };
 use weir_meta::{ControllerOp, Election, Outcome};
@@ -28,13 +28,13 @@ pub(crate) async fn alter(
     version: i16,
     request: AlterPartitionReassignmentsRequest,
 ) -> AlterPartitionReassignmentsResponse {
-    let partitions: Vec<(String, i32, Option<Vec<i32>>)> = request
+    let partitions: Vec<(String, i32, Option<Vec<weir_types::BrokerId>>)> = request
         .topics
         .iter()
         .flat_map(|t| {
             let name = t.name.0.to_string();
             t.partitions.iter().map(move |p| {
-                let target = p.replicas.as_ref().map(|r| r.iter().map(|b| b.0).collect());
+                let target = p.replicas.as_deref().map(super::brokers_from_wire);
                 (name.clone(), p.partition_index, target)
             })
         })
@@ -108,7 +108,6 @@ pub(crate) fn list(
     request: ListPartitionReassignmentsRequest,
 ) -> ListPartitionReassignmentsResponse {
     let image = broker.image();
-    let ids = |v: &[i32]| v.iter().map(|b| BrokerId(*b)).collect::<Vec<_>>();
     let ongoing = |topic: &weir_meta::TopicImage, index: i32| {
         topic
             .partitions
@@ -117,9 +116,9 @@ pub(crate) fn list(
             .map(|p| {
                 OngoingPartitionReassignment::default()
                     .with_partition_index(index)
-                    .with_replicas(ids(&p.replicas))
-                    .with_adding_replicas(ids(&p.adding_replicas))
-                    .with_removing_replicas(ids(&p.removing_replicas))
+                    .with_replicas(super::wire_brokers(&p.replicas))
+                    .with_adding_replicas(super::wire_brokers(&p.adding_replicas))
+                    .with_removing_replicas(super::wire_brokers(&p.removing_replicas))
             })
     };
     let mut topics = Vec::new();

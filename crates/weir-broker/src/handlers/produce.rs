@@ -13,6 +13,7 @@ use std::time::Duration;
 use kafka_protocol::error::ResponseError;
 use kafka_protocol::messages::produce_response::{PartitionProduceResponse, TopicProduceResponse};
 use kafka_protocol::messages::{ProduceRequest, ProduceResponse};
+use weir_types::{LeaderEpoch, Offset};
 
 use super::str_bytes;
 use crate::broker::Broker;
@@ -31,7 +32,7 @@ fn partition_error(index: i32, code: i16, message: Option<String>) -> PartitionP
 
 /// An acks=all answer waiting for replication: where it sits in the response (topic, partition),
 /// the partition, the epoch its batches carry, and their last offset.
-type Wait = (usize, usize, Arc<Partition>, i32, i64);
+type Wait = (usize, usize, Arc<Partition>, LeaderEpoch, Offset);
 
 /// One partition's batches to append: where its answer sits in the response, and the bytes
 /// (shared with the request's frame; the log patches a copy, made on the I/O thread that writes
@@ -46,7 +47,7 @@ struct Append {
 
 type Appended = (
     Append,
-    Result<Option<(weir_log::AppendInfo, i32)>, weir_log::LogError>,
+    Result<Option<(weir_log::AppendInfo, LeaderEpoch)>, weir_log::LogError>,
 );
 
 /// Appends every partition's batches on the broker's I/O threads, never on an async worker (a
@@ -169,9 +170,9 @@ pub(crate) async fn handle(
                 }
                 PartitionProduceResponse::default()
                     .with_index(index)
-                    .with_base_offset(info.base_offset)
+                    .with_base_offset(info.base_offset.0)
                     .with_log_append_time_ms(info.log_append_time_ms)
-                    .with_log_start_offset(info.log_start_offset)
+                    .with_log_start_offset(info.log_start_offset.0)
             }
             Err(e) => {
                 tracing::warn!(topic = %a.name, partition = index, error = %e, "produce refused");

@@ -6,6 +6,7 @@ use std::sync::Arc;
 use kafka_protocol::error::ResponseError;
 use tokio::sync::Notify;
 use weir_log::FileSlice;
+use weir_types::{BrokerId, LeaderEpoch, Offset};
 
 use super::Partition;
 use crate::errors::log_error_code;
@@ -13,12 +14,12 @@ use crate::errors::log_error_code;
 /// What a fetch asks of one partition.
 #[derive(Debug, Clone, Copy)]
 pub(crate) struct FetchAsk {
-    pub(crate) fetch_offset: i64,
+    pub(crate) fetch_offset: Offset,
     /// The leader epoch the fetcher takes for current (Fetch v9+), if it says.
-    pub(crate) current_leader_epoch: Option<i32>,
+    pub(crate) current_leader_epoch: Option<LeaderEpoch>,
     /// The replica fetching, for a follower: it reads up to the log end, not the high
     /// watermark, and with `record_progress` its fetch offset counts as its progress.
-    pub(crate) follower: Option<i32>,
+    pub(crate) follower: Option<BrokerId>,
     pub(crate) record_progress: bool,
     /// Bytes it may take (`partition_max_bytes`, bounded by what the response has left).
     pub(crate) max_bytes: u64,
@@ -31,8 +32,9 @@ pub(crate) struct FetchAsk {
 #[derive(Debug, Clone)]
 pub(crate) struct FetchRead {
     pub(crate) error_code: i16,
-    pub(crate) high_watermark: i64,
-    pub(crate) log_start_offset: i64,
+    /// Both none on errors.
+    pub(crate) high_watermark: Option<Offset>,
+    pub(crate) log_start_offset: Option<Offset>,
     /// Slices of records; `None` on errors.
     pub(crate) slices: Option<Vec<FileSlice>>,
     pub(crate) bytes: u64,
@@ -42,8 +44,8 @@ impl FetchRead {
     fn error(error: ResponseError) -> FetchRead {
         FetchRead {
             error_code: error.code(),
-            high_watermark: -1,
-            log_start_offset: -1,
+            high_watermark: None,
+            log_start_offset: None,
             slices: None,
             bytes: 0,
         }
@@ -57,7 +59,7 @@ impl Partition {
     /// so an append in between is not missed.
     pub(crate) fn read_for_fetch(
         &self,
-        me: i32,
+        me: BrokerId,
         ask: &FetchAsk,
         park: Option<&Arc<Notify>>,
     ) -> FetchRead {
@@ -87,8 +89,8 @@ impl Partition {
         };
         let mut read = FetchRead {
             error_code: 0,
-            high_watermark,
-            log_start_offset: log.log_start_offset(),
+            high_watermark: Some(high_watermark),
+            log_start_offset: Some(log.log_start_offset()),
             slices: None,
             bytes: 0,
         };

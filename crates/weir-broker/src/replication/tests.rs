@@ -17,7 +17,7 @@ use std::time::{Duration, Instant};
 use super::*;
 use crate::datadriven::Args;
 
-const ME: i32 = 1;
+const ME: BrokerId = BrokerId(1);
 
 struct Script {
     state: ReplicaState,
@@ -25,22 +25,27 @@ struct Script {
     now: Instant,
 }
 
-fn list(v: &[i32]) -> String {
-    let items: Vec<String> = v.iter().map(i32::to_string).collect();
+fn list(v: &[BrokerId]) -> String {
+    let items: Vec<String> = v.iter().map(BrokerId::to_string).collect();
     format!("[{}]", items.join(","))
+}
+
+/// Broker ids from a script's list of numbers.
+fn ids(v: &[i32]) -> Vec<BrokerId> {
+    v.iter().copied().map(BrokerId).collect()
 }
 
 impl Script {
     fn new() -> Script {
         let start = Instant::now();
         Script {
-            state: ReplicaState::new(vec![ME], vec![ME], 0),
+            state: ReplicaState::new(vec![ME], vec![ME], Offset::ZERO),
             start,
             now: start,
         }
     }
 
-    fn hw_line(&self, before: i64) -> Vec<String> {
+    fn hw_line(&self, before: Offset) -> Vec<String> {
         if self.state.high_watermark == before {
             vec![]
         } else {
@@ -50,8 +55,8 @@ impl Script {
 
     fn run(&mut self, line: &str) -> Vec<String> {
         let args = Args::parse(line);
-        let leo = args.num("leo", 0);
-        let durable = args.num("durable", leo);
+        let leo = Offset(args.num("leo", 0));
+        let durable = Offset(args.num("durable", leo.get()));
         let before = self.state.high_watermark;
         match args.command {
             "time" => {
@@ -61,10 +66,10 @@ impl Script {
             "image" => {
                 let out = self.state.on_image(
                     ME,
-                    args.num("leader", i64::from(ME)) as i32,
+                    BrokerId::from_wire(args.num("leader", i64::from(ME.get())) as i32),
                     args.num("new-epoch", 0) == 1,
-                    &args.list("replicas"),
-                    &args.list("isr"),
+                    &ids(&args.list("replicas")),
+                    &ids(&args.list("isr")),
                     durable,
                     leo,
                     self.now,
@@ -79,8 +84,8 @@ impl Script {
                 lines
             }
             "fetch" => {
-                let follower = args.num("from", 0) as i32;
-                let offset = args.num("offset", 0);
+                let follower = BrokerId(args.num("from", 0) as i32);
+                let offset = Offset(args.num("offset", 0));
                 self.state
                     .on_follower_fetch(ME, follower, offset, leo, durable, self.now);
                 self.hw_line(before)
@@ -91,7 +96,7 @@ impl Script {
             }
             "check" => {
                 let lag = Duration::from_millis(args.num("lag", 10_000) as u64);
-                let epoch_start = args.num("epoch-start", 0);
+                let epoch_start = Offset(args.num("epoch-start", 0));
                 match self.state.isr_check(ME, leo, epoch_start, lag, self.now) {
                     None => vec![],
                     Some(ask) => vec![format!(
@@ -124,11 +129,14 @@ impl Script {
             }
             "state" => {
                 let s = &self.state;
-                let mut followers: Vec<(i32, i64)> =
+                let mut followers: Vec<(BrokerId, Option<Offset>)> =
                     s.followers.iter().map(|(b, f)| (*b, f.leo)).collect();
                 followers.sort_unstable();
-                let followers: Vec<String> =
-                    followers.iter().map(|(b, l)| format!("{b}:{l}")).collect();
+                // A follower that has not fetched in this epoch shows -1.
+                let followers: Vec<String> = followers
+                    .iter()
+                    .map(|(b, l)| format!("{b}:{}", Offset::to_wire(*l)))
+                    .collect();
                 let pending = s.pending_isr.as_ref().map_or("none".to_string(), |p| {
                     format!("{}@gen{}", list(&p.isr), p.generation)
                 });
@@ -155,8 +163,8 @@ fn scripts() {
 /// A change in flight from ISR [1, 2] to [1, 2, 3].
 fn adding_broker_3(sent: Instant) -> PendingIsr {
     PendingIsr {
-        isr: vec![1, 2, 3],
-        based_on: vec![1, 2],
+        isr: vec![BrokerId(1), BrokerId(2), BrokerId(3)],
+        based_on: vec![BrokerId(1), BrokerId(2)],
         generation: 1,
         sent,
         in_flight: true,
@@ -167,52 +175,60 @@ fn adding_broker_3(sent: Instant) -> PendingIsr {
 #[test]
 fn the_high_watermark_waits_for_the_slowest_isr_member_and_never_falls() {
     let now = Instant::now();
-    let mut s = ReplicaState::new(vec![1, 2, 3], vec![1, 2, 3], 0);
-    s.become_leader(1, now);
+    let (b1, b2, b3) = (BrokerId(1), BrokerId(2), BrokerId(3));
+    let mut s = ReplicaState::new(vec![b1, b2, b3], vec![b1, b2, b3], Offset(0));
+    s.become_leader(b1, now);
     // Followers that have not fetched hold it.
-    assert!(!s.advance_high_watermark(1, 10));
-    s.record_fetch(2, 10, 10, now);
-    assert!(!s.advance_high_watermark(1, 10));
-    s.record_fetch(3, 4, 10, now);
-    assert!(s.advance_high_watermark(1, 10));
-    assert_eq!(s.high_watermark, 4);
+    assert!(!s.advance_high_watermark(b1, Offset(10)));
+    s.record_fetch(b2, Offset(10), Offset(10), now);
+    assert!(!s.advance_high_watermark(b1, Offset(10)));
+    s.record_fetch(b3, Offset(4), Offset(10), now);
+    assert!(s.advance_high_watermark(b1, Offset(10)));
+    assert_eq!(s.high_watermark, Offset(4));
     // Broker 3 leaves the ISR: the watermark follows broker 2.
-    s.isr = vec![1, 2];
-    assert!(s.advance_high_watermark(1, 10));
-    assert_eq!(s.high_watermark, 10);
+    s.isr = vec![b1, b2];
+    assert!(s.advance_high_watermark(b1, Offset(10)));
+    assert_eq!(s.high_watermark, Offset(10));
     // Broker 3 being added counts again, but the watermark does not fall.
     s.pending_isr = Some(adding_broker_3(now));
-    assert!(!s.advance_high_watermark(1, 12));
-    assert_eq!(s.high_watermark, 10);
+    assert!(!s.advance_high_watermark(b1, Offset(12)));
+    assert_eq!(s.high_watermark, Offset(10));
 }
 
 #[test]
 fn laggards_leave_and_caught_up_replicas_join() {
     let t0 = Instant::now();
     let lag = Duration::from_secs(10);
-    let mut s = ReplicaState::new(vec![1, 2, 3], vec![1, 2, 3], 0);
-    s.become_leader(1, t0);
-    assert_eq!(s.wanted_isr(1, 0, 0, lag, t0 + lag), None);
-    s.record_fetch(2, 0, 0, t0);
-    s.record_fetch(3, 0, 0, t0);
-    assert_eq!(s.wanted_isr(1, 0, 0, lag, t0), None);
+    let (b1, b2, b3) = (BrokerId(1), BrokerId(2), BrokerId(3));
+    let mut s = ReplicaState::new(vec![b1, b2, b3], vec![b1, b2, b3], Offset(0));
+    s.become_leader(b1, t0);
+    assert_eq!(s.wanted_isr(b1, Offset(0), Offset(0), lag, t0 + lag), None);
+    s.record_fetch(b2, Offset(0), Offset(0), t0);
+    s.record_fetch(b3, Offset(0), Offset(0), t0);
+    assert_eq!(s.wanted_isr(b1, Offset(0), Offset(0), lag, t0), None);
     // Broker 2 keeps fetching what was there at its previous fetch; broker 3 stops.
     for i in 1..=20 {
         let t = t0 + Duration::from_secs(i);
-        s.record_fetch(2, (i as i64 - 1) * 10, i as i64 * 10, t);
+        s.record_fetch(b2, Offset((i as i64 - 1) * 10), Offset(i as i64 * 10), t);
     }
     let later = t0 + Duration::from_secs(20);
-    assert_eq!(s.wanted_isr(1, 200, 0, lag, later), Some(vec![1, 2]));
-    s.isr = vec![1, 2];
-    s.advance_high_watermark(1, 200);
+    assert_eq!(
+        s.wanted_isr(b1, Offset(200), Offset(0), lag, later),
+        Some(vec![b1, b2])
+    );
+    s.isr = vec![b1, b2];
+    s.advance_high_watermark(b1, Offset(200));
     // Broker 3 comes back behind the watermark: not yet; at it: it joins.
-    s.record_fetch(3, 50, 200, later);
-    assert_eq!(s.wanted_isr(1, 200, 0, lag, later), None);
-    s.record_fetch(3, 200, 200, later);
-    assert_eq!(s.wanted_isr(1, 200, 0, lag, later), Some(vec![1, 2, 3]));
+    s.record_fetch(b3, Offset(50), Offset(200), later);
+    assert_eq!(s.wanted_isr(b1, Offset(200), Offset(0), lag, later), None);
+    s.record_fetch(b3, Offset(200), Offset(200), later);
+    assert_eq!(
+        s.wanted_isr(b1, Offset(200), Offset(0), lag, later),
+        Some(vec![b1, b2, b3])
+    );
     // One change at a time.
     s.pending_isr = Some(adding_broker_3(later));
-    assert_eq!(s.wanted_isr(1, 200, 0, lag, later), None);
-    assert!(!s.pending_isr.as_ref().unwrap().settled_by(&[2, 1]));
-    assert!(s.pending_isr.as_ref().unwrap().settled_by(&[1, 2, 3]));
+    assert_eq!(s.wanted_isr(b1, Offset(200), Offset(0), lag, later), None);
+    assert!(!s.pending_isr.as_ref().unwrap().settled_by(&[b2, b1]));
+    assert!(s.pending_isr.as_ref().unwrap().settled_by(&[b1, b2, b3]));
 }

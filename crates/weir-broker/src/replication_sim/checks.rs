@@ -2,6 +2,8 @@
 
 use std::collections::{BTreeMap, HashSet};
 
+use weir_types::{LeaderEpoch, Offset};
+
 use super::harness::{log_bytes, records_of};
 use super::{Sim, NODES, TOPIC};
 
@@ -9,7 +11,7 @@ impl Sim {
     pub(super) fn check(&self, seed: u64) {
         let ctx = || format!("seed {seed}; faults:\n{}", self.faults.join("\n"));
         // Along the metadata log: epochs never fall, a leader is in its ISR.
-        let mut epoch = -1;
+        let mut epoch = LeaderEpoch(0);
         for image in &self.controller.history {
             let Some(t) = image.topic(TOPIC) else {
                 continue;
@@ -22,13 +24,14 @@ impl Sim {
                 ctx()
             );
             epoch = p.leader_epoch;
-            assert!(
-                p.leader == -1 || p.isr.contains(&p.leader),
-                "leader {} outside ISR {:?}; {}",
-                p.leader,
-                p.isr,
-                ctx()
-            );
+            if let Some(leader) = p.leader {
+                assert!(
+                    p.isr.contains(&leader),
+                    "leader {leader} outside ISR {:?}; {}",
+                    p.isr,
+                    ctx()
+                );
+            }
         }
         let last = &self.controller.image.topic(TOPIC).unwrap().partitions[&0];
         assert_eq!(
@@ -37,7 +40,7 @@ impl Sim {
             "the ISR is not full after healing: {last:?}; {}",
             ctx()
         );
-        let leader = self.node(last.leader).partition().unwrap();
+        let leader = self.node(last.leader.unwrap()).partition().unwrap();
         let end = leader.log().log_end_offset();
         let logs: Vec<Vec<u8>> = NODES
             .iter()
@@ -57,7 +60,7 @@ impl Sim {
                 ctx()
             );
         }
-        let fin: BTreeMap<i64, u64> = records_of(&log_bytes(&leader, end)).into_iter().collect();
+        let fin: BTreeMap<Offset, u64> = records_of(&log_bytes(&leader, end)).into_iter().collect();
         let values: HashSet<u64> = fin.values().copied().collect();
         assert_eq!(
             values.len(),

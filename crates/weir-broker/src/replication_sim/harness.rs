@@ -9,6 +9,7 @@ use kafka_protocol::records::{
     Compression, Record, RecordBatchDecoder, RecordBatchEncoder, RecordEncodeOptions, TimestampType,
 };
 use weir_meta::{election, ControllerOp, MetadataImage, MetadataRecord};
+use weir_types::{BrokerId, LeaderEpoch, Offset};
 
 use crate::replica_manager::Partition;
 
@@ -34,7 +35,7 @@ pub(super) struct Controller {
     pub(super) image: MetadataImage,
     /// Every version, for the epoch and ISR checkers.
     pub(super) history: Vec<Arc<MetadataImage>>,
-    pub(super) last_heartbeat: BTreeMap<i32, u64>,
+    pub(super) last_heartbeat: BTreeMap<BrokerId, u64>,
 }
 
 impl Controller {
@@ -63,7 +64,7 @@ impl Controller {
         Ok(())
     }
 
-    pub(super) fn fence(&mut self, broker_id: i32) {
+    pub(super) fn fence(&mut self, broker_id: BrokerId) {
         let mut next = self.image.clone();
         let fence = MetadataRecord::FenceBroker { broker_id };
         next.apply(&fence);
@@ -100,7 +101,7 @@ pub(super) fn batch(value: u64) -> Vec<u8> {
 }
 
 /// Every byte of a log from its start to `end`.
-pub(super) fn log_bytes(p: &Partition, end: i64) -> Vec<u8> {
+pub(super) fn log_bytes(p: &Partition, end: Offset) -> Vec<u8> {
     let log = p.log();
     let mut out = Vec::new();
     let mut offset = log.log_start_offset();
@@ -113,14 +114,14 @@ pub(super) fn log_bytes(p: &Partition, end: i64) -> Vec<u8> {
         for slice in &info.slices {
             chunk.extend(slice.read_to_vec().unwrap());
         }
-        offset = records_of(&chunk).last().map_or(end, |(o, _)| o + 1);
+        offset = records_of(&chunk).last().map_or(end, |(o, _)| o.next());
         out.extend(chunk);
     }
     out
 }
 
 /// (offset, value) of every record in `bytes`.
-pub(super) fn records_of(bytes: &[u8]) -> Vec<(i64, u64)> {
+pub(super) fn records_of(bytes: &[u8]) -> Vec<(Offset, u64)> {
     let mut buf = Bytes::from(bytes.to_vec());
     let mut out = Vec::new();
     while !buf.is_empty() {
@@ -128,7 +129,7 @@ pub(super) fn records_of(bytes: &[u8]) -> Vec<(i64, u64)> {
         for r in set.records {
             let value = r.value.as_ref().unwrap();
             out.push((
-                r.offset,
+                Offset(r.offset),
                 std::str::from_utf8(value).unwrap().parse().unwrap(),
             ));
         }
@@ -138,6 +139,6 @@ pub(super) fn records_of(bytes: &[u8]) -> Vec<(i64, u64)> {
 
 /// Whether the leader refuses a follower's request in `epoch`, as `handlers/fetch.rs` and
 /// `handlers/offset_for_leader_epoch.rs` check it (not the leader, or another epoch: KIP-320).
-pub(super) fn refuses(leader: &Partition, leader_id: i32, epoch: i32) -> bool {
+pub(super) fn refuses(leader: &Partition, leader_id: BrokerId, epoch: LeaderEpoch) -> bool {
     !leader.is_leader(leader_id) || leader.leader_epoch() != epoch
 }

@@ -5,6 +5,8 @@ use std::path::Path;
 
 use kafka_protocol::records::Compression;
 
+use weir_types::{LeaderEpoch, Offset};
+
 use super::{append, read_all, small_config};
 use crate::batch::tests::{make_batch, make_batch_with_producer};
 use crate::batch::BatchHeader;
@@ -32,7 +34,7 @@ fn synced_records_and_truncations_survive_power_cuts() {
             }
             log.flush().unwrap();
             let synced_end = log.log_end_offset();
-            let cut = (seed as i64 * 7) % synced_end;
+            let cut = Offset((seed as i64 * 7) % synced_end.0);
             log.truncate_to(cut).unwrap();
             let truncated_end = log.log_end_offset();
             assert!(truncated_end <= synced_end);
@@ -46,15 +48,15 @@ fn synced_records_and_truncations_survive_power_cuts() {
         let log = Log::open_on(disk.storage(), dir, small_config()).unwrap();
         let end = log.log_end_offset();
         assert!(
-            end >= truncated_end && end <= truncated_end + 10,
+            end >= truncated_end && end <= truncated_end.plus(10),
             "seed {seed} ({mode:?}): the log ends at {end}; synced to {synced_end}, cut to {truncated_end}"
         );
-        let batches = read_all(&log, 0);
-        assert_eq!(batches.last().map_or(0, |h| h.last_offset() + 1), end);
+        let batches = read_all(&log, Offset::ZERO);
+        assert_eq!(batches.last().map_or(Offset::ZERO, BatchHeader::end), end);
         // Everything below the cut is the original data: 30 batches of 1-3 records.
         let below: Vec<&BatchHeader> = batches
             .iter()
-            .filter(|h| h.last_offset() < truncated_end)
+            .filter(|h| Offset(h.last_offset()) < truncated_end)
             .collect();
         assert!(below.iter().all(|h| h.records_count <= 3), "seed {seed}");
     }
@@ -75,19 +77,22 @@ fn a_full_disk_refuses_without_failing_the_log() {
     disk.set_capacity(Some(disk.used_bytes()));
     let mut b = make_batch(2, 50, Compression::None);
     assert!(matches!(
-        log.append_as_leader(&mut b, 0, 50),
+        log.append_as_leader(&mut b, LeaderEpoch(0), 50),
         Err(LogError::Shortage(_))
     ));
     assert!(matches!(
-        log.delete_records_before(10),
+        log.delete_records_before(Offset(10)),
         Err(LogError::Shortage(_))
     ));
-    assert_eq!((log.log_start_offset(), log.log_end_offset()), (0, end));
+    assert_eq!(
+        (log.log_start_offset(), log.log_end_offset()),
+        (Offset(0), end)
+    );
     assert!(log.poisoned().is_none());
     disk.set_capacity(None);
     append(&mut log, 2, 60);
-    assert_eq!(log.delete_records_before(10).unwrap(), 10);
-    assert_eq!(log.log_end_offset(), end + 2);
+    assert_eq!(log.delete_records_before(Offset(10)).unwrap(), Offset(10));
+    assert_eq!(log.log_end_offset(), end.plus(2));
 }
 
 /// Many logs share a few open files, and running out of descriptors at any moment is a passing
@@ -103,7 +108,7 @@ fn logs_sharing_a_few_open_files_survive_running_out_of_descriptors() {
     let dir = |i: usize| Path::new("/data").join(format!("t-{i}"));
     let open = |i: usize| Log::open_on(storage.clone(), &dir(i), small_config()).unwrap();
     let mut logs: Vec<Log> = (0..LOGS).map(open).collect();
-    let mut ends = [0i64; LOGS];
+    let mut ends = [Offset::ZERO; LOGS];
     let mut shortages = 0;
     let ok_or_short = |result: crate::Result<()>, shortages: &mut i32, what: &str| match result {
         Ok(()) => {}
@@ -123,16 +128,16 @@ fn logs_sharing_a_few_open_files_survive_running_out_of_descriptors() {
             });
         }
         let mut b = make_batch(1 + (step % 3) as usize, step as i64, Compression::None);
-        match logs[i].append_as_leader(&mut b, 0, step as i64) {
-            Ok(info) => ends[i] = info.last_offset + 1,
+        match logs[i].append_as_leader(&mut b, LeaderEpoch(0), step as i64) {
+            Ok(info) => ends[i] = info.last_offset.next(),
             Err(LogError::Shortage(_)) => shortages += 1,
             Err(e) => panic!("step {step}: log {i} failed: {e}"),
         }
         if step % 11 == 0 {
             ok_or_short(logs[i].flush(), &mut shortages, "flush");
         }
-        if step % 37 == 0 && ends[i] > 2 {
-            let result = logs[i].truncate_to(ends[i] - 2);
+        if step % 37 == 0 && ends[i] > Offset(2) {
+            let result = logs[i].truncate_to(Offset(ends[i].0 - 2));
             ok_or_short(result, &mut shortages, "truncate");
             ends[i] = logs[i].log_end_offset();
         }
@@ -144,8 +149,8 @@ fn logs_sharing_a_few_open_files_survive_running_out_of_descriptors() {
     assert!(disk.open_files() <= 4, "{} files open", disk.open_files());
     let mut before_close = Vec::new();
     for (i, log) in logs.iter().enumerate() {
-        let read = read_all(log, 0);
-        assert_eq!(read.last().map_or(0, |h| h.last_offset() + 1), ends[i]);
+        let read = read_all(log, Offset::ZERO);
+        assert_eq!(read.last().map_or(Offset::ZERO, BatchHeader::end), ends[i]);
         before_close.push(read);
     }
     for log in logs.drain(..) {
@@ -154,7 +159,11 @@ fn logs_sharing_a_few_open_files_survive_running_out_of_descriptors() {
     for (i, end) in ends.iter().enumerate() {
         let log = open(i);
         assert_eq!(log.log_end_offset(), *end);
-        assert_eq!(read_all(&log, 0), before_close[i], "log {i} after reopen");
+        assert_eq!(
+            read_all(&log, Offset::ZERO),
+            before_close[i],
+            "log {i} after reopen"
+        );
     }
 }
 
@@ -174,8 +183,8 @@ fn a_batch_out_of_an_index_s_reach_is_refused_whole() {
         Err(LogError::CorruptBatch(_))
     ));
     assert!(log.poisoned().is_none());
-    assert_eq!(log.log_end_offset(), 2);
-    assert_eq!(read_all(&log, 0).len(), 1);
+    assert_eq!(log.log_end_offset(), Offset(2));
+    assert_eq!(read_all(&log, Offset::ZERO).len(), 1);
 }
 
 /// Recovering the active segment after a crash rewrites its indexes only where they differ from
@@ -190,7 +199,7 @@ fn recovery_leaves_intact_indexes_unwritten_and_repairs_damaged_ones() {
     for i in 0..6 {
         append(&mut log, 2, i);
     }
-    let before = read_all(&log, 0);
+    let before = read_all(&log, Offset::ZERO);
     drop(log); // unclean: no marker, so the active segment is recovered
     let index_of = |disk: &SimDisk| {
         disk.files()
@@ -212,7 +221,7 @@ fn recovery_leaves_intact_indexes_unwritten_and_repairs_damaged_ones() {
         });
     }
     let log = Log::open_on(disk.storage(), dir, small_config()).unwrap();
-    assert_eq!(read_all(&log, 0), before);
+    assert_eq!(read_all(&log, Offset::ZERO), before);
     assert_eq!(index_of(&disk), indexes);
     drop(log);
     disk.clear_faults();
@@ -229,7 +238,7 @@ fn recovery_leaves_intact_indexes_unwritten_and_repairs_damaged_ones() {
     file.set_len(8).unwrap();
     drop(file);
     let log = Log::open_on(disk.storage(), dir, small_config()).unwrap();
-    assert_eq!(read_all(&log, 0), before);
+    assert_eq!(read_all(&log, Offset::ZERO), before);
     assert_eq!(disk.files()[&path], bytes);
 }
 
@@ -258,7 +267,7 @@ fn appends_between_index_entries_open_only_the_log_file() {
     let mut written = 1;
     let refused = loop {
         let mut b = make_batch(1, written, Compression::None);
-        match log.append_as_leader(&mut b, 0, written) {
+        match log.append_as_leader(&mut b, LeaderEpoch(0), written) {
             Ok(_) => written += 1,
             Err(e) => break e,
         }
@@ -270,7 +279,7 @@ fn appends_between_index_entries_open_only_the_log_file() {
     );
     assert!(matches!(refused, LogError::Shortage(_)), "{refused}");
     assert!(log.poisoned().is_none());
-    assert_eq!(log.log_end_offset(), written);
+    assert_eq!(log.log_end_offset(), Offset(written));
 }
 
 /// Producer-state snapshots: an open scans only the batches after the latest one and ends in
@@ -289,7 +298,7 @@ fn producer_snapshots_shorten_the_scan_and_agree_with_a_full_one() {
     let mut log = Log::open_on(storage.clone(), dir, small_config()).unwrap();
     for seq in (0..60).step_by(2) {
         for producer in [7, 8] {
-            log.append_as_leader(&mut batch(producer, seq), 0, 0)
+            log.append_as_leader(&mut batch(producer, seq), LeaderEpoch(0), 0)
                 .unwrap();
         }
     }
@@ -322,7 +331,7 @@ fn producer_snapshots_shorten_the_scan_and_agree_with_a_full_one() {
     assert_eq!(full_scan(&mut log), with_snapshot);
     // A retry of the last batch is still known after the reopen.
     assert!(
-        log.append_as_leader(&mut batch(7, 58), 0, 0)
+        log.append_as_leader(&mut batch(7, 58), LeaderEpoch(0), 0)
             .unwrap()
             .duplicate
     );
@@ -330,19 +339,21 @@ fn producer_snapshots_shorten_the_scan_and_agree_with_a_full_one() {
     // Snapshots again (rolls), then a truncation below the newest: it goes, and the state is a
     // full scan's.
     for seq in (60..80).step_by(2) {
-        log.append_as_leader(&mut batch(7, seq), 0, 0).unwrap();
+        log.append_as_leader(&mut batch(7, seq), LeaderEpoch(0), 0)
+            .unwrap();
     }
     let newest: i64 = snapshots(&*storage).last().unwrap()[..20].parse().unwrap();
-    log.truncate_to(newest - 3).unwrap();
+    log.truncate_to(Offset(newest - 3)).unwrap();
     assert!(snapshots(&*storage)
         .iter()
-        .all(|n| n[..20].parse::<i64>().unwrap() <= log.log_end_offset()));
+        .all(|n| n[..20].parse::<i64>().unwrap() <= log.log_end_offset().0));
     let truncated = log.producers.clone();
     assert_eq!(full_scan(&mut log), truncated);
 
     // A damaged newest snapshot is skipped.
     for seq in (0..20).step_by(2) {
-        log.append_as_leader(&mut batch(9, seq), 0, 0).unwrap();
+        log.append_as_leader(&mut batch(9, seq), LeaderEpoch(0), 0)
+            .unwrap();
     }
     let names = snapshots(&*storage);
     let damaged = dir.join(names.last().unwrap());
@@ -361,7 +372,7 @@ fn producer_snapshots_shorten_the_scan_and_agree_with_a_full_one() {
     let end = log.log_end_offset();
     log.close().unwrap();
     let mut log = Log::open_on(storage.clone(), dir, small_config()).unwrap();
-    assert_eq!(log.load_producer_state().unwrap(), end);
+    assert_eq!(log.load_producer_state().unwrap(), end.0);
     assert_eq!(log.unsnapshotted_bytes, 0);
     let state = log.producers.clone();
     assert_eq!(full_scan(&mut log), state);
@@ -398,7 +409,7 @@ fn a_failed_fsync_is_made_good_by_the_next_open() {
     let mut log = Log::open_on(disk.storage(), dir, small_config()).unwrap();
     assert_eq!(
         log.log_end_offset(),
-        12,
+        Offset(12),
         "the page cache still holds it all"
     );
     // More records, over several segments, all fsynced.
@@ -406,11 +417,11 @@ fn a_failed_fsync_is_made_good_by_the_next_open() {
         append(&mut log, 2, i);
         log.flush().unwrap();
     }
-    let all = read_all(&log, 0);
+    let all = read_all(&log, Offset::ZERO);
     drop(log);
     disk.power_loss(PowerLoss::DropUnsynced);
     let log = Log::open_on(disk.storage(), dir, small_config()).unwrap();
-    assert_eq!(read_all(&log, 0), all);
+    assert_eq!(read_all(&log, Offset::ZERO), all);
     drop(log);
     // The rewrite is done once: the next opens find nothing to make good.
     assert!(!disk
@@ -433,7 +444,7 @@ fn a_segment_found_cut_short_after_a_failed_fsync_ends_the_log() {
         append(&mut log, 2, i);
     }
     log.flush().unwrap();
-    let all = read_all(&log, 0);
+    let all = read_all(&log, Offset::ZERO);
     log.close().unwrap();
     let storage = disk.storage();
     let mut segments: Vec<_> = disk
@@ -450,10 +461,10 @@ fn a_segment_found_cut_short_after_a_failed_fsync_ends_the_log() {
     drop(file);
     crate::unsynced::record(&*storage, dir, 0).unwrap();
     let log = Log::open_on(disk.storage(), dir, small_config()).unwrap();
-    let kept = read_all(&log, 0);
+    let kept = read_all(&log, Offset::ZERO);
     assert!(!kept.is_empty() && kept.len() < all.len());
     assert_eq!(kept[..], all[..kept.len()]);
-    assert_eq!(log.log_end_offset(), kept.last().unwrap().last_offset() + 1);
+    assert_eq!(log.log_end_offset(), kept.last().unwrap().end());
     let logs_left = disk
         .files()
         .into_keys()

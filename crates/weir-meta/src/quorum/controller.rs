@@ -10,6 +10,7 @@
 use std::collections::{BTreeMap, HashMap};
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
+use weir_types::BrokerId;
 
 use tokio::time::Instant;
 
@@ -54,7 +55,7 @@ impl std::fmt::Debug for ActiveController {
 #[derive(Debug, Default)]
 struct Sessions {
     term: u64,
-    last_seen: HashMap<i32, Instant>,
+    last_seen: HashMap<BrokerId, Instant>,
     /// The image version a tick last found nothing to reconcile in: leadership is a function of
     /// the image alone, so the next tick skips the walk over every partition until it changes.
     settled: Option<u64>,
@@ -190,7 +191,7 @@ impl ActiveController {
             let seen = *sessions.last_seen.entry(b.broker_id).or_insert(now);
             if now.duration_since(seen) > self.session_timeout {
                 tracing::warn!(
-                    broker = b.broker_id,
+                    broker = %b.broker_id,
                     "broker missed its heartbeats for {:?}; fencing it",
                     self.session_timeout
                 );

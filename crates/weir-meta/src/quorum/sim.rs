@@ -30,6 +30,7 @@ use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
 use uuid::Uuid;
+use weir_types::{BrokerId, LeaderEpoch};
 
 use super::transport::Net;
 use super::{ControllerClient, MetaQuorum, MetadataFollower, NodeId, QuorumConfig};
@@ -94,7 +95,7 @@ fn voters() -> BTreeMap<NodeId, String> {
 /// controller has no record of it.
 async fn run_broker(id: i32, client: ControllerClient) {
     let register = ControllerOp::RegisterBroker {
-        broker_id: id,
+        broker_id: BrokerId(id),
         host: host(id),
         port: 9092,
         rack: None,
@@ -104,7 +105,9 @@ async fn run_broker(id: i32, client: ControllerClient) {
     let mut registered = false;
     loop {
         let op = if registered {
-            ControllerOp::Heartbeat { broker_id: id }
+            ControllerOp::Heartbeat {
+                broker_id: BrokerId(id),
+            }
         } else {
             register.clone()
         };
@@ -395,18 +398,19 @@ fn check(seed: u64, h: &History, faults: &str) {
     }
 
     // Along the log, epochs never fall; a leader is always in its ISR.
-    let mut epochs: BTreeMap<(Uuid, i32), i32> = BTreeMap::new();
+    let mut epochs: BTreeMap<(Uuid, i32), LeaderEpoch> = BTreeMap::new();
     for (version, (_, image)) in &by_version {
         for topic in image.topics() {
             for (p, state) in &topic.partitions {
-                assert!(
-                    state.leader == -1 || state.isr.contains(&state.leader),
-                    "version {version}: {}-{p} led by {} outside its ISR {:?}; {}",
-                    topic.name,
-                    state.leader,
-                    state.isr,
-                    ctx()
-                );
+                if let Some(leader) = state.leader {
+                    assert!(
+                        state.isr.contains(&leader),
+                        "version {version}: {}-{p} led by {leader} outside its ISR {:?}; {}",
+                        topic.name,
+                        state.isr,
+                        ctx()
+                    );
+                }
                 assert!(!state.isr.is_empty(), "empty ISR; {}", ctx());
                 let seen = epochs
                     .entry((topic.topic_id, *p))
@@ -453,7 +457,12 @@ fn check(seed: u64, h: &History, faults: &str) {
             ctx()
         );
     }
-    for b in VOTERS.iter().map(|v| *v as i32).chain(BROKERS_ONLY) {
+    for b in VOTERS
+        .iter()
+        .map(|v| *v as i32)
+        .chain(BROKERS_ONLY)
+        .map(BrokerId)
+    {
         assert!(
             first.is_live(b),
             "broker {b} is not live after healing: {:?}; {}",

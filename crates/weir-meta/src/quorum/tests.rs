@@ -8,6 +8,7 @@ use std::time::{Duration, Instant};
 use openraft::testing::{StoreBuilder, Suite};
 use openraft::StorageError;
 use uuid::Uuid;
+use weir_types::{BrokerId, LeaderEpoch};
 
 use super::*;
 
@@ -224,13 +225,13 @@ async fn a_torn_tail_of_the_raft_log_is_cut() {
     q.shutdown().await;
 }
 
-fn register(id: i32) -> crate::ControllerOp {
+fn register(id: BrokerId) -> crate::ControllerOp {
     crate::ControllerOp::RegisterBroker {
         broker_id: id,
         host: "127.0.0.1".into(),
-        port: 9000 + id,
+        port: 9000 + id.get(),
         rack: None,
-        incarnation: uuid::Uuid::from_u128(id as u128 + 1),
+        incarnation: uuid::Uuid::from_u128(id.get() as u128 + 1),
         previous_broker_epoch: None,
     }
 }
@@ -253,7 +254,7 @@ async fn the_controller_fences_silent_brokers_and_survives_its_own_loss() {
     // A client with no voter of its own, as a broker-only process has.
     let remote = ControllerClient::new(voters.clone(), None, Duration::from_secs(10));
     for b in 0..3 {
-        remote.call(register(b)).await.unwrap();
+        remote.call(register(BrokerId(b))).await.unwrap();
     }
     let reply = remote
         .call(ControllerOp::CreateTopic {
@@ -279,7 +280,11 @@ async fn the_controller_fences_silent_brokers_and_survives_its_own_loss() {
             let client = ControllerClient::new(voters, None, Duration::from_secs(10));
             while beating.load(std::sync::atomic::Ordering::Relaxed) {
                 for b in 0..2 {
-                    let _ = client.call(ControllerOp::Heartbeat { broker_id: b }).await;
+                    let _ = client
+                        .call(ControllerOp::Heartbeat {
+                            broker_id: BrokerId(b),
+                        })
+                        .await;
                 }
                 tokio::time::sleep(Duration::from_millis(100)).await;
             }
@@ -293,16 +298,16 @@ async fn the_controller_fences_silent_brokers_and_survives_its_own_loss() {
             .unwrap()
     };
     wait_until("broker 2 is fenced", Duration::from_secs(10), || {
-        !image_of(&nodes).is_live(2)
+        !image_of(&nodes).is_live(BrokerId(2))
     })
     .await;
     let image = image_of(&nodes);
     for p in image.topic("t").unwrap().partitions.values() {
-        assert_ne!(p.leader, 2, "{p:?}");
-        assert!(!p.isr.contains(&2), "{p:?}");
-        assert!(p.isr.contains(&p.leader));
-        if p.replicas[0] == 2 {
-            assert_eq!(p.leader_epoch, 1, "{p:?}");
+        assert_ne!(p.leader, Some(BrokerId(2)), "{p:?}");
+        assert!(!p.isr.contains(&BrokerId(2)), "{p:?}");
+        assert!(p.leader.is_some_and(|l| p.isr.contains(&l)));
+        if p.replicas[0] == BrokerId(2) {
+            assert_eq!(p.leader_epoch, LeaderEpoch(1), "{p:?}");
         }
     }
 
@@ -326,16 +331,22 @@ async fn the_controller_fences_silent_brokers_and_survives_its_own_loss() {
     // Live brokers kept heartbeating through the failover and were not fenced by the new one.
     tokio::time::sleep(Duration::from_millis(1200)).await;
     let image = image_of(&nodes);
-    assert!(image.is_live(0) && image.is_live(1), "{:?}", image.brokers);
+    assert!(
+        image.is_live(BrokerId(0)) && image.is_live(BrokerId(1)),
+        "{:?}",
+        image.brokers
+    );
     // Broker 2 comes back and is unfenced.
     remote
-        .call(ControllerOp::Heartbeat { broker_id: 2 })
+        .call(ControllerOp::Heartbeat {
+            broker_id: BrokerId(2),
+        })
         .await
         .unwrap();
     beating.store(false, std::sync::atomic::Ordering::Relaxed);
     heartbeats.await.unwrap();
     let image = image_of(&nodes);
-    assert!(image.is_live(2));
+    assert!(image.is_live(BrokerId(2)));
     for (_, q) in nodes {
         q.shutdown().await;
     }
