@@ -255,28 +255,28 @@ pub(crate) async fn dispatch(
             ResponseKind::SyncGroup(handlers::sync_group::handle(broker, version, r).await)
         }
         RequestKind::Heartbeat(r) => {
-            ResponseKind::Heartbeat(handlers::heartbeat::handle(broker, r))
+            ResponseKind::Heartbeat(handlers::heartbeat::handle(broker, r).await)
         }
         RequestKind::LeaveGroup(r) => {
-            ResponseKind::LeaveGroup(handlers::leave_group::handle(broker, version, r))
+            ResponseKind::LeaveGroup(handlers::leave_group::handle(broker, version, r).await)
         }
         RequestKind::OffsetCommit(r) => {
             ResponseKind::OffsetCommit(handlers::offset_commit::handle(broker, version, r).await)
         }
         RequestKind::OffsetFetch(r) => {
-            ResponseKind::OffsetFetch(handlers::offset_fetch::handle(broker, version, r))
+            ResponseKind::OffsetFetch(handlers::offset_fetch::handle(broker, version, r).await)
         }
         RequestKind::ListGroups(r) => {
-            ResponseKind::ListGroups(handlers::list_groups::handle(broker, version, r))
+            ResponseKind::ListGroups(handlers::list_groups::handle(broker, version, r).await)
         }
-        RequestKind::DescribeGroups(r) => {
-            ResponseKind::DescribeGroups(handlers::describe_groups::handle(broker, version, r))
-        }
+        RequestKind::DescribeGroups(r) => ResponseKind::DescribeGroups(
+            handlers::describe_groups::handle(broker, version, r).await,
+        ),
         RequestKind::DeleteGroups(r) => {
-            ResponseKind::DeleteGroups(handlers::delete_groups::handle(broker, r))
+            ResponseKind::DeleteGroups(handlers::delete_groups::handle(broker, r).await)
         }
         RequestKind::OffsetDelete(r) => {
-            ResponseKind::OffsetDelete(handlers::offset_delete::handle(broker, r))
+            ResponseKind::OffsetDelete(handlers::offset_delete::handle(broker, r).await)
         }
         _ => return Err(DispatchError::Unsupported(api)),
     };

@@ -196,7 +196,7 @@ impl Broker {
         tokio::spawn(heartbeat(Arc::downgrade(&broker)));
         // Groups and offsets come back with the broker, not with the first group request.
         if broker.image().topic(OFFSETS_TOPIC).is_some()
-            && broker.groups.ensure_ready(&broker).is_err()
+            && broker.groups.ensure_ready(&broker).await.is_err()
         {
             tracing::error!("could not load consumer groups from {OFFSETS_TOPIC}");
         }

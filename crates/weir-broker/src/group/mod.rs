@@ -7,9 +7,11 @@
 //! its clock. On one broker this broker coordinates every group.
 
 pub(crate) mod coordinator;
+mod load;
 pub(crate) mod records;
 
-use std::collections::HashMap;
+use std::collections::{HashMap, HashSet};
+use std::future::Future;
 use std::sync::{Arc, Mutex, MutexGuard};
 use std::time::Duration;
 
@@ -26,7 +28,7 @@ use self::coordinator::{
     Coordinator, CoordinatorConfig, JoinRequest, JoinResult, Output, RequestId, SyncRequest,
     SyncResult,
 };
-use self::records::{Key, OffsetValue};
+use self::records::OffsetValue;
 use crate::broker::Broker;
 use crate::config::BrokerConfig;
 use crate::replica_manager::Partition;
@@ -43,12 +45,21 @@ struct Inner {
     coordinator: Coordinator,
     waiters: HashMap<RequestId, oneshot::Sender<Output>>,
     next_request: RequestId,
+    /// Every hosted partition was loaded once (ListGroups and DescribeGroups need them all).
     loaded: bool,
+    /// A load of every hosted partition is under way.
+    loading_all: bool,
     /// The leader epoch of each `__consumer_offsets` partition when its groups were loaded: a
     /// partition this broker leads in another epoch is loaded again before it serves a group
     /// (replication kept its log current, not this memory).
     loaded_epochs: HashMap<i32, LeaderEpoch>,
+    /// Partitions whose load is queued: their groups answer COORDINATOR_LOAD_IN_PROGRESS.
+    loading: HashSet<i32>,
 }
+
+/// What a write does once its records are in the log, on the I/O thread that wrote them and so
+/// in log order: a commit's offsets enter memory there.
+type AfterWrite = Box<dyn FnOnce(&mut Coordinator) + Send>;
 
 #[derive(Debug)]
 pub(crate) struct GroupManager {
@@ -132,7 +143,9 @@ impl GroupManager {
                 waiters: HashMap::new(),
                 next_request: 0,
                 loaded: false,
+                loading_all: false,
                 loaded_epochs: HashMap::new(),
+                loading: HashSet::new(),
             }),
             partitions: config.offsets_topic_num_partitions,
         }
@@ -144,7 +157,10 @@ impl GroupManager {
 
     /// Creates `__consumer_offsets` when it does not exist yet (FindCoordinator does, as Kafka's
     /// brokers do), then loads the groups.
-    pub(crate) async fn create_offsets_topic(&self, broker: &Broker) -> Result<(), ResponseError> {
+    pub(crate) async fn create_offsets_topic(
+        &self,
+        broker: &Arc<Broker>,
+    ) -> Result<(), ResponseError> {
         if broker.image().topic(OFFSETS_TOPIC).is_none() {
             let brokers = broker.image().live_brokers().count().max(1) as i16;
             let create = CreateTopic {
@@ -168,22 +184,71 @@ impl GroupManager {
         }
         // Another request may have created it: the image shows it before the logs do.
         broker.catch_up_to_image().await;
-        self.ensure_ready(broker)
+        self.ensure_ready(broker).await
+    }
+
+    /// The I/O lane of a `__consumer_offsets` partition: its loads and writes run there, one
+    /// after the other, in the order they were queued.
+    fn lane(broker: &Broker, index: i32) -> usize {
+        broker.io.lane_of((OFFSETS_TOPIC, index))
+    }
+
+    /// Queues a load of one partition's groups on its lane, behind every write queued to it
+    /// before: the log is read there, then what memory held of its groups is replaced. The
+    /// partition must be in `loading`; the job takes it out.
+    fn queue_load(
+        broker: &Arc<Broker>,
+        partition: Arc<Partition>,
+    ) -> impl Future<Output = Result<(), ResponseError>> {
+        let b = broker.clone();
+        let job = broker.io.run(Self::lane(broker, partition.index), move || {
+            let epoch = partition.leader_epoch();
+            let read = load::read_partition(&partition);
+            let groups = &b.groups;
+            let mut inner = groups.lock();
+            inner.loading.remove(&partition.index);
+            let restored = read?;
+            let (index, count) = (partition.index, groups.partitions);
+            let parked = inner
+                .coordinator
+                .unload(|g| records::partition_for(g, count) == index);
+            groups.handle_outputs(&b, &mut inner, parked);
+            let n = restored.len();
+            load::apply(&mut inner.coordinator, restored, weir_log::now_ms());
+            inner.loaded_epochs.insert(index, epoch);
+            tracing::info!(
+                partition = index,
+                %epoch,
+                records = n,
+                "groups of an {OFFSETS_TOPIC} partition loaded"
+            );
+            Ok(())
+        });
+        async move {
+            job.await
+                .unwrap_or(Err(ResponseError::CoordinatorNotAvailable))
+        }
     }
 
     /// Ready to serve `group`: the groups are loaded and this broker leads the group's partition
     /// of `__consumer_offsets` (else NOT_COORDINATOR, and the client looks the coordinator up
-    /// again).
-    fn ready_for(&self, broker: &Broker, group: &str) -> Result<(), ResponseError> {
-        self.ensure_ready(broker)?;
+    /// again). A partition led in a new epoch is loaded again first.
+    async fn ready_for(&self, broker: &Arc<Broker>, group: &str) -> Result<(), ResponseError> {
+        self.ensure_ready(broker).await?;
         let index = records::partition_for(group, self.partitions);
         match broker.replicas.get(OFFSETS_TOPIC, index) {
             Some(p) if p.is_leader(broker.node_id()) => {
-                let mut inner = self.lock();
-                if inner.loaded_epochs.get(&index) != Some(&p.leader_epoch()) {
-                    self.reload(broker, &mut inner, &p)?;
-                }
-                Ok(())
+                let load = {
+                    let mut inner = self.lock();
+                    if inner.loaded_epochs.get(&index) == Some(&p.leader_epoch()) {
+                        return Ok(());
+                    }
+                    if !inner.loading.insert(index) {
+                        return Err(ResponseError::CoordinatorLoadInProgress);
+                    }
+                    Self::queue_load(broker, p)
+                };
+                load.await
             }
             // The image names this broker, but its logs have not caught up yet: retriable.
             None if broker
@@ -203,73 +268,92 @@ impl GroupManager {
         records::partition_for(group, self.partitions)
     }
 
-    /// Loads the groups from `__consumer_offsets`, once; COORDINATOR_NOT_AVAILABLE until the
-    /// topic exists.
-    pub(crate) fn ensure_ready(&self, broker: &Broker) -> Result<(), ResponseError> {
-        let mut inner = self.lock();
-        if inner.loaded {
-            return Ok(());
-        }
-        if broker.image().topic(OFFSETS_TOPIC).is_none() {
-            return Err(ResponseError::CoordinatorNotAvailable);
-        }
-        let mut loaded_records = 0usize;
-        for partition in broker
-            .replicas
-            .all()
+    /// Loads the groups of every hosted `__consumer_offsets` partition, once;
+    /// COORDINATOR_NOT_AVAILABLE until the topic exists, COORDINATOR_LOAD_IN_PROGRESS while
+    /// another request's load runs. The load goes on if the request that began it goes away.
+    pub(crate) async fn ensure_ready(&self, broker: &Arc<Broker>) -> Result<(), ResponseError> {
+        let partitions: Vec<Arc<Partition>> = {
+            let mut inner = self.lock();
+            if inner.loaded {
+                return Ok(());
+            }
+            if broker.image().topic(OFFSETS_TOPIC).is_none() {
+                return Err(ResponseError::CoordinatorNotAvailable);
+            }
+            if inner.loading_all {
+                return Err(ResponseError::CoordinatorLoadInProgress);
+            }
+            inner.loading_all = true;
+            let partitions: Vec<Arc<Partition>> = broker
+                .replicas
+                .all()
+                .into_iter()
+                .filter(|p| p.topic == OFFSETS_TOPIC && inner.loading.insert(p.index))
+                .collect();
+            partitions
+        };
+        let loads: Vec<_> = partitions
             .into_iter()
-            .filter(|p| p.topic == OFFSETS_TOPIC)
-        {
-            let epoch = partition.leader_epoch();
-            loaded_records += load_partition(&mut inner.coordinator, &partition)?;
-            inner.loaded_epochs.insert(partition.index, epoch);
-        }
-        tracing::info!(
-            groups = inner.coordinator.groups.len(),
-            records = loaded_records,
-            "group coordinator loaded"
-        );
-        inner.loaded = true;
-        Ok(())
+            .map(|p| Self::queue_load(broker, p))
+            .collect();
+        let b = broker.clone();
+        let all = tokio::spawn(async move {
+            let mut result = Ok(());
+            for load in loads {
+                if let Err(e) = load.await {
+                    result = Err(e);
+                }
+            }
+            let mut inner = b.groups.lock();
+            inner.loading_all = false;
+            if result.is_ok() {
+                inner.loaded = true;
+                tracing::info!(
+                    groups = inner.coordinator.groups.len(),
+                    "group coordinator loaded"
+                );
+            }
+            result
+        });
+        all.await
+            .unwrap_or(Err(ResponseError::CoordinatorNotAvailable))
     }
 
-    /// Loads the groups of one `__consumer_offsets` partition again, replacing what memory held
-    /// of them (Kafka's coordinator loads a partition when elected its leader).
-    fn reload(
-        &self,
-        broker: &Broker,
-        inner: &mut Inner,
-        partition: &Partition,
-    ) -> Result<(), ResponseError> {
-        let index = partition.index;
-        let count = self.partitions;
-        let epoch = partition.leader_epoch();
-        let parked = inner
-            .coordinator
-            .unload(|g| records::partition_for(g, count) == index);
-        self.handle_outputs(broker, inner, parked);
-        let n = load_partition(&mut inner.coordinator, partition)?;
-        inner.loaded_epochs.insert(index, epoch);
-        tracing::info!(
-            partition = index,
-            %epoch,
-            records = n,
-            "groups of an {OFFSETS_TOPIC} partition loaded"
-        );
-        Ok(())
-    }
-
-    /// Appends records to the group's partition of `__consumer_offsets`; what to wait on for
-    /// them to be replicated, if anything was written.
+    /// Queues records for the group's partition of `__consumer_offsets` on that partition's I/O
+    /// lane at once (so writes queued under the group lock reach the log in that order), then
+    /// `after`. The future answers what to wait on for them to be replicated, if anything was
+    /// written; dropping it leaves the write queued.
     fn write(
         &self,
-        broker: &Broker,
+        broker: &Arc<Broker>,
         group: &str,
         entries: Vec<(Bytes, Option<Bytes>)>,
-    ) -> Result<Option<Durable>, ResponseError> {
-        if entries.is_empty() {
-            return Ok(None);
+        after: Option<AfterWrite>,
+    ) -> impl Future<Output = Result<Option<Durable>, ResponseError>> {
+        let queued = if entries.is_empty() {
+            Ok(None)
+        } else {
+            self.queue_write(broker, group, entries, after).map(Some)
+        };
+        async move {
+            match queued {
+                Ok(Some(job)) => job
+                    .await
+                    .unwrap_or(Err(ResponseError::CoordinatorNotAvailable)),
+                Ok(None) => Ok(None),
+                Err(e) => Err(e),
+            }
         }
+    }
+
+    fn queue_write(
+        &self,
+        broker: &Arc<Broker>,
+        group: &str,
+        entries: Vec<(Bytes, Option<Bytes>)>,
+        after: Option<AfterWrite>,
+    ) -> Result<impl Future<Output = Option<Result<Option<Durable>, ResponseError>>>, ResponseError>
+    {
         let index = records::partition_for(group, self.partitions);
         let Some(partition) = broker.replicas.get(OFFSETS_TOPIC, index) else {
             return Err(ResponseError::CoordinatorNotAvailable);
@@ -291,23 +375,31 @@ impl GroupManager {
         )
         .map_err(|_| ResponseError::UnknownServerError)?;
         let mut bytes = buf.to_vec();
-        let result = partition.append_as_leader(broker.node_id(), &mut bytes, now);
-        match result {
-            Ok(Some((info, epoch))) => Ok(Some(Durable {
-                partition,
-                epoch,
-                last_offset: info.last_offset,
-            })),
-            Ok(None) => Err(ResponseError::NotCoordinator),
-            Err(e) => {
-                tracing::error!(error = %e, group, "cannot write to {OFFSETS_TOPIC}");
-                Err(ResponseError::CoordinatorNotAvailable)
+        let b = broker.clone();
+        let group = group.to_string();
+        Ok(broker.io.run(Self::lane(broker, index), move || {
+            match partition.append_as_leader(b.node_id(), &mut bytes, now) {
+                Ok(Some((info, epoch))) => {
+                    if let Some(after) = after {
+                        after(&mut b.groups.lock().coordinator);
+                    }
+                    Ok(Some(Durable {
+                        partition,
+                        epoch,
+                        last_offset: info.last_offset,
+                    }))
+                }
+                Ok(None) => Err(ResponseError::NotCoordinator),
+                Err(e) => {
+                    tracing::error!(error = %e, group, "cannot write to {OFFSETS_TOPIC}");
+                    Err(ResponseError::CoordinatorNotAvailable)
+                }
             }
-        }
+        }))
     }
 
-    /// Sends answers to parked requests and writes what the state machine asked for.
-    fn handle_outputs(&self, broker: &Broker, inner: &mut Inner, outputs: Vec<Output>) {
+    /// Sends answers to parked requests and queues the writes the state machine asked for.
+    fn handle_outputs(&self, broker: &Arc<Broker>, inner: &mut Inner, outputs: Vec<Output>) {
         for output in outputs {
             match output {
                 Output::Join(id, _) | Output::Sync(id, _) if !inner.waiters.contains_key(&id) => {}
@@ -321,14 +413,14 @@ impl GroupManager {
                         records::group_key(&group),
                         value.as_ref().map(records::group_value),
                     );
-                    let _ = self.write(broker, &group, vec![entry]);
+                    drop(self.write(broker, &group, vec![entry], None));
                 }
                 Output::DeleteOffsets(group, offsets) => {
                     let entries = offsets
                         .iter()
                         .map(|(t, p)| (records::offset_key(&group, t, *p), None))
                         .collect();
-                    let _ = self.write(broker, &group, entries);
+                    drop(self.write(broker, &group, entries, None));
                 }
             }
         }
@@ -337,7 +429,7 @@ impl GroupManager {
     /// Runs a state-machine call that may park the request, and waits for its answer.
     async fn parked(
         &self,
-        broker: &Broker,
+        broker: &Arc<Broker>,
         call: impl FnOnce(&mut Coordinator, RequestId) -> Vec<Output>,
     ) -> Option<Output> {
         let (tx, rx) = oneshot::channel();
@@ -352,9 +444,9 @@ impl GroupManager {
         rx.await.ok()
     }
 
-    pub(crate) async fn join(&self, broker: &Broker, req: JoinRequest) -> JoinResult {
+    pub(crate) async fn join(&self, broker: &Arc<Broker>, req: JoinRequest) -> JoinResult {
         let member_id = req.member_id.clone();
-        if let Err(e) = self.ready_for(broker, &req.group_id) {
+        if let Err(e) = self.ready_for(broker, &req.group_id).await {
             return error_join(e, &member_id);
         }
         match self
@@ -366,8 +458,8 @@ impl GroupManager {
         }
     }
 
-    pub(crate) async fn sync(&self, broker: &Broker, req: SyncRequest) -> SyncResult {
-        if let Err(e) = self.ready_for(broker, &req.group_id) {
+    pub(crate) async fn sync(&self, broker: &Arc<Broker>, req: SyncRequest) -> SyncResult {
+        if let Err(e) = self.ready_for(broker, &req.group_id).await {
             return error_sync(e);
         }
         match self
@@ -379,15 +471,15 @@ impl GroupManager {
         }
     }
 
-    pub(crate) fn heartbeat(
+    pub(crate) async fn heartbeat(
         &self,
-        broker: &Broker,
+        broker: &Arc<Broker>,
         group: &str,
         generation: i32,
         member: &str,
         instance: Option<&str>,
     ) -> i16 {
-        if let Err(e) = self.ready_for(broker, group) {
+        if let Err(e) = self.ready_for(broker, group).await {
             return e.code();
         }
         self.lock()
@@ -395,13 +487,13 @@ impl GroupManager {
             .heartbeat(group, generation, member, instance, weir_log::now_ms())
     }
 
-    pub(crate) fn leave(
+    pub(crate) async fn leave(
         &self,
-        broker: &Broker,
+        broker: &Arc<Broker>,
         group: &str,
         members: &[(String, Option<String>)],
     ) -> (i16, Vec<i16>) {
-        if let Err(e) = self.ready_for(broker, group) {
+        if let Err(e) = self.ready_for(broker, group).await {
             return (e.code(), vec![e.code(); members.len()]);
         }
         let mut inner = self.lock();
@@ -411,64 +503,72 @@ impl GroupManager {
     }
 
     /// OffsetCommit: one error code per entry, and what to wait on before answering (the
-    /// commit is durable once `__consumer_offsets` replicated it, as acks=all).
-    pub(crate) fn commit(
+    /// commit is durable once `__consumer_offsets` replicated it, as acks=all). The offsets
+    /// enter memory once written, in log order, before the answer.
+    pub(crate) async fn commit(
         &self,
-        broker: &Broker,
+        broker: &Arc<Broker>,
         group: &str,
         generation: i32,
         member: &str,
         instance: Option<&str>,
         entries: &[CommitEntry],
     ) -> (Vec<i16>, Option<Durable>) {
-        if let Err(e) = self.ready_for(broker, group) {
+        if let Err(e) = self.ready_for(broker, group).await {
             return (vec![e.code(); entries.len()], None);
         }
         let now = weir_log::now_ms();
-        let mut inner = self.lock();
-        if let Err(e) = inner
-            .coordinator
-            .check_commit(group, generation, member, instance, now)
-        {
-            return (vec![e.code(); entries.len()], None);
-        }
-        let image = broker.image();
-        let mut codes = Vec::with_capacity(entries.len());
-        let mut accepted = Vec::new();
-        for e in entries {
-            let exists = image
-                .topic(&e.topic)
-                .is_some_and(|t| t.partitions.contains_key(&e.partition));
-            let code = if !exists {
-                ResponseError::UnknownTopicOrPartition.code()
-            } else if e
-                .metadata
-                .as_ref()
-                .is_some_and(|m| m.len() > OFFSET_METADATA_MAX_BYTES)
+        let (codes, written) = {
+            let mut inner = self.lock();
+            if let Err(e) = inner
+                .coordinator
+                .check_commit(group, generation, member, instance, now)
             {
-                ResponseError::OffsetMetadataTooLarge.code()
-            } else {
-                let value = OffsetValue {
-                    offset: e.offset,
-                    leader_epoch: e.leader_epoch,
-                    metadata: e.metadata.clone().unwrap_or_default(),
-                    commit_timestamp: now,
+                return (vec![e.code(); entries.len()], None);
+            }
+            let image = broker.image();
+            let mut codes = Vec::with_capacity(entries.len());
+            let mut accepted = Vec::new();
+            for e in entries {
+                let exists = image
+                    .topic(&e.topic)
+                    .is_some_and(|t| t.partitions.contains_key(&e.partition));
+                let code = if !exists {
+                    ResponseError::UnknownTopicOrPartition.code()
+                } else if e
+                    .metadata
+                    .as_ref()
+                    .is_some_and(|m| m.len() > OFFSET_METADATA_MAX_BYTES)
+                {
+                    ResponseError::OffsetMetadataTooLarge.code()
+                } else {
+                    let value = OffsetValue {
+                        offset: e.offset,
+                        leader_epoch: e.leader_epoch,
+                        metadata: e.metadata.clone().unwrap_or_default(),
+                        commit_timestamp: now,
+                    };
+                    accepted.push(((e.topic.clone(), e.partition), value));
+                    0
                 };
-                accepted.push(((e.topic.clone(), e.partition), value));
-                0
-            };
-            codes.push(code);
-        }
-        let records = accepted
-            .iter()
-            .map(|((t, p), v)| {
-                (
-                    records::offset_key(group, t, *p),
-                    Some(records::offset_value(v)),
-                )
-            })
-            .collect();
-        match self.write(broker, group, records) {
+                codes.push(code);
+            }
+            let records = accepted
+                .iter()
+                .map(|((t, p), v)| {
+                    (
+                        records::offset_key(group, t, *p),
+                        Some(records::offset_value(v)),
+                    )
+                })
+                .collect();
+            let name = group.to_string();
+            let store: AfterWrite =
+                Box::new(move |c: &mut Coordinator| c.store_offsets(&name, accepted, now));
+            // Queued under the lock: commits reach the log in the order they were checked.
+            (codes, self.write(broker, group, records, Some(store)))
+        };
+        match written.await {
             Err(err) => {
                 let codes = codes
                     .into_iter()
@@ -476,21 +576,18 @@ impl GroupManager {
                     .collect();
                 (codes, None)
             }
-            Ok(durable) => {
-                inner.coordinator.store_offsets(group, accepted, now);
-                (codes, durable)
-            }
+            Ok(durable) => (codes, durable),
         }
     }
 
     /// Committed offsets of a group: all of them, or those asked for (-1 where none).
-    pub(crate) fn fetch_offsets(
+    pub(crate) async fn fetch_offsets(
         &self,
-        broker: &Broker,
+        broker: &Arc<Broker>,
         group: &str,
         wanted: Option<Vec<(String, Vec<i32>)>>,
     ) -> Result<TopicOffsets, ResponseError> {
-        self.ready_for(broker, group)?;
+        self.ready_for(broker, group).await?;
         let inner = self.lock();
         let offsets = inner
             .coordinator
@@ -523,78 +620,84 @@ impl GroupManager {
     }
 
     /// A snapshot of a group for DescribeGroups and ListGroups.
-    pub(crate) fn with_groups<T>(
+    pub(crate) async fn with_groups<T>(
         &self,
-        broker: &Broker,
+        broker: &Arc<Broker>,
         f: impl FnOnce(&Coordinator) -> T,
     ) -> Result<T, ResponseError> {
-        self.ensure_ready(broker)?;
+        self.ensure_ready(broker).await?;
         Ok(f(&self.lock().coordinator))
     }
 
-    pub(crate) fn delete_group(&self, broker: &Broker, group: &str) -> i16 {
-        if let Err(e) = self.ready_for(broker, group) {
+    pub(crate) async fn delete_group(&self, broker: &Arc<Broker>, group: &str) -> i16 {
+        if let Err(e) = self.ready_for(broker, group).await {
             return e.code();
         }
-        let mut inner = self.lock();
-        match inner.coordinator.delete_group(group) {
-            Err(e) => e.code(),
-            Ok(offsets) => {
-                let mut entries: Vec<(Bytes, Option<Bytes>)> = offsets
-                    .iter()
-                    .map(|(t, p)| (records::offset_key(group, t, *p), None))
-                    .collect();
-                entries.push((records::group_key(group), None));
-                match self.write(broker, group, entries) {
-                    Ok(_) => 0,
-                    Err(e) => e.code(),
+        let written = {
+            let mut inner = self.lock();
+            match inner.coordinator.delete_group(group) {
+                Err(e) => return e.code(),
+                Ok(offsets) => {
+                    let mut entries: Vec<(Bytes, Option<Bytes>)> = offsets
+                        .iter()
+                        .map(|(t, p)| (records::offset_key(group, t, *p), None))
+                        .collect();
+                    entries.push((records::group_key(group), None));
+                    self.write(broker, group, entries, None)
                 }
             }
+        };
+        match written.await {
+            Ok(_) => 0,
+            Err(e) => e.code(),
         }
     }
 
     /// OffsetDelete: removes offsets of topics the group's members do not subscribe to.
-    pub(crate) fn delete_offsets(
+    pub(crate) async fn delete_offsets(
         &self,
-        broker: &Broker,
+        broker: &Arc<Broker>,
         group: &str,
         topics: &[(String, Vec<i32>)],
     ) -> Result<Vec<Vec<i16>>, ResponseError> {
-        self.ready_for(broker, group)?;
-        let mut inner = self.lock();
-        let Some(g) = inner.coordinator.groups.get_mut(group) else {
-            return Err(ResponseError::GroupIdNotFound);
-        };
-        let subscribed = coordinator::subscribed_topics(g);
-        let mut removed = Vec::new();
-        let codes = topics
-            .iter()
-            .map(|(t, parts)| {
-                parts
-                    .iter()
-                    .map(|p| {
-                        if subscribed.contains(t) {
-                            ResponseError::GroupSubscribedToTopic.code()
-                        } else {
-                            if g.offsets.remove(&(t.clone(), *p)).is_some() {
-                                removed.push((t.clone(), *p));
+        self.ready_for(broker, group).await?;
+        let (codes, written) = {
+            let mut inner = self.lock();
+            let Some(g) = inner.coordinator.groups.get_mut(group) else {
+                return Err(ResponseError::GroupIdNotFound);
+            };
+            let subscribed = coordinator::subscribed_topics(g);
+            let mut removed = Vec::new();
+            let codes: Vec<Vec<i16>> = topics
+                .iter()
+                .map(|(t, parts)| {
+                    parts
+                        .iter()
+                        .map(|p| {
+                            if subscribed.contains(t) {
+                                ResponseError::GroupSubscribedToTopic.code()
+                            } else {
+                                if g.offsets.remove(&(t.clone(), *p)).is_some() {
+                                    removed.push((t.clone(), *p));
+                                }
+                                0
                             }
-                            0
-                        }
-                    })
-                    .collect()
-            })
-            .collect();
-        let entries = removed
-            .iter()
-            .map(|(t, p)| (records::offset_key(group, t, *p), None))
-            .collect();
-        self.write(broker, group, entries)?;
+                        })
+                        .collect()
+                })
+                .collect();
+            let entries = removed
+                .iter()
+                .map(|(t, p)| (records::offset_key(group, t, *p), None))
+                .collect();
+            (codes, self.write(broker, group, entries, None))
+        };
+        written.await?;
         Ok(codes)
     }
 
     /// Advances the state machine's clock: timeouts, delayed rebalances, offset expiry.
-    pub(crate) fn tick(&self, broker: &Broker) {
+    pub(crate) fn tick(&self, broker: &Arc<Broker>) {
         let mut inner = self.lock();
         if !inner.loaded {
             return;
@@ -623,99 +726,4 @@ fn error_sync(e: ResponseError) -> SyncResult {
         protocol_name: None,
         assignment: Bytes::new(),
     }
-}
-
-/// Replays one `__consumer_offsets` partition into the coordinator; returns how many records.
-fn undecodable(partition: i32, group: &str, offset: i64) {
-    tracing::warn!(
-        partition,
-        group,
-        offset,
-        "skipping an unreadable value in {OFFSETS_TOPIC}"
-    );
-}
-
-fn load_partition(
-    coordinator: &mut Coordinator,
-    partition: &Partition,
-) -> Result<usize, ResponseError> {
-    let partition_index = partition.index;
-    let now = weir_log::now_ms();
-    let mut loaded = 0usize;
-    let log = partition.log();
-    let mut offset = log.log_start_offset();
-    let end = log.log_end_offset();
-    while offset < end {
-        let info = log.read(offset, 8 << 20, end, true).map_err(|e| {
-            tracing::error!(error = %e, partition = partition.index, "cannot read {OFFSETS_TOPIC}");
-            ResponseError::CoordinatorNotAvailable
-        })?;
-        if info.slices.is_empty() {
-            break;
-        }
-        let before = offset;
-        for slice in &info.slices {
-            let bytes = Bytes::from(
-                slice
-                    .read_to_vec()
-                    .map_err(|_| ResponseError::CoordinatorNotAvailable)?,
-            );
-            let mut at = 0usize;
-            // Batch by batch, by their headers: a batch compaction emptied still moves on.
-            while let Ok(header) = weir_log::BatchHeader::parse(&bytes[at..]) {
-                let size = header.total_size();
-                if at.checked_add(size).is_none_or(|e| e > bytes.len()) {
-                    break;
-                }
-                offset = offset.max(header.end());
-                let batch = bytes.slice(at..at + size);
-                at += size;
-                let limit = weir_log::decompress::DEFAULT_MAX_DECOMPRESSED_BYTES;
-                let set = match weir_log::decompress::decode_batch(batch, limit) {
-                    Ok(set) => set,
-                    Err(e) => {
-                        tracing::error!(
-                            partition = partition.index,
-                            offset = header.base_offset,
-                            error = %e,
-                            "skipping an undecodable batch in {OFFSETS_TOPIC}"
-                        );
-                        continue;
-                    }
-                };
-                for r in set.records {
-                    loaded += 1;
-                    let Some(key) = r.key.and_then(records::decode_key) else {
-                        continue;
-                    };
-                    match key {
-                        // A value this broker cannot read is skipped, never taken for a
-                        // tombstone.
-                        Key::Offset {
-                            group,
-                            topic,
-                            partition,
-                        } => match r.value.map(records::decode_offset_value) {
-                            Some(None) => undecodable(partition_index, &group, r.offset),
-                            value => coordinator.restore_offset(
-                                &group,
-                                &topic,
-                                partition,
-                                value.flatten(),
-                                now,
-                            ),
-                        },
-                        Key::Group { group } => match r.value.map(records::decode_group_value) {
-                            Some(None) => undecodable(partition_index, &group, r.offset),
-                            value => coordinator.restore_group(&group, value.flatten(), now),
-                        },
-                    }
-                }
-            }
-        }
-        if offset == before {
-            break;
-        }
-    }
-    Ok(loaded)
 }

@@ -7,16 +7,18 @@ use kafka_protocol::messages::{DeleteGroupsRequest, DeleteGroupsResponse};
 
 use crate::broker::Broker;
 
-pub(crate) fn handle(broker: &Arc<Broker>, request: DeleteGroupsRequest) -> DeleteGroupsResponse {
-    let results = request
-        .groups_names
-        .into_iter()
-        .map(|id| {
-            let code = broker.groups.delete_group(broker, &id.0);
+pub(crate) async fn handle(
+    broker: &Arc<Broker>,
+    request: DeleteGroupsRequest,
+) -> DeleteGroupsResponse {
+    let mut results = Vec::with_capacity(request.groups_names.len());
+    for id in request.groups_names {
+        let code = broker.groups.delete_group(broker, &id.0).await;
+        results.push(
             DeletableGroupResult::default()
                 .with_group_id(id)
-                .with_error_code(code)
-        })
-        .collect();
+                .with_error_code(code),
+        );
+    }
     DeleteGroupsResponse::default().with_results(results)
 }

@@ -9,50 +9,52 @@ use kafka_protocol::messages::{DescribeGroupsRequest, DescribeGroupsResponse};
 use super::str_bytes;
 use crate::broker::Broker;
 
-pub(crate) fn handle(
+pub(crate) async fn handle(
     broker: &Arc<Broker>,
     version: i16,
     request: DescribeGroupsRequest,
 ) -> DescribeGroupsResponse {
-    let groups = request
-        .groups
-        .into_iter()
-        .map(|id| {
-            let described = broker.groups.with_groups(broker, |c| {
-                let base = DescribedGroup::default().with_group_id(id.clone());
-                let Some(g) = c.groups.get(&*id.0) else {
-                    return base.with_group_state(str_bytes("Dead"));
-                };
-                let protocol = g.protocol_name.clone().unwrap_or_default();
-                let members = g
-                    .members
-                    .values()
-                    .map(|m| {
-                        let d = DescribedGroupMember::default()
-                            .with_member_id(str_bytes(m.member_id.clone()))
-                            .with_client_id(str_bytes(m.client_id.clone()))
-                            .with_client_host(str_bytes(m.client_host.clone()))
-                            .with_member_metadata(m.metadata(&protocol))
-                            .with_member_assignment(m.assignment.clone());
-                        if version >= 4 {
-                            d.with_group_instance_id(m.group_instance_id.clone().map(str_bytes))
-                        } else {
-                            d
-                        }
-                    })
-                    .collect();
-                base.with_group_state(str_bytes(g.state.name()))
-                    .with_protocol_type(str_bytes(g.protocol_type.clone().unwrap_or_default()))
-                    .with_protocol_data(str_bytes(protocol))
-                    .with_members(members)
-            });
+    let mut groups = Vec::with_capacity(request.groups.len());
+    for id in request.groups {
+        groups.push({
+            let described = broker
+                .groups
+                .with_groups(broker, |c| {
+                    let base = DescribedGroup::default().with_group_id(id.clone());
+                    let Some(g) = c.groups.get(&*id.0) else {
+                        return base.with_group_state(str_bytes("Dead"));
+                    };
+                    let protocol = g.protocol_name.clone().unwrap_or_default();
+                    let members = g
+                        .members
+                        .values()
+                        .map(|m| {
+                            let d = DescribedGroupMember::default()
+                                .with_member_id(str_bytes(m.member_id.clone()))
+                                .with_client_id(str_bytes(m.client_id.clone()))
+                                .with_client_host(str_bytes(m.client_host.clone()))
+                                .with_member_metadata(m.metadata(&protocol))
+                                .with_member_assignment(m.assignment.clone());
+                            if version >= 4 {
+                                d.with_group_instance_id(m.group_instance_id.clone().map(str_bytes))
+                            } else {
+                                d
+                            }
+                        })
+                        .collect();
+                    base.with_group_state(str_bytes(g.state.name()))
+                        .with_protocol_type(str_bytes(g.protocol_type.clone().unwrap_or_default()))
+                        .with_protocol_data(str_bytes(protocol))
+                        .with_members(members)
+                })
+                .await;
             match described {
                 Ok(d) => d,
                 Err(e) => DescribedGroup::default()
                     .with_group_id(id)
                     .with_error_code(e.code()),
             }
-        })
-        .collect();
+        });
+    }
     DescribeGroupsResponse::default().with_groups(groups)
 }

@@ -15,7 +15,7 @@ use crate::group::OFFSETS_TOPIC;
 const KEY_TYPE_GROUP: i8 = 0;
 
 async fn lookup(
-    broker: &Broker,
+    broker: &Arc<Broker>,
     key_type: i8,
     key: &str,
 ) -> Result<(i32, String, i32), (i16, String)> {

@@ -7,7 +7,7 @@ use kafka_protocol::messages::{LeaveGroupRequest, LeaveGroupResponse};
 
 use crate::broker::Broker;
 
-pub(crate) fn handle(
+pub(crate) async fn handle(
     broker: &Arc<Broker>,
     version: i16,
     request: LeaveGroupRequest,
@@ -26,7 +26,10 @@ pub(crate) fn handle(
     } else {
         vec![(request.member_id.to_string(), None)]
     };
-    let (top, codes) = broker.groups.leave(broker, &request.group_id.0, &members);
+    let (top, codes) = broker
+        .groups
+        .leave(broker, &request.group_id.0, &members)
+        .await;
     if version < 3 {
         return LeaveGroupResponse::default().with_error_code(top);
     }

@@ -10,7 +10,7 @@ use super::str_bytes;
 use crate::broker::Broker;
 use crate::group::coordinator::GroupState;
 
-pub(crate) fn handle(
+pub(crate) async fn handle(
     broker: &Arc<Broker>,
     version: i16,
     request: ListGroupsRequest,
@@ -25,26 +25,31 @@ pub(crate) fn handle(
         .iter()
         .map(|s| s.to_ascii_lowercase())
         .collect();
-    let listed = broker.groups.with_groups(broker, |c| {
-        c.groups
-            .values()
-            .filter(|g| g.state != GroupState::Dead)
-            .filter(|g| states.is_empty() || states.contains(&g.state.name().to_ascii_lowercase()))
-            .filter(|_| types.is_empty() || types.iter().any(|t| t == "classic"))
-            .map(|g| {
-                let mut l = ListedGroup::default()
-                    .with_group_id(GroupId(str_bytes(g.group_id.clone())))
-                    .with_protocol_type(str_bytes(g.protocol_type.clone().unwrap_or_default()));
-                if version >= 4 {
-                    l = l.with_group_state(str_bytes(g.state.name()));
-                }
-                if version >= 5 {
-                    l = l.with_group_type(str_bytes("classic"));
-                }
-                l
-            })
-            .collect::<Vec<_>>()
-    });
+    let listed = broker
+        .groups
+        .with_groups(broker, |c| {
+            c.groups
+                .values()
+                .filter(|g| g.state != GroupState::Dead)
+                .filter(|g| {
+                    states.is_empty() || states.contains(&g.state.name().to_ascii_lowercase())
+                })
+                .filter(|_| types.is_empty() || types.iter().any(|t| t == "classic"))
+                .map(|g| {
+                    let mut l = ListedGroup::default()
+                        .with_group_id(GroupId(str_bytes(g.group_id.clone())))
+                        .with_protocol_type(str_bytes(g.protocol_type.clone().unwrap_or_default()));
+                    if version >= 4 {
+                        l = l.with_group_state(str_bytes(g.state.name()));
+                    }
+                    if version >= 5 {
+                        l = l.with_group_type(str_bytes("classic"));
+                    }
+                    l
+                })
+                .collect::<Vec<_>>()
+        })
+        .await;
     match listed {
         Ok(groups) => ListGroupsResponse::default().with_groups(groups),
         Err(e) => ListGroupsResponse::default().with_error_code(e.code()),

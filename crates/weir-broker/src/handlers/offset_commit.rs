@@ -33,14 +33,17 @@ pub(crate) async fn handle(
             })
         })
         .collect();
-    let (mut codes, durable) = broker.groups.commit(
-        broker,
-        &request.group_id.0,
-        request.generation_id_or_member_epoch,
-        &request.member_id,
-        request.group_instance_id.as_deref(),
-        &entries,
-    );
+    let (mut codes, durable) = broker
+        .groups
+        .commit(
+            broker,
+            &request.group_id.0,
+            request.generation_id_or_member_epoch,
+            &request.member_id,
+            request.group_instance_id.as_deref(),
+            &entries,
+        )
+        .await;
     // Answered once `__consumer_offsets` replicated the commit (the group lock is not held).
     if let Some(durable) = durable {
         let code = durable.wait(broker).await;

@@ -9,7 +9,10 @@ use kafka_protocol::messages::{OffsetDeleteRequest, OffsetDeleteResponse};
 
 use crate::broker::Broker;
 
-pub(crate) fn handle(broker: &Arc<Broker>, request: OffsetDeleteRequest) -> OffsetDeleteResponse {
+pub(crate) async fn handle(
+    broker: &Arc<Broker>,
+    request: OffsetDeleteRequest,
+) -> OffsetDeleteResponse {
     let wanted: Vec<(String, Vec<i32>)> = request
         .topics
         .iter()
@@ -23,6 +26,7 @@ pub(crate) fn handle(broker: &Arc<Broker>, request: OffsetDeleteRequest) -> Offs
     match broker
         .groups
         .delete_offsets(broker, &request.group_id.0, &wanted)
+        .await
     {
         Err(e) => OffsetDeleteResponse::default().with_error_code(e.code()),
         Ok(codes) => {

@@ -14,7 +14,7 @@ use crate::broker::Broker;
 use crate::group::records::OffsetValue;
 use crate::group::TopicOffsets;
 
-pub(crate) fn handle(
+pub(crate) async fn handle(
     broker: &Arc<Broker>,
     version: i16,
     request: OffsetFetchRequest,
@@ -28,17 +28,20 @@ pub(crate) fn handle(
         }
     };
     if version >= 8 {
-        let groups = request
-            .groups
-            .into_iter()
-            .map(|g| {
+        let mut groups = Vec::with_capacity(request.groups.len());
+        for g in request.groups {
+            groups.push({
                 let wanted = g.topics.map(|ts| {
                     ts.into_iter()
                         .map(|t| (t.name.0.to_string(), t.partition_indexes))
                         .collect()
                 });
                 let result = OffsetFetchResponseGroup::default().with_group_id(g.group_id.clone());
-                match broker.groups.fetch_offsets(broker, &g.group_id.0, wanted) {
+                match broker
+                    .groups
+                    .fetch_offsets(broker, &g.group_id.0, wanted)
+                    .await
+                {
                     Err(e) => result.with_error_code(e.code()),
                     Ok(fetched) => result.with_topics(
                         fetched
@@ -66,8 +69,8 @@ pub(crate) fn handle(
                             .collect(),
                     ),
                 }
-            })
-            .collect();
+            });
+        }
         return OffsetFetchResponse::default().with_groups(groups);
     }
     let wanted = request.topics.map(|ts| {
@@ -75,10 +78,10 @@ pub(crate) fn handle(
             .map(|t| (t.name.0.to_string(), t.partition_indexes))
             .collect()
     });
-    let fetched: Result<TopicOffsets, _> =
-        broker
-            .groups
-            .fetch_offsets(broker, &request.group_id.0, wanted);
+    let fetched: Result<TopicOffsets, _> = broker
+        .groups
+        .fetch_offsets(broker, &request.group_id.0, wanted)
+        .await;
     match fetched {
         Err(e) => {
             let r = OffsetFetchResponse::default();
