@@ -36,24 +36,6 @@ impl FileSlice {
     }
 }
 
-/// An fsync to run outside the log's lock: the active segment's file, and the log end it covers.
-#[derive(Debug, Clone)]
-pub struct SyncTarget {
-    file: Arc<dyn StoredFile>,
-    end: i64,
-    truncations: u64,
-    /// The log's flushed offset when the target was taken: if this fsync fails, nothing from
-    /// there on is known durable, whatever other fsyncs reported meanwhile.
-    flushed: i64,
-}
-
-impl SyncTarget {
-    /// Flushes the file's data to disk (blocking).
-    pub fn sync(&self) -> std::io::Result<()> {
-        self.file.sync_data()
-    }
-}
-
 /// The result of appending a produce request's batches.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub struct AppendInfo {
@@ -91,8 +73,8 @@ pub struct Log {
     pub(crate) log_end_offset: i64,
     pub(crate) epochs: LeaderEpochCache,
     pub(crate) producers: ProducerStateManager,
-    records_since_flush: u64,
-    last_flush_ms: i64,
+    pub(crate) records_since_flush: u64,
+    pub(crate) last_flush_ms: i64,
     /// Active segment and time of the last compaction pass, to skip passes with nothing to do.
     pub(crate) last_compaction: Option<(i64, i64)>,
     /// Set after a failed write or fsync: the log takes no more writes (see STYLE.md).
@@ -100,7 +82,7 @@ pub struct Log {
     /// Raised with `poisoned`, for whoever watches many logs (see [`Log::report_failure_to`]).
     failure_flag: Option<Arc<std::sync::atomic::AtomicBool>>,
     /// Offsets below this are known to be on disk (fsynced): Kafka's recovery point.
-    flushed_offset: i64,
+    pub(crate) flushed_offset: i64,
     /// Bumped whenever the log's tail is cut, so an fsync that began before a truncation does
     /// not vouch for records written after it at the same offsets.
     pub(crate) truncations: u64,
@@ -720,78 +702,6 @@ impl Log {
         self.active().flush()?;
         self.epochs.truncate_from_end(self.log_end_offset())?;
         self.load_producer_state().map(|_| ())
-    }
-
-    /// Whether `flush.ms` asks for an fsync now.
-    pub fn flush_due(&self, now_ms: i64) -> bool {
-        self.records_since_flush > 0
-            && now_ms.saturating_sub(self.last_flush_ms) >= self.config.flush_ms
-    }
-
-    pub fn flush(&mut self) -> Result<()> {
-        let result = self
-            .segments
-            .values()
-            .next_back()
-            .map_or(Ok(()), |s| s.flush());
-        self.poison(result)?;
-        self.records_since_flush = 0;
-        self.last_flush_ms = crate::now_ms();
-        self.flushed_offset = self.log_end_offset;
-        Ok(())
-    }
-
-    /// Offsets below this are on disk.
-    pub fn flushed_offset(&self) -> Offset {
-        Offset(self.flushed_offset.min(self.log_end_offset))
-    }
-
-    /// How far this replica's log counts for acks=all and the high watermark: the flushed
-    /// offset when writes are not cached (`write.caching=false`), else the log end.
-    pub fn durable_end(&self) -> Offset {
-        if self.config.write_caching {
-            self.log_end_offset()
-        } else {
-            self.flushed_offset()
-        }
-    }
-
-    /// What an fsync must cover to make the whole log durable, or `None` when it already is.
-    /// The fsync itself runs without the log's lock ([`SyncTarget::sync`]); its result is given
-    /// back with [`Log::synced`]. Closed segments were fsynced when they rolled.
-    /// Out of descriptors for the file, it is a [`LogError::Shortage`]: try again later.
-    pub fn sync_target(&self) -> Result<Option<SyncTarget>> {
-        if self.flushed_offset >= self.log_end_offset || self.poisoned.is_some() {
-            return Ok(None);
-        }
-        let Some(active) = self.segments.values().next_back() else {
-            return Ok(None);
-        };
-        Ok(Some(SyncTarget {
-            file: active.pinned_file()?,
-            end: self.log_end_offset,
-            truncations: self.truncations,
-            flushed: self.flushed_offset().0,
-        }))
-    }
-
-    /// Takes the result of an fsync begun with [`Log::sync_target`]: on success the log is
-    /// flushed up to where it ended then (unless its tail was cut meanwhile); a failed fsync
-    /// poisons the log, since the kernel may have dropped the unsynced pages.
-    pub fn synced(&mut self, target: &SyncTarget, result: std::io::Result<()>) -> Result<()> {
-        if result.is_err() && self.poisoned.is_none() {
-            let from = target.flushed.min(self.flushed_offset().0);
-            if let Err(e) = crate::unsynced::record(&*self.storage, &self.dir, from) {
-                tracing::error!(dir = %self.dir.display(), error = %e, "cannot record a failed fsync");
-            }
-        }
-        self.poison(result.map_err(LogError::from))?;
-        if target.truncations == self.truncations {
-            self.flushed_offset = self.flushed_offset.max(target.end);
-            self.records_since_flush = 0;
-            self.last_flush_ms = crate::now_ms();
-        }
-        Ok(())
     }
 
     /// Flushes everything and marks the log as cleanly closed, so the next open skips recovery.

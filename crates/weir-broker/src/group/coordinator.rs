@@ -19,273 +19,12 @@ use std::collections::{BTreeMap, HashMap};
 use bytes::Bytes;
 use kafka_protocol::error::ResponseError;
 
-use super::records::{GroupValue, MemberValue, OffsetValue};
+use super::records::{GroupValue, OffsetValue};
 
-/// Identifies a parked request so that its answer can be sent later.
-pub(crate) type RequestId = u64;
+mod group;
+mod offsets;
 
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub(crate) enum GroupState {
-    Empty,
-    PreparingRebalance,
-    CompletingRebalance,
-    Stable,
-    Dead,
-}
-
-impl GroupState {
-    pub(crate) fn name(self) -> &'static str {
-        match self {
-            GroupState::Empty => "Empty",
-            GroupState::PreparingRebalance => "PreparingRebalance",
-            GroupState::CompletingRebalance => "CompletingRebalance",
-            GroupState::Stable => "Stable",
-            GroupState::Dead => "Dead",
-        }
-    }
-}
-
-#[derive(Debug, Clone)]
-pub(crate) struct JoinRequest {
-    pub(crate) group_id: String,
-    pub(crate) member_id: String,
-    pub(crate) group_instance_id: Option<String>,
-    pub(crate) client_id: String,
-    pub(crate) client_host: String,
-    pub(crate) session_timeout_ms: i32,
-    pub(crate) rebalance_timeout_ms: i32,
-    pub(crate) protocol_type: String,
-    pub(crate) protocols: Vec<(String, Bytes)>,
-    /// MEMBER_ID_REQUIRED only exists from JoinGroup v4 (old Sarama does not know it).
-    pub(crate) version: i16,
-}
-
-#[derive(Debug, Clone, PartialEq)]
-pub(crate) struct JoinResult {
-    pub(crate) error: i16,
-    pub(crate) generation_id: i32,
-    pub(crate) protocol_type: Option<String>,
-    pub(crate) protocol_name: Option<String>,
-    pub(crate) leader: String,
-    pub(crate) member_id: String,
-    /// Filled for the leader only: every member with its metadata for the chosen protocol.
-    pub(crate) members: Vec<(String, Option<String>, Bytes)>,
-}
-
-impl JoinResult {
-    fn error(error: ResponseError, member_id: &str) -> JoinResult {
-        JoinResult {
-            error: error.code(),
-            generation_id: -1,
-            protocol_type: None,
-            protocol_name: None,
-            leader: String::new(),
-            member_id: member_id.to_string(),
-            members: Vec::new(),
-        }
-    }
-}
-
-#[derive(Debug, Clone)]
-pub(crate) struct SyncRequest {
-    pub(crate) group_id: String,
-    pub(crate) generation_id: i32,
-    pub(crate) member_id: String,
-    pub(crate) group_instance_id: Option<String>,
-    pub(crate) protocol_type: Option<String>,
-    pub(crate) protocol_name: Option<String>,
-    pub(crate) assignments: Vec<(String, Bytes)>,
-}
-
-#[derive(Debug, Clone, PartialEq)]
-pub(crate) struct SyncResult {
-    pub(crate) error: i16,
-    pub(crate) protocol_type: Option<String>,
-    pub(crate) protocol_name: Option<String>,
-    pub(crate) assignment: Bytes,
-}
-
-impl SyncResult {
-    fn error(error: ResponseError) -> SyncResult {
-        SyncResult {
-            error: error.code(),
-            protocol_type: None,
-            protocol_name: None,
-            assignment: Bytes::new(),
-        }
-    }
-}
-
-/// What the coordinator asks its driver to do.
-#[derive(Debug, Clone, PartialEq)]
-pub(crate) enum Output {
-    Join(RequestId, JoinResult),
-    Sync(RequestId, SyncResult),
-    /// Write the group's metadata record (`None`: a tombstone, the group is gone).
-    PersistGroup(String, Option<GroupValue>),
-    /// Write offset tombstones (expired or deleted offsets).
-    DeleteOffsets(String, Vec<(String, i32)>),
-}
-
-#[derive(Debug, Clone)]
-pub(crate) struct Member {
-    pub(crate) member_id: String,
-    pub(crate) group_instance_id: Option<String>,
-    pub(crate) client_id: String,
-    pub(crate) client_host: String,
-    pub(crate) session_timeout_ms: i32,
-    pub(crate) rebalance_timeout_ms: i32,
-    pub(crate) protocols: Vec<(String, Bytes)>,
-    pub(crate) assignment: Bytes,
-    last_heartbeat_ms: i64,
-    awaiting_join: Option<RequestId>,
-    awaiting_sync: Option<RequestId>,
-    /// Joined during the current rebalance (a new member, for the initial-delay extension).
-    is_new: bool,
-}
-
-impl Member {
-    /// The member's metadata for a protocol (its subscription, for consumers).
-    pub(crate) fn metadata(&self, protocol: &str) -> Bytes {
-        self.protocols
-            .iter()
-            .find(|(n, _)| n == protocol)
-            .map(|(_, m)| m.clone())
-            .unwrap_or_default()
-    }
-}
-
-#[derive(Debug, Clone)]
-pub(crate) struct Group {
-    pub(crate) group_id: String,
-    pub(crate) state: GroupState,
-    pub(crate) generation_id: i32,
-    pub(crate) protocol_type: Option<String>,
-    pub(crate) protocol_name: Option<String>,
-    pub(crate) leader_id: Option<String>,
-    /// Members in join order (the first is leader when a leader must be chosen).
-    pub(crate) members: BTreeMap<String, Member>,
-    join_order: Vec<String>,
-    static_members: HashMap<String, String>,
-    /// Member ids handed out with MEMBER_ID_REQUIRED, with when they expire.
-    pending_members: HashMap<String, i64>,
-    rebalance_deadline_ms: Option<i64>,
-    /// The rebalance started from Empty: wait `initial_rebalance_delay` for more members.
-    initial_delay_until_ms: Option<i64>,
-    pub(crate) offsets: BTreeMap<(String, i32), OffsetValue>,
-    /// When the group last became Empty (for offset expiry, KIP-211).
-    empty_since_ms: i64,
-}
-
-impl Group {
-    fn new(group_id: &str, now_ms: i64) -> Group {
-        Group {
-            group_id: group_id.to_string(),
-            state: GroupState::Empty,
-            generation_id: 0,
-            protocol_type: None,
-            protocol_name: None,
-            leader_id: None,
-            members: BTreeMap::new(),
-            join_order: Vec::new(),
-            static_members: HashMap::new(),
-            pending_members: HashMap::new(),
-            rebalance_deadline_ms: None,
-            initial_delay_until_ms: None,
-            offsets: BTreeMap::new(),
-            empty_since_ms: now_ms,
-        }
-    }
-
-    fn durable(&self, now_ms: i64) -> GroupValue {
-        GroupValue {
-            protocol_type: self.protocol_type.clone().unwrap_or_default(),
-            generation: self.generation_id,
-            protocol: self.protocol_name.clone(),
-            leader: self.leader_id.clone(),
-            state_timestamp: now_ms,
-            members: self
-                .join_order
-                .iter()
-                .filter_map(|id| self.members.get(id))
-                .map(|m| MemberValue {
-                    member_id: m.member_id.clone(),
-                    group_instance_id: m.group_instance_id.clone(),
-                    client_id: m.client_id.clone(),
-                    client_host: m.client_host.clone(),
-                    rebalance_timeout_ms: m.rebalance_timeout_ms,
-                    session_timeout_ms: m.session_timeout_ms,
-                    subscription: self
-                        .protocol_name
-                        .as_deref()
-                        .map(|p| m.metadata(p))
-                        .unwrap_or_default(),
-                    assignment: m.assignment.clone(),
-                })
-                .collect(),
-        }
-    }
-
-    fn max_rebalance_timeout(&self) -> i64 {
-        self.members
-            .values()
-            .map(|m| i64::from(m.rebalance_timeout_ms))
-            .max()
-            .unwrap_or(0)
-    }
-
-    fn all_joined(&self) -> bool {
-        self.members.values().all(|m| m.awaiting_join.is_some())
-    }
-
-    /// The protocol every member supports, most preferred by the members' own orders.
-    fn select_protocol(&self) -> Option<String> {
-        let mut candidates: Vec<&String> = self
-            .members
-            .values()
-            .next()?
-            .protocols
-            .iter()
-            .map(|(n, _)| n)
-            .collect();
-        candidates.retain(|c| {
-            self.members
-                .values()
-                .all(|m| m.protocols.iter().any(|(n, _)| n == *c))
-        });
-        let mut votes: Vec<(usize, &String)> = candidates.iter().map(|c| (0usize, *c)).collect();
-        for m in self.members.values() {
-            if let Some(first) = m
-                .protocols
-                .iter()
-                .map(|(n, _)| n)
-                .find(|n| candidates.contains(n))
-            {
-                if let Some(v) = votes.iter_mut().find(|(_, c)| *c == first) {
-                    v.0 += 1;
-                }
-            }
-        }
-        // Most votes; ties go to the earlier candidate in the first member's order.
-        let best = votes.iter().map(|(n, _)| *n).max()?;
-        votes
-            .iter()
-            .find(|(n, _)| *n == best)
-            .map(|(_, c)| (*c).clone())
-    }
-
-    fn supports(&self, protocol_type: &str, protocols: &[(String, Bytes)]) -> bool {
-        if self.members.is_empty() {
-            return !protocols.is_empty() && !protocol_type.is_empty();
-        }
-        self.protocol_type.as_deref() == Some(protocol_type)
-            && protocols.iter().any(|(p, _)| {
-                self.members
-                    .values()
-                    .all(|m| m.protocols.iter().any(|(n, _)| n == p))
-            })
-    }
-}
+pub(crate) use group::*;
 
 /// Settings of the coordinator (Kafka's broker configs of the same names).
 #[derive(Debug, Clone, Copy)]
@@ -303,6 +42,8 @@ pub(crate) struct Coordinator {
     config: CoordinatorConfig,
     pub(crate) groups: BTreeMap<String, Group>,
     next_member: u64,
+    /// The token of the last commit begun (see [`Coordinator::begin_commit`]).
+    next_commit: u64,
 }
 
 type Outputs = Vec<Output>;
@@ -313,6 +54,7 @@ impl Coordinator {
             config,
             groups: BTreeMap::new(),
             next_member: 0,
+            next_commit: 0,
         }
     }
 
@@ -996,11 +738,13 @@ impl Coordinator {
     // ---- time ---------------------------------------------------------------------------
 
     /// Session timeouts, pending-member expiry, rebalance deadlines and offset expiry.
-    pub(crate) fn tick(&mut self, now_ms: i64) -> Outputs {
+    /// Advances the clock of the groups `active` picks (the driver skips groups whose
+    /// partition this broker does not lead, or is loading).
+    pub(crate) fn tick(&mut self, now_ms: i64, active: impl Fn(&str) -> bool) -> Outputs {
         let mut out = Vec::new();
         let retention = self.config.offsets_retention_ms;
         let mut dead = Vec::new();
-        for group in self.groups.values_mut() {
+        for group in self.groups.values_mut().filter(|g| active(&g.group_id)) {
             group.pending_members.retain(|_, expire| *expire > now_ms);
             // As Kafka's heartbeat expiry: a member waiting in a join or sync is kept; any other
             // member whose session has run out is removed, in every live state. During a
@@ -1029,23 +773,8 @@ impl Coordinator {
                 }
             }
             Self::maybe_complete_join(group, now_ms, &mut out);
-            if group.state == GroupState::Empty && now_ms - group.empty_since_ms > retention {
-                let expired: Vec<(String, i32)> = group
-                    .offsets
-                    .iter()
-                    .filter(|(_, v)| now_ms - v.commit_timestamp > retention)
-                    .map(|(k, _)| k.clone())
-                    .collect();
-                if !expired.is_empty() {
-                    for k in &expired {
-                        group.offsets.remove(k);
-                    }
-                    out.push(Output::DeleteOffsets(group.group_id.clone(), expired));
-                }
-                if group.offsets.is_empty() {
-                    group.state = GroupState::Dead;
-                    dead.push(group.group_id.clone());
-                }
+            if Self::expire_offsets(group, now_ms, retention, &mut out) {
+                dead.push(group.group_id.clone());
             }
         }
         for id in dead {
@@ -1054,105 +783,6 @@ impl Coordinator {
         }
         out
     }
-
-    // ---- offsets ------------------------------------------------------------------------
-
-    /// May this member commit offsets for the group now? (Kafka's `doCommitOffsets` rules.)
-    pub(crate) fn check_commit(
-        &mut self,
-        group_id: &str,
-        generation_id: i32,
-        member_id: &str,
-        instance: Option<&str>,
-        now_ms: i64,
-    ) -> Result<(), ResponseError> {
-        let group = match self.groups.get(group_id) {
-            None if generation_id < 0 => {
-                self.groups
-                    .insert(group_id.to_string(), Group::new(group_id, now_ms));
-                return Ok(());
-            }
-            None => return Err(ResponseError::IllegalGeneration),
-            Some(g) => g,
-        };
-        if group.state == GroupState::Dead {
-            return Err(ResponseError::CoordinatorNotAvailable);
-        }
-        if generation_id < 0 && group.state == GroupState::Empty {
-            return Ok(());
-        }
-        if group.state == GroupState::CompletingRebalance {
-            return Err(ResponseError::RebalanceInProgress);
-        }
-        Self::check_member(group, member_id, instance)?;
-        if generation_id != group.generation_id {
-            return Err(ResponseError::IllegalGeneration);
-        }
-        if let Some(group) = self.groups.get_mut(group_id) {
-            if let Some(m) = group.members.get_mut(member_id) {
-                m.last_heartbeat_ms = now_ms;
-            }
-        }
-        Ok(())
-    }
-
-    pub(crate) fn store_offsets(
-        &mut self,
-        group_id: &str,
-        offsets: Vec<((String, i32), OffsetValue)>,
-        now_ms: i64,
-    ) {
-        let group = self
-            .groups
-            .entry(group_id.to_string())
-            .or_insert_with(|| Group::new(group_id, now_ms));
-        for (k, v) in offsets {
-            group.offsets.insert(k, v);
-        }
-    }
-
-    /// DeleteGroups: only empty groups may go.
-    pub(crate) fn delete_group(
-        &mut self,
-        group_id: &str,
-    ) -> Result<Vec<(String, i32)>, ResponseError> {
-        let Some(group) = self.groups.get(group_id) else {
-            return Err(ResponseError::GroupIdNotFound);
-        };
-        match group.state {
-            GroupState::Dead => Err(ResponseError::GroupIdNotFound),
-            GroupState::Empty => {
-                let offsets = group.offsets.keys().cloned().collect();
-                self.groups.remove(group_id);
-                Ok(offsets)
-            }
-            _ => Err(ResponseError::NonEmptyGroup),
-        }
-    }
-}
-
-/// Topics the group's members subscribe to (from their consumer-protocol metadata), for
-/// OffsetDelete's GROUP_SUBSCRIBED_TO_TOPIC check.
-pub(crate) fn subscribed_topics(group: &Group) -> std::collections::HashSet<String> {
-    use kafka_protocol::messages::ConsumerProtocolSubscription;
-    use kafka_protocol::protocol::Decodable;
-    let mut topics = std::collections::HashSet::new();
-    if group.protocol_type.as_deref() != Some("consumer") {
-        return topics;
-    }
-    let protocol = group.protocol_name.clone().unwrap_or_default();
-    for m in group.members.values() {
-        let mut meta = m.metadata(&protocol);
-        if meta.len() < 2 {
-            continue;
-        }
-        let version = i16::from_be_bytes([meta[0], meta[1]]);
-        let _ = bytes::Buf::get_i16(&mut meta);
-        if let Ok(sub) = ConsumerProtocolSubscription::decode(&mut meta, version.clamp(0, 3)) {
-            topics.extend(sub.topics.into_iter().map(|t| t.to_string()));
-        }
-    }
-    topics
 }
 
 #[cfg(test)]

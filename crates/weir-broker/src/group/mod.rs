@@ -57,14 +57,30 @@ struct Inner {
     loading: HashSet<i32>,
 }
 
-/// What a write does once its records are in the log, on the I/O thread that wrote them and so
-/// in log order: a commit's offsets enter memory there.
-type AfterWrite = Box<dyn FnOnce(&mut Coordinator) + Send>;
+/// What a write does once it ended (`true`: its records are in the log), on the I/O thread
+/// that wrote them and so in log order: a commit's offsets enter memory there.
+type AfterWrite = Box<dyn FnOnce(&mut Coordinator, bool) + Send>;
+
+/// Takes a partition out of `loading` when its load job ends, also when the job panics or is
+/// dropped without running (the threads closed): a partition left in `loading` would answer
+/// COORDINATOR_LOAD_IN_PROGRESS forever.
+struct Loading {
+    broker: Arc<Broker>,
+    index: i32,
+}
+
+impl Drop for Loading {
+    fn drop(&mut self) {
+        self.broker.groups.lock().loading.remove(&self.index);
+    }
+}
 
 #[derive(Debug)]
 pub(crate) struct GroupManager {
     inner: Mutex<Inner>,
     partitions: i32,
+    /// Bumped when a load of every partition ends: requests that came meanwhile wait on it.
+    all_loaded: tokio::sync::watch::Sender<u64>,
 }
 
 /// Committed offsets by topic, then partition (`None`: nothing committed).
@@ -148,6 +164,7 @@ impl GroupManager {
                 loading: HashSet::new(),
             }),
             partitions: config.offsets_topic_num_partitions,
+            all_loaded: tokio::sync::watch::channel(0).0,
         }
     }
 
@@ -201,12 +218,17 @@ impl GroupManager {
         partition: Arc<Partition>,
     ) -> impl Future<Output = Result<(), ResponseError>> {
         let b = broker.clone();
+        let loading = Loading {
+            broker: broker.clone(),
+            index: partition.index,
+        };
         let job = broker.io.run(Self::lane(broker, partition.index), move || {
             let epoch = partition.leader_epoch();
             let read = load::read_partition(&partition);
+            // Out of `loading` before the lock is taken here (the guard takes it too).
+            drop(loading);
             let groups = &b.groups;
             let mut inner = groups.lock();
-            inner.loading.remove(&partition.index);
             let restored = read?;
             let (index, count) = (partition.index, groups.partitions);
             let parked = inner
@@ -272,25 +294,47 @@ impl GroupManager {
     /// COORDINATOR_NOT_AVAILABLE until the topic exists, COORDINATOR_LOAD_IN_PROGRESS while
     /// another request's load runs. The load goes on if the request that began it goes away.
     pub(crate) async fn ensure_ready(&self, broker: &Arc<Broker>) -> Result<(), ResponseError> {
-        let partitions: Vec<Arc<Partition>> = {
+        enum Start {
+            Loaded,
+            /// Another request's load runs: wait for it (FindCoordinator never answers
+            /// COORDINATOR_LOAD_IN_PROGRESS in Kafka).
+            Wait(tokio::sync::watch::Receiver<u64>),
+            /// Load these; `skipped`: some partition's load another request queued is not
+            /// among them, so this load is not complete without it.
+            Load(Vec<Arc<Partition>>, bool),
+        }
+        let start = {
             let mut inner = self.lock();
             if inner.loaded {
-                return Ok(());
-            }
-            if broker.image().topic(OFFSETS_TOPIC).is_none() {
+                Start::Loaded
+            } else if broker.image().topic(OFFSETS_TOPIC).is_none() {
                 return Err(ResponseError::CoordinatorNotAvailable);
+            } else if inner.loading_all {
+                Start::Wait(self.all_loaded.subscribe())
+            } else {
+                inner.loading_all = true;
+                let mut partitions: Vec<Arc<Partition>> = broker
+                    .replicas
+                    .all()
+                    .into_iter()
+                    .filter(|p| p.topic == OFFSETS_TOPIC)
+                    .collect();
+                let skipped = partitions.iter().any(|p| inner.loading.contains(&p.index));
+                partitions.retain(|p| inner.loading.insert(p.index));
+                Start::Load(partitions, skipped)
             }
-            if inner.loading_all {
-                return Err(ResponseError::CoordinatorLoadInProgress);
+        };
+        let (partitions, skipped) = match start {
+            Start::Loaded => return Ok(()),
+            Start::Wait(mut done) => {
+                let _ = done.changed().await;
+                return if self.lock().loaded {
+                    Ok(())
+                } else {
+                    Err(ResponseError::CoordinatorLoadInProgress)
+                };
             }
-            inner.loading_all = true;
-            let partitions: Vec<Arc<Partition>> = broker
-                .replicas
-                .all()
-                .into_iter()
-                .filter(|p| p.topic == OFFSETS_TOPIC && inner.loading.insert(p.index))
-                .collect();
-            partitions
+            Start::Load(partitions, skipped) => (partitions, skipped),
         };
         let loads: Vec<_> = partitions
             .into_iter()
@@ -298,7 +342,11 @@ impl GroupManager {
             .collect();
         let b = broker.clone();
         let all = tokio::spawn(async move {
-            let mut result = Ok(());
+            let mut result = if skipped {
+                Err(ResponseError::CoordinatorLoadInProgress)
+            } else {
+                Ok(())
+            };
             for load in loads {
                 if let Err(e) = load.await {
                     result = Err(e);
@@ -313,6 +361,8 @@ impl GroupManager {
                     "group coordinator loaded"
                 );
             }
+            drop(inner);
+            b.groups.all_loaded.send_modify(|n| *n += 1);
             result
         });
         all.await
@@ -378,23 +428,22 @@ impl GroupManager {
         let b = broker.clone();
         let group = group.to_string();
         Ok(broker.io.run(Self::lane(broker, index), move || {
-            match partition.append_as_leader(b.node_id(), &mut bytes, now) {
-                Ok(Some((info, epoch))) => {
-                    if let Some(after) = after {
-                        after(&mut b.groups.lock().coordinator);
-                    }
-                    Ok(Some(Durable {
-                        partition,
-                        epoch,
-                        last_offset: info.last_offset,
-                    }))
-                }
+            let result = match partition.append_as_leader(b.node_id(), &mut bytes, now) {
+                Ok(Some((info, epoch))) => Ok(Some(Durable {
+                    partition,
+                    epoch,
+                    last_offset: info.last_offset,
+                })),
                 Ok(None) => Err(ResponseError::NotCoordinator),
                 Err(e) => {
                     tracing::error!(error = %e, group, "cannot write to {OFFSETS_TOPIC}");
                     Err(ResponseError::CoordinatorNotAvailable)
                 }
+            };
+            if let Some(after) = after {
+                after(&mut b.groups.lock().coordinator, result.is_ok());
             }
+            result
         }))
     }
 
@@ -430,18 +479,20 @@ impl GroupManager {
     async fn parked(
         &self,
         broker: &Arc<Broker>,
+        group: &str,
         call: impl FnOnce(&mut Coordinator, RequestId) -> Vec<Output>,
-    ) -> Option<Output> {
+    ) -> Result<Option<Output>, ResponseError> {
         let (tx, rx) = oneshot::channel();
         {
             let mut inner = self.lock();
+            self.check_ready(broker, &inner, group)?;
             inner.next_request += 1;
             let id = inner.next_request;
             inner.waiters.insert(id, tx);
             let outputs = call(&mut inner.coordinator, id);
             self.handle_outputs(broker, &mut inner, outputs);
         }
-        rx.await.ok()
+        Ok(rx.await.ok())
     }
 
     pub(crate) async fn join(&self, broker: &Arc<Broker>, req: JoinRequest) -> JoinResult {
@@ -449,11 +500,13 @@ impl GroupManager {
         if let Err(e) = self.ready_for(broker, &req.group_id).await {
             return error_join(e, &member_id);
         }
+        let group = req.group_id.clone();
         match self
-            .parked(broker, |c, id| c.join(id, req, weir_log::now_ms()))
+            .parked(broker, &group, |c, id| c.join(id, req, weir_log::now_ms()))
             .await
         {
-            Some(Output::Join(_, result)) => result,
+            Ok(Some(Output::Join(_, result))) => result,
+            Err(e) => error_join(e, &member_id),
             _ => error_join(ResponseError::CoordinatorNotAvailable, &member_id),
         }
     }
@@ -462,11 +515,13 @@ impl GroupManager {
         if let Err(e) = self.ready_for(broker, &req.group_id).await {
             return error_sync(e);
         }
+        let group = req.group_id.clone();
         match self
-            .parked(broker, |c, id| c.sync(id, req, weir_log::now_ms()))
+            .parked(broker, &group, |c, id| c.sync(id, req, weir_log::now_ms()))
             .await
         {
-            Some(Output::Sync(_, result)) => result,
+            Ok(Some(Output::Sync(_, result))) => result,
+            Err(e) => error_sync(e),
             _ => error_sync(ResponseError::CoordinatorNotAvailable),
         }
     }
@@ -482,7 +537,11 @@ impl GroupManager {
         if let Err(e) = self.ready_for(broker, group).await {
             return e.code();
         }
-        self.lock()
+        let mut inner = self.lock();
+        if let Err(e) = self.check_ready(broker, &inner, group) {
+            return e.code();
+        }
+        inner
             .coordinator
             .heartbeat(group, generation, member, instance, weir_log::now_ms())
     }
@@ -497,6 +556,9 @@ impl GroupManager {
             return (e.code(), vec![e.code(); members.len()]);
         }
         let mut inner = self.lock();
+        if let Err(e) = self.check_ready(broker, &inner, group) {
+            return (e.code(), vec![e.code(); members.len()]);
+        }
         let (top, codes, outputs) = inner.coordinator.leave(group, members, weir_log::now_ms());
         self.handle_outputs(broker, &mut inner, outputs);
         (top, codes)
@@ -520,10 +582,11 @@ impl GroupManager {
         let now = weir_log::now_ms();
         let (codes, written) = {
             let mut inner = self.lock();
-            if let Err(e) = inner
-                .coordinator
-                .check_commit(group, generation, member, instance, now)
-            {
+            if let Err(e) = self.check_ready(broker, &inner, group).and_then(|()| {
+                inner
+                    .coordinator
+                    .check_commit(group, generation, member, instance, now)
+            }) {
                 return (vec![e.code(); entries.len()], None);
             }
             let image = broker.image();
@@ -562,9 +625,12 @@ impl GroupManager {
                     )
                 })
                 .collect();
+            let keys: Vec<(String, i32)> = accepted.iter().map(|(k, _)| k.clone()).collect();
+            let token = inner.coordinator.begin_commit(group, &keys);
             let name = group.to_string();
-            let store: AfterWrite =
-                Box::new(move |c: &mut Coordinator| c.store_offsets(&name, accepted, now));
+            let store: AfterWrite = Box::new(move |c: &mut Coordinator, written| {
+                c.finish_commit(&name, token, accepted, written)
+            });
             // Queued under the lock: commits reach the log in the order they were checked.
             (codes, self.write(broker, group, records, Some(store)))
         };
@@ -635,6 +701,9 @@ impl GroupManager {
         }
         let written = {
             let mut inner = self.lock();
+            if let Err(e) = self.check_ready(broker, &inner, group) {
+                return e.code();
+            }
             match inner.coordinator.delete_group(group) {
                 Err(e) => return e.code(),
                 Ok(offsets) => {
@@ -663,29 +732,8 @@ impl GroupManager {
         self.ready_for(broker, group).await?;
         let (codes, written) = {
             let mut inner = self.lock();
-            let Some(g) = inner.coordinator.groups.get_mut(group) else {
-                return Err(ResponseError::GroupIdNotFound);
-            };
-            let subscribed = coordinator::subscribed_topics(g);
-            let mut removed = Vec::new();
-            let codes: Vec<Vec<i16>> = topics
-                .iter()
-                .map(|(t, parts)| {
-                    parts
-                        .iter()
-                        .map(|p| {
-                            if subscribed.contains(t) {
-                                ResponseError::GroupSubscribedToTopic.code()
-                            } else {
-                                if g.offsets.remove(&(t.clone(), *p)).is_some() {
-                                    removed.push((t.clone(), *p));
-                                }
-                                0
-                            }
-                        })
-                        .collect()
-                })
-                .collect();
+            self.check_ready(broker, &inner, group)?;
+            let (codes, removed) = inner.coordinator.delete_offsets(group, topics)?;
             let entries = removed
                 .iter()
                 .map(|(t, p)| (records::offset_key(group, t, *p), None))
@@ -702,8 +750,47 @@ impl GroupManager {
         if !inner.loaded {
             return;
         }
-        let outputs = inner.coordinator.tick(weir_log::now_ms());
+        let ready: HashSet<i32> = (0..self.partitions)
+            .filter(|i| Self::partition_ready(broker, &inner, *i).is_ok())
+            .collect();
+        let count = self.partitions;
+        let outputs = inner.coordinator.tick(weir_log::now_ms(), |g| {
+            ready.contains(&records::partition_for(g, count))
+        });
         self.handle_outputs(broker, &mut inner, outputs);
+    }
+
+    /// Whether this broker serves the groups of `__consumer_offsets` partition `index` now:
+    /// it leads the partition, and memory holds what the log held in its current epoch.
+    /// Checked again under the group lock by every change, since `ready_for` let go of it:
+    /// a change made to memory that a queued reload will replace would reach the log after
+    /// the reload, and disagree with memory.
+    fn partition_ready(broker: &Broker, inner: &Inner, index: i32) -> Result<(), ResponseError> {
+        match broker.replicas.get(OFFSETS_TOPIC, index) {
+            Some(p) if p.is_leader(broker.node_id()) => {
+                let current = inner.loaded_epochs.get(&index) == Some(&p.leader_epoch());
+                if current && !inner.loading.contains(&index) {
+                    Ok(())
+                } else {
+                    Err(ResponseError::CoordinatorLoadInProgress)
+                }
+            }
+            _ => Err(ResponseError::NotCoordinator),
+        }
+    }
+
+    /// [`GroupManager::partition_ready`] for `group`'s partition.
+    fn check_ready(
+        &self,
+        broker: &Broker,
+        inner: &Inner,
+        group: &str,
+    ) -> Result<(), ResponseError> {
+        Self::partition_ready(
+            broker,
+            inner,
+            records::partition_for(group, self.partitions),
+        )
     }
 }
 

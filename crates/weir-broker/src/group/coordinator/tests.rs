@@ -214,20 +214,22 @@ impl Script {
                 )]
             }
             "tick" => {
-                let out = self.coordinator.tick(self.now);
+                let out = self.coordinator.tick(self.now, |_| true);
                 self.record(out)
             }
             "restart" => {
                 self.restart();
                 vec![]
             }
-            "offsets" => {
-                let offsets = get("partitions")
+            // A commit written at once (`offsets`), or in two steps: begun (its write queued)
+            // and finished when the write ended (`written=false` for a failed one).
+            "offsets" | "begin-commit" | "finish-commit" => {
+                let offsets: Vec<((String, i32), OffsetValue)> = get("partitions")
                     .split(',')
                     .filter_map(|tp| tp.rsplit_once('-'))
                     .map(|(t, p)| {
                         let value = OffsetValue {
-                            offset: 5,
+                            offset: num("offset", 5),
                             leader_epoch: -1,
                             metadata: String::new(),
                             commit_timestamp: self.now,
@@ -235,13 +237,79 @@ impl Script {
                         ((t.to_string(), p.parse().unwrap_or(0)), value)
                     })
                     .collect();
-                self.coordinator.store_offsets(&group, offsets, self.now);
-                vec![]
+                let keys: Vec<(String, i32)> = offsets.iter().map(|(k, _)| k.clone()).collect();
+                let written = opt("written").is_none_or(|w| w == "true");
+                match command {
+                    "begin-commit" => {
+                        let token = self.coordinator.begin_commit(&group, &keys);
+                        vec![format!("token: {token}")]
+                    }
+                    "finish-commit" => {
+                        let token = num("token", 0) as u64;
+                        self.coordinator
+                            .finish_commit(&group, token, offsets, written);
+                        vec![]
+                    }
+                    _ => {
+                        let token = self.coordinator.begin_commit(&group, &keys);
+                        self.coordinator.finish_commit(&group, token, offsets, true);
+                        vec![]
+                    }
+                }
             }
+            "delete-offsets" => {
+                let mut topics: Vec<(String, Vec<i32>)> = Vec::new();
+                for (t, p) in get("partitions")
+                    .split(',')
+                    .filter_map(|tp| tp.rsplit_once('-'))
+                {
+                    topics.push((t.to_string(), vec![p.parse().unwrap_or(0)]));
+                }
+                match self.coordinator.delete_offsets(&group, &topics) {
+                    Ok((codes, removed)) => {
+                        let codes: Vec<String> =
+                            codes.into_iter().flatten().map(error_name).collect();
+                        let removed: Vec<String> =
+                            removed.iter().map(|(t, p)| format!("{t}-{p}")).collect();
+                        vec![format!(
+                            "delete-offsets: [{}] tombstones=[{}]",
+                            codes.join(","),
+                            removed.join(",")
+                        )]
+                    }
+                    Err(e) => vec![format!("delete-offsets: {e:?}")],
+                }
+            }
+            "committed" => match self.coordinator.groups.get(&group) {
+                None => vec![format!("committed {group}: none")],
+                Some(g) => {
+                    let stored: Vec<String> = g
+                        .offsets
+                        .iter()
+                        .map(|((t, p), v)| format!("{t}-{p}={}", v.offset))
+                        .collect();
+                    let pending: Vec<String> = g
+                        .pending_offsets
+                        .keys()
+                        .map(|(t, p)| format!("{t}-{p}"))
+                        .collect();
+                    vec![format!(
+                        "committed {group}: [{}] pending=[{}]",
+                        stored.join(","),
+                        pending.join(",")
+                    )]
+                }
+            },
             "delete" => vec![match self.coordinator.delete_group(&group) {
-                Ok(_) => {
+                Ok(offsets) => {
                     self.persisted.push((group.clone(), None));
-                    "delete: NONE".to_string()
+                    if offsets.is_empty() {
+                        "delete: NONE".to_string()
+                    } else {
+                        let keys: Vec<String> =
+                            offsets.iter().map(|(t, p)| format!("{t}-{p}")).collect();
+                        format!("delete: NONE tombstones=[{}]", keys.join(","))
+                    }
                 }
                 Err(e) => format!("delete: {e:?}"),
             }],
