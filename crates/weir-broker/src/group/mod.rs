@@ -212,7 +212,8 @@ impl GroupManager {
 
     /// Queues a load of one partition's groups on its lane, behind every write queued to it
     /// before: the log is read there, then what memory held of its groups is replaced. The
-    /// partition must be in `loading`; the job takes it out.
+    /// partition must be in `loading`; the job takes it out (a guard does, if the job never
+    /// runs). Never called with the group lock held: the guard takes it.
     fn queue_load(
         broker: &Arc<Broker>,
         partition: Arc<Partition>,
@@ -260,7 +261,7 @@ impl GroupManager {
         let index = records::partition_for(group, self.partitions);
         match broker.replicas.get(OFFSETS_TOPIC, index) {
             Some(p) if p.is_leader(broker.node_id()) => {
-                let load = {
+                {
                     let mut inner = self.lock();
                     if inner.loaded_epochs.get(&index) == Some(&p.leader_epoch()) {
                         return Ok(());
@@ -268,9 +269,10 @@ impl GroupManager {
                     if !inner.loading.insert(index) {
                         return Err(ResponseError::CoordinatorLoadInProgress);
                     }
-                    Self::queue_load(broker, p)
-                };
-                load.await
+                }
+                // Queued without the group lock: a job that cannot be queued drops its guard,
+                // which takes the lock.
+                Self::queue_load(broker, p).await
             }
             // The image names this broker, but its logs have not caught up yet: retriable.
             None if broker
