@@ -183,7 +183,7 @@ impl Partition {
         let moved = {
             let mut state = self.state();
             let moved = state.advance_high_watermark(node_id, log.durable_end());
-            assert!(
+            debug_assert!(
                 state.high_watermark <= log.log_end_offset(),
                 "the high watermark passed the log end"
             );
@@ -217,8 +217,15 @@ impl Partition {
         let result = target.sync();
         let mut log = self.log();
         log.synced(&target, result)?;
-        let moved =
-            self.is_leader(me) && self.state().advance_high_watermark(me, log.durable_end());
+        let moved = self.is_leader(me) && {
+            let mut state = self.state();
+            let moved = state.advance_high_watermark(me, log.durable_end());
+            debug_assert!(
+                state.high_watermark <= log.log_end_offset(),
+                "the high watermark passed the log end"
+            );
+            moved
+        };
         drop(log);
         if moved {
             self.changed();

@@ -159,6 +159,7 @@ impl ReplicaState {
             }
         }
         if low > self.high_watermark {
+            debug_assert!(low <= log_end, "the high watermark would pass the leader's log");
             self.high_watermark = low;
             true
         } else {
@@ -364,6 +365,9 @@ impl ReplicaState {
             self.pending_isr = None;
             self.high_watermark = self.high_watermark.min(log_end);
         }
+        // On a follower the watermark is capped by its log; on the leader it is the lowest log
+        // end over the ISR, this replica's durable end among them.
+        debug_assert!(leads || self.high_watermark <= log_end);
         ImageOutcome {
             changed: new_epoch || !same_members || self.high_watermark != before,
             began_leading,

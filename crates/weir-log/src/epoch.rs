@@ -51,6 +51,10 @@ impl LeaderEpochCache {
         if self.latest_epoch().is_some_and(|latest| epoch <= latest) {
             return Ok(());
         }
+        debug_assert!(
+            self.entries.last().is_none_or(|&(_, start)| start <= start_offset),
+            "a leader epoch starting before the previous one"
+        );
         self.entries.push((epoch, start_offset));
         let written = self.write();
         if written.is_err() {

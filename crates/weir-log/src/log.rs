@@ -516,6 +516,16 @@ impl Log {
         next: i64,
         now_ms: i64,
     ) -> Result<i64> {
+        // Offsets in a log only grow, and each batch follows the one before it: anything else
+        // would give two records one offset.
+        assert!(
+            headers.first().is_none_or(|h| h.base_offset >= self.log_end_offset)
+                && headers.windows(2).all(|w| w[1].base_offset > w[0].last_offset())
+                && headers.last().is_none_or(|h| h.last_offset() < next),
+            "batches to append at {} do not follow the log end {}",
+            headers.first().map_or(next, |h| h.base_offset),
+            self.log_end_offset
+        );
         self.maybe_roll(records.len() as u64, now_ms)?;
         // The epochs first (Kafka assigns one where a leadership starts): a checkpoint that
         // cannot be written for lack of space refuses the append before any byte of it lands.
@@ -701,6 +711,8 @@ impl Log {
         // records of an epoch the leader replaced.
         self.active().flush()?;
         self.epochs.truncate_from_end(self.log_end_offset())?;
+        debug_assert!(self.log_start_offset <= self.log_end_offset);
+        debug_assert!(self.log_end_offset <= offset.max(0) || self.poisoned.is_some());
         self.load_producer_state().map(|_| ())
     }
 

@@ -31,6 +31,7 @@ impl Log {
             self.log_start_offset = offset;
             self.delete_segments_below_start()?;
         }
+        debug_assert!(self.log_start_offset <= self.log_end_offset);
         Ok(self.log_start_offset())
     }
 
