@@ -159,7 +159,10 @@ impl ReplicaState {
             }
         }
         if low > self.high_watermark {
-            debug_assert!(low <= log_end, "the high watermark would pass the leader's log");
+            debug_assert!(
+                low <= log_end,
+                "the high watermark would pass the leader's log"
+            );
             self.high_watermark = low;
             true
         } else {

@@ -269,6 +269,21 @@ fn read_varint(bytes: &[u8]) -> Option<(i64, usize)> {
     None
 }
 
+/// The whole batches at the front of `bytes`, each with where it starts: the walk over batches
+/// in memory (a segment walks its file with `segment::Batches`). It stops at the first partial
+/// or unreadable header, so a caller reading a fetched or stored chunk never indexes past it.
+pub fn batches_in(bytes: &[u8]) -> impl Iterator<Item = (usize, BatchHeader)> + '_ {
+    let mut at = 0usize;
+    std::iter::from_fn(move || {
+        let header = BatchHeader::parse(bytes.get(at..)?).ok()?;
+        let start = at;
+        at = at
+            .checked_add(header.total_size())
+            .filter(|end| *end <= bytes.len())?;
+        Some((start, header))
+    })
+}
+
 /// Splits a produce request's records into batches and validates each.
 ///
 /// Returns the headers in order; rejects trailing partial batches and an empty set.
@@ -401,6 +416,21 @@ pub(crate) mod tests {
         let h = validate_batch(&b).unwrap();
         assert_eq!(h.max_timestamp, 99);
         assert_ne!(h.attributes & ATTR_LOG_APPEND_TIME, 0);
+    }
+
+    #[test]
+    fn batches_in_memory_are_walked_up_to_the_first_partial_one() {
+        let one = make_batch(3, 0, Compression::None);
+        let two = make_batch(2, 0, Compression::None);
+        let mut bytes = one.clone();
+        bytes.extend_from_slice(&two);
+        bytes.extend_from_slice(&one[..one.len() - 1]);
+        let found: Vec<(usize, i32)> = batches_in(&bytes)
+            .map(|(at, h)| (at, h.records_count))
+            .collect();
+        assert_eq!(found, vec![(0, 3), (one.len(), 2)]);
+        assert_eq!(batches_in(&[]).count(), 0);
+        assert_eq!(batches_in(&one[..10]).count(), 0);
     }
 
     #[test]

@@ -52,7 +52,9 @@ impl LeaderEpochCache {
             return Ok(());
         }
         debug_assert!(
-            self.entries.last().is_none_or(|&(_, start)| start <= start_offset),
+            self.entries
+                .last()
+                .is_none_or(|&(_, start)| start <= start_offset),
             "a leader epoch starting before the previous one"
         );
         self.entries.push((epoch, start_offset));

@@ -125,7 +125,9 @@ impl<E: IndexEntry> Index<E> {
         // A lookup is a binary search: keys never fall (offsets rise, timestamps are the
         // largest so far).
         debug_assert!(
-            self.entries.last().is_none_or(|last| last.key() <= entry.key()),
+            self.entries
+                .last()
+                .is_none_or(|last| last.key() <= entry.key()),
             "an index entry below the last one"
         );
         if self.rebuilding.is_some() {

@@ -519,8 +519,12 @@ impl Log {
         // Offsets in a log only grow, and each batch follows the one before it: anything else
         // would give two records one offset.
         assert!(
-            headers.first().is_none_or(|h| h.base_offset >= self.log_end_offset)
-                && headers.windows(2).all(|w| w[1].base_offset > w[0].last_offset())
+            headers
+                .first()
+                .is_none_or(|h| h.base_offset >= self.log_end_offset)
+                && headers
+                    .windows(2)
+                    .all(|w| w[1].base_offset > w[0].last_offset())
                 && headers.last().is_none_or(|h| h.last_offset() < next),
             "batches to append at {} do not follow the log end {}",
             headers.first().map_or(next, |h| h.base_offset),

@@ -74,16 +74,10 @@ pub(super) fn read_partition(partition: &Partition) -> Result<Vec<Restored>, Res
                     .read_to_vec()
                     .map_err(|_| ResponseError::CoordinatorNotAvailable)?,
             );
-            let mut at = 0usize;
             // Batch by batch, by their headers: a batch compaction emptied still moves on.
-            while let Ok(header) = weir_log::BatchHeader::parse(&bytes[at..]) {
-                let size = header.total_size();
-                if at.checked_add(size).is_none_or(|e| e > bytes.len()) {
-                    break;
-                }
+            for (at, header) in weir_log::batch::batches_in(&bytes) {
                 offset = offset.max(header.end());
-                let batch = bytes.slice(at..at + size);
-                at += size;
+                let batch = bytes.slice(at..at + header.total_size());
                 let limit = weir_log::decompress::DEFAULT_MAX_DECOMPRESSED_BYTES;
                 let set = match weir_log::decompress::decode_batch(batch, limit) {
                     Ok(set) => set,
