@@ -175,7 +175,7 @@ class Node(WeirProcess):
     def command(self) -> list[str]:
         listeners = []
         if self.is_broker:
-            listeners.append(f"PLAINTEXT://{self.addr}:{self.port}")
+            listeners.append(f"{self.cluster.broker_listener}://{self.addr}:{self.port}")
         if self.is_controller:
             listeners.append(f"CONTROLLER://{self.addr}:{self.cport}")
         return [
@@ -342,6 +342,10 @@ class Cluster:
         self.binary = Path(binary) if binary is not None else weir_bin()
         self.extra_args = [str(a) for a in extra_args]
         self.node_args = {i: [str(a) for a in args] for i, args in (node_args or {}).items()}
+        # The brokers' listener (PLAINTEXT, or SSL with ssl.* settings in the extra args), and
+        # the confluent-kafka settings this harness's own clients need to reach it.
+        self.broker_listener = "PLAINTEXT"
+        self.client_conf: dict = {}
         self.tmp = Path(tempfile.mkdtemp(prefix="weir-cluster-"))
         self.closed = False
         _LIVE_CLUSTERS.add(self)
@@ -542,7 +546,8 @@ class Cluster:
             live = self.live_ids()
             assert live, "no live node to ask for metadata"
             via = live[0]
-        a = AdminClient({"bootstrap.servers": self.bootstrap_of(via), "socket.timeout.ms": 5000})
+        a = AdminClient({"bootstrap.servers": self.bootstrap_of(via), "socket.timeout.ms": 5000,
+                         **self.client_conf})
         return a.list_topics(topic=topic, timeout=timeout)
 
     def wait_for_brokers(self, ids, timeout: float = 15, via: int | None = None):

@@ -140,9 +140,11 @@ pub(crate) fn decode(
 pub(crate) async fn dispatch(
     broker: &Arc<Broker>,
     request: RequestFrame,
-    peer: std::net::SocketAddr,
+    session: &crate::security::Session,
     held: Option<crate::connection::Queued>,
 ) -> Result<Option<Body>, DispatchError> {
+    let peer = session.peer;
+    let listener = session.listener.name.as_str();
     let RequestFrame {
         api,
         header,
@@ -176,7 +178,7 @@ pub(crate) async fn dispatch(
     let response = match decoded {
         RequestKind::ApiVersions(_) => ResponseKind::ApiVersions(handlers::api_versions::handle()),
         RequestKind::Metadata(r) => {
-            ResponseKind::Metadata(handlers::metadata::handle(broker, version, r).await)
+            ResponseKind::Metadata(handlers::metadata::handle(broker, listener, version, r).await)
         }
         RequestKind::Produce(r) => {
             match handlers::produce::handle(broker, version, r, peer, held).await {
@@ -213,7 +215,7 @@ pub(crate) async fn dispatch(
             handlers::alter_configs::handle_incremental(broker, r).await,
         ),
         RequestKind::DescribeCluster(r) => {
-            ResponseKind::DescribeCluster(handlers::describe_cluster::handle(broker, r))
+            ResponseKind::DescribeCluster(handlers::describe_cluster::handle(broker, listener, r))
         }
         RequestKind::DescribeQuorum(r) => {
             ResponseKind::DescribeQuorum(handlers::describe_quorum::handle(broker, r))
@@ -246,7 +248,7 @@ pub(crate) async fn dispatch(
             ResponseKind::InitProducerId(handlers::init_producer_id::handle(broker, r).await)
         }
         RequestKind::FindCoordinator(r) => ResponseKind::FindCoordinator(
-            handlers::find_coordinator::handle(broker, version, r).await,
+            handlers::find_coordinator::handle(broker, listener, version, r).await,
         ),
         RequestKind::JoinGroup(r) => ResponseKind::JoinGroup(
             handlers::join_group::handle(broker, &header, peer, version, r).await,

@@ -20,7 +20,7 @@ use weir_meta::quorum::{
     ControllerClient, MetaQuorum, MetadataFollower, NodeId, QuorumError, QuorumView,
 };
 use weir_meta::{
-    ControllerOp, ControllerReply, CreateTopic, MetaError, MetadataImage, Outcome,
+    ControllerOp, ControllerReply, CreateTopic, Endpoint, MetaError, MetadataImage, Outcome,
     PRODUCER_ID_BLOCK_SIZE,
 };
 use weir_types::{BrokerId, ProducerId};
@@ -84,7 +84,11 @@ impl MetaRole {
 #[derive(Debug)]
 pub struct Broker {
     pub config: BrokerConfig,
-    pub bound: SocketAddr,
+    /// Where clients of each listener reach this broker (its advertised endpoints).
+    pub endpoints: Vec<Endpoint>,
+    /// How this broker's followers connect to leaders: as the inter-broker listener's protocol
+    /// says, with this broker's truststore and its keystore as the client certificate.
+    pub(crate) inter_broker_security: weir_client::Security,
     quorum: MetaRole,
     controller: ControllerClient,
     image: watch::Receiver<Arc<MetadataImage>>,
@@ -125,8 +129,32 @@ pub enum StartError {
     Log(#[from] weir_log::LogError),
 }
 
+/// The TLS side of replica fetches, when the inter-broker listener uses TLS: leaders' certificates
+/// are checked against `ssl.truststore.location`, and the keystore is presented (for listeners
+/// that require client certificates).
+fn inter_broker_security(config: &BrokerConfig) -> Result<weir_client::Security, StartError> {
+    let uses_tls = config
+        .listeners
+        .get(config.inter_broker_index())
+        .is_some_and(|l| l.protocol.tls());
+    if !uses_tls {
+        return Ok(weir_client::Security::plaintext());
+    }
+    let invalid = |why: String| StartError::Meta(MetaError::InvalidConfig(why));
+    let truststore = config.tls.truststore.as_deref().ok_or_else(|| {
+        invalid("a TLS inter-broker listener needs ssl.truststore.location, to check leaders' certificates".into())
+    })?;
+    let keystore = config.tls.keystore.as_deref();
+    weir_client::Security::tls(truststore, keystore.map(|k| (k, k)))
+        .map_err(|e| invalid(format!("inter-broker TLS: {e}")))
+}
+
 impl Broker {
-    pub async fn open(config: BrokerConfig, bound: SocketAddr) -> Result<Arc<Broker>, StartError> {
+    /// Opens the broker whose listeners (`config.listeners`, in order) were bound to `bound`.
+    pub async fn open(
+        config: BrokerConfig,
+        bound: &[SocketAddr],
+    ) -> Result<Arc<Broker>, StartError> {
         let dir_err = |source| StartError::DataDir {
             dir: config.log_dir.display().to_string(),
             source,
@@ -160,9 +188,25 @@ impl Broker {
         let groups = GroupManager::new(&config);
         let io = IoThreads::start(config.num_io_threads).map_err(dir_err)?;
         let (synced, _) = watch::channel(0);
+        let endpoints = config
+            .listeners
+            .iter()
+            .zip(bound)
+            .map(|(l, bound)| {
+                let (host, port) = l.advertised_endpoint(*bound);
+                Endpoint {
+                    listener: l.name.clone(),
+                    host,
+                    port: i32::from(port),
+                    security_protocol: l.protocol.id(),
+                }
+            })
+            .collect();
+        let inter_broker_security = inter_broker_security(&config)?;
         let broker = Arc::new(Broker {
             config,
-            bound,
+            endpoints,
+            inter_broker_security,
             quorum,
             controller,
             image,
@@ -230,10 +274,16 @@ impl Broker {
     /// (out of every ISR and leadership), and serves once unfenced.
     async fn register(&self) -> Result<(), MetaError> {
         let me = self.node_id();
+        let inter_broker = self
+            .endpoints
+            .get(self.config.inter_broker_index())
+            .cloned()
+            .ok_or_else(|| MetaError::InvalidConfig("the broker has no listener".into()))?;
         let op = ControllerOp::RegisterBroker {
             broker_id: me,
-            host: self.config.advertised_host(),
-            port: i32::from(self.config.advertised_port(self.bound)),
+            host: inter_broker.host,
+            port: inter_broker.port,
+            endpoints: self.endpoints.clone(),
             rack: self.config.rack.clone(),
             incarnation: self.incarnation,
             previous_broker_epoch: self.previous_broker_epoch,

@@ -10,15 +10,20 @@ use std::time::Duration;
 
 use weir_meta::quorum::QuorumConfig;
 
+use crate::security::{ListenerConfig, TlsSettings};
+
 #[derive(Debug, Clone)]
 pub struct BrokerConfig {
     /// `node.id`
     pub node_id: i32,
-    /// `listeners`: the address to bind (PLAINTEXT only for now).
-    pub listener: SocketAddr,
-    /// `advertised.listeners`: host and port clients are told to use; the listener's when unset.
-    pub advertised_host: Option<String>,
-    pub advertised_port: Option<u16>,
+    /// `listeners` (the broker's; the controller's is `controller_listener`), each with its
+    /// name, security protocol and `advertised.listeners` entry.
+    pub listeners: Vec<ListenerConfig>,
+    /// `inter.broker.listener.name`: the listener other brokers' followers fetch from; the
+    /// first listener when unset.
+    pub inter_broker_listener: Option<String>,
+    /// `ssl.*`: the TLS settings of SSL and SASL_SSL listeners.
+    pub tls: TlsSettings,
     /// `log.dirs`
     pub log_dir: PathBuf,
     /// `num.partitions`
@@ -85,9 +90,12 @@ impl Default for BrokerConfig {
     fn default() -> Self {
         BrokerConfig {
             node_id: 0,
-            listener: SocketAddr::from(([127, 0, 0, 1], 9092)),
-            advertised_host: None,
-            advertised_port: None,
+            listeners: vec![ListenerConfig::plaintext(SocketAddr::from((
+                [127, 0, 0, 1],
+                9092,
+            )))],
+            inter_broker_listener: None,
+            tls: TlsSettings::default(),
             log_dir: PathBuf::from("weir-data"),
             num_partitions: 1,
             default_replication_factor: 1,
@@ -140,14 +148,14 @@ impl BrokerConfig {
         let mut config = if self.controller_quorum_voters.is_empty() {
             let listener = self
                 .controller_listener
-                .unwrap_or(SocketAddr::new(self.listener.ip(), 0));
+                .unwrap_or(SocketAddr::new(self.first_listener_ip(), 0));
             QuorumConfig::single(node_id, listener, dir)
         } else {
             let listener = self.controller_listener.unwrap_or_else(|| {
                 self.controller_quorum_voters
                     .get(&node_id)
                     .and_then(|a| a.parse().ok())
-                    .unwrap_or(SocketAddr::new(self.listener.ip(), 0))
+                    .unwrap_or(SocketAddr::new(self.first_listener_ip(), 0))
             });
             let mut c = QuorumConfig::single(node_id, listener, dir);
             c.voters = self.controller_quorum_voters.clone();
@@ -161,16 +169,20 @@ impl BrokerConfig {
         config
     }
 
-    /// Host clients should connect to.
-    pub fn advertised_host(&self) -> String {
-        self.advertised_host
-            .clone()
-            .unwrap_or_else(|| self.listener.ip().to_string())
+    /// The address of the first listener: where a controller without a listener of its own
+    /// binds, on any free port.
+    fn first_listener_ip(&self) -> std::net::IpAddr {
+        self.listeners
+            .first()
+            .map_or([127, 0, 0, 1].into(), |l| l.addr.ip())
     }
 
-    /// Port clients should connect to (the bound port when the listener asked for port 0).
-    pub fn advertised_port(&self, bound: SocketAddr) -> u16 {
-        self.advertised_port.unwrap_or(bound.port())
+    /// The inter-broker listener's index in `listeners`.
+    pub fn inter_broker_index(&self) -> usize {
+        self.inter_broker_listener
+            .as_ref()
+            .and_then(|name| self.listeners.iter().position(|l| &l.name == name))
+            .unwrap_or(0)
     }
 
     /// The broker's own settings as DescribeConfigs lists them for a BROKER resource.
@@ -180,7 +192,11 @@ impl BrokerConfig {
             ("broker.id".to_string(), self.node_id.to_string()),
             (
                 "listeners".to_string(),
-                format!("PLAINTEXT://{}", self.listener),
+                self.listeners
+                    .iter()
+                    .map(|l| format!("{}://{}", l.name, l.addr))
+                    .collect::<Vec<_>>()
+                    .join(","),
             ),
             ("log.dirs".to_string(), self.log_dir.display().to_string()),
             (

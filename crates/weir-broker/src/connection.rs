@@ -17,7 +17,6 @@
 use std::collections::{HashMap, VecDeque};
 use std::future::Future;
 use std::net::{IpAddr, SocketAddr};
-use std::os::fd::AsFd;
 use std::pin::Pin;
 use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::{Arc, Mutex};
@@ -25,15 +24,17 @@ use std::task::Poll;
 use std::time::{Duration, Instant};
 
 use kafka_protocol::messages::ApiKey;
-use tokio::io::{AsyncWriteExt, Interest};
-use tokio::net::tcp::OwnedWriteHalf;
 use tokio::net::TcpStream;
 use tokio::sync::{watch, Notify};
 
 use crate::apis::{self, DispatchError};
 use crate::broker::Broker;
 use crate::config::ConnectionConfig;
-use crate::frame::{self, Body, Chunk, FrameError, FrameReader};
+use crate::frame::{self, Body, FrameError, FrameReader};
+use crate::security::{Listener, Session};
+use transport::Writer;
+
+mod transport;
 
 /// Produce requests one connection may have read and not yet answered.
 pub(crate) const MAX_PIPELINED: usize = 8;
@@ -182,11 +183,23 @@ pub(crate) async fn serve(
     stream: TcpStream,
     peer: SocketAddr,
     broker: Arc<Broker>,
+    listener: Arc<Listener>,
     limits: Arc<ConnectionLimits>,
     _slot: Slot,
     mut shutdown: watch::Receiver<bool>,
 ) {
-    let (mut read, mut write) = stream.into_split();
+    let opened = tokio::select! {
+        _ = shutdown.changed() => return,
+        opened = transport::open(stream, peer, &listener) => opened,
+    };
+    let Some((mut read, mut write, principal)) = opened else {
+        return;
+    };
+    let session = Session {
+        peer,
+        listener,
+        principal,
+    };
     let mut reader = FrameReader::new(broker.config.socket_request_max_bytes);
     let idle = Duration::from_millis(limits.config.connections_max_idle_ms.max(1));
     // Past what a deadline can hold (a huge setting means no limit): never idle out.
@@ -202,7 +215,7 @@ pub(crate) async fn serve(
             let Some((request, queued)) = held.take() else {
                 continue;
             };
-            let mut entry = dispatch(&broker, request, peer, queued);
+            let mut entry = dispatch(&broker, request, &session, queued);
             let result = (&mut entry.answer).await;
             if !answer(&mut write, peer, entry, result).await {
                 return;
@@ -231,7 +244,7 @@ pub(crate) async fn serve(
                     Ok(request) => request,
                     Err(FrameError::Closed) => return,
                     Err(e) => {
-                        tracing::warn!(%peer, error = %e, "closing connection");
+                        tracing::warn!(%peer, principal = %session.principal, error = %e, "closing connection");
                         return;
                     }
                 };
@@ -241,7 +254,7 @@ pub(crate) async fn serve(
                     held = Some((request, queued));
                     continue;
                 }
-                let mut entry = dispatch(&broker, request, peer, queued);
+                let mut entry = dispatch(&broker, request, &session, queued);
                 // The first poll runs the produce's appends now, in arrival order.
                 let first = poll_once(&mut entry.answer).await;
                 entry.queued = None;
@@ -269,7 +282,7 @@ pub(crate) async fn serve(
 fn dispatch<'a>(
     broker: &'a Arc<Broker>,
     request: frame::RequestFrame,
-    peer: SocketAddr,
+    session: &'a Session,
     queued: Queued,
 ) -> InFlight<'a> {
     let (api, version, correlation_id) = (
@@ -286,7 +299,7 @@ fn dispatch<'a>(
         api,
         version,
         correlation_id,
-        answer: Box::pin(apis::dispatch(broker, request, peer, held)),
+        answer: Box::pin(apis::dispatch(broker, request, session, held)),
         queued,
     }
 }
@@ -311,7 +324,7 @@ async fn head(in_flight: &mut VecDeque<InFlight<'_>>) -> Result<Option<Body>, Di
 
 /// Writes one request's answer; returns whether the connection stays open.
 async fn answer(
-    write: &mut OwnedWriteHalf,
+    write: &mut Writer,
     peer: SocketAddr,
     entry: InFlight<'_>,
     result: Result<Option<Body>, DispatchError>,
@@ -339,55 +352,11 @@ async fn answer(
             return false;
         }
     };
-    if let Err(e) = write_chunks(write, &chunks).await {
+    if let Err(e) = write.write_chunks(&chunks).await {
         tracing::debug!(%peer, error = %e, "write failed; closing connection");
         return false;
     }
     true
-}
-
-async fn write_chunks(stream: &mut OwnedWriteHalf, chunks: &[Chunk]) -> std::io::Result<()> {
-    for chunk in chunks {
-        match chunk {
-            Chunk::Bytes(bytes) => stream.write_all(bytes).await?,
-            Chunk::File(slice) => match slice.file.os_file() {
-                Some(file) => send_file(stream.as_ref(), file, slice).await?,
-                // A file in memory (a simulated disk): its bytes are written as they are.
-                None => stream.write_all(&slice.read_to_vec()?).await?,
-            },
-        }
-    }
-    Ok(())
-}
-
-/// Sends a range of a segment file to the socket with sendfile(2): the bytes never enter user space.
-async fn send_file(
-    stream: &TcpStream,
-    file: &std::fs::File,
-    slice: &weir_log::FileSlice,
-) -> std::io::Result<()> {
-    let mut offset = slice.position;
-    let end = slice.position + slice.len;
-    while offset < end {
-        stream.writable().await?;
-        let remaining = (end - offset) as usize;
-        let sent = stream.try_io(Interest::WRITABLE, || {
-            rustix::fs::sendfile(stream.as_fd(), file.as_fd(), Some(&mut offset), remaining)
-                .map_err(std::io::Error::from)
-        });
-        match sent {
-            Ok(0) => {
-                return Err(std::io::Error::new(
-                    std::io::ErrorKind::UnexpectedEof,
-                    "segment file ended before the promised bytes were sent",
-                ))
-            }
-            Ok(_) => {}
-            Err(e) if e.kind() == std::io::ErrorKind::WouldBlock => {}
-            Err(e) => return Err(e),
-        }
-    }
-    Ok(())
 }
 
 #[cfg(test)]

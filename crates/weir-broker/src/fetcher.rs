@@ -145,7 +145,8 @@ async fn round(
             .ok_or_else(|| format!("broker {leader} is not registered"))?;
         let addr = format!("{}:{}", info.host, info.port);
         let timeout = Duration::from_millis(broker.config.replica_fetch_wait_max_ms + 10_000);
-        let c = Connection::connect(&addr, &format!("weir-replica-{me}"), timeout)
+        let client_id = format!("weir-replica-{me}");
+        let c = Connection::connect_with(&addr, &client_id, timeout, &broker.inter_broker_security)
             .await
             .map_err(|e| e.to_string())?;
         *conn = Some(c);

@@ -3,7 +3,7 @@
 //! The request path follows the folders: [`server`] accepts connections and reads size-prefixed
 //! frames → [`frame`] decodes headers and encodes responses → [`apis`] is the registry of
 //! implemented APIs (ApiVersions is generated from it) and dispatches → `handlers/<api>.rs`
-//! answer → the [`replica_manager`] owns the partitions and their `weir-log` logs, and the
+//! answer, after [`security`] has told who the connection is → the [`replica_manager`] owns the partitions and their `weir-log` logs, and the
 //! `weir-meta` controller owns the metadata.
 //!
 //! Every error from the layers below becomes a Kafka error code in exactly one place:
@@ -29,6 +29,7 @@ pub mod replica_manager;
 mod replication;
 #[cfg(test)]
 mod replication_sim;
+pub mod security;
 mod server;
 mod waiters;
 

@@ -13,17 +13,29 @@ use tokio::task::JoinSet;
 use crate::broker::{Broker, StartError};
 use crate::config::BrokerConfig;
 use crate::connection::{self, ConnectionLimits};
+use crate::security::{tls, Listener};
 
 /// A running broker: its address, and the way to stop it.
 #[derive(Debug)]
 pub struct ServerHandle {
+    /// The first listener's bound address.
     pub local_addr: SocketAddr,
+    /// Every listener's name and bound address, in the order configured.
+    pub listeners: Vec<(String, SocketAddr)>,
     pub broker: Arc<Broker>,
     shutdown: watch::Sender<bool>,
     tasks: JoinSet<()>,
 }
 
 impl ServerHandle {
+    /// The bound address of the listener called `name`.
+    pub fn listener_addr(&self, name: &str) -> Option<SocketAddr> {
+        self.listeners
+            .iter()
+            .find(|(n, _)| n.eq_ignore_ascii_case(name))
+            .map(|(_, a)| *a)
+    }
+
     /// Stops accepting, ends every connection, and closes the logs cleanly.
     pub async fn shutdown(mut self) {
         self.broker
@@ -51,43 +63,95 @@ pub enum ServeError {
         addr: SocketAddr,
         source: std::io::Error,
     },
+    #[error("{0}")]
+    Config(String),
     #[error(transparent)]
     Start(#[from] StartError),
 }
 
-/// Opens the broker's data and starts serving on its listener.
+/// Opens the broker's data and starts serving on its listeners.
 pub async fn run(config: BrokerConfig) -> Result<ServerHandle, ServeError> {
-    let listener = TcpListener::bind(config.listener)
-        .await
-        .map_err(|source| ServeError::Bind {
-            addr: config.listener,
+    if config.listeners.is_empty() {
+        return Err(ServeError::Config(
+            "listeners: the broker has no listener".into(),
+        ));
+    }
+    let contexts = listener_contexts(&config)?;
+    let mut bound = Vec::new();
+    for l in &config.listeners {
+        let bind_err = |source| ServeError::Bind {
+            addr: l.addr,
             source,
-        })?;
-    let local_addr = listener.local_addr().map_err(|source| ServeError::Bind {
-        addr: config.listener,
-        source,
-    })?;
-    let broker = Broker::open(config, local_addr).await?;
+        };
+        let listener = TcpListener::bind(l.addr).await.map_err(bind_err)?;
+        let addr = listener.local_addr().map_err(bind_err)?;
+        bound.push((listener, addr));
+    }
+    let addrs: Vec<SocketAddr> = bound.iter().map(|(_, a)| *a).collect();
+    let broker = Broker::open(config, &addrs).await?;
     let (shutdown, shutdown_rx) = watch::channel(false);
     let mut tasks = JoinSet::new();
-    tasks.spawn(accept_loop(listener, broker.clone(), shutdown_rx.clone()));
+    let limits = ConnectionLimits::new(broker.config.connections.clone());
+    let mut listeners = Vec::new();
+    for ((listener, addr), context) in bound.into_iter().zip(contexts) {
+        tracing::info!(listener = %context.name, protocol = context.protocol.name(), %addr, "listening");
+        listeners.push((context.name.clone(), addr));
+        tasks.spawn(accept_loop(
+            listener,
+            Arc::new(context),
+            broker.clone(),
+            limits.clone(),
+            shutdown_rx.clone(),
+        ));
+    }
     tasks.spawn(housekeeping(broker.clone(), shutdown_rx));
+    let local_addr = addrs[0];
     tracing::info!(%local_addr, node_id = %broker.node_id(), data = %broker.config.log_dir.display(), "weir broker listening");
     Ok(ServerHandle {
         local_addr,
+        listeners,
         broker,
         shutdown,
         tasks,
     })
 }
 
+/// Each listener as its connections see it; the TLS settings are read once, for every TLS
+/// listener, and refused at start when they cannot be used.
+fn listener_contexts(config: &BrokerConfig) -> Result<Vec<Listener>, ServeError> {
+    let tls = if config.listeners.iter().any(|l| l.protocol.tls()) {
+        let server = tls::server_config(&config.tls).map_err(ServeError::Config)?;
+        Some(tokio_rustls::TlsAcceptor::from(server))
+    } else {
+        None
+    };
+    let mut out = Vec::new();
+    for l in &config.listeners {
+        if l.protocol.sasl() {
+            return Err(ServeError::Config(format!(
+                "listeners: '{}' uses {}, and SASL is not supported yet",
+                l.name,
+                l.protocol.name()
+            )));
+        }
+        out.push(Listener {
+            name: l.name.clone(),
+            protocol: l.protocol,
+            tls: tls.clone().filter(|_| l.protocol.tls()),
+            principal_rules: config.tls.principal_rules.clone(),
+        });
+    }
+    Ok(out)
+}
+
 async fn accept_loop(
     listener: TcpListener,
+    context: Arc<Listener>,
     broker: Arc<Broker>,
+    limits: Arc<ConnectionLimits>,
     mut shutdown: watch::Receiver<bool>,
 ) {
     let mut connections = JoinSet::new();
-    let limits = ConnectionLimits::new(broker.config.connections.clone());
     loop {
         tokio::select! {
             accepted = listener.accept() => match accepted {
@@ -99,6 +163,7 @@ async fn accept_loop(
                         stream,
                         peer,
                         broker.clone(),
+                        context.clone(),
                         limits.clone(),
                         slot,
                         shutdown.clone(),

@@ -19,7 +19,9 @@ use weir_broker::{BrokerConfig, ServerHandle};
 
 async fn start(dir: &std::path::Path) -> ServerHandle {
     let config = BrokerConfig {
-        listener: SocketAddr::from(([127, 0, 0, 1], 0)),
+        listeners: vec![weir_broker::security::ListenerConfig::plaintext(
+            SocketAddr::from(([127, 0, 0, 1], 0)),
+        )],
         log_dir: dir.to_path_buf(),
         num_partitions: 2,
         socket_request_max_bytes: 1024 * 1024,

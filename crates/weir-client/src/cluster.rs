@@ -32,6 +32,8 @@ pub struct ClientConfig {
     /// Pause before retrying after a retriable failure. Default 100 ms (Kafka's
     /// `retry.backoff.ms`).
     pub retry_backoff: Duration,
+    /// `security.protocol` with its settings. Default PLAINTEXT.
+    pub security: crate::Security,
 }
 
 impl ClientConfig {
@@ -48,6 +50,7 @@ impl ClientConfig {
             request_timeout: Duration::from_secs(30),
             retries: 10,
             retry_backoff: Duration::from_millis(100),
+            security: crate::Security::plaintext(),
         }
     }
 }
@@ -141,7 +144,13 @@ impl Cluster {
             }
         }
         let c = Arc::new(
-            Connection::connect(addr, &self.config.client_id, self.config.request_timeout).await?,
+            Connection::connect_with(
+                addr,
+                &self.config.client_id,
+                self.config.request_timeout,
+                &self.config.security,
+            )
+            .await?,
         );
         conns.insert(addr.to_string(), c.clone());
         Ok(c)

@@ -12,12 +12,29 @@ use kafka_protocol::messages::{
     ApiKey, ApiVersionsRequest, ApiVersionsResponse, RequestHeader, ResponseHeader,
 };
 use kafka_protocol::protocol::{Decodable, Encodable, Request, StrBytes, VersionRange};
-use tokio::io::{AsyncReadExt, AsyncWriteExt};
-use tokio::net::tcp::OwnedWriteHalf;
+use tokio::io::{AsyncRead, AsyncReadExt, AsyncWrite, AsyncWriteExt};
 use tokio::net::TcpStream;
 use tokio::sync::oneshot;
 
 use crate::error::{Error, Result};
+use crate::security::Security;
+
+/// The write side of a connection, plain or TLS.
+struct Writer(Box<dyn AsyncWrite + Send + Unpin>);
+
+impl std::fmt::Debug for Writer {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str("Writer")
+    }
+}
+
+impl Writer {
+    /// Writes one whole frame and flushes it (TLS holds bytes back until flushed).
+    async fn send(&mut self, frame: &[u8]) -> std::io::Result<()> {
+        self.0.write_all(frame).await?;
+        self.0.flush().await
+    }
+}
 
 /// Largest response accepted from a broker.
 const MAX_RESPONSE_BYTES: usize = 256 * 1024 * 1024;
@@ -30,7 +47,7 @@ type Pending = Arc<Mutex<HashMap<i32, oneshot::Sender<Result<Bytes>>>>>;
 pub struct Connection {
     addr: String,
     client_id: StrBytes,
-    writer: tokio::sync::Mutex<OwnedWriteHalf>,
+    writer: tokio::sync::Mutex<Writer>,
     pending: Pending,
     next_correlation: AtomicI32,
     closed: Arc<AtomicBool>,
@@ -46,14 +63,43 @@ fn io(addr: &str) -> impl FnOnce(std::io::Error) -> Error + '_ {
 }
 
 impl Connection {
-    /// Connects and negotiates API versions.
+    /// Connects over plain TCP and negotiates API versions.
     pub async fn connect(addr: &str, client_id: &str, timeout: Duration) -> Result<Connection> {
+        Self::connect_with(addr, client_id, timeout, &Security::plaintext()).await
+    }
+
+    /// Connects with `security` (TLS when it says so, verifying the broker's certificate for
+    /// `addr`'s host) and negotiates API versions.
+    pub async fn connect_with(
+        addr: &str,
+        client_id: &str,
+        timeout: Duration,
+        security: &Security,
+    ) -> Result<Connection> {
+        let connector = security.connector(addr)?;
+        let expired = |_| Error::Timeout(timeout.as_millis() as u64);
         let stream = tokio::time::timeout(timeout, TcpStream::connect(addr))
             .await
-            .map_err(|_| Error::Timeout(timeout.as_millis() as u64))?
+            .map_err(expired)?
             .map_err(io(addr))?;
         let _ = stream.set_nodelay(true);
-        let (mut reader, writer) = stream.into_split();
+        let (mut reader, writer): (Box<dyn AsyncRead + Send + Unpin>, Writer) = match connector {
+            None => {
+                let (r, w) = stream.into_split();
+                (Box::new(r), Writer(Box::new(w)))
+            }
+            Some((connector, name)) => {
+                let tls = tokio::time::timeout(timeout, connector.connect(name, stream))
+                    .await
+                    .map_err(expired)?
+                    .map_err(|e| Error::Tls {
+                        addr: addr.to_string(),
+                        reason: e.to_string(),
+                    })?;
+                let (r, w) = tokio::io::split(tls);
+                (Box::new(r), Writer(Box::new(w)))
+            }
+        };
         let pending: Pending = Arc::new(Mutex::new(HashMap::new()));
         let closed = Arc::new(AtomicBool::new(false));
         {
@@ -205,7 +251,7 @@ impl Connection {
             .insert(correlation, tx);
         {
             let mut writer = self.writer.lock().await;
-            if let Err(e) = writer.write_all(&frame).await {
+            if let Err(e) = writer.send(&frame).await {
                 self.pending
                     .lock()
                     .unwrap_or_else(|p| p.into_inner())
@@ -239,6 +285,6 @@ impl Connection {
         let correlation = self.next_correlation.fetch_add(1, Ordering::Relaxed);
         let frame = self.encode(req, version, correlation)?;
         let mut writer = self.writer.lock().await;
-        writer.write_all(&frame).await.map_err(io(&self.addr))
+        writer.send(&frame).await.map_err(io(&self.addr))
     }
 }

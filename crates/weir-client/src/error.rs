@@ -13,6 +13,15 @@ pub enum Error {
         /// The underlying I/O error.
         source: std::io::Error,
     },
+    /// The TLS handshake with a broker failed (an untrusted or expired certificate, a name
+    /// that does not match, a broker that does not speak TLS).
+    #[error("TLS handshake with {addr} failed: {reason}")]
+    Tls {
+        /// The broker's `host:port`.
+        addr: String,
+        /// What went wrong.
+        reason: String,
+    },
     /// No bootstrap server or known broker could be connected to; holds the last error.
     #[error("cannot reach any bootstrap server ({0})")]
     NoBrokers(String),

@@ -20,6 +20,7 @@ mod consumer;
 mod error;
 pub mod partitioner;
 mod producer;
+mod security;
 
 pub use admin::{
     Admin, BrokerState, ClusterDescription, ConfigEntry, GroupDescription, GroupMember, NewTopic,
@@ -37,3 +38,4 @@ pub use kafka_protocol::records::Compression;
 pub use producer::{
     Acks, DeliveryFuture, Producer, ProducerConfig, ProducerRecord, RecordMetadata,
 };
+pub use security::Security;

@@ -13,7 +13,9 @@ use weir_client::*;
 
 async fn broker(dir: &std::path::Path) -> ServerHandle {
     let config = BrokerConfig {
-        listener: SocketAddr::from(([127, 0, 0, 1], 0)),
+        listeners: vec![weir_broker::security::ListenerConfig::plaintext(
+            SocketAddr::from(([127, 0, 0, 1], 0)),
+        )],
         log_dir: dir.to_path_buf(),
         num_partitions: 3,
         group_initial_rebalance_delay_ms: 100,

@@ -82,7 +82,9 @@ async fn child_processor() {
 async fn a_killed_concurrent_consumer_loses_nothing() {
     let dir = tempfile::tempdir().unwrap();
     let server = weir_broker::run(BrokerConfig {
-        listener: SocketAddr::from(([127, 0, 0, 1], 0)),
+        listeners: vec![weir_broker::security::ListenerConfig::plaintext(
+            SocketAddr::from(([127, 0, 0, 1], 0)),
+        )],
         log_dir: dir.path().to_path_buf(),
         group_initial_rebalance_delay_ms: 50,
         group_min_session_timeout_ms: 1000,

@@ -57,8 +57,11 @@ pub enum ControllerOp {
     /// in-sync replica it was goes into recovery (empty ISR, KIP-966).
     RegisterBroker {
         broker_id: BrokerId,
+        /// The inter-broker listener's endpoint.
         host: String,
         port: i32,
+        /// Every listener's endpoint.
+        endpoints: Vec<crate::records::Endpoint>,
         rack: Option<String>,
         incarnation: Uuid,
         previous_broker_epoch: Option<i64>,
@@ -188,6 +191,7 @@ impl ControllerOp {
                 broker_id,
                 host,
                 port,
+                endpoints,
                 rack,
                 incarnation,
                 previous_broker_epoch,
@@ -199,6 +203,7 @@ impl ControllerOp {
                         broker_id: *broker_id,
                         host,
                         port: *port,
+                        endpoints,
                         rack: rack.clone(),
                         incarnation: *incarnation,
                         previous_broker_epoch: *previous_broker_epoch,

@@ -210,6 +210,7 @@ mod tests {
                 broker_id: BrokerId(b),
                 host: "127.0.0.1".into(),
                 port: 9092 + b,
+                endpoints: vec![],
                 rack: None,
                 broker_epoch: 1,
                 incarnation: None,

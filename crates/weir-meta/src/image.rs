@@ -11,13 +11,16 @@ use std::sync::Arc;
 use uuid::Uuid;
 use weir_types::{BrokerId, LeaderEpoch, ProducerId};
 
-use crate::records::{ConfigResource, MetadataRecord, ReplicaLog};
+use crate::records::{ConfigResource, Endpoint, MetadataRecord, ReplicaLog};
 
 #[derive(Debug, Clone, PartialEq)]
 pub struct BrokerImage {
     pub broker_id: BrokerId,
+    /// The inter-broker listener's endpoint: where followers fetch from.
     pub host: String,
     pub port: i32,
+    /// Every listener's endpoint, by listener name.
+    pub endpoints: Vec<Endpoint>,
     pub rack: Option<String>,
     /// Fenced brokers lead nothing and are not shown to clients.
     pub fenced: bool,
@@ -40,6 +43,21 @@ pub struct PartitionImage {
     pub removing_replicas: Vec<BrokerId>,
     /// While the ISR is empty: the replicas' logs as their brokers reported them.
     pub recovery: Vec<ReplicaLog>,
+}
+
+impl BrokerImage {
+    /// Where clients of `listener` reach this broker, or `None` when it has no such listener
+    /// (Kafka leaves such a broker out of the answer). A broker registered before listeners had
+    /// names has one endpoint, served to every listener.
+    pub fn endpoint(&self, listener: &str) -> Option<(&str, i32)> {
+        if self.endpoints.is_empty() {
+            return Some((&self.host, self.port));
+        }
+        self.endpoints
+            .iter()
+            .find(|e| e.listener == listener)
+            .map(|e| (e.host.as_str(), e.port))
+    }
 }
 
 impl PartitionImage {
@@ -93,6 +111,7 @@ impl MetadataImage {
                 broker_id,
                 host,
                 port,
+                endpoints,
                 rack,
                 broker_epoch,
                 incarnation,
@@ -104,6 +123,7 @@ impl MetadataImage {
                         broker_id: *broker_id,
                         host: host.clone(),
                         port: *port,
+                        endpoints: endpoints.clone(),
                         rack: rack.clone(),
                         fenced: *fenced,
                         epoch: *broker_epoch,
@@ -290,6 +310,7 @@ impl MetadataImage {
                 broker_id: b.broker_id,
                 host: b.host.clone(),
                 port: b.port,
+                endpoints: b.endpoints.clone(),
                 rack: b.rack.clone(),
                 broker_epoch: b.epoch,
                 incarnation: b.incarnation,

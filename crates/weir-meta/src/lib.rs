@@ -25,7 +25,7 @@ pub use controller::{
     PRODUCER_ID_BLOCK_SIZE,
 };
 pub use image::{BrokerImage, ImageDelta, MetadataImage, PartitionImage, TopicImage};
-pub use records::{ConfigResource, MetadataRecord, PartitionLog, ReplicaLog};
+pub use records::{ConfigResource, Endpoint, MetadataRecord, PartitionLog, ReplicaLog};
 
 /// Errors of the metadata layer; the broker maps each to a Kafka error code in one place. They
 /// cross the controller RPC, so they are plain data.

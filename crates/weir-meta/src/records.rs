@@ -15,6 +15,17 @@ pub enum ConfigResource {
     Broker(BrokerId),
 }
 
+/// One of a broker's listeners as clients of that listener reach it (KRaft's
+/// `BrokerEndpoint`): the listener's name, the advertised host and port, and its security
+/// protocol (Kafka's ids: 0 PLAINTEXT, 1 SSL, 2 SASL_PLAINTEXT, 3 SASL_SSL).
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Endpoint {
+    pub listener: String,
+    pub host: String,
+    pub port: i32,
+    pub security_protocol: i16,
+}
+
 /// Where one replica's log ends, as reported by that replica's broker in one incarnation: what
 /// the recovery of a partition with an empty ISR compares (KIP-966's unclean recovery).
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
@@ -62,8 +73,12 @@ pub enum MetadataRecord {
     /// existed read as epoch 0, no incarnation, unfenced.
     RegisterBroker {
         broker_id: BrokerId,
+        /// The endpoint of the inter-broker listener (followers fetch from it).
         host: String,
         port: i32,
+        /// Every listener's endpoint; empty in records written before listeners had names.
+        #[serde(default, skip_serializing_if = "Vec::is_empty")]
+        endpoints: Vec<Endpoint>,
         rack: Option<String>,
         #[serde(default)]
         broker_epoch: i64,

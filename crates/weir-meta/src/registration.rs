@@ -14,7 +14,7 @@ use weir_types::BrokerId;
 
 use crate::election;
 use crate::image::{MetadataImage, PartitionImage};
-use crate::records::{MetadataRecord, PartitionLog, ReplicaLog};
+use crate::records::{Endpoint, MetadataRecord, PartitionLog, ReplicaLog};
 use crate::{MetaError, Result};
 
 /// A broker's registration, as [`ControllerOp::RegisterBroker`] carries it.
@@ -22,6 +22,7 @@ pub(crate) struct Registration<'a> {
     pub(crate) broker_id: BrokerId,
     pub(crate) host: &'a str,
     pub(crate) port: i32,
+    pub(crate) endpoints: &'a [Endpoint],
     pub(crate) rack: Option<String>,
     pub(crate) incarnation: Uuid,
     pub(crate) previous_broker_epoch: Option<i64>,
@@ -40,8 +41,13 @@ pub(crate) fn plan_register_broker(
 ) -> Vec<MetadataRecord> {
     let known = image.brokers.get(&r.broker_id);
     let same_incarnation = known.is_some_and(|b| b.incarnation == Some(r.incarnation));
-    let unchanged = known
-        .is_some_and(|b| b.host == r.host && b.port == r.port && b.rack == r.rack && !b.fenced);
+    let unchanged = known.is_some_and(|b| {
+        b.host == r.host
+            && b.port == r.port
+            && b.endpoints == r.endpoints
+            && b.rack == r.rack
+            && !b.fenced
+    });
     let mut records = Vec::new();
     if image.cluster_id.is_none() {
         // Kafka's cluster ids are 22 characters of base64 of a UUID; ours are hex of one.
@@ -55,6 +61,7 @@ pub(crate) fn plan_register_broker(
                 broker_id: r.broker_id,
                 host: r.host.to_string(),
                 port: r.port,
+                endpoints: r.endpoints.to_vec(),
                 rack: r.rack,
                 broker_epoch: b.epoch,
                 incarnation: Some(r.incarnation),
@@ -70,6 +77,7 @@ pub(crate) fn plan_register_broker(
         broker_id: r.broker_id,
         host: r.host.to_string(),
         port: r.port,
+        endpoints: r.endpoints.to_vec(),
         rack: r.rack,
         broker_epoch: epoch,
         incarnation: Some(r.incarnation),
@@ -200,6 +208,7 @@ mod tests {
             broker_id: b,
             host: "127.0.0.1".into(),
             port: 9092 + b.get(),
+            endpoints: vec![],
             rack: None,
             incarnation: Uuid::from_u128(start),
             previous_broker_epoch: previous,
@@ -260,6 +269,53 @@ mod tests {
         run(&mut image, op).unwrap();
         assert_eq!(partition(&image).leader, Some(BrokerId(1)));
         image
+    }
+
+    #[test]
+    fn endpoints_are_kept_by_listener_and_a_change_is_recorded() {
+        let mut image = MetadataImage::default();
+        let endpoint = |listener: &str, port: i32, protocol: i16| Endpoint {
+            listener: listener.into(),
+            host: "127.0.0.1".into(),
+            port,
+            security_protocol: protocol,
+        };
+        let op = |endpoints: Vec<Endpoint>| ControllerOp::RegisterBroker {
+            broker_id: BrokerId(0),
+            host: "127.0.0.1".into(),
+            port: 9092,
+            endpoints,
+            rack: None,
+            incarnation: Uuid::from_u128(1),
+            previous_broker_epoch: None,
+        };
+        let plain = endpoint("PLAINTEXT", 9092, 0);
+        run(
+            &mut image,
+            op(vec![plain.clone(), endpoint("SSL", 9093, 1)]),
+        )
+        .unwrap();
+        let b = &image.brokers[&BrokerId(0)];
+        assert_eq!(b.endpoint("SSL"), Some(("127.0.0.1", 9093)));
+        assert_eq!(b.endpoint("PLAINTEXT"), Some(("127.0.0.1", 9092)));
+        assert_eq!(b.endpoint("EXTERNAL"), None);
+        // The same incarnation with another listener: its endpoints are replaced.
+        run(&mut image, op(vec![plain, endpoint("EXTERNAL", 9094, 3)])).unwrap();
+        let b = &image.brokers[&BrokerId(0)];
+        assert_eq!(b.endpoint("SSL"), None);
+        assert_eq!(b.endpoint("EXTERNAL"), Some(("127.0.0.1", 9094)));
+        // A broker registered before listeners had names serves its one endpoint to all.
+        run(&mut image, op(vec![])).unwrap();
+        assert_eq!(
+            image.brokers[&BrokerId(0)].endpoint("ANY"),
+            Some(("127.0.0.1", 9092))
+        );
+        // And the records carry them through a snapshot.
+        let mut copy = MetadataImage::default();
+        for r in image.to_records() {
+            copy.apply(&r);
+        }
+        assert_eq!(copy.brokers, image.brokers);
     }
 
     #[test]

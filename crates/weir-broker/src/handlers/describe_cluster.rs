@@ -17,6 +17,7 @@ const ENDPOINT_CONTROLLERS: i8 = 2;
 
 pub(crate) fn handle(
     broker: &Arc<Broker>,
+    listener: &str,
     request: DescribeClusterRequest,
 ) -> DescribeClusterResponse {
     let leader = broker
@@ -57,13 +58,16 @@ pub(crate) fn handle(
         .brokers
         .values()
         .filter(|b| request.include_fenced_brokers || !b.fenced)
-        .map(|b| {
-            DescribeClusterBroker::default()
-                .with_is_fenced(b.fenced)
-                .with_broker_id(super::wire_broker(Some(b.broker_id)))
-                .with_host(str_bytes(b.host.clone()))
-                .with_port(b.port)
-                .with_rack(b.rack.clone().map(str_bytes))
+        .filter_map(|b| {
+            let (host, port) = b.endpoint(listener)?;
+            Some(
+                DescribeClusterBroker::default()
+                    .with_is_fenced(b.fenced)
+                    .with_broker_id(super::wire_broker(Some(b.broker_id)))
+                    .with_host(str_bytes(host.to_string()))
+                    .with_port(port)
+                    .with_rack(b.rack.clone().map(str_bytes)),
+            )
         })
         .collect();
     response.with_brokers(brokers)

@@ -16,6 +16,7 @@ const KEY_TYPE_GROUP: i8 = 0;
 
 async fn lookup(
     broker: &Arc<Broker>,
+    listener: &str,
     key_type: i8,
     key: &str,
 ) -> Result<(i32, String, i32), (i16, String)> {
@@ -43,18 +44,25 @@ async fn lookup(
         .get(&leader.ok_or_else(|| unavailable(format!("{OFFSETS_TOPIC}-{index} has no leader")))?)
         .filter(|b| !b.fenced)
         .ok_or_else(|| unavailable(format!("{OFFSETS_TOPIC}-{index} has no live leader")))?;
-    Ok((node.broker_id.0, node.host.clone(), node.port))
+    let (host, port) = node.endpoint(listener).ok_or_else(|| {
+        unavailable(format!(
+            "the coordinator, broker {}, has no listener {listener}",
+            node.broker_id
+        ))
+    })?;
+    Ok((node.broker_id.0, host.to_string(), port))
 }
 
 pub(crate) async fn handle(
     broker: &Arc<Broker>,
+    listener: &str,
     version: i16,
     request: FindCoordinatorRequest,
 ) -> FindCoordinatorResponse {
     if version >= 4 {
         let mut coordinators = Vec::with_capacity(request.coordinator_keys.len());
         for key in request.coordinator_keys {
-            let found = lookup(broker, request.key_type, &key).await;
+            let found = lookup(broker, listener, request.key_type, &key).await;
             let c = Coordinator::default().with_key(key);
             coordinators.push({
                 match found {
@@ -72,7 +80,7 @@ pub(crate) async fn handle(
         }
         return FindCoordinatorResponse::default().with_coordinators(coordinators);
     }
-    match lookup(broker, request.key_type, &request.key).await {
+    match lookup(broker, listener, request.key_type, &request.key).await {
         Ok((id, host, port)) => FindCoordinatorResponse::default()
             .with_node_id(BrokerId(id))
             .with_host(str_bytes(host))

@@ -14,9 +14,10 @@ use super::str_bytes;
 use crate::broker::Broker;
 use crate::errors::meta_error_code;
 
-/// A topic as clients see it: a partition without a live leader says LEADER_NOT_AVAILABLE, and
-/// replicas on fenced brokers are listed as offline.
-fn topic_entry(image: &MetadataImage, topic: &TopicImage) -> MetadataResponseTopic {
+/// A topic as clients of `listener` see it: a partition without a live leader says
+/// LEADER_NOT_AVAILABLE, one whose leader has no such listener LISTENER_NOT_FOUND (both with no
+/// leader), and replicas on fenced brokers are listed as offline.
+fn topic_entry(image: &MetadataImage, listener: &str, topic: &TopicImage) -> MetadataResponseTopic {
     let partitions = topic
         .partitions
         .iter()
@@ -27,11 +28,18 @@ fn topic_entry(image: &MetadataImage, topic: &TopicImage) -> MetadataResponseTop
                 .copied()
                 .filter(|b| !image.is_live(*b))
                 .collect();
-            let leader = p.leader.filter(|l| image.is_live(*l));
-            let code = if leader.is_none() {
-                ResponseError::LeaderNotAvailable.code()
-            } else {
-                0
+            let live = p.leader.filter(|l| image.is_live(*l));
+            let reachable = |l: &weir_types::BrokerId| {
+                image
+                    .brokers
+                    .get(l)
+                    .is_some_and(|b| b.endpoint(listener).is_some())
+            };
+            let leader = live.filter(reachable);
+            let code = match (live, leader) {
+                (None, _) => ResponseError::LeaderNotAvailable.code(),
+                (Some(_), None) => ResponseError::ListenerNotFound.code(),
+                (Some(_), Some(_)) => 0,
             };
             MetadataResponsePartition::default()
                 .with_error_code(code)
@@ -59,6 +67,7 @@ fn error_entry(name: Option<String>, topic_id: uuid::Uuid, code: i16) -> Metadat
 
 pub(crate) async fn handle(
     broker: &Arc<Broker>,
+    listener: &str,
     version: i16,
     request: MetadataRequest,
 ) -> MetadataResponse {
@@ -68,10 +77,14 @@ pub(crate) async fn handle(
     let mut image: Arc<MetadataImage> = broker.image();
     let topics: Vec<MetadataResponseTopic> = match request.topics {
         // v0 sends an empty list for "all topics"; v1+ sends null.
-        None => image.topics().map(|t| topic_entry(&image, t)).collect(),
-        Some(list) if list.is_empty() && version == 0 => {
-            image.topics().map(|t| topic_entry(&image, t)).collect()
-        }
+        None => image
+            .topics()
+            .map(|t| topic_entry(&image, listener, t))
+            .collect(),
+        Some(list) if list.is_empty() && version == 0 => image
+            .topics()
+            .map(|t| topic_entry(&image, listener, t))
+            .collect(),
         Some(list) => {
             let mut out = Vec::with_capacity(list.len());
             for requested in list {
@@ -79,7 +92,7 @@ pub(crate) async fn handle(
                 let Some(name) = name else {
                     // Lookup by topic id (v10+).
                     match image.topic_by_id(&requested.topic_id) {
-                        Some(t) => out.push(topic_entry(&image, t)),
+                        Some(t) => out.push(topic_entry(&image, listener, t)),
                         None => out.push(error_entry(
                             None,
                             requested.topic_id,
@@ -89,7 +102,7 @@ pub(crate) async fn handle(
                     continue;
                 };
                 if let Some(t) = image.topic(&name) {
-                    out.push(topic_entry(&image, t));
+                    out.push(topic_entry(&image, listener, t));
                     continue;
                 }
                 if !allow_create {
@@ -111,7 +124,7 @@ pub(crate) async fn handle(
                         tracing::info!(topic = %name, "auto-created topic");
                         image = broker.image();
                         match image.topic(&name) {
-                            Some(t) => out.push(topic_entry(&image, t)),
+                            Some(t) => out.push(topic_entry(&image, listener, t)),
                             None => out.push(error_entry(
                                 Some(name),
                                 uuid::Uuid::nil(),
@@ -134,12 +147,15 @@ pub(crate) async fn handle(
     };
     let brokers = image
         .live_brokers()
-        .map(|b| {
-            MetadataResponseBroker::default()
-                .with_node_id(super::wire_broker(Some(b.broker_id)))
-                .with_host(str_bytes(b.host.clone()))
-                .with_port(b.port)
-                .with_rack(b.rack.clone().map(str_bytes))
+        .filter_map(|b| {
+            let (host, port) = b.endpoint(listener)?;
+            Some(
+                MetadataResponseBroker::default()
+                    .with_node_id(super::wire_broker(Some(b.broker_id)))
+                    .with_host(str_bytes(host.to_string()))
+                    .with_port(port)
+                    .with_rack(b.rack.clone().map(str_bytes)),
+            )
         })
         .collect();
     MetadataResponse::default()

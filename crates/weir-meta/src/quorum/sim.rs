@@ -98,6 +98,7 @@ async fn run_broker(id: i32, client: ControllerClient) {
         broker_id: BrokerId(id),
         host: host(id),
         port: 9092,
+        endpoints: vec![],
         rack: None,
         incarnation: uuid::Uuid::from_u128(id as u128 + 1),
         previous_broker_epoch: None,

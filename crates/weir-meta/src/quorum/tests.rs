@@ -230,6 +230,7 @@ fn register(id: BrokerId) -> crate::ControllerOp {
         broker_id: id,
         host: "127.0.0.1".into(),
         port: 9000 + id.get(),
+        endpoints: vec![],
         rack: None,
         incarnation: uuid::Uuid::from_u128(id.get() as u128 + 1),
         previous_broker_epoch: None,

@@ -5,19 +5,16 @@
 //! (`"node.id" = 0`).
 
 use std::collections::BTreeMap;
-use std::net::ToSocketAddrs;
 use std::path::PathBuf;
 
 use anyhow::{anyhow, bail, Context, Result};
 use clap::Args;
 use weir_broker::BrokerConfig;
 
+mod security;
 mod settings;
 
-use settings::{
-    is_controller_listener, parse_controller_listener, parse_listener, parse_roles, parse_voters,
-    read_file, Roles, Settings, KNOWN_KEYS,
-};
+use settings::{parse_roles, parse_voters, read_file, Roles, Settings, KNOWN_KEYS};
 
 #[derive(Debug, Args)]
 #[command(
@@ -30,10 +27,11 @@ pub(crate) struct ServerArgs {
     /// node.id: this broker's id [default: 0].
     #[arg(long, env = "WEIR_NODE_ID")]
     node_id: Option<i32>,
-    /// listeners: where to listen, as PLAINTEXT://HOST:PORT [default: PLAINTEXT://127.0.0.1:9092].
+    /// listeners: where to listen, as NAME://HOST:PORT,... where NAME is PLAINTEXT, SSL, CONTROLLER
+    /// or a name in listener.security.protocol.map [default: PLAINTEXT://127.0.0.1:9092].
     #[arg(long, env = "WEIR_LISTENERS")]
     listeners: Option<String>,
-    /// advertised.listeners: the address given to clients, as PLAINTEXT://HOST:PORT [default: the listener].
+    /// advertised.listeners: the addresses given to clients, as NAME://HOST:PORT,... [default: each listener's].
     #[arg(long, env = "WEIR_ADVERTISED_LISTENERS")]
     advertised_listeners: Option<String>,
     /// log.dirs: the data directory [default: ./weir-data].
@@ -168,6 +166,10 @@ pub(crate) struct ServerArgs {
     /// [default: a quarter of the open-files limit, from 64 to 10000].
     #[arg(long, env = "WEIR_LOG_MAX_OPEN_FILES")]
     log_max_open_files: Option<usize>,
+    /// Any setting by its Kafka name, as NAME=VALUE, over the file's (as kafka-server-start's
+    /// --override); for example --override ssl.keystore.location=/etc/weir/broker.pem.
+    #[arg(long = "override", value_name = "NAME=VALUE")]
+    overrides: Vec<String>,
 }
 
 pub(crate) fn config_from(args: ServerArgs) -> Result<BrokerConfig> {
@@ -175,7 +177,15 @@ pub(crate) fn config_from(args: ServerArgs) -> Result<BrokerConfig> {
         Some(path) => read_file(path)?,
         None => BTreeMap::new(),
     };
-    if let Some(unknown) = file.keys().find(|k| !KNOWN_KEYS.contains(&k.as_str())) {
+    let mut file = file;
+    for o in &args.overrides {
+        let (key, value) = o
+            .split_once('=')
+            .ok_or_else(|| anyhow!("--override '{o}' is not NAME=VALUE"))?;
+        file.insert(key.trim().to_string(), value.to_string());
+    }
+    let known = |k: &str| KNOWN_KEYS.contains(&k) || security::KEYS.contains(&k);
+    if let Some(unknown) = file.keys().find(|k| !known(k)) {
         bail!("config file: unknown setting '{unknown}'");
     }
     let s = Settings { file };
@@ -190,26 +200,7 @@ pub(crate) fn config_from(args: ServerArgs) -> Result<BrokerConfig> {
         bail!("node.id must be 0 or more, not {}", config.node_id);
     }
     let listeners = s.pick::<String>(args.listeners, "listeners")?;
-    // A controller-only node may list its CONTROLLER listener alone.
-    let only_controller_listener = listeners.as_deref().is_some_and(|l| {
-        l.split(',')
-            .map(str::trim)
-            .all(|e| e.is_empty() || is_controller_listener(e))
-    });
-    if let Some(l) = listeners.clone().filter(|_| !only_controller_listener) {
-        config.controller_listener = parse_controller_listener(&l)?;
-        let (host, port) = parse_listener(&l)?;
-        config.listener = (host.as_str(), port)
-            .to_socket_addrs()
-            .with_context(|| format!("cannot resolve listener host '{host}'"))?
-            .next()
-            .ok_or_else(|| anyhow!("listener host '{host}' has no address"))?;
-    }
-    if let Some(l) = s.pick::<String>(args.advertised_listeners, "advertised.listeners")? {
-        let (host, port) = parse_listener(&l)?;
-        config.advertised_host = Some(host);
-        config.advertised_port = Some(port);
-    }
+    let advertised = s.pick::<String>(args.advertised_listeners, "advertised.listeners")?;
     if let Some(dir) = s
         .pick::<PathBuf>(args.log_dirs, "log.dirs")?
         .or(s.pick(None, "log.dir")?)
@@ -335,13 +326,14 @@ pub(crate) fn config_from(args: ServerArgs) -> Result<BrokerConfig> {
     };
     config.controller_role = roles.controller;
     config.broker_role = roles.broker;
-    if only_controller_listener {
-        if roles.broker {
-            bail!("listeners has no PLAINTEXT listener for the broker role");
-        }
-        config.controller_listener =
-            parse_controller_listener(listeners.as_deref().unwrap_or_default())?;
-    }
+    security::listeners(
+        &s,
+        &mut config,
+        listeners.as_deref(),
+        advertised.as_deref(),
+        roles.broker,
+    )?;
+    security::tls_settings(&s, &mut config)?;
     let voters = s.pick::<String>(args.controller_quorum_voters, "controller.quorum.voters")?;
     match &voters {
         Some(v) => {
@@ -567,7 +559,7 @@ mod tests {
         let c = parse(&["--config", path]).unwrap();
         assert_eq!((c.node_id, c.num_partitions), (4, 7));
         assert_eq!(c.log_dir, PathBuf::from("/from/file"));
-        assert_eq!(c.listener.port(), 9999);
+        assert_eq!(c.listeners[0].addr.port(), 9999);
         assert_eq!(c.topic_defaults.get("log.retention.ms").unwrap(), "7200000");
 
         std::env::set_var("WEIR_NUM_PARTITIONS", "9");
@@ -579,7 +571,7 @@ mod tests {
 
         let c = parse(&[]).unwrap();
         assert_eq!((c.node_id, c.num_partitions), (0, 1));
-        assert_eq!(c.listener.to_string(), "127.0.0.1:9092");
+        assert_eq!(c.listeners[0].addr.to_string(), "127.0.0.1:9092");
         assert_eq!(c.log_dir, PathBuf::from("weir-data"));
 
         let c = parse(&[
@@ -592,7 +584,7 @@ mod tests {
         ])
         .unwrap();
         assert_eq!(c.controller_listener.unwrap().to_string(), "127.0.0.2:9093");
-        assert_eq!(c.listener.to_string(), "127.0.0.2:9092");
+        assert_eq!(c.listeners[0].addr.to_string(), "127.0.0.2:9092");
         assert_eq!(c.controller_quorum_voters.len(), 3);
         assert!(c.controller_role && c.broker_role);
         assert!(parse(&["--controller-quorum-voters", "1@127.0.0.1:9093"]).is_err());
@@ -659,6 +651,23 @@ mod tests {
         assert!(parse(&["--broker-session-timeout-ms", "100"]).is_err());
         assert!(parse(&["--num-partitions", "0"]).is_err());
         assert!(parse(&["--listeners", "SSL://127.0.0.1:1"]).is_err());
+        // Listener and TLS settings by their Kafka names, through --override.
+        let two = "PLAINTEXT://127.0.0.1:1,INTERNAL://127.0.0.1:2";
+        let map = "listener.security.protocol.map=INTERNAL:PLAINTEXT";
+        let c = parse(&["--listeners", two, "--override", map]).unwrap();
+        assert_eq!(c.listeners.len(), 2);
+        let inter = "inter.broker.listener.name=internal";
+        let c = parse(&["--listeners", two, "--override", map, "--override", inter]).unwrap();
+        assert_eq!(c.inter_broker_index(), 1);
+        for bad in [
+            "ssl.keystore.type=JKS",
+            "ssl.client.auth=sometimes",
+            "ssl.principal.mapping.rules=RULE:x",
+            "no.such.setting=1",
+            "nonsense",
+        ] {
+            assert!(parse(&["--override", bad]).is_err(), "{bad} was accepted");
+        }
         assert!(parse(&["--log-cleanup-policy", "shred"]).is_err());
         std::fs::write(&file, "\"no.such.setting\" = 1\n").unwrap();
         assert!(parse(&["--config", path]).is_err());

@@ -1,4 +1,4 @@
-//! Parsing `weir server`'s settings: the TOML file, listeners, voters, roles, and picking each
+//! Parsing `weir server`'s settings: the TOML file, voters, roles, and picking each
 //! setting from a flag (or variable) before the file.
 
 use std::collections::BTreeMap;
@@ -29,45 +29,6 @@ pub(super) fn read_file(path: &PathBuf) -> Result<BTreeMap<String, String>> {
         out.insert(key, value);
     }
     Ok(out)
-}
-
-/// Parses `PLAINTEXT://host:port` (or a bare `host:port`) out of a listener list, skipping a
-/// `CONTROLLER://` entry.
-pub(super) fn parse_listener(s: &str) -> Result<(String, u16)> {
-    let first = s
-        .split(',')
-        .map(str::trim)
-        .find(|l| !is_controller_listener(l))
-        .ok_or_else(|| anyhow!("listeners '{s}' has no PLAINTEXT listener"))?;
-    let addr = match first.split_once("://") {
-        Some((proto, rest)) => {
-            if !proto.eq_ignore_ascii_case("PLAINTEXT") {
-                bail!("listener '{first}': only PLAINTEXT is supported so far");
-            }
-            rest
-        }
-        None => first,
-    };
-    split_host_port(first, addr)
-}
-
-pub(super) fn is_controller_listener(l: &str) -> bool {
-    l.split_once("://")
-        .is_some_and(|(proto, _)| proto.eq_ignore_ascii_case("CONTROLLER"))
-}
-
-/// The `CONTROLLER://host:port` entry of a listener list, if there is one.
-pub(super) fn parse_controller_listener(s: &str) -> Result<Option<SocketAddr>> {
-    let Some(entry) = s
-        .split(',')
-        .map(str::trim)
-        .find(|l| is_controller_listener(l))
-    else {
-        return Ok(None);
-    };
-    let addr = entry.split_once("://").map_or(entry, |(_, a)| a);
-    let (host, port) = split_host_port(entry, addr)?;
-    resolve(&host, port).map(Some)
 }
 
 pub(super) fn resolve(host: &str, port: u16) -> Result<SocketAddr> {

@@ -1,0 +1,71 @@
+//! Who a connection is and how it got here: listeners with their security protocols, TLS, and
+//! the principal each connection speaks for. Handlers never look at credentials; they get a
+//! [`Session`].
+
+mod listeners;
+mod principal_rules;
+pub mod tls;
+
+use std::net::SocketAddr;
+use std::sync::Arc;
+
+pub use listeners::{
+    parse_listeners, split_host_port, ListenerConfig, ListenerSettings, Listeners, SecurityProtocol,
+};
+pub use principal_rules::PrincipalRules;
+pub use tls::{ClientAuth, TlsSettings};
+
+/// Who a connection speaks for (Kafka's `KafkaPrincipal`): a type and a name, written
+/// `User:alice`.
+#[derive(Debug, Clone, PartialEq, Eq, Hash)]
+pub struct Principal {
+    pub kind: String,
+    pub name: String,
+}
+
+impl Principal {
+    /// A connection that has not authenticated (Kafka's `User:ANONYMOUS`).
+    pub fn anonymous() -> Principal {
+        Principal::user("ANONYMOUS")
+    }
+
+    pub fn user(name: &str) -> Principal {
+        Principal {
+            kind: "User".into(),
+            name: name.into(),
+        }
+    }
+}
+
+impl std::fmt::Display for Principal {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        write!(f, "{}:{}", self.kind, self.name)
+    }
+}
+
+/// A listener as connections see it: its name, its protocol and, for TLS, its acceptor.
+#[derive(Clone)]
+pub(crate) struct Listener {
+    pub(crate) name: String,
+    pub(crate) protocol: SecurityProtocol,
+    pub(crate) tls: Option<tokio_rustls::TlsAcceptor>,
+    /// `ssl.principal.mapping.rules`, for client certificates.
+    pub(crate) principal_rules: PrincipalRules,
+}
+
+impl std::fmt::Debug for Listener {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Listener")
+            .field("name", &self.name)
+            .field("protocol", &self.protocol)
+            .finish_non_exhaustive()
+    }
+}
+
+/// One connection's identity: where it came from, on which listener, and for whom it speaks.
+#[derive(Debug, Clone)]
+pub(crate) struct Session {
+    pub(crate) peer: SocketAddr,
+    pub(crate) listener: Arc<Listener>,
+    pub(crate) principal: Principal,
+}
