@@ -61,6 +61,10 @@ pub const APIS: &[ApiSpec] = &[
     api(ApiKey::DescribeGroups, 0, 5),
     api(ApiKey::DeleteGroups, 0, 2),
     api(ApiKey::OffsetDelete, 0, 0),
+    api(ApiKey::SaslHandshake, 0, 1),
+    api(ApiKey::SaslAuthenticate, 0, 2),
+    api(ApiKey::DescribeUserScramCredentials, 0, 0),
+    api(ApiKey::AlterUserScramCredentials, 0, 0),
 ];
 
 pub fn spec(key: ApiKey) -> Option<&'static ApiSpec> {
@@ -280,6 +284,25 @@ pub(crate) async fn dispatch(
         RequestKind::OffsetDelete(r) => {
             ResponseKind::OffsetDelete(handlers::offset_delete::handle(broker, r).await)
         }
+        RequestKind::DescribeUserScramCredentials(r) => ResponseKind::DescribeUserScramCredentials(
+            handlers::scram_credentials::describe(broker, r),
+        ),
+        RequestKind::AlterUserScramCredentials(r) => ResponseKind::AlterUserScramCredentials(
+            handlers::scram_credentials::alter(broker, r).await,
+        ),
+        // On a SASL listener these come before authentication (connection/authenticate.rs);
+        // here the connection is authenticated already, or its listener has no SASL.
+        RequestKind::SaslHandshake(_) => ResponseKind::SaslHandshake(
+            kafka_protocol::messages::SaslHandshakeResponse::default()
+                .with_error_code(kafka_protocol::error::ResponseError::IllegalSaslState.code()),
+        ),
+        RequestKind::SaslAuthenticate(_) => ResponseKind::SaslAuthenticate(
+            kafka_protocol::messages::SaslAuthenticateResponse::default()
+                .with_error_code(kafka_protocol::error::ResponseError::IllegalSaslState.code())
+                .with_error_message(Some(handlers::str_bytes(
+                    "SaslAuthenticate on a connection that is not in a SASL exchange",
+                ))),
+        ),
         _ => return Err(DispatchError::Unsupported(api)),
     };
     Ok(Some(Body::Message(Box::new(response))))

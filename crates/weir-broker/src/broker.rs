@@ -137,10 +137,19 @@ fn inter_broker_security(config: &BrokerConfig) -> Result<weir_client::Security,
         .listeners
         .get(config.inter_broker_index())
         .is_some_and(|l| l.protocol.tls());
+    let invalid = |why: String| StartError::Meta(MetaError::InvalidConfig(why));
+    if let Some(l) = config.listeners.get(config.inter_broker_index()) {
+        if l.protocol.sasl() {
+            return Err(invalid(format!(
+                "inter.broker.listener.name: '{}' uses {}, and followers cannot authenticate with SASL yet; name a PLAINTEXT or SSL listener",
+                l.name,
+                l.protocol.name()
+            )));
+        }
+    }
     if !uses_tls {
         return Ok(weir_client::Security::plaintext());
     }
-    let invalid = |why: String| StartError::Meta(MetaError::InvalidConfig(why));
     let truststore = config.tls.truststore.as_deref().ok_or_else(|| {
         invalid("a TLS inter-broker listener needs ssl.truststore.location, to check leaders' certificates".into())
     })?;
@@ -238,6 +247,7 @@ impl Broker {
             }
         }
         tokio::spawn(heartbeat(Arc::downgrade(&broker)));
+        broker.add_initial_credentials().await?;
         // Groups and offsets come back with the broker, not with the first group request.
         if broker.image().topic(OFFSETS_TOPIC).is_some()
             && broker.groups.ensure_ready(&broker).await.is_err()
@@ -245,6 +255,44 @@ impl Broker {
             tracing::error!("could not load consumer groups from {OFFSETS_TOPIC}");
         }
         Ok(broker)
+    }
+
+    /// Creates the `--add-scram` credentials that do not exist yet (a credential already made,
+    /// perhaps since changed by AlterUserScramCredentials, is left alone).
+    async fn add_initial_credentials(&self) -> Result<(), StartError> {
+        let image = self.image();
+        let missing: Vec<_> = self
+            .config
+            .sasl
+            .initial_credentials
+            .iter()
+            .filter(|(user, m, _)| !image.scram.contains_key(&(user.clone(), *m)))
+            .cloned()
+            .collect();
+        if missing.is_empty() {
+            return Ok(());
+        }
+        let upsertions = tokio::task::spawn_blocking(move || {
+            missing
+                .into_iter()
+                .map(|(user, m, password)| {
+                    let salt = crate::security::sasl::random_nonce().into_bytes();
+                    let c = crate::security::sasl::credential(m, password.as_bytes(), salt, 4096);
+                    (user, m, c)
+                })
+                .collect::<Vec<_>>()
+        })
+        .await
+        .map_err(|e| StartError::Meta(MetaError::InvalidConfig(format!("--add-scram: {e}"))))?;
+        for (user, m, _) in &upsertions {
+            tracing::info!(%user, mechanism = m.name(), "SCRAM credential created (--add-scram)");
+        }
+        self.controller_op(ControllerOp::AlterScramCredentials {
+            upsertions,
+            deletions: vec![],
+        })
+        .await?;
+        Ok(())
     }
 
     /// The cluster id the first active controller chose.

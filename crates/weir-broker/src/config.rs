@@ -10,7 +10,7 @@ use std::time::Duration;
 
 use weir_meta::quorum::QuorumConfig;
 
-use crate::security::{ListenerConfig, TlsSettings};
+use crate::security::{ListenerConfig, SaslSettings, TlsSettings};
 
 #[derive(Debug, Clone)]
 pub struct BrokerConfig {
@@ -24,6 +24,8 @@ pub struct BrokerConfig {
     pub inter_broker_listener: Option<String>,
     /// `ssl.*`: the TLS settings of SSL and SASL_SSL listeners.
     pub tls: TlsSettings,
+    /// `sasl.*`: the SASL settings of SASL_PLAINTEXT and SASL_SSL listeners.
+    pub sasl: SaslSettings,
     /// `log.dirs`
     pub log_dir: PathBuf,
     /// `num.partitions`
@@ -96,6 +98,7 @@ impl Default for BrokerConfig {
             )))],
             inter_broker_listener: None,
             tls: TlsSettings::default(),
+            sasl: SaslSettings::default(),
             log_dir: PathBuf::from("weir-data"),
             num_partitions: 1,
             default_replication_factor: 1,

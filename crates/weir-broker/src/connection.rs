@@ -34,6 +34,7 @@ use crate::frame::{self, Body, FrameError, FrameReader};
 use crate::security::{Listener, Session};
 use transport::Writer;
 
+mod authenticate;
 mod transport;
 
 /// Produce requests one connection may have read and not yet answered.
@@ -195,12 +196,33 @@ pub(crate) async fn serve(
     let Some((mut read, mut write, principal)) = opened else {
         return;
     };
-    let session = Session {
+    let mut session = Session {
         peer,
         listener,
         principal,
     };
-    let mut reader = FrameReader::new(broker.config.socket_request_max_bytes);
+    let socket_max = broker.config.socket_request_max_bytes;
+    let mut reader = FrameReader::new(socket_max.min(authenticate::MAX_AUTH_FRAME));
+    if session.listener.protocol.sasl() {
+        // The whole exchange within connections.max.idle.ms.
+        let limit = Duration::from_millis(limits.config.connections_max_idle_ms.max(1));
+        let authenticated = tokio::select! {
+            _ = shutdown.changed() => return,
+            done = tokio::time::timeout(
+                limit,
+                authenticate::authenticate(&broker, &session, &mut reader, &mut read, &mut write),
+            ) => done,
+        };
+        match authenticated {
+            Ok(Some(principal)) => session.principal = principal,
+            Ok(None) => return,
+            Err(_) => {
+                tracing::warn!(%peer, "closing connection: no SASL authentication within connections.max.idle.ms");
+                return;
+            }
+        }
+    }
+    reader.set_max(socket_max);
     let idle = Duration::from_millis(limits.config.connections_max_idle_ms.max(1));
     // Past what a deadline can hold (a huge setting means no limit): never idle out.
     let idle_deadline =

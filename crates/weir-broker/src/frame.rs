@@ -49,6 +49,11 @@ impl FrameReader {
         }
     }
 
+    /// Changes the largest frame accepted (after authentication, which reads small ones).
+    pub(crate) fn set_max(&mut self, max: usize) {
+        self.max = max;
+    }
+
     /// The next frame. `Closed` on a clean end of stream between frames.
     pub(crate) async fn next<R: AsyncRead + Unpin>(
         &mut self,

@@ -127,13 +127,6 @@ fn listener_contexts(config: &BrokerConfig) -> Result<Vec<Listener>, ServeError>
     };
     let mut out = Vec::new();
     for l in &config.listeners {
-        if l.protocol.sasl() {
-            return Err(ServeError::Config(format!(
-                "listeners: '{}' uses {}, and SASL is not supported yet",
-                l.name,
-                l.protocol.name()
-            )));
-        }
         out.push(Listener {
             name: l.name.clone(),
             protocol: l.protocol,

@@ -74,6 +74,16 @@ pub enum ControllerOp {
         broker_epoch: i64,
         logs: Vec<crate::records::PartitionLog>,
     },
+    /// Makes or replaces SCRAM credentials, and removes others (AlterUserScramCredentials).
+    /// The handler has checked each; removing one that is gone changes nothing.
+    AlterScramCredentials {
+        upsertions: Vec<(
+            String,
+            crate::scram::ScramMechanism,
+            crate::scram::ScramCredential,
+        )>,
+        deletions: Vec<(String, crate::scram::ScramMechanism)>,
+    },
     /// A broker is alive. A fenced broker is unfenced by it.
     Heartbeat {
         broker_id: BrokerId,
@@ -218,6 +228,28 @@ impl ControllerOp {
                 Outcome::Done,
                 registration::plan_report_replica_logs(image, *broker_id, *broker_epoch, logs)?,
             )),
+            ControllerOp::AlterScramCredentials {
+                upsertions,
+                deletions,
+            } => {
+                let mut records = Vec::new();
+                for (name, mechanism) in deletions {
+                    if image.scram.contains_key(&(name.clone(), *mechanism)) {
+                        records.push(MetadataRecord::RemoveScramCredential {
+                            name: name.clone(),
+                            mechanism: *mechanism,
+                        });
+                    }
+                }
+                for (name, mechanism, credential) in upsertions {
+                    records.push(MetadataRecord::ScramCredential {
+                        name: name.clone(),
+                        mechanism: *mechanism,
+                        credential: credential.clone(),
+                    });
+                }
+                Ok((Outcome::Done, records))
+            }
             ControllerOp::Heartbeat { broker_id } => match image.brokers.get(broker_id) {
                 None => Err(MetaError::UnknownBroker(*broker_id)),
                 Some(b) if b.fenced => Ok((

@@ -12,6 +12,7 @@ use uuid::Uuid;
 use weir_types::{BrokerId, LeaderEpoch, ProducerId};
 
 use crate::records::{ConfigResource, Endpoint, MetadataRecord, ReplicaLog};
+use crate::scram::{ScramCredential, ScramMechanism};
 
 #[derive(Debug, Clone, PartialEq)]
 pub struct BrokerImage {
@@ -95,6 +96,8 @@ pub struct MetadataImage {
     recovering: BTreeSet<(Uuid, i32)>,
     configs: BTreeMap<ConfigResource, BTreeMap<String, String>>,
     pub next_producer_id: ProducerId,
+    /// SCRAM credentials by user and mechanism.
+    pub scram: BTreeMap<(String, ScramMechanism), ScramCredential>,
     /// The cluster id (Kafka's `cluster.id`), once the first controller has chosen it.
     pub cluster_id: Option<String>,
     /// The image's version: the index of the last metadata-log entry applied to it (set by the
@@ -212,6 +215,17 @@ impl MetadataImage {
             }
             MetadataRecord::ProducerIds { next_producer_id } => {
                 self.next_producer_id = self.next_producer_id.max(*next_producer_id);
+            }
+            MetadataRecord::ScramCredential {
+                name,
+                mechanism,
+                credential,
+            } => {
+                self.scram
+                    .insert((name.clone(), *mechanism), credential.clone());
+            }
+            MetadataRecord::RemoveScramCredential { name, mechanism } => {
+                self.scram.remove(&(name.clone(), *mechanism));
             }
         }
     }
@@ -342,6 +356,13 @@ impl MetadataImage {
         if self.next_producer_id > ProducerId(0) {
             out.push(MetadataRecord::ProducerIds {
                 next_producer_id: self.next_producer_id,
+            });
+        }
+        for ((name, mechanism), credential) in &self.scram {
+            out.push(MetadataRecord::ScramCredential {
+                name: name.clone(),
+                mechanism: *mechanism,
+                credential: credential.clone(),
             });
         }
         out

@@ -19,6 +19,7 @@ pub mod placement;
 pub mod quorum;
 mod records;
 mod registration;
+pub mod scram;
 
 pub use controller::{
     validate_topic_name, ControllerOp, ControllerReply, CreateTopic, Election, Outcome,

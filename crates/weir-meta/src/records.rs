@@ -8,6 +8,8 @@ use serde::{Deserialize, Serialize};
 use uuid::Uuid;
 use weir_types::{minus_one_as_none, BrokerId, LeaderEpoch, Offset, ProducerId};
 
+use crate::scram::{ScramCredential, ScramMechanism};
+
 /// What a config record applies to.
 #[derive(Debug, Clone, PartialEq, Eq, Hash, PartialOrd, Ord, Serialize, Deserialize)]
 pub enum ConfigResource {
@@ -138,5 +140,16 @@ pub enum MetadataRecord {
     /// Producer ids below `next_producer_id` have been handed out.
     ProducerIds {
         next_producer_id: ProducerId,
+    },
+    /// A user's SCRAM credential for one mechanism, made or replaced.
+    ScramCredential {
+        name: String,
+        mechanism: ScramMechanism,
+        credential: ScramCredential,
+    },
+    /// A user's SCRAM credential for one mechanism is gone.
+    RemoveScramCredential {
+        name: String,
+        mechanism: ScramMechanism,
     },
 }

@@ -27,6 +27,7 @@ pub(crate) mod offset_fetch;
 pub(crate) mod offset_for_leader_epoch;
 pub(crate) mod partition_reassignments;
 pub(crate) mod produce;
+pub(crate) mod scram_credentials;
 pub(crate) mod sync_group;
 
 use kafka_protocol::protocol::StrBytes;

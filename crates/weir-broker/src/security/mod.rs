@@ -4,6 +4,7 @@
 
 mod listeners;
 mod principal_rules;
+pub mod sasl;
 pub mod tls;
 
 use std::net::SocketAddr;
@@ -14,6 +15,34 @@ pub use listeners::{
 };
 pub use principal_rules::PrincipalRules;
 pub use tls::{ClientAuth, TlsSettings};
+
+/// SASL settings, with Kafka's names.
+#[derive(Debug, Clone)]
+pub struct SaslSettings {
+    /// `sasl.enabled.mechanisms`: PLAIN, SCRAM-SHA-256 and SCRAM-SHA-512 by default.
+    pub mechanisms: Vec<sasl::Mechanism>,
+    /// `connection.failed.authentication.delay.ms`: how long a failed authentication waits
+    /// before its answer (Kafka's default, 100 ms).
+    pub failed_authentication_delay_ms: u64,
+    /// Credentials to create at start when the user has none for the mechanism (the
+    /// `--add-scram` of `kafka-storage format`): user, mechanism, password.
+    pub initial_credentials: Vec<(String, weir_meta::scram::ScramMechanism, String)>,
+}
+
+impl Default for SaslSettings {
+    fn default() -> Self {
+        use weir_meta::scram::ScramMechanism;
+        SaslSettings {
+            mechanisms: vec![
+                sasl::Mechanism::Plain,
+                sasl::Mechanism::Scram(ScramMechanism::Sha256),
+                sasl::Mechanism::Scram(ScramMechanism::Sha512),
+            ],
+            failed_authentication_delay_ms: 100,
+            initial_credentials: Vec::new(),
+        }
+    }
+}
 
 /// Who a connection speaks for (Kafka's `KafkaPrincipal`): a type and a name, written
 /// `User:alice`.

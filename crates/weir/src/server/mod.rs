@@ -170,6 +170,11 @@ pub(crate) struct ServerArgs {
     /// --override); for example --override ssl.keystore.location=/etc/weir/broker.pem.
     #[arg(long = "override", value_name = "NAME=VALUE")]
     overrides: Vec<String>,
+    /// A SCRAM credential to create at start if the user has none for that mechanism, as
+    /// kafka-storage format's --add-scram: 'SCRAM-SHA-256=[name=admin,password=admin-secret]'.
+    /// Repeatable.
+    #[arg(long, value_name = "CREDENTIAL")]
+    add_scram: Vec<String>,
 }
 
 pub(crate) fn config_from(args: ServerArgs) -> Result<BrokerConfig> {
@@ -334,6 +339,7 @@ pub(crate) fn config_from(args: ServerArgs) -> Result<BrokerConfig> {
         roles.broker,
     )?;
     security::tls_settings(&s, &mut config)?;
+    security::sasl_settings(&s, &mut config, &args.add_scram)?;
     let voters = s.pick::<String>(args.controller_quorum_voters, "controller.quorum.voters")?;
     match &voters {
         Some(v) => {

@@ -5,11 +5,13 @@
 use std::path::PathBuf;
 
 use anyhow::{anyhow, bail, Result};
+use weir_broker::security::sasl::Mechanism;
 use weir_broker::security::{
-    parse_listeners, tls, ClientAuth, ListenerSettings, Listeners, PrincipalRules,
+    parse_listeners, tls, ClientAuth, ListenerSettings, Listeners, PrincipalRules, SaslSettings,
     SecurityProtocol, TlsSettings,
 };
 use weir_broker::BrokerConfig;
+use weir_meta::scram::ScramMechanism;
 
 use super::settings::Settings;
 
@@ -24,6 +26,8 @@ pub(super) const KEYS: &[&str] = &[
     "ssl.truststore.location",
     "ssl.client.auth",
     "ssl.principal.mapping.rules",
+    "sasl.enabled.mechanisms",
+    "connection.failed.authentication.delay.ms",
 ];
 
 /// Reads the listeners into `config`. `listeners` and `advertised` come from flags or the file.
@@ -96,4 +100,109 @@ pub(super) fn tls_settings(s: &Settings, config: &mut BrokerConfig) -> Result<()
         tls::server_config(&config.tls).map_err(|e| anyhow!(e))?;
     }
     Ok(())
+}
+
+/// Reads the `sasl.*` settings and the `--add-scram` credentials into `config`.
+pub(super) fn sasl_settings(
+    s: &Settings,
+    config: &mut BrokerConfig,
+    add_scram: &[String],
+) -> Result<()> {
+    let mut sasl = SaslSettings::default();
+    if let Some(list) = s.pick::<String>(None, "sasl.enabled.mechanisms")? {
+        sasl.mechanisms = list
+            .split(',')
+            .map(str::trim)
+            .filter(|m| !m.is_empty())
+            .map(|m| {
+                Mechanism::from_name(m).ok_or_else(|| {
+                    anyhow!("sasl.enabled.mechanisms: '{m}' is not PLAIN, SCRAM-SHA-256 or SCRAM-SHA-512")
+                })
+            })
+            .collect::<Result<_>>()?;
+        if sasl.mechanisms.is_empty() {
+            bail!("sasl.enabled.mechanisms is empty");
+        }
+    }
+    if let Some(ms) = s.pick::<u64>(None, "connection.failed.authentication.delay.ms")? {
+        sasl.failed_authentication_delay_ms = ms;
+    }
+    for spec in add_scram {
+        sasl.initial_credentials.push(parse_add_scram(spec)?);
+    }
+    config.sasl = sasl;
+    Ok(())
+}
+
+/// Parses `kafka-storage format`'s `--add-scram` value: `SCRAM-SHA-256=[name=alice,password=secret]`
+/// (a value may be double-quoted to hold commas or brackets).
+pub(super) fn parse_add_scram(spec: &str) -> Result<(String, ScramMechanism, String)> {
+    let bad = |why: &str| {
+        anyhow!(
+            "--add-scram '{spec}': {why} (expected SCRAM-SHA-256=[name=NAME,password=PASSWORD])"
+        )
+    };
+    let (mechanism, rest) = spec.split_once('=').ok_or_else(|| bad("no mechanism"))?;
+    let m = ScramMechanism::from_name(mechanism).ok_or_else(|| bad("unknown mechanism"))?;
+    let inner = rest
+        .trim()
+        .strip_prefix('[')
+        .and_then(|r| r.strip_suffix(']'))
+        .ok_or_else(|| bad("the settings are not in [...]"))?;
+    let (mut name, mut password) = (None, None);
+    let mut rest = inner;
+    while !rest.is_empty() {
+        let (key, after) = rest
+            .split_once('=')
+            .ok_or_else(|| bad("a setting is not KEY=VALUE"))?;
+        let (value, after) = match after.strip_prefix('"') {
+            Some(quoted) => {
+                let (v, a) = quoted
+                    .split_once('"')
+                    .ok_or_else(|| bad("an unclosed quote"))?;
+                (v, a.strip_prefix(',').unwrap_or(a))
+            }
+            None => after.split_once(',').unwrap_or((after, "")),
+        };
+        match key.trim() {
+            "name" => name = Some(value.to_string()),
+            "password" => password = Some(value.to_string()),
+            other => return Err(bad(&format!("unknown setting '{other}'"))),
+        }
+        rest = after;
+    }
+    let name = name
+        .filter(|n| !n.is_empty())
+        .ok_or_else(|| bad("no name"))?;
+    let password = password
+        .filter(|p| !p.is_empty())
+        .ok_or_else(|| bad("no password"))?;
+    Ok((name, m, password))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn add_scram_takes_kafkas_format() {
+        let (n, m, p) =
+            parse_add_scram("SCRAM-SHA-256=[name=admin,password=admin-secret]").unwrap();
+        assert_eq!(
+            (n.as_str(), m, p.as_str()),
+            ("admin", ScramMechanism::Sha256, "admin-secret")
+        );
+        let (_, m, p) = parse_add_scram("SCRAM-SHA-512=[name=a,password=\"x,y]z\"]").unwrap();
+        assert_eq!((m, p.as_str()), (ScramMechanism::Sha512, "x,y]z"));
+        for bad in [
+            "SCRAM-SHA-1=[name=a,password=b]",
+            "SCRAM-SHA-256=name=a,password=b",
+            "SCRAM-SHA-256=[name=a]",
+            "SCRAM-SHA-256=[password=b]",
+            "SCRAM-SHA-256=[name=a,password=b,salt=c]",
+            "SCRAM-SHA-256=[name=a,password=\"b]",
+        ] {
+            assert!(parse_add_scram(bad).is_err(), "{bad}");
+        }
+    }
 }

@@ -1,0 +1,247 @@
+"""SASL with real clients: SCRAM-SHA-256 from kafka-python over
+SASL_PLAINTEXT, SCRAM-SHA-512 and PLAIN from confluent-kafka (librdkafka) over
+SASL_SSL, credentials made at first start (``--add-scram``) and by
+AlterUserScramCredentials (confluent-kafka's admin API, the path
+``kafka-configs.sh`` takes), and bad input: a wrong password, an unknown
+user, an unknown mechanism, a request before authentication and an oversized
+authentication frame each close only their own connection, with a log line
+naming the client's address; the broker keeps serving.
+"""
+
+from __future__ import annotations
+
+import socket
+import struct
+import time
+from pathlib import Path
+
+import pytest
+from confluent_kafka import Consumer, Producer
+from confluent_kafka.admin import (AdminClient, ScramCredentialInfo, ScramMechanism,
+                                   UserScramCredentialDeletion, UserScramCredentialUpsertion)
+
+from conftest import Broker, free_port, weir_bin
+from interop_helpers import keyed_records, produce, topic_name
+from pki import Pki
+
+ADMIN, ADMIN_PASSWORD = "admin", "admin-secret"
+
+
+class SaslBroker(Broker):
+    """PLAINTEXT (the harness waits on it), SASL_PLAINTEXT and SASL_SSL."""
+
+    def __init__(self, tmp: Path, pki: Pki):
+        self.sasl_port = free_port()
+        self.sasl_ssl_port = free_port()
+        extra = ["--offsets-topic-replication-factor", "1"]
+        for o in [f"ssl.keystore.location={pki.broker.keystore}",
+                  "connection.failed.authentication.delay.ms=50"]:
+            extra += ["--override", o]
+        for m in ("SCRAM-SHA-256", "SCRAM-SHA-512"):
+            extra += ["--add-scram", f"{m}=[name={ADMIN},password={ADMIN_PASSWORD}]"]
+        super().__init__(weir_bin(), tmp, extra_args=extra)
+
+    @property
+    def sasl_bootstrap(self) -> str:
+        return f"127.0.0.1:{self.sasl_port}"
+
+    @property
+    def sasl_ssl_bootstrap(self) -> str:
+        return f"127.0.0.1:{self.sasl_ssl_port}"
+
+    def command(self) -> list[str]:
+        cmd = super().command()
+        i = cmd.index("--listeners")
+        cmd[i + 1] = (f"PLAINTEXT://{self.bootstrap},SASL_PLAINTEXT://{self.sasl_bootstrap},"
+                      f"SASL_SSL://{self.sasl_ssl_bootstrap}")
+        return cmd
+
+
+@pytest.fixture
+def pki(tmp_path: Path) -> Pki:
+    return Pki(tmp_path / "pki")
+
+
+@pytest.fixture
+def sasl_broker(tmp_path: Path, pki: Pki):
+    broker = SaslBroker(tmp_path / "broker", pki)
+    try:
+        broker.start()
+        yield broker
+        assert broker.alive(), "the broker died\n" + broker.stderr_tail()
+    finally:
+        broker.close()
+
+
+def sasl_ssl(pki: Pki, mechanism: str, user: str, password: str) -> dict:
+    return {"security.protocol": "SASL_SSL", "ssl.ca.location": str(pki.ca.path),
+            "sasl.mechanism": mechanism, "sasl.username": user, "sasl.password": password}
+
+
+def consume_group(bootstrap: str, topic: str, n: int, conf: dict) -> list:
+    c = Consumer({"bootstrap.servers": bootstrap, "group.id": f"g-{topic}",
+                  "auto.offset.reset": "earliest", **conf})
+    got = []
+    try:
+        c.subscribe([topic])
+        deadline = time.monotonic() + 60
+        while len(got) < n and time.monotonic() < deadline:
+            for m in c.consume(num_messages=500, timeout=0.5):
+                assert m.error() is None, m.error()
+                got.append((m.key().decode(), m.value().decode()))
+    finally:
+        c.close()
+    return got
+
+
+def test_kafka_python_scram_sha_256_over_sasl_plaintext(sasl_broker: SaslBroker):
+    from kafka import KafkaConsumer, KafkaProducer
+
+    auth = dict(security_protocol="SASL_PLAINTEXT", sasl_mechanism="SCRAM-SHA-256",
+                sasl_plain_username=ADMIN, sasl_plain_password=ADMIN_PASSWORD)
+    t = topic_name("kp-scram")
+    p = KafkaProducer(bootstrap_servers=sasl_broker.sasl_bootstrap, acks="all", **auth)
+    for i in range(300):
+        p.send(t, key=f"k{i}".encode(), value=f"v{i}".encode())
+    p.flush(30)
+    p.close()
+    c = KafkaConsumer(t, bootstrap_servers=sasl_broker.sasl_bootstrap, group_id=f"g-{t}",
+                      auto_offset_reset="earliest", consumer_timeout_ms=10000, **auth)
+    got = sorted(m.value.decode() for m in c)
+    c.close()
+    assert got == sorted(f"v{i}" for i in range(300))
+
+
+def test_confluent_kafka_scram_sha_512_and_plain_over_sasl_ssl(sasl_broker: SaslBroker, pki: Pki):
+    t = topic_name("ck-scram")
+    records = keyed_records(1000)
+    scram = sasl_ssl(pki, "SCRAM-SHA-512", ADMIN, ADMIN_PASSWORD)
+    assert len(produce(sasl_broker.sasl_ssl_bootstrap, t, records, conf=scram)) == len(records)
+    plain = sasl_ssl(pki, "PLAIN", ADMIN, ADMIN_PASSWORD)
+    got = consume_group(sasl_broker.sasl_ssl_bootstrap, t, len(records), plain)
+    assert sorted(got) == sorted(records)
+    # Every broker a SASL_SSL client is told of is on the SASL_SSL listener.
+    md = AdminClient({"bootstrap.servers": sasl_broker.sasl_ssl_bootstrap, **scram}).list_topics(timeout=10)
+    assert {b.port for b in md.brokers.values()} == {sasl_broker.sasl_ssl_port}
+
+
+def test_users_made_and_removed_through_the_admin_api(sasl_broker: SaslBroker, pki: Pki):
+    admin = AdminClient({"bootstrap.servers": sasl_broker.sasl_ssl_bootstrap,
+                         **sasl_ssl(pki, "SCRAM-SHA-256", ADMIN, ADMIN_PASSWORD)})
+    futs = admin.alter_user_scram_credentials([
+        UserScramCredentialUpsertion("bob", ScramCredentialInfo(ScramMechanism.SCRAM_SHA_256, 8192),
+                                     b"bob-secret"),
+        UserScramCredentialUpsertion("carol", ScramCredentialInfo(ScramMechanism.SCRAM_SHA_512, 100),
+                                     b"carol-secret"),
+    ])
+    futs["bob"].result(15)
+    with pytest.raises(Exception, match="(?i)iterations"):
+        futs["carol"].result(15)
+
+    described = admin.describe_user_scram_credentials().result(15)
+    assert set(described) == {ADMIN, "bob"}
+    infos = {(i.mechanism, i.iterations) for i in described["bob"].scram_credential_infos}
+    assert infos == {(ScramMechanism.SCRAM_SHA_256, 8192)}
+    with pytest.raises(Exception, match="(?i)not exist"):
+        admin.describe_user_scram_credentials(["nobody"])["nobody"].result(15)
+
+    bob = sasl_ssl(pki, "SCRAM-SHA-256", "bob", "bob-secret")
+    t = topic_name("bob")
+    assert len(produce(sasl_broker.sasl_ssl_bootstrap, t, keyed_records(10), conf=bob)) == 10
+
+    futs = admin.alter_user_scram_credentials(
+        [UserScramCredentialDeletion("bob", ScramMechanism.SCRAM_SHA_256)])
+    futs["bob"].result(15)
+    assert refused(sasl_broker.sasl_ssl_bootstrap, bob)
+
+
+def refused(bootstrap: str, conf: dict) -> bool:
+    """Whether a producer with ``conf`` gets nothing delivered within a few seconds."""
+    p = Producer({"bootstrap.servers": bootstrap, "message.timeout.ms": 4000,
+                  "socket.timeout.ms": 3000, **conf}, error_cb=lambda e: None)
+    delivered = []
+    p.produce("sasl-refused", b"x", on_delivery=lambda err, m: delivered.append(err))
+    p.flush(10)
+    return bool(delivered) and delivered[0] is not None
+
+
+def request(api: int, version: int, body: bytes, correlation: int = 7) -> bytes:
+    client = b"raw"
+    header = struct.pack(">hhih", api, version, correlation, len(client)) + client
+    frame = header + body
+    return struct.pack(">i", len(frame)) + frame
+
+
+def read_frame(s: socket.socket) -> bytes | None:
+    """One size-prefixed answer, or None when the broker closed the connection."""
+    data = b""
+    while len(data) < 4:
+        chunk = s.recv(4 - len(data))
+        if not chunk:
+            return None
+        data += chunk
+    size = struct.unpack(">i", data)[0]
+    out = b""
+    while len(out) < size:
+        chunk = s.recv(size - len(out))
+        if not chunk:
+            return None
+        out += chunk
+    return out
+
+
+def closed(s: socket.socket) -> bool:
+    s.settimeout(10)
+    try:
+        return s.recv(1) == b""
+    except ConnectionResetError:
+        return True
+
+
+def test_bad_sasl_input_closes_only_its_connection(sasl_broker: SaslBroker, pki: Pki):
+    bs = sasl_broker.sasl_ssl_bootstrap
+    good = sasl_ssl(pki, "SCRAM-SHA-512", ADMIN, ADMIN_PASSWORD)
+    assert not refused(bs, good), "the control case was refused"
+    for conf in [sasl_ssl(pki, "SCRAM-SHA-512", ADMIN, "wrong"),
+                 sasl_ssl(pki, "SCRAM-SHA-256", "nobody", "x"),
+                 sasl_ssl(pki, "PLAIN", ADMIN, "wrong")]:
+        assert refused(bs, conf), f"{conf['sasl.mechanism']} {conf['sasl.username']} was served"
+
+    host, port = "127.0.0.1", sasl_broker.sasl_port
+    mechanism = b"GSSAPI"
+    # An unknown mechanism: UNSUPPORTED_SASL_MECHANISM (33) with the offered ones, then closed.
+    with socket.create_connection((host, port), timeout=10) as s:
+        s.sendall(request(17, 1, struct.pack(">h", len(mechanism)) + mechanism))
+        answer = read_frame(s)
+        assert answer is not None
+        correlation, code, count = struct.unpack(">ihi", answer[:10])
+        assert (correlation, code) == (7, 33)
+        offered, off = [], 10
+        for _ in range(count):
+            (n,) = struct.unpack(">h", answer[off:off + 2])
+            offered.append(answer[off + 2:off + 2 + n].decode())
+            off += 2 + n
+        assert offered == ["PLAIN", "SCRAM-SHA-256", "SCRAM-SHA-512"]
+        assert closed(s)
+    # Metadata before authentication: closed without an answer.
+    with socket.create_connection((host, port), timeout=10) as s:
+        s.sendall(request(3, 0, struct.pack(">i", 0)))
+        assert read_frame(s) is None
+    # SaslAuthenticate before SaslHandshake: ILLEGAL_SASL_STATE (34), then closed.
+    with socket.create_connection((host, port), timeout=10) as s:
+        s.sendall(request(36, 0, struct.pack(">i", 1) + b"x"))
+        answer = read_frame(s)
+        assert answer is not None and struct.unpack(">ih", answer[:6]) == (7, 34)
+        assert closed(s)
+    # A frame over sasl.server.max.receive.size (512 KiB) before authentication.
+    with socket.create_connection((host, port), timeout=10) as s:
+        s.sendall(struct.pack(">i", 1_000_000) + b"\0" * 64)
+        assert closed(s)
+
+    log = sasl_broker.stderr_text()
+    assert log.count("SASL authentication failed") >= 3, log[-5000:]
+    assert "wrong password for user 'admin'" in log
+    assert "user 'nobody' has no SCRAM-SHA-256 credential" in log
+    assert "SASL mechanism not offered" in log
+    assert "before authentication" in log
+    assert not refused(bs, good), "a good client was refused after the bad ones"
