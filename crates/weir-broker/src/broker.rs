@@ -89,6 +89,7 @@ pub struct Broker {
     /// How this broker's followers connect to leaders: as the inter-broker listener's protocol
     /// says, with this broker's truststore and its keystore as the client certificate.
     pub(crate) inter_broker_security: weir_client::Security,
+
     quorum: MetaRole,
     controller: ControllerClient,
     image: watch::Receiver<Arc<MetadataImage>>,
@@ -201,6 +202,7 @@ impl Broker {
             .listeners
             .iter()
             .zip(bound)
+            .filter(|(l, _)| l.advertise)
             .map(|(l, bound)| {
                 let (host, port) = l.advertised_endpoint(*bound);
                 Endpoint {
@@ -255,6 +257,28 @@ impl Broker {
             tracing::error!("could not load consumer groups from {OFFSETS_TOPIC}");
         }
         Ok(broker)
+    }
+
+    /// This broker's inter-broker endpoint (always advertised: the listener settings check it).
+    fn inter_broker_endpoint(&self) -> Result<Endpoint, MetaError> {
+        let name = self.inter_broker_listener();
+        self.endpoints
+            .iter()
+            .find(|e| e.listener == name)
+            .cloned()
+            .ok_or_else(|| {
+                MetaError::InvalidConfig(format!(
+                    "the inter-broker listener {name} is not advertised"
+                ))
+            })
+    }
+
+    /// The name of the listener followers fetch from.
+    pub(crate) fn inter_broker_listener(&self) -> &str {
+        self.config
+            .listeners
+            .get(self.config.inter_broker_index())
+            .map_or("PLAINTEXT", |l| l.name.as_str())
     }
 
     /// Creates the `--add-scram` credentials that do not exist yet (a credential already made,
@@ -322,11 +346,7 @@ impl Broker {
     /// (out of every ISR and leadership), and serves once unfenced.
     async fn register(&self) -> Result<(), MetaError> {
         let me = self.node_id();
-        let inter_broker = self
-            .endpoints
-            .get(self.config.inter_broker_index())
-            .cloned()
-            .ok_or_else(|| MetaError::InvalidConfig("the broker has no listener".into()))?;
+        let inter_broker = self.inter_broker_endpoint()?;
         let op = ControllerOp::RegisterBroker {
             broker_id: me,
             host: inter_broker.host,

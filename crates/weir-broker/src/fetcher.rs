@@ -143,7 +143,13 @@ async fn round(
             .brokers
             .get(&leader)
             .ok_or_else(|| format!("broker {leader} is not registered"))?;
-        let addr = format!("{}:{}", info.host, info.port);
+        // The leader's endpoint on this broker's inter-broker listener (during a rolling change
+        // of inter.broker.listener.name, a leader may still register another one as its own).
+        let listener = broker.inter_broker_listener();
+        let (host, port) = info
+            .endpoint(listener)
+            .ok_or_else(|| format!("leader {leader} has no listener {listener}"))?;
+        let addr = format!("{host}:{port}");
         let timeout = Duration::from_millis(broker.config.replica_fetch_wait_max_ms + 10_000);
         let client_id = format!("weir-replica-{me}");
         let c = Connection::connect_with(&addr, &client_id, timeout, &broker.inter_broker_security)

@@ -68,7 +68,12 @@ impl FrameReader {
                 None => 4 - self.buf.len(),
             };
             self.buf.reserve(want);
-            if reader.read_buf(&mut self.buf).await? == 0 {
+            let read = match reader.read_buf(&mut self.buf).await {
+                // A TLS peer that leaves without close_notify, between frames: a plain close.
+                Err(e) if e.kind() == std::io::ErrorKind::UnexpectedEof && self.buf.is_empty() => 0,
+                other => other?,
+            };
+            if read == 0 {
                 return Err(if self.buf.is_empty() {
                     FrameError::Closed
                 } else {

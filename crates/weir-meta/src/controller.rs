@@ -60,7 +60,8 @@ pub enum ControllerOp {
         /// The inter-broker listener's endpoint.
         host: String,
         port: i32,
-        /// Every listener's endpoint.
+        /// Every listener's endpoint (none from a broker older than named listeners).
+        #[serde(default)]
         endpoints: Vec<crate::records::Endpoint>,
         rack: Option<String>,
         incarnation: Uuid,

@@ -16,6 +16,9 @@ use tokio_rustls::server::TlsStream;
 use crate::frame::Chunk;
 use crate::security::{tls, Listener, Principal};
 
+/// How much of a segment a TLS connection reads into memory at a time.
+const TLS_READ_PIECE: u64 = 256 * 1024;
+
 /// How long a client has to finish its TLS handshake.
 const HANDSHAKE_TIMEOUT: Duration = Duration::from_secs(10);
 
@@ -123,11 +126,22 @@ impl Writer {
                     match chunk {
                         Chunk::Bytes(bytes) => stream.write_all(bytes).await?,
                         Chunk::File(slice) => {
-                            let slice = slice.clone();
-                            let bytes = tokio::task::spawn_blocking(move || slice.read_to_vec())
-                                .await
-                                .map_err(std::io::Error::other)??;
-                            stream.write_all(&bytes).await?;
+                            // In pieces: a fetch may name up to its whole size limit.
+                            let mut position = slice.position;
+                            let end = slice.position + slice.len;
+                            while position < end {
+                                let piece = weir_log::FileSlice {
+                                    file: slice.file.clone(),
+                                    position,
+                                    len: (end - position).min(TLS_READ_PIECE),
+                                };
+                                position += piece.len;
+                                let bytes =
+                                    tokio::task::spawn_blocking(move || piece.read_to_vec())
+                                        .await
+                                        .map_err(std::io::Error::other)??;
+                                stream.write_all(&bytes).await?;
+                            }
                         }
                     }
                 }

@@ -17,7 +17,12 @@ use crate::errors::meta_error_code;
 /// A topic as clients of `listener` see it: a partition without a live leader says
 /// LEADER_NOT_AVAILABLE, one whose leader has no such listener LISTENER_NOT_FOUND (both with no
 /// leader), and replicas on fenced brokers are listed as offline.
-fn topic_entry(image: &MetadataImage, listener: &str, topic: &TopicImage) -> MetadataResponseTopic {
+fn topic_entry(
+    image: &MetadataImage,
+    listener: &str,
+    version: i16,
+    topic: &TopicImage,
+) -> MetadataResponseTopic {
     let partitions = topic
         .partitions
         .iter()
@@ -38,7 +43,9 @@ fn topic_entry(image: &MetadataImage, listener: &str, topic: &TopicImage) -> Met
             let leader = live.filter(reachable);
             let code = match (live, leader) {
                 (None, _) => ResponseError::LeaderNotAvailable.code(),
-                (Some(_), None) => ResponseError::ListenerNotFound.code(),
+                // Clients before v6 do not know LISTENER_NOT_FOUND (Kafka's rule too).
+                (Some(_), None) if version >= 6 => ResponseError::ListenerNotFound.code(),
+                (Some(_), None) => ResponseError::LeaderNotAvailable.code(),
                 (Some(_), Some(_)) => 0,
             };
             MetadataResponsePartition::default()
@@ -79,11 +86,11 @@ pub(crate) async fn handle(
         // v0 sends an empty list for "all topics"; v1+ sends null.
         None => image
             .topics()
-            .map(|t| topic_entry(&image, listener, t))
+            .map(|t| topic_entry(&image, listener, version, t))
             .collect(),
         Some(list) if list.is_empty() && version == 0 => image
             .topics()
-            .map(|t| topic_entry(&image, listener, t))
+            .map(|t| topic_entry(&image, listener, version, t))
             .collect(),
         Some(list) => {
             let mut out = Vec::with_capacity(list.len());
@@ -92,7 +99,7 @@ pub(crate) async fn handle(
                 let Some(name) = name else {
                     // Lookup by topic id (v10+).
                     match image.topic_by_id(&requested.topic_id) {
-                        Some(t) => out.push(topic_entry(&image, listener, t)),
+                        Some(t) => out.push(topic_entry(&image, listener, version, t)),
                         None => out.push(error_entry(
                             None,
                             requested.topic_id,
@@ -102,7 +109,7 @@ pub(crate) async fn handle(
                     continue;
                 };
                 if let Some(t) = image.topic(&name) {
-                    out.push(topic_entry(&image, listener, t));
+                    out.push(topic_entry(&image, listener, version, t));
                     continue;
                 }
                 if !allow_create {
@@ -124,7 +131,7 @@ pub(crate) async fn handle(
                         tracing::info!(topic = %name, "auto-created topic");
                         image = broker.image();
                         match image.topic(&name) {
-                            Some(t) => out.push(topic_entry(&image, listener, t)),
+                            Some(t) => out.push(topic_entry(&image, listener, version, t)),
                             None => out.push(error_entry(
                                 Some(name),
                                 uuid::Uuid::nil(),

@@ -73,8 +73,14 @@ pub struct ListenerConfig {
     pub protocol: SecurityProtocol,
     /// Where to bind; port 0 picks a free one.
     pub addr: SocketAddr,
-    /// `advertised.listeners`' host and port for this listener; the bound ones when unset.
+    /// The host as `listeners` names it (clients are told this name, not the address it
+    /// resolved to, so certificates naming the host verify); empty for every interface.
+    pub host: String,
+    /// `advertised.listeners`' host and port for this listener.
     pub advertised: Option<(String, u16)>,
+    /// Whether clients are told of this listener: every listener when `advertised.listeners`
+    /// is unset, else only those it lists (as Kafka does).
+    pub advertise: bool,
 }
 
 impl ListenerConfig {
@@ -84,15 +90,29 @@ impl ListenerConfig {
             name: "PLAINTEXT".into(),
             protocol: SecurityProtocol::Plaintext,
             addr,
+            host: addr.ip().to_string(),
             advertised: None,
+            advertise: true,
         }
     }
 
-    /// The host and port clients are told, given the port the listener was bound to.
+    /// The host and port clients are told, given the port the listener was bound to: the
+    /// `advertised.listeners` entry, else the host as `listeners` names it, else (every
+    /// interface) this machine's host name, as Kafka advertises its canonical host name.
     pub fn advertised_endpoint(&self, bound: SocketAddr) -> (String, u16) {
-        self.advertised
-            .clone()
-            .unwrap_or_else(|| (bound.ip().to_string(), bound.port()))
+        if let Some(advertised) = &self.advertised {
+            return advertised.clone();
+        }
+        let wildcard = self.host.is_empty() || bound.ip().is_unspecified();
+        let host = if wildcard {
+            rustix::system::uname()
+                .nodename()
+                .to_string_lossy()
+                .into_owned()
+        } else {
+            self.host.clone()
+        };
+        (host, bound.port())
     }
 }
 
@@ -149,11 +169,18 @@ pub fn parse_listeners(s: &ListenerSettings<'_>) -> Result<Listeners, String> {
             )
         })?;
         let (host, port) = split_host_port(entry, addr)?;
+        let bind = if host.is_empty() {
+            "0.0.0.0"
+        } else {
+            host.as_str()
+        };
         let listener = ListenerConfig {
-            addr: resolve(&host, port)?,
+            addr: resolve(bind, port)?,
             name,
             protocol,
+            host,
             advertised: None,
+            advertise: true,
         };
         let all = broker.iter().chain(controller.iter());
         for other in all {
@@ -177,6 +204,9 @@ pub fn parse_listeners(s: &ListenerSettings<'_>) -> Result<Listeners, String> {
         }
     }
     if let Some(advertised) = s.advertised_listeners {
+        for l in &mut broker {
+            l.advertise = false;
+        }
         for entry in advertised
             .split(',')
             .map(str::trim)
@@ -195,7 +225,14 @@ pub fn parse_listeners(s: &ListenerSettings<'_>) -> Result<Listeners, String> {
                 .iter_mut()
                 .find(|l| l.name == name)
                 .ok_or_else(|| format!("advertised.listeners: '{name}' is not in listeners"))?;
-            listener.advertised = Some(split_host_port(entry, addr)?);
+            let (host, port) = split_host_port(entry, addr)?;
+            if host.is_empty() || host == "0.0.0.0" {
+                return Err(format!(
+                    "advertised.listeners: '{entry}' names no host clients can reach"
+                ));
+            }
+            listener.advertised = Some((host, port));
+            listener.advertise = true;
         }
     }
     let inter_broker = match s.inter_broker_listener_name {
@@ -215,6 +252,13 @@ pub fn parse_listeners(s: &ListenerSettings<'_>) -> Result<Listeners, String> {
             .or(broker.first())
             .map(|l| l.name.clone()),
     };
+    if let Some(name) = &inter_broker {
+        if broker.iter().any(|l| &l.name == name && !l.advertise) {
+            return Err(format!(
+                "advertised.listeners: the inter-broker listener '{name}' must be advertised"
+            ));
+        }
+    }
     Ok(Listeners {
         broker,
         controller,
@@ -249,7 +293,7 @@ fn protocol_map(setting: Option<&str>) -> Result<BTreeMap<String, SecurityProtoc
     Ok(map)
 }
 
-/// Splits `HOST:PORT` (`[v6]:PORT` too); an empty host is every interface.
+/// Splits `HOST:PORT` (`[v6]:PORT` too); an empty host (every interface) stays empty.
 pub fn split_host_port(whole: &str, addr: &str) -> Result<(String, u16), String> {
     let (host, port) = addr
         .rsplit_once(':')
@@ -258,7 +302,6 @@ pub fn split_host_port(whole: &str, addr: &str) -> Result<(String, u16), String>
         .parse()
         .map_err(|_| format!("'{whole}' has a bad port"))?;
     let host = host.trim_start_matches('[').trim_end_matches(']');
-    let host = if host.is_empty() { "0.0.0.0" } else { host };
     Ok((host.to_string(), port))
 }
 
@@ -286,7 +329,7 @@ mod tests {
         let l = parse_listeners(&ListenerSettings {
             listeners: "INTERNAL://127.0.0.1:9092, external://127.0.0.1:9093,CONTROLLER://127.0.0.1:9094,SSL://127.0.0.1:0",
             security_protocol_map: Some("INTERNAL:PLAINTEXT,EXTERNAL:SASL_SSL"),
-            advertised_listeners: Some("EXTERNAL://broker.example:19093"),
+            advertised_listeners: Some("EXTERNAL://broker.example:19093,INTERNAL://10.0.0.1:9092"),
             inter_broker_listener_name: Some("internal"),
             controller_listener_names: None,
         })
@@ -310,7 +353,21 @@ mod tests {
             l.broker[1].advertised,
             Some(("broker.example".to_string(), 19093))
         );
-        assert_eq!(l.broker[0].advertised, None);
+        assert_eq!(l.broker[0].advertised, Some(("10.0.0.1".to_string(), 9092)));
+        // Only the listeners advertised.listeners names are advertised.
+        let shown: Vec<bool> = l.broker.iter().map(|l| l.advertise).collect();
+        assert_eq!(shown, [true, true, false]);
+        // Clients are told the host as written, not the address it resolved to.
+        let l = parse("PLAINTEXT://localhost:0").expect("valid");
+        let bound: SocketAddr = "127.0.0.1:4321".parse().expect("addr");
+        assert_eq!(
+            l.broker[0].advertised_endpoint(bound),
+            ("localhost".to_string(), 4321)
+        );
+        let l = parse("PLAINTEXT://:0").expect("valid");
+        assert!(l.broker[0].addr.ip().is_unspecified());
+        let (host, _) = l.broker[0].advertised_endpoint("0.0.0.0:1".parse().expect("addr"));
+        assert!(!host.is_empty() && host != "0.0.0.0", "{host}");
     }
 
     #[test]

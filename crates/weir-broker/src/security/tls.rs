@@ -14,6 +14,7 @@ use rustls::pki_types::pem::PemObject;
 use rustls::pki_types::{CertificateDer, PrivateKeyDer};
 use rustls::server::WebPkiClientVerifier;
 use rustls::{RootCertStore, ServerConfig};
+use x509_parser::asn1_rs::ToDer;
 
 use super::principal_rules::PrincipalRules;
 
@@ -123,14 +124,21 @@ pub fn subject_name(der: &[u8]) -> Result<String, String> {
         let mut parts = Vec::new();
         for attr in rdn.iter() {
             let oid = attr.attr_type().to_id_string();
-            let value = match attr.as_str() {
-                Ok(s) => escape(s),
-                Err(_) => format!("#{}", hex(attr.attr_value().data)),
+            // Java writes a value as text only under a keyword it knows and for a string type;
+            // anything else is `#` and the hex of the value's whole DER encoding (RFC 2253 2.4).
+            let text = keyword(&oid).zip(attr.as_str().ok());
+            let part = match text {
+                Some((k, value)) => format!("{k}={}", escape(value)),
+                None => {
+                    let der = attr
+                        .attr_value()
+                        .to_der_vec()
+                        .map_err(|e| format!("unreadable client certificate subject: {e}"))?;
+                    let name = keyword(&oid).map_or(oid.clone(), str::to_string);
+                    format!("{name}=#{}", hex(&der))
+                }
             };
-            match keyword(&oid) {
-                Some(k) => parts.push(format!("{k}={value}")),
-                None => parts.push(format!("{oid}={value}")),
-            }
+            parts.push(part);
         }
         rdns.push(parts.join("+"));
     }
@@ -154,18 +162,24 @@ fn keyword(oid: &str) -> Option<&'static str> {
     })
 }
 
-/// RFC 2253 escaping of an attribute value.
+/// RFC 2253 escaping of an attribute value, as Java's `X500Principal.getName()` does it: a
+/// backslash before each of `,=+<>#;"\`, before every leading and trailing space, and NUL as
+/// `\00`.
 fn escape(s: &str) -> String {
+    let chars: Vec<char> = s.chars().collect();
+    let lead = chars.iter().take_while(|c| **c == ' ').count();
+    let trail = chars.iter().rev().take_while(|c| **c == ' ').count();
     let mut out = String::with_capacity(s.len());
-    let last = s.chars().count().saturating_sub(1);
-    for (i, c) in s.chars().enumerate() {
-        let special = matches!(c, ',' | '+' | '"' | '\\' | '<' | '>' | ';')
-            || (i == 0 && (c == '#' || c == ' '))
-            || (i == last && c == ' ');
-        if special {
-            out.push('\\');
+    for (i, c) in chars.iter().enumerate() {
+        match c {
+            '\0' => out.push_str("\\00"),
+            ',' | '=' | '+' | '<' | '>' | '#' | ';' | '"' | '\\' => {
+                out.push('\\');
+                out.push(*c);
+            }
+            ' ' if i < lead || i >= chars.len() - trail => out.push_str("\\ "),
+            c => out.push(*c),
         }
-        out.push(c);
     }
     out
 }
@@ -182,6 +196,9 @@ mod tests {
     fn values_are_escaped_as_rfc_2253_says() {
         assert_eq!(escape("a,b+c"), "a\\,b\\+c");
         assert_eq!(escape("#x "), "\\#x\\ ");
+        assert_eq!(escape("a=b#c"), "a\\=b\\#c");
+        assert_eq!(escape("  two  "), "\\ \\ two\\ \\ ");
+        assert_eq!(escape("a\0b"), "a\\00b");
         assert_eq!(escape("plain"), "plain");
         assert_eq!(escape(""), "");
     }
