@@ -24,10 +24,13 @@ def main() -> None:
     ap.add_argument("--partitions", type=int, default=3)
     ap.add_argument("--acks", default="all")
     ap.add_argument("--compression", default="none")
+    ap.add_argument("--client-config", action="append", default=[], metavar="KEY=VALUE",
+                    help="a librdkafka setting for every client (security.protocol=SSL, ...)")
     args = ap.parse_args()
+    extra = dict(kv.split("=", 1) for kv in args.client_config)
 
     topic = f"bench-{uuid.uuid4().hex[:8]}"
-    admin = AdminClient({"bootstrap.servers": args.bootstrap})
+    admin = AdminClient({"bootstrap.servers": args.bootstrap, **extra})
     admin.create_topics([NewTopic(topic, args.partitions, 1)])[topic].result(30)
 
     payload = b"x" * args.size
@@ -38,6 +41,7 @@ def main() -> None:
         "batch.size": 1_000_000,
         "compression.type": args.compression,
         "queue.buffering.max.messages": 1_000_000,
+        **extra,
     })
     failed = 0
 
@@ -70,6 +74,7 @@ def main() -> None:
         "enable.auto.commit": False,
         "fetch.max.bytes": 52_428_800,
         "max.partition.fetch.bytes": 10_485_760,
+        **extra,
     })
     consumer.assign([TopicPartition(topic, p, 0) for p in range(args.partitions)])
     got = 0

@@ -153,6 +153,16 @@ def test_users_made_and_removed_through_the_admin_api(sasl_broker: SaslBroker, p
         [UserScramCredentialDeletion("bob", ScramMechanism.SCRAM_SHA_256)])
     futs["bob"].result(15)
     assert refused(sasl_broker.sasl_ssl_bootstrap, bob)
+    assert 'user "bob" has no SCRAM-SHA-256 credential' in sasl_broker.stderr_text()
+
+    # --add-scram applies once for the cluster: a deleted admin stays deleted across a restart.
+    futs = admin.alter_user_scram_credentials(
+        [UserScramCredentialDeletion(ADMIN, ScramMechanism.SCRAM_SHA_512)])
+    futs[ADMIN].result(15)
+    sasl_broker.restart()
+    bob_admin = AdminClient({"bootstrap.servers": sasl_broker.bootstrap})
+    left = bob_admin.describe_user_scram_credentials().result(15)
+    assert {i.mechanism for i in left[ADMIN].scram_credential_infos} == {ScramMechanism.SCRAM_SHA_256}
 
 
 def refused(bootstrap: str, conf: dict) -> bool:
@@ -240,8 +250,30 @@ def test_bad_sasl_input_closes_only_its_connection(sasl_broker: SaslBroker, pki:
 
     log = sasl_broker.stderr_text()
     assert log.count("SASL authentication failed") >= 3, log[-5000:]
-    assert "wrong password for user 'admin'" in log
-    assert "user 'nobody' has no SCRAM-SHA-256 credential" in log
+    assert log.count('wrong password for user "admin"') >= 2, log[-5000:]  # SCRAM and PLAIN
+    assert 'user "nobody" has no SCRAM-SHA-256 credential' in log
     assert "SASL mechanism not offered" in log
     assert "before authentication" in log
     assert not refused(bs, good), "a good client was refused after the bad ones"
+
+
+def test_a_v0_handshake_takes_bare_tokens(sasl_broker: SaslBroker):
+    """SaslHandshake v0, then the PLAIN token bare (no SaslAuthenticate around it), as clients
+    before KIP-152 send it; then requests are served on the same connection."""
+    with socket.create_connection(("127.0.0.1", sasl_broker.sasl_port), timeout=10) as s:
+        s.sendall(request(17, 0, struct.pack(">h", 5) + b"PLAIN"))
+        answer = read_frame(s)
+        assert answer is not None and struct.unpack(">ih", answer[:6]) == (7, 0)
+        token = b"\0" + ADMIN.encode() + b"\0" + ADMIN_PASSWORD.encode()
+        s.sendall(struct.pack(">i", len(token)) + token)
+        assert read_frame(s) == b"", "a PLAIN success is one empty token"
+        # ApiVersions v0 now answers: correlation 9, error 0.
+        s.sendall(request(18, 0, b"", correlation=9))
+        answer = read_frame(s)
+        assert answer is not None and struct.unpack(">ih", answer[:6]) == (9, 0)
+    with socket.create_connection(("127.0.0.1", sasl_broker.sasl_port), timeout=10) as s:
+        s.sendall(request(17, 0, struct.pack(">h", 5) + b"PLAIN"))
+        assert read_frame(s) is not None
+        token = b"\0" + ADMIN.encode() + b"\0wrong"
+        s.sendall(struct.pack(">i", len(token)) + token)
+        assert closed(s)

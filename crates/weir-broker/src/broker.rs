@@ -281,23 +281,15 @@ impl Broker {
             .map_or("PLAINTEXT", |l| l.name.as_str())
     }
 
-    /// Creates the `--add-scram` credentials that do not exist yet (a credential already made,
-    /// perhaps since changed by AlterUserScramCredentials, is left alone).
+    /// Applies the `--add-scram` credentials if the cluster has not had its first ones yet
+    /// (the controller decides, once for the cluster; see `BootstrapScramCredentials`).
     async fn add_initial_credentials(&self) -> Result<(), StartError> {
-        let image = self.image();
-        let missing: Vec<_> = self
-            .config
-            .sasl
-            .initial_credentials
-            .iter()
-            .filter(|(user, m, _)| !image.scram.contains_key(&(user.clone(), *m)))
-            .cloned()
-            .collect();
-        if missing.is_empty() {
+        let wanted = self.config.sasl.initial_credentials.clone();
+        if wanted.is_empty() || self.image().scram_bootstrapped {
             return Ok(());
         }
-        let upsertions = tokio::task::spawn_blocking(move || {
-            missing
+        let credentials = tokio::task::spawn_blocking(move || {
+            wanted
                 .into_iter()
                 .map(|(user, m, password)| {
                     let salt = crate::security::sasl::random_nonce().into_bytes();
@@ -308,14 +300,17 @@ impl Broker {
         })
         .await
         .map_err(|e| StartError::Meta(MetaError::InvalidConfig(format!("--add-scram: {e}"))))?;
-        for (user, m, _) in &upsertions {
-            tracing::info!(%user, mechanism = m.name(), "SCRAM credential created (--add-scram)");
+        let before = self.image();
+        self.controller_op(ControllerOp::BootstrapScramCredentials { credentials })
+            .await?;
+        let after = self.image();
+        for (user, m) in after
+            .scram
+            .keys()
+            .filter(|k| !before.scram.contains_key(*k))
+        {
+            tracing::info!(user = ?user, mechanism = m.name(), "SCRAM credential created (--add-scram)");
         }
-        self.controller_op(ControllerOp::AlterScramCredentials {
-            upsertions,
-            deletions: vec![],
-        })
-        .await?;
         Ok(())
     }
 

@@ -85,6 +85,15 @@ pub enum ControllerOp {
         )>,
         deletions: Vec<(String, crate::scram::ScramMechanism)>,
     },
+    /// The `--add-scram` credentials of a starting broker: applied only if no broker applied
+    /// its own before, and only those missing then.
+    BootstrapScramCredentials {
+        credentials: Vec<(
+            String,
+            crate::scram::ScramMechanism,
+            crate::scram::ScramCredential,
+        )>,
+    },
     /// A broker is alive. A fenced broker is unfenced by it.
     Heartbeat {
         broker_id: BrokerId,
@@ -249,6 +258,24 @@ impl ControllerOp {
                         credential: credential.clone(),
                     });
                 }
+                Ok((Outcome::Done, records))
+            }
+            ControllerOp::BootstrapScramCredentials { credentials } => {
+                if image.scram_bootstrapped {
+                    return Ok((Outcome::Done, vec![]));
+                }
+                let mut records: Vec<MetadataRecord> = credentials
+                    .iter()
+                    .filter(|(name, m, _)| !image.scram.contains_key(&(name.clone(), *m)))
+                    .map(
+                        |(name, mechanism, credential)| MetadataRecord::ScramCredential {
+                            name: name.clone(),
+                            mechanism: *mechanism,
+                            credential: credential.clone(),
+                        },
+                    )
+                    .collect();
+                records.push(MetadataRecord::ScramBootstrapped);
                 Ok((Outcome::Done, records))
             }
             ControllerOp::Heartbeat { broker_id } => match image.brokers.get(broker_id) {

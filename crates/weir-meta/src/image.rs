@@ -98,6 +98,8 @@ pub struct MetadataImage {
     pub next_producer_id: ProducerId,
     /// SCRAM credentials by user and mechanism.
     pub scram: BTreeMap<(String, ScramMechanism), ScramCredential>,
+    /// Whether the `--add-scram` credentials were applied once already.
+    pub scram_bootstrapped: bool,
     /// The cluster id (Kafka's `cluster.id`), once the first controller has chosen it.
     pub cluster_id: Option<String>,
     /// The image's version: the index of the last metadata-log entry applied to it (set by the
@@ -227,6 +229,7 @@ impl MetadataImage {
             MetadataRecord::RemoveScramCredential { name, mechanism } => {
                 self.scram.remove(&(name.clone(), *mechanism));
             }
+            MetadataRecord::ScramBootstrapped => self.scram_bootstrapped = true,
         }
     }
 
@@ -364,6 +367,9 @@ impl MetadataImage {
                 mechanism: *mechanism,
                 credential: credential.clone(),
             });
+        }
+        if self.scram_bootstrapped {
+            out.push(MetadataRecord::ScramBootstrapped);
         }
         out
     }

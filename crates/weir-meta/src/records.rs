@@ -152,4 +152,7 @@ pub enum MetadataRecord {
         name: String,
         mechanism: ScramMechanism,
     },
+    /// The `--add-scram` credentials were applied: later starts add none (as Kafka applies
+    /// them once, at `kafka-storage format`), so a credential deleted since stays deleted.
+    ScramBootstrapped,
 }

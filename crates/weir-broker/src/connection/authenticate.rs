@@ -219,8 +219,23 @@ fn exchange_name(phase: &Phase) -> &'static str {
     }
 }
 
+/// PLAIN logins salting their password at once, over the whole broker: each costs thousands of
+/// HMACs, which unauthenticated clients must not be able to pile up.
+static PLAIN_HASHING: tokio::sync::Semaphore = tokio::sync::Semaphore::const_new(2);
+
+/// How long a PLAIN login waits for its turn to salt before it fails.
+const PLAIN_QUEUE_WAIT: Duration = Duration::from_secs(5);
+
 /// One step of the exchange, off the async workers (PLAIN salts the password: thousands of HMACs).
 async fn run_step(broker: &Arc<Broker>, exchange: &mut Exchange, token: Vec<u8>) -> Step {
+    let _turn = if exchange.mechanism() == Mechanism::Plain {
+        match tokio::time::timeout(PLAIN_QUEUE_WAIT, PLAIN_HASHING.acquire()).await {
+            Ok(Ok(permit)) => Some(permit),
+            _ => return Step::Failed("too many PLAIN logins at once".into()),
+        }
+    } else {
+        None
+    };
     let image = broker.image();
     let mut owned = std::mem::replace(exchange, Exchange::new(exchange.mechanism()));
     let done = tokio::task::spawn_blocking(move || {

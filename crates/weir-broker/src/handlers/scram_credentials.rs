@@ -88,7 +88,11 @@ pub(crate) async fn alter(
 ) -> AlterUserScramCredentialsResponse {
     let image = broker.image();
     let mut errors: BTreeMap<String, Refusal> = BTreeMap::new();
+    // Every user named, in the order first named, and the users already altered once.
     let mut users: Vec<String> = Vec::new();
+    let mut named: BTreeSet<String> = BTreeSet::new();
+    // One change per user and mechanism (Kafka's documented kafka-configs call sets both
+    // mechanisms of one user at once).
     let mut altered: BTreeSet<(String, i8)> = BTreeSet::new();
     let refuse =
         |errors: &mut BTreeMap<String, Refusal>, user: &str, e: ResponseError, why: String| {
@@ -97,8 +101,17 @@ pub(crate) async fn alter(
     let mut deletions = Vec::new();
     for d in &request.deletions {
         let user = d.name.to_string();
-        if !users.contains(&user) {
+        if named.insert(user.clone()) {
             users.push(user.clone());
+        }
+        if user.is_empty() {
+            refuse(
+                &mut errors,
+                &user,
+                ResponseError::UnacceptableCredential,
+                "Username must not be empty".into(),
+            );
+            continue;
         }
         if !altered.insert((user.clone(), d.mechanism)) {
             refuse(
@@ -118,14 +131,7 @@ pub(crate) async fn alter(
             );
             continue;
         };
-        if user.is_empty() {
-            refuse(
-                &mut errors,
-                &user,
-                ResponseError::UnacceptableCredential,
-                "Username must not be empty".into(),
-            );
-        } else if !image.scram.contains_key(&(user.clone(), m)) {
+        if !image.scram.contains_key(&(user.clone(), m)) {
             refuse(
                 &mut errors,
                 &user,
@@ -139,8 +145,17 @@ pub(crate) async fn alter(
     let mut upsertions: Vec<(String, ScramMechanism, ScramCredential)> = Vec::new();
     for u in &request.upsertions {
         let user = u.name.to_string();
-        if !users.contains(&user) {
+        if named.insert(user.clone()) {
             users.push(user.clone());
+        }
+        if user.is_empty() {
+            refuse(
+                &mut errors,
+                &user,
+                ResponseError::UnacceptableCredential,
+                "Username must not be empty".into(),
+            );
+            continue;
         }
         if !altered.insert((user.clone(), u.mechanism)) {
             refuse(
@@ -160,9 +175,7 @@ pub(crate) async fn alter(
             );
             continue;
         };
-        let why = if user.is_empty() {
-            Some("Username must not be empty")
-        } else if u.iterations < m.min_iterations() {
+        let why = if u.iterations < m.min_iterations() {
             Some("Too few iterations")
         } else if u.iterations > m.max_iterations() {
             Some("Too many iterations")

@@ -138,7 +138,7 @@ fn sasl_name(s: &str) -> Result<String, String> {
         match escape {
             "=2C" => out.push(','),
             "=3D" => out.push('='),
-            _ => return Err(format!("bad escape in the user name '{s}'")),
+            _ => return Err(format!("bad escape in the user name {s:?}")),
         }
         rest = &rest[i + 3..];
     }
@@ -171,9 +171,9 @@ fn client_first(
             Some(("r", v)) if i == 1 => client_nonce = Some(v.to_string()),
             Some(("m", _)) if i == 0 => return Err("SCRAM extension 'm' is not supported".into()),
             Some((k, _)) if i >= 2 => {
-                return Err(format!("SCRAM extension '{k}' is not supported"))
+                return Err(format!("SCRAM extension {k:?} is not supported"))
             }
-            _ => return Err(format!("malformed client-first message attribute '{attr}'")),
+            _ => return Err(format!("malformed client-first message attribute {attr:?}")),
         }
     }
     let user = user.ok_or("the client-first message names no user")?;
@@ -183,13 +183,13 @@ fn client_first(
     }
     if let Some(a) = authzid.strip_prefix("a=") {
         if sasl_name(a)? != user {
-            return Err(format!("user '{user}' may not act as '{a}'"));
+            return Err(format!("user {user:?} may not act as {a:?}"));
         }
     } else if !authzid.is_empty() {
         return Err("malformed authorization id".into());
     }
     let credential = credential(&user, m)
-        .ok_or_else(|| format!("user '{user}' has no {} credential", m.name()))?;
+        .ok_or_else(|| format!("user {user:?} has no {} credential", m.name()))?;
     let nonce = format!("{client_nonce}{}", nonce());
     let server_first = format!(
         "r={nonce},s={},i={}",
@@ -252,7 +252,7 @@ fn client_final(
         }
         let client_key: Vec<u8> = proof.iter().zip(&signature).map(|(a, b)| a ^ b).collect();
         if !bool::from(hash(m, &client_key).ct_eq(&credential.stored_key)) {
-            return Err(format!("wrong password for user '{user}'"));
+            return Err(format!("wrong password for user {user:?}"));
         }
         let server_signature = hmac(m, &credential.server_key, auth_message.as_bytes());
         Ok(format!("v={}", BASE64.encode(server_signature)).into_bytes())
@@ -282,13 +282,13 @@ fn plain(
         return Step::Failed("the PLAIN user name is not UTF-8".into());
     };
     if !authzid.is_empty() && authzid != user {
-        return Step::Failed(format!("user '{user}' may not act as '{authzid}'"));
+        return Step::Failed(format!("user {user:?} may not act as {authzid:?}"));
     }
     let found = [ScramMechanism::Sha512, ScramMechanism::Sha256]
         .into_iter()
         .find_map(|m| credential(user, m).map(|c| (m, c)));
     let Some((m, c)) = found else {
-        return Step::Failed(format!("user '{user}' has no SCRAM credential"));
+        return Step::Failed(format!("user {user:?} has no SCRAM credential"));
     };
     let (stored, _) = keys(m, password, &c.salt, c.iterations);
     if bool::from(stored.ct_eq(&c.stored_key)) {
@@ -297,7 +297,7 @@ fn plain(
             token: Vec::new(),
         }
     } else {
-        Step::Failed(format!("wrong password for user '{user}'"))
+        Step::Failed(format!("wrong password for user {user:?}"))
     }
 }
 

@@ -137,10 +137,10 @@ pub(super) fn sasl_settings(
 /// Parses `kafka-storage format`'s `--add-scram` value: `SCRAM-SHA-256=[name=alice,password=secret]`
 /// (a value may be double-quoted to hold commas or brackets).
 pub(super) fn parse_add_scram(spec: &str) -> Result<(String, ScramMechanism, String)> {
+    // The password never reaches an error message: only the mechanism part is quoted.
+    let shown = spec.split_once('=').map_or(spec, |(m, _)| m);
     let bad = |why: &str| {
-        anyhow!(
-            "--add-scram '{spec}': {why} (expected SCRAM-SHA-256=[name=NAME,password=PASSWORD])"
-        )
+        anyhow!("--add-scram '{shown}=[...]': {why} (expected SCRAM-SHA-256=[name=NAME,password=PASSWORD])")
     };
     let (mechanism, rest) = spec.split_once('=').ok_or_else(|| bad("no mechanism"))?;
     let m = ScramMechanism::from_name(mechanism).ok_or_else(|| bad("unknown mechanism"))?;
@@ -194,6 +194,8 @@ mod tests {
         );
         let (_, m, p) = parse_add_scram("SCRAM-SHA-512=[name=a,password=\"x,y]z\"]").unwrap();
         assert_eq!((m, p.as_str()), (ScramMechanism::Sha512, "x,y]z"));
+        let e = parse_add_scram("SCRAM-SHA-256=[name=a,password=hunter2,salt=x]").unwrap_err();
+        assert!(!e.to_string().contains("hunter2"), "{e}");
         for bad in [
             "SCRAM-SHA-1=[name=a,password=b]",
             "SCRAM-SHA-256=name=a,password=b",
