@@ -241,43 +241,14 @@ impl ControllerOp {
             ControllerOp::AlterScramCredentials {
                 upsertions,
                 deletions,
-            } => {
-                let mut records = Vec::new();
-                for (name, mechanism) in deletions {
-                    if image.scram.contains_key(&(name.clone(), *mechanism)) {
-                        records.push(MetadataRecord::RemoveScramCredential {
-                            name: name.clone(),
-                            mechanism: *mechanism,
-                        });
-                    }
-                }
-                for (name, mechanism, credential) in upsertions {
-                    records.push(MetadataRecord::ScramCredential {
-                        name: name.clone(),
-                        mechanism: *mechanism,
-                        credential: credential.clone(),
-                    });
-                }
-                Ok((Outcome::Done, records))
-            }
-            ControllerOp::BootstrapScramCredentials { credentials } => {
-                if image.scram_bootstrapped {
-                    return Ok((Outcome::Done, vec![]));
-                }
-                let mut records: Vec<MetadataRecord> = credentials
-                    .iter()
-                    .filter(|(name, m, _)| !image.scram.contains_key(&(name.clone(), *m)))
-                    .map(
-                        |(name, mechanism, credential)| MetadataRecord::ScramCredential {
-                            name: name.clone(),
-                            mechanism: *mechanism,
-                            credential: credential.clone(),
-                        },
-                    )
-                    .collect();
-                records.push(MetadataRecord::ScramBootstrapped);
-                Ok((Outcome::Done, records))
-            }
+            } => Ok((
+                Outcome::Done,
+                crate::scram::plan_alter(image, upsertions, deletions),
+            )),
+            ControllerOp::BootstrapScramCredentials { credentials } => Ok((
+                Outcome::Done,
+                crate::scram::plan_bootstrap(image, credentials),
+            )),
             ControllerOp::Heartbeat { broker_id } => match image.brokers.get(broker_id) {
                 None => Err(MetaError::UnknownBroker(*broker_id)),
                 Some(b) if b.fenced => Ok((

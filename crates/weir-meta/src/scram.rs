@@ -4,6 +4,9 @@
 
 use serde::{Deserialize, Serialize};
 
+use crate::image::MetadataImage;
+use crate::records::MetadataRecord;
+
 /// The SCRAM mechanisms, with Kafka's wire ids (`ScramMechanism` in the admin API).
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord, Serialize, Deserialize)]
 pub enum ScramMechanism {
@@ -57,4 +60,47 @@ pub struct ScramCredential {
     pub stored_key: Vec<u8>,
     pub server_key: Vec<u8>,
     pub iterations: i32,
+}
+
+/// The records of an AlterUserScramCredentials whose alterations the broker has checked:
+/// removing a credential that is gone changes nothing.
+pub(crate) fn plan_alter(
+    image: &MetadataImage,
+    upsertions: &[(String, ScramMechanism, ScramCredential)],
+    deletions: &[(String, ScramMechanism)],
+) -> Vec<MetadataRecord> {
+    let removals = deletions
+        .iter()
+        .filter(|(name, m)| image.scram.contains_key(&(name.clone(), *m)))
+        .map(|(name, m)| MetadataRecord::RemoveScramCredential {
+            name: name.clone(),
+            mechanism: *m,
+        });
+    let made = upsertions
+        .iter()
+        .map(|(name, m, c)| MetadataRecord::ScramCredential {
+            name: name.clone(),
+            mechanism: *m,
+            credential: c.clone(),
+        });
+    removals.chain(made).collect()
+}
+
+/// The records of `--add-scram`: none once a broker applied its own, else the credentials
+/// still missing and the mark that they were applied.
+pub(crate) fn plan_bootstrap(
+    image: &MetadataImage,
+    credentials: &[(String, ScramMechanism, ScramCredential)],
+) -> Vec<MetadataRecord> {
+    if image.scram_bootstrapped {
+        return Vec::new();
+    }
+    let missing: Vec<_> = credentials
+        .iter()
+        .filter(|(name, m, _)| !image.scram.contains_key(&(name.clone(), *m)))
+        .cloned()
+        .collect();
+    let mut records = plan_alter(image, &missing, &[]);
+    records.push(MetadataRecord::ScramBootstrapped);
+    records
 }

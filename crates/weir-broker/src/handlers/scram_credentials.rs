@@ -82,97 +82,75 @@ pub(crate) fn describe(
 
 type Refusal = (i16, String);
 
+/// The checks every alteration shares, in Kafka's order; each user keeps its first refusal.
+#[derive(Default)]
+struct Checks {
+    /// Every user named, in the order first named.
+    users: Vec<String>,
+    named: BTreeSet<String>,
+    /// One change per user and mechanism (Kafka's documented kafka-configs call sets both
+    /// mechanisms of one user at once).
+    altered: BTreeSet<(String, i8)>,
+    errors: BTreeMap<String, Refusal>,
+}
+
+impl Checks {
+    fn refuse(&mut self, user: &str, e: ResponseError, why: impl Into<String>) {
+        self.errors
+            .entry(user.to_string())
+            .or_insert((e.code(), why.into()));
+    }
+
+    /// The mechanism of one alteration, if its user name, uniqueness and mechanism pass.
+    fn check(&mut self, user: &str, mechanism: i8) -> Option<ScramMechanism> {
+        if self.named.insert(user.to_string()) {
+            self.users.push(user.to_string());
+        }
+        if user.is_empty() {
+            self.refuse(
+                user,
+                ResponseError::UnacceptableCredential,
+                "Username must not be empty",
+            );
+            return None;
+        }
+        if !self.altered.insert((user.to_string(), mechanism)) {
+            let why = "A user credential cannot be altered twice in the same request";
+            self.refuse(user, ResponseError::DuplicateResource, why);
+            return None;
+        }
+        let m = ScramMechanism::from_id(mechanism);
+        if m.is_none() {
+            let why = format!("Unknown SCRAM mechanism {mechanism}");
+            self.refuse(user, ResponseError::UnsupportedSaslMechanism, why);
+        }
+        m
+    }
+}
+
 pub(crate) async fn alter(
     broker: &Arc<Broker>,
     request: AlterUserScramCredentialsRequest,
 ) -> AlterUserScramCredentialsResponse {
     let image = broker.image();
-    let mut errors: BTreeMap<String, Refusal> = BTreeMap::new();
-    // Every user named, in the order first named, and the users already altered once.
-    let mut users: Vec<String> = Vec::new();
-    let mut named: BTreeSet<String> = BTreeSet::new();
-    // One change per user and mechanism (Kafka's documented kafka-configs call sets both
-    // mechanisms of one user at once).
-    let mut altered: BTreeSet<(String, i8)> = BTreeSet::new();
-    let refuse =
-        |errors: &mut BTreeMap<String, Refusal>, user: &str, e: ResponseError, why: String| {
-            errors.entry(user.to_string()).or_insert((e.code(), why));
-        };
+    let mut checks = Checks::default();
     let mut deletions = Vec::new();
     for d in &request.deletions {
         let user = d.name.to_string();
-        if named.insert(user.clone()) {
-            users.push(user.clone());
-        }
-        if user.is_empty() {
-            refuse(
-                &mut errors,
-                &user,
-                ResponseError::UnacceptableCredential,
-                "Username must not be empty".into(),
-            );
-            continue;
-        }
-        if !altered.insert((user.clone(), d.mechanism)) {
-            refuse(
-                &mut errors,
-                &user,
-                ResponseError::DuplicateResource,
-                "A user credential cannot be altered twice in the same request".into(),
-            );
-            continue;
-        }
-        let Some(m) = ScramMechanism::from_id(d.mechanism) else {
-            refuse(
-                &mut errors,
-                &user,
-                ResponseError::UnsupportedSaslMechanism,
-                format!("Unknown SCRAM mechanism {}", d.mechanism),
-            );
+        let Some(m) = checks.check(&user, d.mechanism) else {
             continue;
         };
-        if !image.scram.contains_key(&(user.clone(), m)) {
-            refuse(
-                &mut errors,
-                &user,
-                ResponseError::ResourceNotFound,
-                "Attempt to delete a user credential that does not exist".into(),
-            );
-        } else {
+        if image.scram.contains_key(&(user.clone(), m)) {
             deletions.push((user, m));
+        } else {
+            let why = "Attempt to delete a user credential that does not exist";
+            checks.refuse(&user, ResponseError::ResourceNotFound, why);
         }
     }
     let mut upsertions: Vec<(String, ScramMechanism, ScramCredential)> = Vec::new();
     for u in &request.upsertions {
         let user = u.name.to_string();
-        if named.insert(user.clone()) {
-            users.push(user.clone());
-        }
-        if user.is_empty() {
-            refuse(
-                &mut errors,
-                &user,
-                ResponseError::UnacceptableCredential,
-                "Username must not be empty".into(),
-            );
-            continue;
-        }
-        if !altered.insert((user.clone(), u.mechanism)) {
-            refuse(
-                &mut errors,
-                &user,
-                ResponseError::DuplicateResource,
-                "A user credential cannot be altered twice in the same request".into(),
-            );
-            continue;
-        }
-        let Some(m) = ScramMechanism::from_id(u.mechanism) else {
-            refuse(
-                &mut errors,
-                &user,
-                ResponseError::UnsupportedSaslMechanism,
-                format!("Unknown SCRAM mechanism {}", u.mechanism),
-            );
+        let Some(m) = checks.check(&user, u.mechanism) else {
             continue;
         };
         let why = if u.iterations < m.min_iterations() {
@@ -185,12 +163,7 @@ pub(crate) async fn alter(
             None
         };
         match why {
-            Some(why) => refuse(
-                &mut errors,
-                &user,
-                ResponseError::UnacceptableCredential,
-                why.into(),
-            ),
+            Some(why) => checks.refuse(&user, ResponseError::UnacceptableCredential, why),
             None => upsertions.push((
                 user,
                 m,
@@ -198,6 +171,9 @@ pub(crate) async fn alter(
             )),
         }
     }
+    let Checks {
+        users, mut errors, ..
+    } = checks;
     // A user with any refused alteration gets none of them.
     deletions.retain(|(user, _)| !errors.contains_key(user));
     upsertions.retain(|(user, _, _)| !errors.contains_key(user));
