@@ -277,3 +277,21 @@ def test_a_v0_handshake_takes_bare_tokens(sasl_broker: SaslBroker):
         token = b"\0" + ADMIN.encode() + b"\0wrong"
         s.sendall(struct.pack(">i", len(token)) + token)
         assert closed(s)
+
+
+def test_sarama_plain_over_tls(sasl_broker: SaslBroker, pki: Pki, sarama_bin):
+    """Sarama 1.22: SASL PLAIN over TLS (its SaslHandshake v0, then the bare token), producing
+    and consuming through the SASL_SSL listener; and refused with a wrong password."""
+    from test_sarama import run_sarama
+
+    t = topic_name("sarama-sasl")
+    auth = ["-tls-ca", str(pki.ca.path), "-sasl-user", ADMIN]
+    res, s = run_sarama(sarama_bin, sasl_broker.sasl_ssl_bootstrap, t, *auth,
+                        "-sasl-password", ADMIN_PASSWORD, "-count", "500", "-partitions", "3")
+    detail = f"summary: {s}\nsarama log (tail):\n{res.stderr[-6000:]}"
+    assert res.returncode == 0 and s["ok"], detail
+    assert s["produced"] == 500 and s["consumed"] == 500 and s["missing"] == 0, detail
+    res, s = run_sarama(sarama_bin, sasl_broker.sasl_ssl_bootstrap, topic_name("sarama-bad"), *auth,
+                        "-sasl-password", "wrong", "-count", "1", timeout=40)
+    assert not s["ok"], s
+    assert sasl_broker.stderr_text().count('wrong password for user "admin"') >= 1

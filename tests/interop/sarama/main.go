@@ -14,9 +14,12 @@
 package main
 
 import (
+	"crypto/tls"
+	"crypto/x509"
 	"encoding/json"
 	"flag"
 	"fmt"
+	"io/ioutil"
 	"log"
 	"os"
 	"sort"
@@ -59,6 +62,9 @@ func main() {
 	retries := flag.Int("retries", 10, "producer retries per record")
 	pauseAfter := flag.Int("pause-after", -1, "after this many records, create <go-file>.ready and wait for <go-file> (the test injects a fault meanwhile)")
 	goFile := flag.String("go-file", "", "see -pause-after")
+	tlsCA := flag.String("tls-ca", "", "connect with TLS, trusting the CA certificates in this PEM file")
+	saslUser := flag.String("sasl-user", "", "authenticate with SASL PLAIN as this user")
+	saslPassword := flag.String("sasl-password", "", "see -sasl-user")
 	flag.Parse()
 
 	s := &summary{Topic: *topic, PerPartition: map[string]int{}, HighWaterMarks: map[string]int64{}, Errors: []string{}}
@@ -105,6 +111,27 @@ func main() {
 	if *idempotent {
 		cfg.Producer.Idempotent = true
 		cfg.Net.MaxOpenRequests = 1
+	}
+	if *tlsCA != "" {
+		pem, err := ioutil.ReadFile(*tlsCA)
+		if err != nil {
+			fail("read -tls-ca: %v", err)
+			finish()
+		}
+		roots := x509.NewCertPool()
+		if !roots.AppendCertsFromPEM(pem) {
+			fail("no certificate in -tls-ca %s", *tlsCA)
+			finish()
+		}
+		cfg.Net.TLS.Enable = true
+		cfg.Net.TLS.Config = &tls.Config{RootCAs: roots}
+	}
+	if *saslUser != "" {
+		// Sarama 1.22 sends SaslHandshake v0 and then the PLAIN token bare.
+		cfg.Net.SASL.Enable = true
+		cfg.Net.SASL.Handshake = true
+		cfg.Net.SASL.User = *saslUser
+		cfg.Net.SASL.Password = *saslPassword
 	}
 	cfg.Producer.Retry.Backoff = 250 * time.Millisecond
 	cfg.Producer.Timeout = 10 * time.Second
