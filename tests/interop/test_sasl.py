@@ -295,3 +295,44 @@ def test_sarama_plain_over_tls(sasl_broker: SaslBroker, pki: Pki, sarama_bin):
                         "-sasl-password", "wrong", "-count", "1", timeout=40)
     assert not s["ok"], s
     assert sasl_broker.stderr_text().count('wrong password for user "admin"') >= 1
+
+
+def test_weir_tools_with_command_config(sasl_broker: SaslBroker, pki: Pki, tmp_path: Path):
+    """The weir tools over SASL_SSL with SCRAM and over SASL_PLAINTEXT with a JAAS line, from
+    Kafka's client properties (--command-config); a wrong password is one line and exit 1."""
+    import subprocess
+
+    def weir(*args, config: Path, input: str | None = None, bootstrap: str):
+        return subprocess.run([str(weir_bin()), *args, "--bootstrap-server", bootstrap,
+                               "--command-config", str(config)],
+                              input=input, capture_output=True, text=True, timeout=60)
+
+    scram_ssl = tmp_path / "scram-ssl.properties"
+    scram_ssl.write_text(
+        "security.protocol=SASL_SSL\n"
+        f"ssl.ca.location={pki.ca.path}\n"
+        "sasl.mechanism=SCRAM-SHA-512\n"
+        f"sasl.username={ADMIN}\nsasl.password={ADMIN_PASSWORD}\n")
+    jaas = tmp_path / "jaas.properties"
+    jaas.write_text(
+        "security.protocol=SASL_PLAINTEXT\nsasl.mechanism=SCRAM-SHA-256\n"
+        "sasl.jaas.config=org.apache.kafka.common.security.scram.ScramLoginModule required "
+        f'username="{ADMIN}" password="{ADMIN_PASSWORD}";\n')
+    t = topic_name("cli-sasl")
+    res = weir("topics", "create", "--topic", t, "--partitions", "2",
+               config=scram_ssl, bootstrap=sasl_broker.sasl_ssl_bootstrap)
+    assert res.returncode == 0, res.stderr
+    res = weir("produce", "--topic", t, config=scram_ssl, input="a\nb\nc\n",
+               bootstrap=sasl_broker.sasl_ssl_bootstrap)
+    assert res.returncode == 0, res.stderr
+    res = weir("consume", "--topic", t, "--from-beginning", "--max-messages", "3",
+               config=jaas, bootstrap=sasl_broker.sasl_bootstrap)
+    assert res.returncode == 0, res.stderr
+    assert sorted(res.stdout.split()) == ["a", "b", "c"]
+
+    wrong = tmp_path / "wrong.properties"
+    wrong.write_text(jaas.read_text().replace(ADMIN_PASSWORD, "nope"))
+    res = weir("topics", "list", config=wrong, bootstrap=sasl_broker.sasl_bootstrap)
+    assert res.returncode != 0
+    lines = [ln for ln in res.stderr.splitlines() if ln.strip()]
+    assert len(lines) == 1 and "SASL authentication failed" in lines[0], res.stderr

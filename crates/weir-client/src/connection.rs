@@ -176,6 +176,9 @@ impl Connection {
                 )
             })
             .collect();
+        if let Some(sasl) = security.sasl() {
+            crate::sasl::authenticate(&conn, sasl).await?;
+        }
         Ok(conn)
     }
 

@@ -22,6 +22,9 @@ pub enum Error {
         /// What went wrong.
         reason: String,
     },
+    /// The broker refused the SASL login, or the client refused the broker's proof.
+    #[error("SASL authentication failed: {0}")]
+    Authentication(String),
     /// No bootstrap server or known broker could be connected to; holds the last error.
     #[error("cannot reach any bootstrap server ({0})")]
     NoBrokers(String),

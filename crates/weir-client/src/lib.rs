@@ -20,6 +20,7 @@ mod consumer;
 mod error;
 pub mod partitioner;
 mod producer;
+mod sasl;
 mod security;
 
 pub use admin::{
@@ -38,4 +39,4 @@ pub use kafka_protocol::records::Compression;
 pub use producer::{
     Acks, DeliveryFuture, Producer, ProducerConfig, ProducerRecord, RecordMetadata,
 };
-pub use security::Security;
+pub use security::{Sasl, SaslMechanism, Security};

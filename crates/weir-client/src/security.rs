@@ -12,19 +12,67 @@ use rustls::{ClientConfig, RootCertStore};
 
 use crate::error::{Error, Result};
 
-/// A client's transport security: plain TCP, or TLS with its settings.
+/// A client's security: plain TCP or TLS, and SASL authentication or none (Kafka's four
+/// `security.protocol`s).
 #[derive(Clone, Default)]
 pub struct Security {
     tls: Option<Arc<ClientConfig>>,
+    sasl: Option<Sasl>,
+}
+
+/// SASL credentials: a mechanism, a user and a password.
+#[derive(Clone)]
+pub struct Sasl {
+    /// The mechanism.
+    pub mechanism: SaslMechanism,
+    /// Kafka's `sasl.username`.
+    pub username: String,
+    /// Kafka's `sasl.password`.
+    pub password: String,
+}
+
+/// The SASL mechanisms the client speaks.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum SaslMechanism {
+    /// PLAIN (RFC 4616): the password goes to the broker, so use it over TLS.
+    Plain,
+    /// SCRAM-SHA-256 (RFC 7677).
+    ScramSha256,
+    /// SCRAM-SHA-512.
+    ScramSha512,
+}
+
+impl SaslMechanism {
+    /// The mechanism's SASL name.
+    pub fn name(self) -> &'static str {
+        match self {
+            SaslMechanism::Plain => "PLAIN",
+            SaslMechanism::ScramSha256 => "SCRAM-SHA-256",
+            SaslMechanism::ScramSha512 => "SCRAM-SHA-512",
+        }
+    }
+
+    /// The mechanism named `s` (Kafka's `sasl.mechanism`), if the client speaks it.
+    pub fn from_name(s: &str) -> Option<SaslMechanism> {
+        [
+            SaslMechanism::Plain,
+            SaslMechanism::ScramSha256,
+            SaslMechanism::ScramSha512,
+        ]
+        .into_iter()
+        .find(|m| m.name().eq_ignore_ascii_case(s.trim()))
+    }
 }
 
 impl std::fmt::Debug for Security {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        f.write_str(if self.tls.is_some() {
-            "SSL"
-        } else {
-            "PLAINTEXT"
-        })
+        let name = match (self.tls.is_some(), &self.sasl) {
+            (false, None) => "PLAINTEXT",
+            (true, None) => "SSL",
+            (false, Some(_)) => "SASL_PLAINTEXT",
+            (true, Some(_)) => "SASL_SSL",
+        };
+        f.write_str(name)
     }
 }
 
@@ -76,12 +124,23 @@ impl Security {
         };
         Ok(Security {
             tls: Some(Arc::new(config)),
+            sasl: None,
         })
     }
 
     /// Whether connections use TLS.
     pub fn is_tls(&self) -> bool {
         self.tls.is_some()
+    }
+
+    /// The same, authenticating every connection with SASL.
+    pub fn with_sasl(mut self, sasl: Sasl) -> Security {
+        self.sasl = Some(sasl);
+        self
+    }
+
+    pub(crate) fn sasl(&self) -> Option<&Sasl> {
+        self.sasl.as_ref()
     }
 
     /// The TLS connector and the name to verify for `addr` (`host:port`), if TLS is on.

@@ -194,7 +194,7 @@ pub(crate) async fn run(args: ConsumeArgs) -> Result<()> {
         bail!("--offset and --timestamp read without a group; use 'weir groups reset-offsets' for a group");
     }
     let mut config = ConsumerConfig::new(&args.connect.bootstrap_server);
-    config.client = args.connect.client();
+    config.client = args.connect.client()?;
     config.group_id = args.group.clone();
     config.auto_offset_reset = if args.from_beginning {
         AutoOffsetReset::Earliest

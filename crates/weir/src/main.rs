@@ -5,6 +5,7 @@
 //! Every failure is one line on stderr and a non-zero exit code.
 
 mod cluster;
+mod command_config;
 mod consume;
 mod groups;
 mod perf;
@@ -31,19 +32,26 @@ pub(crate) struct Connect {
     /// How long one request to the cluster may take, in milliseconds.
     #[arg(long, default_value_t = 15_000)]
     request_timeout_ms: u64,
+    /// Kafka client properties for TLS and SASL (security.protocol, ssl.ca.location,
+    /// sasl.mechanism, sasl.username, sasl.password or sasl.jaas.config, ...).
+    #[arg(long, value_name = "FILE")]
+    command_config: Option<std::path::PathBuf>,
 }
 
 impl Connect {
-    pub(crate) fn client(&self) -> weir_client::ClientConfig {
+    pub(crate) fn client(&self) -> anyhow::Result<weir_client::ClientConfig> {
         let mut c = weir_client::ClientConfig::new(&self.bootstrap_server);
         c.client_id = "weir-cli".into();
         c.request_timeout = std::time::Duration::from_millis(self.request_timeout_ms);
         c.retries = 3;
-        c
+        if let Some(path) = &self.command_config {
+            c.security = command_config::read(path)?;
+        }
+        Ok(c)
     }
 
     pub(crate) async fn admin(&self) -> anyhow::Result<weir_client::Admin> {
-        weir_client::Admin::new(self.client())
+        weir_client::Admin::new(self.client()?)
             .await
             .map_err(|e| anyhow::anyhow!("cannot reach {}: {e}", self.bootstrap_server))
     }

@@ -100,7 +100,7 @@ fn report(
 
 async fn producer(args: &LoadArgs) -> Result<Producer> {
     let mut config = ProducerConfig::new(&args.connect.bootstrap_server);
-    config.client = args.connect.client();
+    config.client = args.connect.client()?;
     config.acks = parse_acks(&args.acks)?;
     config.idempotence = config.acks == weir_client::Acks::All;
     config.compression = parse_compression(&args.compression)?;
@@ -183,7 +183,7 @@ async fn open_consumer(args: &LoadArgs, reset: AutoOffsetReset) -> Result<Consum
         .await
         .map_err(|e| anyhow!("cannot read topic '{}': {e}", args.topic))?;
     let mut config = ConsumerConfig::new(&args.connect.bootstrap_server);
-    config.client = args.connect.client();
+    config.client = args.connect.client()?;
     config.auto_offset_reset = reset;
     config.enable_auto_commit = false;
     let mut consumer = Consumer::new(config).await?;

@@ -99,7 +99,7 @@ pub(crate) async fn run(args: ProduceArgs) -> Result<()> {
         .map(|h| key_value(h))
         .collect::<Result<Vec<_>>>()?;
     let mut config = ProducerConfig::new(&args.connect.bootstrap_server);
-    config.client = args.connect.client();
+    config.client = args.connect.client()?;
     config.acks = parse_acks(&args.acks)?;
     config.idempotence = config.acks == Acks::All;
     config.compression = parse_compression(&args.compression)?;
