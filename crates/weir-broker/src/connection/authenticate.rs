@@ -99,7 +99,7 @@ pub(super) async fn authenticate(
                 continue;
             }
             Ok(Decoded::LegacyOffsetCommit(_)) | Err(_) => {
-                tracing::warn!(%peer, %listener, ?api, version, "closing connection: a request other than ApiVersions, SaslHandshake or SaslAuthenticate before authentication");
+                refuse_before_authentication(session, api, version);
                 return None;
             }
         };
@@ -205,11 +205,17 @@ pub(super) async fn authenticate(
                 return None;
             }
             (_, _) => {
-                tracing::warn!(%peer, %listener, ?api, version, "closing connection: a request other than ApiVersions, SaslHandshake or SaslAuthenticate before authentication");
+                refuse_before_authentication(session, api, version);
                 return None;
             }
         }
     }
+}
+
+/// Logs a request that may not come before authentication; its connection closes.
+fn refuse_before_authentication(session: &Session, api: ApiKey, version: i16) {
+    tracing::warn!(peer = %session.peer, listener = %session.listener.name, ?api, version,
+        "closing connection: a request other than ApiVersions, SaslHandshake or SaslAuthenticate before authentication");
 }
 
 fn exchange_name(phase: &Phase) -> &'static str {

@@ -149,17 +149,7 @@ pub fn parse_listeners(s: &ListenerSettings<'_>) -> Result<Listeners, String> {
         .collect();
     let mut broker = Vec::new();
     let mut controller = None;
-    for entry in s
-        .listeners
-        .split(',')
-        .map(str::trim)
-        .filter(|e| !e.is_empty())
-    {
-        // A bare HOST:PORT is a PLAINTEXT listener, as before listeners had names.
-        let (name, addr) = match entry.split_once("://") {
-            Some((name, addr)) => (name.trim().to_ascii_uppercase(), addr),
-            None => ("PLAINTEXT".to_string(), entry),
-        };
+    for (entry, name, addr) in entries(s.listeners) {
         if name.is_empty() {
             return Err(format!("listeners: '{entry}' has no listener name"));
         }
@@ -207,15 +197,7 @@ pub fn parse_listeners(s: &ListenerSettings<'_>) -> Result<Listeners, String> {
         for l in &mut broker {
             l.advertise = false;
         }
-        for entry in advertised
-            .split(',')
-            .map(str::trim)
-            .filter(|e| !e.is_empty())
-        {
-            let (name, addr) = match entry.split_once("://") {
-                Some((name, addr)) => (name.trim().to_ascii_uppercase(), addr),
-                None => ("PLAINTEXT".to_string(), entry),
-            };
+        for (entry, name, addr) in entries(advertised) {
             if controller_names.contains(&name) {
                 return Err(format!(
                     "advertised.listeners: '{name}' is a controller listener, which is not advertised"
@@ -264,6 +246,18 @@ pub fn parse_listeners(s: &ListenerSettings<'_>) -> Result<Listeners, String> {
         controller,
         inter_broker,
     })
+}
+
+/// The entries of a listener list: each whole, its upper-cased name and its `HOST:PORT`. A bare
+/// `HOST:PORT` is a PLAINTEXT listener, as before listeners had names.
+fn entries(list: &str) -> impl Iterator<Item = (&str, String, &str)> {
+    list.split(',')
+        .map(str::trim)
+        .filter(|e| !e.is_empty())
+        .map(|entry| match entry.split_once("://") {
+            Some((name, addr)) => (entry, name.trim().to_ascii_uppercase(), addr),
+            None => (entry, "PLAINTEXT".to_string(), entry),
+        })
 }
 
 /// `listener.security.protocol.map`, over the defaults: each protocol's name maps to itself,
