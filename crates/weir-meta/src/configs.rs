@@ -339,6 +339,10 @@ pub fn validate_topic_configs<'a>(
 pub enum ConfigSource {
     /// Set on the topic: DYNAMIC_TOPIC_CONFIG (1).
     Topic,
+    /// Set on this broker while running: DYNAMIC_BROKER_CONFIG (2).
+    DynamicBroker,
+    /// Set as the cluster-wide default while running: DYNAMIC_DEFAULT_BROKER_CONFIG (3).
+    DynamicDefaultBroker,
     /// Set in the broker's static config: STATIC_BROKER_CONFIG (4).
     StaticBroker,
     /// Kafka's default: DEFAULT_CONFIG (5).
@@ -349,6 +353,8 @@ impl ConfigSource {
     pub fn code(self) -> i8 {
         match self {
             ConfigSource::Topic => 1,
+            ConfigSource::DynamicBroker => 2,
+            ConfigSource::DynamicDefaultBroker => 3,
             ConfigSource::StaticBroker => 4,
             ConfigSource::Default => 5,
         }
@@ -363,10 +369,11 @@ pub struct EffectiveConfig {
     pub source: ConfigSource,
 }
 
-/// The effective configs of a topic: its own settings over the broker's defaults over Kafka's.
+/// The effective configs of a topic: its own settings over the broker's defaults (dynamic,
+/// then static) over Kafka's.
 pub fn effective_topic_configs(
     topic: &BTreeMap<std::string::String, std::string::String>,
-    broker_defaults: &BTreeMap<std::string::String, std::string::String>,
+    broker_defaults: &crate::broker_configs::TopicDefaults,
 ) -> Vec<EffectiveConfig> {
     TOPIC_CONFIGS
         .iter()
@@ -377,11 +384,13 @@ pub fn effective_topic_configs(
                     value: v.clone(),
                     source: ConfigSource::Topic,
                 }
-            } else if let Some(v) = def.broker_synonym.and_then(|b| broker_defaults.get(b)) {
+            } else if let Some((v, source)) =
+                def.broker_synonym.and_then(|b| broker_defaults.get(b))
+            {
                 EffectiveConfig {
                     def,
-                    value: v.clone(),
-                    source: ConfigSource::StaticBroker,
+                    value: v.to_string(),
+                    source,
                 }
             } else {
                 EffectiveConfig {
@@ -414,7 +423,10 @@ mod tests {
     fn effective_values_prefer_topic_then_broker_then_default() {
         let topic = BTreeMap::from([("retention.ms".to_string(), "5".to_string())]);
         let broker = BTreeMap::from([("log.segment.bytes".to_string(), "1000".to_string())]);
-        let eff = effective_topic_configs(&topic, &broker);
+        let eff = effective_topic_configs(
+            &topic,
+            &crate::broker_configs::TopicDefaults::from_static(&broker),
+        );
         let get = |n: &str| eff.iter().find(|e| e.def.name == n).unwrap().clone();
         assert_eq!(get("retention.ms").value, "5");
         assert_eq!(get("retention.ms").source, ConfigSource::Topic);

@@ -32,11 +32,15 @@ use crate::records::{ConfigResource, MetadataRecord, ReplicaLog};
 /// The topic config that allows electing a replica outside the ISR.
 pub const UNCLEAN_LEADER_ELECTION: &str = "unclean.leader.election.enable";
 
-/// Whether unclean election is enabled for `topic` (its own config, else `default`).
+/// Whether unclean election is enabled for `topic`: its own config, else the cluster-wide
+/// dynamic default, else `default` (the controller's static config).
 pub fn unclean_enabled(image: &MetadataImage, topic: &str, default: bool) -> bool {
     image
         .configs(&ConfigResource::Topic(topic.to_string()))
         .get(UNCLEAN_LEADER_ELECTION)
+        .or(image
+            .configs(&ConfigResource::ClusterDefault)
+            .get(UNCLEAN_LEADER_ELECTION))
         .map_or(default, |v| v.eq_ignore_ascii_case("true"))
 }
 

@@ -11,6 +11,7 @@ use std::sync::Arc;
 use uuid::Uuid;
 use weir_types::{BrokerId, LeaderEpoch, ProducerId};
 
+use crate::acl::Acls;
 use crate::records::{ConfigResource, Endpoint, MetadataRecord, ReplicaLog};
 use crate::scram::{ScramCredential, ScramMechanism};
 
@@ -100,6 +101,8 @@ pub struct MetadataImage {
     pub scram: BTreeMap<(String, ScramMechanism), ScramCredential>,
     /// Whether the `--add-scram` credentials were applied once already.
     pub scram_bootstrapped: bool,
+    /// Every ACL, shared between versions until one changes them.
+    pub acls: Arc<Acls>,
     /// The cluster id (Kafka's `cluster.id`), once the first controller has chosen it.
     pub cluster_id: Option<String>,
     /// The image's version: the index of the last metadata-log entry applied to it (set by the
@@ -230,6 +233,10 @@ impl MetadataImage {
                 self.scram.remove(&(name.clone(), *mechanism));
             }
             MetadataRecord::ScramBootstrapped => self.scram_bootstrapped = true,
+            MetadataRecord::Acl { id, acl } => {
+                Arc::make_mut(&mut self.acls).insert(*id, acl.clone())
+            }
+            MetadataRecord::RemoveAcl { id } => Arc::make_mut(&mut self.acls).remove(*id),
         }
     }
 
@@ -281,9 +288,16 @@ impl MetadataImage {
     /// partition or topic rebuilt with equal contents (after a snapshot) counts as changed.
     pub fn changes_since(&self, older: &MetadataImage) -> ImageDelta {
         let mut delta = ImageDelta::default();
+        // Dynamic broker configs (they sort after every topic's) are defaults of every topic.
+        let first_broker = ConfigResource::Broker(BrokerId(i32::MIN));
+        let brokers_reconfigured = !self
+            .configs
+            .range(first_broker.clone()..)
+            .eq(older.configs.range(first_broker..));
         for (id, topic) in &self.topics {
             let resource = ConfigResource::Topic(topic.name.clone());
-            let configs_changed = self.configs.get(&resource) != older.configs.get(&resource);
+            let configs_changed =
+                brokers_reconfigured || self.configs.get(&resource) != older.configs.get(&resource);
             let partitions = match older.topics.get(id) {
                 Some(old) if Arc::ptr_eq(old, topic) => {
                     if configs_changed {
@@ -370,6 +384,12 @@ impl MetadataImage {
         }
         if self.scram_bootstrapped {
             out.push(MetadataRecord::ScramBootstrapped);
+        }
+        for (id, acl) in self.acls.iter() {
+            out.push(MetadataRecord::Acl {
+                id: *id,
+                acl: acl.clone(),
+            });
         }
         out
     }

@@ -9,6 +9,8 @@
 //!
 //! This crate knows nothing of client sockets or of the log format.
 
+pub mod acl;
+pub mod broker_configs;
 pub mod configs;
 mod controller;
 pub mod election;

@@ -8,13 +8,18 @@ use serde::{Deserialize, Serialize};
 use uuid::Uuid;
 use weir_types::{minus_one_as_none, BrokerId, LeaderEpoch, Offset, ProducerId};
 
+use crate::acl::AclBinding;
 use crate::scram::{ScramCredential, ScramMechanism};
 
 /// What a config record applies to.
 #[derive(Debug, Clone, PartialEq, Eq, Hash, PartialOrd, Ord, Serialize, Deserialize)]
 pub enum ConfigResource {
     Topic(String),
+    /// One broker's dynamic configs.
     Broker(BrokerId),
+    /// The cluster-wide default of dynamic broker configs (Kafka's `<default>` broker entity,
+    /// resource name "").
+    ClusterDefault,
 }
 
 /// One of a broker's listeners as clients of that listener reach it (KRaft's
@@ -155,4 +160,13 @@ pub enum MetadataRecord {
     /// The `--add-scram` credentials were applied: later starts add none (as Kafka applies
     /// them once, at `kafka-storage format`), so a credential deleted since stays deleted.
     ScramBootstrapped,
+    /// An ACL was created (KRaft's `AccessControlEntryRecord`).
+    Acl {
+        id: Uuid,
+        acl: AclBinding,
+    },
+    /// The ACL created with `id` is gone.
+    RemoveAcl {
+        id: Uuid,
+    },
 }

@@ -242,7 +242,12 @@ impl ControllerClient {
         }
     }
 
-    /// The same client over another network (the simulation's).
+    /// The same client over mutual TLS (a CONTROLLER listener mapped to SSL).
+    pub fn with_tls(self, tls: Option<Arc<super::QuorumTls>>) -> ControllerClient {
+        self.over(Net::from(tls))
+    }
+
+    /// The same client over another network (the simulation's, or TLS).
     pub(crate) fn over(mut self, net: Net) -> ControllerClient {
         self.net = net;
         self
@@ -275,7 +280,7 @@ impl ControllerClient {
                     Some(addr) => {
                         let left = deadline.saturating_duration_since(Instant::now());
                         let attempt = left.clamp(Duration::from_millis(100), ATTEMPT_TIMEOUT);
-                        network::call_controller(self.net, addr, &op, attempt)
+                        network::call_controller(self.net.clone(), addr, &op, attempt)
                             .await
                             .unwrap_or_else(|e| Err(MetaError::Unavailable(e.to_string())))
                     }

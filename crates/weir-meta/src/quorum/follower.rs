@@ -44,9 +44,12 @@ impl std::fmt::Debug for MetadataFollower {
 }
 
 impl MetadataFollower {
-    /// Starts following the quorum of `voters`.
-    pub fn start(voters: BTreeMap<NodeId, String>) -> MetadataFollower {
-        MetadataFollower::start_on(voters, Net::Tcp)
+    /// Starts following the quorum of `voters`, over mutual TLS with `tls`.
+    pub fn start(
+        voters: BTreeMap<NodeId, String>,
+        tls: Option<std::sync::Arc<super::QuorumTls>>,
+    ) -> MetadataFollower {
+        MetadataFollower::start_on(voters, Net::from(tls))
     }
 
     pub(crate) fn start_on(voters: BTreeMap<NodeId, String>, net: Net) -> MetadataFollower {
@@ -116,7 +119,7 @@ async fn follow(
             continue;
         };
         let since = tx.borrow().version;
-        match network::fetch_image(net, addr, since, POLL_TIMEOUT).await {
+        match network::fetch_image(net.clone(), addr, since, POLL_TIMEOUT).await {
             Ok(reply) => {
                 if let Some(records) = reply.records.filter(|_| reply.version > since) {
                     let mut image = MetadataImage::default();

@@ -29,6 +29,7 @@ pub use follower::MetadataFollower;
 pub use log_store::LogStore;
 pub use node::{MetaQuorum, QuorumConfig, QuorumError, QuorumView};
 pub use state_machine::StateMachine;
+pub use transport::{Admit, QuorumTls};
 
 /// A Raft node id: Kafka's `node.id` of a controller.
 pub type NodeId = u64;

@@ -23,7 +23,7 @@ use serde::Serialize;
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
 
 use super::controller::ActiveController;
-use super::transport::{Conn, Listener, Net};
+use super::transport::{accept_tls, Conn, Listener, Net, QuorumTls};
 use super::{NodeId, TypeConfig};
 use crate::controller::{ControllerOp, ControllerReply};
 use crate::MetaError;
@@ -101,8 +101,10 @@ async fn write_frame(stream: &mut Conn, parts: &[&[u8]]) -> std::io::Result<()> 
 
 /// Serves peers' RPCs for `raft`, brokers' operations for `controller` and image polls of
 /// broker-only nodes until the task is dropped.
+/// With `tls`, every connection is mutual TLS and served only once `admit` names its peer.
 pub(crate) async fn serve(
     listener: Listener,
+    tls: Option<std::sync::Arc<QuorumTls>>,
     raft: Raft<TypeConfig>,
     controller: std::sync::Arc<ActiveController>,
 ) {
@@ -117,7 +119,21 @@ pub(crate) async fn serve(
         };
         let raft = raft.clone();
         let controller = controller.clone();
+        let tls = tls.clone();
         tokio::spawn(async move {
+            let stream = match tls {
+                None => stream,
+                Some(tls) => match accept_tls(&tls, stream).await {
+                    Ok((stream, principal)) => {
+                        tracing::debug!(%peer, %principal, "quorum peer admitted");
+                        stream
+                    }
+                    Err(e) => {
+                        tracing::warn!(%peer, error = %e, "quorum connection refused");
+                        return;
+                    }
+                },
+            };
             if let Err(e) = serve_connection(stream, raft, controller).await {
                 tracing::debug!(%peer, error = %e, "quorum connection closed");
             }
@@ -217,9 +233,10 @@ async fn one_shot<Req: Serialize, Resp: DeserializeOwned>(
 ) -> std::io::Result<Resp> {
     let body = encode(request)?;
     let exchange = async {
-        let mut stream = tokio::time::timeout(CONNECT_TIMEOUT, net.connect(addr))
-            .await
-            .map_err(|_| std::io::Error::from(std::io::ErrorKind::TimedOut))??;
+        let mut stream =
+            tokio::time::timeout(net.connect_timeout(CONNECT_TIMEOUT), net.connect(addr))
+                .await
+                .map_err(|_| std::io::Error::from(std::io::ErrorKind::TimedOut))??;
         write_frame(&mut stream, &[&[RPC_VERSION, kind], &body]).await?;
         read_frame(&mut stream).await
     };
@@ -262,7 +279,7 @@ impl RaftNetworkFactory<TypeConfig> for Network {
         Peer {
             target,
             addr: node.addr.clone(),
-            net: self.net,
+            net: self.net.clone(),
             stream: None,
         }
     }
@@ -296,9 +313,12 @@ impl Peer {
         let body = encode(request).map_err(|e| RPCError::Network(NetworkError::new(&e)))?;
         let exchange = async {
             if self.stream.is_none() {
-                let stream = tokio::time::timeout(CONNECT_TIMEOUT, self.net.connect(&self.addr))
-                    .await
-                    .map_err(|_| std::io::Error::from(std::io::ErrorKind::TimedOut))??;
+                let stream = tokio::time::timeout(
+                    self.net.connect_timeout(CONNECT_TIMEOUT),
+                    self.net.connect(&self.addr),
+                )
+                .await
+                .map_err(|_| std::io::Error::from(std::io::ErrorKind::TimedOut))??;
                 self.stream = Some(stream);
             }
             let stream = self

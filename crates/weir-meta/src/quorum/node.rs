@@ -13,7 +13,7 @@ use tokio::task::JoinHandle;
 
 use super::controller::{ActiveController, ControllerClient};
 use super::network::{serve, Network};
-use super::transport::Net;
+use super::transport::{Net, QuorumTls};
 use super::{Batch, LogStore, NodeId, StateMachine, TypeConfig};
 use crate::image::MetadataImage;
 use crate::records::MetadataRecord;
@@ -38,6 +38,9 @@ pub struct QuorumConfig {
     pub session_timeout: Duration,
     /// `unclean.leader.election.enable` for topics that do not set it.
     pub unclean_default: bool,
+    /// Mutual TLS on the quorum's connections (a CONTROLLER listener mapped to SSL): peers must
+    /// present a trusted certificate whose principal is admitted.
+    pub tls: Option<Arc<QuorumTls>>,
 }
 
 impl QuorumConfig {
@@ -52,6 +55,7 @@ impl QuorumConfig {
             snapshot_every: 1000,
             session_timeout: Duration::from_secs(9),
             unclean_default: false,
+            tls: None,
         }
     }
 }
@@ -138,7 +142,8 @@ impl MetaQuorum {
     /// Opens this voter's log and state machine, starts listening for peers, and forms the
     /// quorum from `voters` when the log is new (every voter may do so with the same voters).
     pub async fn start(config: QuorumConfig) -> Result<MetaQuorum, QuorumError> {
-        MetaQuorum::start_on(config, Net::Tcp).await
+        let net = Net::from(config.tls.clone());
+        MetaQuorum::start_on(config, net).await
     }
 
     /// [`MetaQuorum::start`] over the network `net`.
@@ -172,7 +177,7 @@ impl MetaQuorum {
         let raft = Raft::new(
             config.node_id,
             Arc::new(raft_config),
-            Network { net },
+            Network { net: net.clone() },
             log,
             sm,
         )
@@ -185,7 +190,11 @@ impl MetaQuorum {
             config.session_timeout,
             config.unclean_default,
         ));
-        let server = tokio::spawn(serve(listener, raft.clone(), controller.clone()));
+        let tls = match &net {
+            Net::Tls(tls) => Some(tls.clone()),
+            _ => None,
+        };
+        let server = tokio::spawn(serve(listener, tls, raft.clone(), controller.clone()));
         let ticker = tokio::spawn({
             let controller = controller.clone();
             let every = (config.session_timeout / 4).max(Duration::from_millis(50));
@@ -260,7 +269,7 @@ impl MetaQuorum {
     /// A client for the active controller that calls this voter directly when it leads.
     pub fn client(&self, timeout: Duration) -> ControllerClient {
         ControllerClient::new(self.voters.clone(), Some(self.controller.clone()), timeout)
-            .over(self.net)
+            .over(self.net.clone())
     }
 
     /// Every voter with its address.

@@ -132,6 +132,7 @@ async fn run_voter(id: NodeId, dir: PathBuf, history: Shared) -> turmoil::Result
         snapshot_every: 20,
         session_timeout: SESSION_TIMEOUT,
         unclean_default: false,
+        tls: None,
     };
     let quorum = MetaQuorum::start_on(config, Net::Sim).await?;
     let mut metrics = quorum.metrics();

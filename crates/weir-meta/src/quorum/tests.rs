@@ -61,6 +61,7 @@ fn config(id: NodeId, voters: &BTreeMap<NodeId, String>, dir: &std::path::Path) 
         snapshot_every: 8,
         session_timeout: Duration::from_secs(2),
         unclean_default: false,
+        tls: None,
     }
 }
 
