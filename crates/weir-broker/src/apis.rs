@@ -65,6 +65,9 @@ pub const APIS: &[ApiSpec] = &[
     api(ApiKey::SaslAuthenticate, 0, 2),
     api(ApiKey::DescribeUserScramCredentials, 0, 0),
     api(ApiKey::AlterUserScramCredentials, 0, 0),
+    api(ApiKey::CreateAcls, 1, 3),
+    api(ApiKey::DescribeAcls, 1, 3),
+    api(ApiKey::DeleteAcls, 1, 3),
 ];
 
 pub fn spec(key: ApiKey) -> Option<&'static ApiSpec> {
@@ -155,6 +158,7 @@ pub(crate) async fn dispatch(
         mut body,
     } = request;
     let version = header.request_api_version;
+    let access = broker.access(session);
     let decoded = match decode(api, version, &mut body)? {
         Decoded::Request(decoded) => decoded,
         Decoded::UnknownApiVersions => {
@@ -162,7 +166,7 @@ pub(crate) async fn dispatch(
             return Ok(Some(Body::Message(Box::new(answer))));
         }
         Decoded::LegacyOffsetCommit(request) => {
-            let response = handlers::offset_commit::handle(broker, version, request).await;
+            let response = handlers::offset_commit::handle(broker, &access, version, request).await;
             let mut buf = bytes::BytesMut::new();
             kafka_protocol::protocol::Encodable::encode(
                 &response,
@@ -179,47 +183,70 @@ pub(crate) async fn dispatch(
             )])));
         }
     };
+    if let Some(refusal) = handlers::cluster_access::refuse(&access, &decoded) {
+        return Ok(Some(Body::Message(Box::new(refusal))));
+    }
+    let access = &access;
     let response = match decoded {
         RequestKind::ApiVersions(_) => ResponseKind::ApiVersions(handlers::api_versions::handle()),
-        RequestKind::Metadata(r) => {
-            ResponseKind::Metadata(handlers::metadata::handle(broker, listener, version, r).await)
-        }
+        RequestKind::Metadata(r) => ResponseKind::Metadata(
+            handlers::metadata::handle(broker, access, listener, version, r).await,
+        ),
         RequestKind::Produce(r) => {
-            match handlers::produce::handle(broker, version, r, peer, held).await {
+            match handlers::produce::handle(broker, access, version, r, peer, held).await {
                 Some(resp) => ResponseKind::Produce(resp),
                 None => return Ok(None),
             }
         }
         RequestKind::Fetch(r) => {
-            return Ok(Some(handlers::fetch::handle(broker, version, r).await))
+            return Ok(Some(
+                handlers::fetch::handle(broker, access, version, r).await,
+            ))
         }
         RequestKind::ListOffsets(r) => {
-            let broker = broker.clone();
+            let (broker, access) = (broker.clone(), access.clone());
             ResponseKind::ListOffsets(
-                on_blocking_thread(move || handlers::list_offsets::handle(&broker, version, r))
-                    .await,
+                on_blocking_thread(move || {
+                    handlers::list_offsets::handle(&broker, &access, version, r)
+                })
+                .await,
             )
         }
-        RequestKind::CreateTopics(r) => {
-            ResponseKind::CreateTopics(handlers::create_topics::handle(broker, version, r).await)
-        }
-        RequestKind::DeleteTopics(r) => {
-            ResponseKind::DeleteTopics(handlers::delete_topics::handle(broker, version, r).await)
-        }
-        RequestKind::CreatePartitions(r) => {
-            ResponseKind::CreatePartitions(handlers::create_partitions::handle(broker, r).await)
-        }
-        RequestKind::DescribeConfigs(r) => {
-            ResponseKind::DescribeConfigs(handlers::describe_configs::handle(broker, version, r))
-        }
+        RequestKind::CreateTopics(r) => ResponseKind::CreateTopics(
+            handlers::create_topics::handle(broker, access, version, r).await,
+        ),
+        RequestKind::DeleteTopics(r) => ResponseKind::DeleteTopics(
+            handlers::delete_topics::handle(broker, access, version, r).await,
+        ),
+        RequestKind::CreatePartitions(r) => ResponseKind::CreatePartitions(
+            handlers::create_partitions::handle(broker, access, r).await,
+        ),
+        RequestKind::DescribeConfigs(r) => ResponseKind::DescribeConfigs(
+            handlers::describe_configs::handle(broker, access, version, r),
+        ),
         RequestKind::AlterConfigs(r) => {
-            ResponseKind::AlterConfigs(handlers::alter_configs::handle(broker, r).await)
+            ResponseKind::AlterConfigs(handlers::alter_configs::handle(broker, access, r).await)
         }
         RequestKind::IncrementalAlterConfigs(r) => ResponseKind::IncrementalAlterConfigs(
-            handlers::alter_configs::handle_incremental(broker, r).await,
+            handlers::alter_configs::handle_incremental(broker, access, r).await,
         ),
         RequestKind::DescribeCluster(r) => {
-            ResponseKind::DescribeCluster(handlers::describe_cluster::handle(broker, listener, r))
+            // Anyone may describe the cluster (as in Kafka); the operations it may perform are
+            // told only to a principal with Describe on it.
+            let operations = if !r.include_cluster_authorized_operations {
+                i32::MIN
+            } else if !access.cluster(weir_meta::acl::AclOperation::Describe) {
+                0
+            } else {
+                access.operations(
+                    weir_meta::acl::ResourceType::Cluster,
+                    weir_meta::acl::CLUSTER_NAME,
+                )
+            };
+            ResponseKind::DescribeCluster(
+                handlers::describe_cluster::handle(broker, listener, r)
+                    .with_cluster_authorized_operations(operations),
+            )
         }
         RequestKind::DescribeQuorum(r) => {
             ResponseKind::DescribeQuorum(handlers::describe_quorum::handle(broker, r))
@@ -234,55 +261,58 @@ pub(crate) async fn dispatch(
             ResponseKind::ElectLeaders(handlers::elect_leaders::handle(broker, version, r).await)
         }
         RequestKind::DeleteRecords(r) => {
-            let broker = broker.clone();
+            let (broker, access) = (broker.clone(), access.clone());
             ResponseKind::DeleteRecords(
-                on_blocking_thread(move || handlers::delete_records::handle(&broker, r)).await,
+                on_blocking_thread(move || handlers::delete_records::handle(&broker, &access, r))
+                    .await,
             )
         }
         RequestKind::OffsetForLeaderEpoch(r) => {
             // On a blocking thread: it takes the log's lock, which an append may hold while it
             // writes.
-            let broker = broker.clone();
+            let (broker, access) = (broker.clone(), access.clone());
             ResponseKind::OffsetForLeaderEpoch(
-                on_blocking_thread(move || handlers::offset_for_leader_epoch::handle(&broker, r))
-                    .await,
+                on_blocking_thread(move || {
+                    handlers::offset_for_leader_epoch::handle(&broker, &access, r)
+                })
+                .await,
             )
         }
-        RequestKind::InitProducerId(r) => {
-            ResponseKind::InitProducerId(handlers::init_producer_id::handle(broker, r).await)
-        }
+        RequestKind::InitProducerId(r) => ResponseKind::InitProducerId(
+            handlers::init_producer_id::handle(broker, access, r).await,
+        ),
         RequestKind::FindCoordinator(r) => ResponseKind::FindCoordinator(
-            handlers::find_coordinator::handle(broker, listener, version, r).await,
+            handlers::find_coordinator::handle(broker, access, listener, version, r).await,
         ),
         RequestKind::JoinGroup(r) => ResponseKind::JoinGroup(
-            handlers::join_group::handle(broker, &header, peer, version, r).await,
+            handlers::join_group::handle(broker, &header, peer, access, version, r).await,
         ),
         RequestKind::SyncGroup(r) => {
-            ResponseKind::SyncGroup(handlers::sync_group::handle(broker, version, r).await)
+            ResponseKind::SyncGroup(handlers::sync_group::handle(broker, access, version, r).await)
         }
         RequestKind::Heartbeat(r) => {
-            ResponseKind::Heartbeat(handlers::heartbeat::handle(broker, r).await)
+            ResponseKind::Heartbeat(handlers::heartbeat::handle(broker, access, r).await)
         }
-        RequestKind::LeaveGroup(r) => {
-            ResponseKind::LeaveGroup(handlers::leave_group::handle(broker, version, r).await)
-        }
-        RequestKind::OffsetCommit(r) => {
-            ResponseKind::OffsetCommit(handlers::offset_commit::handle(broker, version, r).await)
-        }
-        RequestKind::OffsetFetch(r) => {
-            ResponseKind::OffsetFetch(handlers::offset_fetch::handle(broker, version, r).await)
-        }
-        RequestKind::ListGroups(r) => {
-            ResponseKind::ListGroups(handlers::list_groups::handle(broker, version, r).await)
-        }
+        RequestKind::LeaveGroup(r) => ResponseKind::LeaveGroup(
+            handlers::leave_group::handle(broker, access, version, r).await,
+        ),
+        RequestKind::OffsetCommit(r) => ResponseKind::OffsetCommit(
+            handlers::offset_commit::handle(broker, access, version, r).await,
+        ),
+        RequestKind::OffsetFetch(r) => ResponseKind::OffsetFetch(
+            handlers::offset_fetch::handle(broker, access, version, r).await,
+        ),
+        RequestKind::ListGroups(r) => ResponseKind::ListGroups(
+            handlers::list_groups::handle(broker, access, version, r).await,
+        ),
         RequestKind::DescribeGroups(r) => ResponseKind::DescribeGroups(
-            handlers::describe_groups::handle(broker, version, r).await,
+            handlers::describe_groups::handle(broker, access, version, r).await,
         ),
         RequestKind::DeleteGroups(r) => {
-            ResponseKind::DeleteGroups(handlers::delete_groups::handle(broker, r).await)
+            ResponseKind::DeleteGroups(handlers::delete_groups::handle(broker, access, r).await)
         }
         RequestKind::OffsetDelete(r) => {
-            ResponseKind::OffsetDelete(handlers::offset_delete::handle(broker, r).await)
+            ResponseKind::OffsetDelete(handlers::offset_delete::handle(broker, access, r).await)
         }
         RequestKind::DescribeUserScramCredentials(r) => ResponseKind::DescribeUserScramCredentials(
             handlers::scram_credentials::describe(broker, r),
@@ -290,6 +320,15 @@ pub(crate) async fn dispatch(
         RequestKind::AlterUserScramCredentials(r) => ResponseKind::AlterUserScramCredentials(
             handlers::scram_credentials::alter(broker, r).await,
         ),
+        RequestKind::CreateAcls(r) => {
+            ResponseKind::CreateAcls(handlers::acls::create(broker, access, r).await)
+        }
+        RequestKind::DescribeAcls(r) => {
+            ResponseKind::DescribeAcls(handlers::acls::describe(broker, access, r))
+        }
+        RequestKind::DeleteAcls(r) => {
+            ResponseKind::DeleteAcls(handlers::acls::delete(broker, access, r).await)
+        }
         // On a SASL listener these come before authentication (connection/authenticate.rs);
         // here the connection is authenticated already, or its listener has no SASL.
         RequestKind::SaslHandshake(_) => ResponseKind::SaslHandshake(

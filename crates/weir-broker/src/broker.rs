@@ -8,7 +8,6 @@
 //! reconfigure or delete logs, take or drop leadership). A broker answers an admin request only
 //! once its own image and logs hold the change, so its next Metadata answer shows it.
 
-use std::collections::BTreeMap;
 use std::net::SocketAddr;
 use std::sync::atomic::{AtomicBool, AtomicI64, Ordering};
 use std::sync::{Arc, Mutex};
@@ -130,33 +129,35 @@ pub enum StartError {
     Log(#[from] weir_log::LogError),
 }
 
-/// The TLS side of replica fetches, when the inter-broker listener uses TLS: leaders' certificates
-/// are checked against `ssl.truststore.location`, and the keystore is presented (for listeners
-/// that require client certificates).
+/// How replica fetchers connect to leaders, after the inter-broker listener's protocol: with
+/// TLS, leaders' certificates are checked against `ssl.truststore.location` and the keystore
+/// is presented (for listeners that require client certificates); with SASL, the broker logs
+/// in with `inter_broker_sasl`.
 fn inter_broker_security(config: &BrokerConfig) -> Result<weir_client::Security, StartError> {
-    let uses_tls = config
-        .listeners
-        .get(config.inter_broker_index())
-        .is_some_and(|l| l.protocol.tls());
     let invalid = |why: String| StartError::Meta(MetaError::InvalidConfig(why));
-    if let Some(l) = config.listeners.get(config.inter_broker_index()) {
-        if l.protocol.sasl() {
-            return Err(invalid(format!(
-                "inter.broker.listener.name: '{}' uses {}, and followers cannot authenticate with SASL yet; name a PLAINTEXT or SSL listener",
-                l.name,
-                l.protocol.name()
-            )));
-        }
-    }
-    if !uses_tls {
+    let Some(listener) = config.listeners.get(config.inter_broker_index()) else {
         return Ok(weir_client::Security::plaintext());
+    };
+    let mut security = weir_client::Security::plaintext();
+    if listener.protocol.tls() {
+        let truststore = config.tls.truststore.as_deref().ok_or_else(|| {
+            invalid("a TLS inter-broker listener needs ssl.truststore.location, to check leaders' certificates".into())
+        })?;
+        let keystore = config.tls.keystore.as_deref();
+        security = weir_client::Security::tls(truststore, keystore.map(|k| (k, k)))
+            .map_err(|e| invalid(format!("inter-broker TLS: {e}")))?;
     }
-    let truststore = config.tls.truststore.as_deref().ok_or_else(|| {
-        invalid("a TLS inter-broker listener needs ssl.truststore.location, to check leaders' certificates".into())
-    })?;
-    let keystore = config.tls.keystore.as_deref();
-    weir_client::Security::tls(truststore, keystore.map(|k| (k, k)))
-        .map_err(|e| invalid(format!("inter-broker TLS: {e}")))
+    if listener.protocol.sasl() {
+        let sasl = config.inter_broker_sasl.clone().ok_or_else(|| {
+            invalid(format!(
+                "the inter-broker listener '{}' uses {}: set sasl.mechanism.inter.broker.protocol and the broker's credentials",
+                listener.name,
+                listener.protocol.name()
+            ))
+        })?;
+        security = security.with_sasl(sasl);
+    }
+    Ok(security)
 }
 
 impl Broker {
@@ -181,14 +182,20 @@ impl Broker {
             .map_err(dir_err)?;
         let previous_broker_epoch = take_clean_shutdown(&config.log_dir).map_err(dir_err)?;
         let timeout = Duration::from_millis(config.controller_request_timeout_ms);
+        let quorum_tls = crate::security::quorum_tls::quorum_tls(&config)
+            .map_err(|e| StartError::Meta(MetaError::InvalidConfig(e)))?;
         let (quorum, controller) = if config.controller_role {
-            let voter = MetaQuorum::start(config.quorum_config()).await?;
+            let mut quorum_config = config.quorum_config();
+            quorum_config.tls = quorum_tls;
+            let voter = MetaQuorum::start(quorum_config).await?;
             let client = voter.client(timeout);
             (MetaRole::Voter(voter), client)
         } else {
             let voters = config.controller_quorum_voters.clone();
-            let client = ControllerClient::new(voters.clone(), None, timeout);
-            (MetaRole::Follower(MetadataFollower::start(voters)), client)
+            let client =
+                ControllerClient::new(voters.clone(), None, timeout).with_tls(quorum_tls.clone());
+            let follower = MetadataFollower::start(voters, quorum_tls);
+            (MetaRole::Follower(follower), client)
         };
         let image = quorum.subscribe();
         let open_files = config.log_open_files();
@@ -328,13 +335,32 @@ impl Broker {
         self.image.borrow().clone()
     }
 
+    /// What a request on `session`'s connection may do, against the ACLs of the current image.
+    pub(crate) fn access(
+        &self,
+        session: &crate::security::Session,
+    ) -> crate::security::authorizer::Access {
+        let acls = if self.config.authorizer.enabled {
+            self.image.borrow().acls.clone()
+        } else {
+            Default::default()
+        };
+        crate::security::authorizer::Access::new(&self.config.authorizer, acls, session)
+    }
+
     /// This process's part in the metadata quorum.
     pub fn quorum(&self) -> &MetaRole {
         &self.quorum
     }
 
-    pub fn topic_defaults(&self) -> &BTreeMap<String, String> {
-        &self.config.topic_defaults
+    /// The broker-level defaults of topic configs: dynamic ones from the image over the
+    /// static config.
+    pub fn topic_defaults(&self) -> weir_meta::broker_configs::TopicDefaults {
+        weir_meta::broker_configs::TopicDefaults::of(
+            &self.image(),
+            self.node_id(),
+            &self.config.topic_defaults,
+        )
     }
 
     /// Registers this incarnation, then heartbeats once: a restarted broker registers fenced

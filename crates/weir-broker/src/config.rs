@@ -26,6 +26,14 @@ pub struct BrokerConfig {
     pub tls: TlsSettings,
     /// `sasl.*`: the SASL settings of SASL_PLAINTEXT and SASL_SSL listeners.
     pub sasl: SaslSettings,
+    /// `authorizer.class.name`, `super.users`, `allow.everyone.if.no.acl.found`.
+    pub authorizer: crate::security::AuthorizerSettings,
+    /// How followers log in to leaders when the inter-broker listener uses SASL
+    /// (`sasl.mechanism.inter.broker.protocol` and its JAAS credentials).
+    pub inter_broker_sasl: Option<weir_client::Sasl>,
+    /// Whether the metadata quorum's connections use mutual TLS (the CONTROLLER listener is
+    /// mapped to SSL).
+    pub controller_tls: bool,
     /// `log.dirs`
     pub log_dir: PathBuf,
     /// `num.partitions`
@@ -99,6 +107,9 @@ impl Default for BrokerConfig {
             inter_broker_listener: None,
             tls: TlsSettings::default(),
             sasl: SaslSettings::default(),
+            authorizer: Default::default(),
+            inter_broker_sasl: None,
+            controller_tls: false,
             log_dir: PathBuf::from("weir-data"),
             num_partitions: 1,
             default_replication_factor: 1,

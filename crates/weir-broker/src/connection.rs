@@ -203,6 +203,10 @@ pub(crate) async fn serve(
     };
     let socket_max = broker.config.socket_request_max_bytes;
     let mut reader = FrameReader::new(socket_max.min(authenticate::MAX_AUTH_FRAME));
+    // When the SASL session ends (connections.max.reauth.ms), unless renewed.
+    let mut expires: Option<tokio::time::Instant> = None;
+    // The SASL mechanism the connection logged in with.
+    let mut mechanism: Option<crate::security::sasl::Mechanism> = None;
     if session.listener.protocol.sasl() {
         // The whole exchange within connections.max.idle.ms.
         let limit = Duration::from_millis(limits.config.connections_max_idle_ms.max(1));
@@ -210,11 +214,15 @@ pub(crate) async fn serve(
             _ = shutdown.changed() => return,
             done = tokio::time::timeout(
                 limit,
-                authenticate::authenticate(&broker, &session, &mut reader, &mut read, &mut write),
+                authenticate::authenticate(&broker, &session, None, &mut reader, &mut read, &mut write),
             ) => done,
         };
         match authenticated {
-            Ok(Some(principal)) => session.principal = principal,
+            Ok(Some(done)) => {
+                session.principal = done.principal;
+                expires = done.expires;
+                mechanism = Some(done.mechanism);
+            }
             Ok(None) => return,
             Err(_) => {
                 tracing::warn!(%peer, "closing connection: no SASL authentication within connections.max.idle.ms");
@@ -237,6 +245,25 @@ pub(crate) async fn serve(
             let Some((request, queued)) = held.take() else {
                 continue;
             };
+            // A session that ended closes the connection, even for a late re-authentication.
+            if session_over(expires, &session) {
+                return;
+            }
+            if request.api == ApiKey::SaslHandshake && session.listener.protocol.sasl() {
+                let renewed = tokio::select! {
+                    _ = shutdown.changed() => return,
+                    renewed = reauthenticate(
+                        &broker, &session, mechanism, request, &mut reader, &mut read, &mut write,
+                    ) => renewed,
+                };
+                match renewed {
+                    Some(until) => expires = until,
+                    None => return,
+                }
+                reader.set_max(socket_max);
+                last_request = tokio::time::Instant::now();
+                continue;
+            }
             let mut entry = dispatch(&broker, request, &session, queued);
             let result = (&mut entry.answer).await;
             if !answer(&mut write, peer, entry, result).await {
@@ -272,9 +299,16 @@ pub(crate) async fn serve(
                 };
                 last_request = tokio::time::Instant::now();
                 let queued = limits.queue(request.body.len());
-                if request.api != ApiKey::Produce && !in_flight.is_empty() {
+                // A re-authentication, like any request but a produce, waits for the answers
+                // in flight: it runs alone.
+                if request.api != ApiKey::Produce
+                    && (!in_flight.is_empty() || request.api == ApiKey::SaslHandshake)
+                {
                     held = Some((request, queued));
                     continue;
+                }
+                if session_over(expires, &session) {
+                    return;
                 }
                 let mut entry = dispatch(&broker, request, &session, queued);
                 // The first poll runs the produce's appends now, in arrival order.
@@ -299,6 +333,56 @@ pub(crate) async fn serve(
             }
         }
     }
+}
+
+/// Whether the SASL session ran out (`connections.max.reauth.ms`) without a re-authentication:
+/// the connection closes at its next request, as Kafka closes it.
+fn session_over(expires: Option<tokio::time::Instant>, session: &Session) -> bool {
+    let over = expires.is_some_and(|e| tokio::time::Instant::now() >= e);
+    if over {
+        tracing::info!(peer = %session.peer, principal = %session.principal,
+            "closing connection: its SASL session expired without re-authentication (connections.max.reauth.ms)");
+    }
+    over
+}
+
+/// A re-authentication (KIP-368) started by `handshake`: it must succeed, within
+/// connections.max.idle.ms, with the mechanism of the first login, and name the connection's
+/// principal again. The session's new end, or `None` when the connection must close.
+async fn reauthenticate(
+    broker: &Arc<Broker>,
+    session: &Session,
+    mechanism: Option<crate::security::sasl::Mechanism>,
+    handshake: frame::RequestFrame,
+    reader: &mut FrameReader,
+    read: &mut transport::Reader,
+    write: &mut transport::Writer,
+) -> Option<Option<tokio::time::Instant>> {
+    reader.set_max(
+        broker
+            .config
+            .socket_request_max_bytes
+            .min(authenticate::MAX_AUTH_FRAME),
+    );
+    let limit = Duration::from_millis(broker.config.connections.connections_max_idle_ms.max(1));
+    let done = tokio::time::timeout(
+        limit,
+        authenticate::authenticate(broker, session, Some(handshake), reader, read, write),
+    )
+    .await
+    .ok()??;
+    if Some(done.mechanism) != mechanism {
+        tracing::warn!(peer = %session.peer, principal = %session.principal,
+            "closing connection: a re-authentication may not change the SASL mechanism");
+        return None;
+    }
+    if done.principal != session.principal {
+        tracing::warn!(peer = %session.peer, from = %session.principal, to = %done.principal,
+            "closing connection: a re-authentication may not change the principal");
+        return None;
+    }
+    tracing::info!(peer = %session.peer, principal = %session.principal, "re-authenticated");
+    Some(done.expires)
 }
 
 fn dispatch<'a>(

@@ -102,6 +102,9 @@ async fn run(
 ) {
     let mut conn: Option<Connection> = None;
     let mut backoff = Backoff::new();
+    // A failure is logged as a warning when it is new (a wrong inter-broker password, an
+    // untrusted certificate, a refusal), and at debug while it repeats.
+    let mut last_failure: Option<String> = None;
     loop {
         let targets = partitions.borrow_and_update().clone();
         if targets.is_empty() {
@@ -116,10 +119,15 @@ async fn run(
         let outcome = round(&b, leader, &mut conn, &targets, &mut backoff).await;
         drop(b);
         match outcome {
-            Ok(true) => {}
+            Ok(true) => last_failure = None,
             Ok(false) => tokio::time::sleep(BACKOFF).await,
             Err(why) => {
-                tracing::debug!(%leader, error = %why, "replica fetch failed");
+                if last_failure.as_deref() == Some(why.as_str()) {
+                    tracing::debug!(%leader, error = %why, "replica fetch failed");
+                } else {
+                    tracing::warn!(%leader, error = %why, "replica fetch failed");
+                    last_failure = Some(why);
+                }
                 conn = None;
                 tokio::time::sleep(BACKOFF).await;
             }

@@ -16,6 +16,7 @@ use std::sync::{Arc, Mutex, RwLock};
 use uuid::Uuid;
 use weir_log::storage::{self, Storage};
 use weir_log::{Disk, FileCache, LogConfig, LogError};
+use weir_meta::broker_configs::TopicDefaults;
 use weir_meta::configs::{effective_topic_configs, EffectiveConfig};
 use weir_meta::{ConfigResource, ImageDelta, MetadataImage, PartitionLog};
 use weir_types::{BrokerId, Offset};
@@ -106,7 +107,7 @@ pub fn log_config(effective: &[EffectiveConfig]) -> LogConfig {
 fn topic_settings(
     image: &MetadataImage,
     topic: &str,
-    broker_defaults: &BTreeMap<String, String>,
+    broker_defaults: &TopicDefaults,
 ) -> (LogConfig, usize) {
     let effective = effective_topic_configs(
         &image.configs(&ConfigResource::Topic(topic.to_string())),
@@ -324,7 +325,10 @@ impl ReplicaManager {
                 .filter(|id| image.topic_by_id(id).is_none())
                 .collect();
         }
-        let result = self.apply_delta(image, &delta, broker_defaults, may_lead);
+        // Dynamic broker configs over the static ones: a change of them reconfigures every
+        // topic (see `changes_since`).
+        let defaults = TopicDefaults::of(image, self.node_id, broker_defaults);
+        let result = self.apply_delta(image, &delta, &defaults, may_lead);
         // A sync that failed may have opened some logs: the next one looks at everything, as
         // a delta against the image before it would miss a topic it opened and that went away.
         *applied = result.is_ok().then(|| (image.clone(), may_lead));
@@ -335,7 +339,7 @@ impl ReplicaManager {
         &self,
         image: &MetadataImage,
         delta: &ImageDelta,
-        broker_defaults: &BTreeMap<String, String>,
+        broker_defaults: &TopicDefaults,
         may_lead: bool,
     ) -> Result<(), LogError> {
         let me = self.node_id;

@@ -175,8 +175,16 @@ async fn hostile_frames_close_only_their_connection() {
     compact.put_u8(0); // header tagged fields
     compact.put_slice(&[0xff, 0xff, 0xff, 0xff, 0x07]);
     hostile.push([&(compact.len() as i32).to_be_bytes()[..], &compact[..]].concat());
-    // A well-formed request of an API we do not implement (DescribeAcls).
-    hostile.push(frame(ApiKey::DescribeAcls, 1, 1, &DescribeAclsRequest::default()).to_vec());
+    // A well-formed request of an API we do not implement (DescribeDelegationToken).
+    hostile.push(
+        frame(
+            ApiKey::DescribeDelegationToken,
+            1,
+            1,
+            &DescribeDelegationTokenRequest::default(),
+        )
+        .to_vec(),
+    );
     // A version beyond what we advertise for an API we do implement.
     let mut too_new = frame(ApiKey::Fetch, 12, 1, &FetchRequest::default()).to_vec();
     too_new[6..8].copy_from_slice(&99i16.to_be_bytes());

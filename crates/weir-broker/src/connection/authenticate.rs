@@ -2,6 +2,12 @@
 //! request: ApiVersions, then SaslHandshake (v0 or v1) naming a mechanism, then its tokens, in
 //! SaslAuthenticate requests (after a v1 handshake) or as bare size-prefixed tokens (after v0).
 //!
+//! With `connections.max.reauth.ms` (KIP-368), SaslAuthenticate v1+ tells the client how long
+//! its session lasts; the client authenticates again on the same connection (SaslHandshake v1
+//! and SaslAuthenticate, which this module also runs for an authenticated connection, and
+//! which must name the same principal), and a connection whose session ran out is closed at
+//! its next request.
+//!
 //! Anything else closes the connection: another request before authentication (with one log
 //! line), SaslAuthenticate before a handshake (answered ILLEGAL_SASL_STATE first), an unknown
 //! mechanism (answered UNSUPPORTED_SASL_MECHANISM with the ones offered), a frame over
@@ -38,50 +44,77 @@ enum Phase {
     Bare(Exchange),
 }
 
-/// Runs the SASL exchange; the principal once it succeeds, `None` when the connection must close.
+/// A successful authentication: who, and until when (with `connections.max.reauth.ms`).
+pub(super) struct Authenticated {
+    pub(super) principal: Principal,
+    /// The mechanism used: a re-authentication must use it again.
+    pub(super) mechanism: Mechanism,
+    pub(super) expires: Option<tokio::time::Instant>,
+}
+
+/// Runs the SASL exchange; the principal once it succeeds, `None` when the connection must
+/// close. `first` is a SaslHandshake already read on an authenticated connection: a
+/// re-authentication, which must use a v1 handshake.
 pub(super) async fn authenticate(
     broker: &Arc<Broker>,
     session: &Session,
+    mut first: Option<frame::RequestFrame>,
     reader: &mut FrameReader,
     read: &mut Reader,
     write: &mut Writer,
-) -> Option<Principal> {
+) -> Option<Authenticated> {
     let peer = session.peer;
     let listener = &session.listener.name;
+    let reauthenticating = first.is_some();
+    let lifetime_ms = broker.config.sasl.max_reauth_ms;
+    // The session runs from the moment the login succeeds, as the client counts it.
+    let done = |user: &str, mechanism: Mechanism| Authenticated {
+        principal: Principal::user(user),
+        mechanism,
+        expires: (lifetime_ms > 0).then(|| {
+            let now = tokio::time::Instant::now();
+            now.checked_add(Duration::from_millis(lifetime_ms))
+                .unwrap_or_else(|| now + Duration::from_secs(86_400 * 365))
+        }),
+    };
     let mut phase = Phase::Start;
     loop {
-        let frame = match reader.next(read).await {
-            Ok(frame) => frame,
-            Err(e) => {
-                tracing::debug!(%peer, %listener, error = %e, "connection closed during SASL authentication");
-                return None;
-            }
-        };
-        if let Phase::Bare(exchange) = &mut phase {
-            let (answer, user) = match run_step(broker, exchange, frame.to_vec()).await {
-                Step::Continue(token) => (token, None),
-                Step::Done { user, token } => (token, Some(user)),
-                Step::Failed(why) => {
-                    failed(broker, session, &why).await;
+        let request = if let Some(request) = first.take() {
+            request
+        } else {
+            let frame = match reader.next(read).await {
+                Ok(frame) => frame,
+                Err(e) => {
+                    tracing::debug!(%peer, %listener, error = %e, "connection closed during SASL authentication");
                     return None;
                 }
             };
-            let mut bytes = (answer.len() as u32).to_be_bytes().to_vec();
-            bytes.extend_from_slice(&answer);
-            write
-                .write_chunks(&[Chunk::Bytes(bytes.into())])
-                .await
-                .ok()?;
-            if let Some(user) = user {
-                return Some(Principal::user(&user));
+            if let Phase::Bare(exchange) = &mut phase {
+                let (answer, user) = match run_step(broker, exchange, frame.to_vec()).await {
+                    Step::Continue(token) => (token, None),
+                    Step::Done { user, token } => (token, Some(user)),
+                    Step::Failed(why) => {
+                        failed(broker, session, &why).await;
+                        return None;
+                    }
+                };
+                let mut bytes = (answer.len() as u32).to_be_bytes().to_vec();
+                bytes.extend_from_slice(&answer);
+                write
+                    .write_chunks(&[Chunk::Bytes(bytes.into())])
+                    .await
+                    .ok()?;
+                if let Some(user) = user {
+                    return Some(done(&user, exchange.mechanism()));
+                }
+                continue;
             }
-            continue;
-        }
-        let request = match frame::parse_request(frame) {
-            Ok(r) => r,
-            Err(e) => {
-                tracing::warn!(%peer, %listener, error = %e, "closing connection: malformed frame during SASL authentication");
-                return None;
+            match frame::parse_request(frame) {
+                Ok(r) => r,
+                Err(e) => {
+                    tracing::warn!(%peer, %listener, error = %e, "closing connection: malformed frame during SASL authentication");
+                    return None;
+                }
             }
         };
         let (api, version, correlation) = (
@@ -107,6 +140,20 @@ pub(super) async fn authenticate(
             (RequestKind::ApiVersions(_), _) => {
                 let answer = ResponseKind::ApiVersions(crate::handlers::api_versions::handle());
                 send(write, api, version, correlation, answer).await?;
+            }
+            (RequestKind::SaslHandshake(_), Phase::Start) if reauthenticating && version == 0 => {
+                tracing::warn!(%peer, %listener, "closing connection: re-authentication needs SaslHandshake v1");
+                let answer = SaslHandshakeResponse::default()
+                    .with_error_code(ResponseError::IllegalSaslState.code());
+                let _ = send(
+                    write,
+                    api,
+                    version,
+                    correlation,
+                    ResponseKind::SaslHandshake(answer),
+                )
+                .await;
+                return None;
             }
             (RequestKind::SaslHandshake(r), Phase::Start) => {
                 let offered = &broker.config.sasl.mechanisms;
@@ -144,6 +191,13 @@ pub(super) async fn authenticate(
             (RequestKind::SaslAuthenticate(r), Phase::Framed(exchange)) => {
                 let step = run_step(broker, exchange, r.auth_bytes.to_vec()).await;
                 let answer = SaslAuthenticateResponse::default();
+                // The session's length, for clients that re-authenticate (v1+).
+                let answer = match step {
+                    Step::Done { .. } if version >= 1 => {
+                        answer.with_session_lifetime_ms(lifetime_ms.min(i64::MAX as u64) as i64)
+                    }
+                    _ => answer,
+                };
                 let (answer, user) = match step {
                     Step::Continue(token) => (answer.with_auth_bytes(Bytes::from(token)), None),
                     Step::Done { user, token } => {
@@ -177,7 +231,7 @@ pub(super) async fn authenticate(
                 )
                 .await?;
                 if let Some(user) = user {
-                    return Some(Principal::user(&user));
+                    return Some(done(&user, exchange.mechanism()));
                 }
             }
             (RequestKind::SaslAuthenticate(_), _) | (RequestKind::SaslHandshake(_), _) => {

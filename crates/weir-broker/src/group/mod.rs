@@ -706,6 +706,10 @@ impl GroupManager {
             if let Err(e) = self.check_ready(broker, &inner, group) {
                 return e.code();
             }
+            // Sessions that ran out by now end first, as Kafka's timers would have ended them
+            // to the millisecond, not at the next tick.
+            let outputs = inner.coordinator.tick(weir_log::now_ms(), |g| g == group);
+            self.handle_outputs(broker, &mut inner, outputs);
             match inner.coordinator.delete_group(group) {
                 Err(e) => return e.code(),
                 Ok(offsets) => {

@@ -10,9 +10,13 @@ use weir_meta::ControllerOp;
 
 use crate::broker::Broker;
 use crate::errors::meta_error_code;
+use crate::security::authorizer::Access;
+use kafka_protocol::error::ResponseError;
+use weir_meta::acl::AclOperation;
 
 pub(crate) async fn handle(
     broker: &Arc<Broker>,
+    access: &Access,
     request: CreatePartitionsRequest,
 ) -> CreatePartitionsResponse {
     let validate_only = request.validate_only;
@@ -26,6 +30,11 @@ pub(crate) async fn handle(
                     .collect()
             });
             let result = CreatePartitionsTopicResult::default().with_name(topic.name);
+            if !access.topic(AclOperation::Alter, &name) {
+                results
+                    .push(result.with_error_code(ResponseError::TopicAuthorizationFailed.code()));
+                continue;
+            }
             let op = ControllerOp::CreatePartitions {
                 name,
                 total: topic.count,

@@ -13,12 +13,17 @@ use weir_meta::CreateTopic;
 use super::str_bytes;
 use crate::broker::Broker;
 use crate::errors::meta_error_code;
+use crate::security::authorizer::Access;
+use weir_meta::acl::AclOperation;
 
 pub(crate) async fn handle(
     broker: &Arc<Broker>,
+    access: &Access,
     version: i16,
     request: CreateTopicsRequest,
 ) -> CreateTopicsResponse {
+    // Create on the cluster covers every topic; otherwise Create on the topic itself.
+    let cluster_create = access.cluster(AclOperation::Create);
     let mut results = Vec::with_capacity(request.topics.len());
     let mut seen = std::collections::HashSet::new();
     for topic in request.topics {
@@ -32,6 +37,12 @@ pub(crate) async fn handle(
                         "topic '{name}' appears twice in the request"
                     )))),
             );
+            continue;
+        }
+        if !cluster_create && !access.topic(AclOperation::Create, &name) {
+            results.push(result.with_error_code(
+                kafka_protocol::error::ResponseError::TopicAuthorizationFailed.code(),
+            ));
             continue;
         }
         let configs: Vec<(String, String)> = topic
@@ -76,7 +87,7 @@ pub(crate) async fn handle(
                     };
                     let own: std::collections::BTreeMap<String, String> =
                         configs.into_iter().collect();
-                    let effective = effective_topic_configs(&own, broker.topic_defaults())
+                    let effective = effective_topic_configs(&own, &broker.topic_defaults())
                         .into_iter()
                         .map(|e| {
                             CreatableTopicConfigs::default()
@@ -87,8 +98,15 @@ pub(crate) async fn handle(
                         .collect();
                     result = result
                         .with_num_partitions(partitions)
-                        .with_replication_factor(rf)
-                        .with_configs(Some(effective));
+                        .with_replication_factor(rf);
+                    // The configs are told only to a principal that may describe them.
+                    result = if access.topic(AclOperation::DescribeConfigs, &name) {
+                        result.with_configs(Some(effective))
+                    } else {
+                        result.with_topic_config_error_code(
+                            kafka_protocol::error::ResponseError::TopicAuthorizationFailed.code(),
+                        )
+                    };
                 }
                 tracing::info!(topic = %name, validate_only = request.validate_only, "created topic");
                 results.push(result);

@@ -9,16 +9,23 @@ use kafka_protocol::messages::delete_records_response::{
 use kafka_protocol::messages::{DeleteRecordsRequest, DeleteRecordsResponse};
 
 use crate::broker::Broker;
+use crate::security::authorizer::Access;
+use weir_meta::acl::AclOperation;
 use weir_types::Offset;
 
 use crate::errors::log_error_code;
 
-pub(crate) fn handle(broker: &Arc<Broker>, request: DeleteRecordsRequest) -> DeleteRecordsResponse {
+pub(crate) fn handle(
+    broker: &Arc<Broker>,
+    access: &Access,
+    request: DeleteRecordsRequest,
+) -> DeleteRecordsResponse {
     let topics = request
         .topics
         .into_iter()
         .map(|topic| {
             let name = topic.name.0.to_string();
+            let deletable = access.topic(AclOperation::Delete, &name);
             let partitions = topic
                 .partitions
                 .into_iter()
@@ -26,6 +33,10 @@ pub(crate) fn handle(broker: &Arc<Broker>, request: DeleteRecordsRequest) -> Del
                     let result = DeleteRecordsPartitionResult::default()
                         .with_partition_index(p.partition_index)
                         .with_low_watermark(-1);
+                    if !deletable {
+                        return result
+                            .with_error_code(ResponseError::TopicAuthorizationFailed.code());
+                    }
                     let Some(partition) = broker.replicas.get(&name, p.partition_index) else {
                         return result
                             .with_error_code(broker.not_hosted_code(&name, p.partition_index));

@@ -11,9 +11,12 @@ use weir_meta::{ControllerOp, ControllerReply, Outcome};
 
 use crate::broker::Broker;
 use crate::errors::meta_error_code;
+use crate::security::authorizer::Access;
+use weir_meta::acl::AclOperation;
 
 pub(crate) async fn handle(
     broker: &Arc<Broker>,
+    access: &Access,
     version: i16,
     request: DeleteTopicsRequest,
 ) -> DeleteTopicsResponse {
@@ -33,6 +36,7 @@ pub(crate) async fn handle(
     let mut responses = Vec::with_capacity(targets.len());
     for (name, id) in targets {
         let response = {
+            let by_id = name.is_none();
             let name = match name {
                 Some(n) => Some(n),
                 None => broker.image().topic_by_id(&id).map(|t| t.name.clone()),
@@ -42,7 +46,18 @@ pub(crate) async fn handle(
                 responses.push(result.with_error_code(ResponseError::UnknownTopicId.code()));
                 continue;
             };
+            // A topic named by id is not named back to a principal that may not describe it.
+            if by_id && !access.topic(AclOperation::Describe, &name) {
+                responses
+                    .push(result.with_error_code(ResponseError::TopicAuthorizationFailed.code()));
+                continue;
+            }
             let result = result.with_name(Some(TopicName(str_bytes(name.clone()))));
+            if !access.topic(AclOperation::Delete, &name) {
+                responses
+                    .push(result.with_error_code(ResponseError::TopicAuthorizationFailed.code()));
+                continue;
+            }
             let op = ControllerOp::DeleteTopic { name: name.clone() };
             match broker.controller_op(op).await {
                 Ok(ControllerReply {

@@ -9,17 +9,21 @@ use kafka_protocol::messages::describe_configs_response::{
     DescribeConfigsResourceResult, DescribeConfigsResult, DescribeConfigsSynonym,
 };
 use kafka_protocol::messages::{DescribeConfigsRequest, DescribeConfigsResponse};
+use weir_meta::broker_configs::dynamic_broker_config;
 use weir_meta::configs::{effective_topic_configs, ConfigSource};
 use weir_meta::ConfigResource;
 
 use super::str_bytes;
 use crate::broker::Broker;
+use crate::security::authorizer::Access;
+use weir_meta::acl::AclOperation;
 
 pub(crate) const RESOURCE_TOPIC: i8 = 2;
 pub(crate) const RESOURCE_BROKER: i8 = 4;
 
 pub(crate) fn handle(
     broker: &Arc<Broker>,
+    access: &Access,
     version: i16,
     request: DescribeConfigsRequest,
 ) -> DescribeConfigsResponse {
@@ -38,6 +42,18 @@ pub(crate) fn handle(
             let result = DescribeConfigsResult::default()
                 .with_resource_type(resource.resource_type)
                 .with_resource_name(resource.resource_name.clone());
+            let refused = match resource.resource_type {
+                RESOURCE_TOPIC if !access.topic(AclOperation::DescribeConfigs, &name) => {
+                    Some(ResponseError::TopicAuthorizationFailed)
+                }
+                RESOURCE_BROKER if !access.cluster(AclOperation::DescribeConfigs) => {
+                    Some(ResponseError::ClusterAuthorizationFailed)
+                }
+                _ => None,
+            };
+            if let Some(refused) = refused {
+                return result.with_error_code(refused.code());
+            }
             match resource.resource_type {
                 RESOURCE_TOPIC => {
                     if image.topic(&name).is_none() {
@@ -48,7 +64,8 @@ pub(crate) fn handle(
                             ))));
                     }
                     let own = image.configs(&ConfigResource::Topic(name));
-                    let configs = effective_topic_configs(&own, broker.topic_defaults())
+                    let defaults = broker.topic_defaults();
+                    let configs = effective_topic_configs(&own, &defaults)
                         .into_iter()
                         .filter(|e| wanted(e.def.name))
                         .map(|e| {
@@ -58,8 +75,8 @@ pub(crate) fn handle(
                                     synonyms.push(synonym(e.def.name, v, ConfigSource::Topic));
                                 }
                                 if let Some(b) = e.def.broker_synonym {
-                                    if let Some(v) = broker.topic_defaults().get(b) {
-                                        synonyms.push(synonym(b, v, ConfigSource::StaticBroker));
+                                    for (v, source) in defaults.all(b) {
+                                        synonyms.push(synonym(b, v, source));
                                     }
                                     synonyms.push(synonym(b, e.def.default, ConfigSource::Default));
                                 }
@@ -81,28 +98,27 @@ pub(crate) fn handle(
                     result.with_configs(configs)
                 }
                 RESOURCE_BROKER => {
-                    if !(name.is_empty() || name == broker.node_id().to_string()) {
+                    let me = broker.node_id().to_string();
+                    if !(name.is_empty() || name == me) {
                         return result
                             .with_error_code(ResponseError::InvalidRequest.code())
                             .with_error_message(Some(str_bytes(format!(
-                                "this is broker {}, not '{name}'",
-                                broker.node_id()
+                                "this is broker {me}, not '{name}'"
                             ))));
                     }
-                    let configs = broker
-                        .config
-                        .describe()
-                        .into_iter()
-                        .filter(|(k, _)| wanted(k))
-                        .map(|(k, v)| {
-                            DescribeConfigsResourceResult::default()
-                                .with_name(str_bytes(k))
-                                .with_value(Some(str_bytes(v)))
-                                .with_read_only(true)
-                                .with_config_source(ConfigSource::StaticBroker.code())
-                        })
-                        .collect();
-                    result.with_configs(configs)
+                    result.with_configs(
+                        broker_configs(broker, &image, name.is_empty())
+                            .into_iter()
+                            .filter(|(k, _, _)| wanted(k))
+                            .map(|(k, v, source)| {
+                                DescribeConfigsResourceResult::default()
+                                    .with_read_only(dynamic_broker_config(&k).is_none())
+                                    .with_name(str_bytes(k))
+                                    .with_value(Some(str_bytes(v)))
+                                    .with_config_source(source.code())
+                            })
+                            .collect(),
+                    )
                 }
                 other => result
                     .with_error_code(ResponseError::InvalidRequest.code())
@@ -113,6 +129,39 @@ pub(crate) fn handle(
         })
         .collect();
     DescribeConfigsResponse::default().with_results(results)
+}
+
+/// A broker's configs with their sources: the static ones, overridden by dynamic ones set for
+/// it or as the cluster default. For the cluster-default resource (name ""), only those.
+fn broker_configs(
+    broker: &Broker,
+    image: &weir_meta::MetadataImage,
+    cluster_default: bool,
+) -> Vec<(String, String, ConfigSource)> {
+    let mut configs: std::collections::BTreeMap<String, (String, ConfigSource)> =
+        std::collections::BTreeMap::new();
+    let mut layers = vec![(
+        ConfigResource::ClusterDefault,
+        ConfigSource::DynamicDefaultBroker,
+    )];
+    if !cluster_default {
+        for (k, v) in broker.config.describe() {
+            configs.insert(k.to_string(), (v, ConfigSource::StaticBroker));
+        }
+        layers.push((
+            ConfigResource::Broker(broker.node_id()),
+            ConfigSource::DynamicBroker,
+        ));
+    }
+    for (resource, source) in layers {
+        for (k, v) in image.configs(&resource) {
+            configs.insert(k, (v, source));
+        }
+    }
+    configs
+        .into_iter()
+        .map(|(k, (v, source))| (k, v, source))
+        .collect()
 }
 
 fn synonym(name: &str, value: &str, source: ConfigSource) -> DescribeConfigsSynonym {

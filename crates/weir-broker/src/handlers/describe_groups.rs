@@ -8,14 +8,23 @@ use kafka_protocol::messages::{DescribeGroupsRequest, DescribeGroupsResponse};
 
 use super::str_bytes;
 use crate::broker::Broker;
+use crate::security::authorizer::Access;
+use weir_meta::acl::AclOperation;
 
 pub(crate) async fn handle(
     broker: &Arc<Broker>,
+    access: &Access,
     version: i16,
     request: DescribeGroupsRequest,
 ) -> DescribeGroupsResponse {
     let mut groups = Vec::with_capacity(request.groups.len());
     for id in request.groups {
+        if !access.group(AclOperation::Describe, &id.0) {
+            groups.push(DescribedGroup::default().with_group_id(id).with_error_code(
+                kafka_protocol::error::ResponseError::GroupAuthorizationFailed.code(),
+            ));
+            continue;
+        }
         groups.push({
             let described = broker
                 .groups

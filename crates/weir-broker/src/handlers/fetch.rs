@@ -7,6 +7,7 @@
 //! than `min_bytes` waits for appends until `max_wait_ms` passes. Fetch sessions (KIP-227) are
 //! declined by answering session id 0, which every client treats as "send full requests".
 
+use std::collections::HashSet;
 use std::sync::Arc;
 use std::time::Duration;
 
@@ -20,6 +21,8 @@ use weir_types::LeaderEpoch;
 use crate::broker::Broker;
 use crate::frame::{Body, Chunk};
 use crate::partition::FetchAsk;
+use crate::security::authorizer::Access;
+use weir_meta::acl::AclOperation;
 
 /// Longest a fetch may park, whatever the client asks.
 const MAX_WAIT_MS: u64 = 30_000;
@@ -44,6 +47,7 @@ struct TopicResult {
 fn read_all(
     broker: &Arc<Broker>,
     request: &FetchRequest,
+    refused: &HashSet<String>,
     version: i16,
     record_progress: bool,
     park: Option<&Arc<Notify>>,
@@ -69,6 +73,12 @@ fn read_all(
                 log_start_offset: -1,
                 slices: None,
             };
+            if refused.contains(&name) {
+                result.error_code = ResponseError::TopicAuthorizationFailed.code();
+                any_error = true;
+                partitions.push(result);
+                continue;
+            }
             let Some(partition) = broker.replicas.get(&name, p.partition) else {
                 result.error_code = broker.not_hosted_code(&name, p.partition);
                 any_error = true;
@@ -107,14 +117,22 @@ fn read_all(
 /// for the disk, and never run on an async worker.
 async fn read_on_blocking_thread(
     broker: &Arc<Broker>,
-    request: &Arc<FetchRequest>,
+    request: &Arc<(FetchRequest, HashSet<String>)>,
     version: i16,
     record_progress: bool,
     park: Option<Arc<Notify>>,
 ) -> Option<(Vec<TopicResult>, u64, bool)> {
     let (broker, request) = (broker.clone(), request.clone());
     let task = tokio::task::spawn_blocking(move || {
-        read_all(&broker, &request, version, record_progress, park.as_ref())
+        let (request, refused) = &*request;
+        read_all(
+            &broker,
+            request,
+            refused,
+            version,
+            record_progress,
+            park.as_ref(),
+        )
     });
     match task.await {
         Ok(read) => Some(read),
@@ -125,7 +143,57 @@ async fn read_on_blocking_thread(
     }
 }
 
-pub(crate) async fn handle(broker: &Arc<Broker>, version: i16, request: FetchRequest) -> Body {
+/// The answer to a follower's fetch from a principal without ClusterAction: every partition
+/// refused (TOPIC_AUTHORIZATION_FAILED, as Kafka answers), so no forged replica id reads or
+/// moves a high watermark.
+fn refuse_follower(version: i16, request: &FetchRequest) -> Body {
+    let code = ResponseError::TopicAuthorizationFailed.code();
+    let topics: Vec<TopicResult> = request
+        .topics
+        .iter()
+        .map(|t| TopicResult {
+            name: t.topic.0.to_string(),
+            partitions: t
+                .partitions
+                .iter()
+                .map(|p| PartitionResult {
+                    index: p.partition,
+                    error_code: code,
+                    high_watermark: -1,
+                    log_start_offset: -1,
+                    slices: None,
+                })
+                .collect(),
+        })
+        .collect();
+    Body::Chunks(encode(version, 0, &topics))
+}
+
+pub(crate) async fn handle(
+    broker: &Arc<Broker>,
+    access: &Access,
+    version: i16,
+    request: FetchRequest,
+) -> Body {
+    let replica_id = request.replica_id.0.max(request.replica_state.replica_id.0);
+    if replica_id >= 0 && !access.cluster(AclOperation::ClusterAction) {
+        tracing::info!(
+            replica_id,
+            "a replica fetch from a principal without ClusterAction refused"
+        );
+        return refuse_follower(version, &request);
+    }
+    // Followers copy every topic they replicate; consumers need Read on each.
+    let refused: HashSet<String> = if replica_id >= 0 {
+        HashSet::new()
+    } else {
+        request
+            .topics
+            .iter()
+            .map(|t| t.topic.0.to_string())
+            .filter(|t| !access.topic(AclOperation::Read, t))
+            .collect()
+    };
     if version >= 7 {
         let session_error = if request.session_id != 0 {
             Some(ResponseError::FetchSessionIdNotFound.code())
@@ -146,7 +214,7 @@ pub(crate) async fn handle(broker: &Arc<Broker>, version: i16, request: FetchReq
     // A fetch that cannot wait (min_bytes 0, or no time left) allocates none.
     let may_wait = min_bytes > 0 && tokio::time::Instant::now() < deadline;
     let waiter = may_wait.then(|| Arc::new(Notify::new()));
-    let request = Arc::new(request);
+    let request = Arc::new((request, refused));
     let failed = || {
         Body::Chunks(encode(
             version,

@@ -11,15 +11,31 @@ use kafka_protocol::messages::{BrokerId, FindCoordinatorRequest, FindCoordinator
 use super::str_bytes;
 use crate::broker::Broker;
 use crate::group::OFFSETS_TOPIC;
+use crate::security::authorizer::Access;
+use weir_meta::acl::AclOperation;
 
 const KEY_TYPE_GROUP: i8 = 0;
+const KEY_TYPE_TRANSACTION: i8 = 1;
 
 async fn lookup(
     broker: &Arc<Broker>,
+    access: &Access,
     listener: &str,
     key_type: i8,
     key: &str,
 ) -> Result<(i32, String, i32), (i16, String)> {
+    if key_type == KEY_TYPE_GROUP && !access.group(AclOperation::Describe, key) {
+        return Err((
+            ResponseError::GroupAuthorizationFailed.code(),
+            format!("not authorized to describe group '{key}'"),
+        ));
+    }
+    if key_type == KEY_TYPE_TRANSACTION && !access.transactional_id(AclOperation::Describe, key) {
+        return Err((
+            ResponseError::TransactionalIdAuthorizationFailed.code(),
+            format!("not authorized to describe transactional id '{key}'"),
+        ));
+    }
     if key_type != KEY_TYPE_GROUP {
         return Err((
             ResponseError::CoordinatorNotAvailable.code(),
@@ -55,6 +71,7 @@ async fn lookup(
 
 pub(crate) async fn handle(
     broker: &Arc<Broker>,
+    access: &Access,
     listener: &str,
     version: i16,
     request: FindCoordinatorRequest,
@@ -62,7 +79,7 @@ pub(crate) async fn handle(
     if version >= 4 {
         let mut coordinators = Vec::with_capacity(request.coordinator_keys.len());
         for key in request.coordinator_keys {
-            let found = lookup(broker, listener, request.key_type, &key).await;
+            let found = lookup(broker, access, listener, request.key_type, &key).await;
             let c = Coordinator::default().with_key(key);
             coordinators.push({
                 match found {
@@ -80,7 +97,7 @@ pub(crate) async fn handle(
         }
         return FindCoordinatorResponse::default().with_coordinators(coordinators);
     }
-    match lookup(broker, listener, request.key_type, &request.key).await {
+    match lookup(broker, access, listener, request.key_type, &request.key).await {
         Ok((id, host, port)) => FindCoordinatorResponse::default()
             .with_node_id(BrokerId(id))
             .with_host(str_bytes(host))

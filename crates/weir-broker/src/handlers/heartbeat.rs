@@ -5,8 +5,19 @@ use std::sync::Arc;
 use kafka_protocol::messages::{HeartbeatRequest, HeartbeatResponse};
 
 use crate::broker::Broker;
+use crate::security::authorizer::Access;
+use weir_meta::acl::AclOperation;
 
-pub(crate) async fn handle(broker: &Arc<Broker>, request: HeartbeatRequest) -> HeartbeatResponse {
+pub(crate) async fn handle(
+    broker: &Arc<Broker>,
+    access: &Access,
+    request: HeartbeatRequest,
+) -> HeartbeatResponse {
+    if !access.group(AclOperation::Read, &request.group_id.0) {
+        return HeartbeatResponse::default().with_error_code(
+            kafka_protocol::error::ResponseError::GroupAuthorizationFailed.code(),
+        );
+    }
     let code = broker
         .groups
         .heartbeat(

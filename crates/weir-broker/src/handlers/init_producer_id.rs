@@ -8,9 +8,12 @@ use kafka_protocol::messages::{InitProducerIdRequest, InitProducerIdResponse, Pr
 
 use crate::broker::Broker;
 use crate::errors::meta_error_code;
+use crate::security::authorizer::Access;
+use weir_meta::acl::{AclOperation, ResourceType};
 
 pub(crate) async fn handle(
     broker: &Arc<Broker>,
+    access: &Access,
     request: InitProducerIdRequest,
 ) -> InitProducerIdResponse {
     let response = InitProducerIdResponse::default()
@@ -23,6 +26,18 @@ pub(crate) async fn handle(
     {
         // Kafka: a transactional id is either null (idempotence only) or non-empty.
         return response.with_error_code(ResponseError::InvalidRequest.code());
+    }
+    if let Some(id) = &request.transactional_id {
+        if !access.transactional_id(AclOperation::Write, &id.0) {
+            return response
+                .with_error_code(ResponseError::TransactionalIdAuthorizationFailed.code());
+        }
+    } else if !access.cluster(AclOperation::IdempotentWrite)
+        && !access.any(AclOperation::Write, ResourceType::Topic)
+    {
+        // An idempotent producer needs IdempotentWrite on the cluster, or Write on some topic
+        // (KIP-679).
+        return response.with_error_code(ResponseError::ClusterAuthorizationFailed.code());
     }
     if request.transactional_id.is_some() {
         return response.with_error_code(ResponseError::TransactionalIdAuthorizationFailed.code());

@@ -9,14 +9,23 @@ use kafka_protocol::messages::{JoinGroupRequest, JoinGroupResponse, RequestHeade
 use super::str_bytes;
 use crate::broker::Broker;
 use crate::group::coordinator::JoinRequest;
+use crate::security::authorizer::Access;
+use weir_meta::acl::AclOperation;
 
 pub(crate) async fn handle(
     broker: &Arc<Broker>,
     header: &RequestHeader,
     peer: SocketAddr,
+    access: &Access,
     version: i16,
     request: JoinGroupRequest,
 ) -> JoinGroupResponse {
+    if !access.group(AclOperation::Read, &request.group_id.0) {
+        return JoinGroupResponse::default()
+            .with_error_code(kafka_protocol::error::ResponseError::GroupAuthorizationFailed.code())
+            .with_generation_id(-1)
+            .with_member_id(request.member_id);
+    }
     let req = JoinRequest {
         group_id: request.group_id.0.to_string(),
         member_id: request.member_id.to_string(),

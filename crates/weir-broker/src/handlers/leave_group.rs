@@ -6,12 +6,20 @@ use kafka_protocol::messages::leave_group_response::MemberResponse;
 use kafka_protocol::messages::{LeaveGroupRequest, LeaveGroupResponse};
 
 use crate::broker::Broker;
+use crate::security::authorizer::Access;
+use weir_meta::acl::AclOperation;
 
 pub(crate) async fn handle(
     broker: &Arc<Broker>,
+    access: &Access,
     version: i16,
     request: LeaveGroupRequest,
 ) -> LeaveGroupResponse {
+    if !access.group(AclOperation::Read, &request.group_id.0) {
+        return LeaveGroupResponse::default().with_error_code(
+            kafka_protocol::error::ResponseError::GroupAuthorizationFailed.code(),
+        );
+    }
     let members: Vec<(String, Option<String>)> = if version >= 3 {
         request
             .members

@@ -9,12 +9,17 @@ use kafka_protocol::messages::{GroupId, ListGroupsRequest, ListGroupsResponse};
 use super::str_bytes;
 use crate::broker::Broker;
 use crate::group::coordinator::GroupState;
+use crate::security::authorizer::Access;
+use weir_meta::acl::AclOperation;
 
 pub(crate) async fn handle(
     broker: &Arc<Broker>,
+    access: &Access,
     version: i16,
     request: ListGroupsRequest,
 ) -> ListGroupsResponse {
+    // Describe on the cluster lists every group; otherwise those the principal may describe.
+    let all = access.cluster(AclOperation::Describe);
     let states: Vec<String> = request
         .states_filter
         .iter()
@@ -35,6 +40,7 @@ pub(crate) async fn handle(
                     states.is_empty() || states.contains(&g.state.name().to_ascii_lowercase())
                 })
                 .filter(|_| types.is_empty() || types.iter().any(|t| t == "classic"))
+                .filter(|g| all || access.group(AclOperation::Describe, &g.group_id))
                 .map(|g| {
                     let mut l = ListedGroup::default()
                         .with_group_id(GroupId(str_bytes(g.group_id.clone())))

@@ -12,6 +12,8 @@ use weir_types::LeaderEpoch;
 
 use crate::broker::Broker;
 use crate::errors::log_error_code;
+use crate::security::authorizer::Access;
+use weir_meta::acl::AclOperation;
 
 const LATEST: i64 = -1;
 const EARLIEST: i64 = -2;
@@ -20,6 +22,7 @@ const EARLIEST_LOCAL: i64 = -4;
 
 pub(crate) fn handle(
     broker: &Arc<Broker>,
+    access: &Access,
     version: i16,
     request: ListOffsetsRequest,
 ) -> ListOffsetsResponse {
@@ -28,6 +31,7 @@ pub(crate) fn handle(
         .into_iter()
         .map(|topic| {
             let name = topic.name.0.to_string();
+            let describable = access.topic(AclOperation::Describe, &name);
             let partitions = topic
                 .partitions
                 .into_iter()
@@ -37,6 +41,10 @@ pub(crate) fn handle(
                         .with_timestamp(-1)
                         .with_offset(-1)
                         .with_leader_epoch(-1);
+                    if !describable {
+                        return base
+                            .with_error_code(ResponseError::TopicAuthorizationFailed.code());
+                    }
                     let Some(partition) = broker.replicas.get(&name, p.partition_index) else {
                         return base
                             .with_error_code(broker.not_hosted_code(&name, p.partition_index));

@@ -13,6 +13,8 @@ use weir_meta::{CreateTopic, MetaError, MetadataImage, TopicImage};
 use super::str_bytes;
 use crate::broker::Broker;
 use crate::errors::meta_error_code;
+use crate::security::authorizer::Access;
+use weir_meta::acl::{AclOperation, ResourceType, CLUSTER_NAME};
 
 /// A topic as clients of `listener` see it: a partition without a live leader says
 /// LEADER_NOT_AVAILABLE, one whose leader has no such listener LISTENER_NOT_FOUND (both with no
@@ -74,10 +76,20 @@ fn error_entry(name: Option<String>, topic_id: uuid::Uuid, code: i16) -> Metadat
 
 pub(crate) async fn handle(
     broker: &Arc<Broker>,
+    access: &Access,
     listener: &str,
     version: i16,
     request: MetadataRequest,
 ) -> MetadataResponse {
+    // Only topics the principal may describe are shown; one asked for by name or id and refused
+    // is TOPIC_AUTHORIZATION_FAILED, whether it exists or not.
+    let describable = |name: &str| access.topic(AclOperation::Describe, name);
+    let refused = |name: Option<String>, id: uuid::Uuid| {
+        error_entry(name, id, ResponseError::TopicAuthorizationFailed.code())
+    };
+    let may_create = |name: &str| {
+        access.cluster(AclOperation::Create) || access.topic(AclOperation::Create, name)
+    };
     // Before v4 every request allowed auto-creation.
     let allow_create = broker.config.auto_create_topics_enable
         && (version < 4 || request.allow_auto_topic_creation);
@@ -86,10 +98,12 @@ pub(crate) async fn handle(
         // v0 sends an empty list for "all topics"; v1+ sends null.
         None => image
             .topics()
+            .filter(|t| describable(&t.name))
             .map(|t| topic_entry(&image, listener, version, t))
             .collect(),
         Some(list) if list.is_empty() && version == 0 => image
             .topics()
+            .filter(|t| describable(&t.name))
             .map(|t| topic_entry(&image, listener, version, t))
             .collect(),
         Some(list) => {
@@ -99,6 +113,9 @@ pub(crate) async fn handle(
                 let Some(name) = name else {
                     // Lookup by topic id (v10+).
                     match image.topic_by_id(&requested.topic_id) {
+                        Some(t) if !describable(&t.name) => {
+                            out.push(refused(None, requested.topic_id))
+                        }
                         Some(t) => out.push(topic_entry(&image, listener, version, t)),
                         None => out.push(error_entry(
                             None,
@@ -108,11 +125,22 @@ pub(crate) async fn handle(
                     }
                     continue;
                 };
+                // Describe first, as Kafka asks: then Create for an auto-creation.
+                let creatable = allow_create && image.topic(&name).is_none() && may_create(&name);
+                if !describable(&name) {
+                    out.push(refused(Some(name), uuid::Uuid::nil()));
+                    continue;
+                }
                 if let Some(t) = image.topic(&name) {
                     out.push(topic_entry(&image, listener, version, t));
                     continue;
                 }
-                if !allow_create {
+                if !creatable {
+                    if allow_create {
+                        // Auto-creation is on, but this principal may not create it.
+                        out.push(refused(Some(name), uuid::Uuid::nil()));
+                        continue;
+                    }
                     out.push(error_entry(
                         Some(name),
                         uuid::Uuid::nil(),
@@ -152,6 +180,29 @@ pub(crate) async fn handle(
             out
         }
     };
+    // The operations the principal may perform, when asked (v8+).
+    let topics = if version >= 8 && request.include_topic_authorized_operations {
+        topics
+            .into_iter()
+            .map(|t| match &t.name {
+                Some(name) if t.error_code == 0 => {
+                    let ops = access.operations(ResourceType::Topic, name);
+                    t.with_topic_authorized_operations(ops)
+                }
+                _ => t,
+            })
+            .collect()
+    } else {
+        topics
+    };
+    let cluster_operations =
+        if !(8..=10).contains(&version) || !request.include_cluster_authorized_operations {
+            i32::MIN
+        } else if !access.cluster(AclOperation::Describe) {
+            0
+        } else {
+            access.operations(ResourceType::Cluster, CLUSTER_NAME)
+        };
     let brokers = image
         .live_brokers()
         .filter_map(|b| {
@@ -173,4 +224,5 @@ pub(crate) async fn handle(
         // and forwards to the active controller (KRaft names some live broker too).
         .with_controller_id(super::wire_broker(Some(broker.node_id())))
         .with_topics(topics)
+        .with_cluster_authorized_operations(cluster_operations)
 }

@@ -1,7 +1,9 @@
 //! One module per Kafka API. Each takes the decoded request and returns the complete response.
 
+pub(crate) mod acls;
 pub(crate) mod alter_configs;
 pub(crate) mod api_versions;
+pub(crate) mod cluster_access;
 pub(crate) mod create_partitions;
 pub(crate) mod create_topics;
 pub(crate) mod delete_groups;

@@ -10,16 +10,29 @@ use kafka_protocol::messages::{OffsetCommitRequest, OffsetCommitResponse};
 
 use crate::broker::Broker;
 use crate::group::CommitEntry;
+use crate::security::authorizer::Access;
+use kafka_protocol::error::ResponseError;
+use weir_meta::acl::AclOperation;
 
 pub(crate) async fn handle(
     broker: &Arc<Broker>,
+    access: &Access,
     version: i16,
     request: OffsetCommitRequest,
 ) -> OffsetCommitResponse {
+    // Read on the group, then Read on each topic; a topic refused is not committed.
+    let group_allowed = access.group(AclOperation::Read, &request.group_id.0);
+    let readable: Vec<bool> = request
+        .topics
+        .iter()
+        .map(|t| group_allowed && access.topic(AclOperation::Read, &t.name.0))
+        .collect();
     let entries: Vec<CommitEntry> = request
         .topics
         .iter()
-        .flat_map(|t| {
+        .zip(&readable)
+        .filter(|(_, readable)| **readable)
+        .flat_map(|(t, _)| {
             t.partitions.iter().map(move |p| CommitEntry {
                 topic: t.name.0.to_string(),
                 partition: p.partition_index,
@@ -33,17 +46,24 @@ pub(crate) async fn handle(
             })
         })
         .collect();
-    let (mut codes, durable) = broker
-        .groups
-        .commit(
-            broker,
-            &request.group_id.0,
-            request.generation_id_or_member_epoch,
-            &request.member_id,
-            request.group_instance_id.as_deref(),
-            &entries,
-        )
-        .await;
+    // Nothing left to commit (every topic refused): the coordinator is not asked, so no
+    // group is made for it.
+    let (mut codes, durable) =
+        if !group_allowed || (entries.is_empty() && !request.topics.is_empty()) {
+            (Vec::new(), None)
+        } else {
+            broker
+                .groups
+                .commit(
+                    broker,
+                    &request.group_id.0,
+                    request.generation_id_or_member_epoch,
+                    &request.member_id,
+                    request.group_instance_id.as_deref(),
+                    &entries,
+                )
+                .await
+        };
     // Answered once `__consumer_offsets` replicated the commit (the group lock is not held).
     if let Some(durable) = durable {
         let code = durable.wait(broker).await;
@@ -54,17 +74,28 @@ pub(crate) async fn handle(
         }
     }
     let mut codes = codes.into_iter();
+    let refused = if group_allowed {
+        ResponseError::TopicAuthorizationFailed.code()
+    } else {
+        ResponseError::GroupAuthorizationFailed.code()
+    };
     let topics = request
         .topics
         .into_iter()
-        .map(|t| {
+        .zip(readable)
+        .map(|(t, readable)| {
             let partitions = t
                 .partitions
                 .iter()
                 .map(|p| {
+                    let code = if readable {
+                        codes.next().unwrap_or(0)
+                    } else {
+                        refused
+                    };
                     OffsetCommitResponsePartition::default()
                         .with_partition_index(p.partition_index)
-                        .with_error_code(codes.next().unwrap_or(0))
+                        .with_error_code(code)
                 })
                 .collect();
             OffsetCommitResponseTopic::default()

@@ -13,9 +13,56 @@ use super::str_bytes;
 use crate::broker::Broker;
 use crate::group::records::OffsetValue;
 use crate::group::TopicOffsets;
+use crate::security::authorizer::Access;
+use kafka_protocol::error::ResponseError;
+use weir_meta::acl::AclOperation;
+
+/// One topic's answer: each partition's committed offset, or the error code refusing it.
+type Fetched = Vec<(String, Vec<(i32, Option<OffsetValue>, i16)>)>;
+
+/// The group's offsets the principal may see: Describe on the group, then Describe on each
+/// topic. Topics asked for but refused are answered TOPIC_AUTHORIZATION_FAILED; when every
+/// topic is asked for, refused ones are left out.
+async fn fetch_allowed(
+    broker: &Arc<Broker>,
+    access: &Access,
+    group: &str,
+    wanted: Option<Vec<(String, Vec<i32>)>>,
+) -> Result<Fetched, i16> {
+    if !access.group(AclOperation::Describe, group) {
+        return Err(ResponseError::GroupAuthorizationFailed.code());
+    }
+    let (allowed, refused): (Option<Vec<_>>, Vec<_>) = match wanted {
+        None => (None, Vec::new()),
+        Some(ts) => {
+            let (allowed, refused) = ts
+                .into_iter()
+                .partition(|(t, _)| access.topic(AclOperation::Describe, t));
+            (Some(allowed), refused)
+        }
+    };
+    let fetched: TopicOffsets = broker
+        .groups
+        .fetch_offsets(broker, group, allowed)
+        .await
+        .map_err(|e| e.code())?;
+    let denied = ResponseError::TopicAuthorizationFailed.code();
+    let mut out: Fetched = fetched
+        .into_iter()
+        .filter(|(t, _)| access.topic(AclOperation::Describe, t))
+        .map(|(t, parts)| (t, parts.into_iter().map(|(p, v)| (p, v, 0)).collect()))
+        .collect();
+    out.extend(
+        refused
+            .into_iter()
+            .map(|(t, parts)| (t, parts.into_iter().map(|p| (p, None, denied)).collect())),
+    );
+    Ok(out)
+}
 
 pub(crate) async fn handle(
     broker: &Arc<Broker>,
+    access: &Access,
     version: i16,
     request: OffsetFetchRequest,
 ) -> OffsetFetchResponse {
@@ -37,12 +84,8 @@ pub(crate) async fn handle(
                         .collect()
                 });
                 let result = OffsetFetchResponseGroup::default().with_group_id(g.group_id.clone());
-                match broker
-                    .groups
-                    .fetch_offsets(broker, &g.group_id.0, wanted)
-                    .await
-                {
-                    Err(e) => result.with_error_code(e.code()),
+                match fetch_allowed(broker, access, &g.group_id.0, wanted).await {
+                    Err(code) => result.with_error_code(code),
                     Ok(fetched) => result.with_topics(
                         fetched
                             .into_iter()
@@ -52,9 +95,10 @@ pub(crate) async fn handle(
                                     .with_partitions(
                                         parts
                                             .into_iter()
-                                            .map(|(p, v)| {
+                                            .map(|(p, v, code)| {
                                                 OffsetFetchResponsePartitions::default()
                                                     .with_partition_index(p)
+                                                    .with_error_code(code)
                                                     .with_committed_offset(
                                                         v.as_ref().map_or(-1, |v| v.offset),
                                                     )
@@ -73,24 +117,35 @@ pub(crate) async fn handle(
         }
         return OffsetFetchResponse::default().with_groups(groups);
     }
-    let wanted = request.topics.map(|ts| {
+    let wanted: Option<Vec<(String, Vec<i32>)>> = request.topics.map(|ts| {
         ts.into_iter()
             .map(|t| (t.name.0.to_string(), t.partition_indexes))
             .collect()
     });
-    let fetched: Result<TopicOffsets, _> = broker
-        .groups
-        .fetch_offsets(broker, &request.group_id.0, wanted)
-        .await;
-    match fetched {
-        Err(e) => {
-            let r = OffsetFetchResponse::default();
-            if version >= 2 {
-                r.with_error_code(e.code())
-            } else {
-                r
-            }
-        }
+    match fetch_allowed(broker, access, &request.group_id.0, wanted.clone()).await {
+        Err(code) if version >= 2 => OffsetFetchResponse::default().with_error_code(code),
+        // v1 has no top-level error: each partition asked for carries it.
+        Err(code) => OffsetFetchResponse::default().with_topics(
+            wanted
+                .unwrap_or_default()
+                .into_iter()
+                .map(|(t, parts)| {
+                    OffsetFetchResponseTopic::default()
+                        .with_name(TopicName(str_bytes(t)))
+                        .with_partitions(
+                            parts
+                                .into_iter()
+                                .map(|p| {
+                                    OffsetFetchResponsePartition::default()
+                                        .with_partition_index(p)
+                                        .with_committed_offset(-1)
+                                        .with_error_code(code)
+                                })
+                                .collect(),
+                        )
+                })
+                .collect(),
+        ),
         Ok(fetched) => OffsetFetchResponse::default().with_topics(
             fetched
                 .into_iter()
@@ -100,9 +155,10 @@ pub(crate) async fn handle(
                         .with_partitions(
                             parts
                                 .into_iter()
-                                .map(|(p, v)| {
+                                .map(|(p, v, code)| {
                                     OffsetFetchResponsePartition::default()
                                         .with_partition_index(p)
+                                        .with_error_code(code)
                                         .with_committed_offset(v.as_ref().map_or(-1, |v| v.offset))
                                         .with_committed_leader_epoch(epoch(&v))
                                         .with_metadata(Some(str_bytes(

@@ -11,16 +11,24 @@ use kafka_protocol::messages::{OffsetForLeaderEpochRequest, OffsetForLeaderEpoch
 use weir_types::LeaderEpoch;
 
 use crate::broker::Broker;
+use crate::security::authorizer::Access;
+use weir_meta::acl::AclOperation;
 
 pub(crate) fn handle(
     broker: &Arc<Broker>,
+    access: &Access,
     request: OffsetForLeaderEpochRequest,
 ) -> OffsetForLeaderEpochResponse {
+    // ClusterAction (a follower's), else Describe on each topic, whatever replica id is
+    // claimed, as Kafka checks.
+    let cluster_action = access.cluster(AclOperation::ClusterAction);
     let topics = request
         .topics
         .into_iter()
         .map(|topic| {
             let name = topic.topic.0.to_string();
+            let refused = (!cluster_action && !access.topic(AclOperation::Describe, &name))
+                .then_some(ResponseError::TopicAuthorizationFailed);
             let partitions = topic
                 .partitions
                 .into_iter()
@@ -29,6 +37,9 @@ pub(crate) fn handle(
                         .with_partition(p.partition)
                         .with_leader_epoch(-1)
                         .with_end_offset(-1);
+                    if let Some(refused) = refused {
+                        return result.with_error_code(refused.code());
+                    }
                     let Some(partition) = broker.replicas.get(&name, p.partition) else {
                         return result.with_error_code(broker.not_hosted_code(&name, p.partition));
                     };

@@ -19,6 +19,8 @@ use super::str_bytes;
 use crate::broker::Broker;
 use crate::errors::log_error_code;
 use crate::replica_manager::Partition;
+use crate::security::authorizer::Access;
+use weir_meta::acl::AclOperation;
 
 fn partition_error(index: i32, code: i16, message: Option<String>) -> PartitionProduceResponse {
     PartitionProduceResponse::default()
@@ -91,6 +93,7 @@ fn append_all(
 
 pub(crate) async fn handle(
     broker: &Arc<Broker>,
+    access: &Access,
     _version: i16,
     request: ProduceRequest,
     peer: std::net::SocketAddr,
@@ -103,6 +106,7 @@ pub(crate) async fn handle(
     let mut topics = Vec::with_capacity(request.topic_data.len());
     for topic in request.topic_data {
         let name = topic.name.0.to_string();
+        let writable = access.topic(AclOperation::Write, &name);
         let mut partitions = Vec::with_capacity(topic.partition_data.len());
         for data in topic.partition_data {
             let index = data.index;
@@ -112,6 +116,8 @@ pub(crate) async fn handle(
                     ResponseError::InvalidRequiredAcks.code(),
                     Some(format!("acks={acks} is not -1, 0 or 1")),
                 )
+            } else if !writable {
+                partition_error(index, ResponseError::TopicAuthorizationFailed.code(), None)
             } else if request.transactional_id.is_some() {
                 partition_error(
                     index,

@@ -7,12 +7,20 @@ use kafka_protocol::messages::{SyncGroupRequest, SyncGroupResponse};
 use super::str_bytes;
 use crate::broker::Broker;
 use crate::group::coordinator::SyncRequest;
+use crate::security::authorizer::Access;
+use weir_meta::acl::AclOperation;
 
 pub(crate) async fn handle(
     broker: &Arc<Broker>,
+    access: &Access,
     version: i16,
     request: SyncGroupRequest,
 ) -> SyncGroupResponse {
+    if !access.group(AclOperation::Read, &request.group_id.0) {
+        return SyncGroupResponse::default().with_error_code(
+            kafka_protocol::error::ResponseError::GroupAuthorizationFailed.code(),
+        );
+    }
     let req = SyncRequest {
         group_id: request.group_id.0.to_string(),
         generation_id: request.generation_id,

@@ -125,6 +125,9 @@ pub struct Listeners {
     pub controller: Option<ListenerConfig>,
     /// `inter.broker.listener.name`: the listener followers fetch from.
     pub inter_broker: Option<String>,
+    /// The protocol `listener.security.protocol.map` gives the controller listener, whether or
+    /// not this node binds it (a broker-only node speaks it to the voters).
+    pub controller_protocol: Option<SecurityProtocol>,
 }
 
 /// The raw settings, as strings with Kafka's names.
@@ -241,10 +244,12 @@ pub fn parse_listeners(s: &ListenerSettings<'_>) -> Result<Listeners, String> {
             ));
         }
     }
+    let controller_protocol = controller_names.first().and_then(|n| map.get(n)).copied();
     Ok(Listeners {
         broker,
         controller,
         inter_broker,
+        controller_protocol,
     })
 }
 

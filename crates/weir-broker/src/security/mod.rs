@@ -2,14 +2,17 @@
 //! the principal each connection speaks for. Handlers never look at credentials; they get a
 //! [`Session`].
 
+pub mod authorizer;
 mod listeners;
 mod principal_rules;
+pub mod quorum_tls;
 pub mod sasl;
 pub mod tls;
 
 use std::net::SocketAddr;
 use std::sync::Arc;
 
+pub use authorizer::{AuthorizerSettings, STANDARD_AUTHORIZER};
 pub use listeners::{
     parse_listeners, split_host_port, ListenerConfig, ListenerSettings, Listeners, SecurityProtocol,
 };
@@ -24,6 +27,9 @@ pub struct SaslSettings {
     /// `connection.failed.authentication.delay.ms`: how long a failed authentication waits
     /// before its answer (Kafka's default, 100 ms).
     pub failed_authentication_delay_ms: u64,
+    /// `connections.max.reauth.ms` (KIP-368): how long a SASL session lasts before the client
+    /// must authenticate again on its connection; 0 (Kafka's default) for ever.
+    pub max_reauth_ms: u64,
     /// Credentials to create at start when the user has none for the mechanism (the
     /// `--add-scram` of `kafka-storage format`): user, mechanism, password.
     pub initial_credentials: Vec<(String, weir_meta::scram::ScramMechanism, String)>,
@@ -39,6 +45,7 @@ impl Default for SaslSettings {
                 sasl::Mechanism::Scram(ScramMechanism::Sha512),
             ],
             failed_authentication_delay_ms: 100,
+            max_reauth_ms: 0,
             initial_credentials: Vec::new(),
         }
     }

@@ -235,8 +235,17 @@ fn client_final(
         if !(header.starts_with(b"n,") || header.starts_with(b"y,")) {
             return Err("channel binding is not supported".into());
         }
+        // The agreed nonce; librdkafka before 2.1 sends its own part again in front of it
+        // (Kafka accepts any nonce that ends with the agreed one; this takes just those two).
+        let client_part = client_first_bare
+            .split(',')
+            .find_map(|a| a.strip_prefix("r="))
+            .unwrap_or_default();
         match attrs.next().and_then(|r| r.strip_prefix("r=")) {
-            Some(r) if r == nonce => {}
+            Some(r)
+                if r == nonce
+                    || r.strip_prefix(client_part)
+                        .is_some_and(|rest| !client_part.is_empty() && rest == nonce) => {}
             _ => return Err("the client-final message's nonce is not the one agreed".into()),
         }
         if attrs.next().is_some() {
@@ -376,10 +385,13 @@ fn hash(m: ScramMechanism, data: &[u8]) -> Vec<u8> {
 
 /// A server nonce: 24 random bytes, base64 (no commas).
 pub fn random_nonce() -> String {
-    use rand::RngCore;
-    let mut bytes = [0u8; 24];
-    rand::thread_rng().fill_bytes(&mut bytes);
-    BASE64.encode(bytes)
+    use rand::Rng;
+    // Letters and digits only, as Kafka's nonces are.
+    const ALPHABET: &[u8] = b"ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789";
+    let mut rng = rand::thread_rng();
+    (0..32)
+        .map(|_| ALPHABET[rng.gen_range(0..ALPHABET.len())] as char)
+        .collect()
 }
 
 #[cfg(test)]
@@ -432,6 +444,32 @@ mod tests {
             x.step(b"x", lookup, server_nonce),
             Step::Failed(_)
         ));
+        // A nonce with anything but the client's own part in front of the agreed one (the
+        // form librdkafka before 2.1 sends) is refused before the proof is looked at.
+        let mut x = Exchange::new(Mechanism::Scram(ScramMechanism::Sha256));
+        x.step(b"n,,n=user,r=rOprNGfwEbeRWgbNEkqO", lookup, server_nonce);
+        let other = x.step(
+            b"c=biws,r=XrOprNGfwEbeRWgbNEkqO%hvYDpWUa2RaTCAfuxFIlj)hNlF$k0,p=dHzbZapWIk4jUhN+Ute9ytag9zjfMHgsqmmiz7AndVQ=",
+            lookup,
+            server_nonce,
+        );
+        assert!(
+            matches!(other, Step::Failed(ref why) if why.contains("nonce")),
+            "{other:?}"
+        );
+        // librdkafka's doubled form reaches the proof (here computed for the RFC's message,
+        // so it is the proof that fails).
+        let mut x = Exchange::new(Mechanism::Scram(ScramMechanism::Sha256));
+        x.step(b"n,,n=user,r=rOprNGfwEbeRWgbNEkqO", lookup, server_nonce);
+        let doubled = x.step(
+            b"c=biws,r=rOprNGfwEbeRWgbNEkqOrOprNGfwEbeRWgbNEkqO%hvYDpWUa2RaTCAfuxFIlj)hNlF$k0,p=dHzbZapWIk4jUhN+Ute9ytag9zjfMHgsqmmiz7AndVQ=",
+            lookup,
+            server_nonce,
+        );
+        assert!(
+            matches!(doubled, Step::Failed(ref why) if why.contains("wrong password")),
+            "{doubled:?}"
+        );
     }
 
     #[test]
