@@ -51,6 +51,9 @@ pub struct ConfigEntry {
     pub is_default: bool,
     /// Whether the config cannot be changed.
     pub read_only: bool,
+    /// Where the value comes from (Kafka's `ConfigSource`: 1 the topic, 2 this broker's
+    /// dynamic config, 3 the cluster-wide dynamic default, 4 the static config, 5 the default).
+    pub source: i8,
 }
 
 /// Which offset ListOffsets should find.
@@ -168,7 +171,7 @@ impl Admin {
         Admin::new(ClientConfig::new(bootstrap)).await
     }
 
-    async fn controller(&self) -> Result<Arc<crate::connection::Connection>> {
+    pub(crate) async fn controller(&self) -> Result<Arc<crate::connection::Connection>> {
         let id = self.cluster.controller();
         match self.cluster.broker(id).await {
             Ok(c) => Ok(c),
@@ -428,7 +431,8 @@ impl Admin {
         Ok(())
     }
 
-    /// Configs of a topic (`broker = false`) or a broker id.
+    /// Configs of a topic (`broker = false`) or a broker id (`""`: the cluster-wide dynamic
+    /// defaults).
     pub async fn describe_configs(&self, name: &str, broker: bool) -> Result<Vec<ConfigEntry>> {
         let request = DescribeConfigsRequest::default().with_resources(vec![
             DescribeConfigsResource::default()
@@ -436,7 +440,12 @@ impl Admin {
                 .with_resource_name(s(name))
                 .with_configuration_keys(None),
         ]);
-        let (response, _) = self.cluster.any().await?.request(&request, 4).await?;
+        // A broker describes only itself: ask the one named.
+        let target = match name.parse::<i32>() {
+            Ok(id) if broker => self.cluster.broker(id).await?,
+            _ => self.cluster.any().await?,
+        };
+        let (response, _) = target.request(&request, 4).await?;
         let r = response
             .results
             .first()
@@ -454,6 +463,7 @@ impl Admin {
                 value: c.value.as_ref().map(|v| v.to_string()),
                 is_default: c.config_source == 5,
                 read_only: c.read_only,
+                source: c.config_source,
             })
             .collect())
     }
@@ -465,10 +475,30 @@ impl Admin {
         topic: &str,
         changes: &[(String, Option<String>)],
     ) -> Result<()> {
+        self.alter_configs(2, topic, changes).await
+    }
+
+    /// Sets (`Some`) or removes (`None`) dynamic broker configs of broker `id`, or the
+    /// cluster-wide defaults with `None` (`kafka-configs --entity-default`).
+    pub async fn alter_broker_configs(
+        &self,
+        id: Option<i32>,
+        changes: &[(String, Option<String>)],
+    ) -> Result<()> {
+        let name = id.map(|i| i.to_string()).unwrap_or_default();
+        self.alter_configs(4, &name, changes).await
+    }
+
+    async fn alter_configs(
+        &self,
+        resource_type: i8,
+        name: &str,
+        changes: &[(String, Option<String>)],
+    ) -> Result<()> {
         let request = IncrementalAlterConfigsRequest::default().with_resources(vec![
             AlterConfigsResource::default()
-                .with_resource_type(2)
-                .with_resource_name(s(topic))
+                .with_resource_type(resource_type)
+                .with_resource_name(s(name))
                 .with_configs(
                     changes
                         .iter()

@@ -12,6 +12,7 @@
 
 #![warn(missing_docs)]
 
+mod acls;
 mod admin;
 mod assignor;
 mod cluster;
@@ -22,7 +23,9 @@ pub mod partitioner;
 mod producer;
 mod sasl;
 mod security;
+mod users;
 
+pub use acls::{Acl, AclFilter};
 pub use admin::{
     Admin, BrokerState, ClusterDescription, ConfigEntry, GroupDescription, GroupMember, NewTopic,
     OffsetSpec, PartitionLag, QuorumDescription, TopicDescription,
@@ -40,3 +43,4 @@ pub use producer::{
     Acks, DeliveryFuture, Producer, ProducerConfig, ProducerRecord, RecordMetadata,
 };
 pub use security::{Sasl, SaslMechanism, Security};
+pub use users::ScramUser;

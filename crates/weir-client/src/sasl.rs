@@ -94,15 +94,10 @@ async fn scram(conn: &Connection, sasl: &Sasl) -> Result<()> {
         ));
     }
     let password = sasl.password.clone();
-    let salted = tokio::task::spawn_blocking(move || {
-        if sha512 {
-            pbkdf2::pbkdf2_hmac_array::<Sha512, 64>(password.as_bytes(), &salt, iterations).to_vec()
-        } else {
-            pbkdf2::pbkdf2_hmac_array::<Sha256, 32>(password.as_bytes(), &salt, iterations).to_vec()
-        }
-    })
-    .await
-    .map_err(|e| failed(format!("salting the password failed: {e}")))?;
+    let salted =
+        tokio::task::spawn_blocking(move || salted_password(sha512, &password, &salt, iterations))
+            .await
+            .map_err(|e| failed(format!("salting the password failed: {e}")))?;
     let client_key = hmac(sha512, &salted, b"Client Key");
     let stored_key = hash(sha512, &client_key);
     let without_proof = format!("c=biws,r={nonce}");
@@ -126,6 +121,20 @@ async fn scram(conn: &Connection, sasl: &Sasl) -> Result<()> {
         ));
     }
     Ok(())
+}
+
+/// RFC 5802's SaltedPassword: Hi(password, salt, iterations), PBKDF2 with HMAC-SHA-256 or -512.
+pub(crate) fn salted_password(
+    sha512: bool,
+    password: &str,
+    salt: &[u8],
+    iterations: u32,
+) -> Vec<u8> {
+    if sha512 {
+        pbkdf2::pbkdf2_hmac_array::<Sha512, 64>(password.as_bytes(), salt, iterations).to_vec()
+    } else {
+        pbkdf2::pbkdf2_hmac_array::<Sha256, 32>(password.as_bytes(), salt, iterations).to_vec()
+    }
 }
 
 fn hmac(sha512: bool, key: &[u8], data: &[u8]) -> Vec<u8> {

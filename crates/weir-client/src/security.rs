@@ -64,6 +64,16 @@ impl SaslMechanism {
     }
 }
 
+/// The mechanism and user, never the password.
+impl std::fmt::Debug for Sasl {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Sasl")
+            .field("mechanism", &self.mechanism)
+            .field("username", &self.username)
+            .finish_non_exhaustive()
+    }
+}
+
 impl std::fmt::Debug for Security {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         let name = match (self.tls.is_some(), &self.sasl) {
@@ -126,6 +136,12 @@ impl Security {
             tls: Some(Arc::new(config)),
             sasl: None,
         })
+    }
+
+    /// The rustls client configuration, when TLS is on (for other connections made with the
+    /// same trust and identity, such as the metadata quorum's).
+    pub fn client_config(&self) -> Option<Arc<ClientConfig>> {
+        self.tls.clone()
     }
 
     /// Whether connections use TLS.

@@ -116,7 +116,7 @@ fn security(p: &BTreeMap<String, String>) -> Result<Security> {
 
 /// The `key="value"` options of a JAAS line such as
 /// `org.apache.kafka.common.security.scram.ScramLoginModule required username="a" password="b";`.
-fn jaas_options(line: &str) -> BTreeMap<String, String> {
+pub(crate) fn jaas_options(line: &str) -> BTreeMap<String, String> {
     let mut out = BTreeMap::new();
     let mut rest = line;
     while let Some(eq) = rest.find('=') {

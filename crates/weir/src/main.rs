@@ -4,14 +4,17 @@
 //! `--replication-factor`, `--config k=v`, `--group`, `--from-beginning`, `--property k=v`).
 //! Every failure is one line on stderr and a non-zero exit code.
 
+mod acls;
 mod cluster;
 mod command_config;
+mod configs;
 mod consume;
 mod groups;
 mod perf;
 mod produce;
 mod server;
 mod topics;
+mod users;
 
 use clap::{Args, Parser, Subcommand};
 
@@ -65,6 +68,13 @@ enum Command {
     /// Create, list, describe, alter and delete topics.
     #[command(subcommand)]
     Topics(topics::TopicsCommand),
+    /// Describe and alter topic and broker configs (like kafka-configs.sh).
+    Configs(configs::ConfigsArgs),
+    /// SCRAM users: list, set a password, delete a credential.
+    #[command(subcommand)]
+    Users(users::UsersCommand),
+    /// Add, remove and list ACLs (like kafka-acls.sh).
+    Acls(acls::AclsArgs),
     /// Produce records from standard input or a file, one per line.
     Produce(produce::ProduceArgs),
     /// Print records of a topic.
@@ -114,6 +124,9 @@ fn main() {
         Command::Server(args) => server::run(*args),
         Command::Topics(cmd) => block_on(topics::run(cmd)),
         Command::Produce(args) => block_on(produce::run(args)),
+        Command::Acls(args) => block_on(acls::run(args)),
+        Command::Configs(args) => block_on(configs::run(args)),
+        Command::Users(cmd) => block_on(users::run(cmd)),
         Command::Consume(args) => block_on(consume::run(args)),
         Command::Groups(cmd) => block_on(groups::run(cmd)),
         Command::Cluster(cmd) => block_on(cluster::run(cmd)),

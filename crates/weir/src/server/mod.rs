@@ -189,7 +189,8 @@ pub(crate) fn config_from(args: ServerArgs) -> Result<BrokerConfig> {
             .ok_or_else(|| anyhow!("--override '{o}' is not NAME=VALUE"))?;
         file.insert(key.trim().to_string(), value.to_string());
     }
-    let known = |k: &str| KNOWN_KEYS.contains(&k) || security::KEYS.contains(&k);
+    let known =
+        |k: &str| KNOWN_KEYS.contains(&k) || security::KEYS.contains(&k) || security::known(k);
     if let Some(unknown) = file.keys().find(|k| !known(k)) {
         bail!("config file: unknown setting '{unknown}'");
     }
@@ -340,6 +341,8 @@ pub(crate) fn config_from(args: ServerArgs) -> Result<BrokerConfig> {
     )?;
     security::tls_settings(&s, &mut config)?;
     security::sasl_settings(&s, &mut config, &args.add_scram)?;
+    security::authorizer_settings(&s, &mut config)?;
+    security::inter_broker_sasl(&s, &mut config)?;
     let voters = s.pick::<String>(args.controller_quorum_voters, "controller.quorum.voters")?;
     match &voters {
         Some(v) => {
@@ -512,7 +515,10 @@ async fn run_controller_only(config: BrokerConfig) -> Result<()> {
     let meta = config.log_dir.join("meta");
     std::fs::create_dir_all(&meta)
         .with_context(|| format!("cannot create data directory {}", meta.display()))?;
-    let quorum = weir_meta::quorum::MetaQuorum::start(config.quorum_config()).await?;
+    let mut quorum_config = config.quorum_config();
+    quorum_config.tls =
+        weir_broker::security::quorum_tls::quorum_tls(&config).map_err(|e| anyhow!(e))?;
+    let quorum = weir_meta::quorum::MetaQuorum::start(quorum_config).await?;
     tracing::info!(
         local_addr = %quorum.local_addr(),
         node_id = config.node_id,

@@ -7,8 +7,8 @@ use std::path::PathBuf;
 use anyhow::{anyhow, bail, Result};
 use weir_broker::security::sasl::Mechanism;
 use weir_broker::security::{
-    parse_listeners, tls, ClientAuth, ListenerSettings, Listeners, PrincipalRules, SaslSettings,
-    SecurityProtocol, TlsSettings,
+    parse_listeners, tls, AuthorizerSettings, ClientAuth, ListenerSettings, Listeners,
+    PrincipalRules, SaslSettings, SecurityProtocol, TlsSettings, STANDARD_AUTHORIZER,
 };
 use weir_broker::BrokerConfig;
 use weir_meta::scram::ScramMechanism;
@@ -28,7 +28,65 @@ pub(super) const KEYS: &[&str] = &[
     "ssl.principal.mapping.rules",
     "sasl.enabled.mechanisms",
     "connection.failed.authentication.delay.ms",
+    "connections.max.reauth.ms",
+    "authorizer.class.name",
+    "super.users",
+    "allow.everyone.if.no.acl.found",
+    "sasl.mechanism.inter.broker.protocol",
+    "sasl.jaas.config",
 ];
+
+/// Settings named per listener: `listener.name.<listener>.<mechanism>.sasl.jaas.config`.
+pub(super) fn known(key: &str) -> bool {
+    key.strip_prefix("listener.name.")
+        .is_some_and(|rest| rest.ends_with(".sasl.jaas.config"))
+}
+
+/// The credentials a broker logs in with on its inter-broker listener, when that listener uses
+/// SASL: `sasl.mechanism.inter.broker.protocol` (PLAIN, SCRAM-SHA-256 or SCRAM-SHA-512; Kafka's
+/// default, GSSAPI, is not offered) and the `username` and `password` of the JAAS line
+/// `listener.name.<listener>.<mechanism>.sasl.jaas.config`, else `sasl.jaas.config`.
+pub(super) fn inter_broker_sasl(s: &Settings, config: &mut BrokerConfig) -> Result<()> {
+    let Some(listener) = config.listeners.get(config.inter_broker_index()) else {
+        return Ok(());
+    };
+    if !listener.protocol.sasl() {
+        return Ok(());
+    }
+    let name = listener.name.clone();
+    let mechanism = s
+        .pick::<String>(None, "sasl.mechanism.inter.broker.protocol")?
+        .ok_or_else(|| {
+            anyhow!(
+                "the inter-broker listener '{name}' uses SASL: set sasl.mechanism.inter.broker.protocol (PLAIN, SCRAM-SHA-256 or SCRAM-SHA-512) and its sasl.jaas.config"
+            )
+        })?;
+    let mechanism = weir_client::SaslMechanism::from_name(&mechanism).ok_or_else(|| {
+        anyhow!("sasl.mechanism.inter.broker.protocol: '{mechanism}' is not PLAIN, SCRAM-SHA-256 or SCRAM-SHA-512")
+    })?;
+    let per_listener = format!(
+        "listener.name.{}.{}.sasl.jaas.config",
+        name.to_ascii_lowercase(),
+        mechanism.name().to_ascii_lowercase()
+    );
+    let jaas = match s.pick::<String>(None, &per_listener)? {
+        Some(j) => j,
+        None => s.pick::<String>(None, "sasl.jaas.config")?.ok_or_else(|| {
+            anyhow!("the inter-broker listener '{name}' uses SASL: set {per_listener} (or sasl.jaas.config) with the broker's username and password")
+        })?,
+    };
+    let options = crate::command_config::jaas_options(&jaas);
+    let (Some(username), Some(password)) = (options.get("username"), options.get("password"))
+    else {
+        bail!("{per_listener}: the JAAS line needs username=\"...\" and password=\"...\"");
+    };
+    config.inter_broker_sasl = Some(weir_client::Sasl {
+        mechanism,
+        username: username.clone(),
+        password: password.clone(),
+    });
+    Ok(())
+}
 
 /// Reads the listeners into `config`. `listeners` and `advertised` come from flags or the file.
 pub(super) fn listeners(
@@ -45,6 +103,7 @@ pub(super) fn listeners(
         broker,
         controller,
         inter_broker,
+        controller_protocol,
     } = parse_listeners(&ListenerSettings {
         listeners: listeners.unwrap_or("PLAINTEXT://127.0.0.1:9092"),
         advertised_listeners: advertised,
@@ -53,15 +112,14 @@ pub(super) fn listeners(
         controller_listener_names: controller_names.as_deref(),
     })
     .map_err(|e| anyhow!(e))?;
-    if let Some(c) = &controller {
-        if c.protocol != SecurityProtocol::Plaintext {
-            bail!(
-                "listeners: the controller listener '{}' uses {}; the metadata quorum speaks PLAINTEXT only so far",
-                c.name,
-                c.protocol.name()
-            );
-        }
+    match controller_protocol {
+        None | Some(SecurityProtocol::Plaintext) | Some(SecurityProtocol::Ssl) => {}
+        Some(other) => bail!(
+            "listener.security.protocol.map: the controller listener uses {}; the metadata quorum speaks PLAINTEXT or SSL (mutual TLS)",
+            other.name()
+        ),
     }
+    config.controller_tls = controller_protocol == Some(SecurityProtocol::Ssl);
     if broker.is_empty() && broker_role {
         bail!("listeners has no listener for the broker role (only controller listeners)");
     }
@@ -127,10 +185,38 @@ pub(super) fn sasl_settings(
     if let Some(ms) = s.pick::<u64>(None, "connection.failed.authentication.delay.ms")? {
         sasl.failed_authentication_delay_ms = ms;
     }
+    if let Some(ms) = s.pick::<u64>(None, "connections.max.reauth.ms")? {
+        sasl.max_reauth_ms = ms;
+    }
     for spec in add_scram {
         sasl.initial_credentials.push(parse_add_scram(spec)?);
     }
     config.sasl = sasl;
+    Ok(())
+}
+
+/// Reads `authorizer.class.name`, `super.users` and `allow.everyone.if.no.acl.found`.
+pub(super) fn authorizer_settings(s: &Settings, config: &mut BrokerConfig) -> Result<()> {
+    let class = s.pick::<String>(None, "authorizer.class.name")?;
+    let enabled = match class.as_deref().map(str::trim) {
+        None | Some("") => false,
+        Some(STANDARD_AUTHORIZER) | Some("weir") => true,
+        Some(other) => {
+            bail!("authorizer.class.name: '{other}' is not available; use {STANDARD_AUTHORIZER}")
+        }
+    };
+    let super_users = match s.pick::<String>(None, "super.users")? {
+        Some(list) => AuthorizerSettings::parse_super_users(&list).map_err(|e| anyhow!(e))?,
+        None => Default::default(),
+    };
+    let allow_everyone_if_no_acl_found = s
+        .pick::<bool>(None, "allow.everyone.if.no.acl.found")?
+        .unwrap_or(false);
+    config.authorizer = AuthorizerSettings {
+        enabled,
+        super_users,
+        allow_everyone_if_no_acl_found,
+    };
     Ok(())
 }
 
@@ -206,5 +292,59 @@ mod tests {
         ] {
             assert!(parse_add_scram(bad).is_err(), "{bad}");
         }
+    }
+
+    fn settings(pairs: &[(&str, &str)]) -> Settings {
+        Settings {
+            file: pairs
+                .iter()
+                .map(|(k, v)| (k.to_string(), v.to_string()))
+                .collect(),
+        }
+    }
+
+    #[test]
+    fn inter_broker_sasl_takes_kafkas_settings() {
+        let mut config = BrokerConfig::default();
+        let s = settings(&[]);
+        listeners(
+            &s,
+            &mut config,
+            Some("SASL_PLAINTEXT://127.0.0.1:9094"),
+            None,
+            true,
+        )
+        .unwrap();
+        let e = inter_broker_sasl(&s, &mut config).unwrap_err().to_string();
+        assert!(e.contains("sasl.mechanism.inter.broker.protocol"), "{e}");
+        let jaas = "org.apache.kafka.common.security.scram.ScramLoginModule required \
+                    username=\"broker\" password=\"s3cret\";";
+        let s = settings(&[
+            ("sasl.mechanism.inter.broker.protocol", "SCRAM-SHA-512"),
+            (
+                "listener.name.sasl_plaintext.scram-sha-512.sasl.jaas.config",
+                jaas,
+            ),
+        ]);
+        inter_broker_sasl(&s, &mut config).unwrap();
+        let sasl = config.inter_broker_sasl.clone().unwrap();
+        assert_eq!(
+            (sasl.username.as_str(), sasl.password.as_str()),
+            ("broker", "s3cret")
+        );
+        assert!(known(
+            "listener.name.sasl_plaintext.scram-sha-512.sasl.jaas.config"
+        ));
+        let s = settings(&[("sasl.mechanism.inter.broker.protocol", "GSSAPI")]);
+        assert!(inter_broker_sasl(&s, &mut config).is_err());
+        let s = settings(&[
+            ("sasl.mechanism.inter.broker.protocol", "PLAIN"),
+            (
+                "sasl.jaas.config",
+                "PlainLoginModule required username=\"a\";",
+            ),
+        ]);
+        let e = inter_broker_sasl(&s, &mut config).unwrap_err().to_string();
+        assert!(e.contains("password"), "{e}");
     }
 }

@@ -1,0 +1,248 @@
+//! `weir configs`: describe and alter the configs of topics, brokers and users, with the flags
+//! of `kafka-configs.sh` (`--entity-type topics|brokers|users`, `--entity-name`,
+//! `--entity-default`, `--describe`, `--alter`, `--add-config k=v,k2=[a,b]`,
+//! `--delete-config k,k2`). A user's configs are its SCRAM credentials:
+//! `--add-config 'SCRAM-SHA-256=[iterations=8192,password=secret]'`, `--delete-config
+//! SCRAM-SHA-256`.
+
+use anyhow::{anyhow, bail, Result};
+use clap::{ArgGroup, Args};
+
+use crate::Connect;
+
+#[derive(Debug, Args)]
+#[command(group(ArgGroup::new("action").required(true).args(["describe", "alter"])))]
+pub(crate) struct ConfigsArgs {
+    #[command(flatten)]
+    connect: Connect,
+    /// Print the configs of the entity.
+    #[arg(long)]
+    describe: bool,
+    /// Change the configs of the entity.
+    #[arg(long)]
+    alter: bool,
+    /// topics, brokers or users.
+    #[arg(long)]
+    entity_type: String,
+    /// The topic's name or the broker's id.
+    #[arg(long, group = "entity")]
+    entity_name: Option<String>,
+    /// The cluster-wide default of dynamic broker configs (with --entity-type brokers).
+    #[arg(long, group = "entity")]
+    entity_default: bool,
+    /// Configs to set: k=v,k2=v2; a list value in brackets, k=[a,b].
+    #[arg(long)]
+    add_config: Option<String>,
+    /// Configs to remove (back to their defaults): k,k2.
+    #[arg(long)]
+    delete_config: Option<String>,
+}
+
+/// Splits `k=v,k2=[a,b]` at the commas outside brackets.
+fn parse_add_config(s: &str) -> Result<Vec<(String, String)>> {
+    let mut items = Vec::new();
+    let (mut depth, mut start) = (0i32, 0usize);
+    for (i, c) in s.char_indices() {
+        match c {
+            '[' => depth += 1,
+            ']' => depth -= 1,
+            ',' if depth == 0 => {
+                items.push(&s[start..i]);
+                start = i + 1;
+            }
+            _ => {}
+        }
+    }
+    items.push(&s[start..]);
+    items
+        .into_iter()
+        .map(str::trim)
+        .filter(|i| !i.is_empty())
+        .map(|item| {
+            let (k, v) = item
+                .split_once('=')
+                .ok_or_else(|| anyhow!("--add-config: expected key=value, got '{item}'"))?;
+            let v = v.trim();
+            let v = v
+                .strip_prefix('[')
+                .and_then(|v| v.strip_suffix(']'))
+                .unwrap_or(v);
+            Ok((k.trim().to_string(), v.to_string()))
+        })
+        .collect()
+}
+
+/// Kafka's names for where a value comes from.
+fn source_name(source: i8) -> &'static str {
+    match source {
+        1 => "DYNAMIC_TOPIC_CONFIG",
+        2 => "DYNAMIC_BROKER_CONFIG",
+        3 => "DYNAMIC_DEFAULT_BROKER_CONFIG",
+        4 => "STATIC_BROKER_CONFIG",
+        5 => "DEFAULT_CONFIG",
+        _ => "UNKNOWN",
+    }
+}
+
+pub(crate) async fn run(args: ConfigsArgs) -> Result<()> {
+    let broker = match args.entity_type.as_str() {
+        "topics" | "topic" => false,
+        "brokers" | "broker" => true,
+        "users" | "user" => return users(args).await,
+        other => bail!("--entity-type {other}: expected topics, brokers or users"),
+    };
+    let name = match (&args.entity_name, args.entity_default) {
+        (Some(name), _) => name.clone(),
+        (None, true) if broker => String::new(),
+        (None, true) => bail!("--entity-default applies to --entity-type brokers only"),
+        (None, false) => bail!("give --entity-name (or --entity-default for brokers)"),
+    };
+    let broker_id = if broker && !name.is_empty() {
+        Some(
+            name.parse::<i32>()
+                .map_err(|_| anyhow!("--entity-name {name}: a broker is named by its id"))?,
+        )
+    } else {
+        None
+    };
+    let admin = args.connect.admin().await?;
+    let what = if !broker {
+        format!("topic '{name}'")
+    } else if name.is_empty() {
+        "the cluster-wide broker defaults".to_string()
+    } else {
+        format!("broker {name}")
+    };
+    if args.describe {
+        let configs = admin
+            .describe_configs(&name, broker)
+            .await
+            .map_err(|e| anyhow!("cannot describe {what}: {e}"))?;
+        println!("Configs for {what} are:");
+        for c in configs.iter().filter(|c| !c.is_default || !broker) {
+            println!(
+                "  {}={} ({})",
+                c.name,
+                c.value.as_deref().unwrap_or("null"),
+                source_name(c.source)
+            );
+        }
+        return Ok(());
+    }
+    let mut changes: Vec<(String, Option<String>)> = Vec::new();
+    if let Some(add) = &args.add_config {
+        changes.extend(
+            parse_add_config(add)?
+                .into_iter()
+                .map(|(k, v)| (k, Some(v))),
+        );
+    }
+    if let Some(delete) = &args.delete_config {
+        changes.extend(
+            delete
+                .split(',')
+                .map(str::trim)
+                .filter(|k| !k.is_empty())
+                .map(|k| (k.to_string(), None)),
+        );
+    }
+    if changes.is_empty() {
+        bail!("--alter needs --add-config or --delete-config");
+    }
+    let result = if broker {
+        admin.alter_broker_configs(broker_id, &changes).await
+    } else {
+        admin.alter_topic_configs(&name, &changes).await
+    };
+    result.map_err(|e| anyhow!("cannot alter {what}: {e}"))?;
+    println!("Completed updating config for {what}.");
+    Ok(())
+}
+
+/// `--entity-type users`: SCRAM credentials in kafka-configs.sh's syntax.
+async fn users(args: ConfigsArgs) -> Result<()> {
+    let admin = args.connect.admin().await?;
+    if args.describe {
+        let names = args.entity_name.clone().map(|n| vec![n]);
+        let listed = admin
+            .describe_scram_users(names.as_deref())
+            .await
+            .map_err(|e| anyhow!("cannot describe users: {e}"))?;
+        for u in listed {
+            println!(
+                "SCRAM credential configs for user-principal '{}' are {}=iterations={}",
+                u.user,
+                u.mechanism.name(),
+                u.iterations
+            );
+        }
+        return Ok(());
+    }
+    let user = args
+        .entity_name
+        .clone()
+        .ok_or_else(|| anyhow!("--entity-type users needs --entity-name"))?;
+    let mut done = false;
+    if let Some(add) = &args.add_config {
+        for (mechanism, value) in parse_add_config(add)? {
+            let mechanism = crate::users::scram_mechanism(&mechanism)?;
+            let mut password = None;
+            let mut iterations = crate::users::DEFAULT_ITERATIONS;
+            for item in value.split(',').map(str::trim).filter(|i| !i.is_empty()) {
+                match item.split_once('=') {
+                    Some(("password", p)) => password = Some(p.to_string()),
+                    Some(("iterations", i)) => {
+                        iterations = i.parse().map_err(|_| {
+                            anyhow!("--add-config: iterations '{i}' is not a number")
+                        })?
+                    }
+                    _ => bail!(
+                        "--add-config {}: expected [iterations=N,password=...]",
+                        mechanism.name()
+                    ),
+                }
+            }
+            let password = password
+                .ok_or_else(|| anyhow!("--add-config {}: no password", mechanism.name()))?;
+            admin
+                .set_scram_password(&user, mechanism, &password, iterations)
+                .await
+                .map_err(|e| anyhow!("cannot alter user '{user}': {e}"))?;
+            done = true;
+        }
+    }
+    if let Some(delete) = &args.delete_config {
+        for mechanism in delete.split(',').map(str::trim).filter(|m| !m.is_empty()) {
+            let mechanism = crate::users::scram_mechanism(mechanism)?;
+            admin
+                .delete_scram_credential(&user, mechanism)
+                .await
+                .map_err(|e| anyhow!("cannot alter user '{user}': {e}"))?;
+            done = true;
+        }
+    }
+    if !done {
+        bail!("--alter needs --add-config or --delete-config");
+    }
+    println!("Completed updating config for user {user}.");
+    Ok(())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn add_config_takes_kafkas_list_syntax() {
+        let parsed = parse_add_config("a=1, cleanup.policy=[compact,delete],b=x=y").unwrap();
+        assert_eq!(
+            parsed,
+            vec![
+                ("a".to_string(), "1".to_string()),
+                ("cleanup.policy".to_string(), "compact,delete".to_string()),
+                ("b".to_string(), "x=y".to_string()),
+            ]
+        );
+        assert!(parse_add_config("novalue").is_err());
+    }
+}
