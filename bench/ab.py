@@ -54,6 +54,27 @@ def wait_listening(port: int, timeout: float = 30) -> None:
     raise RuntimeError("the broker did not start listening")
 
 
+def measure(pid: int, bootstrap: str, partitions: int, size: int, acks: str, messages: int,
+            client_config: list[str] = (), timeout: float = 600) -> dict:
+    """Runs `produce_fetch.py` against `bootstrap`: records/s of each phase and the CPU seconds
+    the broker process `pid` spent per million records (produce and fetch together)."""
+    conf = [a for kv in client_config for a in ("--client-config", kv)]
+    before = cpu_seconds(pid)
+    out = subprocess.run(
+        [sys.executable, str(ROOT / "bench/produce_fetch.py"), "--bootstrap", bootstrap,
+         "--partitions", str(partitions), "--size", str(size), "--acks", acks,
+         "--messages", str(messages), *conf],
+        capture_output=True, text=True, timeout=timeout, check=True,
+    ).stdout
+    cpu = cpu_seconds(pid) - before
+    phases = {p["phase"]: p for p in map(json.loads, out.splitlines())}
+    return {
+        "produce": phases["produce"]["records_per_s"],
+        "fetch": phases["fetch"]["records_per_s"],
+        "cpu_s_per_m": cpu / messages * 1e6,
+    }
+
+
 def run_once(binary: str, partitions: int, size: int, acks: str, messages: int) -> dict:
     data = Path(tempfile.mkdtemp(prefix="weir-ab-"))
     port = free_port()
@@ -67,20 +88,7 @@ def run_once(binary: str, partitions: int, size: int, acks: str, messages: int) 
         )
     try:
         wait_listening(port)
-        before = cpu_seconds(broker.pid)
-        out = subprocess.run(
-            [sys.executable, str(ROOT / "bench/produce_fetch.py"), "--bootstrap", f"127.0.0.1:{port}",
-             "--partitions", str(partitions), "--size", str(size), "--acks", acks,
-             "--messages", str(messages)],
-            capture_output=True, text=True, timeout=600, check=True,
-        ).stdout
-        cpu = cpu_seconds(broker.pid) - before
-        phases = {p["phase"]: p for p in map(json.loads, out.splitlines())}
-        return {
-            "produce": phases["produce"]["records_per_s"],
-            "fetch": phases["fetch"]["records_per_s"],
-            "cpu_s_per_m": cpu / messages * 1e6,
-        }
+        return measure(broker.pid, f"127.0.0.1:{port}", partitions, size, acks, messages)
     finally:
         broker.kill()
         broker.wait()

@@ -29,7 +29,7 @@ ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT / "tests/interop"))
 sys.path.insert(0, str(ROOT / "bench"))
 
-from ab import cpu_seconds, free_port, wait_listening  # noqa: E402
+from ab import free_port, measure, wait_listening  # noqa: E402
 from pki import Pki  # noqa: E402
 
 
@@ -50,20 +50,9 @@ def run_once(binary: str, pki: Pki, tls: bool, size: int, acks: str, partitions:
     try:
         wait_listening(plain)
         port = ssl if tls else plain
-        conf = ["--client-config", "security.protocol=SSL",
-                "--client-config", f"ssl.ca.location={pki.ca.path}"] if tls else []
-        before = cpu_seconds(broker.pid)
-        out = subprocess.run(
-            [sys.executable, str(ROOT / "bench/produce_fetch.py"), "--bootstrap", f"127.0.0.1:{port}",
-             "--partitions", str(partitions), "--size", str(size), "--acks", acks,
-             "--messages", str(messages), *conf],
-            capture_output=True, text=True, timeout=900, check=True,
-        ).stdout
-        cpu = cpu_seconds(broker.pid) - before
-        phases = {p["phase"]: p for p in map(json.loads, out.splitlines())}
-        return {"produce": phases["produce"]["records_per_s"],
-                "fetch": phases["fetch"]["records_per_s"],
-                "cpu_s_per_m": cpu / messages * 1e6}
+        conf = ["security.protocol=SSL", f"ssl.ca.location={pki.ca.path}"] if tls else []
+        return measure(broker.pid, f"127.0.0.1:{port}", partitions, size, acks, messages,
+                       conf, timeout=900)
     finally:
         broker.kill()
         broker.wait()

@@ -310,11 +310,13 @@ def weir(request):
         broker.close()
 
 
-def _run_cluster(request, n: int, roles=None, link_cuts: bool = False):
+def _run_cluster(request, n: int, roles=None, link_cuts: bool = False, secure=None):
     """Start a cluster (tests/interop/cluster.py) for one test, fail the test
     if a node dies on its own, attach every node's stderr, and clean up.
     With ``link_cuts`` every node runs as its own user and ``cluster.links``
-    (a LinkCuts) can cut the links between them; the rules go at teardown."""
+    (a LinkCuts) can cut the links between them; the rules go at teardown.
+    ``secure`` is (extra args, broker listener, client settings) for a
+    secured cluster."""
     from cluster import Cluster, LinkCuts  # here, not at the top: cluster.py imports this module
 
     binary = weir_bin()
@@ -328,8 +330,12 @@ def _run_cluster(request, n: int, roles=None, link_cuts: bool = False):
     extra_args = [str(a) for a in marker.args] if marker is not None else []
     per_node = request.node.get_closest_marker("weir_node_args")
     node_args = per_node.args[0] if per_node is not None else None
+    if secure is not None:
+        extra_args = extra_args + list(secure[0])
     cluster = Cluster(n, extra_args=extra_args, binary=binary, roles=roles,
                       separate_users=link_cuts, node_args=node_args)
+    if secure is not None:
+        cluster.broker_listener, cluster.client_conf = secure[1], secure[2]
     request.node._weir_cluster = cluster
     cluster.links = None
     try:
@@ -376,6 +382,37 @@ def fault_cluster(request):
     """Three nodes like ``cluster3``, each running as its own user so that
     ``cluster.links`` can cut links between them (iptables, needs root)."""
     yield from _run_cluster(request, 3, link_cuts=True)
+
+
+@pytest.fixture
+def secured_fault_cluster(request):
+    """``fault_cluster`` with every listener secured: brokers and the metadata
+    quorum speak mutual TLS only, with an authorizer whose super users are the
+    brokers' certificate and the test's client (CN=alice)."""
+    from pki import Pki
+
+    import shutil
+    import tempfile
+
+    # Nodes run as users of their own: the certificates must be readable by them, outside
+    # pytest's private temporary directory.
+    pki_dir = Path(tempfile.mkdtemp(prefix="weir-pki-"))
+    request.addfinalizer(lambda: shutil.rmtree(pki_dir, ignore_errors=True))
+    pki = Pki(pki_dir / "pki")
+    for path in [pki_dir, *pki_dir.rglob("*")]:
+        os.chmod(path, 0o755 if path.is_dir() else 0o644)
+    args = []
+    for o in [f"ssl.keystore.location={pki.broker.keystore}",
+              f"ssl.truststore.location={pki.ca.path}",
+              "ssl.client.auth=required",
+              "listener.security.protocol.map=SSL:SSL,CONTROLLER:SSL",
+              "authorizer.class.name=org.apache.kafka.metadata.authorizer.StandardAuthorizer",
+              "super.users=User:CN=localhost,O=Weir tests;User:CN=alice,OU=eng,O=Weir,C=US"]:
+        args += ["--override", o]
+    client = {"security.protocol": "SSL", "ssl.ca.location": str(pki.ca.path),
+              "ssl.certificate.location": str(pki.alice.cert_path),
+              "ssl.key.location": str(pki.alice.key_path)}
+    yield from _run_cluster(request, 3, link_cuts=True, secure=(args, "SSL", client))
 
 
 @pytest.fixture
@@ -445,10 +482,13 @@ def _watchdog(request):
         return
 
     def on_alarm(signum, frame):
-        raise TimeoutError(f"test exceeded WEIR_TEST_TIMEOUT={TEST_TIMEOUT}s")
+        raise TimeoutError(f"test exceeded its time limit (WEIR_TEST_TIMEOUT={TEST_TIMEOUT}s, "
+                           "or its weir_timeout marker)")
 
+    marker = request.node.get_closest_marker("weir_timeout")
+    limit = float(marker.args[0]) if marker else TEST_TIMEOUT
     old = signal.signal(signal.SIGALRM, on_alarm)
-    signal.setitimer(signal.ITIMER_REAL, TEST_TIMEOUT)
+    signal.setitimer(signal.ITIMER_REAL, limit)
     try:
         yield
     finally:
@@ -480,6 +520,10 @@ def pytest_configure(config):
         "markers",
         "weir_args(*args): extra `weir server` arguments for the weir and cluster3 fixtures "
         "(closest marker wins)",
+    )
+    config.addinivalue_line(
+        "markers",
+        "weir_timeout(seconds): this test's time limit instead of WEIR_TEST_TIMEOUT",
     )
     config.addinivalue_line(
         "markers",

@@ -178,14 +178,16 @@ def watermarks(bootstrap: str, topic: str, partitions, timeout: float = 10):
         c.close()
 
 
-def consume_all(bootstrap: str, topic: str, partitions, timeout: float = 60, expect_total=None):
+def consume_all(bootstrap: str, topic: str, partitions, timeout: float = 60, expect_total=None,
+                conf: dict | None = None):
     """Read every partition from the beginning up to its high watermark
-    (queried first) using manual assignment.
+    (queried first) using manual assignment; ``conf`` adds client settings
+    (TLS, SASL).
 
     Returns {partition: [(offset, key, value, (ts_type, ts))]}.
     """
     partitions = list(partitions)
-    c = consumer(bootstrap)
+    c = consumer(bootstrap, **(conf or {}))
     out: dict[int, list] = defaultdict(list)
     soft_errors = []
     try:

@@ -1,10 +1,12 @@
 """Admin APIs through confluent-kafka's AdminClient (and kafka-python's for
-DescribeConfigs)."""
+DescribeConfigs), dynamic broker configs included."""
 
 import time
 
-from confluent_kafka import TopicPartition
-from confluent_kafka.admin import ConfigResource, NewPartitions, ResourceType
+import pytest
+from confluent_kafka import KafkaError, KafkaException, Producer, TopicPartition
+from confluent_kafka.admin import (AlterConfigOpType, ConfigEntry, ConfigResource, ConfigSource,
+                                   NewPartitions, ResourceType)
 
 from interop_helpers import (
     admin,
@@ -59,6 +61,87 @@ def test_describe_configs_broker(weir):
     assert cfg, "broker 0 returned no configs"
     if "num.partitions" in cfg:
         assert cfg["num.partitions"].value == "3"
+
+
+def alter_broker(bs, name: str, ops: list) -> None:
+    if name == "":
+        # confluent-kafka and kafka-python refuse a broker resource without a name: the
+        # cluster default goes through weir configs (kafka-configs.sh --entity-default).
+        import subprocess
+        from conftest import weir_bin
+        args = ["--add-config", ",".join(f"{op.name}={op.value}" for op in ops)] \
+            if ops[0].incremental_operation == AlterConfigOpType.SET else \
+            ["--delete-config", ",".join(op.name for op in ops)]
+        res = subprocess.run([str(weir_bin()), "configs", "--bootstrap-server", bs, "--alter",
+                              "--entity-type", "brokers", "--entity-default", *args],
+                             capture_output=True, text=True, timeout=30)
+        if res.returncode != 0:
+            code = KafkaError.INVALID_CONFIG if "InvalidConfig" in res.stderr else \
+                KafkaError._FAIL
+            raise KafkaException(KafkaError(code, res.stderr.strip()))
+        return
+    res = ConfigResource(ResourceType.BROKER, name, incremental_configs=ops)
+    a = admin(bs)
+    a.incremental_alter_configs([res], request_timeout=10)[res].result(timeout=15)
+
+
+def acks_all_error(bs, topic):
+    """The error of one acks=all write, or None."""
+    p = Producer({"bootstrap.servers": bs, "acks": "all", "message.timeout.ms": 5000,
+                  "retries": 0})
+    errors = []
+    p.produce(topic, b"x", on_delivery=lambda err, _m: errors.append(err))
+    p.flush(15)
+    assert len(errors) == 1
+    return errors[0]
+
+
+def test_dynamic_broker_configs_take_effect_without_a_restart(weir):
+    """kafka-configs --entity-type brokers, through IncrementalAlterConfigs: the cluster
+    default (broker \"\") and one broker's value reach topics while running, with their
+    sources; removing them restores the static value. Unknown or static configs are refused."""
+    bs = weir.bootstrap
+    t = topic_name("adm-dyn")
+    create_topic(bs, t, partitions=1)
+    assert acks_all_error(bs, t) is None
+
+    # min.insync.replicas=2 for the whole cluster: a one-replica topic refuses acks=all.
+    alter_broker(bs, "", [ConfigEntry("min.insync.replicas", "2",
+                                      incremental_operation=AlterConfigOpType.SET)])
+    cfg = describe_topic(bs, t)
+    assert cfg["min.insync.replicas"].value == "2"
+    assert cfg["min.insync.replicas"].source == ConfigSource.DYNAMIC_DEFAULT_BROKER_CONFIG.value
+    err = acks_all_error(bs, t)
+    assert err is not None and err.code() == KafkaError.NOT_ENOUGH_REPLICAS, err
+
+    # This broker's own value wins over the cluster default.
+    alter_broker(bs, "0", [ConfigEntry("min.insync.replicas", "1",
+                                       incremental_operation=AlterConfigOpType.SET)])
+    cfg = describe_topic(bs, t)
+    assert cfg["min.insync.replicas"].source == ConfigSource.DYNAMIC_BROKER_CONFIG.value
+    assert acks_all_error(bs, t) is None
+    res = ConfigResource(ResourceType.BROKER, "0")
+    a = admin(bs)
+    broker_cfg = a.describe_configs([res], request_timeout=10)[res].result(timeout=15)
+    assert broker_cfg["min.insync.replicas"].value == "1"
+    assert broker_cfg["min.insync.replicas"].source == ConfigSource.DYNAMIC_BROKER_CONFIG.value
+
+    for name in ("0", ""):
+        alter_broker(bs, name, [ConfigEntry("min.insync.replicas", None,
+                                            incremental_operation=AlterConfigOpType.DELETE)])
+    cfg = describe_topic(bs, t)
+    assert cfg["min.insync.replicas"].value == "1"
+    assert cfg["min.insync.replicas"].source != ConfigSource.DYNAMIC_DEFAULT_BROKER_CONFIG.value
+
+    for bad in ("log.dirs", "no.such.config"):
+        with pytest.raises(KafkaException) as e:
+            alter_broker(bs, "", [ConfigEntry(bad, "1",
+                                              incremental_operation=AlterConfigOpType.SET)])
+        assert e.value.args[0].code() == KafkaError.INVALID_CONFIG, e.value
+    with pytest.raises(KafkaException) as e:
+        alter_broker(bs, "", [ConfigEntry("log.retention.ms", "soon",
+                                          incremental_operation=AlterConfigOpType.SET)])
+    assert e.value.args[0].code() == KafkaError.INVALID_CONFIG
 
 
 def test_delete_topic(weir):

@@ -336,3 +336,130 @@ def test_weir_tools_with_command_config(sasl_broker: SaslBroker, pki: Pki, tmp_p
     assert res.returncode != 0
     lines = [ln for ln in res.stderr.splitlines() if ln.strip()]
     assert len(lines) == 1 and "SASL authentication failed" in lines[0], res.stderr
+
+
+def test_weir_users_and_kafka_configs_users(sasl_broker: SaslBroker, pki: Pki, tmp_path: Path):
+    """SCRAM users made, listed and removed with `weir users` and with `weir configs
+    --entity-type users` (kafka-configs.sh's syntax); real clients log in with them: kcat and
+    confluent-kafka with SCRAM-SHA-512 over SASL_SSL, kafka-python with SCRAM-SHA-256."""
+    import subprocess
+    from kafka import KafkaProducer
+    from kafka.errors import KafkaError as KpError
+
+    admin_props = tmp_path / "admin.properties"
+    admin_props.write_text(
+        "security.protocol=SASL_SSL\n"
+        f"ssl.ca.location={pki.ca.path}\n"
+        "sasl.mechanism=SCRAM-SHA-512\n"
+        f"sasl.username={ADMIN}\nsasl.password={ADMIN_PASSWORD}\n")
+
+    def weir(*args, input: str | None = None):
+        return subprocess.run([str(weir_bin()), *args, "--bootstrap-server",
+                               sasl_broker.sasl_ssl_bootstrap, "--command-config",
+                               str(admin_props)],
+                              input=input, capture_output=True, text=True, timeout=60)
+
+    res = weir("users", "set", "--user", "dave", "--mechanism", "SCRAM-SHA-512",
+               "--password", "-", "--iterations", "8192", input="dave-512\n")
+    assert res.returncode == 0, res.stderr
+    res = weir("configs", "--alter", "--entity-type", "users", "--entity-name", "dave",
+               "--add-config", "SCRAM-SHA-256=[iterations=4096,password=dave-256]")
+    assert res.returncode == 0, res.stderr
+    res = weir("users", "list", "--user", "dave")
+    assert res.returncode == 0, res.stderr
+    assert sorted(res.stdout.split("\n")[:2]) == [
+        "dave\tSCRAM-SHA-256\titerations=4096", "dave\tSCRAM-SHA-512\titerations=8192"], res.stdout
+    res = weir("configs", "--describe", "--entity-type", "users", "--entity-name", "dave")
+    assert "SCRAM-SHA-512=iterations=8192" in res.stdout, res.stdout
+
+    t = topic_name("users")
+    records = keyed_records(100)
+    assert len(produce(sasl_broker.sasl_ssl_bootstrap, t, records,
+                       conf=sasl_ssl(pki, "SCRAM-SHA-512", "dave", "dave-512"))) == len(records)
+    kcat = subprocess.run(
+        ["kcat", "-b", sasl_broker.sasl_ssl_bootstrap, "-X", "security.protocol=SASL_SSL",
+         "-X", f"ssl.ca.location={pki.ca.path}", "-X", "sasl.mechanism=SCRAM-SHA-512",
+         "-X", "sasl.username=dave", "-X", "sasl.password=dave-512",
+         "-C", "-t", t, "-e", "-o", "beginning", "-q", "-f", "%s\\n"],
+        capture_output=True, text=True, timeout=60)
+    assert kcat.returncode == 0, kcat.stderr
+    assert sorted(kcat.stdout.split()) == sorted(v for _, v in records)
+
+    def kafka_python_login(password: str) -> bool:
+        try:
+            p = KafkaProducer(bootstrap_servers=sasl_broker.sasl_bootstrap,
+                              security_protocol="SASL_PLAINTEXT", sasl_mechanism="SCRAM-SHA-256",
+                              sasl_plain_username="dave", sasl_plain_password=password,
+                              max_block_ms=5000)
+        except KpError:
+            return False
+        try:
+            p.send(t, b"x").get(timeout=10)
+            return True
+        except KpError:
+            return False
+        finally:
+            p.close()
+
+    assert kafka_python_login("dave-256")
+    res = weir("configs", "--alter", "--entity-type", "users", "--entity-name", "dave",
+               "--delete-config", "SCRAM-SHA-256")
+    assert res.returncode == 0, res.stderr
+    assert not kafka_python_login("dave-256")
+    res = weir("users", "delete", "--user", "dave", "--mechanism", "SCRAM-SHA-512")
+    assert res.returncode == 0, res.stderr
+    assert refused(sasl_broker.sasl_ssl_bootstrap, sasl_ssl(pki, "SCRAM-SHA-512", "dave", "dave-512"))
+    res = weir("users", "set", "--user", "dave", "--mechanism", "PLAIN", "--password", "x")
+    assert res.returncode != 0 and len(res.stderr.strip().splitlines()) == 1, res.stderr
+
+
+def test_sessions_expire_and_clients_reauthenticate(tmp_path: Path, pki: Pki):
+    """connections.max.reauth.ms (KIP-368): SaslAuthenticate v1 tells the session's length;
+    confluent-kafka re-authenticates on its open connections and keeps producing, logged as
+    re-authentications; a raw client that does not is closed at its first request after the
+    session ends."""
+    broker = SaslBroker(tmp_path / "broker", pki)
+    broker.extra_args += ["--override", "connections.max.reauth.ms=2000"]
+    try:
+        broker.start()
+        with socket.create_connection(("127.0.0.1", broker.sasl_port), timeout=10) as s:
+            s.sendall(request(17, 1, struct.pack(">h", 5) + b"PLAIN"))
+            assert read_frame(s) is not None
+            token = b"\0" + ADMIN.encode() + b"\0" + ADMIN_PASSWORD.encode()
+            s.sendall(request(36, 1, struct.pack(">i", len(token)) + token, correlation=8))
+            answer = read_frame(s)
+            assert answer is not None
+            corr, error, msg_len = struct.unpack(">ihh", answer[:8])
+            assert (corr, error) == (8, 0), answer
+            at = 8 + max(msg_len, 0)
+            (auth_len,) = struct.unpack(">i", answer[at:at + 4])
+            at += 4 + auth_len
+            (lifetime,) = struct.unpack(">q", answer[at:at + 8])
+            assert lifetime == 2000
+            s.sendall(request(18, 0, b"", correlation=9))
+            assert read_frame(s) is not None, "served while the session lasts"
+            time.sleep(2.5)
+            s.sendall(request(18, 0, b"", correlation=10))
+            assert read_frame(s) is None, "served after the session ended"
+
+        conf = {"security.protocol": "SASL_PLAINTEXT", "sasl.mechanism": "SCRAM-SHA-256",
+                "sasl.username": ADMIN, "sasl.password": ADMIN_PASSWORD}
+        p = Producer({"bootstrap.servers": broker.sasl_bootstrap, "acks": "all", **conf})
+        t = topic_name("reauth")
+        errors, delivered = [], []
+        deadline = time.monotonic() + 7
+        i = 0
+        while time.monotonic() < deadline:
+            p.produce(t, f"v{i}".encode(), on_delivery=lambda err, m: (
+                errors if err else delivered).append(err or m))
+            i += 1
+            p.poll(0.05)
+        p.flush(30)
+        assert not errors, errors
+        assert len(delivered) == i
+        log = broker.stderr_text()
+        assert log.count("re-authenticated") >= 2, log[-4000:]
+        assert "expired without re-authentication" in log
+        assert broker.alive()
+    finally:
+        broker.close()

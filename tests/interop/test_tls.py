@@ -210,15 +210,23 @@ def test_bad_tls_clients_are_closed_and_logged_and_the_rest_served(mtls_broker: 
 
 def test_a_cluster_replicates_over_mutual_tls(tmp_path: Path, pki: Pki):
     """Three nodes whose only broker listener is SSL with client certificates
-    required: followers fetch from leaders over TLS, presenting the broker's
-    own certificate, and acks=all writes survive a leader's kill -9."""
+    required, and an authorizer: followers fetch from leaders over TLS, presenting
+    the broker's own certificate (its subject a super user, so it has
+    ClusterAction), and acks=all writes survive a leader's kill -9. A client
+    whose certificate names a principal without ACLs is refused. The metadata
+    quorum's port (CONTROLLER mapped to SSL) is mutual TLS too: a forged Vote in
+    plain TCP, or from a trusted certificate that is not a super user, or from an
+    untrusted one, is refused, logged, and never answered."""
     from cluster import Cluster
     from confluent_kafka.admin import NewTopic
 
     extra = ["--offsets-topic-replication-factor", "3"]
     for o in [f"ssl.keystore.location={pki.broker.keystore}",
               f"ssl.truststore.location={pki.ca.path}",
-              "ssl.client.auth=required"]:
+              "ssl.client.auth=required",
+              "listener.security.protocol.map=SSL:SSL,CONTROLLER:SSL",
+              "authorizer.class.name=org.apache.kafka.metadata.authorizer.StandardAuthorizer",
+              "super.users=User:CN=localhost,O=Weir tests;User:CN=alice,OU=eng,O=Weir,C=US"]:
         extra += ["--override", o]
     conf = ssl_conf(pki, pki.alice)
     with Cluster(3, extra_args=extra) as c:
@@ -242,6 +250,18 @@ def test_a_cluster_replicates_over_mutual_tls(tmp_path: Path, pki: Pki):
         while isr_sizes() != [3, 3, 3]:
             assert time.monotonic() < deadline, f"ISRs {isr_sizes()} never reached 3\n" + c.stderr_tails()
             time.sleep(0.5)
+
+        # CN=bob has no ACLs: refused, whichever broker leads.
+        from confluent_kafka import KafkaError, Producer
+        refused = []
+        p = Producer({"bootstrap.servers": bs, "message.timeout.ms": 8000, "retries": 0,
+                      **ssl_conf(pki, pki.ops)})
+        p.produce(t, b"x", on_delivery=lambda err, _m: refused.append(err))
+        p.flush(20)
+        assert [e.code() if e else None for e in refused] == \
+            [KafkaError.TOPIC_AUTHORIZATION_FAILED], refused
+
+        forge_quorum_messages(c, pki)
 
         # Kill the leader of partition 0; the rest lead, and acks=all goes on over TLS.
         md = AdminClient({"bootstrap.servers": bs, **conf}).list_topics(t, timeout=10)
@@ -269,3 +289,64 @@ def test_a_cluster_replicates_over_mutual_tls(tmp_path: Path, pki: Pki):
             cons.close()
         # A retry after the kill may have written a record twice; none may be missing.
         assert set(got) == set(records), f"{len(set(got))} of {len(records)} read back"
+
+
+def _vote_frame() -> bytes:
+    """A Vote RPC as a voter would send it to the quorum's port (version 1, kind 2)."""
+    import json
+    import struct
+    body = json.dumps({"vote": {"leader_id": {"term": 999, "node_id": 9}, "committed": False},
+                       "last_log_id": None}).encode()
+    msg = bytes([1, 2]) + body
+    return struct.pack(">I", len(msg)) + msg
+
+
+def _answered(sock) -> bool:
+    """Whether the peer answered a frame (rather than closing or alerting)."""
+    import socket as _socket
+    import ssl
+    sock.settimeout(5)
+    try:
+        data = sock.recv(4096)
+    except (ConnectionResetError, ssl.SSLError, _socket.timeout, OSError):
+        return False
+    return len(data) > 4 and data[4:5] == b"{"
+
+
+def forge_quorum_messages(c, pki: Pki) -> None:
+    import socket
+    import ssl
+    node = c.nodes[1]
+    addr = (node.addr, node.cport)
+    # Plain TCP to a TLS port: the bytes are not a ClientHello.
+    with socket.create_connection(addr, timeout=5) as s:
+        s.sendall(_vote_frame())
+        assert not _answered(s), "a plaintext Vote was answered"
+
+    def tls_vote(client: Issued) -> bool:
+        ctx = ssl.create_default_context(cafile=str(pki.ca.path))
+        ctx.check_hostname = False
+        ctx.load_cert_chain(str(client.cert_path), str(client.key_path))
+        try:
+            with socket.create_connection(addr, timeout=5) as raw:
+                with ctx.wrap_socket(raw) as s:
+                    s.sendall(_vote_frame())
+                    return _answered(s)
+        except (ssl.SSLError, ConnectionResetError, BrokenPipeError):
+            return False
+
+    # CN=bob is trusted but not a super user; mallory's CA is not trusted.
+    assert not tls_vote(pki.ops), "a Vote from a principal that is not a super user was answered"
+    assert not tls_vote(pki.stranger), "a Vote over an untrusted certificate was answered"
+    deadline = time.monotonic() + 10
+    while True:
+        log = c.nodes[1].stderr_text()
+        if "is not in super.users" in log and log.count("quorum connection refused") >= 3:
+            break
+        assert time.monotonic() < deadline, log[-5000:]
+        time.sleep(0.2)
+    # The quorum itself is unharmed: a topic is still made.
+    a = AdminClient({"bootstrap.servers": c.live_bootstrap(), **ssl_conf(pki, pki.alice)})
+    t = topic_name("after-forgery")
+    from confluent_kafka.admin import NewTopic
+    a.create_topics([NewTopic(t, num_partitions=1, replication_factor=3)])[t].result(30)
