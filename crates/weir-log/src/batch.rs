@@ -257,7 +257,7 @@ fn check_record_lengths(mut records: &[u8], count: i32) -> Result<(), LogError> 
 }
 
 /// A zig-zag varint (Kafka's record fields) and the bytes it took.
-fn read_varint(bytes: &[u8]) -> Option<(i64, usize)> {
+pub(crate) fn read_varint(bytes: &[u8]) -> Option<(i64, usize)> {
     let mut value: u64 = 0;
     for (i, b) in bytes.iter().take(10).enumerate() {
         value |= u64::from(b & 0x7f) << (7 * i);

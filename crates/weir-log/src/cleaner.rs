@@ -72,6 +72,10 @@ struct Copy {
 pub struct Compaction {
     storage: Arc<dyn Storage>,
     dir: PathBuf,
+    /// Records at or after the oldest open transaction may still be aborted, and aborted ones
+    /// never happened: neither supersedes an older record of its key.
+    first_unstable: Option<i64>,
+    txns: crate::txn::TxnIndex,
     truncations: u64,
     index_interval_bytes: u64,
     limit: usize,
@@ -116,6 +120,8 @@ impl Log {
         Ok(Some(Compaction {
             storage: self.storage.clone(),
             dir: self.dir.clone(),
+            first_unstable: self.first_unstable_offset().map(|o| o.0),
+            txns: self.txn_index.clone(),
             truncations: self.truncations,
             index_interval_bytes: self.config.index_interval_bytes,
             limit: self.config.max_decompressed_bytes,
@@ -225,7 +231,7 @@ impl Compaction {
         for view in &self.views {
             for batch in view.batches_from(0) {
                 let (position, h) = batch?;
-                if h.is_control() {
+                if h.is_control() || !self.may_supersede(&h) {
                     continue;
                 }
                 let raw = Bytes::from(view.read_bytes(position, h.total_size())?);
@@ -247,6 +253,20 @@ impl Compaction {
             }
         }
         Ok(())
+    }
+
+    /// Whether a batch's records count as the latest of their keys: not when they may still be
+    /// aborted or were.
+    fn may_supersede(&self, h: &BatchHeader) -> bool {
+        if self.first_unstable.is_some_and(|f| h.base_offset >= f) {
+            return false;
+        }
+        match h.producer() {
+            Some((producer, _)) if h.is_transactional() => {
+                !self.txns.is_aborted(producer, h.first())
+            }
+            _ => true,
+        }
     }
 
     /// The cleaned copy of one closed segment, written and fsynced; `None` if nothing in it is

@@ -33,6 +33,7 @@ mod snapshots;
 pub mod storage;
 #[cfg(test)]
 mod tests;
+pub mod txn;
 mod unsynced;
 
 pub use batch::BatchHeader;
@@ -42,9 +43,10 @@ pub use epoch::LeaderEpochCache;
 pub use file_cache::FileCache;
 pub use flush::SyncTarget;
 pub use log::{AppendInfo, FetchInfo, FileSlice, Log, OpenSync, TimestampOffset};
-pub use producer_state::ProducerAppendOutcome;
+pub use producer_state::{ProducerAppendOutcome, ProducerSummary};
 pub use simfs::SimDisk;
 pub use storage::{Disk, Storage, StoredFile};
+pub use txn::{AbortedTxn, ControlType};
 
 /// Errors of the log layer. The broker maps each to a Kafka error code in one place.
 #[derive(Debug, thiserror::Error)]
@@ -75,8 +77,10 @@ pub enum LogError {
         epoch: ProducerEpoch,
         current: ProducerEpoch,
     },
-    #[error("transactional batches are not supported yet")]
-    TransactionsUnsupported,
+    #[error("a control batch cannot be produced by a client")]
+    ControlBatchFromClient,
+    #[error("producer {producer_id} has an open transaction and wrote a non-transactional batch")]
+    InvalidTxnState { producer_id: ProducerId },
     #[error("the log directory has failed and accepts no more writes: {0}")]
     Poisoned(String),
     #[error("a record batch decompresses to more than {limit} bytes, the limit")]

@@ -73,6 +73,8 @@ pub struct Log {
     pub(crate) log_end_offset: i64,
     pub(crate) epochs: LeaderEpochCache,
     pub(crate) producers: ProducerStateManager,
+    /// The aborted transactions (`txn.rs`).
+    pub(crate) txn_index: crate::txn::TxnIndex,
     pub(crate) records_since_flush: u64,
     pub(crate) last_flush_ms: i64,
     /// Active segment and time of the last compaction pass, to skip passes with nothing to do.
@@ -226,6 +228,8 @@ impl Log {
             .unwrap_or(first_base)
             .clamp(first_base, log_end_offset);
         let epochs = LeaderEpochCache::open(storage.clone(), dir)?;
+        let txn_index =
+            crate::txn::TxnIndex::load(fs, dir, segments.keys().copied(), log_end_offset)?;
         let mut log = Log {
             storage: storage.clone(),
             dir: dir.to_path_buf(),
@@ -235,6 +239,7 @@ impl Log {
             log_end_offset,
             epochs,
             producers: ProducerStateManager::default(),
+            txn_index,
             records_since_flush: 0,
             last_flush_ms: now,
             last_compaction: None,
@@ -353,6 +358,18 @@ impl Log {
         leader_epoch: LeaderEpoch,
         now_ms: i64,
     ) -> Result<AppendInfo> {
+        self.append_leader_batches(records, leader_epoch, now_ms, false)
+    }
+
+    /// [`Log::append_as_leader`], where control batches come only from the transaction
+    /// coordinator (`from_coordinator`).
+    pub(crate) fn append_leader_batches(
+        &mut self,
+        records: &mut [u8],
+        leader_epoch: LeaderEpoch,
+        now_ms: i64,
+        from_coordinator: bool,
+    ) -> Result<AppendInfo> {
         self.check_writable()?;
         let headers = batch::validate_batches(records)?;
         let mut at = 0usize;
@@ -363,8 +380,8 @@ impl Log {
                     max: self.config.max_message_bytes,
                 });
             }
-            if header.is_transactional() || header.is_control() {
-                return Err(LogError::TransactionsUnsupported);
+            if header.is_control() != from_coordinator {
+                return Err(LogError::ControlBatchFromClient);
             }
             batch::validate_producer_batch(&records[at..at + header.total_size()], header)?;
             at += header.total_size();
@@ -502,6 +519,7 @@ impl Log {
         self.truncations += 1;
         self.flushed_offset = self.flushed_offset.min(offset);
         self.producers.clear();
+        self.txn_index.clear();
         Ok(())
     }
 
@@ -540,16 +558,19 @@ impl Log {
             let assigned = self.epochs.assign(epoch, h.first()).map_err(shortage);
             self.poison(assigned)?;
         }
+        self.index_aborts(records, headers)?;
         let interval = self.config.index_interval_bytes;
         let result = self.active().append(records, headers, interval);
+        if result.is_err() {
+            let end = self.log_end_offset;
+            let undone = self.txn_index.truncate(&*self.storage, &self.dir, end);
+            self.poison(undone)?;
+        }
         self.poison(result)?;
         self.log_end_offset = next;
         self.unsnapshotted_bytes += records.len() as u64;
-        let mut count = 0i64;
-        for h in headers {
-            self.producers.update(h);
-            count += i64::from(h.records_count);
-        }
+        self.note_batches(records, headers);
+        let count: i64 = headers.iter().map(|h| i64::from(h.records_count)).sum();
         self.records_since_flush += count.max(0) as u64;
         if self.records_since_flush >= self.config.flush_messages
             || now_ms.saturating_sub(self.last_flush_ms) >= self.config.flush_ms
@@ -691,8 +712,10 @@ impl Log {
     }
 
     fn cut_tail(&mut self, offset: i64) -> Result<()> {
-        // Snapshots past the cut describe batches about to go: they go first.
+        // Snapshots and aborts past the cut describe batches about to go: they go first.
         self.remove_snapshots_after(offset.max(0))?;
+        self.txn_index
+            .truncate(&*self.storage, &self.dir, offset.max(0))?;
         let doomed: Vec<i64> = self
             .segments
             .range(offset.max(0) + 1..)

@@ -5,12 +5,17 @@
 //! its original offsets instead of being written twice, and a gap in sequence numbers is refused.
 //! The state is rebuilt when the log opens, so it survives restarts: from the latest snapshot
 //! (written at each segment roll, see `snapshots.rs`) and the batch headers after it.
+//!
+//! A transactional producer also has an open transaction here from its first batch until a
+//! marker ends it (`txn.rs`); the oldest open transaction's first offset bounds the last
+//! stable offset.
 
-use std::collections::{HashMap, VecDeque};
+use std::collections::{BTreeMap, HashMap, VecDeque};
 
 use weir_types::{Offset, ProducerEpoch, ProducerId};
 
 use crate::batch::BatchHeader;
+use crate::txn::{CompletedTxn, ControlType};
 use crate::LogError;
 
 /// How many recent batches per producer are remembered for duplicate detection (Kafka: 5).
@@ -29,6 +34,20 @@ struct BatchMeta {
 struct ProducerEntry {
     epoch: ProducerEpoch,
     recent: VecDeque<BatchMeta>,
+    /// The first offset of its open transaction in this partition.
+    txn_first_offset: Option<Offset>,
+}
+
+/// What a partition knows of one producer (DescribeProducers).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct ProducerSummary {
+    pub producer_id: ProducerId,
+    pub epoch: ProducerEpoch,
+    /// The sequence of its last record (-1 when none).
+    pub last_sequence: i32,
+    pub last_timestamp: i64,
+    /// The first offset of its open transaction here.
+    pub txn_start: Option<Offset>,
 }
 
 /// What the producer state says about a batch about to be appended.
@@ -47,6 +66,8 @@ pub enum ProducerAppendOutcome {
 #[derive(Debug, Default, Clone, PartialEq)]
 pub(crate) struct ProducerStateManager {
     producers: HashMap<ProducerId, ProducerEntry>,
+    /// The open transactions by first offset.
+    ongoing: BTreeMap<Offset, ProducerId>,
 }
 
 fn next_sequence(sequence: i32) -> i32 {
@@ -66,12 +87,32 @@ impl ProducerStateManager {
             // Unknown producer (new, or its state was lost): accept, as Kafka does.
             return Ok(ProducerAppendOutcome::Append);
         };
+        if header.is_control() {
+            // A marker carries no sequence; only an older epoch is refused.
+            if epoch < entry.epoch {
+                return Err(LogError::ProducerFenced {
+                    producer_id,
+                    epoch,
+                    current: entry.epoch,
+                });
+            }
+            return Ok(ProducerAppendOutcome::Append);
+        }
+        if !header.is_transactional() && entry.txn_first_offset.is_some() && epoch == entry.epoch {
+            // A producer inside a transaction writes only transactional batches.
+            return Err(LogError::InvalidTxnState { producer_id });
+        }
         if epoch < entry.epoch {
             return Err(LogError::ProducerFenced {
                 producer_id,
                 epoch,
                 current: entry.epoch,
             });
+        }
+        if header.is_transactional() && header.base_sequence < 0 {
+            // A coordinator's transactional write (TxnOffsetCommit) carries no sequence: only
+            // its epoch is checked.
+            return Ok(ProducerAppendOutcome::Append);
         }
         if epoch > entry.epoch {
             if header.base_sequence != 0 {
@@ -106,15 +147,33 @@ impl ProducerStateManager {
         Ok(ProducerAppendOutcome::Append)
     }
 
-    /// Records a batch that is now in the log (with its final offsets).
-    pub(crate) fn update(&mut self, header: &BatchHeader) {
-        let Some((producer_id, epoch)) = header.producer() else {
-            return;
-        };
+    /// Records a batch that is now in the log (with its final offsets); `kind` is a control
+    /// batch's marker. Returns the transaction a marker ended.
+    pub(crate) fn update(
+        &mut self,
+        header: &BatchHeader,
+        kind: Option<ControlType>,
+    ) -> Option<CompletedTxn> {
+        let (producer_id, epoch) = header.producer()?;
         let entry = self.producers.entry(producer_id).or_default();
-        if epoch != entry.epoch {
+        if epoch > entry.epoch || (!header.is_control() && epoch != entry.epoch) {
             entry.epoch = epoch;
             entry.recent.clear();
+        }
+        if header.is_control() {
+            let kind = kind?;
+            let first = entry.txn_first_offset.take()?;
+            self.ongoing.remove(&first);
+            return Some(CompletedTxn {
+                producer_id,
+                first_offset: first,
+                last_offset: header.first(),
+                aborted: kind == ControlType::Abort,
+            });
+        }
+        if header.is_transactional() && entry.txn_first_offset.is_none() {
+            entry.txn_first_offset = Some(header.first());
+            self.ongoing.insert(header.first(), producer_id);
         }
         if entry.recent.len() == RECENT_BATCHES {
             entry.recent.pop_front();
@@ -126,10 +185,52 @@ impl ProducerStateManager {
             last_offset: Offset(header.last_offset()),
             max_timestamp: header.max_timestamp,
         });
+        None
+    }
+
+    /// The first offset of the oldest open transaction.
+    pub(crate) fn first_unstable_offset(&self) -> Option<Offset> {
+        self.ongoing.keys().next().copied()
+    }
+
+    /// The same, leaving one producer's transaction out (the one a marker is about to end).
+    pub(crate) fn first_unstable_offset_without(&self, producer_id: ProducerId) -> Option<Offset> {
+        self.ongoing
+            .iter()
+            .find(|(_, p)| **p != producer_id)
+            .map(|(o, _)| *o)
+    }
+
+    /// The first offset of a producer's open transaction.
+    pub(crate) fn open_transaction(&self, producer_id: ProducerId) -> Option<Offset> {
+        self.producers.get(&producer_id)?.txn_first_offset
+    }
+
+    /// Every open transaction: producer and first offset, oldest first.
+    pub(crate) fn open_transactions(&self) -> Vec<(ProducerId, Offset)> {
+        self.ongoing.iter().map(|(o, p)| (*p, *o)).collect()
+    }
+
+    /// Every known producer, in id order.
+    pub(crate) fn producers(&self) -> Vec<ProducerSummary> {
+        let mut all: Vec<ProducerSummary> = self
+            .producers
+            .iter()
+            .map(|(id, e)| ProducerSummary {
+                producer_id: *id,
+                epoch: e.epoch,
+                last_sequence: e.recent.back().map_or(-1, |b| b.last_sequence),
+                last_timestamp: e.recent.back().map_or(-1, |b| b.max_timestamp),
+                txn_start: e.txn_first_offset,
+            })
+            .collect();
+        all.sort_unstable_by_key(|p| p.producer_id);
+        all
     }
 
     pub(crate) fn clear(&mut self) {
         self.producers.clear();
+        self.ongoing.clear();
     }
 
     /// The state as a snapshot file's bytes: a magic, a CRC-32C of the rest, then each
@@ -143,6 +244,7 @@ impl ProducerStateManager {
             let entry = &self.producers[id];
             body.extend_from_slice(&id.0.to_be_bytes());
             body.extend_from_slice(&entry.epoch.0.to_be_bytes());
+            body.extend_from_slice(&entry.txn_first_offset.map_or(-1, |o| o.0).to_be_bytes());
             body.push(entry.recent.len() as u8);
             for b in &entry.recent {
                 body.extend_from_slice(&b.first_sequence.to_be_bytes());
@@ -161,7 +263,11 @@ impl ProducerStateManager {
 
     /// The state a snapshot file holds; `None` when it is not one, or is damaged.
     pub(crate) fn decode(bytes: &[u8]) -> Option<ProducerStateManager> {
-        let rest = bytes.strip_prefix(SNAPSHOT_MAGIC.as_slice())?;
+        // Version 1 had no open transactions.
+        let (rest, with_txns) = match bytes.strip_prefix(SNAPSHOT_MAGIC.as_slice()) {
+            Some(rest) => (rest, true),
+            None => (bytes.strip_prefix(SNAPSHOT_MAGIC_V1.as_slice())?, false),
+        };
         let (crc, body) = rest.split_first_chunk::<4>()?;
         if crc32c::crc32c(body) != u32::from_be_bytes(*crc) {
             return None;
@@ -169,9 +275,18 @@ impl ProducerStateManager {
         let mut r = Reader(body);
         let count = r.u32()?;
         let mut producers = HashMap::new();
+        let mut ongoing = BTreeMap::new();
         for _ in 0..count {
             let id = ProducerId(r.i64()?);
             let epoch = ProducerEpoch(r.i16()?);
+            let txn_first_offset = if with_txns {
+                Offset::from_wire(r.i64()?)
+            } else {
+                None
+            };
+            if let Some(first) = txn_first_offset {
+                ongoing.insert(first, id);
+            }
             let n = usize::from(r.u8()?);
             if n > RECENT_BATCHES {
                 return None;
@@ -186,14 +301,25 @@ impl ProducerStateManager {
                     max_timestamp: r.i64()?,
                 });
             }
-            producers.insert(id, ProducerEntry { epoch, recent });
+            producers.insert(
+                id,
+                ProducerEntry {
+                    epoch,
+                    recent,
+                    txn_first_offset,
+                },
+            );
         }
-        r.0.is_empty().then_some(ProducerStateManager { producers })
+        r.0.is_empty()
+            .then_some(ProducerStateManager { producers, ongoing })
     }
 }
 
-/// The first bytes of a producer-state snapshot (version 1 of our own format).
-const SNAPSHOT_MAGIC: &[u8; 4] = b"WPS1";
+/// The first bytes of a producer-state snapshot (version 2 of our own format: each producer's
+/// open transaction after its epoch).
+const SNAPSHOT_MAGIC: &[u8; 4] = b"WPS2";
+/// Version 1, without open transactions: still read.
+const SNAPSHOT_MAGIC_V1: &[u8; 4] = b"WPS1";
 
 /// Reads big-endian numbers off the front of a slice; `None` past its end.
 struct Reader<'a>(&'a [u8]);

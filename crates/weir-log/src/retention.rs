@@ -50,7 +50,15 @@ impl Log {
                 segment.delete_files(&*self.storage)?;
             }
         }
+        self.forget_deleted_segments();
         Ok(())
+    }
+
+    /// Drops the aborted transactions of segments that are gone (their files went with them).
+    fn forget_deleted_segments(&mut self) {
+        let segments = &self.segments;
+        self.txn_index
+            .retain_segments(|base| segments.contains_key(&base));
     }
 
     /// Deletes whole closed segments past `retention.ms` or beyond `retention.bytes`.
@@ -97,6 +105,7 @@ impl Log {
                 segment.delete_files(&*self.storage)?;
             }
         }
+        self.forget_deleted_segments();
         Ok(n)
     }
 }

@@ -624,7 +624,7 @@ impl LogSegment {
     /// after a segment that could not be created).
     pub(crate) fn remove_files(storage: &dyn Storage, dir: &Path, base_offset: i64) {
         let stem = file_stem(base_offset);
-        for ext in ["log", "index", "timeindex"] {
+        for ext in ["log", "index", "timeindex", "txnindex"] {
             let _ = storage.remove_file(&dir.join(format!("{stem}.{ext}")));
         }
     }
@@ -632,9 +632,10 @@ impl LogSegment {
     pub(crate) fn delete_files(self, storage: &dyn Storage) -> Result<()> {
         let index_path = self.offset_index.path().to_path_buf();
         let time_path = self.time_index.path().to_path_buf();
+        let txn_path = self.log_path.with_extension("txnindex");
         drop(self.offset_index);
         drop(self.time_index);
-        for path in [&self.log_path, &index_path, &time_path] {
+        for path in [&self.log_path, &index_path, &time_path, &txn_path] {
             match storage.remove_file(path) {
                 Ok(()) => {}
                 Err(e) if e.kind() == std::io::ErrorKind::NotFound => {}

@@ -130,16 +130,32 @@ impl Log {
             }
         };
         self.unsnapshotted_bytes = 0;
+        // Aborts found on the way, with the LSO right after each (indexed below if missing).
+        let mut aborts = Vec::new();
         for (base, segment) in self.segments.range(first..) {
             let start = if *base == first { position } else { 0 };
             self.unsnapshotted_bytes += segment.size.saturating_sub(start);
             for batch in segment.batches_from(start) {
-                let (_, header) = batch?;
-                self.producers.update(&header);
+                let (at, header) = batch?;
+                // A marker's type is in its record; markers are small and rare.
+                let kind = if header.is_control() {
+                    let len = header.total_size().min(256);
+                    crate::txn::control_type(&segment.read_bytes(at, len)?)
+                } else {
+                    None
+                };
+                if let Some(done) = self.producers.update(&header, kind) {
+                    if done.aborted {
+                        aborts.push((done, self.producers.first_unstable_offset()));
+                    }
+                }
                 if let Some(epoch) = header.leader_epoch() {
                     self.epochs.assign(epoch, header.first())?;
                 }
             }
+        }
+        for (done, lso) in aborts {
+            self.index_replayed_abort(done, lso)?;
         }
         Ok(from)
     }
