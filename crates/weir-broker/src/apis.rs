@@ -68,6 +68,14 @@ pub const APIS: &[ApiSpec] = &[
     api(ApiKey::CreateAcls, 1, 3),
     api(ApiKey::DescribeAcls, 1, 3),
     api(ApiKey::DeleteAcls, 1, 3),
+    api(ApiKey::AddPartitionsToTxn, 0, 4),
+    api(ApiKey::AddOffsetsToTxn, 0, 3),
+    api(ApiKey::EndTxn, 0, 4),
+    api(ApiKey::WriteTxnMarkers, 0, 1),
+    api(ApiKey::TxnOffsetCommit, 0, 3),
+    api(ApiKey::DescribeTransactions, 0, 0),
+    api(ApiKey::ListTransactions, 0, 1),
+    api(ApiKey::DescribeProducers, 0, 0),
 ];
 
 pub fn spec(key: ApiKey) -> Option<&'static ApiSpec> {
@@ -281,6 +289,30 @@ pub(crate) async fn dispatch(
         RequestKind::InitProducerId(r) => ResponseKind::InitProducerId(
             handlers::init_producer_id::handle(broker, access, r).await,
         ),
+        RequestKind::AddPartitionsToTxn(r) => ResponseKind::AddPartitionsToTxn(
+            handlers::add_partitions_to_txn::handle(broker, access, version, r).await,
+        ),
+        RequestKind::AddOffsetsToTxn(r) => ResponseKind::AddOffsetsToTxn(
+            handlers::add_offsets_to_txn::handle(broker, access, r).await,
+        ),
+        RequestKind::EndTxn(r) => {
+            ResponseKind::EndTxn(handlers::end_txn::handle(broker, access, r).await)
+        }
+        RequestKind::WriteTxnMarkers(r) => ResponseKind::WriteTxnMarkers(
+            handlers::write_txn_markers::handle(broker, access, r).await,
+        ),
+        RequestKind::TxnOffsetCommit(r) => ResponseKind::TxnOffsetCommit(
+            handlers::txn_offset_commit::handle(broker, access, version, r).await,
+        ),
+        RequestKind::DescribeTransactions(r) => ResponseKind::DescribeTransactions(
+            handlers::describe_transactions::handle(broker, access, r).await,
+        ),
+        RequestKind::ListTransactions(r) => ResponseKind::ListTransactions(
+            handlers::list_transactions::handle(broker, access, version, r),
+        ),
+        RequestKind::DescribeProducers(r) => {
+            ResponseKind::DescribeProducers(handlers::describe_producers::handle(broker, access, r))
+        }
         RequestKind::FindCoordinator(r) => ResponseKind::FindCoordinator(
             handlers::find_coordinator::handle(broker, access, listener, version, r).await,
         ),

@@ -100,6 +100,10 @@ pub struct Broker {
     /// Replica fetchers, one per leader this broker follows partitions of.
     pub(crate) fetchers: Fetchers,
     pub(crate) groups: GroupManager,
+    /// The transaction coordinator of the ids whose `__transaction_state` partitions it leads.
+    pub(crate) txns: crate::txn::TxnManager,
+    /// Connections to other brokers for transaction markers.
+    pub(crate) txn_channels: crate::txn::markers::Channels,
     /// Threads for the logs' disk work (appends), off the async workers.
     pub(crate) io: IoThreads,
     /// Set once a controlled shutdown began: heartbeats stop so the broker stays fenced.
@@ -203,6 +207,7 @@ impl Broker {
         let replicas = ReplicaManager::new(&config.log_dir, BrokerId(config.node_id), open_files);
         replicas.start_flusher().map_err(dir_err)?;
         let groups = GroupManager::new(&config);
+        let txns = crate::txn::TxnManager::new(&config);
         let io = IoThreads::start(config.num_io_threads).map_err(dir_err)?;
         let (synced, _) = watch::channel(0);
         let endpoints = config
@@ -233,6 +238,8 @@ impl Broker {
             replicas,
             fetchers: Fetchers::default(),
             groups,
+            txns,
+            txn_channels: Default::default(),
             io,
             stopping: Mutex::new(false),
             incarnation: Uuid::new_v4(),

@@ -63,6 +63,16 @@ pub struct BrokerConfig {
     pub offsets_topic_replication_factor: i16,
     /// `offsets.retention.minutes`
     pub offsets_retention_minutes: i64,
+    /// `transaction.state.log.num.partitions`
+    pub transaction_state_log_num_partitions: i32,
+    /// `transaction.state.log.replication.factor` (capped at the number of brokers).
+    pub transaction_state_log_replication_factor: i16,
+    /// `transaction.state.log.min.isr` (capped at the replication factor).
+    pub transaction_state_log_min_isr: i16,
+    /// `transaction.max.timeout.ms`: a longer `transaction.timeout.ms` is refused.
+    pub transaction_max_timeout_ms: i32,
+    /// `transaction.abort.timed.out.transaction.cleanup.interval.ms`
+    pub transaction_abort_timed_out_transaction_cleanup_interval_ms: u64,
     /// `broker.rack`
     pub rack: Option<String>,
     /// Broker-level defaults of topic configs, by their broker names (`log.retention.ms`, ...).
@@ -125,6 +135,11 @@ impl Default for BrokerConfig {
             offsets_topic_num_partitions: 50,
             offsets_topic_replication_factor: 3,
             offsets_retention_minutes: 10_080,
+            transaction_state_log_num_partitions: 50,
+            transaction_state_log_replication_factor: 3,
+            transaction_state_log_min_isr: 2,
+            transaction_max_timeout_ms: 900_000,
+            transaction_abort_timed_out_transaction_cleanup_interval_ms: 10_000,
             rack: None,
             topic_defaults: BTreeMap::new(),
             controller_quorum_voters: BTreeMap::new(),

@@ -18,9 +18,8 @@ pub fn log_error_code(e: &LogError) -> i16 {
         LogError::OffsetOutOfRange { .. } => ResponseError::OffsetOutOfRange.code(),
         LogError::OutOfOrderSequence { .. } => ResponseError::OutOfOrderSequenceNumber.code(),
         LogError::ProducerFenced { .. } => ResponseError::InvalidProducerEpoch.code(),
-        LogError::TransactionsUnsupported => {
-            ResponseError::TransactionalIdAuthorizationFailed.code()
-        }
+        LogError::ControlBatchFromClient => ResponseError::InvalidRecord.code(),
+        LogError::InvalidTxnState { .. } => ResponseError::InvalidTxnState.code(),
     }
 }
 

@@ -31,6 +31,7 @@ mod replication;
 mod replication_sim;
 pub mod security;
 mod server;
+mod txn;
 mod waiters;
 
 pub use broker::Broker;

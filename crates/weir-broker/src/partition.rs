@@ -10,7 +10,7 @@ use std::time::Instant;
 use tokio::sync::watch;
 use uuid::Uuid;
 use weir_log::{AppendInfo, Log, LogError};
-use weir_types::{BrokerId, LeaderEpoch, Offset};
+use weir_types::{BrokerId, LeaderEpoch, Offset, ProducerEpoch, ProducerId};
 
 mod fetch;
 
@@ -174,12 +174,45 @@ impl Partition {
         records: &mut [u8],
         now_ms: i64,
     ) -> Result<Option<(AppendInfo, LeaderEpoch)>, LogError> {
+        self.append_leader_with(node_id, |log, epoch| {
+            log.append_as_leader(records, epoch, now_ms)
+        })
+    }
+
+    /// Appends a transaction marker (the coordinator's commit or abort) as the leader, as
+    /// [`Partition::append_as_leader`] appends batches.
+    pub(crate) fn append_marker_as_leader(
+        self: &Arc<Self>,
+        node_id: BrokerId,
+        producer_id: ProducerId,
+        producer_epoch: ProducerEpoch,
+        coordinator_epoch: i32,
+        kind: weir_log::ControlType,
+        now_ms: i64,
+    ) -> Result<Option<(AppendInfo, LeaderEpoch)>, LogError> {
+        self.append_leader_with(node_id, |log, epoch| {
+            log.append_marker(
+                producer_id,
+                producer_epoch,
+                coordinator_epoch,
+                kind,
+                epoch,
+                now_ms,
+            )
+        })
+    }
+
+    fn append_leader_with(
+        self: &Arc<Self>,
+        node_id: BrokerId,
+        append: impl FnOnce(&mut Log, LeaderEpoch) -> Result<AppendInfo, LogError>,
+    ) -> Result<Option<(AppendInfo, LeaderEpoch)>, LogError> {
         let mut log = self.log();
         if !self.is_leader(node_id) {
             return Ok(None);
         }
         let epoch = self.leader_epoch();
-        let info = log.append_as_leader(records, epoch, now_ms)?;
+        let info = append(&mut log, epoch)?;
         let moved = {
             let mut state = self.state();
             let moved = state.advance_high_watermark(node_id, log.durable_end());

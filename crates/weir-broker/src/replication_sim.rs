@@ -563,6 +563,7 @@ impl Sim {
                 record_progress: true,
                 max_bytes: 1 << 16,
                 first: true,
+                read_committed: false,
             };
             let read = lp.read_for_fetch(leader, &ask, None);
             let mut bytes = Vec::new();

@@ -194,6 +194,13 @@ async fn housekeeping(broker: Arc<Broker>, mut shutdown: watch::Receiver<bool>) 
     }
     let mut log_dir = tokio::time::interval(Duration::from_secs(1));
     let mut groups = tokio::time::interval(Duration::from_millis(100));
+    // transaction.abort.timed.out.transaction.cleanup.interval.ms
+    let mut txns = tokio::time::interval(Duration::from_millis(
+        broker
+            .config
+            .transaction_abort_timed_out_transaction_cleanup_interval_ms
+            .max(10),
+    ));
     // Kafka checks the ISR at half the lag it allows.
     let mut isr = tokio::time::interval(Duration::from_millis(
         (broker.config.replica_lag_time_max_ms / 2).clamp(50, 5_000),
@@ -203,6 +210,7 @@ async fn housekeeping(broker: Arc<Broker>, mut shutdown: watch::Receiver<bool>) 
             _ = log_dir.tick() => broker.check_log_dir(),
             _ = isr.tick() => crate::replication::check_isrs(&broker),
             _ = groups.tick() => broker.groups.tick(&broker),
+            _ = txns.tick() => broker.txns.tick(&broker),
             _ = shutdown.changed() => break,
         }
     }

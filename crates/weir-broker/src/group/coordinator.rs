@@ -23,8 +23,10 @@ use super::records::{GroupValue, OffsetValue};
 
 mod group;
 mod offsets;
+mod txn_offsets;
 
 pub(crate) use group::*;
+pub(crate) use txn_offsets::GroupPartition;
 
 /// Settings of the coordinator (Kafka's broker configs of the same names).
 #[derive(Debug, Clone, Copy)]
@@ -44,6 +46,9 @@ pub(crate) struct Coordinator {
     next_member: u64,
     /// The token of the last commit begun (see [`Coordinator::begin_commit`]).
     next_commit: u64,
+    /// Offsets of open transactions, by producer (`txn_offsets.rs`).
+    pending_txn:
+        HashMap<weir_types::ProducerId, BTreeMap<txn_offsets::GroupPartition, OffsetValue>>,
 }
 
 type Outputs = Vec<Output>;
@@ -55,6 +60,7 @@ impl Coordinator {
             groups: BTreeMap::new(),
             next_member: 0,
             next_commit: 0,
+            pending_txn: HashMap::new(),
         }
     }
 

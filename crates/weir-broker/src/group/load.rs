@@ -25,10 +25,29 @@ pub(super) enum Restored {
         group: String,
         value: Option<GroupValue>,
     },
+    /// An offset a transaction wrote: pending until its marker.
+    TxnOffset {
+        producer_id: weir_types::ProducerId,
+        group: String,
+        topic: String,
+        partition: i32,
+        value: OffsetValue,
+    },
+    /// A transaction's marker.
+    TxnEnd {
+        producer_id: weir_types::ProducerId,
+        commit: bool,
+    },
 }
 
-/// Gives the records read back to the coordinator, in log order.
-pub(super) fn apply(coordinator: &mut Coordinator, restored: Vec<Restored>, now_ms: i64) {
+/// Gives the records read back to the coordinator, in log order; `belongs` picks the groups
+/// of the partition they were read from.
+pub(super) fn apply(
+    coordinator: &mut Coordinator,
+    restored: Vec<Restored>,
+    belongs: impl Fn(&str) -> bool,
+    now_ms: i64,
+) {
     for r in restored {
         match r {
             Restored::Offset {
@@ -38,6 +57,19 @@ pub(super) fn apply(coordinator: &mut Coordinator, restored: Vec<Restored>, now_
                 value,
             } => coordinator.restore_offset(&group, &topic, partition, value, now_ms),
             Restored::Group { group, value } => coordinator.restore_group(&group, value, now_ms),
+            Restored::TxnOffset {
+                producer_id,
+                group,
+                topic,
+                partition,
+                value,
+            } => {
+                coordinator.stage_txn_offsets(producer_id, vec![((group, topic, partition), value)])
+            }
+            Restored::TxnEnd {
+                producer_id,
+                commit,
+            } => coordinator.complete_txn_offsets(producer_id, commit, &belongs, now_ms),
         }
     }
 }
@@ -78,6 +110,20 @@ pub(super) fn read_partition(partition: &Partition) -> Result<Vec<Restored>, Res
             for (at, header) in weir_log::batch::batches_in(&bytes) {
                 offset = offset.max(header.end());
                 let batch = bytes.slice(at..at + header.total_size());
+                let txn_producer = header
+                    .producer()
+                    .filter(|_| header.is_transactional())
+                    .map(|(p, _)| p);
+                if header.is_control() {
+                    let kind = weir_log::txn::control_type(&batch);
+                    if let (Some(producer_id), Some(kind)) = (txn_producer, kind) {
+                        out.push(Restored::TxnEnd {
+                            producer_id,
+                            commit: kind == weir_log::ControlType::Commit,
+                        });
+                    }
+                    continue;
+                }
                 let limit = weir_log::decompress::DEFAULT_MAX_DECOMPRESSED_BYTES;
                 let set = match weir_log::decompress::decode_batch(batch, limit) {
                     Ok(set) => set,
@@ -102,6 +148,17 @@ pub(super) fn read_partition(partition: &Partition) -> Result<Vec<Restored>, Res
                             partition,
                         } => match r.value.map(records::decode_offset_value) {
                             Some(None) => undecodable(partition_index, &group, r.offset),
+                            Some(Some(value)) if txn_producer.is_some() => {
+                                if let Some(producer_id) = txn_producer {
+                                    out.push(Restored::TxnOffset {
+                                        producer_id,
+                                        group,
+                                        topic,
+                                        partition,
+                                        value,
+                                    });
+                                }
+                            }
                             value => out.push(Restored::Offset {
                                 group,
                                 topic,

@@ -9,6 +9,9 @@
 pub(crate) mod coordinator;
 mod load;
 pub(crate) mod records;
+mod txn_offsets;
+
+pub(crate) use self::txn_offsets::TxnCommitter;
 
 use std::collections::{HashMap, HashSet};
 use std::future::Future;
@@ -232,12 +235,17 @@ impl GroupManager {
             let mut inner = groups.lock();
             let restored = read?;
             let (index, count) = (partition.index, groups.partitions);
-            let parked = inner
-                .coordinator
-                .unload(|g| records::partition_for(g, count) == index);
+            let belongs = |g: &str| records::partition_for(g, count) == index;
+            let parked = inner.coordinator.unload(belongs);
+            inner.coordinator.unload_txn_offsets(belongs);
             groups.handle_outputs(&b, &mut inner, parked);
             let n = restored.len();
-            load::apply(&mut inner.coordinator, restored, weir_log::now_ms());
+            load::apply(
+                &mut inner.coordinator,
+                restored,
+                belongs,
+                weir_log::now_ms(),
+            );
             inner.loaded_epochs.insert(index, epoch);
             tracing::info!(
                 partition = index,

@@ -31,7 +31,10 @@ struct PartitionResult {
     index: i32,
     error_code: i16,
     high_watermark: i64,
+    last_stable_offset: i64,
     log_start_offset: i64,
+    /// `(producer id, first offset)` of aborted transactions, for `read_committed`.
+    aborted: Option<Vec<(i64, i64)>>,
     /// Slices of records to send; `None` on errors. Either way the records field is written,
     /// empty when there is nothing.
     slices: Option<Vec<FileSlice>>,
@@ -70,7 +73,9 @@ fn read_all(
                 index: p.partition,
                 error_code: 0,
                 high_watermark: -1,
+                last_stable_offset: -1,
                 log_start_offset: -1,
+                aborted: None,
                 slices: None,
             };
             if refused.contains(&name) {
@@ -95,6 +100,7 @@ fn read_all(
                 max_bytes: (p.partition_max_bytes.max(0) as u64)
                     .min(response_max.saturating_sub(total)),
                 first: total == 0,
+                read_committed: request.isolation_level == 1,
             };
             let read = partition.read_for_fetch(broker.node_id(), &ask, park);
             if follower && record_progress {
@@ -104,7 +110,13 @@ fn read_all(
             any_error |= read.error_code != 0;
             result.error_code = read.error_code;
             result.high_watermark = weir_types::Offset::to_wire(read.high_watermark);
+            result.last_stable_offset = weir_types::Offset::to_wire(read.last_stable_offset);
             result.log_start_offset = weir_types::Offset::to_wire(read.log_start_offset);
+            result.aborted = read.aborted.map(|list| {
+                list.iter()
+                    .map(|t| (t.producer_id.0, t.first_offset.0))
+                    .collect()
+            });
             result.slices = read.slices;
             partitions.push(result);
         }
@@ -160,7 +172,9 @@ fn refuse_follower(version: i16, request: &FetchRequest) -> Body {
                     index: p.partition,
                     error_code: code,
                     high_watermark: -1,
+                    last_stable_offset: -1,
                     log_start_offset: -1,
+                    aborted: None,
                     slices: None,
                 })
                 .collect(),
@@ -289,15 +303,23 @@ fn encode(version: i16, error_code: i16, topics: &[TopicResult]) -> Vec<Chunk> {
             buf.put_i32(p.index);
             buf.put_i16(p.error_code);
             buf.put_i64(p.high_watermark);
-            buf.put_i64(p.high_watermark); // last_stable_offset: no transactions yet
+            buf.put_i64(p.last_stable_offset);
             if version >= 5 {
                 buf.put_i64(p.log_start_offset);
             }
-            // aborted_transactions: null
-            if flexible {
-                put_uvarint(&mut buf, 0);
-            } else {
-                buf.put_i32(-1);
+            match &p.aborted {
+                None if flexible => put_uvarint(&mut buf, 0),
+                None => buf.put_i32(-1),
+                Some(list) => {
+                    put_array_len(&mut buf, flexible, list.len());
+                    for (producer_id, first_offset) in list {
+                        buf.put_i64(*producer_id);
+                        buf.put_i64(*first_offset);
+                        if flexible {
+                            put_uvarint(&mut buf, 0);
+                        }
+                    }
+                }
             }
             if version >= 11 {
                 buf.put_i32(-1); // preferred_read_replica
@@ -354,7 +376,9 @@ mod tests {
                         index: 0,
                         error_code: 0,
                         high_watermark: 7,
+                        last_stable_offset: 5,
                         log_start_offset: 2,
+                        aborted: Some(vec![(9, 3), (11, 4)]),
                         slices: Some(vec![FileSlice {
                             file: file.clone(),
                             position: 3,
@@ -365,7 +389,9 @@ mod tests {
                         index: 1,
                         error_code: 3,
                         high_watermark: -1,
+                        last_stable_offset: -1,
                         log_start_offset: -1,
+                        aborted: None,
                         slices: None,
                     },
                 ],
@@ -382,6 +408,16 @@ mod tests {
             assert_eq!(buf.len(), 0, "v{version} left bytes over");
             let parts = &decoded.responses[0].partitions;
             assert_eq!(parts[0].high_watermark, 7);
+            assert_eq!(parts[0].last_stable_offset, 5);
+            let aborted = parts[0].aborted_transactions.as_ref().unwrap();
+            assert_eq!(
+                aborted
+                    .iter()
+                    .map(|a| (a.producer_id.0, a.first_offset))
+                    .collect::<Vec<_>>(),
+                vec![(9, 3), (11, 4)]
+            );
+            assert!(parts[1].aborted_transactions.is_none());
             assert_eq!(parts[0].records.as_deref(), Some(&b"3456"[..]));
             assert_eq!(parts[1].error_code, 3);
             assert_eq!(parts[1].records.as_deref(), Some(&b""[..]), "v{version}");

@@ -1,6 +1,6 @@
 //! FindCoordinator: a group's coordinator is the leader of the group's partition of
 //! `__consumer_offsets` (created here on first use); v4+ answers a batch of keys (KIP-699).
-//! Transaction coordinators do not exist yet.
+//! A transactional id's coordinator is the leader of its partition of `__transaction_state`.
 
 use std::sync::Arc;
 
@@ -12,6 +12,7 @@ use super::str_bytes;
 use crate::broker::Broker;
 use crate::group::OFFSETS_TOPIC;
 use crate::security::authorizer::Access;
+use crate::txn::TXN_TOPIC;
 use weir_meta::acl::AclOperation;
 
 const KEY_TYPE_GROUP: i8 = 0;
@@ -36,30 +37,48 @@ async fn lookup(
             format!("not authorized to describe transactional id '{key}'"),
         ));
     }
-    if key_type != KEY_TYPE_GROUP {
-        return Err((
-            ResponseError::CoordinatorNotAvailable.code(),
-            "transactions are not supported yet, so there is no transaction coordinator".into(),
-        ));
-    }
-    broker
-        .groups
-        .create_offsets_topic(broker)
-        .await
-        .map_err(|e| (e.code(), format!("{e}")))?;
+    let (topic, index) = match key_type {
+        KEY_TYPE_GROUP => {
+            broker
+                .groups
+                .create_offsets_topic(broker)
+                .await
+                .map_err(|e| (e.code(), format!("{e}")))?;
+            (OFFSETS_TOPIC, broker.groups.partition_of(key))
+        }
+        KEY_TYPE_TRANSACTION => {
+            if key.is_empty() {
+                return Err((
+                    ResponseError::InvalidRequest.code(),
+                    "a transactional id must not be empty".into(),
+                ));
+            }
+            broker
+                .txns
+                .create_topic(broker)
+                .await
+                .map_err(|e| (e.code(), format!("{e}")))?;
+            (TXN_TOPIC, broker.txns.partition_of(key))
+        }
+        other => {
+            return Err((
+                ResponseError::InvalidRequest.code(),
+                format!("unknown coordinator key type {other}"),
+            ))
+        }
+    };
     let image = broker.image();
-    let index = broker.groups.partition_of(key);
     let unavailable = |why: String| (ResponseError::CoordinatorNotAvailable.code(), why);
     let leader = image
-        .topic(OFFSETS_TOPIC)
+        .topic(topic)
         .and_then(|t| t.partitions.get(&index))
-        .ok_or_else(|| unavailable(format!("{OFFSETS_TOPIC}-{index} does not exist")))?
+        .ok_or_else(|| unavailable(format!("{topic}-{index} does not exist")))?
         .leader;
     let node = image
         .brokers
-        .get(&leader.ok_or_else(|| unavailable(format!("{OFFSETS_TOPIC}-{index} has no leader")))?)
+        .get(&leader.ok_or_else(|| unavailable(format!("{topic}-{index} has no leader")))?)
         .filter(|b| !b.fenced)
-        .ok_or_else(|| unavailable(format!("{OFFSETS_TOPIC}-{index} has no live leader")))?;
+        .ok_or_else(|| unavailable(format!("{topic}-{index} has no live leader")))?;
     let (host, port) = node.endpoint(listener).ok_or_else(|| {
         unavailable(format!(
             "the coordinator, broker {}, has no listener {listener}",

@@ -1,5 +1,5 @@
 //! InitProducerId for idempotent producers (KIP-98), with epoch bumps for a known producer
-//! (KIP-360). Transactional ids are refused until transactions are implemented.
+//! (KIP-360), and for transactional ones at their transaction coordinator (`txn/`).
 
 use std::sync::Arc;
 
@@ -39,8 +39,21 @@ pub(crate) async fn handle(
         // (KIP-679).
         return response.with_error_code(ResponseError::ClusterAuthorizationFailed.code());
     }
-    if request.transactional_id.is_some() {
-        return response.with_error_code(ResponseError::TransactionalIdAuthorizationFailed.code());
+    if let Some(id) = &request.transactional_id {
+        let expected = (request.producer_id.0 >= 0 && request.producer_epoch >= 0).then_some((
+            weir_types::ProducerId(request.producer_id.0),
+            weir_types::ProducerEpoch(request.producer_epoch),
+        ));
+        return match broker
+            .txns
+            .init_producer_id(broker, &id.0, request.transaction_timeout_ms, expected)
+            .await
+        {
+            Ok((pid, epoch)) => response
+                .with_producer_id(ProducerId(pid.0))
+                .with_producer_epoch(epoch.0),
+            Err(e) => response.with_error_code(e.code()),
+        };
     }
     // A producer that asks to bump its own epoch keeps its id while the epoch has room.
     if request.producer_id.0 >= 0

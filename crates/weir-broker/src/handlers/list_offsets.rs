@@ -1,5 +1,6 @@
-//! ListOffsets: earliest (-2), latest (-1, the high watermark), max timestamp (-3, KIP-734),
-//! earliest local (-4, the log start here), and the first offset at or after a timestamp.
+//! ListOffsets: earliest (-2), latest (-1, the high watermark, or the last stable offset under
+//! `isolation_level=read_committed`), max timestamp (-3, KIP-734), earliest local (-4, the log
+//! start here), and the first offset at or after a timestamp (below the same bound).
 
 use std::sync::Arc;
 
@@ -26,6 +27,7 @@ pub(crate) fn handle(
     version: i16,
     request: ListOffsetsRequest,
 ) -> ListOffsetsResponse {
+    let read_committed = version >= 2 && request.isolation_level == 1;
     let topics = request
         .topics
         .into_iter()
@@ -62,9 +64,15 @@ pub(crate) fn handle(
                         };
                         return base.with_error_code(code.code());
                     }
-                    // Consumers see only what every ISR member holds.
+                    // Consumers see only what every ISR member holds, and under read_committed
+                    // only what no open transaction may still abort.
                     let high_watermark = partition.high_watermark();
                     let log = partition.log();
+                    let high_watermark = if read_committed {
+                        log.last_stable_offset(high_watermark)
+                    } else {
+                        high_watermark
+                    };
                     let found = match p.timestamp {
                         LATEST => Ok(Some((-1, high_watermark))),
                         EARLIEST | EARLIEST_LOCAL => Ok(Some((-1, log.log_start_offset()))),

@@ -1,5 +1,6 @@
 //! OffsetFetch: committed offsets of one group (v1-v7) or several (v8+, KIP-709); -1 where
-//! nothing was committed.
+//! nothing was committed. With `require_stable` (v7+, KIP-447), a partition whose offset an
+//! open transaction still holds answers UNSTABLE_OFFSET_COMMIT (retriable).
 
 use std::sync::Arc;
 
@@ -28,6 +29,7 @@ async fn fetch_allowed(
     access: &Access,
     group: &str,
     wanted: Option<Vec<(String, Vec<i32>)>>,
+    require_stable: bool,
 ) -> Result<Fetched, i16> {
     if !access.group(AclOperation::Describe, group) {
         return Err(ResponseError::GroupAuthorizationFailed.code());
@@ -50,7 +52,19 @@ async fn fetch_allowed(
     let mut out: Fetched = fetched
         .into_iter()
         .filter(|(t, _)| access.topic(AclOperation::Describe, t))
-        .map(|(t, parts)| (t, parts.into_iter().map(|(p, v)| (p, v, 0)).collect()))
+        .map(|(t, parts)| {
+            let parts = parts
+                .into_iter()
+                .map(|(p, v)| {
+                    if require_stable && broker.groups.txn_offset_pending(group, &t, p) {
+                        (p, None, ResponseError::UnstableOffsetCommit.code())
+                    } else {
+                        (p, v, 0)
+                    }
+                })
+                .collect();
+            (t, parts)
+        })
         .collect();
     out.extend(
         refused
@@ -84,7 +98,15 @@ pub(crate) async fn handle(
                         .collect()
                 });
                 let result = OffsetFetchResponseGroup::default().with_group_id(g.group_id.clone());
-                match fetch_allowed(broker, access, &g.group_id.0, wanted).await {
+                match fetch_allowed(
+                    broker,
+                    access,
+                    &g.group_id.0,
+                    wanted,
+                    request.require_stable,
+                )
+                .await
+                {
                     Err(code) => result.with_error_code(code),
                     Ok(fetched) => result.with_topics(
                         fetched
@@ -122,7 +144,16 @@ pub(crate) async fn handle(
             .map(|t| (t.name.0.to_string(), t.partition_indexes))
             .collect()
     });
-    match fetch_allowed(broker, access, &request.group_id.0, wanted.clone()).await {
+    let require_stable = version >= 7 && request.require_stable;
+    match fetch_allowed(
+        broker,
+        access,
+        &request.group_id.0,
+        wanted.clone(),
+        require_stable,
+    )
+    .await
+    {
         Err(code) if version >= 2 => OffsetFetchResponse::default().with_error_code(code),
         // v1 has no top-level error: each partition asked for carries it.
         Err(code) => OffsetFetchResponse::default().with_topics(

@@ -118,11 +118,15 @@ pub(crate) async fn handle(
                 )
             } else if !writable {
                 partition_error(index, ResponseError::TopicAuthorizationFailed.code(), None)
-            } else if request.transactional_id.is_some() {
+            } else if request
+                .transactional_id
+                .as_ref()
+                .is_some_and(|id| !access.transactional_id(AclOperation::Write, id))
+            {
                 partition_error(
                     index,
                     ResponseError::TransactionalIdAuthorizationFailed.code(),
-                    Some("transactions are not supported yet".into()),
+                    None,
                 )
             } else if let Some(partition) = broker.replicas.get(&name, index) {
                 if !partition.is_leader(broker.node_id()) {

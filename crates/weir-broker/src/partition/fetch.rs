@@ -5,7 +5,7 @@ use std::sync::Arc;
 
 use kafka_protocol::error::ResponseError;
 use tokio::sync::Notify;
-use weir_log::FileSlice;
+use weir_log::{AbortedTxn, FileSlice};
 use weir_types::{BrokerId, LeaderEpoch, Offset};
 
 use super::Partition;
@@ -26,6 +26,9 @@ pub(crate) struct FetchAsk {
     /// Nothing was read before it in the response: a first batch larger than `max_bytes` is
     /// sent whole (KIP-74).
     pub(crate) first: bool,
+    /// A consumer under `isolation_level=read_committed`: it reads below the last stable
+    /// offset and is told the aborted transactions there.
+    pub(crate) read_committed: bool,
 }
 
 /// What the partition answers.
@@ -34,7 +37,10 @@ pub(crate) struct FetchRead {
     pub(crate) error_code: i16,
     /// Both none on errors.
     pub(crate) high_watermark: Option<Offset>,
+    pub(crate) last_stable_offset: Option<Offset>,
     pub(crate) log_start_offset: Option<Offset>,
+    /// The aborted transactions overlapping what a `read_committed` fetch may read.
+    pub(crate) aborted: Option<Vec<AbortedTxn>>,
     /// Slices of records; `None` on errors.
     pub(crate) slices: Option<Vec<FileSlice>>,
     pub(crate) bytes: u64,
@@ -45,7 +51,9 @@ impl FetchRead {
         FetchRead {
             error_code: error.code(),
             high_watermark: None,
+            last_stable_offset: None,
             log_start_offset: None,
+            aborted: None,
             slices: None,
             bytes: 0,
         }
@@ -82,15 +90,23 @@ impl Partition {
         }
         let high_watermark = self.high_watermark();
         let log = self.log();
+        let last_stable_offset = log.last_stable_offset(high_watermark);
         let max_offset = if ask.follower.is_some() {
             log.log_end_offset()
+        } else if ask.read_committed {
+            last_stable_offset
         } else {
             high_watermark
         };
         let mut read = FetchRead {
             error_code: 0,
             high_watermark: Some(high_watermark),
+            last_stable_offset: Some(last_stable_offset),
             log_start_offset: Some(log.log_start_offset()),
+            // Every abort that overlaps what may be read: entries past the returned batches are
+            // harmless, as a consumer drops only batches of an aborted producer in range.
+            aborted: (ask.read_committed && ask.follower.is_none())
+                .then(|| log.aborted_transactions(ask.fetch_offset, max_offset)),
             slices: None,
             bytes: 0,
         };

@@ -322,6 +322,7 @@ pub(crate) fn config_from(args: ServerArgs) -> Result<BrokerConfig> {
         }
         config.offsets_retention_minutes = n;
     }
+    transaction_settings(&s, &mut config)?;
     config.rack = s.pick(args.broker_rack, "broker.rack")?;
     let roles = match s.pick::<String>(args.roles, "process.roles")? {
         Some(r) => parse_roles(&r)?,
@@ -537,6 +538,38 @@ async fn wait_for_signal() -> Result<()> {
     tokio::select! {
         r = tokio::signal::ctrl_c() => r.context("cannot watch SIGINT")?,
         _ = term.recv() => {}
+    }
+    Ok(())
+}
+
+/// The transaction coordinator's settings, under Kafka's names (config file or `--override`).
+fn transaction_settings(s: &settings::Settings, config: &mut BrokerConfig) -> Result<()> {
+    let positive = |name: &str, n: i64| -> Result<()> {
+        if n < 1 {
+            bail!("{name} must be at least 1, not {n}");
+        }
+        Ok(())
+    };
+    if let Some(n) = s.pick::<i32>(None, "transaction.state.log.num.partitions")? {
+        positive("transaction.state.log.num.partitions", n.into())?;
+        config.transaction_state_log_num_partitions = n;
+    }
+    if let Some(n) = s.pick::<i16>(None, "transaction.state.log.replication.factor")? {
+        positive("transaction.state.log.replication.factor", n.into())?;
+        config.transaction_state_log_replication_factor = n;
+    }
+    if let Some(n) = s.pick::<i16>(None, "transaction.state.log.min.isr")? {
+        positive("transaction.state.log.min.isr", n.into())?;
+        config.transaction_state_log_min_isr = n;
+    }
+    if let Some(n) = s.pick::<i32>(None, "transaction.max.timeout.ms")? {
+        positive("transaction.max.timeout.ms", n.into())?;
+        config.transaction_max_timeout_ms = n;
+    }
+    let cleanup = "transaction.abort.timed.out.transaction.cleanup.interval.ms";
+    if let Some(n) = s.pick::<u64>(None, cleanup)? {
+        positive(cleanup, n as i64)?;
+        config.transaction_abort_timed_out_transaction_cleanup_interval_ms = n;
     }
     Ok(())
 }
