@@ -50,3 +50,29 @@ def test_librdkafka_0081_admin_and_acls(tmp_path: Path):
         assert broker.alive(), "the broker died\n" + broker.stderr_tail()
     finally:
         broker.close()
+
+
+def _run_suite(script: Path, bootstrap: str, tests: str) -> str:
+    built = subprocess.run(["bash", str(script), "--build-only"], capture_output=True,
+                           text=True, timeout=1200)
+    assert built.returncode == 0, f"building librdkafka's suite failed:\n{built.stderr[-3000:]}"
+    env = {**os.environ, "TESTS": tests, "PER_TEST_TIMEOUT": "400"}
+    res = subprocess.run(["bash", str(script), bootstrap], capture_output=True, text=True,
+                         timeout=1500, env=env)
+    return res.stdout + "\n" + res.stderr[-3000:]
+
+
+# The transaction tier (TIER=txn: 0055 0061 0098 0103 0129). 0103 makes its topics with a
+# replication factor of 3, so it runs on the cluster only; 0098 needs RapidJSON and Kafka's
+# Java tools, which the suite's build does not have, and is reported skipped by the suite.
+@pytest.mark.weir_timeout(1500)
+def test_librdkafka_transaction_tests_on_one_broker(weir):
+    out = _run_suite(suite_script(), weir.bootstrap, "0055 0061 0129")
+    assert "3 passed, 0 failed" in out, out
+
+
+@pytest.mark.weir_timeout(1500)
+@pytest.mark.weir_args("--offsets-topic-replication-factor", "3")
+def test_librdkafka_transaction_tests_on_a_cluster(cluster3):
+    out = _run_suite(suite_script(), cluster3.bootstrap, "0055 0061 0103 0129")
+    assert "4 passed, 0 failed" in out, out
