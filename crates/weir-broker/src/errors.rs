@@ -19,6 +19,7 @@ pub fn log_error_code(e: &LogError) -> i16 {
         LogError::OutOfOrderSequence { .. } => ResponseError::OutOfOrderSequenceNumber.code(),
         LogError::ProducerFenced { .. } => ResponseError::InvalidProducerEpoch.code(),
         LogError::ControlBatchFromClient => ResponseError::InvalidRecord.code(),
+        LogError::CoordinatorFenced { .. } => ResponseError::TransactionCoordinatorFenced.code(),
         LogError::InvalidTxnState { .. } => ResponseError::InvalidTxnState.code(),
     }
 }

@@ -77,6 +77,12 @@ pub enum LogError {
         epoch: ProducerEpoch,
         current: ProducerEpoch,
     },
+    #[error("a marker for producer {producer_id} from coordinator epoch {coordinator_epoch} is older than {current}")]
+    CoordinatorFenced {
+        producer_id: ProducerId,
+        coordinator_epoch: i32,
+        current: i32,
+    },
     #[error("a control batch cannot be produced by a client")]
     ControlBatchFromClient,
     #[error("producer {producer_id} has an open transaction and wrote a non-transactional batch")]

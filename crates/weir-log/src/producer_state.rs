@@ -36,6 +36,8 @@ struct ProducerEntry {
     recent: VecDeque<BatchMeta>,
     /// The first offset of its open transaction in this partition.
     txn_first_offset: Option<Offset>,
+    /// The coordinator epoch of the last marker written for it (-1: none yet).
+    coordinator_epoch: i32,
 }
 
 /// What a partition knows of one producer (DescribeProducers).
@@ -152,16 +154,23 @@ impl ProducerStateManager {
     pub(crate) fn update(
         &mut self,
         header: &BatchHeader,
-        kind: Option<ControlType>,
+        marker: Option<(ControlType, i32)>,
     ) -> Option<CompletedTxn> {
         let (producer_id, epoch) = header.producer()?;
-        let entry = self.producers.entry(producer_id).or_default();
+        let entry = self
+            .producers
+            .entry(producer_id)
+            .or_insert_with(|| ProducerEntry {
+                coordinator_epoch: -1,
+                ..ProducerEntry::default()
+            });
         if epoch > entry.epoch || (!header.is_control() && epoch != entry.epoch) {
             entry.epoch = epoch;
             entry.recent.clear();
         }
         if header.is_control() {
-            let kind = kind?;
+            let (kind, coordinator_epoch) = marker?;
+            entry.coordinator_epoch = entry.coordinator_epoch.max(coordinator_epoch);
             let first = entry.txn_first_offset.take()?;
             self.ongoing.remove(&first);
             return Some(CompletedTxn {
@@ -186,6 +195,24 @@ impl ProducerStateManager {
             max_timestamp: header.max_timestamp,
         });
         None
+    }
+
+    /// Refuses a marker from a coordinator older than the last that wrote one for the producer.
+    pub(crate) fn check_coordinator_epoch(
+        &self,
+        producer_id: ProducerId,
+        coordinator_epoch: i32,
+    ) -> Result<(), LogError> {
+        match self.producers.get(&producer_id) {
+            Some(e) if coordinator_epoch < e.coordinator_epoch => {
+                Err(LogError::CoordinatorFenced {
+                    producer_id,
+                    coordinator_epoch,
+                    current: e.coordinator_epoch,
+                })
+            }
+            _ => Ok(()),
+        }
     }
 
     /// The first offset of the oldest open transaction.
@@ -245,6 +272,7 @@ impl ProducerStateManager {
             body.extend_from_slice(&id.0.to_be_bytes());
             body.extend_from_slice(&entry.epoch.0.to_be_bytes());
             body.extend_from_slice(&entry.txn_first_offset.map_or(-1, |o| o.0).to_be_bytes());
+            body.extend_from_slice(&entry.coordinator_epoch.to_be_bytes());
             body.push(entry.recent.len() as u8);
             for b in &entry.recent {
                 body.extend_from_slice(&b.first_sequence.to_be_bytes());
@@ -279,10 +307,10 @@ impl ProducerStateManager {
         for _ in 0..count {
             let id = ProducerId(r.i64()?);
             let epoch = ProducerEpoch(r.i16()?);
-            let txn_first_offset = if with_txns {
-                Offset::from_wire(r.i64()?)
+            let (txn_first_offset, coordinator_epoch) = if with_txns {
+                (Offset::from_wire(r.i64()?), r.i32()?)
             } else {
-                None
+                (None, -1)
             };
             if let Some(first) = txn_first_offset {
                 ongoing.insert(first, id);
@@ -307,6 +335,7 @@ impl ProducerStateManager {
                     epoch,
                     recent,
                     txn_first_offset,
+                    coordinator_epoch,
                 },
             );
         }
@@ -316,7 +345,7 @@ impl ProducerStateManager {
 }
 
 /// The first bytes of a producer-state snapshot (version 2 of our own format: each producer's
-/// open transaction after its epoch).
+/// open transaction and last coordinator epoch after its epoch).
 const SNAPSHOT_MAGIC: &[u8; 4] = b"WPS2";
 /// Version 1, without open transactions: still read.
 const SNAPSHOT_MAGIC_V1: &[u8; 4] = b"WPS1";

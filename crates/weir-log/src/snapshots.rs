@@ -138,13 +138,13 @@ impl Log {
             for batch in segment.batches_from(start) {
                 let (at, header) = batch?;
                 // A marker's type is in its record; markers are small and rare.
-                let kind = if header.is_control() {
+                let marker = if header.is_control() {
                     let len = header.total_size().min(256);
-                    crate::txn::control_type(&segment.read_bytes(at, len)?)
+                    crate::txn::control_record(&segment.read_bytes(at, len)?)
                 } else {
                     None
                 };
-                if let Some(done) = self.producers.update(&header, kind) {
+                if let Some(done) = self.producers.update(&header, marker) {
                     if done.aborted {
                         aborts.push((done, self.producers.first_unstable_offset()));
                     }

@@ -63,6 +63,12 @@ pub(crate) struct CompletedTxn {
 /// Reads the marker type of a control batch from its first record's key; `None` when the
 /// bytes are not a well-formed, uncompressed control batch (Kafka never compresses them).
 pub fn control_type(batch: &[u8]) -> Option<ControlType> {
+    control_record(batch).map(|(kind, _)| kind)
+}
+
+/// A control batch's marker type and the coordinator epoch its value carries (-1 when the
+/// value is missing).
+pub(crate) fn control_record(batch: &[u8]) -> Option<(ControlType, i32)> {
     let header = BatchHeader::parse(batch).ok()?;
     if !header.is_control() || header.compression() != 0 || header.records_count < 1 {
         return None;
@@ -77,16 +83,22 @@ pub fn control_type(batch: &[u8]) -> Option<ControlType> {
     at += 1; // attributes
     let _timestamp_delta = varint(&mut at)?;
     let _offset_delta = varint(&mut at)?;
-    let key_length = varint(&mut at)?;
+    let key_length = usize::try_from(varint(&mut at)?).ok()?;
     if key_length < 4 {
         return None;
     }
     let key = batch.get(at..at + 4)?;
-    match i16::from_be_bytes([key[2], key[3]]) {
-        0 => Some(ControlType::Abort),
-        1 => Some(ControlType::Commit),
-        _ => None,
-    }
+    let kind = match i16::from_be_bytes([key[2], key[3]]) {
+        0 => ControlType::Abort,
+        1 => ControlType::Commit,
+        _ => return None,
+    };
+    at += key_length;
+    let coordinator_epoch = varint(&mut at)
+        .and_then(|len| (len >= 6).then_some(()))
+        .and_then(|()| batch.get(at + 2..at + 6))
+        .map_or(-1, |b| i32::from_be_bytes([b[0], b[1], b[2], b[3]]));
+    Some((kind, coordinator_epoch))
 }
 
 /// A control batch with one marker, as the transaction coordinator writes it: key (version 0,
@@ -327,7 +339,10 @@ impl Log {
     }
 
     /// Appends a commit or abort marker for a producer's transaction as the leader (WriteTxnMarkers).
-    /// A marker from an epoch older than the producer's is refused (`ProducerFenced`).
+    /// A marker from an epoch older than the producer's is refused (`ProducerFenced`), and one
+    /// from a coordinator older than the last that wrote a marker for it
+    /// (`CoordinatorFenced`): a deposed coordinator's late marker would otherwise end the
+    /// producer's next transaction.
     pub fn append_marker(
         &mut self,
         producer_id: ProducerId,
@@ -337,6 +352,8 @@ impl Log {
         leader_epoch: LeaderEpoch,
         now_ms: i64,
     ) -> Result<AppendInfo> {
+        self.producers
+            .check_coordinator_epoch(producer_id, coordinator_epoch)?;
         let mut batch = marker_batch(producer_id, epoch, coordinator_epoch, kind, now_ms)?;
         self.append_leader_batches(&mut batch, leader_epoch, now_ms, true)
     }
@@ -414,13 +431,13 @@ impl Log {
         let mut at = 0usize;
         for h in headers {
             let total = h.total_size();
-            let kind = if h.is_control() {
-                records.get(at..at + total).and_then(control_type)
+            let marker = if h.is_control() {
+                records.get(at..at + total).and_then(control_record)
             } else {
                 None
             };
             at += total;
-            self.producers.update(h, kind);
+            self.producers.update(h, marker);
         }
     }
 

@@ -273,3 +273,50 @@ fn compaction_keeps_a_committed_value_over_an_aborted_or_open_one() {
         "the committed value at offset 0 was removed"
     );
 }
+
+#[test]
+fn a_deposed_coordinator_cannot_end_the_next_transaction() {
+    let dir = tempfile::tempdir().unwrap();
+    let mut log = Log::open(dir.path(), LogConfig::default()).unwrap();
+    produce(&mut log, batch(1, 0, 0, 1, true, "a")).unwrap();
+    // The new coordinator (epoch 5) ends the first transaction; the producer opens a second.
+    log.append_marker(
+        ProducerId(1),
+        ProducerEpoch(0),
+        5,
+        ControlType::Commit,
+        EPOCH,
+        0,
+    )
+    .unwrap();
+    let (second, _) = produce(&mut log, batch(1, 0, 1, 1, true, "a")).unwrap();
+    // The old coordinator's late marker for the first must not end the second.
+    assert!(matches!(
+        log.append_marker(
+            ProducerId(1),
+            ProducerEpoch(0),
+            4,
+            ControlType::Commit,
+            EPOCH,
+            0
+        ),
+        Err(LogError::CoordinatorFenced { .. })
+    ));
+    assert_eq!(log.first_unstable_offset(), Some(second));
+    // Known after a reopen too (from the snapshot or the replayed marker).
+    log.roll(0).unwrap();
+    drop(log);
+    let mut log = Log::open(dir.path(), LogConfig::default()).unwrap();
+    assert!(matches!(
+        log.append_marker(
+            ProducerId(1),
+            ProducerEpoch(0),
+            4,
+            ControlType::Abort,
+            EPOCH,
+            0
+        ),
+        Err(LogError::CoordinatorFenced { .. })
+    ));
+    assert_eq!(log.first_unstable_offset(), Some(second));
+}

@@ -152,7 +152,8 @@ async fn send(broker: Arc<Broker>, m: Markers) {
             };
             for (tp, code) in results {
                 let fenced = code == ResponseError::InvalidProducerEpoch.code()
-                    || code == ResponseError::ProducerFenced.code();
+                    || code == ResponseError::ProducerFenced.code()
+                    || code == ResponseError::TransactionCoordinatorFenced.code();
                 if code == 0 || fenced {
                     if fenced {
                         // The partition knows a newer epoch of this producer: a later
