@@ -13,6 +13,8 @@
 pub(crate) mod coordinator;
 pub(crate) mod markers;
 pub(crate) mod records;
+#[cfg(test)]
+mod sim;
 
 use std::collections::{HashMap, HashSet};
 use std::sync::{Arc, Mutex, MutexGuard};
