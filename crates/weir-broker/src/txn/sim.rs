@@ -341,7 +341,7 @@ impl Sim {
                     "append {values:?} pid={} epoch={} to {part} at {}",
                     p.pid.0, p.epoch.0, info.base_offset.0
                 ));
-                p.sequences.insert(part, seq + n as i32);
+                p.sequences.insert(part, seq + n);
                 let entry = self.appended.entry(attempt).or_default();
                 entry.extend(values.into_iter().map(|v| (part, v)));
             }
