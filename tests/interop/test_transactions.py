@@ -207,3 +207,42 @@ def test_consume_transform_produce_commits_offsets_with_outputs(weir):
         c.close()
     outputs = [v for part in read_values(bs, dst, range(2), "read_committed").values() for v in part]
     assert sorted(outputs) == sorted(f"out-{i}" for i in range(n))
+
+
+def run_weir(bs, *args, timeout=120):
+    import subprocess
+
+    from conftest import weir_bin
+
+    res = subprocess.run([str(weir_bin()), *args, "--bootstrap-server", bs],
+                         capture_output=True, text=True, timeout=timeout)
+    assert res.returncode == 0, res.stderr
+    return res.stdout
+
+
+def test_weir_tools_and_librdkafka_read_each_others_transactions(weir):
+    bs = weir.bootstrap
+    # confluent-kafka writes; weir consume --isolation-level read_committed reads.
+    t = topic_name("txn-x")
+    create_topic(bs, t, partitions=2)
+    p = txn_producer(bs, "txn-x-writer")
+    p.init_transactions(30)
+    for prefix, commit in (("c1", True), ("a", False), ("c2", True)):
+        p.begin_transaction()
+        send(p, t, [f"{prefix}-{i}" for i in range(100)])
+        if commit:
+            p.commit_transaction(30)
+        else:
+            p.abort_transaction(30)
+    out = run_weir(bs, "consume", "--topic", t, "--from-beginning", "--isolation-level",
+                   "read_committed", "--max-messages", "200", "--timeout-ms", "10000")
+    assert sorted(out.split()) == sorted([f"c1-{i}" for i in range(100)] + [f"c2-{i}" for i in range(100)])
+    # weir-client (weir perf) writes in transactions; confluent-kafka reads read_committed.
+    u = topic_name("txn-y")
+    create_topic(bs, u, partitions=3)
+    run_weir(bs, "perf", "produce", "--topic", u, "--num-records", "3000", "--record-size", "32",
+             "--transactional-id", "txn-y-writer", "--records-per-transaction", "500", "--json")
+    got = read_values(bs, u, range(3), "read_committed")
+    assert sum(len(v) for v in got.values()) == 3000
+    listed = run_weir(bs, "transactions", "list")
+    assert "txn-y-writer" in listed and "txn-x-writer" in listed, listed

@@ -171,6 +171,11 @@ impl Admin {
         Admin::new(ClientConfig::new(bootstrap)).await
     }
 
+    /// The cluster this admin client talks to.
+    pub(crate) fn cluster(&self) -> &Arc<Cluster> {
+        &self.cluster
+    }
+
     pub(crate) async fn controller(&self) -> Result<Arc<crate::connection::Connection>> {
         let id = self.cluster.controller();
         match self.cluster.broker(id).await {

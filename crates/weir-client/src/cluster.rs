@@ -300,14 +300,24 @@ impl Cluster {
 
     /// A connection to the coordinator of a consumer group (FindCoordinator, batched from v4).
     pub(crate) async fn group_coordinator(&self, group: &str) -> Result<Arc<Connection>> {
+        self.coordinator(0, group).await
+    }
+
+    /// A connection to the coordinator of a key: a group (`key_type` 0) or a transactional
+    /// id (1).
+    pub(crate) async fn coordinator(&self, key_type: i8, key: &str) -> Result<Arc<Connection>> {
         use kafka_protocol::messages::FindCoordinatorRequest;
         let conn = self.any().await?;
         let version = conn.version_for::<FindCoordinatorRequest>(4)?;
-        let key = StrBytes::from_string(group.to_string());
+        let key = StrBytes::from_string(key.to_string());
         let request = if version >= 4 {
-            FindCoordinatorRequest::default().with_coordinator_keys(vec![key])
+            FindCoordinatorRequest::default()
+                .with_key_type(key_type)
+                .with_coordinator_keys(vec![key])
         } else {
-            FindCoordinatorRequest::default().with_key(key)
+            FindCoordinatorRequest::default()
+                .with_key_type(key_type)
+                .with_key(key)
         };
         let response = conn.request_at(&request, version).await?;
         let (code, host, port) = if version >= 4 {

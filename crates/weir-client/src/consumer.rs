@@ -39,6 +39,7 @@ use crate::cluster::{ClientConfig, Cluster};
 use crate::connection::Connection;
 use crate::error::{check, Error, Result};
 
+mod aborted;
 mod membership;
 mod tracker;
 
@@ -93,6 +94,9 @@ pub struct ConsumerConfig {
     /// The most bytes per partition in one fetch answer (Kafka's
     /// `max.partition.fetch.bytes`). Default: 1 MiB.
     pub max_partition_fetch_bytes: i32,
+    /// Kafka's `isolation.level`: with `true` (`read_committed`) only committed transactions'
+    /// records are read, up to the last stable offset. Default `false` (`read_uncommitted`).
+    pub read_committed: bool,
 }
 
 impl ConsumerConfig {
@@ -112,6 +116,7 @@ impl ConsumerConfig {
             fetch_min_bytes: 1,
             fetch_max_bytes: 52_428_800,
             max_partition_fetch_bytes: 1_048_576,
+            read_committed: false,
         }
     }
 
@@ -296,6 +301,24 @@ impl Consumer {
         self.listener = Listener(Mutex::new(Some(listener)));
     }
 
+    /// The group, generation and member this consumer is (KIP-447), for
+    /// [`crate::TransactionalProducer::send_offsets_to_transaction`].
+    pub fn group_metadata(&self) -> Option<crate::GroupMetadata> {
+        let group_id = self.config.group_id.clone()?;
+        Some(match &self.membership {
+            Some(m) => crate::GroupMetadata {
+                group_id,
+                generation: m.generation,
+                member_id: m.member_id.clone(),
+            },
+            None => crate::GroupMetadata {
+                group_id,
+                generation: -1,
+                member_id: String::new(),
+            },
+        })
+    }
+
     /// The partitions this consumer reads now.
     pub fn assignment(&self) -> &[(String, i32)] {
         &self.assignment
@@ -324,6 +347,7 @@ impl Consumer {
         let leader = self.leader_of(topic, partition).await?;
         let request = ListOffsetsRequest::default()
             .with_replica_id(BrokerId(-1))
+            .with_isolation_level(i8::from(self.config.read_committed))
             .with_topics(vec![ListOffsetsTopic::default()
                 .with_name(TopicName(s(topic)))
                 .with_partitions(vec![ListOffsetsPartition::default()
@@ -605,6 +629,7 @@ impl Consumer {
                 .with_max_bytes(self.config.fetch_max_bytes)
                 .with_session_id(0)
                 .with_session_epoch(-1)
+                .with_isolation_level(i8::from(self.config.read_committed))
                 .with_topics(
                     topics
                         .into_iter()
@@ -640,6 +665,13 @@ impl Consumer {
                     };
                     let position = self.fetch_positions.get(&tp).copied().unwrap_or(0);
                     let mut next = position;
+                    let mut filter = aborted::AbortFilter::new(
+                        p.aborted_transactions
+                            .iter()
+                            .flatten()
+                            .map(|a| (a.producer_id.0, a.first_offset))
+                            .collect(),
+                    );
                     while records.len() >= 61 {
                         // A trailing partial batch (cut by the size limit) is left for the next fetch.
                         let len =
@@ -652,7 +684,7 @@ impl Consumer {
                         };
                         for r in set.records {
                             next = next.max(r.offset + 1);
-                            if r.offset < position || r.control {
+                            if !filter.keep(&r) || r.offset < position {
                                 continue;
                             }
                             self.buffer.push_back(ConsumerRecord {

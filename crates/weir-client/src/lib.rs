@@ -5,6 +5,8 @@
 //! - [`Consumer`]: manual assignment or group membership (range, roundrobin, cooperative-sticky,
 //!   with a [`RebalanceListener`]), batch polling with a timeout, commits, and ordered commits for
 //!   records processed concurrently.
+//! - [`TransactionalProducer`]: transactions (KIP-98), with consumed offsets committed inside
+//!   them (KIP-447); [`ConsumerConfig::read_committed`] reads only committed records.
 //! - [`Admin`]: topics, partitions, configs, groups, offsets and lag.
 //!
 //! Every request is sent at the highest version both sides support (KIP-35). Errors are one
@@ -23,6 +25,8 @@ pub mod partitioner;
 mod producer;
 mod sasl;
 mod security;
+mod transaction;
+mod transactions_admin;
 mod users;
 
 pub use acls::{Acl, AclFilter};
@@ -43,4 +47,6 @@ pub use producer::{
     Acks, DeliveryFuture, Producer, ProducerConfig, ProducerRecord, RecordMetadata,
 };
 pub use security::{Sasl, SaslMechanism, Security};
+pub use transaction::{GroupMetadata, TransactionalProducer};
+pub use transactions_admin::{ProducerState, TransactionDescription, TransactionListing};
 pub use users::ScramUser;

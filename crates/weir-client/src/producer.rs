@@ -78,6 +78,12 @@ pub struct ProducerConfig {
     /// Picks the partition of records that name none. Default [`DefaultPartitioner`]
     /// (Kafka's `partitioner.class`).
     pub partitioner: Arc<dyn Partitioner>,
+    /// Kafka's `transactional.id`: set, the producer is transactional (use
+    /// [`crate::TransactionalProducer`]). Default none.
+    pub transactional_id: Option<String>,
+    /// Kafka's `transaction.timeout.ms`: the coordinator aborts a transaction open longer.
+    /// Default 60 s.
+    pub transaction_timeout: Duration,
 }
 
 impl ProducerConfig {
@@ -93,6 +99,8 @@ impl ProducerConfig {
             buffer_memory: 32 * 1024 * 1024,
             delivery_timeout: Duration::from_secs(120),
             partitioner: Arc::new(DefaultPartitioner::default()),
+            transactional_id: None,
+            transaction_timeout: Duration::from_secs(60),
         }
     }
 }
@@ -225,6 +233,11 @@ struct Inner {
     memory: Semaphore,
     producer_id: i64,
     producer_epoch: i16,
+    /// Batches are written inside transactions (`transactional.id`).
+    transactional: bool,
+    /// The first failure of a batch since it was last taken (a transaction cannot commit
+    /// over one).
+    failure: Mutex<Option<String>>,
 }
 
 /// An async producer; cheap to clone.
@@ -243,8 +256,14 @@ impl std::fmt::Debug for Producer {
 
 impl Producer {
     /// Connects to the cluster (and, with idempotence, obtains a producer id).
-    /// Fails with [`Error::Config`] when idempotence is on without [`Acks::All`].
+    /// Fails with [`Error::Config`] when idempotence is on without [`Acks::All`], or with a
+    /// `transactional_id` (a [`crate::TransactionalProducer`] is made for those).
     pub async fn new(config: ProducerConfig) -> Result<Producer> {
+        if config.transactional_id.is_some() {
+            return Err(Error::Config(
+                "a transactional producer is made with TransactionalProducer::new".into(),
+            ));
+        }
         if config.idempotence && config.acks != Acks::All {
             return Err(Error::Config("idempotence needs acks=all".into()));
         }
@@ -266,7 +285,18 @@ impl Producer {
         } else {
             (-1, -1)
         };
+        Ok(Self::start(config, cluster, producer_id, producer_epoch))
+    }
+
+    /// A producer with an id already obtained (a transactional one's, from its coordinator).
+    pub(crate) fn start(
+        config: ProducerConfig,
+        cluster: Arc<Cluster>,
+        producer_id: i64,
+        producer_epoch: i16,
+    ) -> Producer {
         let memory = Semaphore::new(config.buffer_memory.min(Semaphore::MAX_PERMITS));
+        let transactional = config.transactional_id.is_some();
         let inner = Arc::new(Inner {
             config,
             cluster,
@@ -275,9 +305,39 @@ impl Producer {
             memory,
             producer_id,
             producer_epoch,
+            transactional,
+            failure: Mutex::new(None),
         });
         tokio::spawn(sender_loop(inner.clone()));
-        Ok(Producer { inner })
+        Producer { inner }
+    }
+
+    /// The partition a record goes to: its own, or the partitioner's choice.
+    pub(crate) async fn partition_for(&self, record: &ProducerRecord) -> Result<i32> {
+        let inner = &self.inner;
+        let topic = inner.cluster.topic_or_refresh(&record.topic).await?;
+        let partitions = topic.partitions.len() as i32;
+        if partitions == 0 {
+            return Err(Error::UnknownTopic(record.topic.clone()));
+        }
+        match record.partition {
+            Some(p) if (0..partitions).contains(&p) => Ok(p),
+            Some(p) => Err(Error::UnknownTopic(format!("{}-{p}", record.topic))),
+            None => Ok(inner.config.partitioner.partition(
+                &record.topic,
+                record.key.as_deref(),
+                partitions,
+            )),
+        }
+    }
+
+    /// The first failure of a batch since the last call, if any.
+    pub(crate) fn take_failure(&self) -> Option<String> {
+        self.inner
+            .failure
+            .lock()
+            .unwrap_or_else(|p| p.into_inner())
+            .take()
     }
 
     /// Queues a record; resolves its future when acknowledged. Waits while the buffer is full.
@@ -286,21 +346,7 @@ impl Producer {
     /// [`Error::ProducerClosed`] after [`Producer::close`].
     pub async fn send(&self, record: ProducerRecord) -> Result<DeliveryFuture> {
         let inner = &self.inner;
-        let topic = inner.cluster.topic_or_refresh(&record.topic).await?;
-        let partitions = topic.partitions.len() as i32;
-        if partitions == 0 {
-            return Err(Error::UnknownTopic(record.topic.clone()));
-        }
-        let partition = match record.partition {
-            Some(p) if (0..partitions).contains(&p) => p,
-            Some(p) => return Err(Error::UnknownTopic(format!("{}-{p}", record.topic))),
-            None => {
-                inner
-                    .config
-                    .partitioner
-                    .partition(&record.topic, record.key.as_deref(), partitions)
-            }
-        };
+        let partition = self.partition_for(&record).await?;
         let size = record.size();
         if size > inner.config.buffer_memory {
             return Err(Error::Config(format!(
@@ -402,7 +448,7 @@ fn encode_batch(inner: &Inner, batch: &Batch, base_sequence: i32) -> Result<Byte
         .iter()
         .enumerate()
         .map(|(i, p)| Record {
-            transactional: false,
+            transactional: inner.transactional,
             control: false,
             delete_horizon: false,
             partition_leader_epoch: -1,
@@ -492,6 +538,11 @@ fn drain_ready(inner: &Inner) -> (Vec<ReadyBatch>, bool) {
 
 fn fail(inner: &Inner, batch: Batch, error: Error) {
     let message = error.to_string();
+    inner
+        .failure
+        .lock()
+        .unwrap_or_else(|p| p.into_inner())
+        .get_or_insert_with(|| message.clone());
     for p in batch.records {
         inner.memory.add_permits(p.permits as usize);
         let _ = p.tx.send(Err(match &error {

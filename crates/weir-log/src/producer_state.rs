@@ -50,6 +50,8 @@ pub struct ProducerSummary {
     pub last_timestamp: i64,
     /// The first offset of its open transaction here.
     pub txn_start: Option<Offset>,
+    /// The coordinator epoch of its last marker here (-1: none).
+    pub coordinator_epoch: i32,
 }
 
 /// What the producer state says about a batch about to be appended.
@@ -249,6 +251,7 @@ impl ProducerStateManager {
                 last_sequence: e.recent.back().map_or(-1, |b| b.last_sequence),
                 last_timestamp: e.recent.back().map_or(-1, |b| b.max_timestamp),
                 txn_start: e.txn_first_offset,
+                coordinator_epoch: e.coordinator_epoch,
             })
             .collect();
         all.sort_unstable_by_key(|p| p.producer_id);

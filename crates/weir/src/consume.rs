@@ -46,9 +46,22 @@ pub(crate) struct ConsumeArgs {
     /// Consumer settings by Kafka's names: partition.assignment.strategy (range, roundrobin,
     /// cooperative-sticky, comma-separated, or the Java class names), session.timeout.ms,
     /// heartbeat.interval.ms, auto.commit.interval.ms, fetch.min.bytes, fetch.max.bytes,
-    /// fetch.max.wait.ms, max.partition.fetch.bytes.
+    /// fetch.max.wait.ms, max.partition.fetch.bytes, isolation.level.
     #[arg(long = "consumer-property")]
     consumer_properties: Vec<String>,
+    /// read_committed reads only committed transactions' records; read_uncommitted (the
+    /// default) reads everything written.
+    #[arg(long, default_value = "read_uncommitted")]
+    isolation_level: String,
+}
+
+/// Kafka's `isolation.level`: whether only committed records are read.
+pub(crate) fn parse_isolation(level: &str) -> Result<bool> {
+    match level {
+        "read_committed" => Ok(true),
+        "read_uncommitted" => Ok(false),
+        other => bail!("isolation level must be read_committed or read_uncommitted, not '{other}'"),
+    }
 }
 
 /// Applies `--consumer-property key=value` settings.
@@ -88,6 +101,7 @@ fn apply_consumer_property(config: &mut ConsumerConfig, prop: &str) -> Result<()
         "fetch.min.bytes" => config.fetch_min_bytes = bytes(&v)?,
         "fetch.max.bytes" => config.fetch_max_bytes = bytes(&v)?,
         "max.partition.fetch.bytes" => config.max_partition_fetch_bytes = bytes(&v)?,
+        "isolation.level" => config.read_committed = parse_isolation(&v)?,
         other => bail!("unknown --consumer-property '{other}'"),
     }
     Ok(())
@@ -203,6 +217,7 @@ pub(crate) async fn run(args: ConsumeArgs) -> Result<()> {
     };
     config.enable_auto_commit = args.group.is_some();
     config.auto_commit_interval = Duration::from_secs(1);
+    config.read_committed = parse_isolation(&args.isolation_level)?;
     for prop in &args.consumer_properties {
         apply_consumer_property(&mut config, prop)?;
     }

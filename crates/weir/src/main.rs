@@ -11,9 +11,11 @@ mod configs;
 mod consume;
 mod groups;
 mod perf;
+mod perf_txn;
 mod produce;
 mod server;
 mod topics;
+mod transactions;
 mod users;
 
 use clap::{Args, Parser, Subcommand};
@@ -88,6 +90,10 @@ enum Command {
     /// Load generators: produce, consume and end-to-end throughput and latency.
     #[command(subcommand)]
     Perf(perf::PerfCommand),
+    /// List and describe transactions and their producers; abort a hanging one (like
+    /// kafka-transactions.sh).
+    #[command(subcommand)]
+    Transactions(transactions::TransactionsCommand),
 }
 
 /// Runs an async command on a fresh runtime.
@@ -127,6 +133,7 @@ fn main() {
         Command::Acls(args) => block_on(acls::run(args)),
         Command::Configs(args) => block_on(configs::run(args)),
         Command::Users(cmd) => block_on(users::run(cmd)),
+        Command::Transactions(cmd) => block_on(transactions::run(cmd)),
         Command::Consume(args) => block_on(consume::run(args)),
         Command::Groups(cmd) => block_on(groups::run(cmd)),
         Command::Cluster(cmd) => block_on(cluster::run(cmd)),

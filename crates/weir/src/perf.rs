@@ -18,25 +18,38 @@ use crate::Connect;
 #[derive(Debug, Args)]
 pub(crate) struct LoadArgs {
     #[command(flatten)]
-    connect: Connect,
+    pub(crate) connect: Connect,
     #[arg(long)]
-    topic: String,
+    pub(crate) topic: String,
     #[arg(long, default_value_t = 100_000)]
-    num_records: u64,
+    pub(crate) num_records: u64,
     /// Bytes per record value.
     #[arg(long, default_value_t = 100)]
-    record_size: usize,
+    pub(crate) record_size: usize,
     #[arg(long, default_value = "all")]
-    acks: String,
+    pub(crate) acks: String,
     #[arg(long, default_value = "none")]
-    compression: String,
+    pub(crate) compression: String,
     #[arg(long, default_value_t = 5)]
-    linger_ms: u64,
+    pub(crate) linger_ms: u64,
     #[arg(long, default_value_t = 65536)]
-    batch_size: usize,
+    pub(crate) batch_size: usize,
     /// Print one JSON object instead of text, and no progress bar.
     #[arg(long)]
-    json: bool,
+    pub(crate) json: bool,
+    /// Produce in transactions with this transactional id (as kafka-producer-perf-test);
+    /// `--transaction-duration-ms` or `--records-per-transaction` set when to commit.
+    #[arg(long)]
+    pub(crate) transactional_id: Option<String>,
+    /// Commit the open transaction once it is this old (Kafka's perf-test flag).
+    #[arg(long)]
+    pub(crate) transaction_duration_ms: Option<u64>,
+    /// Commit the open transaction after this many records.
+    #[arg(long)]
+    pub(crate) records_per_transaction: Option<u64>,
+    /// read_committed or read_uncommitted, for consume and e2e.
+    #[arg(long, default_value = "read_uncommitted")]
+    pub(crate) isolation_level: String,
 }
 
 #[derive(Debug, Subcommand)]
@@ -49,7 +62,7 @@ pub(crate) enum PerfCommand {
     E2e(LoadArgs),
 }
 
-fn bar(args: &LoadArgs) -> ProgressBar {
+pub(crate) fn bar(args: &LoadArgs) -> ProgressBar {
     if args.json {
         return ProgressBar::hidden();
     }
@@ -111,7 +124,7 @@ async fn producer(args: &LoadArgs) -> Result<Producer> {
         .map_err(|e| anyhow!("cannot reach {}: {e}", args.connect.bootstrap_server))
 }
 
-fn histogram() -> Result<Histogram<u64>> {
+pub(crate) fn histogram() -> Result<Histogram<u64>> {
     Histogram::new_with_bounds(1, 3_600_000_000, 3).map_err(|e| anyhow!("histogram: {e}"))
 }
 
@@ -119,6 +132,12 @@ async fn run_produce(
     args: &LoadArgs,
     value_prefix_time: bool,
 ) -> Result<(u64, Duration, Histogram<u64>)> {
+    if args.transactional_id.is_some()
+        || args.transaction_duration_ms.is_some()
+        || args.records_per_transaction.is_some()
+    {
+        return crate::perf_txn::run(args).await;
+    }
     let producer = producer(args).await?;
     let pb = bar(args);
     let hist = Arc::new(std::sync::Mutex::new(histogram()?));
@@ -186,6 +205,7 @@ async fn open_consumer(args: &LoadArgs, reset: AutoOffsetReset) -> Result<Consum
     config.client = args.connect.client()?;
     config.auto_offset_reset = reset;
     config.enable_auto_commit = false;
+    config.read_committed = crate::consume::parse_isolation(&args.isolation_level)?;
     let mut consumer = Consumer::new(config).await?;
     consumer
         .assign(
@@ -281,5 +301,9 @@ fn clone_args(a: &LoadArgs) -> LoadArgs {
         linger_ms: a.linger_ms,
         batch_size: a.batch_size,
         json: a.json,
+        transactional_id: a.transactional_id.clone(),
+        transaction_duration_ms: a.transaction_duration_ms,
+        records_per_transaction: a.records_per_transaction,
+        isolation_level: a.isolation_level.clone(),
     }
 }

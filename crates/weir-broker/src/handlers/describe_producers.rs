@@ -50,7 +50,7 @@ pub(crate) fn handle(
                                 .with_producer_epoch(i32::from(p.epoch.0))
                                 .with_last_sequence(p.last_sequence)
                                 .with_last_timestamp(p.last_timestamp)
-                                .with_coordinator_epoch(-1)
+                                .with_coordinator_epoch(p.coordinator_epoch)
                                 .with_current_txn_start_offset(p.txn_start.map_or(-1, |o| o.0))
                         })
                         .collect();
