@@ -54,7 +54,14 @@ struct Inner {
 pub(crate) struct TxnManager {
     inner: Mutex<Inner>,
     partitions: i32,
+    /// Woken whenever a written state takes effect: a request refused only because its id is
+    /// busy waits for this (briefly) instead of sending the client into a retry backoff.
+    changed: tokio::sync::Notify,
 }
+
+/// How long a request for a busy id (a write or the markers of the last transaction still
+/// under way) waits for it before answering CONCURRENT_TRANSACTIONS.
+const BUSY_WAIT: Duration = Duration::from_millis(1000);
 
 fn record(key: Bytes, value: Bytes, now_ms: i64) -> Record {
     Record {
@@ -85,6 +92,31 @@ impl TxnManager {
                 loading: HashSet::new(),
             }),
             partitions: config.transaction_state_log_num_partitions,
+            changed: tokio::sync::Notify::new(),
+        }
+    }
+
+    /// Plans with `make` and carries the plan out; a plan refused only because the id is busy
+    /// (CONCURRENT_TRANSACTIONS with nothing to write) is made again once a written state takes
+    /// effect, for up to [`BUSY_WAIT`]. Kafka answers at once and the client backs off; waiting
+    /// here saves the client its retry backoff between transactions.
+    async fn plan_and_execute<R: Send + 'static>(
+        &self,
+        broker: &Arc<Broker>,
+        mut make: impl FnMut(&mut TxnCoordinator, i64) -> Plan<R>,
+    ) -> Result<R, ResponseError> {
+        let deadline = tokio::time::Instant::now() + BUSY_WAIT;
+        loop {
+            let changed = self.changed.notified();
+            tokio::pin!(changed);
+            changed.as_mut().enable();
+            let plan = make(&mut self.lock().coordinator, weir_log::now_ms());
+            let busy = plan.write.is_none()
+                && plan.reply.as_ref().err() == Some(&ResponseError::ConcurrentTransactions);
+            if !busy || tokio::time::Instant::now() >= deadline {
+                return self.execute(broker, plan).await;
+            }
+            let _ = tokio::time::timeout_at(deadline, changed).await;
         }
     }
 
@@ -249,16 +281,11 @@ impl TxnManager {
         } else {
             None
         };
-        let now = weir_log::now_ms();
-        let plan = self.lock().coordinator.init_producer_id(
-            id,
-            timeout_ms,
-            expected,
-            fresh.map(|p| ProducerId(p.0)),
-            epoch.0,
-            now,
-        );
-        self.execute(broker, plan).await
+        let fresh = fresh.map(|p| ProducerId(p.0));
+        self.plan_and_execute(broker, |c, now| {
+            c.init_producer_id(id, timeout_ms, expected, fresh, epoch.0, now)
+        })
+        .await
     }
 
     pub(crate) async fn add_partitions(
@@ -270,12 +297,10 @@ impl TxnManager {
         partitions: &[TopicPartition],
     ) -> Result<(), ResponseError> {
         self.ready_for(broker, id).await?;
-        let now = weir_log::now_ms();
-        let plan = self
-            .lock()
-            .coordinator
-            .add_partitions(id, producer_id, epoch, partitions, now);
-        self.execute(broker, plan).await
+        self.plan_and_execute(broker, |c, now| {
+            c.add_partitions(id, producer_id, epoch, partitions, now)
+        })
+        .await
     }
 
     pub(crate) async fn verify_partitions(
@@ -302,12 +327,10 @@ impl TxnManager {
         commit: bool,
     ) -> Result<(), ResponseError> {
         self.ready_for(broker, id).await?;
-        let now = weir_log::now_ms();
-        let plan = self
-            .lock()
-            .coordinator
-            .end_txn(id, producer_id, epoch, commit, now);
-        self.execute(broker, plan).await
+        self.plan_and_execute(broker, |c, now| {
+            c.end_txn(id, producer_id, epoch, commit, now)
+        })
+        .await
     }
 
     /// One transactional id's state, if this broker holds it.
@@ -396,6 +419,7 @@ async fn write_state(broker: Arc<Broker>, transition: Transition) -> Result<(), 
     let id = transition.transactional_id.clone();
     let result = append_state(&broker, &transition).await;
     let follow = broker.txns.lock().coordinator.written(&id, result.is_ok());
+    broker.txns.changed.notify_waiters();
     if let Err(e) = &result {
         tracing::warn!(transactional_id = %id, error = ?e, "a transaction state was not written");
     }
