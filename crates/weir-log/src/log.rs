@@ -54,6 +54,8 @@ pub struct AppendInfo {
 pub struct FetchInfo {
     pub slices: Vec<FileSlice>,
     pub bytes: u64,
+    /// The offset after the last batch read (none when nothing was).
+    pub end: Option<Offset>,
 }
 
 /// A record's offset and timestamp, the answer to ListOffsets by time.
@@ -673,6 +675,7 @@ impl Log {
                     break;
                 }
                 end += size;
+                info.end = Some(h.end());
             }
             if end > start {
                 info.bytes = end - start;

@@ -47,8 +47,7 @@ pub(crate) struct Coordinator {
     /// The token of the last commit begun (see [`Coordinator::begin_commit`]).
     next_commit: u64,
     /// Offsets of open transactions, by producer (`txn_offsets.rs`).
-    pending_txn:
-        HashMap<weir_types::ProducerId, BTreeMap<txn_offsets::GroupPartition, OffsetValue>>,
+    pending_txn: HashMap<weir_types::ProducerId, Vec<txn_offsets::StagedOffset>>,
 }
 
 type Outputs = Vec<Output>;

@@ -25,18 +25,21 @@ pub(super) enum Restored {
         group: String,
         value: Option<GroupValue>,
     },
-    /// An offset a transaction wrote: pending until its marker.
+    /// An offset a transaction wrote (in the batch at `batch_offset`): pending until its
+    /// marker.
     TxnOffset {
         producer_id: weir_types::ProducerId,
+        batch_offset: i64,
         group: String,
         topic: String,
         partition: i32,
         value: OffsetValue,
     },
-    /// A transaction's marker.
+    /// A transaction's marker, at `offset`.
     TxnEnd {
         producer_id: weir_types::ProducerId,
         commit: bool,
+        offset: i64,
     },
 }
 
@@ -59,17 +62,21 @@ pub(super) fn apply(
             Restored::Group { group, value } => coordinator.restore_group(&group, value, now_ms),
             Restored::TxnOffset {
                 producer_id,
+                batch_offset,
                 group,
                 topic,
                 partition,
                 value,
-            } => {
-                coordinator.stage_txn_offsets(producer_id, vec![((group, topic, partition), value)])
-            }
+            } => coordinator.stage_txn_offsets(
+                producer_id,
+                batch_offset,
+                vec![((group, topic, partition), value)],
+            ),
             Restored::TxnEnd {
                 producer_id,
                 commit,
-            } => coordinator.complete_txn_offsets(producer_id, commit, &belongs, now_ms),
+                offset,
+            } => coordinator.complete_txn_offsets(producer_id, commit, offset, &belongs, now_ms),
         }
     }
 }
@@ -120,6 +127,7 @@ pub(super) fn read_partition(partition: &Partition) -> Result<Vec<Restored>, Res
                         out.push(Restored::TxnEnd {
                             producer_id,
                             commit: kind == weir_log::ControlType::Commit,
+                            offset: header.base_offset,
                         });
                     }
                     continue;
@@ -152,6 +160,7 @@ pub(super) fn read_partition(partition: &Partition) -> Result<Vec<Restored>, Res
                                 if let Some(producer_id) = txn_producer {
                                     out.push(Restored::TxnOffset {
                                         producer_id,
+                                        batch_offset: header.base_offset,
                                         group,
                                         topic,
                                         partition,

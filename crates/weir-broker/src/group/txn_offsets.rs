@@ -44,21 +44,13 @@ impl GroupManager {
         let (codes, accepted) = {
             let mut inner = self.lock();
             let checked = self.check_ready(broker, &inner, group).and_then(|()| {
-                if who.member.is_empty() && who.generation < 0 {
-                    // Before KIP-447: no member to check; the group is made if new.
-                    inner
-                        .coordinator
-                        .check_commit(group, -1, "", None, now)
-                        .or(Ok(()))
-                } else {
-                    inner.coordinator.check_commit(
-                        group,
-                        who.generation,
-                        &who.member,
-                        who.instance.as_deref(),
-                        now,
-                    )
-                }
+                inner.coordinator.check_txn_commit(
+                    group,
+                    who.generation,
+                    &who.member,
+                    who.instance.as_deref(),
+                    now,
+                )
             });
             if let Err(e) = checked {
                 return vec![e.code(); entries.len()];
@@ -96,15 +88,10 @@ impl GroupManager {
             return codes;
         }
         let result = self
-            .append_txn_offsets(broker, group, who, &accepted, now)
+            .append_txn_offsets(broker, group, who, accepted, now)
             .await;
         match result {
-            Ok(()) => {
-                self.lock()
-                    .coordinator
-                    .stage_txn_offsets(who.producer_id, accepted);
-                codes
-            }
+            Ok(()) => codes,
             Err(err) => codes
                 .into_iter()
                 .map(|c| if c == 0 { err.code() } else { c })
@@ -112,13 +99,15 @@ impl GroupManager {
         }
     }
 
-    /// Appends the offsets as one transactional batch of the producer and waits for the ISR.
+    /// Appends the offsets as one transactional batch of the producer, stages them right after
+    /// the append on the partition's I/O lane (so in log order with the markers written
+    /// there), and waits for the ISR.
     async fn append_txn_offsets(
         &self,
         broker: &Arc<Broker>,
         group: &str,
         who: &TxnCommitter,
-        accepted: &[(super::coordinator::GroupPartition, OffsetValue)],
+        accepted: Vec<(super::coordinator::GroupPartition, OffsetValue)>,
         now: i64,
     ) -> Result<(), ResponseError> {
         let index = self.partition_of(group);
@@ -159,10 +148,20 @@ impl GroupManager {
         let mut bytes = buf.to_vec();
         let me = broker.node_id();
         let p = partition.clone();
+        let b = broker.clone();
+        let producer_id = who.producer_id;
         let appended = broker
             .io
             .run(Self::lane(broker, index), move || {
-                p.append_as_leader(me, &mut bytes, now)
+                let appended = p.append_as_leader(me, &mut bytes, now);
+                if let Ok(Some((info, _))) = &appended {
+                    b.groups.lock().coordinator.stage_txn_offsets(
+                        producer_id,
+                        info.base_offset.0,
+                        accepted,
+                    );
+                }
+                appended
             })
             .await
             .ok_or(ResponseError::CoordinatorNotAvailable)?;
@@ -189,20 +188,22 @@ impl GroupManager {
         }
     }
 
-    /// A transaction's marker is in partition `index` of `__consumer_offsets`: its offsets for
-    /// that partition's groups are stored (commit) or dropped (abort).
+    /// A transaction's marker is at `marker_offset` in partition `index` of
+    /// `__consumer_offsets`: its offsets staged there before it are stored (commit) or dropped
+    /// (abort).
     pub(crate) fn complete_txn(
         &self,
-        _broker: &Arc<Broker>,
         index: i32,
         producer_id: ProducerId,
         commit: bool,
+        marker_offset: i64,
     ) {
         let count = self.partitions;
         let now = weir_log::now_ms();
         self.lock().coordinator.complete_txn_offsets(
             producer_id,
             commit,
+            marker_offset,
             |g| records::partition_for(g, count) == index,
             now,
         );

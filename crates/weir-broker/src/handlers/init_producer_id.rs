@@ -1,5 +1,5 @@
-//! InitProducerId for idempotent producers (KIP-98), with epoch bumps for a known producer
-//! (KIP-360), and for transactional ones at their transaction coordinator (`txn/`).
+//! InitProducerId: a new producer id for an idempotent producer (KIP-98), and for a
+//! transactional one its id and a bumped epoch from its transaction coordinator (`txn/`).
 
 use std::sync::Arc;
 
@@ -40,6 +40,10 @@ pub(crate) async fn handle(
         return response.with_error_code(ResponseError::ClusterAuthorizationFailed.code());
     }
     if let Some(id) = &request.transactional_id {
+        if id.0.len() > i16::MAX as usize {
+            // __transaction_state keys hold the id with a 16-bit length, as Kafka's.
+            return response.with_error_code(ResponseError::InvalidRequest.code());
+        }
         let expected = (request.producer_id.0 >= 0 && request.producer_epoch >= 0).then_some((
             weir_types::ProducerId(request.producer_id.0),
             weir_types::ProducerEpoch(request.producer_epoch),
@@ -55,15 +59,8 @@ pub(crate) async fn handle(
             Err(e) => response.with_error_code(e.code()),
         };
     }
-    // A producer that asks to bump its own epoch keeps its id while the epoch has room.
-    if request.producer_id.0 >= 0
-        && request.producer_epoch >= 0
-        && request.producer_epoch < i16::MAX - 1
-    {
-        return response
-            .with_producer_id(request.producer_id)
-            .with_producer_epoch(request.producer_epoch + 1);
-    }
+    // Without a transactional id, every request gets a new producer id, as Kafka answers
+    // (an epoch bump of a given id would let anyone fence another producer).
     match broker.allocate_producer_id().await {
         Ok(id) => response
             .with_producer_id(ProducerId(id.0))

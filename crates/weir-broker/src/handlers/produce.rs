@@ -122,6 +122,10 @@ pub(crate) async fn handle(
                 .transactional_id
                 .as_ref()
                 .is_some_and(|id| !access.transactional_id(AclOperation::Write, id))
+                || (request.transactional_id.is_none()
+                    && data.records.as_deref().is_some_and(|r| {
+                        weir_log::BatchHeader::parse(r).is_ok_and(|h| h.is_transactional())
+                    }))
             {
                 partition_error(
                     index,

@@ -103,16 +103,18 @@ impl Partition {
             high_watermark: Some(high_watermark),
             last_stable_offset: Some(last_stable_offset),
             log_start_offset: Some(log.log_start_offset()),
-            // Every abort that overlaps what may be read: entries past the returned batches are
-            // harmless, as a consumer drops only batches of an aborted producer in range.
-            aborted: (ask.read_committed && ask.follower.is_none())
-                .then(|| log.aborted_transactions(ask.fetch_offset, max_offset)),
+            aborted: None,
             slices: None,
             bytes: 0,
         };
         match log.read(ask.fetch_offset, ask.max_bytes, max_offset, ask.first) {
             Ok(info) => {
                 read.bytes = info.bytes;
+                // The aborts that overlap the batches returned, as Kafka bounds them.
+                if ask.read_committed && ask.follower.is_none() {
+                    let upper = info.end.unwrap_or(ask.fetch_offset);
+                    read.aborted = Some(log.aborted_transactions(ask.fetch_offset, upper));
+                }
                 read.slices = Some(info.slices);
             }
             Err(e) => read.error_code = log_error_code(&e),

@@ -385,12 +385,18 @@ impl TxnCoordinator {
         out
     }
 
-    /// Reports the write of an id's pending state: written, it takes effect (and a prepared
-    /// transaction's markers are due); failed, the id stays as it was.
-    pub(crate) fn written(&mut self, id: &str, ok: bool) -> Followup {
+    /// Reports the write of a planned state: written, it takes effect (and a prepared
+    /// transaction's markers are due); failed, the id stays as it was. A write that is not the
+    /// id's pending one (planned before the id was loaded again, so another may be pending
+    /// now) changes nothing.
+    pub(crate) fn written(&mut self, t: &Transition, ok: bool) -> Followup {
+        let id = t.transactional_id.as_str();
         let Some(txn) = self.txns.get_mut(id) else {
             return Followup::default();
         };
+        if txn.pending.as_ref() != Some(&t.to) {
+            return Followup::default();
+        }
         let Some(to) = txn.pending.take() else {
             return Followup::default();
         };

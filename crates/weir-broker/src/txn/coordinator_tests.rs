@@ -166,10 +166,17 @@ impl Script {
                     .txns
                     .get(&id)
                     .and_then(|t| t.pending.clone());
-                if let (true, Some(to)) = (ok, &pending) {
-                    self.written.insert(id.clone(), records::value(to));
+                let Some(to) = pending else {
+                    return vec!["nothing pending".into()];
+                };
+                if ok {
+                    self.written.insert(id.clone(), records::value(&to));
                 }
-                let follow = self.coordinator.written(&id, ok);
+                let t = Transition {
+                    transactional_id: id.clone(),
+                    to,
+                };
+                let follow = self.coordinator.written(&t, ok);
                 let mut out: Vec<String> = follow.markers.iter().map(fmt_markers).collect();
                 out.extend(follow.write.iter().map(fmt_transition));
                 out

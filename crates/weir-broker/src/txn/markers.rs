@@ -235,7 +235,7 @@ pub(crate) async fn write_local(
         if code == 0 && tp.0 == crate::group::OFFSETS_TOPIC {
             broker
                 .groups
-                .complete_txn(broker, tp.1, ask.producer_id, ask.commit);
+                .complete_txn(tp.1, ask.producer_id, ask.commit, info.base_offset.0);
         }
         out.push((tp, code));
     }

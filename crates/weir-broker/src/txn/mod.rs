@@ -418,13 +418,49 @@ impl TxnManager {
 async fn write_state(broker: Arc<Broker>, transition: Transition) -> Result<(), ResponseError> {
     let id = transition.transactional_id.clone();
     let result = append_state(&broker, &transition).await;
-    let follow = broker.txns.lock().coordinator.written(&id, result.is_ok());
+    let follow = broker
+        .txns
+        .lock()
+        .coordinator
+        .written(&transition, result.is_ok());
     broker.txns.changed.notify_waiters();
     if let Err(e) = &result {
         tracing::warn!(transactional_id = %id, error = ?e, "a transaction state was not written");
+        if matches!(
+            transition.to.state,
+            records::TxnState::CompleteCommit | records::TxnState::CompleteAbort
+        ) {
+            // No client waits for a completion: it is tried again while this broker still
+            // coordinates the id, or the id would stay prepared (and busy) until a failover.
+            tokio::spawn(retry_completion(broker.clone(), transition));
+        }
     }
     follow_up(broker, follow);
     result
+}
+
+/// Plans a failed completion again after a pause and writes it, until one is written or the id
+/// moved on (another state, or no longer loaded here).
+async fn retry_completion(broker: Arc<Broker>, failed: Transition) {
+    loop {
+        tokio::time::sleep(Duration::from_millis(200)).await;
+        let again = broker.txns.lock().coordinator.markers_written(
+            &failed.transactional_id,
+            failed.to.producer_id,
+            failed.to.producer_epoch,
+            weir_log::now_ms(),
+        );
+        let Some(t) = again else {
+            return;
+        };
+        let result = append_state(&broker, &t).await;
+        let follow = broker.txns.lock().coordinator.written(&t, result.is_ok());
+        broker.txns.changed.notify_waiters();
+        if result.is_ok() {
+            follow_up(broker, follow);
+            return;
+        }
+    }
 }
 
 /// Starts what follows a written state.

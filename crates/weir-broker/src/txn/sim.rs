@@ -398,7 +398,7 @@ impl Sim {
                 );
             }
         }
-        let follow = self.coordinator.written(&id, true);
+        let follow = self.coordinator.written(&t, true);
         if let Some(m) = follow.markers {
             self.queue_markers(m);
         }

@@ -1,47 +1,83 @@
 //! Offsets committed inside a transaction (TxnOffsetCommit, KIP-98 and KIP-447): written to
-//! `__consumer_offsets` as transactional records, held pending by producer until the
-//! transaction's marker reaches that partition, then stored (commit) or dropped (abort).
-//! While a partition's offset is pending, OffsetFetch with `require_stable` answers
+//! `__consumer_offsets` as transactional records and staged, with the offset of their batch,
+//! as that batch is appended (in log order, on the partition's I/O lane); the transaction's
+//! marker in that partition then stores (commit) or drops (abort) the ones staged before it.
+//! While a partition's offset is staged, OffsetFetch with `require_stable` answers
 //! UNSTABLE_OFFSET_COMMIT for it.
 
-use std::collections::BTreeMap;
-
+use kafka_protocol::error::ResponseError;
 use weir_types::ProducerId;
 
 use super::super::records::OffsetValue;
-use super::{Coordinator, Group};
+use super::{Coordinator, Group, GroupState};
 
 /// A group's partition: `(group, topic, partition)`.
 pub(crate) type GroupPartition = (String, String, i32);
 
+/// A staged offset: the offset of the batch that holds it, its key and its value.
+pub(crate) type StagedOffset = (i64, GroupPartition, OffsetValue);
+
 impl Coordinator {
-    /// Offsets a producer's transaction wrote (in log order: a later one replaces an earlier).
+    /// May this member commit offsets inside a transaction? Kafka's transactional checks: the
+    /// member and generation must be current when given (KIP-447), but a rebalance in progress
+    /// does not refuse it (a transaction is not tied to one generation's assignment).
+    pub(crate) fn check_txn_commit(
+        &mut self,
+        group_id: &str,
+        generation_id: i32,
+        member_id: &str,
+        instance: Option<&str>,
+        now_ms: i64,
+    ) -> Result<(), ResponseError> {
+        let Some(group) = self.groups.get(group_id) else {
+            if member_id.is_empty() && generation_id < 0 {
+                self.groups
+                    .insert(group_id.to_string(), Group::new(group_id, now_ms));
+                return Ok(());
+            }
+            return Err(ResponseError::IllegalGeneration);
+        };
+        if group.state == GroupState::Dead {
+            return Err(ResponseError::CoordinatorNotAvailable);
+        }
+        if member_id.is_empty() && generation_id < 0 {
+            return Ok(());
+        }
+        Self::check_member(group, member_id, instance)?;
+        if generation_id != group.generation_id {
+            return Err(ResponseError::IllegalGeneration);
+        }
+        Ok(())
+    }
+
+    /// Offsets a producer's transaction wrote in the batch at `batch_offset`.
     pub(crate) fn stage_txn_offsets(
         &mut self,
         producer_id: ProducerId,
+        batch_offset: i64,
         offsets: Vec<(GroupPartition, OffsetValue)>,
     ) {
         let pending = self.pending_txn.entry(producer_id).or_default();
-        for (key, value) in offsets {
-            pending.insert(key, value);
-        }
+        pending.extend(offsets.into_iter().map(|(k, v)| (batch_offset, k, v)));
     }
 
-    /// A producer's transaction ended in a partition of `__consumer_offsets` (`belongs` picks
-    /// its groups): its offsets there are stored on commit, dropped on abort.
+    /// A producer's transaction ended with the marker at `marker_offset` in a partition of
+    /// `__consumer_offsets` (`belongs` picks its groups): its offsets staged there before the
+    /// marker are stored, in log order, on commit, and dropped on abort.
     pub(crate) fn complete_txn_offsets(
         &mut self,
         producer_id: ProducerId,
         commit: bool,
+        marker_offset: i64,
         belongs: impl Fn(&str) -> bool,
         now_ms: i64,
     ) {
         let Some(pending) = self.pending_txn.get_mut(&producer_id) else {
             return;
         };
-        let (mine, rest): (BTreeMap<_, _>, BTreeMap<_, _>) = std::mem::take(pending)
+        let (mine, rest): (Vec<StagedOffset>, Vec<StagedOffset>) = std::mem::take(pending)
             .into_iter()
-            .partition(|((g, _, _), _)| belongs(g));
+            .partition(|(at, (g, _, _), _)| *at < marker_offset && belongs(g));
         if rest.is_empty() {
             self.pending_txn.remove(&producer_id);
         } else {
@@ -50,7 +86,7 @@ impl Coordinator {
         if !commit {
             return;
         }
-        for ((group_id, topic, partition), value) in mine {
+        for (_, (group_id, topic, partition), value) in mine {
             let group = self
                 .groups
                 .entry(group_id.clone())
@@ -62,16 +98,79 @@ impl Coordinator {
     /// Whether a transaction's offset for the partition waits for its marker.
     pub(crate) fn txn_offset_pending(&self, group: &str, topic: &str, partition: i32) -> bool {
         self.pending_txn.values().any(|p| {
-            p.keys()
-                .any(|(g, t, n)| g == group && t == topic && *n == partition)
+            p.iter()
+                .any(|(_, (g, t, n), _)| g == group && t == topic && *n == partition)
         })
     }
 
     /// Forgets the pending offsets of groups `belongs` picks (their partition is loaded again).
     pub(crate) fn unload_txn_offsets(&mut self, belongs: impl Fn(&str) -> bool) {
         for pending in self.pending_txn.values_mut() {
-            pending.retain(|(g, _, _), _| !belongs(g));
+            pending.retain(|(_, (g, _, _), _)| !belongs(g));
         }
         self.pending_txn.retain(|_, p| !p.is_empty());
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::super::CoordinatorConfig;
+    use super::*;
+
+    fn coordinator() -> Coordinator {
+        Coordinator::new(CoordinatorConfig {
+            min_session_timeout_ms: 1_000,
+            max_session_timeout_ms: 60_000,
+            initial_rebalance_delay_ms: 0,
+            offsets_retention_ms: 100_000,
+            random_member_ids: false,
+        })
+    }
+
+    fn value(offset: i64) -> OffsetValue {
+        OffsetValue {
+            offset,
+            leader_epoch: -1,
+            metadata: String::new(),
+            commit_timestamp: 0,
+        }
+    }
+
+    fn key() -> GroupPartition {
+        ("g".into(), "t".into(), 0)
+    }
+
+    #[test]
+    fn a_marker_settles_only_the_offsets_staged_before_it() {
+        let mut c = coordinator();
+        let p = ProducerId(7);
+        c.check_txn_commit("g", -1, "", None, 0).unwrap();
+        c.stage_txn_offsets(p, 10, vec![(key(), value(5))]);
+        // The producer's next transaction staged after the first one's marker (at 15).
+        c.stage_txn_offsets(p, 20, vec![(key(), value(9))]);
+        assert!(c.txn_offset_pending("g", "t", 0));
+        c.complete_txn_offsets(p, true, 15, |_| true, 0);
+        assert_eq!(c.groups["g"].offsets[&("t".to_string(), 0)].offset, 5);
+        assert!(
+            c.txn_offset_pending("g", "t", 0),
+            "the second transaction's offset waits"
+        );
+        c.complete_txn_offsets(p, false, 25, |_| true, 0);
+        assert_eq!(c.groups["g"].offsets[&("t".to_string(), 0)].offset, 5);
+        assert!(!c.txn_offset_pending("g", "t", 0));
+    }
+
+    #[test]
+    fn an_unknown_member_or_generation_is_refused() {
+        let mut c = coordinator();
+        assert_eq!(
+            c.check_txn_commit("nobody", 3, "m-1", None, 0),
+            Err(ResponseError::IllegalGeneration)
+        );
+        c.check_txn_commit("g", -1, "", None, 0).unwrap();
+        assert_eq!(
+            c.check_txn_commit("g", 1, "m-1", None, 0),
+            Err(ResponseError::UnknownMemberId)
+        );
     }
 }
