@@ -62,17 +62,26 @@ def _run_suite(script: Path, bootstrap: str, tests: str) -> str:
     return res.stdout + "\n" + res.stderr[-3000:]
 
 
+def _check(out: str, must_pass: list[str]) -> None:
+    """Every test named passed; 0055 (producer latency) passes, or is skipped by the suite
+    itself when it runs under CI ("Latency measurements not reliable on CI")."""
+    for t in must_pass:
+        assert f"PASS {t} " in out, out
+    assert "PASS 0055 " in out or ("SKIP 0055 " in out and "not reliable on CI" in out), out
+    assert " 0 failed" in out, out
+
+
 # The transaction tier (TIER=txn: 0055 0061 0098 0103 0129). 0103 makes its topics with a
 # replication factor of 3, so it runs on the cluster only; 0098 needs RapidJSON and Kafka's
 # Java tools, which the suite's build does not have, and is reported skipped by the suite.
 @pytest.mark.weir_timeout(1500)
 def test_librdkafka_transaction_tests_on_one_broker(weir):
     out = _run_suite(suite_script(), weir.bootstrap, "0055 0061 0129")
-    assert "3 passed, 0 failed" in out, out
+    _check(out, ["0061", "0129"])
 
 
 @pytest.mark.weir_timeout(1500)
 @pytest.mark.weir_args("--offsets-topic-replication-factor", "3")
 def test_librdkafka_transaction_tests_on_a_cluster(cluster3):
     out = _run_suite(suite_script(), cluster3.bootstrap, "0055 0061 0103 0129")
-    assert "4 passed, 0 failed" in out, out
+    _check(out, ["0061", "0103", "0129"])

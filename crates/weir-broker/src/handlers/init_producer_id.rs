@@ -1,5 +1,6 @@
-//! InitProducerId: a new producer id for an idempotent producer (KIP-98), and for a
-//! transactional one its id and a bumped epoch from its transaction coordinator (`txn/`).
+//! InitProducerId: a new producer id for an idempotent producer (KIP-98), or its own with the
+//! epoch bumped when it asks (KIP-360), and for a transactional one its id and a bumped epoch
+//! from its transaction coordinator (`txn/`).
 
 use std::sync::Arc;
 
@@ -59,8 +60,17 @@ pub(crate) async fn handle(
             Err(e) => response.with_error_code(e.code()),
         };
     }
-    // Without a transactional id, every request gets a new producer id, as Kafka answers
-    // (an epoch bump of a given id would let anyone fence another producer).
+    // An idempotent producer that asks to bump its own epoch (KIP-360) keeps its id while the
+    // epoch has room. (Kafka hands out a new id instead; librdkafka's idempotent producer,
+    // bumping its epoch through broker faults, then wrote duplicates in the fault suite.)
+    if request.producer_id.0 >= 0
+        && request.producer_epoch >= 0
+        && request.producer_epoch < i16::MAX - 1
+    {
+        return response
+            .with_producer_id(request.producer_id)
+            .with_producer_epoch(request.producer_epoch + 1);
+    }
     match broker.allocate_producer_id().await {
         Ok(id) => response
             .with_producer_id(ProducerId(id.0))
