@@ -599,33 +599,7 @@ impl GroupManager {
             }) {
                 return (vec![e.code(); entries.len()], None);
             }
-            let image = broker.image();
-            let mut codes = Vec::with_capacity(entries.len());
-            let mut accepted = Vec::new();
-            for e in entries {
-                let exists = image
-                    .topic(&e.topic)
-                    .is_some_and(|t| t.partitions.contains_key(&e.partition));
-                let code = if !exists {
-                    ResponseError::UnknownTopicOrPartition.code()
-                } else if e
-                    .metadata
-                    .as_ref()
-                    .is_some_and(|m| m.len() > OFFSET_METADATA_MAX_BYTES)
-                {
-                    ResponseError::OffsetMetadataTooLarge.code()
-                } else {
-                    let value = OffsetValue {
-                        offset: e.offset,
-                        leader_epoch: e.leader_epoch,
-                        metadata: e.metadata.clone().unwrap_or_default(),
-                        commit_timestamp: now,
-                    };
-                    accepted.push(((e.topic.clone(), e.partition), value));
-                    0
-                };
-                codes.push(code);
-            }
+            let (codes, accepted) = check_entries(broker, entries, now);
             let records = accepted
                 .iter()
                 .map(|((t, p), v)| {
@@ -806,6 +780,46 @@ impl GroupManager {
             records::partition_for(group, self.partitions),
         )
     }
+}
+
+/// A committed offset that passed the checks: its partition and stored value.
+pub(crate) type AcceptedOffset = ((String, i32), OffsetValue);
+
+/// The checks every committed offset passes (its partition exists, its metadata is within
+/// `offset.metadata.max.bytes`): a code per entry, and the accepted ones as stored values.
+pub(crate) fn check_entries(
+    broker: &Broker,
+    entries: &[CommitEntry],
+    now: i64,
+) -> (Vec<i16>, Vec<AcceptedOffset>) {
+    let image = broker.image();
+    let mut codes = Vec::with_capacity(entries.len());
+    let mut accepted = Vec::new();
+    for e in entries {
+        let exists = image
+            .topic(&e.topic)
+            .is_some_and(|t| t.partitions.contains_key(&e.partition));
+        let code = if !exists {
+            ResponseError::UnknownTopicOrPartition.code()
+        } else if e
+            .metadata
+            .as_ref()
+            .is_some_and(|m| m.len() > OFFSET_METADATA_MAX_BYTES)
+        {
+            ResponseError::OffsetMetadataTooLarge.code()
+        } else {
+            let value = OffsetValue {
+                offset: e.offset,
+                leader_epoch: e.leader_epoch,
+                metadata: e.metadata.clone().unwrap_or_default(),
+                commit_timestamp: now,
+            };
+            accepted.push(((e.topic.clone(), e.partition), value));
+            0
+        };
+        codes.push(code);
+    }
+    (codes, accepted)
 }
 
 fn error_join(e: ResponseError, member_id: &str) -> JoinResult {

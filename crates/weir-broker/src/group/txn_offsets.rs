@@ -14,7 +14,7 @@ use weir_log::LogError;
 use weir_types::{ProducerEpoch, ProducerId};
 
 use super::records::{self, OffsetValue};
-use super::{CommitEntry, GroupManager, OFFSETS_TOPIC, OFFSET_METADATA_MAX_BYTES};
+use super::{CommitEntry, GroupManager, OFFSETS_TOPIC};
 use crate::broker::Broker;
 
 /// Who commits: the transaction's producer, and the group member it speaks for (KIP-447; a
@@ -55,33 +55,11 @@ impl GroupManager {
             if let Err(e) = checked {
                 return vec![e.code(); entries.len()];
             }
-            let image = broker.image();
-            let mut codes = Vec::with_capacity(entries.len());
-            let mut accepted = Vec::new();
-            for e in entries {
-                let exists = image
-                    .topic(&e.topic)
-                    .is_some_and(|t| t.partitions.contains_key(&e.partition));
-                let code = if !exists {
-                    ResponseError::UnknownTopicOrPartition.code()
-                } else if e
-                    .metadata
-                    .as_ref()
-                    .is_some_and(|m| m.len() > OFFSET_METADATA_MAX_BYTES)
-                {
-                    ResponseError::OffsetMetadataTooLarge.code()
-                } else {
-                    let value = OffsetValue {
-                        offset: e.offset,
-                        leader_epoch: e.leader_epoch,
-                        metadata: e.metadata.clone().unwrap_or_default(),
-                        commit_timestamp: now,
-                    };
-                    accepted.push(((group.to_string(), e.topic.clone(), e.partition), value));
-                    0
-                };
-                codes.push(code);
-            }
+            let (codes, accepted) = super::check_entries(broker, entries, now);
+            let accepted: Vec<_> = accepted
+                .into_iter()
+                .map(|((t, p), v)| ((group.to_string(), t, p), v))
+                .collect();
             (codes, accepted)
         };
         if accepted.is_empty() {

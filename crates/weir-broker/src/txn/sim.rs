@@ -442,6 +442,12 @@ impl Sim {
         }
         let k = self.rng.gen_range(0..self.stale_markers.len());
         let (m, part) = self.stale_markers.swap_remove(k);
+        self.mark(&m, part, "late marker");
+    }
+
+    /// Appends one marker to a partition and fsyncs it; a marker the partition refuses as
+    /// fenced counts as written, as the broker's marker sender counts it.
+    fn mark(&mut self, m: &Markers, part: i32, what: &str) {
         let kind = if m.commit {
             ControlType::Commit
         } else {
@@ -459,7 +465,7 @@ impl Sim {
             )
             .and_then(|info| log.flush().map(|()| info));
         self.events.push(format!(
-            "late marker {kind:?} pid={} epoch={} coordinator={} to {part}: {:?}",
+            "{what} {kind:?} pid={} epoch={} coordinator={} to {part}: {:?}",
             m.producer_id.0,
             m.producer_epoch.0,
             m.coordinator_epoch,
@@ -479,41 +485,14 @@ impl Sim {
             return;
         }
         let k = self.rng.gen_range(0..self.pending_markers.len());
-        let (m, remaining) = &mut self.pending_markers[k];
+        let (m, remaining) = &self.pending_markers[k];
         let Some(&part) = remaining.iter().next() else {
             return;
         };
-        let kind = if m.commit {
-            ControlType::Commit
-        } else {
-            ControlType::Abort
-        };
-        let log = &mut self.logs[part as usize];
-        let result = log
-            .append_marker(
-                m.producer_id,
-                m.producer_epoch,
-                m.coordinator_epoch,
-                kind,
-                LeaderEpoch(0),
-                self.now,
-            )
-            .and_then(|info| log.flush().map(|()| info));
-        self.events.push(format!(
-            "marker {kind:?} pid={} epoch={} coordinator={} to {part}: {:?}",
-            m.producer_id.0,
-            m.producer_epoch.0,
-            m.coordinator_epoch,
-            result.as_ref().map(|i| i.base_offset.0)
-        ));
-        match result {
-            Ok(_)
-            | Err(LogError::ProducerFenced { .. })
-            | Err(LogError::CoordinatorFenced { .. }) => {
-                remaining.remove(&part);
-            }
-            Err(e) => panic!("marker failed: {e}"),
-        }
+        let m = m.clone();
+        self.mark(&m, part, "marker");
+        let remaining = &mut self.pending_markers[k].1;
+        remaining.remove(&part);
         if remaining.is_empty() {
             let (m, _) = self.pending_markers.swap_remove(k);
             let done = self.coordinator.markers_written(
