@@ -156,7 +156,7 @@ pub(crate) async fn dispatch(
     broker: &Arc<Broker>,
     request: RequestFrame,
     session: &crate::security::Session,
-    held: Option<crate::connection::Queued>,
+    held: Option<crate::connection::ProduceSlot>,
 ) -> Result<Option<Body>, DispatchError> {
     let peer = session.peer;
     let listener = session.listener.name.as_str();

@@ -73,6 +73,9 @@ pub struct BrokerConfig {
     pub transaction_max_timeout_ms: i32,
     /// `transaction.abort.timed.out.transaction.cleanup.interval.ms`
     pub transaction_abort_timed_out_transaction_cleanup_interval_ms: u64,
+    /// `transaction.partition.verification.enable` (KIP-890 part 1): a leader asks the
+    /// coordinator before a producer's first transactional batch in a partition.
+    pub transaction_partition_verification_enable: bool,
     /// `broker.rack`
     pub rack: Option<String>,
     /// Broker-level defaults of topic configs, by their broker names (`log.retention.ms`, ...).
@@ -140,6 +143,7 @@ impl Default for BrokerConfig {
             transaction_state_log_min_isr: 2,
             transaction_max_timeout_ms: 900_000,
             transaction_abort_timed_out_transaction_cleanup_interval_ms: 10_000,
+            transaction_partition_verification_enable: true,
             rack: None,
             topic_defaults: BTreeMap::new(),
             controller_quorum_voters: BTreeMap::new(),

@@ -2,7 +2,9 @@
 //!
 //! Produce requests are pipelined: each is dispatched as soon as it is read (its appends run at
 //! once, in arrival order: everything a produce does before its first await runs in the first
-//! poll), and its answer, which may wait for replication and fsync, is queued. The connection
+//! poll), and its answer, which may wait for replication and fsync, is queued. A produce that
+//! must first ask a transaction coordinator (KIP-890) holds its place in line: nothing more is
+//! read until its appends are queued. The connection
 //! keeps reading the next produce requests meanwhile, up to [`MAX_PIPELINED`], so one producer's
 //! requests share a group commit instead of each waiting out its own. Any other request waits
 //! until every earlier answer is out, and nothing more is read until it is answered, as Kafka
@@ -25,7 +27,7 @@ use std::time::{Duration, Instant};
 
 use kafka_protocol::messages::ApiKey;
 use tokio::net::TcpStream;
-use tokio::sync::{watch, Notify};
+use tokio::sync::{oneshot, watch, Notify};
 
 use crate::apis::{self, DispatchError};
 use crate::broker::Broker;
@@ -166,6 +168,19 @@ impl ConnectionLimits {
 type Answer<'a> = Pin<Box<dyn Future<Output = Result<Option<Body>, DispatchError>> + Send + 'a>>;
 
 /// A request read and dispatched, whose answer is not written yet.
+/// A produce's place in its connection's line: the connection reads no further request until
+/// this is dropped, which the produce does once its appends are queued on its I/O lane.
+#[derive(Debug)]
+pub(crate) struct InLine(#[allow(dead_code)] oneshot::Sender<()>);
+
+/// What a produce holds of its connection: its bytes against `queued.max.request.bytes`, and
+/// its place in line.
+#[derive(Debug)]
+pub(crate) struct ProduceSlot {
+    pub(crate) held: Queued,
+    pub(crate) line: InLine,
+}
+
 struct InFlight<'a> {
     api: ApiKey,
     version: i16,
@@ -239,6 +254,9 @@ pub(crate) async fn serve(
     // A request other than Produce, read while answers were still in flight: it runs once they
     // are out.
     let mut held: Option<(frame::RequestFrame, Queued)> = None;
+    // A produce in flight that has not queued its appends yet (it asks a transaction
+    // coordinator first): nothing more is read until it has.
+    let mut waiting: Option<oneshot::Receiver<()>> = None;
     let mut last_request = tokio::time::Instant::now();
     loop {
         if held.is_some() && in_flight.is_empty() {
@@ -264,7 +282,7 @@ pub(crate) async fn serve(
                 last_request = tokio::time::Instant::now();
                 continue;
             }
-            let mut entry = dispatch(&broker, request, &session, queued);
+            let (mut entry, _line) = dispatch(&broker, request, &session, queued);
             let result = (&mut entry.answer).await;
             if !answer(&mut write, peer, entry, result).await {
                 return;
@@ -274,10 +292,14 @@ pub(crate) async fn serve(
         }
         // Only produces run side by side: behind anything else, nothing more is read.
         let can_read = held.is_none()
+            && waiting.is_none()
             && in_flight.len() < MAX_PIPELINED
             && in_flight.iter().all(|e| e.api == ApiKey::Produce);
         tokio::select! {
             _ = shutdown.changed() => return,
+            _ = async { if let Some(w) = waiting.as_mut() { let _ = w.await; } }, if waiting.is_some() => {
+                waiting = None;
+            }
             result = head(&mut in_flight), if !in_flight.is_empty() => {
                 let Some(entry) = in_flight.pop_front() else { continue };
                 if !answer(&mut write, peer, entry, result).await {
@@ -310,10 +332,15 @@ pub(crate) async fn serve(
                 if session_over(expires, &session) {
                     return;
                 }
-                let mut entry = dispatch(&broker, request, &session, queued);
+                let (mut entry, mut line) = dispatch(&broker, request, &session, queued);
                 // The first poll runs the produce's appends now, in arrival order.
                 let first = poll_once(&mut entry.answer).await;
                 entry.queued = None;
+                if let Some(mut line) = line.take() {
+                    if line.try_recv() == Err(oneshot::error::TryRecvError::Empty) {
+                        waiting = Some(line);
+                    }
+                }
                 match first {
                     Poll::Ready(result) if in_flight.is_empty() => {
                         if !answer(&mut write, peer, entry, result).await {
@@ -385,29 +412,36 @@ async fn reauthenticate(
     Some(done.expires)
 }
 
+/// Starts a request; for a produce, also the end of its place in line (see [`InLine`]).
 fn dispatch<'a>(
     broker: &'a Arc<Broker>,
     request: frame::RequestFrame,
     session: &'a Session,
     queued: Queued,
-) -> InFlight<'a> {
+) -> (InFlight<'a>, Option<oneshot::Receiver<()>>) {
     let (api, version, correlation_id) = (
         request.api,
         request.header.request_api_version,
         request.header.correlation_id,
     );
-    let (held, queued) = if api == ApiKey::Produce {
-        (Some(queued), None)
+    let (slot, queued, line) = if api == ApiKey::Produce {
+        let (tx, rx) = oneshot::channel();
+        let slot = ProduceSlot {
+            held: queued,
+            line: InLine(tx),
+        };
+        (Some(slot), None, Some(rx))
     } else {
-        (None, Some(queued))
+        (None, Some(queued), None)
     };
-    InFlight {
+    let entry = InFlight {
         api,
         version,
         correlation_id,
-        answer: Box::pin(apis::dispatch(broker, request, session, held)),
+        answer: Box::pin(apis::dispatch(broker, request, session, slot)),
         queued,
-    }
+    };
+    (entry, line)
 }
 
 /// A deadline no connection reaches.

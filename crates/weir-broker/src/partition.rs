@@ -1,7 +1,8 @@
 //! One partition hosted by this broker: its log, its replication state, and what waits on it.
 //!
-//! Lock order: the log lock before the replication state's, never the other way. Leadership
-//! changes under the log lock, so a deposed leader never appends in its successor's epoch.
+//! Lock order: the log lock before the replication state's and the transaction gate's, never the
+//! other way. Leadership changes under the log lock, so a deposed leader never appends in its
+//! successor's epoch.
 
 use std::sync::atomic::{AtomicI32, AtomicUsize, Ordering};
 use std::sync::{Arc, Mutex, MutexGuard};
@@ -13,8 +14,11 @@ use weir_log::{AppendInfo, Log, LogError};
 use weir_types::{BrokerId, LeaderEpoch, Offset, ProducerEpoch, ProducerId};
 
 mod fetch;
+pub(crate) mod txn_gate;
 
 pub(crate) use fetch::FetchAsk;
+pub(crate) use txn_gate::Guard as TxnGuard;
+use txn_gate::TxnGate;
 
 use crate::flusher::FlushQueue;
 use crate::replication::ReplicaState;
@@ -43,6 +47,18 @@ pub struct Partition {
     clock: Clock,
     /// Where appends to a durable log (`write.caching=false`) ask for their fsync.
     flush_queue: FlushQueue,
+    /// KIP-890's check of first transactional batches (see `txn_gate`).
+    txn_gate: Mutex<TxnGate>,
+}
+
+/// How a producer's append treats a transactional batch that would open a transaction here.
+#[derive(Debug, Clone, Copy)]
+pub(crate) enum TxnCheck {
+    /// `transaction.partition.verification.enable=false`: it opens one.
+    Off,
+    /// Only with the guard of a check its coordinator confirmed (or none, when the hint said
+    /// the transaction is open already).
+    On(Option<TxnGuard>),
 }
 
 /// A source of [`Instant`]s: the real clock, or a simulation's.
@@ -99,6 +115,7 @@ impl Partition {
             fetches: Waiters::default(),
             clock,
             flush_queue,
+            txn_gate: Mutex::new(TxnGate::default()),
         }
     }
 
@@ -115,6 +132,21 @@ impl Partition {
 
     pub(crate) fn state(&self) -> MutexGuard<'_, ReplicaState> {
         self.state.lock().unwrap_or_else(|p| p.into_inner())
+    }
+
+    fn txn_gate(&self) -> MutexGuard<'_, TxnGate> {
+        self.txn_gate.lock().unwrap_or_else(|p| p.into_inner())
+    }
+
+    /// Whether a transactional batch of `producer` must be checked with its coordinator before
+    /// it is appended here (its transaction is not known to be open in this partition).
+    pub(crate) fn needs_txn_check(&self, producer: ProducerId) -> bool {
+        self.txn_gate().needs_check(producer)
+    }
+
+    /// Begins a check of `producer`'s transaction: the guard its append presents.
+    pub(crate) fn begin_txn_check(&self, producer: ProducerId) -> TxnGuard {
+        self.txn_gate().begin(producer, self.clock.now())
     }
 
     /// Wakes whoever waits on this partition's high watermark, ISR or leadership.
@@ -179,6 +211,38 @@ impl Partition {
         })
     }
 
+    /// Appends a producer's batches as [`Partition::append_as_leader`] does, where a
+    /// transactional batch that would open a transaction in this partition needs `check`'s
+    /// guard (INVALID_TXN_STATE without it).
+    pub(crate) fn append_produce(
+        self: &Arc<Self>,
+        node_id: BrokerId,
+        records: &mut [u8],
+        now_ms: i64,
+        check: TxnCheck,
+    ) -> Result<Option<(AppendInfo, LeaderEpoch)>, LogError> {
+        let transactional = weir_log::BatchHeader::parse(records)
+            .ok()
+            .filter(|h| h.is_transactional() && !h.is_control())
+            .and_then(|h| h.producer());
+        self.append_leader_with(node_id, |log, epoch| {
+            let Some((producer_id, _)) = transactional else {
+                return log.append_as_leader(records, epoch, now_ms);
+            };
+            if let TxnCheck::On(guard) = check {
+                let open = log.open_transaction(producer_id).is_some();
+                if !self.txn_gate().admits(producer_id, open, guard) {
+                    return Err(LogError::InvalidTxnState { producer_id });
+                }
+            }
+            let info = log.append_as_leader(records, epoch, now_ms)?;
+            if log.open_transaction(producer_id).is_some() {
+                self.txn_gate().appended(producer_id);
+            }
+            Ok(info)
+        })
+    }
+
     /// Appends a transaction marker (the coordinator's commit or abort) as the leader, as
     /// [`Partition::append_as_leader`] appends batches.
     pub(crate) fn append_marker_as_leader(
@@ -191,14 +255,16 @@ impl Partition {
         now_ms: i64,
     ) -> Result<Option<(AppendInfo, LeaderEpoch)>, LogError> {
         self.append_leader_with(node_id, |log, epoch| {
-            log.append_marker(
+            let info = log.append_marker(
                 producer_id,
                 producer_epoch,
                 coordinator_epoch,
                 kind,
                 epoch,
                 now_ms,
-            )
+            )?;
+            self.txn_gate().marked(producer_id);
+            Ok(info)
         })
     }
 
@@ -379,6 +445,8 @@ impl Partition {
         );
         if outcome.began_leading {
             tracing::info!(topic = %self.topic, partition = self.index, %epoch, "leading");
+            self.txn_gate()
+                .reset(log.open_transactions().into_iter().map(|(p, _)| p));
         }
         if leader == Some(me) && log.durable_end() < end {
             self.flush_queue.request(self.clone());

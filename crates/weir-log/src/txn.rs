@@ -333,6 +333,11 @@ impl Log {
         self.producers.producers()
     }
 
+    /// The first offset of `producer_id`'s open transaction, if it has one here.
+    pub fn open_transaction(&self, producer_id: ProducerId) -> Option<Offset> {
+        self.producers.open_transaction(producer_id)
+    }
+
     /// The producers with an open transaction, with its first offset.
     pub fn open_transactions(&self) -> Vec<(ProducerId, Offset)> {
         self.producers.open_transactions()

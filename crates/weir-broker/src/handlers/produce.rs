@@ -5,6 +5,11 @@
 //! once every ISR member has them. If the ISR shrinks below the minimum meanwhile, the answer is
 //! NOT_ENOUGH_REPLICAS_AFTER_APPEND; if leadership moves, NOT_LEADER_OR_FOLLOWER; if
 //! `timeout_ms` passes, REQUEST_TIMED_OUT. The records stay written in each case.
+//!
+//! A producer's first transactional batch in a partition waits for its coordinator to confirm
+//! that the partition is in its open transaction (KIP-890 part 1,
+//! `transaction.partition.verification.enable`); one that is not gets INVALID_TXN_STATE, and
+//! the check holds the connection's later produces back so they still append in order.
 
 use std::sync::atomic::Ordering;
 use std::sync::Arc;
@@ -17,9 +22,12 @@ use weir_types::{LeaderEpoch, Offset};
 
 use super::str_bytes;
 use crate::broker::Broker;
+use crate::connection::ProduceSlot;
 use crate::errors::log_error_code;
+use crate::partition::TxnCheck;
 use crate::replica_manager::Partition;
 use crate::security::authorizer::Access;
+use crate::txn::verify;
 use weir_meta::acl::AclOperation;
 
 fn partition_error(index: i32, code: i16, message: Option<String>) -> PartitionProduceResponse {
@@ -45,6 +53,7 @@ struct Append {
     name: String,
     partition: Arc<Partition>,
     records: bytes::Bytes,
+    check: TxnCheck,
 }
 
 type Appended = (
@@ -62,9 +71,10 @@ fn append_all(
     broker: &Broker,
     peer: std::net::SocketAddr,
     appends: Vec<Append>,
-    held: Option<crate::connection::Queued>,
+    slot: Option<ProduceSlot>,
 ) -> impl std::future::Future<Output = Vec<Appended>> {
     let me = broker.node_id();
+    let (held, line) = slot.map(|s| (s.held, s.line)).unzip();
     let job = (!appends.is_empty()).then(|| {
         broker.io.run(broker.io.lane_of(peer), move || {
             // The request's bytes count against `queued.max.request.bytes` until written.
@@ -74,12 +84,14 @@ fn append_all(
                 .into_iter()
                 .map(|a| {
                     let mut bytes = a.records.to_vec();
-                    let result = a.partition.append_as_leader(me, &mut bytes, now);
+                    let result = a.partition.append_produce(me, &mut bytes, now, a.check);
                     (a, result)
                 })
                 .collect::<Vec<Appended>>()
         })
     });
+    // Queued: the connection may read its next request.
+    drop(line);
     async move {
         let Some(job) = job else {
             return Vec::new();
@@ -97,9 +109,10 @@ pub(crate) async fn handle(
     _version: i16,
     request: ProduceRequest,
     peer: std::net::SocketAddr,
-    held: Option<crate::connection::Queued>,
+    slot: Option<ProduceSlot>,
 ) -> Option<ProduceResponse> {
     let acks = request.acks;
+    let checking = broker.config.transaction_partition_verification_enable;
     let deadline =
         tokio::time::Instant::now() + Duration::from_millis(request.timeout_ms.max(0) as u64);
     let mut appends: Vec<Append> = Vec::new();
@@ -154,6 +167,11 @@ pub(crate) async fn handle(
                                 name: name.clone(),
                                 partition,
                                 records,
+                                check: if checking {
+                                    TxnCheck::On(None)
+                                } else {
+                                    TxnCheck::Off
+                                },
                             });
                             // Filled in once appended.
                             partition_error(index, ResponseError::UnknownServerError.code(), None)
@@ -171,9 +189,18 @@ pub(crate) async fn handle(
                 .with_partition_responses(partitions),
         );
     }
+    if checking {
+        if let Some(id) = request.transactional_id.as_ref() {
+            let refused = check_transactions(broker, id, &mut appends, deadline).await;
+            for (a, code) in refused {
+                let response = &mut topics[a.topic].partition_responses[a.slot];
+                *response = partition_error(response.index, code, None);
+            }
+        }
+    }
     // acks=all answers that wait for replication.
     let mut waits: Vec<Wait> = Vec::new();
-    for (a, result) in append_all(broker, peer, appends, held).await {
+    for (a, result) in append_all(broker, peer, appends, slot).await {
         let response = &mut topics[a.topic].partition_responses[a.slot];
         let index = response.index;
         *response = match result {
@@ -205,4 +232,71 @@ pub(crate) async fn handle(
         }
     }
     (acks != 0).then(|| ProduceResponse::default().with_responses(topics))
+}
+
+/// KIP-890 part 1: asks the coordinator about every partition where a producer's
+/// transactional batch would open a transaction, and gives each confirmed one its guard. Returns
+/// the appends refused, with their codes (they are taken out of `appends`).
+async fn check_transactions(
+    broker: &Arc<Broker>,
+    transactional_id: &str,
+    appends: &mut Vec<Append>,
+    deadline: tokio::time::Instant,
+) -> Vec<(Append, i16)> {
+    // (producer, epoch) → the appends to check.
+    let mut asks: std::collections::BTreeMap<(i64, i16), Vec<usize>> = Default::default();
+    for (i, a) in appends.iter().enumerate() {
+        let Ok(header) = weir_log::BatchHeader::parse(&a.records) else {
+            continue; // the append refuses it
+        };
+        if !header.is_transactional() || header.is_control() {
+            continue;
+        }
+        if let Some((producer_id, epoch)) = header.producer() {
+            if a.partition.needs_txn_check(producer_id) {
+                asks.entry((producer_id.0, epoch.0)).or_default().push(i);
+            }
+        }
+    }
+    if asks.is_empty() {
+        return Vec::new();
+    }
+    let mut codes = vec![0i16; appends.len()];
+    for ((producer_id, epoch), indexes) in asks {
+        let producer_id = weir_types::ProducerId(producer_id);
+        let guards: Vec<_> = indexes
+            .iter()
+            .map(|&i| appends[i].partition.begin_txn_check(producer_id))
+            .collect();
+        let partitions: Vec<(String, i32)> = indexes
+            .iter()
+            .map(|&i| (appends[i].name.clone(), appends[i].partition.index))
+            .collect();
+        let producer = verify::Producer {
+            transactional_id,
+            producer_id,
+            epoch: weir_types::ProducerEpoch(epoch),
+        };
+        let answers =
+            tokio::time::timeout_at(deadline, verify::check(broker, producer, &partitions))
+                .await
+                .unwrap_or_else(|_| vec![ResponseError::RequestTimedOut.code(); partitions.len()]);
+        for ((&i, guard), code) in indexes.iter().zip(guards).zip(answers) {
+            codes[i] = code;
+            appends[i].check = TxnCheck::On(Some(guard));
+        }
+    }
+    let mut refused = Vec::new();
+    let mut kept = Vec::with_capacity(appends.len());
+    for (a, code) in std::mem::take(appends).into_iter().zip(codes) {
+        if code == 0 {
+            kept.push(a);
+        } else {
+            tracing::debug!(topic = %a.name, partition = a.partition.index, code,
+                "a transactional batch refused: its coordinator did not confirm the partition");
+            refused.push((a, code));
+        }
+    }
+    *appends = kept;
+    refused
 }

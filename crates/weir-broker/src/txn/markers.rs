@@ -306,8 +306,8 @@ async fn write_remote(
         .collect()
 }
 
-/// Connections to other brokers' inter-broker listeners, for WriteTxnMarkers (multiplexed:
-/// one per broker). The lock is never held while connecting.
+/// Connections to other brokers' inter-broker listeners, for WriteTxnMarkers and a leader's
+/// checks of transactions (multiplexed: one per broker). The lock is never held while connecting.
 #[derive(Debug, Default)]
 pub(crate) struct Channels {
     open: std::sync::Mutex<HashMap<BrokerId, Arc<weir_client::Connection>>>,
@@ -318,7 +318,7 @@ impl Channels {
         self.open.lock().unwrap_or_else(|p| p.into_inner())
     }
 
-    async fn get(
+    pub(super) async fn get(
         &self,
         broker: &Broker,
         leader: BrokerId,
@@ -350,7 +350,7 @@ impl Channels {
         Ok(c)
     }
 
-    fn forget(&self, leader: BrokerId) {
+    pub(super) fn forget(&self, leader: BrokerId) {
         self.open().remove(&leader);
     }
 }

@@ -15,6 +15,7 @@ pub(crate) mod markers;
 pub(crate) mod records;
 #[cfg(test)]
 mod sim;
+pub(crate) mod verify;
 
 use std::collections::{HashMap, HashSet};
 use std::sync::{Arc, Mutex, MutexGuard};

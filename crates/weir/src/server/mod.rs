@@ -571,6 +571,9 @@ fn transaction_settings(s: &settings::Settings, config: &mut BrokerConfig) -> Re
         positive(cleanup, n as i64)?;
         config.transaction_abort_timed_out_transaction_cleanup_interval_ms = n;
     }
+    if let Some(v) = s.pick::<bool>(None, "transaction.partition.verification.enable")? {
+        config.transaction_partition_verification_enable = v;
+    }
     Ok(())
 }
 

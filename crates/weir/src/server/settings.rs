@@ -170,4 +170,5 @@ pub(super) const KNOWN_KEYS: &[&str] = &[
     "transaction.state.log.min.isr",
     "transaction.max.timeout.ms",
     "transaction.abort.timed.out.transaction.cleanup.interval.ms",
+    "transaction.partition.verification.enable",
 ];
