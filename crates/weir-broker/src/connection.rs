@@ -254,12 +254,12 @@ pub(crate) async fn serve(
     // A request other than Produce, read while answers were still in flight: it runs once they
     // are out.
     let mut held: Option<(frame::RequestFrame, Queued)> = None;
-    // A produce in flight that has not queued its appends yet (it asks a transaction
-    // coordinator first): nothing more is read until it has.
-    let mut waiting: Option<oneshot::Receiver<()>> = None;
+    // A produce that has not queued its appends yet (it asks a transaction coordinator
+    // first), driven on its own until it has, then put in line: nothing more is read meanwhile.
+    let mut checking: Option<(InFlight<'_>, oneshot::Receiver<()>)> = None;
     let mut last_request = tokio::time::Instant::now();
     loop {
-        if held.is_some() && in_flight.is_empty() {
+        if held.is_some() && in_flight.is_empty() && checking.is_none() {
             let Some((request, queued)) = held.take() else {
                 continue;
             };
@@ -292,13 +292,18 @@ pub(crate) async fn serve(
         }
         // Only produces run side by side: behind anything else, nothing more is read.
         let can_read = held.is_none()
-            && waiting.is_none()
+            && checking.is_none()
             && in_flight.len() < MAX_PIPELINED
             && in_flight.iter().all(|e| e.api == ApiKey::Produce);
         tokio::select! {
             _ = shutdown.changed() => return,
-            _ = async { if let Some(w) = waiting.as_mut() { let _ = w.await; } }, if waiting.is_some() => {
-                waiting = None;
+            done = drive_check(&mut checking), if checking.is_some() => {
+                if let Some((mut entry, _)) = checking.take() {
+                    if let Some(result) = done {
+                        entry.answer = Box::pin(std::future::ready(result));
+                    }
+                    in_flight.push_back(entry);
+                }
             }
             result = head(&mut in_flight), if !in_flight.is_empty() => {
                 let Some(entry) = in_flight.pop_front() else { continue };
@@ -336,12 +341,15 @@ pub(crate) async fn serve(
                 // The first poll runs the produce's appends now, in arrival order.
                 let first = poll_once(&mut entry.answer).await;
                 entry.queued = None;
-                if let Some(mut line) = line.take() {
-                    if line.try_recv() == Err(oneshot::error::TryRecvError::Empty) {
-                        waiting = Some(line);
-                    }
-                }
+                let line = line
+                    .as_mut()
+                    .is_some_and(|l| l.try_recv() == Err(oneshot::error::TryRecvError::Empty))
+                    .then_some(line)
+                    .flatten();
                 match first {
+                    Poll::Pending if line.is_some() => {
+                        checking = line.map(|l| (entry, l));
+                    }
                     Poll::Ready(result) if in_flight.is_empty() => {
                         if !answer(&mut write, peer, entry, result).await {
                             return;
@@ -354,7 +362,7 @@ pub(crate) async fn serve(
                     Poll::Pending => in_flight.push_back(entry),
                 }
             }
-            _ = tokio::time::sleep_until(idle_deadline(last_request)), if in_flight.is_empty() && held.is_none() => {
+            _ = tokio::time::sleep_until(idle_deadline(last_request)), if in_flight.is_empty() && held.is_none() && checking.is_none() => {
                 tracing::debug!(%peer, "closing a connection idle for connections.max.idle.ms");
                 return;
             }
@@ -452,6 +460,23 @@ fn far_future() -> tokio::time::Instant {
 /// Polls a future once, with this task's waker.
 async fn poll_once<F: Future + Unpin>(future: &mut F) -> Poll<F::Output> {
     std::future::poll_fn(|cx| Poll::Ready(Pin::new(&mut *future).poll(cx))).await
+}
+
+/// Drives a produce that holds its place in line until it has queued its appends (`None`) or
+/// answered (`Some`).
+async fn drive_check(
+    checking: &mut Option<(InFlight<'_>, oneshot::Receiver<()>)>,
+) -> Option<Result<Option<Body>, DispatchError>> {
+    let Some((entry, line)) = checking.as_mut() else {
+        return std::future::pending().await;
+    };
+    std::future::poll_fn(|cx| {
+        if let Poll::Ready(result) = entry.answer.as_mut().poll(cx) {
+            return Poll::Ready(Some(result));
+        }
+        Pin::new(&mut *line).poll(cx).map(|_| None)
+    })
+    .await
 }
 
 /// The answer of the oldest request in flight.

@@ -427,6 +427,7 @@ impl Partition {
     ) {
         // Leadership changes under the log lock (see `append_as_leader`).
         let log = self.log();
+        let was_leading = self.leader() == Some(me);
         let new_epoch = epoch != self.leader_epoch() || leader != self.leader();
         self.leader
             .store(BrokerId::to_wire(leader), Ordering::Release);
@@ -445,6 +446,11 @@ impl Partition {
         );
         if outcome.began_leading {
             tracing::info!(topic = %self.topic, partition = self.index, %epoch, "leading");
+        }
+        if leader == Some(me) && !was_leading {
+            // Appends as a follower kept no hint, and a check begun in an earlier leadership
+            // missed the markers written since: start from the log. (A new epoch of the same
+            // leader keeps both: every append and marker went through it.)
             self.txn_gate()
                 .reset(log.open_transactions().into_iter().map(|(p, _)| p));
         }

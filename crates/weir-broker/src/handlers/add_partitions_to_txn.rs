@@ -38,7 +38,10 @@ fn results(codes: Vec<(TopicPartition, i16)>) -> Vec<AddPartitionsToTxnTopicResu
     topics
 }
 
-/// Adds (or verifies) one transaction's partitions: a code per partition.
+/// Adds (or verifies) one transaction's partitions: a code per partition. A broker's batch
+/// (v4+, authorized by ClusterAction) is not checked against the id's and topics' ACLs, as
+/// Kafka does: the leader asking checked its client already.
+#[allow(clippy::too_many_arguments)]
 async fn one(
     broker: &Arc<Broker>,
     access: &Access,
@@ -47,20 +50,21 @@ async fn one(
     epoch: ProducerEpoch,
     topics: &[AddPartitionsToTxnTopic],
     verify_only: bool,
+    from_broker: bool,
 ) -> Vec<(TopicPartition, i16)> {
     let partitions: Vec<TopicPartition> = topics
         .iter()
         .flat_map(|t| t.partitions.iter().map(|p| (t.name.0.to_string(), *p)))
         .collect();
     let all = |code: i16| partitions.iter().map(|tp| (tp.clone(), code)).collect();
-    if !access.transactional_id(AclOperation::Write, id) {
+    if !from_broker && !access.transactional_id(AclOperation::Write, id) {
         return all(ResponseError::TransactionalIdAuthorizationFailed.code());
     }
     let image = broker.image();
     let refused: Vec<(TopicPartition, i16)> = partitions
         .iter()
         .map(|(t, p)| {
-            let code = if !access.topic(AclOperation::Write, t) {
+            let code = if !from_broker && !access.topic(AclOperation::Write, t) {
                 ResponseError::TopicAuthorizationFailed.code()
             } else if t == crate::group::OFFSETS_TOPIC || t == crate::txn::TXN_TOPIC {
                 // Internal topics take part only through AddOffsetsToTxn.
@@ -122,6 +126,7 @@ pub(crate) async fn handle(
             ProducerEpoch(request.v3_and_below_producer_epoch),
             &request.v3_and_below_topics,
             false,
+            false,
         )
         .await;
         return AddPartitionsToTxnResponse::default()
@@ -142,6 +147,7 @@ pub(crate) async fn handle(
             ProducerEpoch(t.producer_epoch),
             &t.topics,
             t.verify_only,
+            true,
         )
         .await;
         out.push(

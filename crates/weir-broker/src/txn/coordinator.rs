@@ -320,6 +320,13 @@ impl TxnCoordinator {
             if txn.meta.producer_epoch != epoch {
                 return Err(ResponseError::ProducerFenced);
             }
+            if matches!(
+                txn.meta.state,
+                TxnState::PrepareCommit | TxnState::PrepareAbort
+            ) {
+                // Ending: the producer retries and learns the outcome (as Kafka answers).
+                return Err(ResponseError::ConcurrentTransactions);
+            }
             if txn.meta.state != TxnState::Ongoing || !txn.meta.partitions.contains(p) {
                 return Err(ResponseError::InvalidTxnState);
             }

@@ -236,17 +236,26 @@ impl TxnManager {
             tracing::info!(partition = index, %epoch, records = n, "transactional ids of a {TXN_TOPIC} partition loaded");
             Ok(owed)
         });
-        let owed = match job.await {
-            Some(result) => result?,
-            None => {
-                self.lock().loading.remove(&index);
-                return Err(ResponseError::CoordinatorNotAvailable);
+        // The rest runs in a task of its own: a request that goes away midway (a produce's
+        // check past its deadline, a client that hangs up) must not leave the markers owed
+        // unsent.
+        let broker = broker.clone();
+        let finish = tokio::spawn(async move {
+            let owed = match job.await {
+                Some(result) => result?,
+                None => {
+                    broker.txns.lock().loading.remove(&index);
+                    return Err(ResponseError::CoordinatorNotAvailable);
+                }
+            };
+            for m in owed {
+                markers::spawn_send(broker.clone(), m);
             }
-        };
-        for m in owed {
-            markers::spawn_send(broker.clone(), m);
-        }
-        Ok(())
+            Ok(())
+        });
+        finish
+            .await
+            .unwrap_or(Err(ResponseError::CoordinatorNotAvailable))
     }
 
     /// Carries out a plan: writes its state (if any), and answers once it is written. The

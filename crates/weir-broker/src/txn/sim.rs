@@ -379,9 +379,19 @@ impl Sim {
                 let entry = self.appended.entry(attempt).or_default();
                 entry.extend(values.into_iter().map(|v| (part, v)));
             }
-            Err(LogError::ProducerFenced { .. })
-            | Err(LogError::OutOfOrderSequence { .. })
-            | Err(LogError::InvalidTxnState { .. }) => {
+            Err(LogError::InvalidTxnState { .. }) => {
+                // Only a transaction the coordinator no longer holds open refuses an on-time
+                // batch (it was aborted at its timeout, or the producer was fenced).
+                let tp = (TOPIC.to_string(), part);
+                let confirmed = self.coordinator.verify_partitions(id, pid, epoch, &[tp]);
+                assert!(
+                    confirmed.iter().any(|r| r.is_err()),
+                    "an on-time batch of {id} pid={} epoch={} refused at {part} though its coordinator holds the partition",
+                    pid.0, epoch.0
+                );
+                self.fail(i);
+            }
+            Err(LogError::ProducerFenced { .. }) | Err(LogError::OutOfOrderSequence { .. }) => {
                 self.fail(i);
             }
             Err(e) => panic!("append failed: {e}"),

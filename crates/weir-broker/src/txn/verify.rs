@@ -80,7 +80,20 @@ pub(crate) async fn check(
             Err(e) => all(e),
         };
     }
-    match ask_remote(broker, leader, producer, partitions).await {
+    // In a task of its own: the produce may give up at its deadline, and a request cut off
+    // midway would leave half a frame on the connection other checks and markers share.
+    let asked = tokio::spawn(ask_remote(
+        broker.clone(),
+        leader,
+        producer.transactional_id.to_string(),
+        producer.producer_id,
+        producer.epoch,
+        partitions.to_vec(),
+    ));
+    match asked
+        .await
+        .unwrap_or(Err(ResponseError::UnknownServerError))
+    {
         Ok(codes) => partitions
             .iter()
             .map(|tp| match codes.get(tp) {
@@ -97,21 +110,23 @@ pub(crate) async fn check(
 /// AddPartitionsToTxn v4 with `verify_only` to the coordinator on `leader`: a code per
 /// partition, or the error that failed the whole request.
 async fn ask_remote(
-    broker: &Arc<Broker>,
+    broker: Arc<Broker>,
     leader: weir_types::BrokerId,
-    producer: Producer<'_>,
-    partitions: &[TopicPartition],
+    transactional_id: String,
+    producer_id: ProducerId,
+    epoch: ProducerEpoch,
+    partitions: Vec<TopicPartition>,
 ) -> Result<HashMap<TopicPartition, i16>, ResponseError> {
     let mut topics: BTreeMap<&str, Vec<i32>> = BTreeMap::new();
-    for (t, p) in partitions {
+    for (t, p) in &partitions {
         topics.entry(t.as_str()).or_default().push(*p);
     }
     let transaction = AddPartitionsToTxnTransaction::default()
         .with_transactional_id(TransactionalId(crate::handlers::str_bytes(
-            producer.transactional_id.to_string(),
+            transactional_id,
         )))
-        .with_producer_id(kafka_protocol::messages::ProducerId(producer.producer_id.0))
-        .with_producer_epoch(producer.epoch.0)
+        .with_producer_id(kafka_protocol::messages::ProducerId(producer_id.0))
+        .with_producer_epoch(epoch.0)
         .with_verify_only(true)
         .with_topics(
             topics
@@ -124,7 +139,7 @@ async fn ask_remote(
                 .collect(),
         );
     let request = AddPartitionsToTxnRequest::default().with_transactions(vec![transaction]);
-    let connection = broker.txn_channels.get(broker, leader).await.map_err(|e| {
+    let connection = broker.txn_channels.get(&broker, leader).await.map_err(|e| {
         tracing::debug!(leader = leader.0, error = %e, "cannot reach a transaction coordinator");
         ResponseError::NetworkException
     })?;
