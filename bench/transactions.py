@@ -11,6 +11,9 @@ the broker's own CPU seconds per million records (produce and fetch together, /p
     cargo build --release --bin weir
     python3 bench/transactions.py --reps 5 --messages 500000
 
+With `--baseline OTHER_BINARY`, each repetition also runs the transactional producer against
+that build, in the same turn, and the report adds "transactional: baseline → this build".
+
 A measurement, not a test: compare runs on the same machine only.
 """
 
@@ -133,14 +136,24 @@ def main() -> None:
     ap.add_argument("--partitions", type=int, default=3)
     ap.add_argument("--messages", type=int, default=500_000)
     ap.add_argument("--per-txn", type=int, default=1000)
+    ap.add_argument("--baseline", help="another build: its transactional runs go beside these")
     args = ap.parse_args()
     rows = []
+    baselines = []
     for size in map(int, args.sizes.split(",")):
         runs = {0: [], args.per_txn: []}
+        base = []
         for _ in range(args.reps):
             for per_txn in (0, args.per_txn):
                 runs[per_txn].append(run_once(args.binary, per_txn, size, args.partitions,
                                               args.messages))
+            if args.baseline:
+                base.append(run_once(args.baseline, args.per_txn, size, args.partitions,
+                                     args.messages))
+        if base:
+            b = {f: statistics.median(r[f] for r in base) for f in ("produce", "fetch", "cpu_per_m")}
+            baselines.append((size, b))
+            print(json.dumps({"size": size, "baseline_transactional": b}), flush=True)
         med = {k: {f: statistics.median(r[f] for r in v) for f in ("produce", "fetch", "cpu_per_m")}
                for k, v in runs.items()}
         row = {
@@ -159,6 +172,14 @@ def main() -> None:
         print(f"| {r['size']} B | {i['produce']:,.0f} → {t['produce']:,.0f} ({r['produce_ratio']:.2f}) "
               f"| {i['fetch']:,.0f} → {t['fetch']:,.0f} ({r['fetch_ratio']:.2f}) "
               f"| {i['cpu_per_m']:.2f} → {t['cpu_per_m']:.2f} |")
+    if baselines:
+        print()
+        print("| size | transactional produce rec/s: baseline → this build | broker CPU s/M |")
+        print("|---|---|---|")
+        for (size, b), r in zip(baselines, rows):
+            t = r["transactional"]
+            print(f"| {size} B | {b['produce']:,.0f} → {t['produce']:,.0f} ({t['produce'] / b['produce']:.2f}) "
+                  f"| {b['cpu_per_m']:.2f} → {t['cpu_per_m']:.2f} |")
 
 
 if __name__ == "__main__":
