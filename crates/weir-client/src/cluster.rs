@@ -288,6 +288,11 @@ impl Cluster {
         self.state().cluster_id.clone()
     }
 
+    /// How many partitions the topic has, if known (no copy of its metadata).
+    pub(crate) fn partition_count(&self, name: &str) -> Option<usize> {
+        self.state().topics.get(name).map(|t| t.partitions.len())
+    }
+
     /// The topic's metadata, refreshing it once if unknown.
     pub(crate) async fn topic_or_refresh(&self, name: &str) -> Result<TopicInfo> {
         if let Some(t) = self.topic(name) {

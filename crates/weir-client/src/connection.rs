@@ -208,11 +208,10 @@ impl Connection {
     }
 
     /// Sends a request at the best common version (capped at `max_wanted`) and waits for its answer.
-    pub async fn request<R: Request>(
-        &self,
-        req: &R,
-        max_wanted: i16,
-    ) -> Result<(R::Response, i16)> {
+    pub async fn request<R: Request>(&self, req: &R, max_wanted: i16) -> Result<(R::Response, i16)>
+    where
+        R::Response: Send + 'static,
+    {
         let version = self.version_for::<R>(max_wanted)?;
         Ok((self.request_at(req, version).await?, version))
     }
@@ -237,11 +236,36 @@ impl Connection {
         Ok(buf.freeze())
     }
 
-    pub(crate) async fn request_at<R: Request>(
+    pub(crate) async fn request_at<R: Request>(&self, req: &R, version: i16) -> Result<R::Response>
+    where
+        R::Response: Send + 'static,
+    {
+        self.write_request(req, version).await?.await
+    }
+
+    /// Writes a request at the best common version (capped at `max_wanted`) now; the future
+    /// returned resolves to its answer. Requests written one after another reach the broker,
+    /// and are answered, in that order.
+    pub(crate) async fn start_request<R: Request>(
+        &self,
+        req: &R,
+        max_wanted: i16,
+    ) -> Result<impl std::future::Future<Output = Result<R::Response>> + Send + 'static>
+    where
+        R::Response: Send + 'static,
+    {
+        let version = self.version_for::<R>(max_wanted)?;
+        self.write_request(req, version).await
+    }
+
+    async fn write_request<R: Request>(
         &self,
         req: &R,
         version: i16,
-    ) -> Result<R::Response> {
+    ) -> Result<impl std::future::Future<Output = Result<R::Response>> + Send + 'static>
+    where
+        R::Response: Send + 'static,
+    {
         if self.is_closed() {
             return Err(Error::Closed(self.addr.clone()));
         }
@@ -262,25 +286,28 @@ impl Connection {
                 return Err(io(&self.addr)(e));
             }
         }
-        let answer = tokio::time::timeout(self.timeout, rx).await;
-        let mut bytes = match answer {
-            Err(_) => {
-                self.pending
-                    .lock()
-                    .unwrap_or_else(|p| p.into_inner())
-                    .remove(&correlation);
-                return Err(Error::Timeout(self.timeout.as_millis() as u64));
-            }
-            Ok(Err(_)) => return Err(Error::Closed(self.addr.clone())),
-            Ok(Ok(result)) => result?,
-        };
-        let api =
-            ApiKey::try_from(R::KEY).map_err(|_| Error::Protocol("unknown api key".into()))?;
-        let _header = ResponseHeader::decode(&mut bytes, api.response_header_version(version))
-            .map_err(|e| Error::Protocol(e.to_string()))?;
-        let response = R::Response::decode(&mut bytes, version)
-            .map_err(|e| Error::Protocol(format!("{api:?} v{version}: {e}")))?;
-        Ok(response)
+        let (timeout, pending, addr) = (self.timeout, self.pending.clone(), self.addr.clone());
+        Ok(async move {
+            let answer = tokio::time::timeout(timeout, rx).await;
+            let mut bytes = match answer {
+                Err(_) => {
+                    pending
+                        .lock()
+                        .unwrap_or_else(|p| p.into_inner())
+                        .remove(&correlation);
+                    return Err(Error::Timeout(timeout.as_millis() as u64));
+                }
+                Ok(Err(_)) => return Err(Error::Closed(addr)),
+                Ok(Ok(result)) => result?,
+            };
+            let api =
+                ApiKey::try_from(R::KEY).map_err(|_| Error::Protocol("unknown api key".into()))?;
+            let _header = ResponseHeader::decode(&mut bytes, api.response_header_version(version))
+                .map_err(|e| Error::Protocol(e.to_string()))?;
+            let response = R::Response::decode(&mut bytes, version)
+                .map_err(|e| Error::Protocol(format!("{api:?} v{version}: {e}")))?;
+            Ok(response)
+        })
     }
 
     /// Sends a request that gets no answer (Produce with acks=0).

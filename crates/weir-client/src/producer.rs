@@ -3,26 +3,25 @@
 //! duplicate), bounded memory with back-pressure, and a delivery future per record.
 //!
 //! `send` places a record in its partition's open batch and returns at once (waiting only for
-//! buffer memory). A background task drains batches that are full, lingered long enough, or
-//! flushed, sends one Produce request per leader, and resolves the records' futures. Each
-//! partition has at most one batch in flight, so retries keep the order within a partition.
+//! buffer memory). A background task ([`sender`]) drains batches that are full, lingered long
+//! enough, or flushed, writes one Produce request per leader without waiting for the answers
+//! of earlier ones (up to `max_in_flight` per broker and per partition, as Kafka's
+//! `max.in.flight.requests.per.connection`), and resolves the records' futures as answers come
+//! back. Sequence numbers keep a partition's batches in order at the broker, and a failed batch
+//! is retried before any behind it ([`accumulator`]).
 
-use std::collections::{HashMap, VecDeque};
-use std::sync::{Arc, Mutex};
-use std::time::{Duration, Instant};
+mod accumulator;
+mod sender;
 
-use bytes::{Bytes, BytesMut};
-use kafka_protocol::error::ResponseError;
-use kafka_protocol::messages::produce_request::{PartitionProduceData, TopicProduceData};
-use kafka_protocol::messages::{
-    InitProducerIdRequest, ProduceRequest, ProducerId, TopicName, TransactionalId,
-};
-use kafka_protocol::protocol::StrBytes;
-use kafka_protocol::records::{
-    Compression, Record, RecordBatchEncoder, RecordEncodeOptions, TimestampType,
-};
+use std::sync::{Arc, Mutex, MutexGuard};
+use std::time::Duration;
+
+use bytes::Bytes;
+use kafka_protocol::messages::{InitProducerIdRequest, ProducerId};
+use kafka_protocol::records::Compression;
 use tokio::sync::{oneshot, Notify, Semaphore};
 
+use self::accumulator::{Accumulator, Limits, Pending};
 use crate::cluster::{ClientConfig, Cluster};
 use crate::error::{Error, Result};
 use crate::partitioner::{DefaultPartitioner, Partitioner};
@@ -86,6 +85,10 @@ pub struct ProducerConfig {
     /// Kafka's `transaction.timeout.ms`: the coordinator aborts a transaction open longer.
     /// Default 60 s.
     pub transaction_timeout: Duration,
+    /// Produce requests in flight per broker, and batches per partition, before the producer
+    /// waits for an answer. Default 5 (Kafka's `max.in.flight.requests.per.connection`); at
+    /// most 5 with idempotence (the broker remembers a producer's last five batches).
+    pub max_in_flight: usize,
 }
 
 impl ProducerConfig {
@@ -103,6 +106,7 @@ impl ProducerConfig {
             partitioner: Arc::new(DefaultPartitioner::default()),
             transactional_id: None,
             transaction_timeout: Duration::from_secs(60),
+            max_in_flight: 5,
         }
     }
 }
@@ -184,6 +188,18 @@ pub struct DeliveryFuture {
     rx: oneshot::Receiver<Result<RecordMetadata>>,
 }
 
+impl DeliveryFuture {
+    /// The outcome if it is known already, without waiting (a loop sending many records
+    /// reaps finished ones this way).
+    pub fn try_take(&mut self) -> Option<Result<RecordMetadata>> {
+        match self.rx.try_recv() {
+            Ok(r) => Some(r),
+            Err(oneshot::error::TryRecvError::Empty) => None,
+            Err(oneshot::error::TryRecvError::Closed) => Some(Err(Error::ProducerClosed)),
+        }
+    }
+}
+
 impl std::future::Future for DeliveryFuture {
     type Output = Result<RecordMetadata>;
     fn poll(
@@ -196,39 +212,9 @@ impl std::future::Future for DeliveryFuture {
     }
 }
 
-struct Pending {
-    record: ProducerRecord,
-    timestamp: i64,
-    tx: oneshot::Sender<Result<RecordMetadata>>,
-    permits: u32,
-}
-
-/// A batch being filled, or sent and awaiting its answer.
-struct Batch {
-    records: Vec<Pending>,
-    bytes: usize,
-    created: Instant,
-    /// Encoded once, so that a retry resends the same sequence numbers.
-    encoded: Option<Bytes>,
-    attempts: u32,
-}
-
-#[derive(Default)]
-struct PartitionQueue {
-    batches: VecDeque<Batch>,
-    in_flight: bool,
-    next_sequence: i32,
-}
-
-#[derive(Default)]
-struct Accumulator {
-    queues: HashMap<(String, i32), PartitionQueue>,
-    flush_requested: bool,
-    closed: bool,
-}
-
 struct Inner {
     config: ProducerConfig,
+    limits: Limits,
     cluster: Arc<Cluster>,
     acc: Mutex<Accumulator>,
     wake: Notify,
@@ -240,6 +226,12 @@ struct Inner {
     /// The first failure of a batch since it was last taken (a transaction cannot commit
     /// over one).
     failure: Mutex<Option<String>>,
+}
+
+impl Inner {
+    fn lock(&self) -> MutexGuard<'_, Accumulator> {
+        self.acc.lock().unwrap_or_else(|p| p.into_inner())
+    }
 }
 
 /// An async producer; cheap to clone.
@@ -268,6 +260,11 @@ impl Producer {
         }
         if config.idempotence && config.acks != Acks::All {
             return Err(Error::Config("idempotence needs acks=all".into()));
+        }
+        if config.idempotence && !(1..=5).contains(&config.max_in_flight) {
+            return Err(Error::Config(
+                "idempotence needs max_in_flight between 1 and 5".into(),
+            ));
         }
         let cluster = Cluster::connect(config.client.clone()).await?;
         let (producer_id, producer_epoch) = if config.idempotence {
@@ -299,7 +296,16 @@ impl Producer {
     ) -> Producer {
         let memory = Semaphore::new(config.buffer_memory.min(Semaphore::MAX_PERMITS));
         let transactional = config.transactional_id.is_some();
+        let limits = Limits {
+            batch_size: config.batch_size,
+            linger: config.linger,
+            max_in_flight: config.max_in_flight.max(1),
+            retries: config.client.retries,
+            retry_backoff: config.client.retry_backoff,
+            delivery_timeout: config.delivery_timeout,
+        };
         let inner = Arc::new(Inner {
+            limits,
             config,
             cluster,
             acc: Mutex::new(Accumulator::default()),
@@ -310,15 +316,22 @@ impl Producer {
             transactional,
             failure: Mutex::new(None),
         });
-        tokio::spawn(sender_loop(inner.clone()));
+        tokio::spawn(sender::sender_loop(inner.clone()));
         Producer { inner }
     }
 
     /// The partition a record goes to: its own, or the partitioner's choice.
     pub(crate) async fn partition_for(&self, record: &ProducerRecord) -> Result<i32> {
         let inner = &self.inner;
-        let topic = inner.cluster.topic_or_refresh(&record.topic).await?;
-        let partitions = topic.partitions.len() as i32;
+        let partitions = match inner.cluster.partition_count(&record.topic) {
+            Some(n) => n,
+            None => inner
+                .cluster
+                .topic_or_refresh(&record.topic)
+                .await?
+                .partitions
+                .len(),
+        } as i32;
         if partitions == 0 {
             return Err(Error::UnknownTopic(record.topic.clone()));
         }
@@ -365,37 +378,22 @@ impl Producer {
         let (tx, rx) = oneshot::channel();
         let timestamp = record.timestamp.unwrap_or_else(now_ms);
         let full = {
-            let mut acc = inner.acc.lock().unwrap_or_else(|p| p.into_inner());
+            let mut acc = inner.lock();
             if acc.closed {
                 inner.memory.add_permits(permits as usize);
                 return Err(Error::ProducerClosed);
             }
-            let queue = acc
-                .queues
-                .entry((record.topic.clone(), partition))
-                .or_default();
-            let need_new = queue
-                .batches
-                .back()
-                .is_none_or(|b| b.encoded.is_some() || b.bytes + size > inner.config.batch_size);
-            if need_new {
-                queue.batches.push_back(Batch {
-                    records: Vec::new(),
-                    bytes: 0,
-                    created: Instant::now(),
-                    encoded: None,
-                    attempts: 0,
-                });
-            }
-            let batch = queue.batches.back_mut().expect("pushed above");
-            batch.bytes += size;
-            batch.records.push(Pending {
-                record,
-                timestamp,
-                tx,
-                permits,
-            });
-            batch.bytes >= inner.config.batch_size
+            acc.append(
+                partition,
+                Pending {
+                    record,
+                    timestamp,
+                    tx,
+                    permits,
+                },
+                size,
+                &inner.limits,
+            )
         };
         if full || inner.config.linger.is_zero() {
             inner.wake.notify_one();
@@ -407,8 +405,8 @@ impl Producer {
     pub async fn flush(&self) {
         loop {
             {
-                let mut acc = self.inner.acc.lock().unwrap_or_else(|p| p.into_inner());
-                if acc.queues.values().all(|q| q.batches.is_empty()) {
+                let mut acc = self.inner.lock();
+                if acc.is_empty() {
                     acc.flush_requested = false;
                     return;
                 }
@@ -422,11 +420,7 @@ impl Producer {
     /// Flushes, then stops the producer.
     pub async fn close(&self) {
         self.flush().await;
-        self.inner
-            .acc
-            .lock()
-            .unwrap_or_else(|p| p.into_inner())
-            .closed = true;
+        self.inner.lock().closed = true;
         self.inner.wake.notify_one();
     }
 
@@ -441,346 +435,4 @@ fn now_ms() -> i64 {
         .duration_since(std::time::UNIX_EPOCH)
         .map(|d| d.as_millis() as i64)
         .unwrap_or(0)
-}
-
-fn encode_batch(inner: &Inner, batch: &Batch, base_sequence: i32) -> Result<Bytes> {
-    let idempotent = inner.producer_id >= 0;
-    let records: Vec<Record> = batch
-        .records
-        .iter()
-        .enumerate()
-        .map(|(i, p)| Record {
-            transactional: inner.transactional,
-            control: false,
-            delete_horizon: false,
-            partition_leader_epoch: -1,
-            producer_id: inner.producer_id,
-            producer_epoch: inner.producer_epoch,
-            timestamp_type: TimestampType::Creation,
-            offset: i as i64,
-            // Non-idempotent batches carry base sequence -1; the encoder needs offset - sequence constant.
-            sequence: if idempotent {
-                base_sequence.wrapping_add(i as i32)
-            } else {
-                i as i32 - 1
-            },
-            timestamp: p.timestamp,
-            key: p.record.key.clone(),
-            value: p.record.value.clone(),
-            headers: p
-                .record
-                .headers
-                .iter()
-                .map(|(k, v)| (StrBytes::from_string(k.clone()), v.clone()))
-                .collect(),
-        })
-        .collect();
-    let mut buf = BytesMut::new();
-    RecordBatchEncoder::encode(
-        &mut buf,
-        &records,
-        &RecordEncodeOptions {
-            version: 2,
-            compression: inner.config.compression,
-        },
-    )
-    .map_err(|e| Error::Protocol(format!("cannot encode a batch: {e}")))?;
-    Ok(buf.freeze())
-}
-
-/// A partition and the encoded batch to send to it.
-type ReadyBatch = ((String, i32), Bytes);
-
-/// Takes the first batch of every partition that is ready and not already in flight.
-fn drain_ready(inner: &Inner) -> (Vec<ReadyBatch>, bool) {
-    let mut acc = inner.acc.lock().unwrap_or_else(|p| p.into_inner());
-    let flush = acc.flush_requested || acc.closed;
-    let mut out = Vec::new();
-    for ((topic, partition), queue) in acc.queues.iter_mut() {
-        if queue.in_flight {
-            continue;
-        }
-        let ready_count = queue.batches.len();
-        let Some(batch) = queue.batches.front_mut() else {
-            continue;
-        };
-        let ready = batch.encoded.is_some()
-            || flush
-            || ready_count > 1
-            || batch.bytes >= inner.config.batch_size
-            || batch.created.elapsed() >= inner.config.linger;
-        if !ready {
-            continue;
-        }
-        if batch.encoded.is_none() {
-            let seq = queue.next_sequence;
-            match encode_batch(inner, batch, seq) {
-                Ok(bytes) => {
-                    batch.encoded = Some(bytes);
-                    queue.next_sequence = seq.wrapping_add(batch.records.len() as i32) & i32::MAX;
-                    inner.config.partitioner.on_new_batch(topic);
-                }
-                Err(e) => {
-                    tracing::error!(error = %e, "dropping a batch that cannot be encoded");
-                    let batch = queue.batches.pop_front().expect("front exists");
-                    fail(inner, batch, Error::Protocol(e.to_string()));
-                    continue;
-                }
-            }
-        }
-        queue.in_flight = true;
-        out.push((
-            (topic.clone(), *partition),
-            batch.encoded.clone().expect("encoded above"),
-        ));
-    }
-    let closed = acc.closed && acc.queues.values().all(|q| q.batches.is_empty());
-    (out, closed)
-}
-
-fn fail(inner: &Inner, batch: Batch, error: Error) {
-    let message = error.to_string();
-    inner
-        .failure
-        .lock()
-        .unwrap_or_else(|p| p.into_inner())
-        .get_or_insert_with(|| message.clone());
-    for p in batch.records {
-        inner.memory.add_permits(p.permits as usize);
-        let _ = p.tx.send(Err(match &error {
-            Error::Kafka { error, message } => Error::Kafka {
-                error: *error,
-                message: message.clone(),
-            },
-            _ => Error::Protocol(message.clone()),
-        }));
-    }
-}
-
-/// The outcome for one partition's batch.
-enum Outcome {
-    Done {
-        base_offset: i64,
-        log_append_time: i64,
-    },
-    Retry(Error),
-    Fail(Error),
-}
-
-async fn sender_loop(inner: Arc<Inner>) {
-    loop {
-        let (ready, closed) = drain_ready(&inner);
-        if closed {
-            return;
-        }
-        if ready.is_empty() {
-            let _ = tokio::time::timeout(
-                inner.config.linger.max(Duration::from_millis(1)),
-                inner.wake.notified(),
-            )
-            .await;
-            continue;
-        }
-        // One request per leader, all leaders at once.
-        let mut by_leader: HashMap<i32, Vec<ReadyBatch>> = HashMap::new();
-        let mut outcomes: Vec<((String, i32), Outcome)> = Vec::new();
-        for (tp, bytes) in ready {
-            match inner.cluster.leader(&tp.0, tp.1) {
-                Some(leader) => by_leader.entry(leader).or_default().push((tp, bytes)),
-                None => outcomes.push((
-                    tp.clone(),
-                    Outcome::Retry(Error::UnknownTopic(format!("{}-{}", tp.0, tp.1))),
-                )),
-            }
-        }
-        let requests = by_leader
-            .into_iter()
-            .map(|(leader, batches)| send_to(inner.clone(), leader, batches));
-        for result in futures_join_all(requests).await {
-            outcomes.extend(result);
-        }
-        let mut refresh = false;
-        for ((topic, partition), outcome) in outcomes {
-            let mut acc = inner.acc.lock().unwrap_or_else(|p| p.into_inner());
-            let Some(queue) = acc.queues.get_mut(&(topic.clone(), partition)) else {
-                continue;
-            };
-            queue.in_flight = false;
-            match outcome {
-                Outcome::Done {
-                    base_offset,
-                    log_append_time,
-                } => {
-                    if let Some(batch) = queue.batches.pop_front() {
-                        for (i, p) in batch.records.into_iter().enumerate() {
-                            inner.memory.add_permits(p.permits as usize);
-                            let offset = if base_offset >= 0 {
-                                base_offset + i as i64
-                            } else {
-                                -1
-                            };
-                            let timestamp = if log_append_time >= 0 {
-                                log_append_time
-                            } else {
-                                p.timestamp
-                            };
-                            let _ = p.tx.send(Ok(RecordMetadata {
-                                topic: topic.clone(),
-                                partition,
-                                offset,
-                                timestamp,
-                            }));
-                        }
-                    }
-                }
-                Outcome::Retry(e) => {
-                    refresh = true;
-                    let give_up = queue.batches.front_mut().is_some_and(|b| {
-                        b.attempts += 1;
-                        b.attempts > inner.config.client.retries
-                            || b.created.elapsed() > inner.config.delivery_timeout
-                    });
-                    if give_up {
-                        if let Some(batch) = queue.batches.pop_front() {
-                            fail(&inner, batch, e);
-                        }
-                    } else {
-                        tracing::debug!(%topic, partition, error = %e, "retrying a batch");
-                    }
-                }
-                Outcome::Fail(e) => {
-                    if let Some(batch) = queue.batches.pop_front() {
-                        fail(&inner, batch, e);
-                    }
-                }
-            }
-        }
-        if refresh {
-            tokio::time::sleep(inner.config.client.retry_backoff).await;
-            let _ = inner.cluster.refresh(&[]).await;
-        }
-    }
-}
-
-/// Awaits every future (sequential polling is enough: they run on the runtime via spawn).
-async fn futures_join_all<F, T>(futures: impl Iterator<Item = F>) -> Vec<T>
-where
-    F: std::future::Future<Output = T> + Send + 'static,
-    T: Send + 'static,
-{
-    let handles: Vec<_> = futures.map(tokio::spawn).collect();
-    let mut out = Vec::with_capacity(handles.len());
-    for h in handles {
-        if let Ok(v) = h.await {
-            out.push(v);
-        }
-    }
-    out
-}
-
-async fn send_to(
-    inner: Arc<Inner>,
-    leader: i32,
-    batches: Vec<((String, i32), Bytes)>,
-) -> Vec<((String, i32), Outcome)> {
-    let retry_all = |e: &Error, batches: &[ReadyBatch]| {
-        batches
-            .iter()
-            .map(|(tp, _)| (tp.clone(), Outcome::Retry(Error::Protocol(e.to_string()))))
-            .collect()
-    };
-    let conn = match inner.cluster.broker(leader).await {
-        Ok(c) => c,
-        Err(e) => return retry_all(&e, &batches),
-    };
-    let mut topics: Vec<TopicProduceData> = Vec::new();
-    for ((topic, partition), bytes) in &batches {
-        let data = PartitionProduceData::default()
-            .with_index(*partition)
-            .with_records(Some(bytes.clone()));
-        match topics.iter_mut().find(|t| &*t.name.0 == topic.as_str()) {
-            Some(t) => t.partition_data.push(data),
-            None => topics.push(
-                TopicProduceData::default()
-                    .with_name(TopicName(StrBytes::from_string(topic.clone())))
-                    .with_partition_data(vec![data]),
-            ),
-        }
-    }
-    let request = ProduceRequest::default()
-        .with_transactional_id(
-            inner
-                .config
-                .transactional_id
-                .as_ref()
-                .map(|id| TransactionalId(StrBytes::from_string(id.clone()))),
-        )
-        .with_acks(inner.config.acks.code())
-        .with_timeout_ms(inner.config.client.request_timeout.as_millis() as i32)
-        .with_topic_data(topics);
-    if inner.config.acks == Acks::None {
-        let version = match conn.version_for::<ProduceRequest>(9) {
-            Ok(v) => v,
-            Err(e) => {
-                return batches
-                    .iter()
-                    .map(|(tp, _)| (tp.clone(), Outcome::Fail(Error::Protocol(e.to_string()))))
-                    .collect()
-            }
-        };
-        return match conn.send_only(&request, version).await {
-            Ok(()) => batches
-                .iter()
-                .map(|(tp, _)| {
-                    (
-                        tp.clone(),
-                        Outcome::Done {
-                            base_offset: -1,
-                            log_append_time: -1,
-                        },
-                    )
-                })
-                .collect(),
-            Err(e) => retry_all(&e, &batches),
-        };
-    }
-    let response = match conn.request(&request, 9).await {
-        Ok((r, _)) => r,
-        Err(e) => return retry_all(&e, &batches),
-    };
-    let mut out = Vec::with_capacity(batches.len());
-    for ((topic, partition), _) in &batches {
-        let found = response
-            .responses
-            .iter()
-            .find(|t| &*t.name.0 == topic.as_str())
-            .and_then(|t| t.partition_responses.iter().find(|p| p.index == *partition));
-        let outcome = match found {
-            None => Outcome::Retry(Error::Protocol(
-                "the broker did not answer for a partition".into(),
-            )),
-            Some(p) if p.error_code == 0 => Outcome::Done {
-                base_offset: p.base_offset,
-                log_append_time: p.log_append_time_ms,
-            },
-            Some(p) => {
-                let error = Error::from_code(
-                    p.error_code,
-                    p.error_message.as_ref().map(|m| m.to_string()),
-                );
-                let retriable = error.is_retriable()
-                    && !matches!(
-                        ResponseError::try_from_code(p.error_code),
-                        Some(ResponseError::OutOfOrderSequenceNumber)
-                    );
-                if retriable {
-                    Outcome::Retry(error)
-                } else {
-                    Outcome::Fail(error)
-                }
-            }
-        };
-        out.push(((topic.clone(), *partition), outcome));
-    }
-    out
 }

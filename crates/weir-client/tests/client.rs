@@ -476,3 +476,49 @@ async fn eager_rebalance_revokes_everything_first() {
         .map(|e| e.2.len());
     assert_eq!(first_revoke, Some(4), "{events:?}");
 }
+
+/// Many small batches in flight at once per partition (pipelined): every record lands once, at
+/// the offset its acknowledgement names, in the order it was sent.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn pipelined_batches_land_once_each_in_order() {
+    let dir = tempfile::tempdir().unwrap();
+    let server = broker(dir.path()).await;
+    let bootstrap = server.local_addr.to_string();
+    let admin = Admin::connect(&bootstrap).await.unwrap();
+    create(&admin, "piped", 2).await;
+    let mut config = ProducerConfig::new(&bootstrap);
+    config.batch_size = 1024;
+    config.linger = Duration::ZERO;
+    let producer = Producer::new(config).await.unwrap();
+    let n = 20_000;
+    let mut futures = Vec::new();
+    for i in 0..n {
+        let record = ProducerRecord::new("piped", format!("v-{i}")).with_partition(i % 2);
+        futures.push(producer.send(record).await.unwrap());
+    }
+    let mut acked: BTreeMap<i32, Vec<i64>> = BTreeMap::new();
+    for f in futures {
+        let m = f.await.unwrap();
+        acked.entry(m.partition).or_default().push(m.offset);
+    }
+    producer.close().await;
+    for (p, offsets) in &acked {
+        let expected: Vec<i64> = (0..offsets.len() as i64).collect();
+        assert_eq!(offsets, &expected, "partition {p}: acknowledged offsets");
+    }
+    let records = read_all(&bootstrap, "piped", 2, n as usize).await;
+    assert_eq!(records.len(), n as usize);
+    for r in &records {
+        let i: i64 = String::from_utf8_lossy(r.value.as_deref().unwrap())[2..]
+            .parse()
+            .unwrap();
+        assert_eq!(i % 2, r.partition as i64);
+        assert_eq!(
+            i / 2,
+            r.offset,
+            "record {i} of partition {} out of place",
+            r.partition
+        );
+    }
+    server.shutdown().await;
+}

@@ -1,7 +1,6 @@
 //! `weir perf`: load generators. Throughput in records/s and MB/s, latency percentiles from an
 //! HDR histogram (p50, p99, p99.9, max), a progress bar, and `--json` for scripts.
 
-use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use anyhow::{anyhow, Result};
@@ -140,13 +139,35 @@ async fn run_produce(
     }
     let producer = producer(args).await?;
     let pb = bar(args);
-    let hist = Arc::new(std::sync::Mutex::new(histogram()?));
-    let payload = vec![b'x'; args.record_size];
+    let mut hist = histogram()?;
+    let payload = bytes::Bytes::from(vec![b'x'; args.record_size]);
     let start = Instant::now();
-    let mut tasks = Vec::new();
+    // Records sent and not yet acknowledged, oldest first (they are answered about in order):
+    // reaped as they finish, without a task per record.
+    let mut waiting: std::collections::VecDeque<(Instant, weir_client::DeliveryFuture)> =
+        std::collections::VecDeque::new();
+    let mut failed = 0u64;
+    let mut reap =
+        |waiting: &mut std::collections::VecDeque<(Instant, weir_client::DeliveryFuture)>,
+         hist: &mut Histogram<u64>| {
+            let mut done = 0;
+            while let Some((sent, fut)) = waiting.front_mut() {
+                let Some(result) = fut.try_take() else { break };
+                match result {
+                    Ok(_) => {
+                        let us = sent.elapsed().as_micros() as u64;
+                        let _ = hist.record(us.max(1));
+                    }
+                    Err(_) => failed += 1,
+                }
+                waiting.pop_front();
+                done += 1;
+            }
+            pb.inc(done);
+        };
     for i in 0..args.num_records {
-        let mut value = payload.clone();
-        if value_prefix_time {
+        let value = if value_prefix_time {
+            let mut value = payload.to_vec();
             let now = std::time::SystemTime::now()
                 .duration_since(std::time::UNIX_EPOCH)
                 .map(|d| d.as_micros() as u64)
@@ -154,35 +175,32 @@ async fn run_produce(
             let stamp = now.to_be_bytes();
             let n = stamp.len().min(value.len());
             value[..n].copy_from_slice(&stamp[..n]);
-        }
+            bytes::Bytes::from(value)
+        } else {
+            payload.clone()
+        };
         let sent = Instant::now();
         let fut = producer
             .send(ProducerRecord::new(args.topic.clone(), value))
             .await
             .map_err(|e| anyhow!("produce failed: {e}"))?;
-        let hist = hist.clone();
-        let pb = pb.clone();
-        tasks.push(tokio::spawn(async move {
-            let r = fut.await;
-            if r.is_ok() {
-                let us = sent.elapsed().as_micros() as u64;
-                let _ = hist
-                    .lock()
-                    .unwrap_or_else(|p| p.into_inner())
-                    .record(us.max(1));
-            }
-            pb.inc(1);
-            r.map(|_| ())
-        }));
+        waiting.push_back((sent, fut));
+        if i % 256 == 255 {
+            reap(&mut waiting, &mut hist);
+        }
         if i % 10_000 == 9_999 {
             tokio::task::yield_now().await;
         }
     }
-    let mut failed = 0;
-    for t in tasks {
-        if !matches!(t.await, Ok(Ok(()))) {
-            failed += 1;
+    while let Some((sent, fut)) = waiting.pop_front() {
+        match fut.await {
+            Ok(_) => {
+                let us = sent.elapsed().as_micros() as u64;
+                let _ = hist.record(us.max(1));
+            }
+            Err(_) => failed += 1,
         }
+        pb.inc(1);
     }
     let elapsed = start.elapsed();
     producer.close().await;
@@ -190,8 +208,7 @@ async fn run_produce(
     if failed > 0 {
         return Err(anyhow!("{failed} records were not acknowledged"));
     }
-    let h = hist.lock().unwrap_or_else(|p| p.into_inner()).clone();
-    Ok((args.num_records, elapsed, h))
+    Ok((args.num_records, elapsed, hist))
 }
 
 /// A consumer assigned every partition of the topic, positioned by `reset`.

@@ -1,0 +1,148 @@
+#!/usr/bin/env python3
+"""weir-client (`weir perf produce`) against librdkafka (`rdkafka_performance -P`), producing to
+the same broker in one run, in turn (weir, librdkafka, weir, librdkafka, ...), for every row of
+record size × acks × partitions. Each run writes to a fresh topic.
+
+Reports per row the median records/s of each client, their ratio, and each client's own CPU
+seconds per million records (user + system, from the child's rusage).
+
+    cargo build --release --bin weir
+    python3 bench/client_vs_librdkafka.py --reps 3 --messages 2000000
+
+`rdkafka_performance` is built from Debian's librdkafka source the first time (apt-get source,
+as ../shared/tools/librdkafka-suite.sh does), into bench/.cache. A measurement, not a test.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import re
+import shutil
+import statistics
+import subprocess
+import sys
+import tempfile
+import time
+import uuid
+from pathlib import Path
+
+from confluent_kafka.admin import AdminClient, NewTopic
+
+ROOT = Path(__file__).resolve().parent.parent
+sys.path.insert(0, str(ROOT / "bench"))
+
+from ab import free_port, wait_listening  # noqa: E402
+
+CACHE = ROOT / "bench" / ".cache"
+
+
+def rdkafka_performance() -> Path:
+    """The rdkafka_performance example of Debian's librdkafka, built against its library."""
+    out = CACHE / "rdkafka_performance"
+    if out.exists():
+        return out
+    CACHE.mkdir(parents=True, exist_ok=True)
+    found = list(Path("/tmp/librdkafka-suite").glob("librdkafka-*/examples/rdkafka_performance.c"))
+    if not found:
+        src = CACHE / "src"
+        src.mkdir(exist_ok=True)
+        subprocess.run(["apt-get", "source", "-y", "librdkafka"], cwd=src, check=True)
+        found = list(src.glob("librdkafka-*/examples/rdkafka_performance.c"))
+    c = found[0]
+    subprocess.run(["gcc", "-O2", f"-I{c.parent.parent / 'src'}", str(c), "-o", str(out),
+                    "-l:librdkafka.so.1", "-lm"], check=True)
+    return out
+
+
+def timed(cmd: list[str]) -> tuple[float, float, str]:
+    """Runs `cmd`; returns (wall seconds, CPU seconds of the child, its output)."""
+    start = time.monotonic()
+    proc = subprocess.Popen(cmd, stdout=subprocess.PIPE, stderr=subprocess.STDOUT)
+    out = b""
+    assert proc.stdout is not None
+    out = proc.stdout.read()
+    _, status, usage = os.wait4(proc.pid, 0)
+    wall = time.monotonic() - start
+    if status != 0:
+        raise RuntimeError(f"{cmd[0]} failed: {out.decode(errors='replace')[-2000:]}")
+    return wall, usage.ru_utime + usage.ru_stime, out.decode(errors="replace")
+
+
+def run_weir(weir: str, bs: str, topic: str, size: int, acks: str, messages: int) -> dict:
+    cmd = [weir, "perf", "produce", "--bootstrap-server", bs, "--topic", topic,
+           "--num-records", str(messages), "--record-size", str(size), "--acks", acks, "--json"]
+    wall, cpu, out = timed(cmd)
+    return {"rate": messages / wall, "cpu_per_m": cpu / messages * 1e6}
+
+
+def run_rdkafka(perf: Path, bs: str, topic: str, size: int, acks: str, messages: int) -> dict:
+    acks = "-1" if acks == "all" else acks
+    cmd = [str(perf), "-P", "-t", topic, "-b", bs, "-s", str(size), "-c", str(messages),
+           "-X", f"acks={acks}", "-X", "linger.ms=5", "-q"]
+    wall, cpu, out = timed(cmd)
+    m = re.search(r"(\d+) messages produced", out)
+    return {"rate": messages / wall, "cpu_per_m": cpu / messages * 1e6, "produced": m and m.group(1)}
+
+
+def main() -> None:
+    ap = argparse.ArgumentParser()
+    ap.add_argument("--binary", default=str(ROOT / "target/release/weir"),
+                    help="the broker (and, unless --client, the weir perf client)")
+    ap.add_argument("--client", help="a weir binary for the client side (default: --binary)")
+    ap.add_argument("--reps", type=int, default=3)
+    ap.add_argument("--messages", type=int, default=2_000_000)
+    ap.add_argument("--sizes", default="100,1024")
+    ap.add_argument("--acks", default="1,all")
+    ap.add_argument("--partitions", default="1,16")
+    args = ap.parse_args()
+    perf = rdkafka_performance()
+    client = args.client or args.binary
+    data = Path(tempfile.mkdtemp(prefix="weir-client-bench-"))
+    port = free_port()
+    env = {k: v for k, v in os.environ.items() if not k.startswith("WEIR_")}
+    env["RUST_LOG"] = "warn"
+    with open(data / "broker.log", "wb") as log:
+        broker = subprocess.Popen(
+            [args.binary, "server", "--listeners", f"PLAINTEXT://127.0.0.1:{port}",
+             "--log-dirs", str(data / "data")],
+            stdout=log, stderr=log, stdin=subprocess.DEVNULL, env=env)
+    rows = []
+    try:
+        wait_listening(port)
+        bs = f"127.0.0.1:{port}"
+        admin = AdminClient({"bootstrap.servers": bs})
+        for size in map(int, args.sizes.split(",")):
+            for acks in args.acks.split(","):
+                for partitions in map(int, args.partitions.split(",")):
+                    runs: dict[str, list[dict]] = {"weir": [], "librdkafka": []}
+                    for _ in range(args.reps):
+                        for who in ("weir", "librdkafka"):
+                            topic = f"bench-{uuid.uuid4().hex[:8]}"
+                            admin.create_topics([NewTopic(topic, partitions, 1)])[topic].result(30)
+                            if who == "weir":
+                                runs[who].append(run_weir(client, bs, topic, size, acks, args.messages))
+                            else:
+                                runs[who].append(run_rdkafka(perf, bs, topic, size, acks, args.messages))
+                            admin.delete_topics([topic])[topic].result(30)
+                    med = {w: {f: statistics.median(r[f] for r in v) for f in ("rate", "cpu_per_m")}
+                           for w, v in runs.items()}
+                    row = {"size": size, "acks": acks, "partitions": partitions, **med,
+                           "ratio": med["weir"]["rate"] / med["librdkafka"]["rate"]}
+                    rows.append(row)
+                    print(json.dumps(row), flush=True)
+    finally:
+        broker.kill()
+        broker.wait()
+        shutil.rmtree(data, ignore_errors=True)
+    print("| size | acks | partitions | weir-client rec/s | librdkafka rec/s | ratio | client CPU s/M weir / librdkafka |")
+    print("|---|---|---|---|---|---|---|")
+    for r in rows:
+        print(f"| {r['size']} B | {r['acks']} | {r['partitions']} | {r['weir']['rate']:,.0f} "
+              f"| {r['librdkafka']['rate']:,.0f} | {r['ratio']:.2f} "
+              f"| {r['weir']['cpu_per_m']:.2f} / {r['librdkafka']['cpu_per_m']:.2f} |")
+
+
+if __name__ == "__main__":
+    main()

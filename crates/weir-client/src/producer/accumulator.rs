@@ -1,0 +1,439 @@
+//! The producer's batches, per partition: filled by `send`, sealed and handed to the sender,
+//! retried, completed. Sans-IO: the sender drives it with the time and the brokers' answers.
+//!
+//! Up to `max_in_flight` batches of a partition are in flight at once; their sequence numbers
+//! (fixed when a batch is sealed) keep them in order at the broker, which refuses a batch out of
+//! order. When one fails and is retried, the partition recovers: nothing more is sent until
+//! every batch in flight has answered, then one batch at a time from the oldest unanswered,
+//! until one succeeds. A batch refused as out of order behind one that failed is retried
+//! without counting an attempt: the earlier failure explains it.
+
+use std::collections::{HashMap, VecDeque};
+use std::time::{Duration, Instant};
+
+use bytes::Bytes;
+use tokio::sync::oneshot;
+
+use super::{ProducerRecord, RecordMetadata};
+use crate::error::Result;
+
+/// A partition: topic and index.
+pub(super) type Tp = (String, i32);
+
+pub(super) struct Pending {
+    pub(super) record: ProducerRecord,
+    pub(super) timestamp: i64,
+    pub(super) tx: oneshot::Sender<Result<RecordMetadata>>,
+    pub(super) permits: u32,
+}
+
+/// A batch being filled, or sealed: sent, awaiting its answer, or waiting to be sent again.
+pub(super) struct Batch {
+    pub(super) id: u64,
+    pub(super) records: Vec<Pending>,
+    bytes: usize,
+    created: Instant,
+    /// Closed to new records, its sequence numbers fixed.
+    sealed: bool,
+    /// Encoded once, so that a retry resends the same sequence numbers.
+    encoded: Option<Bytes>,
+    in_flight: bool,
+    attempts: u32,
+    retry_at: Option<Instant>,
+}
+
+#[derive(Default)]
+struct PartitionQueue {
+    batches: VecDeque<Batch>,
+    next_sequence: i32,
+    recovering: bool,
+}
+
+/// The settings the accumulator needs.
+#[derive(Debug, Clone, Copy)]
+pub(super) struct Limits {
+    pub(super) batch_size: usize,
+    pub(super) linger: Duration,
+    pub(super) max_in_flight: usize,
+    pub(super) retries: u32,
+    pub(super) retry_backoff: Duration,
+    pub(super) delivery_timeout: Duration,
+}
+
+/// A batch for the sender.
+pub(super) enum ToSend {
+    /// Sealed now: its records, to encode (outside the producer's lock) with this base
+    /// sequence, then give back with [`Accumulator::encoded`].
+    New {
+        tp: Tp,
+        id: u64,
+        base_sequence: i32,
+        records: Vec<Pending>,
+    },
+    /// Sent before: the same bytes again.
+    Again { tp: Tp, id: u64, bytes: Bytes },
+}
+
+/// What became of a batch the broker refused.
+pub(super) enum Refused {
+    /// It stays, to be sent again.
+    Retried,
+    /// Out of retries or time, or not retriable: its records fail.
+    GaveUp(Batch),
+}
+
+#[derive(Default)]
+pub(super) struct Accumulator {
+    topics: HashMap<String, HashMap<i32, PartitionQueue>>,
+    pub(super) flush_requested: bool,
+    pub(super) closed: bool,
+    next_id: u64,
+}
+
+impl Accumulator {
+    fn queue(&mut self, tp: &Tp) -> Option<&mut PartitionQueue> {
+        self.topics.get_mut(&tp.0)?.get_mut(&tp.1)
+    }
+
+    /// Adds a record to its partition's open batch (a new one when there is none, or it is
+    /// sealed or would grow past `batch_size`). Returns whether that batch is now full.
+    pub(super) fn append(
+        &mut self,
+        partition: i32,
+        pending: Pending,
+        size: usize,
+        limits: &Limits,
+    ) -> bool {
+        let topic = pending.record.topic.as_str();
+        if !self.topics.contains_key(topic) {
+            self.topics.insert(topic.to_string(), HashMap::new());
+        }
+        let Some(queues) = self.topics.get_mut(topic) else {
+            return false;
+        };
+        let queue = queues.entry(partition).or_default();
+        let need_new = queue
+            .batches
+            .back()
+            .is_none_or(|b| b.sealed || b.bytes + size > limits.batch_size);
+        if need_new {
+            self.next_id += 1;
+            queue.batches.push_back(Batch {
+                id: self.next_id,
+                records: Vec::new(),
+                bytes: 0,
+                created: Instant::now(),
+                sealed: false,
+                encoded: None,
+                in_flight: false,
+                attempts: 0,
+                retry_at: None,
+            });
+        }
+        let Some(batch) = queue.batches.back_mut() else {
+            return false;
+        };
+        batch.bytes += size;
+        batch.records.push(pending);
+        batch.bytes >= limits.batch_size
+    }
+
+    /// Whether nothing is queued or in flight.
+    pub(super) fn is_empty(&self) -> bool {
+        self.topics
+            .values()
+            .all(|t| t.values().all(|q| q.batches.is_empty()))
+    }
+
+    /// The batches to send now, in each partition's order, each marked in flight; and the
+    /// earliest time a batch not ready yet will be (linger or retry backoff).
+    pub(super) fn drain(
+        &mut self,
+        now: Instant,
+        limits: &Limits,
+    ) -> (Vec<ToSend>, Option<Instant>) {
+        let flush = self.flush_requested || self.closed;
+        let mut out = Vec::new();
+        let mut wake: Option<Instant> = None;
+        let mut later = |at: Instant| wake = Some(wake.map_or(at, |w| w.min(at)));
+        for (topic, queues) in self.topics.iter_mut() {
+            for (&partition, queue) in queues.iter_mut() {
+                let cap = if queue.recovering {
+                    1
+                } else {
+                    limits.max_in_flight.max(1)
+                };
+                let mut in_flight = queue.batches.iter().filter(|b| b.in_flight).count();
+                let count = queue.batches.len();
+                for (i, batch) in queue.batches.iter_mut().enumerate() {
+                    if batch.in_flight {
+                        continue;
+                    }
+                    if in_flight >= cap {
+                        break;
+                    }
+                    if let Some(at) = batch.retry_at.filter(|at| *at > now) {
+                        later(at);
+                        break;
+                    }
+                    if batch.sealed {
+                        let Some(bytes) = batch.encoded.clone() else {
+                            break; // being encoded
+                        };
+                        batch.in_flight = true;
+                        in_flight += 1;
+                        out.push(ToSend::Again {
+                            tp: (topic.clone(), partition),
+                            id: batch.id,
+                            bytes,
+                        });
+                        continue;
+                    }
+                    let lingered = batch.created + limits.linger;
+                    let ready = flush
+                        || i + 1 < count
+                        || batch.bytes >= limits.batch_size
+                        || lingered <= now;
+                    if !ready {
+                        later(lingered);
+                        break;
+                    }
+                    let base_sequence = queue.next_sequence;
+                    queue.next_sequence =
+                        base_sequence.wrapping_add(batch.records.len() as i32) & i32::MAX;
+                    batch.sealed = true;
+                    batch.in_flight = true;
+                    in_flight += 1;
+                    out.push(ToSend::New {
+                        tp: (topic.clone(), partition),
+                        id: batch.id,
+                        base_sequence,
+                        records: std::mem::take(&mut batch.records),
+                    });
+                }
+            }
+        }
+        (out, wake)
+    }
+
+    fn batch(&mut self, tp: &Tp, id: u64) -> Option<&mut Batch> {
+        self.queue(tp)?.batches.iter_mut().find(|b| b.id == id)
+    }
+
+    /// A sealed batch's records back, with their encoding.
+    pub(super) fn encoded(&mut self, tp: &Tp, id: u64, records: Vec<Pending>, bytes: Bytes) {
+        if let Some(b) = self.batch(tp, id) {
+            b.records = records;
+            b.encoded = Some(bytes);
+        }
+    }
+
+    /// A batch that could not be sent after all (its leader is busy): it goes again later, in
+    /// its place.
+    pub(super) fn unsend(&mut self, tp: &Tp, id: u64) {
+        if let Some(b) = self.batch(tp, id) {
+            b.in_flight = false;
+        }
+    }
+
+    /// Takes a batch out (answered, or failed for good).
+    pub(super) fn remove(&mut self, tp: &Tp, id: u64) -> Option<Batch> {
+        let queue = self.queue(tp)?;
+        let at = queue.batches.iter().position(|b| b.id == id)?;
+        let batch = queue.batches.remove(at)?;
+        if !queue.batches.iter().any(|b| b.in_flight) {
+            queue.recovering = false;
+        }
+        Some(batch)
+    }
+
+    /// The broker refused a batch: a retriable refusal (`retriable`) keeps it for another
+    /// attempt after the backoff, unless attempts or time ran out. `out_of_order`: refused as
+    /// out of sequence, which behind an earlier batch still unanswered is that batch's doing,
+    /// so retried without counting.
+    pub(super) fn refused(
+        &mut self,
+        tp: &Tp,
+        id: u64,
+        retriable: bool,
+        out_of_order: bool,
+        now: Instant,
+        limits: &Limits,
+    ) -> Refused {
+        let Some(queue) = self.queue(tp) else {
+            return Refused::Retried;
+        };
+        let Some(at) = queue.batches.iter().position(|b| b.id == id) else {
+            return Refused::Retried;
+        };
+        let behind_another = at > 0;
+        let Some(batch) = queue.batches.get_mut(at) else {
+            return Refused::Retried;
+        };
+        batch.in_flight = false;
+        let explained = out_of_order && behind_another;
+        if !explained {
+            batch.attempts += 1;
+        }
+        let give_up = !(retriable || explained)
+            || batch.attempts > limits.retries
+            || batch.created.elapsed() > limits.delivery_timeout;
+        if give_up {
+            return match self.remove(tp, id) {
+                Some(b) => Refused::GaveUp(b),
+                None => Refused::Retried,
+            };
+        }
+        batch.retry_at = Some(now + limits.retry_backoff);
+        queue.recovering = true;
+        Refused::Retried
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn limits() -> Limits {
+        Limits {
+            batch_size: 100,
+            linger: Duration::from_millis(5),
+            max_in_flight: 5,
+            retries: 3,
+            retry_backoff: Duration::from_millis(10),
+            delivery_timeout: Duration::from_secs(60),
+        }
+    }
+
+    fn pending() -> Pending {
+        Pending {
+            record: ProducerRecord::new("t", "v"),
+            timestamp: 0,
+            tx: oneshot::channel().0,
+            permits: 0,
+        }
+    }
+
+    /// Fills `n` full batches of partition 0.
+    fn filled(n: usize) -> Accumulator {
+        let mut acc = Accumulator::default();
+        for _ in 0..n {
+            assert!(acc.append(0, pending(), 100, &limits()));
+        }
+        acc
+    }
+
+    /// Sends what is ready: (id, base sequence or -1 for a resend).
+    fn send(acc: &mut Accumulator, now: Instant) -> Vec<(u64, i32)> {
+        let (out, _) = acc.drain(now, &limits());
+        out.into_iter()
+            .map(|t| match t {
+                ToSend::New {
+                    tp,
+                    id,
+                    base_sequence,
+                    records,
+                } => {
+                    acc.encoded(&tp, id, records, Bytes::from_static(b"x"));
+                    (id, base_sequence)
+                }
+                ToSend::Again { id, .. } => (id, -1),
+            })
+            .collect()
+    }
+
+    fn tp() -> Tp {
+        ("t".to_string(), 0)
+    }
+
+    #[test]
+    fn up_to_max_in_flight_batches_go_at_once_in_sequence_order() {
+        let mut acc = filled(7);
+        let now = Instant::now();
+        let sent = send(&mut acc, now);
+        assert_eq!(sent, vec![(1, 0), (2, 1), (3, 2), (4, 3), (5, 4)]);
+        assert!(send(&mut acc, now).is_empty(), "five in flight already");
+        assert!(acc.remove(&tp(), 1).is_some());
+        assert_eq!(send(&mut acc, now), vec![(6, 5)]);
+    }
+
+    #[test]
+    fn a_lingering_batch_waits_and_says_until_when() {
+        let mut acc = Accumulator::default();
+        acc.append(0, pending(), 10, &limits());
+        let now = Instant::now();
+        let (out, wake) = acc.drain(now, &limits());
+        assert!(out.is_empty());
+        assert!(wake.is_some_and(|w| w > now));
+        assert_eq!(send(&mut acc, now + Duration::from_millis(6)).len(), 1);
+    }
+
+    #[test]
+    fn a_failed_batch_is_resent_alone_before_the_ones_behind_it() {
+        let mut acc = filled(3);
+        let now = Instant::now();
+        assert_eq!(send(&mut acc, now).len(), 3);
+        // The first fails (retriable), the two behind it are refused as out of order.
+        assert!(matches!(
+            acc.refused(&tp(), 1, true, false, now, &limits()),
+            Refused::Retried
+        ));
+        for id in [2, 3] {
+            assert!(matches!(
+                acc.refused(&tp(), id, false, true, now, &limits()),
+                Refused::Retried
+            ));
+        }
+        assert!(send(&mut acc, now).is_empty(), "backing off");
+        let later = now + Duration::from_millis(11);
+        assert_eq!(send(&mut acc, later), vec![(1, -1)], "one at a time");
+        assert!(send(&mut acc, later).is_empty());
+        assert!(acc.remove(&tp(), 1).is_some());
+        assert_eq!(
+            send(&mut acc, later),
+            vec![(2, -1), (3, -1)],
+            "pipelined again"
+        );
+    }
+
+    #[test]
+    fn the_first_batch_out_of_order_is_not_excused() {
+        let mut acc = filled(1);
+        let now = Instant::now();
+        send(&mut acc, now);
+        assert!(matches!(
+            acc.refused(&tp(), 1, false, true, now, &limits()),
+            Refused::GaveUp(_)
+        ));
+        assert!(acc.is_empty());
+    }
+
+    #[test]
+    fn retries_run_out() {
+        let mut acc = filled(1);
+        let mut now = Instant::now();
+        for _ in 0..3 {
+            send(&mut acc, now);
+            assert!(matches!(
+                acc.refused(&tp(), 1, true, false, now, &limits()),
+                Refused::Retried
+            ));
+            now += Duration::from_millis(11);
+        }
+        send(&mut acc, now);
+        assert!(matches!(
+            acc.refused(&tp(), 1, true, false, now, &limits()),
+            Refused::GaveUp(_)
+        ));
+    }
+
+    #[test]
+    fn a_sealed_batch_takes_no_more_records() {
+        let mut acc = Accumulator::default();
+        acc.append(0, pending(), 10, &limits());
+        acc.flush_requested = true;
+        assert_eq!(send(&mut acc, Instant::now()).len(), 1);
+        acc.append(0, pending(), 10, &limits());
+        assert_eq!(send(&mut acc, Instant::now()), vec![(2, 1)]);
+    }
+}

@@ -1,0 +1,398 @@
+//! The producer's sender: a background task that drains ready batches from the accumulator,
+//! encodes new ones outside its lock, writes one Produce request per leader at once (up to
+//! `max_in_flight` requests in flight per broker, pipelined on its connection in write order),
+//! and applies the answers as they come back.
+
+use std::collections::HashMap;
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use bytes::{Bytes, BytesMut};
+use kafka_protocol::error::ResponseError;
+use kafka_protocol::messages::produce_request::{PartitionProduceData, TopicProduceData};
+use kafka_protocol::messages::{ProduceRequest, ProduceResponse, TopicName, TransactionalId};
+use kafka_protocol::protocol::StrBytes;
+use kafka_protocol::records::{Record, RecordBatchEncoder, RecordEncodeOptions, TimestampType};
+use tokio::sync::mpsc;
+
+use super::accumulator::{Batch, Pending, Refused, ToSend, Tp};
+use super::{Acks, Inner, RecordMetadata};
+use crate::error::{Error, Result};
+
+/// What the broker said of one batch.
+pub(super) enum Outcome {
+    Done {
+        base_offset: i64,
+        log_append_time: i64,
+    },
+    Retry(Error),
+    Fail(Error),
+    OutOfOrder(Error),
+}
+
+/// Answers of one request: (leader, each batch's outcome).
+type Answers = (i32, Vec<(Tp, u64, Outcome)>);
+
+pub(super) fn encode_batch(
+    inner: &Inner,
+    records: &[Pending],
+    base_sequence: i32,
+) -> Result<Bytes> {
+    let idempotent = inner.producer_id >= 0;
+    let records: Vec<Record> = records
+        .iter()
+        .enumerate()
+        .map(|(i, p)| Record {
+            transactional: inner.transactional,
+            control: false,
+            delete_horizon: false,
+            partition_leader_epoch: -1,
+            producer_id: inner.producer_id,
+            producer_epoch: inner.producer_epoch,
+            timestamp_type: TimestampType::Creation,
+            offset: i as i64,
+            // Non-idempotent batches carry base sequence -1; the encoder needs offset - sequence constant.
+            sequence: if idempotent {
+                base_sequence.wrapping_add(i as i32)
+            } else {
+                i as i32 - 1
+            },
+            timestamp: p.timestamp,
+            key: p.record.key.clone(),
+            value: p.record.value.clone(),
+            headers: p
+                .record
+                .headers
+                .iter()
+                .map(|(k, v)| (StrBytes::from_string(k.clone()), v.clone()))
+                .collect(),
+        })
+        .collect();
+    let mut buf = BytesMut::new();
+    RecordBatchEncoder::encode(
+        &mut buf,
+        &records,
+        &RecordEncodeOptions {
+            version: 2,
+            compression: inner.config.compression,
+        },
+    )
+    .map_err(|e| Error::Protocol(format!("cannot encode a batch: {e}")))?;
+    Ok(buf.freeze())
+}
+
+/// Fails every record of a batch with `error`, and notes the first failure.
+pub(super) fn fail(inner: &Inner, batch: Batch, error: &Error) {
+    let message = error.to_string();
+    inner
+        .failure
+        .lock()
+        .unwrap_or_else(|p| p.into_inner())
+        .get_or_insert_with(|| message.clone());
+    for p in batch.records {
+        inner.memory.add_permits(p.permits as usize);
+        let _ = p.tx.send(Err(match error {
+            Error::Kafka { error, message } => Error::Kafka {
+                error: *error,
+                message: message.clone(),
+            },
+            _ => Error::Protocol(message.clone()),
+        }));
+    }
+}
+
+fn complete(inner: &Inner, tp: &Tp, batch: Batch, base_offset: i64, log_append_time: i64) {
+    for (i, p) in batch.records.into_iter().enumerate() {
+        inner.memory.add_permits(p.permits as usize);
+        let offset = if base_offset >= 0 {
+            base_offset + i as i64
+        } else {
+            -1
+        };
+        let timestamp = if log_append_time >= 0 {
+            log_append_time
+        } else {
+            p.timestamp
+        };
+        let _ = p.tx.send(Ok(RecordMetadata {
+            topic: tp.0.clone(),
+            partition: tp.1,
+            offset,
+            timestamp,
+        }));
+    }
+}
+
+pub(super) async fn sender_loop(inner: Arc<Inner>) {
+    let (tx, mut rx) = mpsc::unbounded_channel::<Answers>();
+    let mut requests: HashMap<i32, usize> = HashMap::new();
+    let mut last_refresh: Option<Instant> = None;
+    let mut refresh = false;
+    loop {
+        while let Ok(answers) = rx.try_recv() {
+            refresh |= apply(&inner, answers, &mut requests);
+        }
+        if refresh && last_refresh.is_none_or(|t| t.elapsed() >= inner.limits.retry_backoff) {
+            refresh = false;
+            last_refresh = Some(Instant::now());
+            let cluster = inner.cluster.clone();
+            tokio::spawn(async move {
+                let _ = cluster.refresh(&[]).await;
+            });
+        }
+        let (ready, wake_at, done) = {
+            let mut acc = inner.lock();
+            let (ready, wake_at) = acc.drain(Instant::now(), &inner.limits);
+            let done = acc.closed && acc.is_empty();
+            (ready, wake_at, done)
+        };
+        if done && requests.values().all(|n| *n == 0) {
+            return;
+        }
+        if !ready.is_empty() {
+            send_ready(&inner, ready, &mut requests, &tx).await;
+        }
+        let nap = wake_at
+            .map(|w| w.saturating_duration_since(Instant::now()))
+            .unwrap_or(Duration::from_millis(100))
+            .max(Duration::from_micros(200));
+        tokio::select! {
+            Some(answers) = rx.recv() => refresh |= apply(&inner, answers, &mut requests),
+            _ = inner.wake.notified() => {}
+            _ = tokio::time::sleep(nap) => {}
+        }
+    }
+}
+
+/// Applies one request's answers; returns whether metadata should be refreshed.
+fn apply(inner: &Inner, (leader, answers): Answers, requests: &mut HashMap<i32, usize>) -> bool {
+    if let Some(n) = requests.get_mut(&leader) {
+        *n = n.saturating_sub(1);
+    }
+    let mut refresh = false;
+    let now = Instant::now();
+    for (tp, id, outcome) in answers {
+        let mut acc = inner.lock();
+        let (retriable, out_of_order, error) = match outcome {
+            Outcome::Done {
+                base_offset,
+                log_append_time,
+            } => {
+                let batch = acc.remove(&tp, id);
+                drop(acc);
+                if let Some(batch) = batch {
+                    complete(inner, &tp, batch, base_offset, log_append_time);
+                }
+                continue;
+            }
+            Outcome::Retry(e) => (true, false, e),
+            Outcome::Fail(e) => (false, false, e),
+            Outcome::OutOfOrder(e) => (false, true, e),
+        };
+        refresh |= retriable;
+        match acc.refused(&tp, id, retriable, out_of_order, now, &inner.limits) {
+            Refused::Retried => {
+                tracing::debug!(topic = %tp.0, partition = tp.1, error = %error, "retrying a batch");
+            }
+            Refused::GaveUp(batch) => {
+                drop(acc);
+                fail(inner, batch, &error);
+            }
+        }
+    }
+    refresh
+}
+
+/// Encodes the new batches, groups them by leader, and writes one request per leader.
+async fn send_ready(
+    inner: &Arc<Inner>,
+    ready: Vec<ToSend>,
+    requests: &mut HashMap<i32, usize>,
+    tx: &mpsc::UnboundedSender<Answers>,
+) {
+    let mut by_leader: HashMap<i32, Vec<(Tp, u64, Bytes)>> = HashMap::new();
+    for item in ready {
+        let (tp, id, bytes) = match item {
+            ToSend::Again { tp, id, bytes } => (tp, id, bytes),
+            ToSend::New {
+                tp,
+                id,
+                base_sequence,
+                records,
+            } => match encode_batch(inner, &records, base_sequence) {
+                Ok(bytes) => {
+                    inner.config.partitioner.on_new_batch(&tp.0);
+                    inner.lock().encoded(&tp, id, records, bytes.clone());
+                    (tp, id, bytes)
+                }
+                Err(e) => {
+                    tracing::error!(error = %e, "dropping a batch that cannot be encoded");
+                    let mut acc = inner.lock();
+                    acc.encoded(&tp, id, records, Bytes::new());
+                    let batch = acc.remove(&tp, id);
+                    drop(acc);
+                    if let Some(batch) = batch {
+                        fail(inner, batch, &e);
+                    }
+                    continue;
+                }
+            },
+        };
+        match inner.cluster.leader(&tp.0, tp.1) {
+            Some(leader) => by_leader.entry(leader).or_default().push((tp, id, bytes)),
+            None => {
+                let error = Error::UnknownTopic(format!("{}-{}", tp.0, tp.1));
+                let _ = tx.send((-1, vec![(tp, id, Outcome::Retry(error))]));
+            }
+        }
+    }
+    for (leader, batches) in by_leader {
+        // A request carries one batch per partition (its answer names partitions, not
+        // batches): a partition's second batch goes in the next request, and so on.
+        let mut rounds: Vec<Vec<(Tp, u64, Bytes)>> = Vec::new();
+        let mut seen: HashMap<Tp, usize> = HashMap::new();
+        for batch in batches {
+            let round = seen.entry(batch.0.clone()).or_default();
+            if rounds.len() <= *round {
+                rounds.push(Vec::new());
+            }
+            rounds[*round].push(batch);
+            *round += 1;
+        }
+        for round in rounds {
+            let busy = requests.get(&leader).copied().unwrap_or(0) >= inner.limits.max_in_flight;
+            if busy {
+                let mut acc = inner.lock();
+                for (tp, id, _) in &round {
+                    acc.unsend(tp, *id);
+                }
+                continue;
+            }
+            *requests.entry(leader).or_default() += 1;
+            write_request(inner, leader, round, tx).await;
+        }
+    }
+}
+
+fn produce_request(inner: &Inner, batches: &[(Tp, u64, Bytes)]) -> ProduceRequest {
+    let mut topics: Vec<TopicProduceData> = Vec::new();
+    for ((topic, partition), _, bytes) in batches {
+        let data = PartitionProduceData::default()
+            .with_index(*partition)
+            .with_records(Some(bytes.clone()));
+        match topics.iter_mut().find(|t| &*t.name.0 == topic.as_str()) {
+            Some(t) => t.partition_data.push(data),
+            None => topics.push(
+                TopicProduceData::default()
+                    .with_name(TopicName(StrBytes::from_string(topic.clone())))
+                    .with_partition_data(vec![data]),
+            ),
+        }
+    }
+    ProduceRequest::default()
+        .with_transactional_id(
+            inner
+                .config
+                .transactional_id
+                .as_ref()
+                .map(|id| TransactionalId(StrBytes::from_string(id.clone()))),
+        )
+        .with_acks(inner.config.acks.code())
+        .with_timeout_ms(inner.config.client.request_timeout.as_millis() as i32)
+        .with_topic_data(topics)
+}
+
+/// Writes one request to `leader` now (so requests reach a connection in the order they were
+/// made), and answers through `tx` once its response is in.
+async fn write_request(
+    inner: &Arc<Inner>,
+    leader: i32,
+    batches: Vec<(Tp, u64, Bytes)>,
+    tx: &mpsc::UnboundedSender<Answers>,
+) {
+    let all = |batches: &[(Tp, u64, Bytes)], outcome: &dyn Fn() -> Outcome| {
+        batches
+            .iter()
+            .map(|(tp, id, _)| (tp.clone(), *id, outcome()))
+            .collect::<Vec<_>>()
+    };
+    let retry = |e: &Error| {
+        let m = e.to_string();
+        move || Outcome::Retry(Error::Protocol(m.clone()))
+    };
+    let conn = match inner.cluster.broker(leader).await {
+        Ok(c) => c,
+        Err(e) => {
+            let _ = tx.send((leader, all(&batches, &retry(&e))));
+            return;
+        }
+    };
+    let request = produce_request(inner, &batches);
+    if inner.config.acks == Acks::None {
+        let sent = match conn.version_for::<ProduceRequest>(9) {
+            Ok(v) => conn.send_only(&request, v).await,
+            Err(e) => Err(e),
+        };
+        let answers = match sent {
+            Ok(()) => all(&batches, &|| Outcome::Done {
+                base_offset: -1,
+                log_append_time: -1,
+            }),
+            Err(e) => all(&batches, &retry(&e)),
+        };
+        let _ = tx.send((leader, answers));
+        return;
+    }
+    let answer = match conn.start_request(&request, 9).await {
+        Ok(answer) => answer,
+        Err(e) => {
+            let _ = tx.send((leader, all(&batches, &retry(&e))));
+            return;
+        }
+    };
+    let tx = tx.clone();
+    tokio::spawn(async move {
+        let answers = match answer.await {
+            Ok(response) => outcomes(&batches, &response),
+            Err(e) => all(&batches, &retry(&e)),
+        };
+        let _ = tx.send((leader, answers));
+    });
+}
+
+fn outcomes(batches: &[(Tp, u64, Bytes)], response: &ProduceResponse) -> Vec<(Tp, u64, Outcome)> {
+    let mut out = Vec::with_capacity(batches.len());
+    for ((topic, partition), id, _) in batches {
+        let found = response
+            .responses
+            .iter()
+            .find(|t| &*t.name.0 == topic.as_str())
+            .and_then(|t| t.partition_responses.iter().find(|p| p.index == *partition));
+        let outcome = match found {
+            None => Outcome::Retry(Error::Protocol(
+                "the broker did not answer for a partition".into(),
+            )),
+            Some(p) if p.error_code == 0 => Outcome::Done {
+                base_offset: p.base_offset,
+                log_append_time: p.log_append_time_ms,
+            },
+            Some(p) => {
+                let error = Error::from_code(
+                    p.error_code,
+                    p.error_message.as_ref().map(|m| m.to_string()),
+                );
+                if ResponseError::try_from_code(p.error_code)
+                    == Some(ResponseError::OutOfOrderSequenceNumber)
+                {
+                    Outcome::OutOfOrder(error)
+                } else if error.is_retriable() {
+                    Outcome::Retry(error)
+                } else {
+                    Outcome::Fail(error)
+                }
+            }
+        };
+        out.push(((topic.clone(), *partition), *id, outcome));
+    }
+    out
+}
