@@ -59,7 +59,7 @@ pub fn murmur2_partition(key: &[u8], partitions: i32) -> i32 {
 /// Keyed records by murmur2 (as Java), keyless records sticky per topic (KIP-480).
 #[derive(Debug, Default)]
 pub struct DefaultPartitioner {
-    sticky: Mutex<HashMap<String, i32>>,
+    sticky: Mutex<HashMap<String, i32, foldhash::fast::RandomState>>,
 }
 
 impl Partitioner for DefaultPartitioner {
@@ -68,10 +68,13 @@ impl Partitioner for DefaultPartitioner {
             Some(k) => murmur2_partition(k, partitions),
             None => {
                 let mut sticky = self.sticky.lock().unwrap_or_else(|p| p.into_inner());
-                let p = sticky
-                    .entry(topic.to_string())
-                    .or_insert_with(|| rand::random::<u32>() as i32 & 0x7fff_ffff);
-                *p % partitions.max(1)
+                let p = match sticky.get(topic) {
+                    Some(p) => *p,
+                    None => *sticky
+                        .entry(topic.to_string())
+                        .or_insert_with(|| rand::random::<u32>() as i32 & 0x7fff_ffff),
+                };
+                p % partitions.max(1)
             }
         }
     }

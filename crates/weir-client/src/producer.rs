@@ -11,6 +11,7 @@
 //! is retried before any behind it ([`accumulator`]).
 
 mod accumulator;
+mod batch;
 mod sender;
 
 use std::sync::{Arc, Mutex, MutexGuard};
@@ -21,7 +22,7 @@ use kafka_protocol::messages::{InitProducerIdRequest, ProducerId};
 use kafka_protocol::records::Compression;
 use tokio::sync::{oneshot, Notify, Semaphore};
 
-use self::accumulator::{Accumulator, Limits, Pending};
+use self::accumulator::{Accumulator, Limits, Waiter};
 use crate::cluster::{ClientConfig, Cluster};
 use crate::error::{Error, Result};
 use crate::partitioner::{DefaultPartitioner, Partitioner};
@@ -369,12 +370,16 @@ impl Producer {
             )));
         }
         let permits = size as u32;
-        inner
-            .memory
-            .acquire_many(permits)
-            .await
-            .map_err(|_| Error::ProducerClosed)?
-            .forget();
+        match inner.memory.try_acquire_many(permits) {
+            Ok(p) => p.forget(),
+            Err(tokio::sync::TryAcquireError::Closed) => return Err(Error::ProducerClosed),
+            Err(tokio::sync::TryAcquireError::NoPermits) => inner
+                .memory
+                .acquire_many(permits)
+                .await
+                .map_err(|_| Error::ProducerClosed)?
+                .forget(),
+        }
         let (tx, rx) = oneshot::channel();
         let timestamp = record.timestamp.unwrap_or_else(now_ms);
         let full = {
@@ -384,13 +389,9 @@ impl Producer {
                 return Err(Error::ProducerClosed);
             }
             acc.append(
+                &record,
                 partition,
-                Pending {
-                    record,
-                    timestamp,
-                    tx,
-                    permits,
-                },
+                Waiter { tx, timestamp },
                 size,
                 &inner.limits,
             )

@@ -14,23 +14,26 @@ use std::time::{Duration, Instant};
 use bytes::Bytes;
 use tokio::sync::oneshot;
 
+use super::batch::RecordsBuilder;
 use super::{ProducerRecord, RecordMetadata};
 use crate::error::Result;
 
 /// A partition: topic and index.
 pub(super) type Tp = (String, i32);
 
-pub(super) struct Pending {
-    pub(super) record: ProducerRecord,
-    pub(super) timestamp: i64,
+/// A record's delivery: its future's sender and its timestamp.
+pub(super) struct Waiter {
     pub(super) tx: oneshot::Sender<Result<RecordMetadata>>,
-    pub(super) permits: u32,
+    pub(super) timestamp: i64,
 }
 
 /// A batch being filled, or sealed: sent, awaiting its answer, or waiting to be sent again.
 pub(super) struct Batch {
     pub(super) id: u64,
-    pub(super) records: Vec<Pending>,
+    pub(super) waiters: Vec<Waiter>,
+    /// Buffer memory its records hold.
+    pub(super) permits: usize,
+    records: RecordsBuilder,
     bytes: usize,
     created: Instant,
     /// Closed to new records, its sequence numbers fixed.
@@ -62,13 +65,13 @@ pub(super) struct Limits {
 
 /// A batch for the sender.
 pub(super) enum ToSend {
-    /// Sealed now: its records, to encode (outside the producer's lock) with this base
-    /// sequence, then give back with [`Accumulator::encoded`].
+    /// Sealed now: its records, to seal (outside the producer's lock) with this base
+    /// sequence, then give back encoded with [`Accumulator::encoded`].
     New {
         tp: Tp,
         id: u64,
         base_sequence: i32,
-        records: Vec<Pending>,
+        records: RecordsBuilder,
     },
     /// Sent before: the same bytes again.
     Again { tp: Tp, id: u64, bytes: Bytes },
@@ -82,9 +85,11 @@ pub(super) enum Refused {
     GaveUp(Batch),
 }
 
+type FastMap<K, V> = HashMap<K, V, foldhash::fast::RandomState>;
+
 #[derive(Default)]
 pub(super) struct Accumulator {
-    topics: HashMap<String, HashMap<i32, PartitionQueue>>,
+    topics: FastMap<String, FastMap<i32, PartitionQueue>>,
     pub(super) flush_requested: bool,
     pub(super) closed: bool,
     next_id: u64,
@@ -95,18 +100,19 @@ impl Accumulator {
         self.topics.get_mut(&tp.0)?.get_mut(&tp.1)
     }
 
-    /// Adds a record to its partition's open batch (a new one when there is none, or it is
-    /// sealed or would grow past `batch_size`). Returns whether that batch is now full.
+    /// Encodes a record into its partition's open batch (a new one when there is none, or it
+    /// is sealed or would grow past `batch_size`). Returns whether that batch is now full.
     pub(super) fn append(
         &mut self,
+        record: &ProducerRecord,
         partition: i32,
-        pending: Pending,
+        waiter: Waiter,
         size: usize,
         limits: &Limits,
     ) -> bool {
-        let topic = pending.record.topic.as_str();
+        let topic = record.topic.as_str();
         if !self.topics.contains_key(topic) {
-            self.topics.insert(topic.to_string(), HashMap::new());
+            self.topics.insert(topic.to_string(), FastMap::default());
         }
         let Some(queues) = self.topics.get_mut(topic) else {
             return false;
@@ -120,7 +126,9 @@ impl Accumulator {
             self.next_id += 1;
             queue.batches.push_back(Batch {
                 id: self.next_id,
-                records: Vec::new(),
+                waiters: Vec::new(),
+                permits: 0,
+                records: RecordsBuilder::with_capacity(limits.batch_size.max(size).min(1 << 20)),
                 bytes: 0,
                 created: Instant::now(),
                 sealed: false,
@@ -134,7 +142,14 @@ impl Accumulator {
             return false;
         };
         batch.bytes += size;
-        batch.records.push(pending);
+        batch.permits += size;
+        batch.records.push(
+            waiter.timestamp,
+            record.key.as_deref(),
+            record.value.as_deref(),
+            &record.headers,
+        );
+        batch.waiters.push(waiter);
         batch.bytes >= limits.batch_size
     }
 
@@ -200,7 +215,7 @@ impl Accumulator {
                     }
                     let base_sequence = queue.next_sequence;
                     queue.next_sequence =
-                        base_sequence.wrapping_add(batch.records.len() as i32) & i32::MAX;
+                        base_sequence.wrapping_add(batch.records.count()) & i32::MAX;
                     batch.sealed = true;
                     batch.in_flight = true;
                     in_flight += 1;
@@ -220,10 +235,9 @@ impl Accumulator {
         self.queue(tp)?.batches.iter_mut().find(|b| b.id == id)
     }
 
-    /// A sealed batch's records back, with their encoding.
-    pub(super) fn encoded(&mut self, tp: &Tp, id: u64, records: Vec<Pending>, bytes: Bytes) {
+    /// A sealed batch's encoding.
+    pub(super) fn encoded(&mut self, tp: &Tp, id: u64, bytes: Bytes) {
         if let Some(b) = self.batch(tp, id) {
-            b.records = records;
             b.encoded = Some(bytes);
         }
     }
@@ -305,20 +319,22 @@ mod tests {
         }
     }
 
-    fn pending() -> Pending {
-        Pending {
-            record: ProducerRecord::new("t", "v"),
-            timestamp: 0,
+    fn waiter() -> Waiter {
+        Waiter {
             tx: oneshot::channel().0,
-            permits: 0,
+            timestamp: 0,
         }
+    }
+
+    fn record() -> ProducerRecord {
+        ProducerRecord::new("t", "v")
     }
 
     /// Fills `n` full batches of partition 0.
     fn filled(n: usize) -> Accumulator {
         let mut acc = Accumulator::default();
         for _ in 0..n {
-            assert!(acc.append(0, pending(), 100, &limits()));
+            assert!(acc.append(&record(), 0, waiter(), 100, &limits()));
         }
         acc
     }
@@ -332,9 +348,9 @@ mod tests {
                     tp,
                     id,
                     base_sequence,
-                    records,
+                    ..
                 } => {
-                    acc.encoded(&tp, id, records, Bytes::from_static(b"x"));
+                    acc.encoded(&tp, id, Bytes::from_static(b"x"));
                     (id, base_sequence)
                 }
                 ToSend::Again { id, .. } => (id, -1),
@@ -360,7 +376,7 @@ mod tests {
     #[test]
     fn a_lingering_batch_waits_and_says_until_when() {
         let mut acc = Accumulator::default();
-        acc.append(0, pending(), 10, &limits());
+        acc.append(&record(), 0, waiter(), 10, &limits());
         let now = Instant::now();
         let (out, wake) = acc.drain(now, &limits());
         assert!(out.is_empty());
@@ -430,10 +446,10 @@ mod tests {
     #[test]
     fn a_sealed_batch_takes_no_more_records() {
         let mut acc = Accumulator::default();
-        acc.append(0, pending(), 10, &limits());
+        acc.append(&record(), 0, waiter(), 10, &limits());
         acc.flush_requested = true;
         assert_eq!(send(&mut acc, Instant::now()).len(), 1);
-        acc.append(0, pending(), 10, &limits());
+        acc.append(&record(), 0, waiter(), 10, &limits());
         assert_eq!(send(&mut acc, Instant::now()), vec![(2, 1)]);
     }
 }

@@ -7,17 +7,17 @@ use std::collections::HashMap;
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
-use bytes::{Bytes, BytesMut};
+use bytes::Bytes;
 use kafka_protocol::error::ResponseError;
 use kafka_protocol::messages::produce_request::{PartitionProduceData, TopicProduceData};
 use kafka_protocol::messages::{ProduceRequest, ProduceResponse, TopicName, TransactionalId};
 use kafka_protocol::protocol::StrBytes;
-use kafka_protocol::records::{Record, RecordBatchEncoder, RecordEncodeOptions, TimestampType};
 use tokio::sync::mpsc;
 
-use super::accumulator::{Batch, Pending, Refused, ToSend, Tp};
+use super::accumulator::{Batch, Refused, ToSend, Tp};
+use super::batch::Stamp;
 use super::{Acks, Inner, RecordMetadata};
-use crate::error::{Error, Result};
+use crate::error::Error;
 
 /// What the broker said of one batch.
 pub(super) enum Outcome {
@@ -33,52 +33,16 @@ pub(super) enum Outcome {
 /// Answers of one request: (leader, each batch's outcome).
 type Answers = (i32, Vec<(Tp, u64, Outcome)>);
 
-pub(super) fn encode_batch(
-    inner: &Inner,
-    records: &[Pending],
-    base_sequence: i32,
-) -> Result<Bytes> {
+/// Who writes a batch: the producer id and epoch, and its first record's sequence number
+/// (none without idempotence).
+fn stamp(inner: &Inner, base_sequence: i32) -> Stamp {
     let idempotent = inner.producer_id >= 0;
-    let records: Vec<Record> = records
-        .iter()
-        .enumerate()
-        .map(|(i, p)| Record {
-            transactional: inner.transactional,
-            control: false,
-            delete_horizon: false,
-            partition_leader_epoch: -1,
-            producer_id: inner.producer_id,
-            producer_epoch: inner.producer_epoch,
-            timestamp_type: TimestampType::Creation,
-            offset: i as i64,
-            // Non-idempotent batches carry base sequence -1; the encoder needs offset - sequence constant.
-            sequence: if idempotent {
-                base_sequence.wrapping_add(i as i32)
-            } else {
-                i as i32 - 1
-            },
-            timestamp: p.timestamp,
-            key: p.record.key.clone(),
-            value: p.record.value.clone(),
-            headers: p
-                .record
-                .headers
-                .iter()
-                .map(|(k, v)| (StrBytes::from_string(k.clone()), v.clone()))
-                .collect(),
-        })
-        .collect();
-    let mut buf = BytesMut::new();
-    RecordBatchEncoder::encode(
-        &mut buf,
-        &records,
-        &RecordEncodeOptions {
-            version: 2,
-            compression: inner.config.compression,
-        },
-    )
-    .map_err(|e| Error::Protocol(format!("cannot encode a batch: {e}")))?;
-    Ok(buf.freeze())
+    Stamp {
+        producer_id: inner.producer_id,
+        producer_epoch: inner.producer_epoch,
+        base_sequence: if idempotent { base_sequence } else { -1 },
+        transactional: inner.transactional,
+    }
 }
 
 /// Fails every record of a batch with `error`, and notes the first failure.
@@ -89,8 +53,8 @@ pub(super) fn fail(inner: &Inner, batch: Batch, error: &Error) {
         .lock()
         .unwrap_or_else(|p| p.into_inner())
         .get_or_insert_with(|| message.clone());
-    for p in batch.records {
-        inner.memory.add_permits(p.permits as usize);
+    inner.memory.add_permits(batch.permits);
+    for p in batch.waiters {
         let _ = p.tx.send(Err(match error {
             Error::Kafka { error, message } => Error::Kafka {
                 error: *error,
@@ -102,8 +66,8 @@ pub(super) fn fail(inner: &Inner, batch: Batch, error: &Error) {
 }
 
 fn complete(inner: &Inner, tp: &Tp, batch: Batch, base_offset: i64, log_append_time: i64) {
-    for (i, p) in batch.records.into_iter().enumerate() {
-        inner.memory.add_permits(p.permits as usize);
+    inner.memory.add_permits(batch.permits);
+    for (i, p) in batch.waiters.into_iter().enumerate() {
         let offset = if base_offset >= 0 {
             base_offset + i as i64
         } else {
@@ -219,16 +183,15 @@ async fn send_ready(
                 id,
                 base_sequence,
                 records,
-            } => match encode_batch(inner, &records, base_sequence) {
+            } => match records.seal(stamp(inner, base_sequence), inner.config.compression) {
                 Ok(bytes) => {
                     inner.config.partitioner.on_new_batch(&tp.0);
-                    inner.lock().encoded(&tp, id, records, bytes.clone());
+                    inner.lock().encoded(&tp, id, bytes.clone());
                     (tp, id, bytes)
                 }
                 Err(e) => {
                     tracing::error!(error = %e, "dropping a batch that cannot be encoded");
                     let mut acc = inner.lock();
-                    acc.encoded(&tp, id, records, Bytes::new());
                     let batch = acc.remove(&tp, id);
                     drop(acc);
                     if let Some(batch) = batch {
