@@ -91,6 +91,7 @@ def main() -> None:
     ap.add_argument("--binary", default=str(ROOT / "target/release/weir"),
                     help="the broker (and, unless --client, the weir perf client)")
     ap.add_argument("--client", help="a weir binary for the client side (default: --binary)")
+    ap.add_argument("--baseline-client", help="another weir build whose client runs in the same turns")
     ap.add_argument("--reps", type=int, default=3)
     ap.add_argument("--messages", type=int, default=2_000_000)
     ap.add_argument("--sizes", default="100,1024")
@@ -116,13 +117,17 @@ def main() -> None:
         for size in map(int, args.sizes.split(",")):
             for acks in args.acks.split(","):
                 for partitions in map(int, args.partitions.split(",")):
-                    runs: dict[str, list[dict]] = {"weir": [], "librdkafka": []}
+                    whos = ["weir", "librdkafka"] + (["baseline"] if args.baseline_client else [])
+                    runs: dict[str, list[dict]] = {w: [] for w in whos}
                     for _ in range(args.reps):
-                        for who in ("weir", "librdkafka"):
+                        for who in whos:
                             topic = f"bench-{uuid.uuid4().hex[:8]}"
                             admin.create_topics([NewTopic(topic, partitions, 1)])[topic].result(30)
                             if who == "weir":
                                 runs[who].append(run_weir(client, bs, topic, size, acks, args.messages))
+                            elif who == "baseline":
+                                runs[who].append(run_weir(args.baseline_client, bs, topic, size, acks,
+                                                          args.messages))
                             else:
                                 runs[who].append(run_rdkafka(perf, bs, topic, size, acks, args.messages))
                             admin.delete_topics([topic])[topic].result(30)
@@ -136,12 +141,17 @@ def main() -> None:
         broker.kill()
         broker.wait()
         shutil.rmtree(data, ignore_errors=True)
-    print("| size | acks | partitions | weir-client rec/s | librdkafka rec/s | ratio | client CPU s/M weir / librdkafka |")
-    print("|---|---|---|---|---|---|---|")
+    base = bool(args.baseline_client)
+    print("| size | acks | partitions |" + (" weir-client before rec/s |" if base else "")
+          + " weir-client rec/s | librdkafka rec/s | ratio | client CPU s/M "
+          + ("before / " if base else "") + "weir / librdkafka |")
+    print("|---|---|---|" + ("---|" if base else "") + "---|---|---|---|")
     for r in rows:
-        print(f"| {r['size']} B | {r['acks']} | {r['partitions']} | {r['weir']['rate']:,.0f} "
+        before = f" {r['baseline']['rate']:,.0f} |" if base else ""
+        before_cpu = f"{r['baseline']['cpu_per_m']:.2f} / " if base else ""
+        print(f"| {r['size']} B | {r['acks']} | {r['partitions']} |{before} {r['weir']['rate']:,.0f} "
               f"| {r['librdkafka']['rate']:,.0f} | {r['ratio']:.2f} "
-              f"| {r['weir']['cpu_per_m']:.2f} / {r['librdkafka']['cpu_per_m']:.2f} |")
+              f"| {before_cpu}{r['weir']['cpu_per_m']:.2f} / {r['librdkafka']['cpu_per_m']:.2f} |")
 
 
 if __name__ == "__main__":

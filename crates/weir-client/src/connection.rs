@@ -224,7 +224,10 @@ impl Connection {
             .with_request_api_version(version)
             .with_correlation_id(correlation)
             .with_client_id(Some(self.client_id.clone()));
-        let mut buf = BytesMut::with_capacity(64);
+        // Sized once: a produce request carries its batches, which growing by doubling
+        // would copy again and again.
+        let body = req.compute_size(version).unwrap_or(0);
+        let mut buf = BytesMut::with_capacity(64 + body);
         buf.put_i32(0);
         header
             .encode(&mut buf, api.request_header_version(version))

@@ -52,7 +52,8 @@ impl Acks {
 /// Producer settings; [`ProducerConfig::new`] gives the defaults.
 #[derive(Debug, Clone)]
 pub struct ProducerConfig {
-    /// Connection settings, shared with the consumer and the admin client.
+    /// Connection settings, shared with the consumer and the admin client. Its `retries` is
+    /// unbounded here by default (Kafka's producer default): `delivery_timeout` bounds them.
     pub client: ClientConfig,
     /// What a record's acknowledgement waits for. Default [`Acks::All`] (Kafka's `acks`).
     pub acks: Acks,
@@ -95,8 +96,11 @@ pub struct ProducerConfig {
 impl ProducerConfig {
     /// The defaults (see each field) for `bootstrap`, a comma-separated `host:port` list.
     pub fn new(bootstrap: &str) -> ProducerConfig {
+        let mut client = ClientConfig::new(bootstrap);
+        // As Kafka's producer: a retriable failure is retried until `delivery_timeout`.
+        client.retries = u32::MAX;
         ProducerConfig {
-            client: ClientConfig::new(bootstrap),
+            client,
             acks: Acks::All,
             linger: Duration::from_millis(5),
             batch_size: 16 * 1024,

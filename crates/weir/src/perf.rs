@@ -113,6 +113,7 @@ fn report(
 async fn producer(args: &LoadArgs) -> Result<Producer> {
     let mut config = ProducerConfig::new(&args.connect.bootstrap_server);
     config.client = args.connect.client()?;
+    config.client.retries = u32::MAX;
     config.acks = parse_acks(&args.acks)?;
     config.idempotence = config.acks == weir_client::Acks::All;
     config.compression = parse_compression(&args.compression)?;

@@ -16,6 +16,7 @@ use crate::produce::parse_compression;
 pub(crate) async fn run(args: &LoadArgs) -> Result<(u64, Duration, Histogram<u64>)> {
     let mut config = ProducerConfig::new(&args.connect.bootstrap_server);
     config.client = args.connect.client()?;
+    config.client.retries = u32::MAX;
     config.compression = parse_compression(&args.compression)?;
     config.linger = Duration::from_millis(args.linger_ms);
     config.batch_size = args.batch_size;

@@ -100,6 +100,8 @@ pub(crate) async fn run(args: ProduceArgs) -> Result<()> {
         .collect::<Result<Vec<_>>>()?;
     let mut config = ProducerConfig::new(&args.connect.bootstrap_server);
     config.client = args.connect.client()?;
+    // A producer retries until its delivery timeout, as Kafka's.
+    config.client.retries = u32::MAX;
     config.acks = parse_acks(&args.acks)?;
     config.idempotence = config.acks == Acks::All;
     config.compression = parse_compression(&args.compression)?;

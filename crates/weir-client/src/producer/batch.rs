@@ -52,6 +52,7 @@ fn put_bytes(buf: &mut BytesMut, b: Option<&[u8]>) {
 /// The records of one batch, encoded as they came.
 #[derive(Debug, Default)]
 pub(super) struct RecordsBuilder {
+    /// The header's room, then the records.
     records: BytesMut,
     count: i32,
     first_timestamp: i64,
@@ -69,8 +70,11 @@ pub(super) struct Stamp {
 
 impl RecordsBuilder {
     pub(super) fn with_capacity(bytes: usize) -> RecordsBuilder {
+        // Room for the header first: an uncompressed batch is sealed in place.
+        let mut records = BytesMut::with_capacity(HEADER + bytes);
+        records.put_bytes(0, HEADER);
         RecordsBuilder {
-            records: BytesMut::with_capacity(bytes),
+            records,
             ..RecordsBuilder::default()
         }
     }
@@ -117,25 +121,31 @@ impl RecordsBuilder {
     }
 
     /// The whole batch: the records compressed with `compression`, behind the header.
-    pub(super) fn seal(&self, stamp: Stamp, compression: Compression) -> Result<Bytes> {
-        let mut out = BytesMut::with_capacity(HEADER + self.records.len());
-        out.put_bytes(0, HEADER);
-        let records = &self.records[..];
-        let put = |b: &mut BytesMut| -> anyhow::Result<()> {
-            b.put_slice(records);
-            Ok(())
-        };
-        let compressed = match compression {
-            Compression::None => {
-                out.put_slice(records);
+    pub(super) fn seal(self, stamp: Stamp, compression: Compression) -> Result<Bytes> {
+        let mut records = self.records;
+        if records.len() < HEADER {
+            records = BytesMut::zeroed(HEADER);
+        }
+        let mut out = if compression == Compression::None {
+            records
+        } else {
+            let mut out = BytesMut::with_capacity(HEADER + records.len() / 2);
+            out.put_bytes(0, HEADER);
+            let body = &records[HEADER..];
+            let put = |b: &mut BytesMut| -> anyhow::Result<()> {
+                b.put_slice(body);
                 Ok(())
-            }
-            Compression::Gzip => codec::Gzip::compress(&mut out, put),
-            Compression::Snappy => codec::Snappy::compress(&mut out, put),
-            Compression::Lz4 => codec::Lz4::compress(&mut out, put),
-            Compression::Zstd => codec::Zstd::compress(&mut out, put),
+            };
+            let compressed = match compression {
+                Compression::Gzip => codec::Gzip::compress(&mut out, put),
+                Compression::Snappy => codec::Snappy::compress(&mut out, put),
+                Compression::Lz4 => codec::Lz4::compress(&mut out, put),
+                Compression::Zstd => codec::Zstd::compress(&mut out, put),
+                Compression::None => Ok(()),
+            };
+            compressed.map_err(|e| Error::Protocol(format!("cannot compress a batch: {e}")))?;
+            out
         };
-        compressed.map_err(|e| Error::Protocol(format!("cannot compress a batch: {e}")))?;
         let codec_id: i16 = match compression {
             Compression::None => 0,
             Compression::Gzip => 1,
