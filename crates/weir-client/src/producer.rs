@@ -386,7 +386,7 @@ impl Producer {
         }
         let (tx, rx) = oneshot::channel();
         let timestamp = record.timestamp.unwrap_or_else(now_ms);
-        let full = {
+        let look = {
             let mut acc = inner.lock();
             if acc.closed {
                 inner.memory.add_permits(permits as usize);
@@ -400,7 +400,7 @@ impl Producer {
                 &inner.limits,
             )
         };
-        if full || inner.config.linger.is_zero() {
+        if look || inner.config.linger.is_zero() {
             inner.wake.notify_one();
         }
         Ok(DeliveryFuture { rx })

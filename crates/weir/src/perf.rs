@@ -20,8 +20,17 @@ pub(crate) struct LoadArgs {
     pub(crate) connect: Connect,
     #[arg(long)]
     pub(crate) topic: String,
-    #[arg(long, default_value_t = 100_000)]
-    pub(crate) num_records: u64,
+    /// Records to produce (default 100000); for consume, records to read (default: the topic
+    /// up to its end when the run starts).
+    #[arg(long)]
+    pub(crate) num_records: Option<u64>,
+    /// Produce at most this many records per second (Kafka's perf-test flag; -1: as fast as
+    /// acknowledgements allow). Latency at a fixed rate is what OMB-style runs compare.
+    #[arg(long, default_value_t = -1, allow_negative_numbers = true)]
+    pub(crate) throughput: i64,
+    /// Records sent first and left out of the figures (connections, metadata, caches warm).
+    #[arg(long, default_value_t = 0)]
+    pub(crate) warmup_records: u64,
     /// Bytes per record value.
     #[arg(long, default_value_t = 100)]
     pub(crate) record_size: usize,
@@ -61,11 +70,41 @@ pub(crate) enum PerfCommand {
     E2e(LoadArgs),
 }
 
-pub(crate) fn bar(args: &LoadArgs) -> ProgressBar {
+impl LoadArgs {
+    /// Records to produce.
+    pub(crate) fn records(&self) -> u64 {
+        self.num_records.unwrap_or(100_000)
+    }
+}
+
+/// Holds a producer to `--throughput`: the i-th record is not sent before start + i/rate.
+/// Sleeps only when ahead by a millisecond or more, so a high rate costs no timer per record.
+pub(crate) struct Throttle {
+    start: Instant,
+    per_sec: f64,
+}
+
+impl Throttle {
+    pub(crate) fn new(per_sec: i64) -> Option<Throttle> {
+        (per_sec > 0).then(|| Throttle {
+            start: Instant::now(),
+            per_sec: per_sec as f64,
+        })
+    }
+
+    pub(crate) async fn wait(&self, sent: u64) {
+        let due = self.start + Duration::from_secs_f64(sent as f64 / self.per_sec);
+        if due > Instant::now() + Duration::from_millis(1) {
+            tokio::time::sleep_until(due.into()).await;
+        }
+    }
+}
+
+pub(crate) fn bar(args: &LoadArgs, total: u64) -> ProgressBar {
     if args.json {
         return ProgressBar::hidden();
     }
-    let pb = ProgressBar::new(args.num_records);
+    let pb = ProgressBar::new(total);
     if let Ok(style) =
         ProgressStyle::with_template("{bar:40} {pos}/{len} records {per_sec} eta {eta}")
     {
@@ -139,35 +178,46 @@ async fn run_produce(
         return crate::perf_txn::run(args).await;
     }
     let producer = producer(args).await?;
-    let pb = bar(args);
+    let total = args.records();
+    let warmup = args.warmup_records.min(total);
+    let pb = bar(args, total);
+    let throttle = Throttle::new(args.throughput);
     let mut hist = histogram()?;
     let payload = bytes::Bytes::from(vec![b'x'; args.record_size]);
     let start = Instant::now();
     // Records sent and not yet acknowledged, oldest first (they are answered about in order):
     // reaped as they finish, without a task per record.
-    let mut waiting: std::collections::VecDeque<(Instant, weir_client::DeliveryFuture)> =
-        std::collections::VecDeque::new();
+    // Each with its send time, and whether it counts (past the warm-up).
+    type Waiting = std::collections::VecDeque<(Instant, bool, weir_client::DeliveryFuture)>;
+    let mut waiting: Waiting = std::collections::VecDeque::new();
     let mut failed = 0u64;
-    let mut reap =
-        |waiting: &mut std::collections::VecDeque<(Instant, weir_client::DeliveryFuture)>,
-         hist: &mut Histogram<u64>| {
-            let mut done = 0;
-            while let Some((sent, fut)) = waiting.front_mut() {
-                let Some(result) = fut.try_take() else { break };
-                match result {
-                    Ok(_) => {
-                        let us = sent.elapsed().as_micros() as u64;
-                        let _ = hist.record(us.max(1));
-                    }
-                    Err(_) => failed += 1,
+    let mut reap = |waiting: &mut Waiting, hist: &mut Histogram<u64>| {
+        let mut done = 0;
+        while let Some((sent, counts, fut)) = waiting.front_mut() {
+            let Some(result) = fut.try_take() else { break };
+            match result {
+                Ok(_) if *counts => {
+                    let us = sent.elapsed().as_micros() as u64;
+                    let _ = hist.record(us.max(1));
                 }
-                waiting.pop_front();
-                done += 1;
+                Ok(_) => {}
+                Err(_) => failed += 1,
             }
-            pb.inc(done);
-        };
+            waiting.pop_front();
+            done += 1;
+        }
+        pb.inc(done);
+    };
+    let mut start = start;
     let mut sent = Instant::now();
-    for i in 0..args.num_records {
+    for i in 0..total {
+        if i == warmup {
+            start = Instant::now();
+        }
+        if let Some(t) = &throttle {
+            t.wait(i).await;
+            sent = Instant::now();
+        }
         let value = if value_prefix_time {
             let mut value = payload.to_vec();
             let now = std::time::SystemTime::now()
@@ -181,15 +231,16 @@ async fn run_produce(
         } else {
             payload.clone()
         };
-        // The send time, read every few records: a clock read costs as much as a send.
-        if i % 8 == 0 {
+        // The send time, read every few records (a clock read costs as much as a send) unless
+        // the rate is held, when it was just read.
+        if throttle.is_none() && i % 8 == 0 {
             sent = Instant::now();
         }
         let fut = producer
             .send(ProducerRecord::new(args.topic.clone(), value))
             .await
             .map_err(|e| anyhow!("produce failed: {e}"))?;
-        waiting.push_back((sent, fut));
+        waiting.push_back((sent, i >= warmup, fut));
         if i % 256 == 255 {
             reap(&mut waiting, &mut hist);
         }
@@ -197,12 +248,13 @@ async fn run_produce(
             tokio::task::yield_now().await;
         }
     }
-    while let Some((sent, fut)) = waiting.pop_front() {
+    while let Some((sent, counts, fut)) = waiting.pop_front() {
         match fut.await {
-            Ok(_) => {
+            Ok(_) if counts => {
                 let us = sent.elapsed().as_micros() as u64;
                 let _ = hist.record(us.max(1));
             }
+            Ok(_) => {}
             Err(_) => failed += 1,
         }
         pb.inc(1);
@@ -213,7 +265,7 @@ async fn run_produce(
     if failed > 0 {
         return Err(anyhow!("{failed} records were not acknowledged"));
     }
-    Ok((args.num_records, elapsed, hist))
+    Ok((total - warmup, elapsed, hist))
 }
 
 /// A consumer assigned every partition of the topic, positioned by `reset`.
@@ -240,19 +292,48 @@ async fn open_consumer(args: &LoadArgs, reset: AutoOffsetReset) -> Result<Consum
     Ok(consumer)
 }
 
+/// How many records a consume run reads: `--num-records`, or what the topic holds now.
+async fn records_in_topic(args: &LoadArgs) -> Result<u64> {
+    if let Some(n) = args.num_records {
+        return Ok(n);
+    }
+    let admin = args.connect.admin().await?;
+    let offsets = |spec| {
+        let admin = &admin;
+        async move {
+            admin
+                .list_offsets(&args.topic, spec)
+                .await
+                .map_err(|e| anyhow!("cannot read the offsets of '{}': {e}", args.topic))
+        }
+    };
+    let earliest = offsets(weir_client::OffsetSpec::Earliest).await?;
+    let latest = offsets(weir_client::OffsetSpec::Latest).await?;
+    Ok(latest
+        .iter()
+        .map(|(p, (end, _))| {
+            let start = earliest.get(p).map_or(0, |(o, _)| *o);
+            (end - start).max(0) as u64
+        })
+        .sum())
+}
+
 async fn run_consume(
     args: &LoadArgs,
     mut consumer: Consumer,
+    target: u64,
     e2e: Option<&mut Histogram<u64>>,
 ) -> Result<(u64, Duration)> {
-    let pb = bar(args);
+    let pb = bar(args, target);
     let start = Instant::now();
     let mut got = 0u64;
     let mut idle = Instant::now();
     let mut e2e = e2e;
-    while got < args.num_records && idle.elapsed() < Duration::from_secs(30) {
+    while got < target && idle.elapsed() < Duration::from_secs(30) {
+        // For latency, records go out as soon as any are in; for throughput, in big batches.
+        let wait = if e2e.is_some() { 2 } else { 500 };
         let batch = consumer
-            .poll_batch(10_000, Duration::from_millis(500))
+            .poll_batch(10_000, Duration::from_millis(wait))
             .await?;
         if !batch.is_empty() {
             idle = Instant::now();
@@ -285,8 +366,9 @@ pub(crate) async fn run(cmd: PerfCommand) -> Result<()> {
             report("produce", &args, n, elapsed, Some(&hist));
         }
         PerfCommand::Consume(args) => {
+            let target = records_in_topic(&args).await?;
             let consumer = open_consumer(&args, AutoOffsetReset::Earliest).await?;
-            let (n, elapsed) = run_consume(&args, consumer, None).await?;
+            let (n, elapsed) = run_consume(&args, consumer, target, None).await?;
             report("consume", &args, n, elapsed, None);
         }
         PerfCommand::E2e(args) => {
@@ -304,7 +386,8 @@ pub(crate) async fn run(cmd: PerfCommand) -> Result<()> {
             let producing =
                 tokio::spawn(async move { run_produce(&produce_args, true).await.map(|_| ()) });
             let mut hist = histogram()?;
-            let (n, elapsed) = run_consume(&args, consumer, Some(&mut hist)).await?;
+            let (n, elapsed) =
+                run_consume(&args, consumer, args.records(), Some(&mut hist)).await?;
             producing.await.map_err(|e| anyhow!("{e}"))??;
             report("e2e", &args, n, elapsed, Some(&hist));
         }
@@ -317,6 +400,8 @@ fn clone_args(a: &LoadArgs) -> LoadArgs {
         connect: a.connect.clone(),
         topic: a.topic.clone(),
         num_records: a.num_records,
+        throughput: a.throughput,
+        warmup_records: a.warmup_records,
         record_size: a.record_size,
         acks: a.acks.clone(),
         compression: a.compression.clone(),

@@ -33,7 +33,8 @@ pub(crate) async fn run(args: &LoadArgs) -> Result<(u64, Duration, Histogram<u64
         .transaction_duration_ms
         .map(Duration::from_millis)
         .unwrap_or(Duration::MAX);
-    let pb = bar(args);
+    let pb = bar(args, args.records());
+    let throttle = crate::perf::Throttle::new(args.throughput);
     let hist = Arc::new(std::sync::Mutex::new(histogram()?));
     let payload = vec![b'x'; args.record_size];
     let start = Instant::now();
@@ -41,7 +42,10 @@ pub(crate) async fn run(args: &LoadArgs) -> Result<(u64, Duration, Histogram<u64
     let mut in_txn = 0u64;
     let mut opened = Instant::now();
     producer.begin_transaction()?;
-    for _ in 0..args.num_records {
+    for i in 0..args.records() {
+        if let Some(t) = &throttle {
+            t.wait(i).await;
+        }
         if in_txn >= per_txn || opened.elapsed() >= max_age {
             producer
                 .commit_transaction()
@@ -89,5 +93,5 @@ pub(crate) async fn run(args: &LoadArgs) -> Result<(u64, Duration, Histogram<u64
         return Err(anyhow!("{failed} records were not acknowledged"));
     }
     let h = hist.lock().unwrap_or_else(|p| p.into_inner()).clone();
-    Ok((args.num_records, elapsed, h))
+    Ok((args.records(), elapsed, h))
 }

@@ -101,7 +101,8 @@ impl Accumulator {
     }
 
     /// Encodes a record into its partition's open batch (a new one when there is none, or it
-    /// is sealed or would grow past `batch_size`). Returns whether that batch is now full.
+    /// is sealed or would grow past `batch_size`). Returns whether the sender should look now:
+    /// that batch is full, or new (its linger starts, which the sender must time).
     pub(super) fn append(
         &mut self,
         record: &ProducerRecord,
@@ -150,7 +151,7 @@ impl Accumulator {
             &record.headers,
         );
         batch.waiters.push(waiter);
-        batch.bytes >= limits.batch_size
+        need_new || batch.bytes >= limits.batch_size
     }
 
     /// Whether nothing is queued or in flight.
