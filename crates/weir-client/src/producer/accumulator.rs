@@ -43,6 +43,11 @@ pub(super) struct Batch {
     in_flight: bool,
     attempts: u32,
     retry_at: Option<Instant>,
+    /// Its first record's sequence number, once sealed.
+    base_sequence: i32,
+    /// Renumbered while a copy with its old numbers was in flight: that copy's refusal as out
+    /// of order is expected.
+    renumbered: bool,
 }
 
 #[derive(Default)]
@@ -137,6 +142,8 @@ impl Accumulator {
                 in_flight: false,
                 attempts: 0,
                 retry_at: None,
+                base_sequence: -1,
+                renumbered: false,
             });
         }
         let Some(batch) = queue.batches.back_mut() else {
@@ -218,6 +225,7 @@ impl Accumulator {
                     queue.next_sequence =
                         base_sequence.wrapping_add(batch.records.count()) & i32::MAX;
                     batch.sealed = true;
+                    batch.base_sequence = base_sequence;
                     batch.in_flight = true;
                     in_flight += 1;
                     out.push(ToSend::New {
@@ -251,14 +259,37 @@ impl Accumulator {
         }
     }
 
-    /// Takes a batch out (answered, or failed for good).
+    /// Takes a batch out (answered, or failed for good). A partition recovers once its oldest
+    /// batch is answered with nothing else in flight.
     pub(super) fn remove(&mut self, tp: &Tp, id: u64) -> Option<Batch> {
         let queue = self.queue(tp)?;
         let at = queue.batches.iter().position(|b| b.id == id)?;
         let batch = queue.batches.remove(at)?;
-        if !queue.batches.iter().any(|b| b.in_flight) {
+        if at == 0 && !queue.batches.iter().any(|b| b.in_flight) {
             queue.recovering = false;
         }
+        Some(batch)
+    }
+
+    /// Takes out a batch the broker certainly did not write (refused for good, or never
+    /// encoded), and closes the gap its sequence numbers would leave: every sealed batch behind
+    /// it is renumbered down (its bytes patched), so the broker's next expected number is
+    /// still the next one sent. Without this, every later batch would be refused out of order.
+    pub(super) fn remove_unwritten(&mut self, tp: &Tp, id: u64) -> Option<Batch> {
+        let batch = self.remove(tp, id)?;
+        if !batch.sealed || batch.base_sequence < 0 {
+            return Some(batch);
+        }
+        let count = batch.waiters.len() as i32;
+        let queue = self.queue(tp)?;
+        for later in queue.batches.iter_mut().filter(|b| b.sealed) {
+            later.base_sequence = later.base_sequence.wrapping_sub(count) & i32::MAX;
+            if let Some(bytes) = &later.encoded {
+                later.encoded = Some(super::batch::renumber(bytes, later.base_sequence));
+            }
+            later.renumbered |= later.in_flight;
+        }
+        queue.next_sequence = queue.next_sequence.wrapping_sub(count) & i32::MAX;
         Some(batch)
     }
 
@@ -286,14 +317,21 @@ impl Accumulator {
             return Refused::Retried;
         };
         batch.in_flight = false;
-        let explained = out_of_order && behind_another;
+        let explained = out_of_order && (behind_another || batch.renumbered);
+        batch.renumbered = false;
         if !explained {
             batch.attempts += 1;
         }
-        let give_up = !(retriable || explained)
-            || batch.attempts > limits.retries
-            || batch.created.elapsed() > limits.delivery_timeout;
-        if give_up {
+        if !(retriable || explained) {
+            // Refused for good: not written.
+            return match self.remove_unwritten(tp, id) {
+                Some(b) => Refused::GaveUp(b),
+                None => Refused::Retried,
+            };
+        }
+        if batch.attempts > limits.retries || batch.created.elapsed() > limits.delivery_timeout {
+            // Out of retries or time with the outcome unknown: it may have been written, so
+            // the numbers behind it stay (see ARCHITECTURE: no epoch bump yet).
             return match self.remove(tp, id) {
                 Some(b) => Refused::GaveUp(b),
                 None => Refused::Retried,
@@ -423,6 +461,40 @@ mod tests {
             Refused::GaveUp(_)
         ));
         assert!(acc.is_empty());
+    }
+
+    #[test]
+    fn a_batch_refused_for_good_leaves_no_gap_in_the_numbers() {
+        let mut acc = filled(3);
+        let now = Instant::now();
+        assert_eq!(send(&mut acc, now), vec![(1, 0), (2, 1), (3, 2)]);
+        // The first is refused for good (say, too large); the two behind it out of order.
+        assert!(matches!(
+            acc.refused(&tp(), 1, false, false, now, &limits()),
+            Refused::GaveUp(_)
+        ));
+        for id in [2, 3] {
+            assert!(matches!(
+                acc.refused(&tp(), id, false, true, now, &limits()),
+                Refused::Retried
+            ));
+        }
+        let seqs: Vec<i32> = acc.topics["t"][&0]
+            .batches
+            .iter()
+            .map(|b| b.base_sequence)
+            .collect();
+        assert_eq!(seqs, vec![0, 1], "renumbered down");
+        let later = now + Duration::from_millis(11);
+        assert_eq!(send(&mut acc, later), vec![(2, -1)]);
+        assert!(acc.remove(&tp(), 2).is_some());
+        assert_eq!(send(&mut acc, later), vec![(3, -1)]);
+        acc.append(&record(), 0, waiter(), 100, &limits());
+        assert_eq!(
+            send(&mut acc, later),
+            vec![(4, 2)],
+            "the next number follows"
+        );
     }
 
     #[test]

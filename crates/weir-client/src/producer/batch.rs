@@ -175,6 +175,17 @@ impl RecordsBuilder {
     }
 }
 
+/// A sealed batch with another base sequence (its CRC made again).
+pub(super) fn renumber(batch: &Bytes, base_sequence: i32) -> Bytes {
+    let mut b = BytesMut::from(&batch[..]);
+    if b.len() >= HEADER {
+        b[53..57].copy_from_slice(&base_sequence.to_be_bytes());
+        let crc = crc32c::crc32c(&b[21..]);
+        b[17..21].copy_from_slice(&crc.to_be_bytes());
+    }
+    b.freeze()
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -229,6 +240,23 @@ mod tests {
             assert_eq!(records[2].timestamp, 999);
             assert_eq!(records[2].value.as_ref().map(|v| v.len()), Some(300));
         }
+    }
+
+    #[test]
+    fn a_renumbered_batch_reads_back_with_its_new_numbers() {
+        let mut b = RecordsBuilder::with_capacity(64);
+        b.push(1, Some(b"k"), Some(b"v"), &[]);
+        b.push(2, Some(b"k"), Some(b"w"), &[]);
+        let stamp = Stamp {
+            producer_id: 7,
+            producer_epoch: 0,
+            base_sequence: 40,
+            transactional: false,
+        };
+        let sealed = b.seal(stamp, Compression::None).unwrap();
+        let records = decode(renumber(&sealed, 38));
+        assert_eq!(records[0].sequence, 38);
+        assert_eq!(records[1].sequence, 39);
     }
 
     #[test]

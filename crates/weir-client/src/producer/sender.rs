@@ -69,7 +69,7 @@ fn complete(inner: &Inner, tp: &Tp, batch: Batch, base_offset: i64, log_append_t
     inner.memory.add_permits(batch.permits);
     for (i, p) in batch.waiters.into_iter().enumerate() {
         let offset = if base_offset >= 0 {
-            base_offset + i as i64
+            base_offset.wrapping_add(i as i64)
         } else {
             -1
         };
@@ -192,7 +192,7 @@ async fn send_ready(
                 Err(e) => {
                     tracing::error!(error = %e, "dropping a batch that cannot be encoded");
                     let mut acc = inner.lock();
-                    let batch = acc.remove(&tp, id);
+                    let batch = acc.remove_unwritten(&tp, id);
                     drop(acc);
                     if let Some(batch) = batch {
                         fail(inner, batch, &e);
@@ -222,7 +222,24 @@ async fn send_ready(
             rounds[*round].push(batch);
             *round += 1;
         }
+        let mut reached = true;
         for round in rounds {
+            if !reached {
+                // The leader could not be reached a moment ago: these wait for the next turn.
+                let error = Error::Protocol(format!("broker {leader} unreachable"));
+                let answers = round
+                    .iter()
+                    .map(|(tp, id, _)| {
+                        (
+                            tp.clone(),
+                            *id,
+                            Outcome::Retry(Error::Protocol(error.to_string())),
+                        )
+                    })
+                    .collect();
+                let _ = tx.send((-1, answers));
+                continue;
+            }
             let busy = requests.get(&leader).copied().unwrap_or(0) >= inner.limits.max_in_flight;
             if busy {
                 let mut acc = inner.lock();
@@ -232,7 +249,7 @@ async fn send_ready(
                 continue;
             }
             *requests.entry(leader).or_default() += 1;
-            write_request(inner, leader, round, tx).await;
+            reached = write_request(inner, leader, round, tx).await;
         }
     }
 }
@@ -266,13 +283,14 @@ fn produce_request(inner: &Inner, batches: &[(Tp, u64, Bytes)]) -> ProduceReques
 }
 
 /// Writes one request to `leader` now (so requests reach a connection in the order they were
-/// made), and answers through `tx` once its response is in.
+/// made), and answers through `tx` once its response is in. Returns whether the leader was
+/// reached.
 async fn write_request(
     inner: &Arc<Inner>,
     leader: i32,
     batches: Vec<(Tp, u64, Bytes)>,
     tx: &mpsc::UnboundedSender<Answers>,
-) {
+) -> bool {
     let all = |batches: &[(Tp, u64, Bytes)], outcome: &dyn Fn() -> Outcome| {
         batches
             .iter()
@@ -287,7 +305,7 @@ async fn write_request(
         Ok(c) => c,
         Err(e) => {
             let _ = tx.send((leader, all(&batches, &retry(&e))));
-            return;
+            return false;
         }
     };
     let request = produce_request(inner, &batches);
@@ -304,13 +322,13 @@ async fn write_request(
             Err(e) => all(&batches, &retry(&e)),
         };
         let _ = tx.send((leader, answers));
-        return;
+        return true;
     }
     let answer = match conn.start_request(&request, 9).await {
         Ok(answer) => answer,
         Err(e) => {
             let _ = tx.send((leader, all(&batches, &retry(&e))));
-            return;
+            return false;
         }
     };
     let tx = tx.clone();
@@ -321,6 +339,7 @@ async fn write_request(
         };
         let _ = tx.send((leader, answers));
     });
+    true
 }
 
 fn outcomes(batches: &[(Tp, u64, Bytes)], response: &ProduceResponse) -> Vec<(Tp, u64, Outcome)> {
@@ -344,9 +363,14 @@ fn outcomes(batches: &[(Tp, u64, Bytes)], response: &ProduceResponse) -> Vec<(Tp
                     p.error_code,
                     p.error_message.as_ref().map(|m| m.to_string()),
                 );
-                if ResponseError::try_from_code(p.error_code)
-                    == Some(ResponseError::OutOfOrderSequenceNumber)
-                {
+                let code = ResponseError::try_from_code(p.error_code);
+                if code == Some(ResponseError::DuplicateSequenceNumber) {
+                    // Written before (Kafka's brokers answer a retry so): done, offsets unknown.
+                    Outcome::Done {
+                        base_offset: -1,
+                        log_append_time: -1,
+                    }
+                } else if code == Some(ResponseError::OutOfOrderSequenceNumber) {
                     Outcome::OutOfOrder(error)
                 } else if error.is_retriable() {
                     Outcome::Retry(error)
