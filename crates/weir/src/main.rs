@@ -5,6 +5,7 @@
 //! Every failure is one line on stderr and a non-zero exit code.
 
 mod acls;
+mod advise;
 mod cluster;
 mod command_config;
 mod configs;

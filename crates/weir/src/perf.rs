@@ -167,7 +167,7 @@ pub(crate) fn histogram() -> Result<Histogram<u64>> {
     Histogram::new_with_bounds(1, 3_600_000_000, 3).map_err(|e| anyhow!("histogram: {e}"))
 }
 
-async fn run_produce(
+pub(crate) async fn run_produce(
     args: &LoadArgs,
     value_prefix_time: bool,
 ) -> Result<(u64, Duration, Histogram<u64>)> {
@@ -269,7 +269,7 @@ async fn run_produce(
 }
 
 /// A consumer assigned every partition of the topic, positioned by `reset`.
-async fn open_consumer(args: &LoadArgs, reset: AutoOffsetReset) -> Result<Consumer> {
+pub(crate) async fn open_consumer(args: &LoadArgs, reset: AutoOffsetReset) -> Result<Consumer> {
     let admin = args.connect.admin().await?;
     let info = admin
         .describe_topic(&args.topic)
@@ -318,7 +318,7 @@ async fn records_in_topic(args: &LoadArgs) -> Result<u64> {
         .sum())
 }
 
-async fn run_consume(
+pub(crate) async fn run_consume(
     args: &LoadArgs,
     mut consumer: Consumer,
     target: u64,

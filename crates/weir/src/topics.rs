@@ -59,6 +59,10 @@ pub(crate) enum TopicsCommand {
         #[arg(long = "delete-config")]
         delete_configs: Vec<String>,
     },
+    /// How many partitions a topic needs: max(produce rate / one partition's write rate,
+    /// produce rate / one consumer's read rate) plus headroom, with the rates measured on the
+    /// cluster unless given.
+    Advise(crate::advise::AdviseArgs),
     /// Delete a topic.
     Delete {
         #[command(flatten)]
@@ -73,6 +77,7 @@ pub(crate) enum TopicsCommand {
 
 pub(crate) async fn run(cmd: TopicsCommand) -> Result<()> {
     match cmd {
+        TopicsCommand::Advise(args) => crate::advise::run(args).await?,
         TopicsCommand::Create {
             connect,
             topic,

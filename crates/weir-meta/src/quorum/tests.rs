@@ -65,6 +65,24 @@ fn config(id: NodeId, voters: &BTreeMap<NodeId, String>, dir: &std::path::Path) 
     }
 }
 
+/// Starts a voter again on its old port. Between the stop and the start, another test's
+/// outgoing connection may have been given that port as its ephemeral one (the ranges overlap):
+/// wait for it to go, as an operator restarting a broker would.
+async fn restart(cfg: QuorumConfig) -> MetaQuorum {
+    let deadline = Instant::now() + Duration::from_secs(20);
+    loop {
+        match MetaQuorum::start(cfg.clone()).await {
+            Ok(q) => return q,
+            Err(QuorumError::Io(e))
+                if e.kind() == std::io::ErrorKind::AddrInUse && Instant::now() < deadline =>
+            {
+                tokio::time::sleep(Duration::from_millis(100)).await;
+            }
+            Err(e) => panic!("cannot restart the voter: {e}"),
+        }
+    }
+}
+
 /// Writes survive a restart, through the log and through a snapshot that purged the log.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn one_voter_keeps_its_records_across_restarts() {
@@ -77,7 +95,7 @@ async fn one_voter_keeps_its_records_across_restarts() {
         q.write(vec![topic(&format!("t{i}"))]).await.unwrap();
     }
     q.shutdown().await;
-    let q = MetaQuorum::start(cfg.clone()).await.unwrap();
+    let q = restart(cfg.clone()).await;
     q.wait_for_leader(Duration::from_secs(5)).await;
     wait_until("the log is replayed", Duration::from_secs(5), || {
         q.image().topics().count() == 5
@@ -90,7 +108,7 @@ async fn one_voter_keeps_its_records_across_restarts() {
     q.write(vec![topic("after-snapshot")]).await.unwrap();
     q.shutdown().await;
     assert!(dir.path().join("raft/snapshot").exists());
-    let q = MetaQuorum::start(cfg).await.unwrap();
+    let q = restart(cfg).await;
     q.wait_for_leader(Duration::from_secs(5)).await;
     wait_until(
         "snapshot and log are replayed",
@@ -176,9 +194,7 @@ async fn three_voters_survive_the_loss_of_the_leader() {
         other => panic!("a follower accepted a write: {other:?}"),
     }
 
-    let back = MetaQuorum::start(config(first, &voters, dir.path()))
-        .await
-        .unwrap();
+    let back = restart(config(first, &voters, dir.path())).await;
     nodes.insert(first, back);
     wait_until(
         "the returning voter catches up",
@@ -209,7 +225,7 @@ async fn a_torn_tail_of_the_raft_log_is_cut() {
     let mut f = std::fs::OpenOptions::new().append(true).open(&log).unwrap();
     std::io::Write::write_all(&mut f, &[0, 0, 1, 0, 9, 9, 9, 9, b'{', b'"']).unwrap();
     drop(f);
-    let q = MetaQuorum::start(cfg).await.unwrap();
+    let q = restart(cfg).await;
     q.wait_for_leader(Duration::from_secs(5)).await;
     // The junk is gone: the file is intact frames to its end, beginning with the good ones.
     let raw = std::fs::read(&log).unwrap();
