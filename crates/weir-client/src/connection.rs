@@ -281,12 +281,22 @@ impl Connection {
             .insert(correlation, tx);
         {
             let mut writer = self.writer.lock().await;
-            if let Err(e) = writer.send(&frame).await {
+            // A broker that stops reading must not hold the writer (and whoever waits on it)
+            // for good. A frame cut off midway leaves the stream unusable: the connection is
+            // closed, and opened afresh by the next request.
+            let sent = tokio::time::timeout(self.timeout, writer.send(&frame)).await;
+            let failed = match sent {
+                Ok(Ok(())) => None,
+                Ok(Err(e)) => Some(io(&self.addr)(e)),
+                Err(_) => Some(Error::Timeout(self.timeout.as_millis() as u64)),
+            };
+            if let Some(e) = failed {
+                self.closed.store(true, Ordering::Release);
                 self.pending
                     .lock()
                     .unwrap_or_else(|p| p.into_inner())
                     .remove(&correlation);
-                return Err(io(&self.addr)(e));
+                return Err(e);
             }
         }
         let (timeout, pending, addr) = (self.timeout, self.pending.clone(), self.addr.clone());

@@ -251,17 +251,13 @@ async fn write_remote(
     partitions: &[TopicPartition],
 ) -> Vec<(TopicPartition, i16)> {
     let failed = |code: i16| partitions.iter().map(|tp| (tp.clone(), code)).collect();
-    let mut topics: BTreeMap<&str, Vec<i32>> = BTreeMap::new();
-    for (t, p) in partitions {
-        topics.entry(t.as_str()).or_default().push(*p);
-    }
     let marker = WritableTxnMarker::default()
         .with_producer_id(kafka_protocol::messages::ProducerId(ask.producer_id.0))
         .with_producer_epoch(ask.producer_epoch.0)
         .with_transaction_result(ask.commit)
         .with_coordinator_epoch(ask.coordinator_epoch)
         .with_topics(
-            topics
+            by_topic(partitions)
                 .into_iter()
                 .map(|(t, ps)| {
                     WritableTxnMarkerTopic::default()
@@ -271,20 +267,13 @@ async fn write_remote(
                 .collect(),
         );
     let request = WriteTxnMarkersRequest::default().with_markers(vec![marker]);
-    let connection = match broker.txn_channels.get(broker, leader).await {
-        Ok(c) => c,
-        Err(e) => {
-            tracing::debug!(leader = leader.0, error = %e, "cannot reach a leader for markers");
-            return failed(ResponseError::NetworkException.code());
-        }
-    };
-    let response = match connection.request(&request, 1).await {
-        Ok((r, _)) => r,
-        Err(e) => {
-            broker.txn_channels.forget(leader);
-            tracing::debug!(leader = leader.0, error = %e, "WriteTxnMarkers failed");
-            return failed(ResponseError::NetworkException.code());
-        }
+    let response = match broker
+        .txn_channels
+        .request(broker, leader, &request, 1)
+        .await
+    {
+        Ok(r) => r,
+        Err(e) => return failed(e.code()),
     };
     let mut codes: HashMap<TopicPartition, i16> = HashMap::new();
     for m in response.markers {
@@ -313,7 +302,43 @@ pub(crate) struct Channels {
     open: std::sync::Mutex<HashMap<BrokerId, Arc<weir_client::Connection>>>,
 }
 
+/// Partitions grouped by topic, as requests list them.
+pub(crate) fn by_topic(partitions: &[TopicPartition]) -> BTreeMap<&str, Vec<i32>> {
+    let mut topics: BTreeMap<&str, Vec<i32>> = BTreeMap::new();
+    for (t, p) in partitions {
+        topics.entry(t.as_str()).or_default().push(*p);
+    }
+    topics
+}
+
 impl Channels {
+    /// Sends `request` to broker `to` over the inter-broker listener and waits for its answer;
+    /// a connection that fails is dropped, to be opened afresh next time. Any failure to get
+    /// an answer is NETWORK_EXCEPTION.
+    pub(crate) async fn request<R: kafka_protocol::protocol::Request>(
+        &self,
+        broker: &Broker,
+        to: BrokerId,
+        request: &R,
+        version: i16,
+    ) -> Result<R::Response, ResponseError>
+    where
+        R::Response: Send + 'static,
+    {
+        let connection = self.get(broker, to).await.map_err(|e| {
+            tracing::debug!(broker = to.0, error = %e, "cannot reach a broker");
+            ResponseError::NetworkException
+        })?;
+        match connection.request(request, version).await {
+            Ok((r, _)) => Ok(r),
+            Err(e) => {
+                self.forget(to);
+                tracing::debug!(broker = to.0, error = %e, "an inter-broker request failed");
+                Err(ResponseError::NetworkException)
+            }
+        }
+    }
+
     fn open(&self) -> std::sync::MutexGuard<'_, HashMap<BrokerId, Arc<weir_client::Connection>>> {
         self.open.lock().unwrap_or_else(|p| p.into_inner())
     }

@@ -7,7 +7,7 @@
 //! loading, unreachable) becomes NOT_ENOUGH_REPLICAS, which every client retries, as Kafka
 //! answers clients that predate the transaction-abortable error.
 
-use std::collections::{BTreeMap, HashMap};
+use std::collections::HashMap;
 use std::sync::Arc;
 
 use kafka_protocol::error::ResponseError;
@@ -117,10 +117,6 @@ async fn ask_remote(
     epoch: ProducerEpoch,
     partitions: Vec<TopicPartition>,
 ) -> Result<HashMap<TopicPartition, i16>, ResponseError> {
-    let mut topics: BTreeMap<&str, Vec<i32>> = BTreeMap::new();
-    for (t, p) in &partitions {
-        topics.entry(t.as_str()).or_default().push(*p);
-    }
     let transaction = AddPartitionsToTxnTransaction::default()
         .with_transactional_id(TransactionalId(crate::handlers::str_bytes(
             transactional_id,
@@ -129,7 +125,7 @@ async fn ask_remote(
         .with_producer_epoch(epoch.0)
         .with_verify_only(true)
         .with_topics(
-            topics
+            super::markers::by_topic(&partitions)
                 .into_iter()
                 .map(|(t, ps)| {
                     AddPartitionsToTxnTopic::default()
@@ -139,15 +135,10 @@ async fn ask_remote(
                 .collect(),
         );
     let request = AddPartitionsToTxnRequest::default().with_transactions(vec![transaction]);
-    let connection = broker.txn_channels.get(&broker, leader).await.map_err(|e| {
-        tracing::debug!(leader = leader.0, error = %e, "cannot reach a transaction coordinator");
-        ResponseError::NetworkException
-    })?;
-    let (response, _) = connection.request(&request, 4).await.map_err(|e| {
-        broker.txn_channels.forget(leader);
-        tracing::debug!(leader = leader.0, error = %e, "a transaction check failed");
-        ResponseError::NetworkException
-    })?;
+    let response = broker
+        .txn_channels
+        .request(&broker, leader, &request, 4)
+        .await?;
     if response.error_code != 0 {
         return Err(ResponseError::try_from_code(response.error_code)
             .unwrap_or(ResponseError::UnknownServerError));
