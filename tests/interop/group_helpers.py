@@ -39,6 +39,15 @@ FAST_GROUP_CONF = {
 }
 
 
+# Settings librdkafka accepts only with group.protocol=classic.
+CLASSIC_ONLY_CONF = (
+    "session.timeout.ms",
+    "heartbeat.interval.ms",
+    "partition.assignment.strategy",
+    "group.protocol.type",
+)
+
+
 def group_name(prefix: str) -> str:
     return f"{prefix}-{uuid.uuid4().hex[:10]}"
 
@@ -65,6 +74,11 @@ class Member:
         }
         cfg.update(FAST_GROUP_CONF)
         cfg.update(conf)
+        if cfg.get("group.protocol") == "consumer":
+            # KIP-848: the broker sets the session and heartbeat and assigns; librdkafka
+            # refuses the classic protocol's settings for them.
+            for key in CLASSIC_ONLY_CONF:
+                cfg.pop(key, None)
         self.conf = cfg
         self.c = Consumer(cfg, error_cb=self._on_error)
         self.c.subscribe(

@@ -55,11 +55,13 @@ pub const APIS: &[ApiSpec] = &[
     api(ApiKey::SyncGroup, 0, 5),
     api(ApiKey::Heartbeat, 0, 4),
     api(ApiKey::LeaveGroup, 0, 5),
-    api(ApiKey::OffsetCommit, 0, 8),
-    api(ApiKey::OffsetFetch, 1, 8),
+    api(ApiKey::OffsetCommit, 0, 9),
+    api(ApiKey::OffsetFetch, 1, 9),
     api(ApiKey::ListGroups, 0, 5),
     api(ApiKey::DescribeGroups, 0, 5),
     api(ApiKey::DeleteGroups, 0, 2),
+    api(ApiKey::ConsumerGroupHeartbeat, 0, 1),
+    api(ApiKey::ConsumerGroupDescribe, 0, 1),
     api(ApiKey::OffsetDelete, 0, 0),
     api(ApiKey::SaslHandshake, 0, 1),
     api(ApiKey::SaslAuthenticate, 0, 2),
@@ -339,6 +341,13 @@ pub(crate) async fn dispatch(
         ),
         RequestKind::DescribeGroups(r) => ResponseKind::DescribeGroups(
             handlers::describe_groups::handle(broker, access, version, r).await,
+        ),
+        RequestKind::ConsumerGroupHeartbeat(r) => ResponseKind::ConsumerGroupHeartbeat(
+            handlers::consumer_group_heartbeat::handle(broker, &header, peer, access, version, r)
+                .await,
+        ),
+        RequestKind::ConsumerGroupDescribe(r) => ResponseKind::ConsumerGroupDescribe(
+            handlers::consumer_group_describe::handle(broker, access, version, r).await,
         ),
         RequestKind::DeleteGroups(r) => {
             ResponseKind::DeleteGroups(handlers::delete_groups::handle(broker, access, r).await)

@@ -57,6 +57,15 @@ pub struct BrokerConfig {
     /// `group.min.session.timeout.ms` and `group.max.session.timeout.ms`.
     pub group_min_session_timeout_ms: i32,
     pub group_max_session_timeout_ms: i32,
+    /// `group.consumer.session.timeout.ms`: a KIP-848 member silent this long is removed.
+    pub group_consumer_session_timeout_ms: i32,
+    /// `group.consumer.heartbeat.interval.ms`: how often KIP-848 members heartbeat.
+    pub group_consumer_heartbeat_interval_ms: i32,
+    /// `group.consumer.max.size`: members of one KIP-848 group at most.
+    pub group_consumer_max_size: usize,
+    /// `group.consumer.assignors`: `uniform`, `range`, or both in either order (the first is
+    /// the default); see [`BrokerConfig::consumer_assignors_valid`].
+    pub group_consumer_assignors: String,
     /// `offsets.topic.num.partitions`
     pub offsets_topic_num_partitions: i32,
     /// `offsets.topic.replication.factor` (capped at the number of brokers).
@@ -135,6 +144,10 @@ impl Default for BrokerConfig {
             group_initial_rebalance_delay_ms: 3_000,
             group_min_session_timeout_ms: 6_000,
             group_max_session_timeout_ms: 1_800_000,
+            group_consumer_session_timeout_ms: 45_000,
+            group_consumer_heartbeat_interval_ms: 5_000,
+            group_consumer_max_size: i32::MAX as usize,
+            group_consumer_assignors: "uniform,range".to_string(),
             offsets_topic_num_partitions: 50,
             offsets_topic_replication_factor: 3,
             offsets_retention_minutes: 10_080,
@@ -162,6 +175,11 @@ impl Default for BrokerConfig {
 }
 
 impl BrokerConfig {
+    /// Whether `list` is a valid `group.consumer.assignors`.
+    pub fn consumer_assignors_valid(list: &str) -> bool {
+        crate::group::coordinator::consumer::parse_assignors(list).is_some()
+    }
+
     /// How many files of the logs may be open at once: `log.max.open.files`, or a quarter of the
     /// process's open-files limit (`ulimit -n`), between 64 and 10,000. The rest of the limit is
     /// left to connections, the metadata quorum and files opened for a moment.

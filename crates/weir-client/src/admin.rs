@@ -85,8 +85,13 @@ pub struct GroupMember {
 pub struct GroupDescription {
     /// The group's id.
     pub group_id: String,
-    /// The group's state, e.g. `Stable`, `PreparingRebalance`, `Empty` or `Dead`.
+    /// The group's state, e.g. `Stable`, `PreparingRebalance`, `Empty` or `Dead` (classic);
+    /// `Assigning` or `Reconciling` too for the consumer protocol.
     pub state: String,
+    /// `classic` (JoinGroup and SyncGroup) or `consumer` (KIP-848, assigned by the broker).
+    pub group_type: String,
+    /// The group epoch of a `consumer` group.
+    pub epoch: Option<i32>,
     /// The group's protocol type: `consumer` for consumer groups.
     pub protocol_type: String,
     /// The assignor the group chose, e.g. `range`; empty while none is chosen.
@@ -582,32 +587,70 @@ impl Admin {
         self.cluster.group_coordinator(group).await
     }
 
-    /// Group ids with their state.
+    /// Group ids with their state and type (`classic` or `consumer`, KIP-848).
     /// Asks every known broker; sorted by group id.
-    pub async fn list_groups(&self) -> Result<Vec<(String, String)>> {
+    pub async fn list_groups(&self) -> Result<Vec<(String, String, String)>> {
         let mut out = Vec::new();
         for b in self.cluster.brokers() {
             let (response, _) = self
                 .cluster
                 .broker(b.node_id)
                 .await?
-                .request(&ListGroupsRequest::default(), 4)
+                .request(&ListGroupsRequest::default(), 5)
                 .await?;
             check(response.error_code)?;
-            out.extend(
-                response
-                    .groups
-                    .into_iter()
-                    .map(|g| (g.group_id.0.to_string(), g.group_state.to_string())),
-            );
+            out.extend(response.groups.into_iter().map(|g| {
+                (
+                    g.group_id.0.to_string(),
+                    g.group_state.to_string(),
+                    g.group_type.to_string(),
+                )
+            }));
         }
         out.sort();
         Ok(out)
     }
 
-    /// A consumer group's state, assignor and members with their assignments.
+    /// A consumer group's state, assignor and members with their assignments: through
+    /// ConsumerGroupDescribe for a group of the consumer protocol (KIP-848), else DescribeGroups.
     pub async fn describe_group(&self, group: &str) -> Result<GroupDescription> {
         let conn = self.coordinator(group).await?;
+        let asked = conn
+            .request(
+                &ConsumerGroupDescribeRequest::default().with_group_ids(vec![GroupId(s(group))]),
+                0,
+            )
+            .await;
+        if let Ok((response, _)) = asked {
+            if let Some(g) = response.groups.into_iter().find(|g| g.error_code == 0) {
+                return Ok(GroupDescription {
+                    group_id: g.group_id.0.to_string(),
+                    state: g.group_state.to_string(),
+                    group_type: "consumer".to_string(),
+                    epoch: Some(g.group_epoch),
+                    protocol_type: "consumer".to_string(),
+                    protocol: g.assignor_name.to_string(),
+                    members: g
+                        .members
+                        .into_iter()
+                        .map(|m| GroupMember {
+                            member_id: m.member_id.to_string(),
+                            client_id: m.client_id.to_string(),
+                            host: m.client_host.to_string(),
+                            assignment: m
+                                .assignment
+                                .topic_partitions
+                                .into_iter()
+                                .flat_map(|t| {
+                                    let name = t.topic_name.0.to_string();
+                                    t.partitions.into_iter().map(move |p| (name.clone(), p))
+                                })
+                                .collect(),
+                        })
+                        .collect(),
+                });
+            }
+        }
         let (response, _) = conn
             .request(
                 &DescribeGroupsRequest::default().with_groups(vec![GroupId(s(group))]),
@@ -623,6 +666,8 @@ impl Admin {
         Ok(GroupDescription {
             group_id: g.group_id.0.to_string(),
             state: g.group_state.to_string(),
+            group_type: "classic".to_string(),
+            epoch: None,
             protocol_type: g.protocol_type.to_string(),
             protocol: g.protocol_data.to_string(),
             members: g

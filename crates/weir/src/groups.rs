@@ -56,8 +56,8 @@ pub(crate) enum GroupsCommand {
 pub(crate) async fn run(cmd: GroupsCommand) -> Result<()> {
     match cmd {
         GroupsCommand::List { connect } => {
-            for (group, state) in connect.admin().await?.list_groups().await? {
-                println!("{group}\t{state}");
+            for (group, state, kind) in connect.admin().await?.list_groups().await? {
+                println!("{group}\t{state}\t{kind}");
             }
         }
         GroupsCommand::Describe { connect, group } => {
@@ -82,8 +82,15 @@ pub(crate) async fn run(cmd: GroupsCommand) -> Result<()> {
                         .map(move |tp| (tp.clone(), format!("{} ({})", m.client_id, m.host)))
                 })
                 .collect();
+            let kind = match description.epoch {
+                Some(epoch) => format!(
+                    "a {} group (assignor {}, epoch {epoch})",
+                    description.group_type, description.protocol
+                ),
+                None => format!("a {} group", description.group_type),
+            };
             println!(
-                "Group {group} is {} with {} member(s).",
+                "Group {group} is {} with {} member(s), {kind}.",
                 description.state,
                 description.members.len()
             );

@@ -21,6 +21,8 @@ use kafka_protocol::error::ResponseError;
 
 use super::records::{GroupValue, OffsetValue};
 
+pub(crate) mod consumer;
+mod consumer_groups;
 mod group;
 mod offsets;
 mod txn_offsets;
@@ -37,6 +39,8 @@ pub(crate) struct CoordinatorConfig {
     pub(crate) offsets_retention_ms: i64,
     /// Member ids are random (UUIDs) in service, numbered in tests so scripts are repeatable.
     pub(crate) random_member_ids: bool,
+    /// The consumer-group protocol's settings (KIP-848).
+    pub(crate) consumer: consumer::ConsumerConfig,
 }
 
 #[derive(Debug)]
@@ -210,6 +214,13 @@ impl Coordinator {
             .or_insert_with(|| Group::new(&req.group_id, now_ms));
         if group.state == GroupState::Dead {
             *group = Group::new(&req.group_id, now_ms);
+        }
+        if !Self::classic_join_allowed(group) {
+            out.push(Output::Join(
+                id,
+                JoinResult::error(ResponseError::InconsistentGroupProtocol, &req.member_id),
+            ));
+            return out;
         }
         if !group.supports(&req.protocol_type, &req.protocols) {
             out.push(Output::Join(
@@ -748,6 +759,7 @@ impl Coordinator {
     pub(crate) fn tick(&mut self, now_ms: i64, active: impl Fn(&str) -> bool) -> Outputs {
         let mut out = Vec::new();
         let retention = self.config.offsets_retention_ms;
+        let config = self.config;
         let mut dead = Vec::new();
         for group in self.groups.values_mut().filter(|g| active(&g.group_id)) {
             group.pending_members.retain(|_, expire| *expire > now_ms);
@@ -778,6 +790,7 @@ impl Coordinator {
                 }
             }
             Self::maybe_complete_join(group, now_ms, &mut out);
+            Self::expire_consumers(group, &config, now_ms);
             if Self::expire_offsets(group, now_ms, retention, &mut out) {
                 dead.push(group.group_id.clone());
             }

@@ -6,6 +6,7 @@
 //! Kafka), rebuilds the state from that topic before serving the first group request, and ticks
 //! its clock. On one broker this broker coordinates every group.
 
+mod consumer;
 pub(crate) mod coordinator;
 mod load;
 pub(crate) mod records;
@@ -155,6 +156,13 @@ impl GroupManager {
             initial_rebalance_delay_ms: config.group_initial_rebalance_delay_ms as i64,
             offsets_retention_ms: config.offsets_retention_minutes.saturating_mul(60_000),
             random_member_ids: true,
+            consumer: coordinator::consumer::ConsumerConfig {
+                session_timeout_ms: config.group_consumer_session_timeout_ms,
+                heartbeat_interval_ms: config.group_consumer_heartbeat_interval_ms,
+                max_size: config.group_consumer_max_size,
+                assignors: coordinator::consumer::parse_assignors(&config.group_consumer_assignors)
+                    .unwrap_or(&coordinator::consumer::ASSIGNORS),
+            },
         });
         GroupManager {
             inner: Mutex::new(Inner {

@@ -1,13 +1,23 @@
 //! DescribeGroups: state, protocol and members with their metadata and assignments. An unknown
-//! group is described as Dead with no error, as Kafka does.
+//! group is described as Dead with no error, as Kafka does. A consumer group (KIP-848) is
+//! described in the classic shape, protocol type "consumer" and its assignor as the protocol,
+//! each member's subscription and assignment in the consumer protocol's encoding, so tools
+//! that know only DescribeGroups see its members (Kafka answers Dead for it instead).
 
 use std::sync::Arc;
 
+use bytes::{BufMut, Bytes, BytesMut};
+use kafka_protocol::messages::consumer_protocol_assignment::TopicPartition as AssignedTopic;
 use kafka_protocol::messages::describe_groups_response::{DescribedGroup, DescribedGroupMember};
-use kafka_protocol::messages::{DescribeGroupsRequest, DescribeGroupsResponse};
+use kafka_protocol::messages::{
+    ConsumerProtocolAssignment, ConsumerProtocolSubscription, DescribeGroupsRequest,
+    DescribeGroupsResponse, TopicName,
+};
+use kafka_protocol::protocol::Encodable;
 
 use super::str_bytes;
 use crate::broker::Broker;
+use crate::group::coordinator::consumer::ConsumerGroup;
 use crate::security::authorizer::Access;
 use weir_meta::acl::AclOperation;
 
@@ -33,6 +43,9 @@ pub(crate) async fn handle(
                     let Some(g) = c.groups.get(&*id.0) else {
                         return base.with_group_state(str_bytes("Dead"));
                     };
+                    if let Some(consumer) = &g.consumer {
+                        return describe_consumer_group(base, consumer, version);
+                    }
                     let protocol = g.protocol_name.clone().unwrap_or_default();
                     let members = g
                         .members
@@ -66,4 +79,56 @@ pub(crate) async fn handle(
         });
     }
     DescribeGroupsResponse::default().with_groups(groups)
+}
+
+/// A consumer group in DescribeGroups' shape.
+fn describe_consumer_group(
+    base: DescribedGroup,
+    g: &ConsumerGroup,
+    version: i16,
+) -> DescribedGroup {
+    let members = g
+        .members
+        .values()
+        .map(|m| {
+            let subscription = ConsumerProtocolSubscription::default()
+                .with_topics(m.subscribed.iter().map(|t| str_bytes(t.clone())).collect());
+            let assignment = ConsumerProtocolAssignment::default().with_assigned_partitions(
+                m.assigned
+                    .iter()
+                    .map(|(t, ps)| {
+                        AssignedTopic::default()
+                            .with_topic(TopicName(str_bytes(t.clone())))
+                            .with_partitions(ps.iter().copied().collect())
+                    })
+                    .collect(),
+            );
+            let d = DescribedGroupMember::default()
+                .with_member_id(str_bytes(m.member_id.clone()))
+                .with_client_id(str_bytes(m.client_id.clone()))
+                .with_client_host(str_bytes(m.client_host.clone()))
+                .with_member_metadata(versioned(&subscription, 0))
+                .with_member_assignment(versioned(&assignment, 0));
+            if version >= 4 {
+                d.with_group_instance_id(m.instance_id.clone().map(str_bytes))
+            } else {
+                d
+            }
+        })
+        .collect();
+    base.with_group_state(str_bytes(g.state_name()))
+        .with_protocol_type(str_bytes("consumer"))
+        .with_protocol_data(str_bytes(g.assignor.clone()))
+        .with_members(members)
+}
+
+/// A consumer-protocol message with its version in front, as members exchange them.
+fn versioned<M: Encodable>(message: &M, version: i16) -> Bytes {
+    let mut buf = BytesMut::new();
+    buf.put_i16(version);
+    // These messages hold only what memory holds; encoding them cannot fail.
+    if message.encode(&mut buf, version).is_err() {
+        return Bytes::new();
+    }
+    buf.freeze()
 }

@@ -1,5 +1,5 @@
-//! ListGroups, with the state filter (v4, KIP-518) and the type filter (v5, KIP-848: all
-//! groups here are "classic").
+//! ListGroups, with the state filter (v4, KIP-518) and the type filter (v5, KIP-848): a group
+//! is "consumer" once members joined it through ConsumerGroupHeartbeat, else "classic".
 
 use std::sync::Arc;
 
@@ -36,20 +36,27 @@ pub(crate) async fn handle(
             c.groups
                 .values()
                 .filter(|g| g.state != GroupState::Dead)
-                .filter(|g| {
-                    states.is_empty() || states.contains(&g.state.name().to_ascii_lowercase())
-                })
-                .filter(|_| types.is_empty() || types.iter().any(|t| t == "classic"))
-                .filter(|g| all || access.group(AclOperation::Describe, &g.group_id))
                 .map(|g| {
+                    let (state, kind) = match &g.consumer {
+                        Some(c) => (c.state_name(), "consumer"),
+                        None => (g.state.name(), "classic"),
+                    };
+                    (g, state, kind)
+                })
+                .filter(|(_, state, _)| {
+                    states.is_empty() || states.contains(&state.to_ascii_lowercase())
+                })
+                .filter(|(_, _, kind)| types.is_empty() || types.iter().any(|t| t == kind))
+                .filter(|(g, _, _)| all || access.group(AclOperation::Describe, &g.group_id))
+                .map(|(g, state, kind)| {
                     let mut l = ListedGroup::default()
                         .with_group_id(GroupId(str_bytes(g.group_id.clone())))
                         .with_protocol_type(str_bytes(g.protocol_type.clone().unwrap_or_default()));
                     if version >= 4 {
-                        l = l.with_group_state(str_bytes(g.state.name()));
+                        l = l.with_group_state(str_bytes(state));
                     }
                     if version >= 5 {
-                        l = l.with_group_type(str_bytes("classic"));
+                        l = l.with_group_type(str_bytes(kind));
                     }
                     l
                 })

@@ -98,7 +98,9 @@ pub(crate) async fn handle(
                         .collect()
                 });
                 let result = OffsetFetchResponseGroup::default().with_group_id(g.group_id.clone());
-                match fetch_allowed(
+                // v9 (KIP-848): a member named, or an epoch given, must be current in its
+                // consumer group; librdkafka sends neither.
+                let fetched = fetch_allowed(
                     broker,
                     access,
                     &g.group_id.0,
@@ -106,7 +108,17 @@ pub(crate) async fn handle(
                     request.require_stable,
                 )
                 .await
-                {
+                .and_then(|f| {
+                    let member = g.member_id.as_deref().unwrap_or_default();
+                    if version >= 9 && (g.member_id.is_some() || g.member_epoch >= 0) {
+                        broker
+                            .groups
+                            .check_fetch_member(&g.group_id.0, member, g.member_epoch)
+                            .map_err(|e| e.code())?;
+                    }
+                    Ok(f)
+                });
+                match fetched {
                     Err(code) => result.with_error_code(code),
                     Ok(fetched) => result.with_topics(
                         fetched

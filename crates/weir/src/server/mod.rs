@@ -67,6 +67,18 @@ pub(crate) struct ServerArgs {
     /// group.max.session.timeout.ms [default: 1800000].
     #[arg(long, env = "WEIR_GROUP_MAX_SESSION_TIMEOUT_MS")]
     group_max_session_timeout_ms: Option<i32>,
+    /// group.consumer.session.timeout.ms: a KIP-848 consumer silent this long leaves its group [default: 45000].
+    #[arg(long, env = "WEIR_GROUP_CONSUMER_SESSION_TIMEOUT_MS")]
+    group_consumer_session_timeout_ms: Option<i32>,
+    /// group.consumer.heartbeat.interval.ms: how often KIP-848 consumers heartbeat [default: 5000].
+    #[arg(long, env = "WEIR_GROUP_CONSUMER_HEARTBEAT_INTERVAL_MS")]
+    group_consumer_heartbeat_interval_ms: Option<i32>,
+    /// group.consumer.max.size: members of one KIP-848 group at most [default: 2147483647].
+    #[arg(long, env = "WEIR_GROUP_CONSUMER_MAX_SIZE")]
+    group_consumer_max_size: Option<usize>,
+    /// group.consumer.assignors: server-side assignors offered, the first the default [default: uniform,range].
+    #[arg(long, env = "WEIR_GROUP_CONSUMER_ASSIGNORS")]
+    group_consumer_assignors: Option<String>,
     /// offsets.topic.num.partitions: partitions of __consumer_offsets [default: 50].
     #[arg(long, env = "WEIR_OFFSETS_TOPIC_NUM_PARTITIONS")]
     offsets_topic_num_partitions: Option<i32>,
@@ -294,6 +306,44 @@ pub(crate) fn config_from(args: ServerArgs) -> Result<BrokerConfig> {
         "group.max.session.timeout.ms",
     )? {
         config.group_max_session_timeout_ms = n;
+    }
+    if let Some(n) = s.pick(
+        args.group_consumer_session_timeout_ms,
+        "group.consumer.session.timeout.ms",
+    )? {
+        if n < 1 {
+            bail!("group.consumer.session.timeout.ms must be positive, not {n}");
+        }
+        config.group_consumer_session_timeout_ms = n;
+    }
+    if let Some(n) = s.pick(
+        args.group_consumer_heartbeat_interval_ms,
+        "group.consumer.heartbeat.interval.ms",
+    )? {
+        if n < 1 {
+            bail!("group.consumer.heartbeat.interval.ms must be positive, not {n}");
+        }
+        config.group_consumer_heartbeat_interval_ms = n;
+    }
+    if config.group_consumer_heartbeat_interval_ms >= config.group_consumer_session_timeout_ms {
+        bail!(
+            "group.consumer.heartbeat.interval.ms must be below group.consumer.session.timeout.ms"
+        );
+    }
+    if let Some(n) = s.pick(args.group_consumer_max_size, "group.consumer.max.size")? {
+        if n < 1 {
+            bail!("group.consumer.max.size must be at least 1");
+        }
+        config.group_consumer_max_size = n;
+    }
+    if let Some(list) = s.pick(
+        args.group_consumer_assignors.clone(),
+        "group.consumer.assignors",
+    )? {
+        if !weir_broker::BrokerConfig::consumer_assignors_valid(&list) {
+            bail!("group.consumer.assignors must list uniform and/or range, not {list:?}");
+        }
+        config.group_consumer_assignors = list;
     }
     if config.group_min_session_timeout_ms > config.group_max_session_timeout_ms {
         bail!("group.min.session.timeout.ms must not exceed group.max.session.timeout.ms");

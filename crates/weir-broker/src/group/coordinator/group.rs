@@ -166,6 +166,8 @@ pub(crate) struct Group {
     pub(crate) pending_offsets: BTreeMap<(String, i32), BTreeSet<u64>>,
     /// When the group last became Empty (for offset expiry, KIP-211).
     pub(super) empty_since_ms: i64,
+    /// The group's KIP-848 state once a member joined it through ConsumerGroupHeartbeat.
+    pub(crate) consumer: Option<super::consumer::ConsumerGroup>,
 }
 
 impl Group {
@@ -186,6 +188,7 @@ impl Group {
             offsets: BTreeMap::new(),
             pending_offsets: BTreeMap::new(),
             empty_since_ms: now_ms,
+            consumer: None,
         }
     }
 

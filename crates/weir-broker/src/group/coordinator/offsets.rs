@@ -33,6 +33,10 @@ impl Coordinator {
         if group.state == GroupState::Dead {
             return Err(ResponseError::CoordinatorNotAvailable);
         }
+        if let Some(consumer) = group.consumer.as_ref().filter(|c| !c.members.is_empty()) {
+            // KIP-848: the member at its current epoch (Kafka accepts no other).
+            return consumer.check_member_epoch(member_id, generation_id);
+        }
         if generation_id < 0 && group.state == GroupState::Empty {
             return Ok(());
         }
@@ -142,7 +146,10 @@ impl Coordinator {
         retention: i64,
         out: &mut Vec<Output>,
     ) -> bool {
-        if group.state != GroupState::Empty || now_ms - group.empty_since_ms <= retention {
+        if group.state != GroupState::Empty
+            || group.has_consumer_members()
+            || now_ms - group.empty_since_ms <= retention
+        {
             return false;
         }
         let expired: Vec<(String, i32)> = group
@@ -176,6 +183,7 @@ impl Coordinator {
         };
         match group.state {
             GroupState::Dead => Err(ResponseError::GroupIdNotFound),
+            GroupState::Empty if group.has_consumer_members() => Err(ResponseError::NonEmptyGroup),
             GroupState::Empty => {
                 // Pending commits go too: their keys are tombstoned behind them.
                 let offsets = group
@@ -200,6 +208,13 @@ pub(crate) fn subscribed_topics(group: &Group) -> std::collections::HashSet<Stri
     use kafka_protocol::messages::ConsumerProtocolSubscription;
     use kafka_protocol::protocol::Decodable;
     let mut topics = std::collections::HashSet::new();
+    if let Some(consumer) = &group.consumer {
+        // Named subscriptions; topics a pattern matches are not counted (Kafka counts them).
+        for m in consumer.members.values() {
+            topics.extend(m.subscribed.iter().cloned());
+        }
+        return topics;
+    }
     if group.protocol_type.as_deref() != Some("consumer") {
         return topics;
     }

@@ -40,6 +40,12 @@ impl Script {
                 initial_rebalance_delay_ms: 3_000,
                 offsets_retention_ms: 100_000,
                 random_member_ids: false,
+                consumer: super::consumer::ConsumerConfig {
+                    session_timeout_ms: 45_000,
+                    heartbeat_interval_ms: 5_000,
+                    max_size: 100,
+                    assignors: &super::consumer::ASSIGNORS,
+                },
             }),
             now: 0,
             persisted: Vec::new(),

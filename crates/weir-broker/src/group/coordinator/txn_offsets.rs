@@ -124,6 +124,12 @@ mod tests {
             initial_rebalance_delay_ms: 0,
             offsets_retention_ms: 100_000,
             random_member_ids: false,
+            consumer: super::super::consumer::ConsumerConfig {
+                session_timeout_ms: 45_000,
+                heartbeat_interval_ms: 5_000,
+                max_size: 100,
+                assignors: &super::super::consumer::ASSIGNORS,
+            },
         })
     }
 

@@ -1,0 +1,76 @@
+//! Drives the KIP-848 side of the coordinator: ConsumerGroupHeartbeat and ConsumerGroupDescribe
+//! reach the state machine (`coordinator/consumer.rs`) here, with the cluster's topics as the
+//! metadata image shows them.
+//!
+//! The consumer groups' member state lives in memory only: a coordinator that moves (or
+//! restarts) answers the members' next heartbeat UNKNOWN_MEMBER_ID, and they join again with
+//! epoch 0, as after a fencing. Committed offsets are durable as for every group.
+
+use std::sync::Arc;
+
+use kafka_protocol::error::ResponseError;
+
+use super::coordinator::consumer::{ConsumerGroup, HeartbeatRequest, HeartbeatResult, Topics};
+use super::GroupManager;
+use crate::broker::Broker;
+
+impl GroupManager {
+    pub(crate) async fn consumer_heartbeat(
+        &self,
+        broker: &Arc<Broker>,
+        req: HeartbeatRequest,
+        version: i16,
+    ) -> HeartbeatResult {
+        if req.group_id.is_empty() {
+            return HeartbeatResult::error(
+                ResponseError::InvalidRequest,
+                "GroupId can't be empty.",
+            );
+        }
+        if let Err(e) = self.ready_for(broker, &req.group_id).await {
+            return HeartbeatResult::error(e, format!("{e:?}"));
+        }
+        let image = broker.image();
+        let topics: Topics = image
+            .topics()
+            .map(|t| (t.name.clone(), t.partitions.len() as i32))
+            .collect();
+        let mut inner = self.lock();
+        if let Err(e) = self.check_ready(broker, &inner, &req.group_id) {
+            return HeartbeatResult::error(e, format!("{e:?}"));
+        }
+        inner
+            .coordinator
+            .consumer_heartbeat(req, version, &topics, weir_log::now_ms())
+    }
+
+    /// A consumer group's state for ConsumerGroupDescribe: GROUP_ID_NOT_FOUND when the group
+    /// is unknown or classic.
+    pub(crate) async fn describe_consumer_group(
+        &self,
+        broker: &Arc<Broker>,
+        group: &str,
+    ) -> Result<ConsumerGroup, ResponseError> {
+        self.ready_for(broker, group).await?;
+        let inner = self.lock();
+        self.check_ready(broker, &inner, group)?;
+        inner
+            .coordinator
+            .groups
+            .get(group)
+            .and_then(|g| g.consumer.clone())
+            .ok_or(ResponseError::GroupIdNotFound)
+    }
+
+    /// OffsetFetch v9 from a member of a consumer group: it must be there at its epoch.
+    pub(crate) fn check_fetch_member(
+        &self,
+        group: &str,
+        member_id: &str,
+        epoch: i32,
+    ) -> Result<(), ResponseError> {
+        self.lock()
+            .coordinator
+            .check_fetch_member(group, member_id, epoch)
+    }
+}

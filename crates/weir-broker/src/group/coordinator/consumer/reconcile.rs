@@ -1,0 +1,96 @@
+//! Moving one member toward its target assignment (Kafka's `CurrentAssignmentBuilder`).
+//!
+//! Revoke before assign: a member that holds partitions outside its target keeps its epoch and
+//! is told to give them up; only once a heartbeat shows it no longer owns them are they
+//! released, and only then does it receive new partitions, those no other member still holds.
+//! Its epoch becomes the target's when it has nothing left to revoke.
+
+use super::{pairs, Assignment, ConsumerGroup, MemberState};
+
+impl ConsumerGroup {
+    pub(super) fn reconcile_member(
+        &mut self,
+        member_id: &str,
+        owned: Option<&Assignment>,
+        now_ms: i64,
+    ) {
+        let Some(m) = self.members.get(member_id) else {
+            return;
+        };
+        match m.state {
+            MemberState::UnrevokedPartitions => {
+                let still_owned = owned.is_none_or(|o| {
+                    pairs(&m.revoking).any(|(t, p)| o.get(&t).is_some_and(|ps| ps.contains(&p)))
+                });
+                if still_owned {
+                    return;
+                }
+                let released: Vec<(String, i32)> = pairs(&m.revoking).collect();
+                for key in released {
+                    if self.holders.get(&key).map(String::as_str) == Some(member_id) {
+                        self.holders.remove(&key);
+                    }
+                }
+                if let Some(m) = self.members.get_mut(member_id) {
+                    m.revoking.clear();
+                    m.revoke_deadline_ms = None;
+                }
+            }
+            MemberState::Stable if m.epoch == self.assignment_epoch => return,
+            MemberState::Stable | MemberState::UnreleasedPartitions => {}
+        }
+        self.next_assignment(member_id, now_ms);
+    }
+
+    fn next_assignment(&mut self, member_id: &str, now_ms: i64) {
+        let target = self.target.get(member_id).cloned().unwrap_or_default();
+        let assignment_epoch = self.assignment_epoch;
+        let Some(m) = self.members.get_mut(member_id) else {
+            return;
+        };
+        let mut kept = Assignment::new();
+        let mut revoke = Assignment::new();
+        for (topic, parts) in &m.assigned {
+            for &p in parts {
+                let side = if target.get(topic).is_some_and(|t| t.contains(&p)) {
+                    &mut kept
+                } else {
+                    &mut revoke
+                };
+                side.entry(topic.clone()).or_default().insert(p);
+            }
+        }
+        if !revoke.is_empty() {
+            m.assigned = kept;
+            m.revoking = revoke;
+            m.state = MemberState::UnrevokedPartitions;
+            m.revoke_deadline_ms = Some(now_ms + i64::from(m.rebalance_timeout_ms.max(0)));
+            return;
+        }
+        let mut unreleased = false;
+        for (topic, p) in pairs(&target) {
+            if kept.get(&topic).is_some_and(|k| k.contains(&p)) {
+                continue;
+            }
+            match self.holders.get(&(topic.clone(), p)) {
+                Some(holder) if holder != member_id => unreleased = true,
+                _ => {
+                    self.holders
+                        .insert((topic.clone(), p), member_id.to_string());
+                    kept.entry(topic).or_default().insert(p);
+                }
+            }
+        }
+        m.assigned = kept;
+        if m.epoch != assignment_epoch {
+            m.previous_epoch = m.epoch;
+            m.epoch = assignment_epoch;
+        }
+        m.state = if unreleased {
+            MemberState::UnreleasedPartitions
+        } else {
+            MemberState::Stable
+        };
+        m.revoke_deadline_ms = None;
+    }
+}

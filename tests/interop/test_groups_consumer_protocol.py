@@ -1,0 +1,280 @@
+"""The next-generation consumer group protocol (KIP-848) with librdkafka's
+consumer (confluent-kafka, ``group.protocol=consumer``): the broker computes
+the assignment and members move to it through ConsumerGroupHeartbeat, giving
+partitions up before anyone else gets them.
+
+- three members over six partitions; one leaves and one joins; no partition
+  is ever owned by two members (checked on every poll round, from the
+  clients' side, and in the broker's ConsumerGroupDescribe answers) and every
+  record is read exactly once (each member commits what it read before its
+  next poll, so a partition's next owner starts where the last one stopped);
+- the group as the admin APIs show it: ConsumerGroupDescribe through
+  confluent-kafka's AdminClient (type CONSUMER, members, assignor), ListGroups
+  with the type filter, and ``weir groups describe``;
+- a static member (``group.instance.id``) that leaves and comes back gets its
+  partitions back without anyone else taking them meanwhile;
+- the range assignor (``group.remote.assignor``), a regex subscription, and an
+  unknown assignor refused with a clear, fatal error;
+- classic groups of kafka-python and confluent-kafka on the same broker and
+  topic keep working beside a consumer-protocol group.
+"""
+
+import subprocess
+import time
+from collections import Counter
+
+import pytest
+from confluent_kafka import ConsumerGroupType, KafkaError, KafkaException, TopicPartition
+from kafka import KafkaConsumer
+
+from conftest import weir_bin
+from group_helpers import (
+    GROUP_ARGS,
+    BackgroundProducer,
+    Member,
+    check_records_consistent,
+    consumed_values,
+    group_name,
+    members,  # noqa: F401 - fixture
+    pump,
+    pump_for,
+    wait_all_consumed,
+    wait_stable,
+)
+from interop_helpers import admin, create_topic, keyed_records, produce, topic_name
+
+# Heartbeats every 300 ms, so each step of a rebalance takes a fraction of a second.
+KIP848_ARGS = (*GROUP_ARGS, "--group-consumer-heartbeat-interval-ms", "300")
+pytestmark = pytest.mark.weir_args(*KIP848_ARGS)
+
+CONSUMER = {"group.protocol": "consumer"}
+
+
+class CommittingMember(Member):
+    """A consumer-protocol member that commits, synchronously, every record it
+    read before it polls again: whoever owns a partition next starts exactly
+    where this member stopped."""
+
+    def __init__(self, bootstrap, group, topics, name, **conf):
+        super().__init__(bootstrap, group, topics, name, **CONSUMER, **{"enable.auto.commit": False}, **conf)
+        self.commits = 0
+
+    def poll(self, timeout: float = 0.05, max_messages: int = 500) -> int:
+        before = len(self.records)
+        n = super().poll(timeout, max_messages)
+        if n:
+            last: dict[int, int] = {}
+            for p, off, _k, _v in self.records[before:]:
+                last[p] = max(last.get(p, -1), off)
+            offsets = [TopicPartition(self.topics[0], p, off + 1) for p, off in last.items()]
+            self._commit(offsets)
+        return n
+
+    def _commit(self, offsets, timeout: float = 20):
+        deadline = time.monotonic() + timeout
+        while True:
+            try:
+                res = self.c.commit(offsets=offsets, asynchronous=False)
+                bad = [tp for tp in res if tp.error is not None]
+                assert not bad, f"{self.name}: commit refused for {bad}"
+                self.commits += 1
+                return
+            except KafkaException as e:
+                # A commit that raced the member's own epoch bump is retried at the new epoch.
+                code = e.args[0].code()
+                retriable = code in (
+                    KafkaError.STALE_MEMBER_EPOCH,
+                    KafkaError.COORDINATOR_LOAD_IN_PROGRESS,
+                    KafkaError.COORDINATOR_NOT_AVAILABLE,
+                    KafkaError.NOT_COORDINATOR,
+                    KafkaError._WAIT_COORD,
+                )
+                if not retriable or time.monotonic() > deadline:
+                    raise
+                time.sleep(0.05)
+
+
+def describe_consumer_group(bs: str, group: str):
+    adm = admin(bs)
+    return adm.describe_consumer_groups([group])[group].result(timeout=15)
+
+
+def broker_owners(bs: str, group: str) -> dict:
+    """partition -> member ids holding it, from the broker's ConsumerGroupDescribe."""
+    d = describe_consumer_group(bs, group)
+    owners: dict = {}
+    for m in d.members:
+        for tp in m.assignment.topic_partitions:
+            owners.setdefault(tp.partition, []).append(m.member_id)
+    return owners
+
+
+def test_members_leave_and_join_nothing_read_twice(weir, members):  # noqa: F811
+    bs = weir.bootstrap
+    t = topic_name("kip848")
+    g = group_name("g-kip848")
+    create_topic(bs, t, partitions=6)
+    records = keyed_records(1500, keys=61)
+    before, during, after = records[:600], records[600:1000], records[1000:]
+    acks = produce(bs, t, before)
+    assert {p for p, _ in acks} == set(range(6))
+
+    def add(name):
+        m = CommittingMember(bs, g, [t], name)
+        members.append(m)
+        return m
+
+    a, b, c = add("a"), add("b"), add("c")
+    snap = wait_stable([a, b, c], range(6), sizes=[2, 2, 2], what="three members over six partitions")
+
+    # The broker's view agrees, and no partition is held twice there either.
+    d = describe_consumer_group(bs, g)
+    assert d.type == ConsumerGroupType.CONSUMER, d.type
+    assert d.partition_assignor == "uniform", d.partition_assignor
+    assert str(d.state).upper().endswith("STABLE"), d.state
+    assert sorted(m.client_id for m in d.members) == ["a", "b", "c"]
+    owners = broker_owners(bs, g)
+    assert sorted(owners) == list(range(6)) and all(len(v) == 1 for v in owners.values()), owners
+
+    bg = BackgroundProducer(bs, t, during)
+    pump([a, b, c], bg.done, 90, "the background producer")
+    bg.join()
+
+    # b leaves: a and c take its partitions; nobody else's move.
+    b.close()
+    snap2 = wait_stable([a, c], range(6), sizes=[3, 3], what="two members after b left")
+    for m in (a, c):
+        assert snap[m.name] <= snap2[m.name], f"{m.name} lost partitions when b left: {snap} -> {snap2}"
+        lost = [e for e in m.events if e[1] == "lost"]
+        assert not lost, f"{m.name} was fenced: {m.events}"
+
+    # d joins: it gets two partitions, each given up by a or c first.
+    d_member = add("d")
+    snap3 = wait_stable([a, c, d_member], range(6), sizes=[2, 2, 2], what="three members after d joined")
+    assert snap3["a"] <= snap2["a"] and snap3["c"] <= snap2["c"], (snap2, snap3)
+    owners = broker_owners(bs, g)
+    assert all(len(v) == 1 for v in owners.values()), owners
+
+    produce(bs, t, after)
+    everyone = [a, b, c, d_member]
+    wait_all_consumed([a, c, d_member], [v for _k, v in after], timeout=60, what="the records after d joined")
+    wait_all_consumed(everyone, [v for _k, v in records], timeout=60)
+    check_records_consistent(everyone, records)
+    counts = consumed_values(everyone)
+    twice = {v: n for v, n in counts.items() if n > 1}
+    assert not twice, f"{len(twice)} records read more than once, e.g. {list(twice.items())[:10]}"
+    assert set(counts) == {v for _k, v in records}
+
+    # The group as the tools show it.
+    adm = admin(bs)  # kept: a dropped AdminClient fails its pending requests
+    listed = adm.list_consumer_groups(types={ConsumerGroupType.CONSUMER}).result(timeout=15)
+    assert g in {x.group_id for x in listed.valid}, (listed.valid, listed.errors)
+    classic = adm.list_consumer_groups(types={ConsumerGroupType.CLASSIC}).result(timeout=15)
+    assert g not in {x.group_id for x in classic.valid}
+    out = subprocess.run(
+        [str(weir_bin()), "groups", "describe", "--bootstrap-server", bs, "--group", g],
+        capture_output=True, text=True, timeout=30,
+    )
+    assert out.returncode == 0, out.stderr
+    assert "a consumer group (assignor uniform" in out.stdout, out.stdout
+    listed = subprocess.run(
+        [str(weir_bin()), "groups", "list", "--bootstrap-server", bs],
+        capture_output=True, text=True, timeout=30,
+    )
+    assert f"{g}\tStable\tconsumer" in listed.stdout, listed.stdout
+
+
+def test_static_member_comes_back_to_its_partitions(weir, members):  # noqa: F811
+    bs = weir.bootstrap
+    t = topic_name("kip848-static")
+    g = group_name("g-static")
+    create_topic(bs, t, partitions=4)
+    s1 = members.add(g, [t], "s1", **CONSUMER, **{"group.instance.id": "i1"})
+    s2 = members.add(g, [t], "s2", **CONSUMER, **{"group.instance.id": "i2"})
+    snap = wait_stable([s1, s2], range(4), sizes=[2, 2], what="two static members")
+    # s2 leaves for a while (epoch -2): its partitions stay its own, nobody takes them.
+    s2.close()
+    pump_for([s1], 2.0)
+    assert s1.owned() == snap["s1"], f"s1 took s2's partitions while s2 was away: {sorted(s1.owned())}"
+    owners = broker_owners(bs, g)
+    assert sorted(owners) == list(range(4)), owners
+    # Back under the same instance id (a new member id): the same partitions.
+    s2b = members.add(g, [t], "s2b", **CONSUMER, **{"group.instance.id": "i2"})
+    snap2 = wait_stable([s1, s2b], range(4), sizes=[2, 2], what="s2 back")
+    assert snap2["s2b"] == snap["s2"], (snap, snap2)
+
+
+def test_range_assignor_regex_subscription_and_unknown_assignor(weir, members):  # noqa: F811
+    bs = weir.bootstrap
+    prefix = topic_name("kip848-rx")
+    ta, tb = f"{prefix}-a", f"{prefix}-b"
+    create_topic(bs, ta, partitions=4)
+    create_topic(bs, tb, partitions=4)
+    g = group_name("g-range")
+    conf = {**CONSUMER, "group.remote.assignor": "range"}
+    m1 = members.add(g, [f"^{prefix}-.*"], "r1", **conf)
+    m2 = members.add(g, [f"^{prefix}-.*"], "r2", **conf)
+
+    def both_topics_split():
+        owned = [{(tp.topic, tp.partition) for tp in m.c.assignment()} for m in (m1, m2)]
+        return (
+            len(owned[0]) == 4 and len(owned[1]) == 4 and not owned[0] & owned[1]
+            and all({t for t, _ in o} == {ta, tb} for o in owned)
+        )
+
+    pump([m1, m2], both_topics_split, 45, "range over two topics matched by a pattern")
+    d = describe_consumer_group(bs, g)
+    assert d.partition_assignor == "range"
+    for m in d.members:
+        # Range: the same contiguous partitions of both topics (co-partitioned).
+        by_topic: dict = {}
+        for tp in m.assignment.topic_partitions:
+            by_topic.setdefault(tp.topic, set()).add(tp.partition)
+        assert by_topic[ta] == by_topic[tb] and by_topic[ta] in ({0, 1}, {2, 3}), by_topic
+
+    bad = Member(bs, group_name("g-bad"), [ta], "bad", **CONSUMER, **{"group.remote.assignor": "bogus"})
+    try:
+        deadline = time.monotonic() + 30
+        fatal = None
+        while fatal is None and time.monotonic() < deadline:
+            try:
+                bad.poll(0.2)
+            except KafkaException as e:
+                fatal = e.args[0]
+            # librdkafka hands the fatal error over as a message error (_FATAL) or to error_cb.
+            fatal = fatal or next(
+                (e for e in bad.errors + bad.msg_errors if e.fatal() or e.code() == KafkaError._FATAL),
+                None,
+            )
+        assert fatal is not None, f"no fatal error for an unknown assignor: {bad.errors} {bad.msg_errors}"
+        assert "assignor" in str(fatal).lower(), str(fatal)
+    finally:
+        bad.close()
+
+
+def test_classic_groups_unaffected_beside_a_consumer_group(weir, members):  # noqa: F811
+    bs = weir.bootstrap
+    t = topic_name("kip848-mixed")
+    create_topic(bs, t, partitions=3)
+    records = keyed_records(300, keys=17)
+    produce(bs, t, records)
+    values = [v for _k, v in records]
+
+    modern = members.add(group_name("g-modern"), [t], "modern", **CONSUMER)
+    classic = members.add(group_name("g-classic"), [t], "classic")
+    wait_all_consumed([modern], values, what="the consumer-protocol group")
+    wait_all_consumed([classic], values, what="the classic confluent-kafka group")
+
+    kp = KafkaConsumer(
+        t, bootstrap_servers=bs, group_id=group_name("g-kp"), auto_offset_reset="earliest",
+        consumer_timeout_ms=20000,
+    )
+    try:
+        seen = Counter()
+        for msg in kp:
+            seen[msg.value.decode()] += 1
+            if len(seen) == len(values):
+                break
+        assert set(seen) == set(values), f"kafka-python read {len(seen)} of {len(values)}"
+    finally:
+        kp.close()
