@@ -15,6 +15,11 @@ partitions up before anyone else gets them.
   partitions back without anyone else taking them meanwhile;
 - the range assignor (``group.remote.assignor``), a regex subscription, and an
   unknown assignor refused with a clear, fatal error;
+- a mixed group (Kafka 4's online upgrade): a classic group of two
+  confluent-kafka members (eager range) becomes a consumer group when a
+  consumer-protocol member joins; classic members (eager and cooperative) are
+  assigned by the broker through JoinGroup and SyncGroup, leave and join
+  beside new-protocol members, and still nothing is owned twice or read twice;
 - classic groups of kafka-python and confluent-kafka on the same broker and
   topic keep working beside a consumer-protocol group.
 """
@@ -55,8 +60,10 @@ class CommittingMember(Member):
     read before it polls again: whoever owns a partition next starts exactly
     where this member stopped."""
 
-    def __init__(self, bootstrap, group, topics, name, **conf):
-        super().__init__(bootstrap, group, topics, name, **CONSUMER, **{"enable.auto.commit": False}, **conf)
+    def __init__(self, bootstrap, group, topics, name, classic=None, **conf):
+        # classic: None for the consumer protocol, else a classic assignor (range, ...).
+        protocol = CONSUMER if classic is None else {"partition.assignment.strategy": classic}
+        super().__init__(bootstrap, group, topics, name, **protocol, **{"enable.auto.commit": False}, **conf)
         self.commits = 0
 
     def poll(self, timeout: float = 0.05, max_messages: int = 500) -> int:
@@ -84,6 +91,8 @@ class CommittingMember(Member):
                 code = e.args[0].code()
                 retriable = code in (
                     KafkaError.STALE_MEMBER_EPOCH,
+                    KafkaError.ILLEGAL_GENERATION,
+                    KafkaError.REBALANCE_IN_PROGRESS,
                     KafkaError.COORDINATOR_LOAD_IN_PROGRESS,
                     KafkaError.COORDINATOR_NOT_AVAILABLE,
                     KafkaError.NOT_COORDINATOR,
@@ -278,3 +287,59 @@ def test_classic_groups_unaffected_beside_a_consumer_group(weir, members):  # no
         assert set(seen) == set(values), f"kafka-python read {len(seen)} of {len(values)}"
     finally:
         kp.close()
+
+
+def test_mixed_group_upgrades_online(weir, members):  # noqa: F811
+    bs = weir.bootstrap
+    t = topic_name("kip848-mixed-group")
+    g = group_name("g-mixed")
+    create_topic(bs, t, partitions=6)
+    records = keyed_records(1500, keys=61)
+    before, during, after = records[:600], records[600:1000], records[1000:]
+    produce(bs, t, before)
+
+    def add(name, classic=None):
+        m = CommittingMember(bs, g, [t], name, classic=classic)
+        members.append(m)
+        return m
+
+    c1 = add("c1", classic="range")
+    c2 = add("c2", classic="range")
+    snap = wait_stable([c1, c2], range(6), sizes=[3, 3], what="a classic group of two")
+    adm = admin(bs)
+    classic = adm.list_consumer_groups(types={ConsumerGroupType.CLASSIC}).result(timeout=15)
+    assert g in {x.group_id for x in classic.valid}, classic.valid
+
+    # A consumer-protocol member joins: the group is upgraded, the classic members keep
+    # most of what they had and give the newcomer its share.
+    n1 = add("n1")
+    snap2 = wait_stable([c1, c2, n1], range(6), sizes=[2, 2, 2], what="the upgraded group of three")
+    assert snap2["c1"] <= snap["c1"], (snap, snap2)
+    d = describe_consumer_group(bs, g)
+    assert d.type == ConsumerGroupType.CONSUMER, d.type
+    assert sorted(m.client_id for m in d.members) == ["c1", "c2", "n1"]
+
+    bg = BackgroundProducer(bs, t, during)
+    pump([c1, c2, n1], bg.done, 90, "the background producer")
+    bg.join()
+
+    # A classic member leaves; a cooperative classic member (which a classic group of eager
+    # members could not take) and a second consumer-protocol member join.
+    c2.close()
+    wait_stable([c1, n1], range(6), sizes=[3, 3], what="c1 and n1 after c2 left")
+    c3 = add("c3", classic="cooperative-sticky")
+    n2 = add("n2")
+    wait_stable([c1, n1, c3, n2], range(6), sizes=[1, 1, 2, 2], what="c1, n1, c3 and n2")
+    owners = broker_owners(bs, g)
+    assert sorted(owners) == list(range(6)) and all(len(v) == 1 for v in owners.values()), owners
+
+    produce(bs, t, after)
+    everyone = [c1, c2, n1, c3, n2]
+    wait_all_consumed(everyone, [v for _k, v in records], timeout=60)
+    check_records_consistent(everyone, records)
+    counts = consumed_values(everyone)
+    twice = {v: n for v, n in counts.items() if n > 1}
+    assert not twice, f"{len(twice)} records read more than once, e.g. {list(twice.items())[:10]}"
+    for m in (c1, n1):
+        lost = [e for e in m.events if e[1] == "lost"]
+        assert not lost, f"{m.name} was fenced: {m.events}"

@@ -30,18 +30,27 @@ impl GroupManager {
         if let Err(e) = self.ready_for(broker, &req.group_id).await {
             return HeartbeatResult::error(e, format!("{e:?}"));
         }
-        let image = broker.image();
-        let topics: Topics = image
-            .topics()
-            .map(|t| (t.name.clone(), t.partitions.len() as i32))
-            .collect();
+        let topics = Self::topics_now(broker);
         let mut inner = self.lock();
         if let Err(e) = self.check_ready(broker, &inner, &req.group_id) {
             return HeartbeatResult::error(e, format!("{e:?}"));
         }
-        inner
-            .coordinator
-            .consumer_heartbeat(req, version, &topics, weir_log::now_ms())
+        inner.coordinator.set_topics(topics);
+        let (result, outputs) =
+            inner
+                .coordinator
+                .consumer_heartbeat(req, version, weir_log::now_ms());
+        self.handle_outputs(broker, &mut inner, outputs);
+        result
+    }
+
+    /// The cluster's topics and their partition counts, as consumer groups assign them.
+    pub(super) fn topics_now(broker: &Broker) -> Topics {
+        broker
+            .image()
+            .topics()
+            .map(|t| (t.name.clone(), t.partitions.len() as i32))
+            .collect()
     }
 
     /// A consumer group's state for ConsumerGroupDescribe: GROUP_ID_NOT_FOUND when the group

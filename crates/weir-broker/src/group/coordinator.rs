@@ -19,12 +19,11 @@ use std::collections::{BTreeMap, HashMap};
 use bytes::Bytes;
 use kafka_protocol::error::ResponseError;
 
-use super::records::{GroupValue, OffsetValue};
-
 pub(crate) mod consumer;
 mod consumer_groups;
 mod group;
 mod offsets;
+mod restore;
 mod txn_offsets;
 
 pub(crate) use group::*;
@@ -52,6 +51,8 @@ pub(crate) struct Coordinator {
     next_commit: u64,
     /// Offsets of open transactions, by producer (`txn_offsets.rs`).
     pending_txn: HashMap<weir_types::ProducerId, Vec<txn_offsets::StagedOffset>>,
+    /// The cluster's topics as the driver last saw them (consumer groups assign from them).
+    topics: consumer::Topics,
 }
 
 type Outputs = Vec<Output>;
@@ -64,6 +65,7 @@ impl Coordinator {
             next_member: 0,
             next_commit: 0,
             pending_txn: HashMap::new(),
+            topics: consumer::Topics::new(),
         }
     }
 
@@ -73,111 +75,6 @@ impl Coordinator {
             format!("{prefix}-{}", uuid::Uuid::new_v4())
         } else {
             format!("{prefix}-{next_member}")
-        }
-    }
-
-    // ---- restore from __consumer_offsets -------------------------------------------------
-
-    /// Forgets the groups `belongs` picks (their partition of `__consumer_offsets` is loaded
-    /// again); their parked JoinGroup and SyncGroup requests are answered NOT_COORDINATOR, so
-    /// clients find the coordinator again.
-    pub(crate) fn unload(&mut self, belongs: impl Fn(&str) -> bool) -> Outputs {
-        let mut out = Vec::new();
-        let doomed: Vec<String> = self.groups.keys().filter(|g| belongs(g)).cloned().collect();
-        for name in doomed {
-            let Some(group) = self.groups.remove(&name) else {
-                continue;
-            };
-            for (member_id, member) in group.members {
-                if let Some(req) = member.awaiting_join {
-                    out.push(Output::Join(
-                        req,
-                        JoinResult::error(ResponseError::NotCoordinator, &member_id),
-                    ));
-                }
-                if let Some(req) = member.awaiting_sync {
-                    out.push(Output::Sync(
-                        req,
-                        SyncResult::error(ResponseError::NotCoordinator),
-                    ));
-                }
-            }
-        }
-        out
-    }
-
-    /// Restores a group from its latest metadata record. A group stored with members comes back
-    /// Stable in its generation, every member with a fresh session (as Kafka's coordinator
-    /// loads it), so its members go on heartbeating and committing without a rebalance; one
-    /// stored without members comes back Empty.
-    pub(crate) fn restore_group(&mut self, group_id: &str, value: Option<GroupValue>, now_ms: i64) {
-        let Some(v) = value else {
-            self.groups.remove(group_id);
-            return;
-        };
-        let group = self
-            .groups
-            .entry(group_id.to_string())
-            .or_insert_with(|| Group::new(group_id, now_ms));
-        let offsets = std::mem::take(&mut group.offsets);
-        *group = Group::new(group_id, now_ms);
-        group.offsets = offsets;
-        group.generation_id = v.generation;
-        group.protocol_type = (!v.protocol_type.is_empty()).then_some(v.protocol_type);
-        let Some(protocol) = v.protocol.filter(|_| !v.members.is_empty()) else {
-            return;
-        };
-        for m in v.members {
-            if let Some(instance) = &m.group_instance_id {
-                group
-                    .static_members
-                    .insert(instance.clone(), m.member_id.clone());
-            }
-            group.join_order.push(m.member_id.clone());
-            group.members.insert(
-                m.member_id.clone(),
-                Member {
-                    member_id: m.member_id,
-                    group_instance_id: m.group_instance_id,
-                    client_id: m.client_id,
-                    client_host: m.client_host,
-                    session_timeout_ms: m.session_timeout_ms,
-                    rebalance_timeout_ms: m.rebalance_timeout_ms,
-                    protocols: vec![(protocol.clone(), m.subscription)],
-                    assignment: m.assignment,
-                    last_heartbeat_ms: now_ms,
-                    awaiting_join: None,
-                    awaiting_sync: None,
-                    is_new: false,
-                },
-            );
-        }
-        group.leader_id = v.leader.filter(|l| group.members.contains_key(l));
-        group.protocol_name = Some(protocol);
-        group.state = GroupState::Stable;
-    }
-
-    pub(crate) fn restore_offset(
-        &mut self,
-        group_id: &str,
-        topic: &str,
-        partition: i32,
-        value: Option<OffsetValue>,
-        now_ms: i64,
-    ) {
-        match value {
-            Some(v) => {
-                let group = self
-                    .groups
-                    .entry(group_id.to_string())
-                    .or_insert_with(|| Group::new(group_id, now_ms));
-                group.offsets.insert((topic.to_string(), partition), v);
-            }
-            None => {
-                if let Some(group) = self.groups.get_mut(group_id) {
-                    group.offsets.remove(&(topic.to_string(), partition));
-                }
-            }
         }
     }
 
@@ -202,6 +99,13 @@ impl Coordinator {
             ));
             return out;
         }
+        if self
+            .groups
+            .get(&req.group_id)
+            .is_some_and(Group::has_consumer_members)
+        {
+            return self.join_consumer_group(id, req, now_ms);
+        }
         let prefix = req
             .group_instance_id
             .clone()
@@ -215,13 +119,7 @@ impl Coordinator {
         if group.state == GroupState::Dead {
             *group = Group::new(&req.group_id, now_ms);
         }
-        if !Self::classic_join_allowed(group) {
-            out.push(Output::Join(
-                id,
-                JoinResult::error(ResponseError::InconsistentGroupProtocol, &req.member_id),
-            ));
-            return out;
-        }
+        Self::classic_again(group);
         if !group.supports(&req.protocol_type, &req.protocols) {
             out.push(Output::Join(
                 id,
@@ -560,6 +458,9 @@ impl Coordinator {
     // ---- SyncGroup ----------------------------------------------------------------------
 
     pub(crate) fn sync(&mut self, id: RequestId, req: SyncRequest, now_ms: i64) -> Outputs {
+        if let Some(consumer) = self.consumer_group_mut(&req.group_id) {
+            return vec![Output::Sync(id, consumer.classic_sync_result(&req, now_ms))];
+        }
         let mut out = Vec::new();
         let Some(group) = self.groups.get_mut(&req.group_id) else {
             out.push(Output::Sync(
@@ -669,6 +570,12 @@ impl Coordinator {
         instance: Option<&str>,
         now_ms: i64,
     ) -> i16 {
+        if let Some(consumer) = self.consumer_group_mut(group_id) {
+            return match consumer.classic_heartbeat(member_id, generation_id, now_ms) {
+                Ok(()) => 0,
+                Err(e) => e.code(),
+            };
+        }
         let Some(group) = self.groups.get_mut(group_id) else {
             return ResponseError::UnknownMemberId.code();
         };
@@ -697,6 +604,10 @@ impl Coordinator {
         now_ms: i64,
     ) -> (i16, Vec<i16>, Outputs) {
         let mut out = Vec::new();
+        if let Some(consumer) = self.consumer_group_mut(group_id) {
+            let (top, codes) = consumer.classic_leave(members);
+            return (top, codes, out);
+        }
         let Some(group) = self.groups.get_mut(group_id) else {
             return (
                 ResponseError::UnknownMemberId.code(),

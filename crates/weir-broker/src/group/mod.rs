@@ -519,8 +519,12 @@ impl GroupManager {
             return error_join(e, &member_id);
         }
         let group = req.group_id.clone();
+        let topics = Self::topics_now(broker);
         match self
-            .parked(broker, &group, |c, id| c.join(id, req, weir_log::now_ms()))
+            .parked(broker, &group, |c, id| {
+                c.set_topics(topics);
+                c.join(id, req, weir_log::now_ms())
+            })
             .await
         {
             Ok(Some(Output::Join(_, result))) => result,

@@ -6,18 +6,12 @@
 
 use std::sync::Arc;
 
-use bytes::{BufMut, Bytes, BytesMut};
-use kafka_protocol::messages::consumer_protocol_assignment::TopicPartition as AssignedTopic;
 use kafka_protocol::messages::describe_groups_response::{DescribedGroup, DescribedGroupMember};
-use kafka_protocol::messages::{
-    ConsumerProtocolAssignment, ConsumerProtocolSubscription, DescribeGroupsRequest,
-    DescribeGroupsResponse, TopicName,
-};
-use kafka_protocol::protocol::Encodable;
+use kafka_protocol::messages::{DescribeGroupsRequest, DescribeGroupsResponse};
 
 use super::str_bytes;
 use crate::broker::Broker;
-use crate::group::coordinator::consumer::ConsumerGroup;
+use crate::group::coordinator::consumer::{embedded, ConsumerGroup};
 use crate::security::authorizer::Access;
 use weir_meta::acl::AclOperation;
 
@@ -91,24 +85,12 @@ fn describe_consumer_group(
         .members
         .values()
         .map(|m| {
-            let subscription = ConsumerProtocolSubscription::default()
-                .with_topics(m.subscribed.iter().map(|t| str_bytes(t.clone())).collect());
-            let assignment = ConsumerProtocolAssignment::default().with_assigned_partitions(
-                m.assigned
-                    .iter()
-                    .map(|(t, ps)| {
-                        AssignedTopic::default()
-                            .with_topic(TopicName(str_bytes(t.clone())))
-                            .with_partitions(ps.iter().copied().collect())
-                    })
-                    .collect(),
-            );
             let d = DescribedGroupMember::default()
                 .with_member_id(str_bytes(m.member_id.clone()))
                 .with_client_id(str_bytes(m.client_id.clone()))
                 .with_client_host(str_bytes(m.client_host.clone()))
-                .with_member_metadata(versioned(&subscription, 0))
-                .with_member_assignment(versioned(&assignment, 0));
+                .with_member_metadata(embedded::encode_subscription(m.subscribed.iter()))
+                .with_member_assignment(embedded::encode_assignment(&m.assigned));
             if version >= 4 {
                 d.with_group_instance_id(m.instance_id.clone().map(str_bytes))
             } else {
@@ -120,15 +102,4 @@ fn describe_consumer_group(
         .with_protocol_type(str_bytes("consumer"))
         .with_protocol_data(str_bytes(g.assignor.clone()))
         .with_members(members)
-}
-
-/// A consumer-protocol message with its version in front, as members exchange them.
-fn versioned<M: Encodable>(message: &M, version: i16) -> Bytes {
-    let mut buf = BytesMut::new();
-    buf.put_i16(version);
-    // These messages hold only what memory holds; encoding them cannot fail.
-    if message.encode(&mut buf, version).is_err() {
-        return Bytes::new();
-    }
-    buf.freeze()
 }

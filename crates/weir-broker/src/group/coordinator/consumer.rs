@@ -17,6 +17,8 @@
 //! epoch -2 and come back under a new member id within their session, keeping their partitions.
 
 mod assignor;
+mod classic;
+pub(crate) mod embedded;
 mod reconcile;
 
 use std::collections::{BTreeMap, BTreeSet, HashMap};
@@ -25,6 +27,7 @@ use kafka_protocol::error::ResponseError;
 
 use self::assignor::MemberSpec;
 pub(crate) use self::assignor::{parse_assignors, ASSIGNORS};
+pub(crate) use self::classic::{ClassicJoin, ClassicMember};
 
 /// Partitions by topic name.
 pub(crate) type Assignment = BTreeMap<String, BTreeSet<i32>>;
@@ -75,6 +78,8 @@ pub(crate) struct ConsumerMember {
     pub(super) last_heartbeat_ms: i64,
     /// When a member that must revoke is removed if it has not.
     pub(super) revoke_deadline_ms: Option<i64>,
+    /// Set for a member of the classic protocol (JoinGroup and SyncGroup) in this group.
+    pub(crate) classic: Option<ClassicMember>,
 }
 
 /// The KIP-848 state of a group (its offsets stay in [`super::Group`]).
@@ -317,21 +322,11 @@ impl ConsumerGroup {
                     }
                     // The restarted instance takes over the old member: its assignment, its
                     // target and its epoch, so nothing is rebalanced.
-                    let mut member = self.members.remove(&previous).expect("static member");
-                    member.member_id = member_id.clone();
-                    member.epoch = member.previous_epoch;
-                    member.last_heartbeat_ms = now_ms;
-                    for holder in self.holders.values_mut() {
-                        if *holder == previous {
-                            *holder = member_id.clone();
-                        }
+                    self.rename_member(&previous, &member_id);
+                    if let Some(m) = self.members.get_mut(&member_id) {
+                        m.epoch = m.previous_epoch;
+                        m.last_heartbeat_ms = now_ms;
                     }
-                    if let Some(target) = self.target.remove(&previous) {
-                        self.target.insert(member_id.clone(), target);
-                    }
-                    self.members.insert(member_id.clone(), member);
-                    self.static_members
-                        .insert(instance.clone(), member_id.clone());
                     return Ok((member_id, false));
                 }
             }
@@ -362,27 +357,12 @@ impl ConsumerGroup {
             self.static_members
                 .insert(instance.clone(), member_id.clone());
         }
-        self.members.insert(
-            member_id.clone(),
-            ConsumerMember {
-                member_id: member_id.clone(),
-                instance_id: req.instance_id.clone(),
-                rack_id: req.rack_id.clone(),
-                client_id: req.client_id.clone(),
-                client_host: req.client_host.clone(),
-                rebalance_timeout_ms: req.rebalance_timeout_ms,
-                subscribed: BTreeSet::new(),
-                regex: None,
-                server_assignor: None,
-                epoch: 0,
-                previous_epoch: 0,
-                state: MemberState::Stable,
-                assigned: Assignment::new(),
-                revoking: Assignment::new(),
-                last_heartbeat_ms: now_ms,
-                revoke_deadline_ms: None,
-            },
-        );
+        let mut member = ConsumerMember::new(&member_id, req.instance_id.clone(), now_ms);
+        member.rack_id = req.rack_id.clone();
+        member.client_id = req.client_id.clone();
+        member.client_host = req.client_host.clone();
+        member.rebalance_timeout_ms = req.rebalance_timeout_ms;
+        self.members.insert(member_id.clone(), member);
         // A new member changes the assignment even with an empty subscription.
         Ok((member_id, true))
     }
@@ -422,6 +402,27 @@ impl ConsumerGroup {
             heartbeat_interval_ms: config.heartbeat_interval_ms,
             assignment: None,
         }
+    }
+
+    /// A member goes on under another id (a static member back from a restart): what it
+    /// holds, its target and its instance go with it.
+    fn rename_member(&mut self, from: &str, to: &str) {
+        let Some(mut member) = self.members.remove(from) else {
+            return;
+        };
+        member.member_id = to.to_string();
+        for holder in self.holders.values_mut() {
+            if holder == from {
+                *holder = to.to_string();
+            }
+        }
+        if let Some(target) = self.target.remove(from) {
+            self.target.insert(to.to_string(), target);
+        }
+        if let Some(instance) = &member.instance_id {
+            self.static_members.insert(instance.clone(), to.to_string());
+        }
+        self.members.insert(to.to_string(), member);
     }
 
     /// Removes a member and releases what it held; the group's epoch moves on.
@@ -506,7 +507,11 @@ impl ConsumerGroup {
             .members
             .values()
             .filter(|m| {
-                now_ms - m.last_heartbeat_ms > i64::from(config.session_timeout_ms)
+                let session = m
+                    .classic
+                    .as_ref()
+                    .map_or(config.session_timeout_ms, |c| c.session_timeout_ms);
+                now_ms - m.last_heartbeat_ms > i64::from(session)
                     || m.revoke_deadline_ms.is_some_and(|d| now_ms > d)
             })
             .map(|m| m.member_id.clone())
@@ -525,6 +530,10 @@ impl ConsumerGroup {
     ) -> Result<(), ResponseError> {
         match self.members.get(member_id) {
             None => Err(ResponseError::UnknownMemberId),
+            // A classic member knows generations, not epochs.
+            Some(m) if m.epoch != epoch && m.classic.is_some() => {
+                Err(ResponseError::IllegalGeneration)
+            }
             Some(m) if m.epoch != epoch => Err(ResponseError::StaleMemberEpoch),
             Some(_) => Ok(()),
         }

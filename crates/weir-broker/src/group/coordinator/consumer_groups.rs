@@ -9,65 +9,66 @@
 use kafka_protocol::error::ResponseError;
 
 use super::consumer::{
-    ConsumerGroup, HeartbeatRequest, HeartbeatResult, Topics, STATIC_LEAVE_EPOCH,
+    embedded, ClassicJoin, ClassicMember, ConsumerGroup, ConsumerMember, HeartbeatRequest,
+    HeartbeatResult, Topics, STATIC_LEAVE_EPOCH,
 };
-use super::{Coordinator, Group, GroupState};
+use super::{Coordinator, Group, GroupState, JoinRequest, JoinResult, Output, RequestId};
 
 /// The first ConsumerGroupHeartbeat version whose member ids the client makes (KIP-1082).
 const CLIENT_MEMBER_ID_VERSION: i16 = 1;
 
 impl Coordinator {
+    /// A ConsumerGroupHeartbeat: its answer, and the records to write (a classic group
+    /// upgraded).
     pub(crate) fn consumer_heartbeat(
         &mut self,
         req: HeartbeatRequest,
         version: i16,
-        topics: &Topics,
         now_ms: i64,
-    ) -> HeartbeatResult {
+    ) -> (HeartbeatResult, Vec<Output>) {
         let config = self.config.consumer;
         if let Err(e) = validate(&req, version, config.assignors) {
-            return e;
+            return (e, Vec::new());
         }
-        let random = self.config.random_member_ids;
-        let next_member = &mut self.next_member;
+        let unknown = || {
+            HeartbeatResult::error(
+                ResponseError::UnknownMemberId,
+                format!("group {} has no member {}", req.group_id, req.member_id),
+            )
+        };
         let group = match self.groups.get_mut(&req.group_id) {
             Some(g) => g,
             None if req.member_epoch == 0 => self
                 .groups
                 .entry(req.group_id.clone())
                 .or_insert_with(|| Group::new(&req.group_id, now_ms)),
-            None => {
-                return HeartbeatResult::error(
-                    ResponseError::UnknownMemberId,
-                    format!("group {} has no member {}", req.group_id, req.member_id),
-                )
-            }
+            None => return (unknown(), Vec::new()),
         };
+        let mut out = Vec::new();
         if group.consumer.is_none() {
-            if !group.members.is_empty() {
-                return HeartbeatResult::error(
-                    ResponseError::GroupIdNotFound,
-                    format!("group {} is a classic group with members", req.group_id),
-                );
-            }
             if req.member_epoch != 0 {
-                return HeartbeatResult::error(
-                    ResponseError::UnknownMemberId,
-                    format!("group {} has no member {}", req.group_id, req.member_id),
-                );
+                return (unknown(), out);
             }
-            group.state = GroupState::Empty;
-            group.protocol_type = Some("consumer".to_string());
-            group.protocol_name = None;
-            group.consumer = Some(ConsumerGroup::new());
+            if group.members.is_empty() {
+                group.state = GroupState::Empty;
+                group.protocol_type = Some("consumer".to_string());
+                group.protocol_name = None;
+                group.consumer = Some(ConsumerGroup::new());
+            } else {
+                match Self::upgrade(group, now_ms) {
+                    Ok(persist) => out = persist,
+                    Err(e) => return (e, out),
+                }
+            }
         }
         let consumer = group.consumer.as_mut().expect("made above");
+        let (next_member, random) = (&mut self.next_member, self.config.random_member_ids);
         let fresh = || Self::new_member_id(next_member, random, "consumer");
-        let result = consumer.heartbeat(req, topics, &config, fresh, now_ms);
+        let result = consumer.heartbeat(req, &self.topics, &config, fresh, now_ms);
         if consumer.members.is_empty() {
             group.empty_since_ms = now_ms;
         }
-        result
+        (result, out)
     }
 
     /// Ends the sessions of consumer-group members that stopped heartbeating and of those that
@@ -93,18 +94,158 @@ impl Coordinator {
         }
     }
 
-    /// A JoinGroup reaching a consumer group: an empty one turns classic; one with members
-    /// refuses it (mixing protocols in one group is not offered).
-    pub(super) fn classic_join_allowed(group: &mut Group) -> bool {
-        match &group.consumer {
-            Some(c) if !c.members.is_empty() => false,
-            Some(_) => {
-                group.consumer = None;
-                group.protocol_type = None;
-                true
-            }
-            None => true,
+    /// A JoinGroup reaching an empty consumer group: it is a classic group again.
+    pub(super) fn classic_again(group: &mut Group) {
+        if group.consumer.is_some() {
+            group.consumer = None;
+            group.protocol_type = None;
         }
+    }
+
+    /// The consumer group `group_id` if it has members (classic requests reach it through
+    /// its classic members).
+    pub(super) fn consumer_group_mut(&mut self, group_id: &str) -> Option<&mut ConsumerGroup> {
+        self.groups
+            .get_mut(group_id)
+            .filter(|g| g.has_consumer_members())
+            .and_then(|g| g.consumer.as_mut())
+    }
+
+    /// The cluster's topics, which consumer groups assign (the driver refreshes them).
+    pub(crate) fn set_topics(&mut self, topics: Topics) {
+        self.topics = topics;
+    }
+
+    /// A classic member joins a group with consumer-protocol members (KIP-848's mixed
+    /// groups): the broker assigns it; no member leads, so every member asks SyncGroup for
+    /// its own assignment.
+    pub(super) fn join_consumer_group(
+        &mut self,
+        id: RequestId,
+        req: JoinRequest,
+        now_ms: i64,
+    ) -> Vec<Output> {
+        let refuse =
+            |e: ResponseError| vec![Output::Join(id, JoinResult::error(e, &req.member_id))];
+        let subscription = req
+            .protocols
+            .first()
+            .and_then(|(_, meta)| embedded::decode_subscription(meta));
+        let (Some((subscribed, owned)), "consumer") = (subscription, req.protocol_type.as_str())
+        else {
+            return refuse(ResponseError::InconsistentGroupProtocol);
+        };
+        let mut member_id = req.member_id.clone();
+        if member_id.is_empty() {
+            let prefix = req.group_instance_id.as_deref().unwrap_or(&req.client_id);
+            member_id =
+                Self::new_member_id(&mut self.next_member, self.config.random_member_ids, prefix);
+            if req.version >= 4 && req.group_instance_id.is_none() {
+                // KIP-394, as for a classic group: the member joins again with its id.
+                return vec![Output::Join(
+                    id,
+                    JoinResult::error(ResponseError::MemberIdRequired, &member_id),
+                )];
+            }
+        }
+        let protocol = req.protocols.first().map(|(n, _)| n.clone());
+        let join = ClassicJoin {
+            member_id,
+            instance_id: req.group_instance_id.clone(),
+            client_id: req.client_id.clone(),
+            client_host: req.client_host.clone(),
+            session_timeout_ms: req.session_timeout_ms,
+            rebalance_timeout_ms: req.rebalance_timeout_ms,
+            protocols: req.protocols.clone(),
+            subscribed,
+            owned,
+        };
+        let config = self.config.consumer;
+        let topics = &self.topics;
+        let Some(consumer) = self
+            .groups
+            .get_mut(&req.group_id)
+            .and_then(|g| g.consumer.as_mut())
+        else {
+            return refuse(ResponseError::CoordinatorNotAvailable);
+        };
+        match consumer.classic_join(join, topics, &config, now_ms) {
+            Err(e) => refuse(e),
+            Ok((member_id, epoch)) => vec![Output::Join(
+                id,
+                JoinResult {
+                    error: 0,
+                    generation_id: epoch,
+                    protocol_type: Some("consumer".to_string()),
+                    protocol_name: protocol,
+                    leader: String::new(),
+                    member_id,
+                    members: Vec::new(),
+                },
+            )],
+        }
+    }
+
+    /// A classic group with members becomes a consumer group when a member of the new
+    /// protocol joins it (Kafka 4's online upgrade): every member keeps its partitions and
+    /// takes the generation as its epoch, then is moved to the new assignment. Only a Stable
+    /// group of the consumer protocol type can be converted.
+    fn upgrade(group: &mut Group, now_ms: i64) -> Result<Vec<Output>, HeartbeatResult> {
+        if group.protocol_type.as_deref() != Some("consumer") {
+            return Err(HeartbeatResult::error(
+                ResponseError::GroupIdNotFound,
+                format!(
+                    "group {} is a classic group of another protocol type",
+                    group.group_id
+                ),
+            ));
+        }
+        if group.state != GroupState::Stable {
+            return Err(HeartbeatResult::error(
+                ResponseError::RebalanceInProgress,
+                format!(
+                    "group {} is rebalancing; it can be upgraded once stable",
+                    group.group_id
+                ),
+            ));
+        }
+        let protocol = group.protocol_name.clone().unwrap_or_default();
+        let members = std::mem::take(&mut group.members)
+            .into_values()
+            .map(|m| {
+                let subscribed = embedded::decode_subscription(&m.metadata(&protocol))
+                    .map(|(topics, _)| topics)
+                    .unwrap_or_default();
+                let mut member =
+                    ConsumerMember::new(&m.member_id, m.group_instance_id.clone(), now_ms);
+                member.client_id = m.client_id;
+                member.client_host = m.client_host;
+                member.rebalance_timeout_ms = m.rebalance_timeout_ms;
+                member.subscribed = subscribed.into_iter().collect();
+                member.assigned = embedded::decode_assignment(&m.assignment);
+                member.classic = Some(ClassicMember {
+                    protocols: m.protocols,
+                    session_timeout_ms: m.session_timeout_ms,
+                });
+                member
+            })
+            .collect();
+        group.consumer = Some(ConsumerGroup::from_classic(group.generation_id, members));
+        group.join_order.clear();
+        group.static_members.clear();
+        group.pending_members.clear();
+        group.leader_id = None;
+        group.protocol_name = None;
+        group.state = GroupState::Empty;
+        tracing::info!(
+            group = group.group_id,
+            "classic group upgraded to a consumer group"
+        );
+        // The stored classic generation would bring the old members back on a new coordinator.
+        Ok(vec![Output::PersistGroup(
+            group.group_id.clone(),
+            Some(group.durable(now_ms)),
+        )])
     }
 
     /// OffsetFetch v9 naming a member: it must be in the group at its epoch.

@@ -205,8 +205,6 @@ impl Coordinator {
 /// Topics the group's members subscribe to (from their consumer-protocol metadata), for
 /// OffsetDelete's GROUP_SUBSCRIBED_TO_TOPIC check.
 pub(crate) fn subscribed_topics(group: &Group) -> std::collections::HashSet<String> {
-    use kafka_protocol::messages::ConsumerProtocolSubscription;
-    use kafka_protocol::protocol::Decodable;
     let mut topics = std::collections::HashSet::new();
     if let Some(consumer) = &group.consumer {
         // Named subscriptions; topics a pattern matches are not counted (Kafka counts them).
@@ -220,14 +218,10 @@ pub(crate) fn subscribed_topics(group: &Group) -> std::collections::HashSet<Stri
     }
     let protocol = group.protocol_name.clone().unwrap_or_default();
     for m in group.members.values() {
-        let mut meta = m.metadata(&protocol);
-        if meta.len() < 2 {
-            continue;
-        }
-        let version = i16::from_be_bytes([meta[0], meta[1]]);
-        let _ = bytes::Buf::get_i16(&mut meta);
-        if let Ok(sub) = ConsumerProtocolSubscription::decode(&mut meta, version.clamp(0, 3)) {
-            topics.extend(sub.topics.into_iter().map(|t| t.to_string()));
+        if let Some((subscribed, _)) =
+            super::consumer::embedded::decode_subscription(&m.metadata(&protocol))
+        {
+            topics.extend(subscribed);
         }
     }
     topics

@@ -15,6 +15,7 @@ use std::path::PathBuf;
 use bytes::Bytes;
 use kafka_protocol::error::ResponseError;
 
+use super::super::records::OffsetValue;
 use super::*;
 
 fn error_name(code: i16) -> String {

@@ -39,10 +39,10 @@ impl ConsumerGroup {
             MemberState::Stable if m.epoch == self.assignment_epoch => return,
             MemberState::Stable | MemberState::UnreleasedPartitions => {}
         }
-        self.next_assignment(member_id, now_ms);
+        self.next_assignment(member_id, owned, now_ms);
     }
 
-    fn next_assignment(&mut self, member_id: &str, now_ms: i64) {
+    fn next_assignment(&mut self, member_id: &str, owned: Option<&Assignment>, now_ms: i64) {
         let target = self.target.get(member_id).cloned().unwrap_or_default();
         let assignment_epoch = self.assignment_epoch;
         let Some(m) = self.members.get_mut(member_id) else {
@@ -60,12 +60,22 @@ impl ConsumerGroup {
                 side.entry(topic.clone()).or_default().insert(p);
             }
         }
-        if !revoke.is_empty() {
+        // Kafka's `ownsRevokedPartitions`: a member that says it no longer owns them (or an
+        // eager classic member, owning nothing when it joins again) has nothing to revoke.
+        let still_owned = owned.is_none_or(|o| {
+            pairs(&revoke).any(|(t, p)| o.get(&t).is_some_and(|ps| ps.contains(&p)))
+        });
+        if !revoke.is_empty() && still_owned {
             m.assigned = kept;
             m.revoking = revoke;
             m.state = MemberState::UnrevokedPartitions;
             m.revoke_deadline_ms = Some(now_ms + i64::from(m.rebalance_timeout_ms.max(0)));
             return;
+        }
+        for key in pairs(&revoke) {
+            if self.holders.get(&key).map(String::as_str) == Some(member_id) {
+                self.holders.remove(&key);
+            }
         }
         let mut unreleased = false;
         for (topic, p) in pairs(&target) {

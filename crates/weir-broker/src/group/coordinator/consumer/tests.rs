@@ -4,8 +4,10 @@
 //! Commands: `topics a=6 b=2` (the cluster's topics and partition counts), `time ms=N`,
 //! `hb m=M e=EPOCH [sub=a,b] [regex=R] [owned=a:0,1;b:2 | owned=-] [instance=I]
 //! [rebalance=MS] [assignor=A]` (a heartbeat; `owned` left out: unchanged; `-`: nothing),
-//! `tick` (expiry), `state`. After every command the script checks that no partition is held by
-//! two members.
+//! `tick` (expiry), `state`; classic members in the group: `cjoin m=M sub=a [owned=..]`,
+//! `csync m=M g=GEN`, `chb m=M g=GEN`, and `upgrade gen=N M1=a:0,1 M2=a:2` (a classic group's
+//! members, each with its assignment, become this consumer group). After every command the
+//! script checks that no partition is held by two members.
 
 use std::collections::{BTreeMap, BTreeSet, HashMap};
 use std::path::PathBuf;
@@ -148,6 +150,65 @@ impl Script {
                     }
                     vec![s]
                 }
+            }
+            "cjoin" => {
+                let join = ClassicJoin {
+                    member_id: args.get("m").copied().unwrap_or_default().to_string(),
+                    instance_id: None,
+                    client_id: String::new(),
+                    client_host: String::new(),
+                    session_timeout_ms: 10_000,
+                    rebalance_timeout_ms: 30_000,
+                    protocols: vec![("cooperative-sticky".to_string(), bytes::Bytes::new())],
+                    subscribed: args
+                        .get("sub")
+                        .map(|s| s.split(',').map(str::to_string).collect())
+                        .unwrap_or_default(),
+                    owned: args
+                        .get("owned")
+                        .map(|s| parse_assignment(s))
+                        .unwrap_or_default(),
+                };
+                match self
+                    .group
+                    .classic_join(join, &self.topics, &self.config, self.now)
+                {
+                    Ok((m, epoch)) => vec![format!("{m} generation={epoch}")],
+                    Err(e) => vec![format!("{e:?}")],
+                }
+            }
+            "csync" | "chb" => {
+                let m = args.get("m").copied().unwrap_or_default();
+                let g: i32 = args.get("g").and_then(|v| v.parse().ok()).unwrap_or(-1);
+                let result = if command == "csync" {
+                    self.group
+                        .classic_sync(m, g, self.now)
+                        .map(|a| format!("assignment={}", fmt_assignment(&a)))
+                } else {
+                    self.group
+                        .classic_heartbeat(m, g, self.now)
+                        .map(|()| "NONE".to_string())
+                };
+                vec![result.unwrap_or_else(|e| format!("{e:?}"))]
+            }
+            "upgrade" => {
+                let generation: i32 = args.get("gen").and_then(|v| v.parse().ok()).unwrap_or(0);
+                let members = args
+                    .iter()
+                    .filter(|(k, _)| **k != "gen")
+                    .map(|(id, a)| {
+                        let mut m = ConsumerMember::new(id, None, self.now);
+                        m.assigned = parse_assignment(a);
+                        m.subscribed = m.assigned.keys().cloned().collect();
+                        m.classic = Some(ClassicMember {
+                            protocols: Vec::new(),
+                            session_timeout_ms: 10_000,
+                        });
+                        m
+                    })
+                    .collect();
+                self.group = ConsumerGroup::from_classic(generation, members);
+                vec![]
             }
             "tick" => {
                 let gone = self.group.expire(&self.config, self.now);
