@@ -20,6 +20,9 @@ partitions up before anyone else gets them.
   consumer-protocol member joins; classic members (eager and cooperative) are
   assigned by the broker through JoinGroup and SyncGroup, leave and join
   beside new-protocol members, and still nothing is owned twice or read twice;
+- weir-client (``weir consume --consumer-property group.protocol=consumer``)
+  as a member beside a librdkafka member: the two split the partitions, and
+  when weir's consumer leaves, the other takes over from its commits;
 - classic groups of kafka-python and confluent-kafka on the same broker and
   topic keep working beside a consumer-protocol group.
 """
@@ -343,3 +346,56 @@ def test_mixed_group_upgrades_online(weir, members):  # noqa: F811
     for m in (c1, n1):
         lost = [e for e in m.events if e[1] == "lost"]
         assert not lost, f"{m.name} was fenced: {m.events}"
+
+
+def test_weir_client_speaks_the_consumer_protocol(weir, members):  # noqa: F811
+    bs = weir.bootstrap
+    t = topic_name("kip848-weir")
+    g = group_name("g-weir")
+    create_topic(bs, t, partitions=4)
+    records = keyed_records(800, keys=41)
+    produce(bs, t, records)
+    n1 = CommittingMember(bs, g, [t], "n1")
+    members.append(n1)
+    wait_stable([n1], range(4), sizes=[4], what="n1 alone")
+    weir_consumer = subprocess.Popen(
+        [str(weir_bin()), "consume", "--bootstrap-server", bs, "--topic", t, "--group", g,
+         "--from-beginning", "--timeout-ms", "6000", "--format", "json",
+         "--consumer-property", "group.protocol=consumer",
+         "--consumer-property", "auto.commit.interval.ms=200"],
+        stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
+    )
+    try:
+        # The broker splits the partitions between the two, and n1 gives two up first.
+        def split():
+            if len(n1.owned()) != 2:
+                return False
+            owners = broker_owners(bs, g)
+            return sorted(owners) == list(range(4)) and all(len(v) == 1 for v in owners.values())
+
+        pump([n1], split, 45, "n1 and weir's consumer sharing four partitions")
+        d = describe_consumer_group(bs, g)
+        assert len(d.members) == 2, d.members
+        weir_parts = {tp.partition for m in d.members if m.client_id != "n1" for tp in m.assignment.topic_partitions}
+        assert weir_parts == set(range(4)) - n1.owned(), (weir_parts, n1.owned())
+        more = [(f"k{i % 41}", f"more-{i}") for i in range(300)]
+        produce(bs, t, more)
+        # weir's consumer stops after 6 s without records, commits and leaves; n1 takes over.
+        pump([n1], lambda: weir_consumer.poll() is not None, 60, "weir's consumer to finish")
+        out, err = weir_consumer.communicate(timeout=10)
+        assert weir_consumer.returncode == 0, err
+    finally:
+        if weir_consumer.poll() is None:
+            weir_consumer.kill()
+            weir_consumer.wait()
+    import json
+
+    weir_values = [json.loads(line)["value"] for line in out.splitlines() if line.strip()]
+    assert weir_values, "weir's consumer read nothing"
+    wait_stable([n1], range(4), sizes=[4], what="n1 alone again")
+    everything = records + more
+    pump([n1], lambda: len(set(n1.values()) | set(weir_values)) >= len(everything), 45, "every record")
+    seen = Counter(n1.values()) + Counter(weir_values)
+    assert set(seen) == {v for _k, v in everything}
+    twice = {v: n for v, n in seen.items() if n > 1}
+    assert not twice, f"{len(twice)} records read twice, e.g. {list(twice.items())[:10]}"

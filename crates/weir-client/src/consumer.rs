@@ -9,7 +9,9 @@
 //! partitions through the rebalance, gives up only those the new plan takes away (committing them
 //! first) and rejoins at once so that their new owner receives them. A [`RebalanceListener`] hears
 //! of every change. A background task heartbeats and flags when a rebalance is needed or the
-//! membership was lost; the next poll acts on it.
+//! membership was lost; the next poll acts on it. With `group_protocol` set to
+//! [`GroupProtocol::Consumer`] the consumer speaks KIP-848 instead (`next_gen.rs`): the broker
+//! assigns, and the consumer follows its assignment one heartbeat at a time.
 
 use std::collections::{BTreeMap, BTreeSet, HashMap, VecDeque};
 use std::sync::atomic::{AtomicBool, AtomicU8, Ordering};
@@ -41,6 +43,7 @@ use crate::error::{check, Error, Result};
 
 mod aborted;
 mod membership;
+mod next_gen;
 mod tracker;
 
 pub(crate) use membership::decode_assignment;
@@ -97,6 +100,21 @@ pub struct ConsumerConfig {
     /// Kafka's `isolation.level`: with `true` (`read_committed`) only committed transactions'
     /// records are read, up to the last stable offset. Default `false` (`read_uncommitted`).
     pub read_committed: bool,
+    /// Kafka's `group.protocol`: the classic rebalance protocol, or KIP-848's.
+    pub group_protocol: GroupProtocol,
+    /// Kafka's `group.remote.assignor`: the broker-side assignor asked for with
+    /// [`GroupProtocol::Consumer`] (`uniform` or `range`; the broker's default when `None`).
+    pub group_remote_assignor: Option<String>,
+}
+
+/// Which group protocol a consumer speaks (Kafka's `group.protocol`).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+pub enum GroupProtocol {
+    /// JoinGroup, SyncGroup and Heartbeat; the group's leader assigns.
+    #[default]
+    Classic,
+    /// ConsumerGroupHeartbeat (KIP-848); the broker assigns.
+    Consumer,
 }
 
 impl ConsumerConfig {
@@ -117,6 +135,8 @@ impl ConsumerConfig {
             fetch_max_bytes: 52_428_800,
             max_partition_fetch_bytes: 1_048_576,
             read_committed: false,
+            group_protocol: GroupProtocol::Classic,
+            group_remote_assignor: None,
         }
     }
 
@@ -230,6 +250,8 @@ pub struct Consumer {
     consumed: BTreeMap<TopicPartition, i64>,
     buffer: VecDeque<ConsumerRecord>,
     membership: Option<Membership>,
+    /// The membership under KIP-848 (`group_protocol` consumer).
+    next_gen: Option<next_gen::NextGen>,
     /// The member id of the last membership, offered again on the next join.
     membership_member_id_hint: String,
     /// The generation in which the current assignment was received, -1 when none.
@@ -267,6 +289,7 @@ impl Consumer {
             consumed: BTreeMap::new(),
             buffer: VecDeque::new(),
             membership: None,
+            next_gen: None,
             membership_member_id_hint: String::new(),
             generation: -1,
             listener: Listener::default(),
@@ -293,6 +316,9 @@ impl Consumer {
         if let Some(m) = &self.membership {
             flag(&m.state, REJOIN);
         }
+        if let Some(n) = &self.next_gen {
+            n.subscribe(&self.subscription);
+        }
         Ok(())
     }
 
@@ -305,6 +331,13 @@ impl Consumer {
     /// [`crate::TransactionalProducer::send_offsets_to_transaction`].
     pub fn group_metadata(&self) -> Option<crate::GroupMetadata> {
         let group_id = self.config.group_id.clone()?;
+        if let Some(n) = &self.next_gen {
+            return Some(crate::GroupMetadata {
+                group_id,
+                generation: n.epoch(),
+                member_id: n.member_id.clone(),
+            });
+        }
         Some(match &self.membership {
             Some(m) => crate::GroupMetadata {
                 group_id,
@@ -470,9 +503,14 @@ impl Consumer {
         if offsets.is_empty() {
             return Ok(());
         }
-        let (generation, member, conn) = match &self.membership {
-            Some(m) => (m.generation, m.member_id.clone(), m.coordinator.clone()),
-            None => (-1, String::new(), self.coordinator(&group).await?),
+        let (generation, member, conn) = match (&self.membership, &self.next_gen) {
+            (_, Some(n)) => (
+                n.epoch(),
+                n.member_id.clone(),
+                self.coordinator(&group).await?,
+            ),
+            (Some(m), None) => (m.generation, m.member_id.clone(), m.coordinator.clone()),
+            (None, None) => (-1, String::new(), self.coordinator(&group).await?),
         };
         let mut topics: BTreeMap<&str, Vec<OffsetCommitRequestPartition>> = BTreeMap::new();
         for ((t, p), o) in offsets {
@@ -497,12 +535,20 @@ impl Consumer {
                     })
                     .collect(),
             );
-        let (response, _) = conn.request(&request, 8).await?;
+        // v9: a consumer-protocol member commits under its epoch (KIP-848).
+        let (response, _) = conn
+            .request(&request, if self.next_gen.is_some() { 9 } else { 8 })
+            .await?;
         self.last_commit = Instant::now();
         for t in response.topics {
             for p in t.partitions {
                 if p.error_code != 0 {
                     let e = Error::from_code(p.error_code, None);
+                    if let Some(n) = &self.next_gen {
+                        if p.error_code == ResponseError::UnknownMemberId.code() {
+                            n.fenced();
+                        }
+                    }
                     if let Some(m) = &self.membership {
                         match ResponseError::try_from_code(p.error_code) {
                             Some(ResponseError::RebalanceInProgress) => flag(&m.state, REJOIN),
@@ -530,7 +576,18 @@ impl Consumer {
     ) -> Result<Vec<ConsumerRecord>> {
         let deadline = Instant::now() + max_wait;
         loop {
-            if !self.subscription.is_empty() {
+            if !self.subscription.is_empty()
+                && self.config.group_protocol == GroupProtocol::Consumer
+            {
+                let group = self.config.group_id.clone().unwrap_or_default();
+                if let Err(e) = self.follow_assignment(&group).await {
+                    if !e.is_retriable() {
+                        return Err(e);
+                    }
+                    tokio::time::sleep(self.config.client.retry_backoff).await;
+                    continue;
+                }
+            } else if !self.subscription.is_empty() {
                 let needs_join = self
                     .membership
                     .as_ref()
@@ -712,6 +769,16 @@ impl Consumer {
     /// Gives up the group's partitions as in a rebalance (committing with auto-commit on, and
     /// telling the listener), then leaves the group.
     pub async fn close(mut self) -> Result<()> {
+        if self.next_gen.is_some() {
+            // Committed under the member's epoch, then the member leaves (epoch -1).
+            let all = self.assignment.clone();
+            self.revoke(&all).await;
+            if let Some(n) = self.next_gen.take() {
+                let group = self.config.group_id.clone().unwrap_or_default();
+                n.leave(&self.cluster, &group).await;
+            }
+            return Ok(());
+        }
         if self.membership.is_some() {
             // A member gives its partitions up as in a rebalance: commit, tell the listener.
             let all = self.assignment.clone();

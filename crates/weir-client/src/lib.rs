@@ -38,7 +38,8 @@ pub use assignor::TopicPartition;
 pub use cluster::{BrokerInfo, ClientConfig, PartitionInfo, TopicInfo};
 pub use connection::Connection;
 pub use consumer::{
-    AutoOffsetReset, Consumer, ConsumerConfig, ConsumerRecord, OffsetTracker, RebalanceListener,
+    AutoOffsetReset, Consumer, ConsumerConfig, ConsumerRecord, GroupProtocol, OffsetTracker,
+    RebalanceListener,
 };
 pub use error::{Error, Result};
 pub use kafka_protocol::error::ResponseError;

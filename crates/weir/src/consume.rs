@@ -5,7 +5,7 @@ use std::time::{Duration, Instant};
 
 use anyhow::{anyhow, bail, Result};
 use clap::Args;
-use weir_client::{AutoOffsetReset, Consumer, ConsumerConfig, ConsumerRecord};
+use weir_client::{AutoOffsetReset, Consumer, ConsumerConfig, ConsumerRecord, GroupProtocol};
 
 use crate::{key_value, Connect};
 
@@ -46,7 +46,9 @@ pub(crate) struct ConsumeArgs {
     /// Consumer settings by Kafka's names: partition.assignment.strategy (range, roundrobin,
     /// cooperative-sticky, comma-separated, or the Java class names), session.timeout.ms,
     /// heartbeat.interval.ms, auto.commit.interval.ms, fetch.min.bytes, fetch.max.bytes,
-    /// fetch.max.wait.ms, max.partition.fetch.bytes, isolation.level.
+    /// fetch.max.wait.ms, max.partition.fetch.bytes, isolation.level, group.protocol (classic
+    /// or consumer, KIP-848), group.remote.assignor (uniform or range, with
+    /// group.protocol=consumer).
     #[arg(long = "consumer-property")]
     consumer_properties: Vec<String>,
     /// read_committed reads only committed transactions' records; read_uncommitted (the
@@ -102,6 +104,14 @@ fn apply_consumer_property(config: &mut ConsumerConfig, prop: &str) -> Result<()
         "fetch.max.bytes" => config.fetch_max_bytes = bytes(&v)?,
         "max.partition.fetch.bytes" => config.max_partition_fetch_bytes = bytes(&v)?,
         "isolation.level" => config.read_committed = parse_isolation(&v)?,
+        "group.protocol" => {
+            config.group_protocol = match v.to_ascii_lowercase().as_str() {
+                "classic" => GroupProtocol::Classic,
+                "consumer" => GroupProtocol::Consumer,
+                other => bail!("group.protocol must be classic or consumer, not '{other}'"),
+            }
+        }
+        "group.remote.assignor" => config.group_remote_assignor = Some(v.clone()),
         other => bail!("unknown --consumer-property '{other}'"),
     }
     Ok(())
