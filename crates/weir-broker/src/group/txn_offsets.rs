@@ -153,7 +153,7 @@ impl GroupManager {
                 return Err(ResponseError::CoordinatorNotAvailable);
             }
         };
-        let deadline = tokio::time::Instant::now() + super::COMMIT_REPLICATION_TIMEOUT;
+        let deadline = tokio::time::Instant::now() + super::offsets::COMMIT_REPLICATION_TIMEOUT;
         match partition
             .wait_replicated(me, epoch, info.last_offset, deadline)
             .await
