@@ -571,7 +571,7 @@ impl Coordinator {
         now_ms: i64,
     ) -> i16 {
         if let Some(consumer) = self.consumer_group_mut(group_id) {
-            return match consumer.classic_heartbeat(member_id, generation_id, now_ms) {
+            return match consumer.classic_heartbeat(member_id, instance, generation_id, now_ms) {
                 Ok(()) => 0,
                 Err(e) => e.code(),
             };
@@ -606,6 +606,10 @@ impl Coordinator {
         let mut out = Vec::new();
         if let Some(consumer) = self.consumer_group_mut(group_id) {
             let (top, codes) = consumer.classic_leave(members);
+            let emptied = consumer.members.is_empty();
+            if let (true, Some(group)) = (emptied, self.groups.get_mut(group_id)) {
+                group.empty_since_ms = now_ms;
+            }
             return (top, codes, out);
         }
         let Some(group) = self.groups.get_mut(group_id) else {

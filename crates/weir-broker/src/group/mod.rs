@@ -596,9 +596,11 @@ impl GroupManager {
         topics: &[(String, Vec<i32>)],
     ) -> Result<Vec<Vec<i16>>, ResponseError> {
         self.ready_for(broker, group).await?;
+        let cluster_topics = Self::topics_now(broker);
         let (codes, written) = {
             let mut inner = self.lock();
             self.check_ready(broker, &inner, group)?;
+            inner.coordinator.set_topics(cluster_topics);
             let (codes, removed) = inner.coordinator.delete_offsets(group, topics)?;
             let entries = removed
                 .iter()

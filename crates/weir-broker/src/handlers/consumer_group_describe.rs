@@ -19,7 +19,8 @@ use crate::security::authorizer::Access;
 use weir_meta::acl::AclOperation;
 use weir_meta::MetadataImage;
 
-/// MemberType (v1): every member here speaks the consumer protocol.
+/// MemberType (v1): a member of the classic protocol in a consumer group, or of the new one.
+const CLASSIC_MEMBER: i8 = 0;
 const CONSUMER_MEMBER: i8 = 1;
 
 fn assignment(image: &MetadataImage, a: &consumer::Assignment) -> Assignment {
@@ -94,7 +95,11 @@ pub(crate) async fn handle(
                     .with_assignment(assignment(&image, &m.assigned))
                     .with_target_assignment(assignment(&image, &target));
                 if version >= 1 {
-                    member.with_member_type(CONSUMER_MEMBER)
+                    member.with_member_type(if m.classic.is_some() {
+                        CLASSIC_MEMBER
+                    } else {
+                        CONSUMER_MEMBER
+                    })
                 } else {
                     member
                 }

@@ -80,6 +80,8 @@ pub(crate) struct ConsumerMember {
     pub(super) revoke_deadline_ms: Option<i64>,
     /// Set for a member of the classic protocol (JoinGroup and SyncGroup) in this group.
     pub(crate) classic: Option<ClassicMember>,
+    /// `regex` compiled, anchored at both ends as Java's `matches`.
+    compiled: Option<regex::Regex>,
 }
 
 /// The KIP-848 state of a group (its offsets stay in [`super::Group`]).
@@ -188,7 +190,9 @@ impl ConsumerGroup {
         now_ms: i64,
     ) -> HeartbeatResult {
         let full_request = req.member_epoch == 0
-            || (req.rebalance_timeout_ms != -1 && req.subscribed.is_some() && req.owned.is_some());
+            || (req.rebalance_timeout_ms != -1
+                && (req.subscribed.is_some() || req.regex.is_some())
+                && req.owned.is_some());
         if req.member_epoch == LEAVE_EPOCH || req.member_epoch == STATIC_LEAVE_EPOCH {
             return self.leave(&req, config);
         }
@@ -246,10 +250,19 @@ impl ConsumerGroup {
             changed |= set != member.subscribed;
             member.subscribed = set;
         }
-        if req.regex.is_some() && req.regex != member.regex {
-            member.regex = req.regex.clone().filter(|r| !r.is_empty());
-            changed = true;
+        if let Some(pattern) = &req.regex {
+            // An empty pattern is no pattern.
+            let pattern = Some(pattern.clone()).filter(|r| !r.is_empty());
+            if pattern != member.regex {
+                member.compiled = pattern
+                    .as_deref()
+                    .and_then(|p| regex::Regex::new(&format!("^(?:{p})$")).ok());
+                member.regex = pattern;
+                changed = true;
+            }
         }
+        // A member of the classic protocol that now heartbeats speaks the new one.
+        member.classic = None;
         if req.server_assignor.is_some() && req.server_assignor != member.server_assignor {
             member.server_assignor = req.server_assignor.clone();
             changed = true;
@@ -298,11 +311,11 @@ impl ConsumerGroup {
         if req
             .owned
             .as_ref()
-            .is_some_and(|o| o.values().any(|p| !p.is_empty()))
+            .is_none_or(|o| o.values().any(|p| !p.is_empty()))
         {
             return Err(HeartbeatResult::error(
                 ResponseError::InvalidRequest,
-                "TopicPartitions must be empty when joining",
+                "TopicPartitions must be given, and empty, when joining",
             ));
         }
         let member_id = if req.member_id.is_empty() {
@@ -311,8 +324,19 @@ impl ConsumerGroup {
             req.member_id.clone()
         };
         if let Some(instance) = &req.instance_id {
-            if let Some(previous) = self.static_members.get(instance).cloned() {
+            let previous = self
+                .static_members
+                .get(instance)
+                .filter(|p| self.members.contains_key(*p))
+                .cloned();
+            if let Some(previous) = previous {
                 if previous != member_id {
+                    if self.members.contains_key(&member_id) {
+                        return Err(HeartbeatResult::error(
+                            ResponseError::FencedInstanceId,
+                            format!("member {member_id} is not instance {instance}'s member"),
+                        ));
+                    }
                     let old = &self.members[&previous];
                     if old.epoch != STATIC_LEAVE_EPOCH {
                         return Err(HeartbeatResult::error(
@@ -378,6 +402,16 @@ impl ConsumerGroup {
                 format!("member {} is not in the group", req.member_id),
             );
         };
+        if member_id != req.member_id {
+            // Another process with the same instance id does not evict the live member.
+            return HeartbeatResult::error(
+                ResponseError::FencedInstanceId,
+                format!(
+                    "instance belongs to member {member_id}, not {}",
+                    req.member_id
+                ),
+            );
+        }
         if req.member_epoch == STATIC_LEAVE_EPOCH {
             if req.instance_id.is_none() {
                 return HeartbeatResult::error(
@@ -407,6 +441,9 @@ impl ConsumerGroup {
     /// A member goes on under another id (a static member back from a restart): what it
     /// holds, its target and its instance go with it.
     fn rename_member(&mut self, from: &str, to: &str) {
+        if from == to || self.members.contains_key(to) {
+            return;
+        }
         let Some(mut member) = self.members.remove(from) else {
             return;
         };
@@ -548,17 +585,14 @@ fn member_topics(m: &ConsumerMember, topics: &Topics) -> BTreeSet<String> {
         .filter(|t| topics.contains_key(*t))
         .cloned()
         .collect();
-    if let Some(pattern) = &m.regex {
-        // Checked when the heartbeat was decoded; anchored at both ends, as Java's `matches`.
-        if let Ok(re) = regex::Regex::new(&format!("^(?:{pattern})$")) {
-            // Internal topics are named, never matched (as Kafka).
-            out.extend(
-                topics
-                    .keys()
-                    .filter(|t| !t.starts_with("__") && re.is_match(t))
-                    .cloned(),
-            );
-        }
+    if let Some(re) = &m.compiled {
+        // Internal topics are named, never matched (as Kafka).
+        out.extend(
+            topics
+                .keys()
+                .filter(|t| !t.starts_with("__") && re.is_match(t))
+                .cloned(),
+        );
     }
     out
 }

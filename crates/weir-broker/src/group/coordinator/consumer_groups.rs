@@ -12,7 +12,9 @@ use super::consumer::{
     embedded, ClassicJoin, ClassicMember, ConsumerGroup, ConsumerMember, HeartbeatRequest,
     HeartbeatResult, Topics, STATIC_LEAVE_EPOCH,
 };
-use super::{Coordinator, Group, GroupState, JoinRequest, JoinResult, Output, RequestId};
+use super::{
+    Coordinator, Group, GroupState, JoinRequest, JoinResult, Output, RequestId, SyncResult,
+};
 
 /// The first ConsumerGroupHeartbeat version whose member ids the client makes (KIP-1082).
 const CLIENT_MEMBER_ID_VERSION: i16 = 1;
@@ -55,7 +57,7 @@ impl Coordinator {
                 group.protocol_name = None;
                 group.consumer = Some(ConsumerGroup::new());
             } else {
-                match Self::upgrade(group, now_ms) {
+                match Self::upgrade(group, config.max_size, now_ms) {
                     Ok(persist) => out = persist,
                     Err(e) => return (e, out),
                 }
@@ -135,6 +137,7 @@ impl Coordinator {
         else {
             return refuse(ResponseError::InconsistentGroupProtocol);
         };
+        let id_given = !req.member_id.is_empty();
         let mut member_id = req.member_id.clone();
         if member_id.is_empty() {
             let prefix = req.group_instance_id.as_deref().unwrap_or(&req.client_id);
@@ -159,6 +162,7 @@ impl Coordinator {
             protocols: req.protocols.clone(),
             subscribed,
             owned,
+            id_given,
         };
         let config = self.config.consumer;
         let topics = &self.topics;
@@ -188,9 +192,14 @@ impl Coordinator {
 
     /// A classic group with members becomes a consumer group when a member of the new
     /// protocol joins it (Kafka 4's online upgrade): every member keeps its partitions and
-    /// takes the generation as its epoch, then is moved to the new assignment. Only a Stable
-    /// group of the consumer protocol type can be converted.
-    fn upgrade(group: &mut Group, now_ms: i64) -> Result<Vec<Output>, HeartbeatResult> {
+    /// takes the generation as its epoch, then is moved to the new assignment. Requests parked
+    /// by a rebalance under way are answered REBALANCE_IN_PROGRESS (they join the consumer
+    /// group next), as Kafka converts in any state.
+    fn upgrade(
+        group: &mut Group,
+        max_size: usize,
+        now_ms: i64,
+    ) -> Result<Vec<Output>, HeartbeatResult> {
         if group.protocol_type.as_deref() != Some("consumer") {
             return Err(HeartbeatResult::error(
                 ResponseError::GroupIdNotFound,
@@ -200,14 +209,30 @@ impl Coordinator {
                 ),
             ));
         }
-        if group.state != GroupState::Stable {
+        if group.members.len() >= max_size {
             return Err(HeartbeatResult::error(
-                ResponseError::RebalanceInProgress,
+                ResponseError::GroupIdNotFound,
                 format!(
-                    "group {} is rebalancing; it can be upgraded once stable",
+                    "group {} has too many members to be upgraded",
                     group.group_id
                 ),
             ));
+        }
+        // A rebalance under way ends: its parked requests join again, into the consumer group.
+        let mut out = Vec::new();
+        for m in group.members.values_mut() {
+            if let Some(r) = m.awaiting_join.take() {
+                out.push(Output::Join(
+                    r,
+                    JoinResult::error(ResponseError::RebalanceInProgress, &m.member_id),
+                ));
+            }
+            if let Some(r) = m.awaiting_sync.take() {
+                out.push(Output::Sync(
+                    r,
+                    SyncResult::error(ResponseError::RebalanceInProgress),
+                ));
+            }
         }
         let protocol = group.protocol_name.clone().unwrap_or_default();
         let members = std::mem::take(&mut group.members)
@@ -241,11 +266,14 @@ impl Coordinator {
             group = group.group_id,
             "classic group upgraded to a consumer group"
         );
+        group.rebalance_deadline_ms = None;
+        group.initial_delay_until_ms = None;
         // The stored classic generation would bring the old members back on a new coordinator.
-        Ok(vec![Output::PersistGroup(
+        out.push(Output::PersistGroup(
             group.group_id.clone(),
             Some(group.durable(now_ms)),
-        )])
+        ));
+        Ok(out)
     }
 
     /// OffsetFetch v9 naming a member: it must be in the group at its epoch.

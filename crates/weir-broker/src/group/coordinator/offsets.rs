@@ -112,7 +112,7 @@ impl Coordinator {
         let Some(group) = self.groups.get_mut(group_id) else {
             return Err(ResponseError::GroupIdNotFound);
         };
-        let subscribed = subscribed_topics(group);
+        let subscribed = subscribed_topics(group, &self.topics);
         let mut removed = Vec::new();
         let codes = topics
             .iter()
@@ -204,13 +204,14 @@ impl Coordinator {
 
 /// Topics the group's members subscribe to (from their consumer-protocol metadata), for
 /// OffsetDelete's GROUP_SUBSCRIBED_TO_TOPIC check.
-pub(crate) fn subscribed_topics(group: &Group) -> std::collections::HashSet<String> {
+pub(crate) fn subscribed_topics(
+    group: &Group,
+    cluster_topics: &super::consumer::Topics,
+) -> std::collections::HashSet<String> {
     let mut topics = std::collections::HashSet::new();
     if let Some(consumer) = &group.consumer {
-        // Named subscriptions; topics a pattern matches are not counted (Kafka counts them).
-        for m in consumer.members.values() {
-            topics.extend(m.subscribed.iter().cloned());
-        }
+        // Named, or matched by a member's pattern.
+        topics.extend(consumer.subscribed_topics(cluster_topics));
         return topics;
     }
     if group.protocol_type.as_deref() != Some("consumer") {

@@ -43,6 +43,10 @@ impl Coordinator {
         if member_id.is_empty() && generation_id < 0 {
             return Ok(());
         }
+        if let Some(consumer) = group.consumer.as_ref().filter(|c| !c.members.is_empty()) {
+            // KIP-848 (and KIP-447): the member at its current epoch.
+            return consumer.check_member_epoch(member_id, generation_id);
+        }
         Self::check_member(group, member_id, instance)?;
         if generation_id != group.generation_id {
             return Err(ResponseError::IllegalGeneration);

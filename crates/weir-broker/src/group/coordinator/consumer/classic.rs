@@ -38,6 +38,8 @@ pub(crate) struct ClassicJoin {
     pub(crate) protocols: Vec<(String, Bytes)>,
     pub(crate) subscribed: Vec<String>,
     pub(crate) owned: Assignment,
+    /// The member id came from the client (not made for a JoinGroup without one).
+    pub(crate) id_given: bool,
 }
 
 impl ConsumerGroup {
@@ -52,12 +54,27 @@ impl ConsumerGroup {
     ) -> Result<(String, i32), ResponseError> {
         let member_id = join.member_id.clone();
         let mut changed = false;
+        if self
+            .members
+            .get(&member_id)
+            .is_some_and(|m| m.classic.is_none())
+        {
+            // A member of the new protocol is not joined again through the classic one.
+            return Err(ResponseError::UnknownMemberId);
+        }
         if let Some(instance) = &join.instance_id {
-            // A restarted static member takes over its instance's place and partitions.
-            if let Some(previous) = self.static_members.get(instance).cloned() {
-                if previous != member_id {
-                    self.rename_member(&previous, &member_id);
+            let previous = self
+                .static_members
+                .get(instance)
+                .filter(|p| self.members.contains_key(*p))
+                .cloned();
+            if let Some(previous) = previous.filter(|p| *p != member_id) {
+                // KIP-345: a known instance under another member id is a zombie, unless the
+                // member joins without an id (a restart), which takes the old one's place.
+                if join.id_given || self.members.contains_key(&member_id) {
+                    return Err(ResponseError::FencedInstanceId);
                 }
+                self.rename_member(&previous, &member_id);
             }
         }
         if !self.members.contains_key(&member_id) {
@@ -89,6 +106,8 @@ impl ConsumerGroup {
         if m.epoch == super::STATIC_LEAVE_EPOCH {
             m.epoch = m.previous_epoch;
         }
+        // It joined as asked: the deadline a heartbeat set for that is met.
+        m.revoke_deadline_ms = None;
         changed |= self.topics_changed(topics);
         if changed {
             self.epoch += 1;
@@ -107,8 +126,13 @@ impl ConsumerGroup {
         generation: i32,
         now_ms: i64,
     ) -> Result<Assignment, ResponseError> {
+        let group_epoch = self.epoch;
         let m = self.classic_member(member_id, generation)?;
         m.last_heartbeat_ms = now_ms;
+        if m.epoch < group_epoch && m.state != MemberState::UnrevokedPartitions {
+            // The group moved on since this member joined: it joins again first.
+            return Err(ResponseError::RebalanceInProgress);
+        }
         Ok(m.assigned.clone())
     }
 
@@ -165,8 +189,12 @@ impl ConsumerGroup {
                     },
                     None => member_id.clone(),
                 };
-                if !self.members.contains_key(&target) {
-                    return ResponseError::UnknownMemberId.code();
+                // By member id, only classic members leave this way (an admin names the
+                // instance, with no member id, to remove any static member).
+                let by_admin = member_id.is_empty() && instance.is_some();
+                match self.members.get(&target) {
+                    Some(m) if m.classic.is_some() || by_admin => {}
+                    _ => return ResponseError::UnknownMemberId.code(),
                 }
                 self.remove_member(&target);
                 0
@@ -180,9 +208,15 @@ impl ConsumerGroup {
     pub(crate) fn classic_heartbeat(
         &mut self,
         member_id: &str,
+        instance: Option<&str>,
         generation: i32,
         now_ms: i64,
     ) -> Result<(), ResponseError> {
+        if let Some(i) = instance {
+            if self.static_members.get(i).is_some_and(|m| m != member_id) {
+                return Err(ResponseError::FencedInstanceId);
+            }
+        }
         let group_epoch = self.epoch;
         let m = self.classic_member(member_id, generation)?;
         m.last_heartbeat_ms = now_ms;
@@ -190,11 +224,16 @@ impl ConsumerGroup {
         let rejoin = epoch < group_epoch
             || state == MemberState::UnrevokedPartitions
             || (state == MemberState::UnreleasedPartitions && !self.waiting_on_others(member_id));
-        if rejoin {
-            Err(ResponseError::RebalanceInProgress)
-        } else {
-            Ok(())
+        if !rejoin {
+            return Ok(());
         }
+        // Told to join again, it must within its rebalance timeout, or it is removed (what it
+        // holds may be another member's target).
+        if let Some(m) = self.members.get_mut(member_id) {
+            let timeout = i64::from(m.rebalance_timeout_ms.max(0));
+            m.revoke_deadline_ms.get_or_insert(now_ms + timeout);
+        }
+        Err(ResponseError::RebalanceInProgress)
     }
 
     fn classic_member(
@@ -279,6 +318,7 @@ impl ConsumerMember {
             last_heartbeat_ms: now_ms,
             revoke_deadline_ms: None,
             classic: None,
+            compiled: None,
         }
     }
 }

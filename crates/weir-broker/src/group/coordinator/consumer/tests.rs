@@ -168,6 +168,7 @@ impl Script {
                         .get("owned")
                         .map(|s| parse_assignment(s))
                         .unwrap_or_default(),
+                    id_given: true,
                 };
                 match self
                     .group
@@ -186,7 +187,7 @@ impl Script {
                         .map(|a| format!("assignment={}", fmt_assignment(&a)))
                 } else {
                     self.group
-                        .classic_heartbeat(m, g, self.now)
+                        .classic_heartbeat(m, None, g, self.now)
                         .map(|()| "NONE".to_string())
                 };
                 vec![result.unwrap_or_else(|e| format!("{e:?}"))]
