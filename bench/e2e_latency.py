@@ -38,7 +38,7 @@ def weir(*args: str) -> dict:
     if res.returncode != 0:
         raise SystemExit(f"weir {' '.join(args)} failed: {res.stderr.strip()}")
     lines = res.stdout.strip().splitlines()
-    return json.loads(lines[-1]) if lines else {}
+    return json.loads(lines[-1]) if "--json" in args and lines else {}
 
 
 def main() -> None:

@@ -111,12 +111,16 @@ async fn measure(args: &AdviseArgs) -> Result<(f64, f64)> {
         transaction_duration_ms: None,
         records_per_transaction: None,
         isolation_level: "read_uncommitted".into(),
+        producers: 1,
+        consumers: 1,
+        chart: None,
     };
     let measured = async {
-        let (n, took, _) = perf::run_produce(&load, false).await?;
+        let (n, took, _) = perf::run_produce(&load, false, None).await?;
         let write = n as f64 * args.record_size as f64 / took.as_secs_f64().max(1e-9) / 1e6;
-        let consumer = perf::open_consumer(&load, AutoOffsetReset::Earliest).await?;
-        let (n, took) = perf::run_consume(&load, consumer, args.measure_records, None).await?;
+        let consumers = perf::open_consumers(&load, AutoOffsetReset::Earliest).await?;
+        let (n, took, _) =
+            perf::run_consume(&load, consumers, args.measure_records, false, None).await?;
         let read = n as f64 * args.record_size as f64 / took.as_secs_f64().max(1e-9) / 1e6;
         Ok::<_, anyhow::Error>((write, read))
     }

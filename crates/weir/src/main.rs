@@ -12,6 +12,7 @@ mod configs;
 mod consume;
 mod groups;
 mod perf;
+mod perf_chart;
 mod perf_txn;
 mod produce;
 mod server;

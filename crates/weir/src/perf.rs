@@ -1,6 +1,11 @@
 //! `weir perf`: load generators. Throughput in records/s and MB/s, latency percentiles from an
-//! HDR histogram (p50, p99, p99.9, max), a progress bar, and `--json` for scripts.
+//! HDR histogram (p50, p99, p99.9, max), a progress bar, and `--json` for scripts. Several
+//! producers (`--producers`) share the records and the rate; several consumers (`--consumers`)
+//! share the topic's partitions; `--chart` draws the run over time (`perf_chart.rs`).
 
+use std::path::PathBuf;
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use anyhow::{anyhow, Result};
@@ -11,6 +16,7 @@ use weir_client::{
     AutoOffsetReset, Consumer, ConsumerConfig, Producer, ProducerConfig, ProducerRecord,
 };
 
+use crate::perf_chart::{SharedTimeline, Timeline};
 use crate::produce::{parse_acks, parse_compression};
 use crate::Connect;
 
@@ -58,6 +64,17 @@ pub(crate) struct LoadArgs {
     /// read_committed or read_uncommitted, for consume and e2e.
     #[arg(long, default_value = "read_uncommitted")]
     pub(crate) isolation_level: String,
+    /// Producers (produce, e2e), each a client of its own sending its share of the records
+    /// and of the rate.
+    #[arg(long, default_value_t = 1, value_parser = clap::value_parser!(u64).range(1..=256))]
+    pub(crate) producers: u64,
+    /// Consumers (consume, e2e), each a client of its own reading its share of the partitions.
+    #[arg(long, default_value_t = 1, value_parser = clap::value_parser!(u64).range(1..=256))]
+    pub(crate) consumers: u64,
+    /// Draw records per second and latency (p50, p99) per second over the run, warm-up
+    /// included, to this SVG file.
+    #[arg(long)]
+    pub(crate) chart: Option<PathBuf>,
 }
 
 #[derive(Debug, Subcommand)]
@@ -170,6 +187,7 @@ pub(crate) fn histogram() -> Result<Histogram<u64>> {
 pub(crate) async fn run_produce(
     args: &LoadArgs,
     value_prefix_time: bool,
+    timeline: Option<SharedTimeline>,
 ) -> Result<(u64, Duration, Histogram<u64>)> {
     if args.transactional_id.is_some()
         || args.transaction_duration_ms.is_some()
@@ -177,11 +195,59 @@ pub(crate) async fn run_produce(
     {
         return crate::perf_txn::run(args).await;
     }
-    let producer = producer(args).await?;
-    let total = args.records();
+    let (n, total) = (args.producers, args.records());
     let warmup = args.warmup_records.min(total);
     let pb = bar(args, total);
-    let throttle = Throttle::new(args.throughput);
+    let mut tasks = Vec::new();
+    for i in 0..n {
+        // Producer i sends its share of the records, the warm-up and the rate.
+        let share = |x: u64| x / n + u64::from(i < x % n);
+        let rate = if args.throughput > 0 {
+            (share(args.throughput as u64).max(1)) as i64
+        } else {
+            -1
+        };
+        let part = Part {
+            records: share(total),
+            warmup: share(warmup),
+            rate,
+        };
+        let (a, pb, tl) = (clone_args(args), pb.clone(), timeline.clone());
+        tasks.push(tokio::spawn(async move {
+            produce_one(&a, part, value_prefix_time, &pb, tl).await
+        }));
+    }
+    let mut hist = histogram()?;
+    let (mut count, mut elapsed) = (0, Duration::ZERO);
+    for t in tasks {
+        let (c, e, h) = t.await.map_err(|e| anyhow!("{e}"))??;
+        count += c;
+        elapsed = elapsed.max(e);
+        hist.add(&h).map_err(|e| anyhow!("histogram: {e}"))?;
+    }
+    pb.finish_and_clear();
+    Ok((count, elapsed, hist))
+}
+
+/// One producer's share of a run.
+#[derive(Debug, Clone, Copy)]
+struct Part {
+    records: u64,
+    warmup: u64,
+    /// Records per second, -1 for as fast as acknowledgements allow.
+    rate: i64,
+}
+
+async fn produce_one(
+    args: &LoadArgs,
+    part: Part,
+    value_prefix_time: bool,
+    pb: &ProgressBar,
+    timeline: Option<SharedTimeline>,
+) -> Result<(u64, Duration, Histogram<u64>)> {
+    let producer = producer(args).await?;
+    let (total, warmup) = (part.records, part.warmup);
+    let throttle = Throttle::new(part.rate);
     let mut hist = histogram()?;
     let payload = bytes::Bytes::from(vec![b'x'; args.record_size]);
     let start = Instant::now();
@@ -191,16 +257,22 @@ pub(crate) async fn run_produce(
     type Waiting = std::collections::VecDeque<(Instant, bool, weir_client::DeliveryFuture)>;
     let mut waiting: Waiting = std::collections::VecDeque::new();
     let mut failed = 0u64;
+    let acked = |sent: Instant, counts: bool, hist: &mut Histogram<u64>| {
+        let us = sent.elapsed().as_micros() as u64;
+        if counts {
+            let _ = hist.record(us.max(1));
+        }
+        if let Some(tl) = &timeline {
+            let mut tl = tl.lock().unwrap_or_else(|p| p.into_inner());
+            tl.record(Instant::now(), Some(us));
+        }
+    };
     let mut reap = |waiting: &mut Waiting, hist: &mut Histogram<u64>| {
         let mut done = 0;
         while let Some((sent, counts, fut)) = waiting.front_mut() {
             let Some(result) = fut.try_take() else { break };
             match result {
-                Ok(_) if *counts => {
-                    let us = sent.elapsed().as_micros() as u64;
-                    let _ = hist.record(us.max(1));
-                }
-                Ok(_) => {}
+                Ok(_) => acked(*sent, *counts, hist),
                 Err(_) => failed += 1,
             }
             waiting.pop_front();
@@ -250,46 +322,47 @@ pub(crate) async fn run_produce(
     }
     while let Some((sent, counts, fut)) = waiting.pop_front() {
         match fut.await {
-            Ok(_) if counts => {
-                let us = sent.elapsed().as_micros() as u64;
-                let _ = hist.record(us.max(1));
-            }
-            Ok(_) => {}
+            Ok(_) => acked(sent, counts, &mut hist),
             Err(_) => failed += 1,
         }
         pb.inc(1);
     }
     let elapsed = start.elapsed();
     producer.close().await;
-    pb.finish_and_clear();
     if failed > 0 {
         return Err(anyhow!("{failed} records were not acknowledged"));
     }
     Ok((total - warmup, elapsed, hist))
 }
 
-/// A consumer assigned every partition of the topic, positioned by `reset`.
-pub(crate) async fn open_consumer(args: &LoadArgs, reset: AutoOffsetReset) -> Result<Consumer> {
+/// `--consumers` consumers sharing the topic's partitions (round robin), positioned by
+/// `reset`; more consumers than partitions leaves the extra ones out.
+pub(crate) async fn open_consumers(
+    args: &LoadArgs,
+    reset: AutoOffsetReset,
+) -> Result<Vec<Consumer>> {
     let admin = args.connect.admin().await?;
     let info = admin
         .describe_topic(&args.topic)
         .await
         .map_err(|e| anyhow!("cannot read topic '{}': {e}", args.topic))?;
-    let mut config = ConsumerConfig::new(&args.connect.bootstrap_server);
-    config.client = args.connect.client()?;
-    config.auto_offset_reset = reset;
-    config.enable_auto_commit = false;
-    config.read_committed = crate::consume::parse_isolation(&args.isolation_level)?;
-    let mut consumer = Consumer::new(config).await?;
-    consumer
-        .assign(
-            info.partitions
-                .iter()
-                .map(|p| (args.topic.clone(), p.partition))
-                .collect(),
-        )
-        .await?;
-    Ok(consumer)
+    let n = args.consumers.min(info.partitions.len().max(1) as u64) as usize;
+    let mut shares: Vec<Vec<(String, i32)>> = vec![Vec::new(); n];
+    for (i, p) in info.partitions.iter().enumerate() {
+        shares[i % n].push((args.topic.clone(), p.partition));
+    }
+    let mut consumers = Vec::with_capacity(n);
+    for share in shares {
+        let mut config = ConsumerConfig::new(&args.connect.bootstrap_server);
+        config.client = args.connect.client()?;
+        config.auto_offset_reset = reset;
+        config.enable_auto_commit = false;
+        config.read_committed = crate::consume::parse_isolation(&args.isolation_level)?;
+        let mut consumer = Consumer::new(config).await?;
+        consumer.assign(share).await?;
+        consumers.push(consumer);
+    }
+    Ok(consumers)
 }
 
 /// How many records a consume run reads: `--num-records`, or what the topic holds now.
@@ -318,58 +391,101 @@ async fn records_in_topic(args: &LoadArgs) -> Result<u64> {
         .sum())
 }
 
+/// Reads with every consumer until `target` records came in together (or nothing came for
+/// 30 s); with `e2e`, each record's produce-to-consume latency from its value's first 8 bytes.
 pub(crate) async fn run_consume(
     args: &LoadArgs,
-    mut consumer: Consumer,
+    consumers: Vec<Consumer>,
     target: u64,
-    e2e: Option<&mut Histogram<u64>>,
-) -> Result<(u64, Duration)> {
+    e2e: bool,
+    timeline: Option<SharedTimeline>,
+) -> Result<(u64, Duration, Histogram<u64>)> {
     let pb = bar(args, target);
     let start = Instant::now();
-    let mut got = 0u64;
-    let mut idle = Instant::now();
-    let mut e2e = e2e;
-    while got < target && idle.elapsed() < Duration::from_secs(30) {
-        // For latency, records go out as soon as any are in; for throughput, in big batches.
-        let wait = if e2e.is_some() { 2 } else { 500 };
-        let batch = consumer
-            .poll_batch(10_000, Duration::from_millis(wait))
-            .await?;
-        if !batch.is_empty() {
-            idle = Instant::now();
-        }
-        if let Some(h) = e2e.as_deref_mut() {
-            let now = std::time::SystemTime::now()
-                .duration_since(std::time::UNIX_EPOCH)
-                .map(|d| d.as_micros() as u64)
-                .unwrap_or(0);
-            for r in &batch {
-                if let Some(v) = r.value.as_ref().filter(|v| v.len() >= 8) {
-                    let mut b = [0u8; 8];
-                    b.copy_from_slice(&v[..8]);
-                    let _ = h.record(now.saturating_sub(u64::from_be_bytes(b)).max(1));
+    let got = Arc::new(AtomicU64::new(0));
+    let mut tasks = Vec::new();
+    for mut consumer in consumers {
+        let (got, pb, tl) = (got.clone(), pb.clone(), timeline.clone());
+        tasks.push(tokio::spawn(async move {
+            let mut hist = histogram()?;
+            let mut idle = Instant::now();
+            while got.load(Ordering::Relaxed) < target && idle.elapsed() < Duration::from_secs(30) {
+                // For latency, records go out as soon as any are in; for throughput, in big
+                // batches.
+                let wait = if e2e { 2 } else { 500 };
+                let batch = consumer
+                    .poll_batch(10_000, Duration::from_millis(wait))
+                    .await?;
+                if !batch.is_empty() {
+                    idle = Instant::now();
                 }
+                let now_us = std::time::SystemTime::now()
+                    .duration_since(std::time::UNIX_EPOCH)
+                    .map(|d| d.as_micros() as u64)
+                    .unwrap_or(0);
+                let mut tl = tl
+                    .as_ref()
+                    .map(|t| t.lock().unwrap_or_else(|p| p.into_inner()));
+                let at = Instant::now();
+                for r in &batch {
+                    let latency = r.value.as_ref().filter(|v| e2e && v.len() >= 8).map(|v| {
+                        let mut b = [0u8; 8];
+                        b.copy_from_slice(&v[..8]);
+                        now_us.saturating_sub(u64::from_be_bytes(b)).max(1)
+                    });
+                    if let Some(us) = latency {
+                        let _ = hist.record(us);
+                    }
+                    if let Some(tl) = tl.as_deref_mut() {
+                        tl.record(at, latency);
+                    }
+                }
+                drop(tl);
+                got.fetch_add(batch.len() as u64, Ordering::Relaxed);
+                pb.inc(batch.len() as u64);
             }
-        }
-        got += batch.len() as u64;
-        pb.inc(batch.len() as u64);
+            consumer.close().await?;
+            Ok::<_, anyhow::Error>(hist)
+        }));
+    }
+    let mut hist = histogram()?;
+    for t in tasks {
+        let h = t.await.map_err(|e| anyhow!("{e}"))??;
+        hist.add(&h).map_err(|e| anyhow!("histogram: {e}"))?;
     }
     pb.finish_and_clear();
-    consumer.close().await?;
-    Ok((got, start.elapsed()))
+    Ok((got.load(Ordering::Relaxed), start.elapsed(), hist))
+}
+
+/// Writes the chart if `--chart` asked for one.
+fn chart(args: &LoadArgs, kind: &str, timeline: Option<SharedTimeline>) -> Result<()> {
+    let (Some(path), Some(tl)) = (&args.chart, timeline) else {
+        return Ok(());
+    };
+    let tl = tl.lock().unwrap_or_else(|p| p.into_inner());
+    tl.draw(path, &format!("weir perf {kind} ({})", args.topic))?;
+    if !args.json {
+        println!("chart: {}", path.display());
+    }
+    Ok(())
 }
 
 pub(crate) async fn run(cmd: PerfCommand) -> Result<()> {
     match cmd {
         PerfCommand::Produce(args) => {
-            let (n, elapsed, hist) = run_produce(&args, false).await?;
+            let timeline = args.chart.as_ref().map(|_| Timeline::shared());
+            let (n, elapsed, hist) = run_produce(&args, false, timeline.clone()).await?;
             report("produce", &args, n, elapsed, Some(&hist));
+            chart(&args, "produce", timeline)?;
         }
         PerfCommand::Consume(args) => {
             let target = records_in_topic(&args).await?;
-            let consumer = open_consumer(&args, AutoOffsetReset::Earliest).await?;
-            let (n, elapsed) = run_consume(&args, consumer, target, None).await?;
+            let consumers = open_consumers(&args, AutoOffsetReset::Earliest).await?;
+            let timeline = args.chart.as_ref().map(|_| Timeline::shared());
+            let (n, elapsed, _) =
+                run_consume(&args, consumers, target, false, timeline.clone()).await?;
             report("consume", &args, n, elapsed, None);
+            chart(&args, "consume", timeline)?;
         }
         PerfCommand::E2e(args) => {
             if args.record_size < 8 {
@@ -378,18 +494,21 @@ pub(crate) async fn run(cmd: PerfCommand) -> Result<()> {
                 ));
             }
             // Positioned at the end before producing starts, so only this run's records count.
-            let consumer = open_consumer(&args, AutoOffsetReset::Latest).await?;
+            let consumers = open_consumers(&args, AutoOffsetReset::Latest).await?;
             let produce_args = LoadArgs {
                 json: true,
                 ..clone_args(&args)
             };
             let producing =
-                tokio::spawn(async move { run_produce(&produce_args, true).await.map(|_| ()) });
-            let mut hist = histogram()?;
-            let (n, elapsed) =
-                run_consume(&args, consumer, args.records(), Some(&mut hist)).await?;
+                tokio::spawn(
+                    async move { run_produce(&produce_args, true, None).await.map(|_| ()) },
+                );
+            let timeline = args.chart.as_ref().map(|_| Timeline::shared());
+            let (n, elapsed, hist) =
+                run_consume(&args, consumers, args.records(), true, timeline.clone()).await?;
             producing.await.map_err(|e| anyhow!("{e}"))??;
             report("e2e", &args, n, elapsed, Some(&hist));
+            chart(&args, "e2e", timeline)?;
         }
     }
     Ok(())
@@ -412,5 +531,8 @@ fn clone_args(a: &LoadArgs) -> LoadArgs {
         transaction_duration_ms: a.transaction_duration_ms,
         records_per_transaction: a.records_per_transaction,
         isolation_level: a.isolation_level.clone(),
+        producers: a.producers,
+        consumers: a.consumers,
+        chart: a.chart.clone(),
     }
 }

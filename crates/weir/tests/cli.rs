@@ -497,6 +497,57 @@ fn perf_reports_json() {
             assert!(v["latency_ms"]["p99"].as_f64().is_some(), "{v}");
         }
     }
+    // Several producers and consumers share the records and partitions; the chart is an SVG
+    // with the run's title and a line per series.
+    let dir = tempfile::tempdir().unwrap();
+    for kind in ["produce", "consume", "e2e"] {
+        let chart = dir.path().join(format!("{kind}.svg"));
+        let out = ok(&weir(
+            &s,
+            &[
+                "perf",
+                kind,
+                "--topic",
+                "pf",
+                "--num-records",
+                "3000",
+                "--record-size",
+                "64",
+                "--producers",
+                "3",
+                "--consumers",
+                "2",
+                "--chart",
+                chart.to_str().unwrap(),
+                "--json",
+            ],
+            None,
+        ));
+        let v: serde_json::Value = serde_json::from_str(out.trim()).unwrap();
+        // consume reads the whole topic: 2000 + 2000 (the runs above) + 3000.
+        let want = if kind == "consume" { 7000 } else { 3000 };
+        assert_eq!(v["records"], want, "{kind}: {v}");
+        let svg = std::fs::read_to_string(&chart).unwrap();
+        assert!(
+            svg.starts_with("<svg"),
+            "{kind}: {}",
+            &svg[..svg.len().min(200)]
+        );
+        assert!(svg.contains(&format!("weir perf {kind} (pf)")), "{kind}");
+        assert!(
+            svg.matches("<polyline").count() > 10,
+            "{kind}: no lines drawn"
+        );
+    }
+    fails(
+        &weir(
+            &s,
+            &["perf", "produce", "--topic", "pf", "--producers", "0"],
+            None,
+        ),
+        2,
+        "--producers",
+    );
 }
 
 #[test]
