@@ -3,6 +3,12 @@
 the same broker in one run, in turn (weir, librdkafka, weir, librdkafka, ...), for every row of
 record size × acks × partitions. Each run writes to a fresh topic.
 
+With `--mode consume`, each row's topic is written once (by weir), then read whole, in turn,
+by `weir perf consume` (every partition assigned) and `rdkafka_performance -G` (a group of
+one; the broker runs with no initial rebalance delay). Records/s there is each client's own
+figure from its first record to its last (startup and group join left out), and CPU is the
+whole process's.
+
 Reports per row the median records/s of each client, their ratio, and each client's own CPU
 seconds per million records (user + system, from the child's rusage).
 
@@ -86,6 +92,24 @@ def run_rdkafka(perf: Path, bs: str, topic: str, size: int, acks: str, messages:
     return {"rate": messages / wall, "cpu_per_m": cpu / messages * 1e6, "produced": m and m.group(1)}
 
 
+def run_weir_consume(weir: str, bs: str, topic: str, messages: int) -> dict:
+    cmd = [weir, "perf", "consume", "--bootstrap-server", bs, "--topic", topic,
+           "--num-records", str(messages), "--json"]
+    _wall, cpu, out = timed(cmd)
+    v = json.loads(out.strip().splitlines()[-1])
+    return {"rate": v["records_per_sec"], "cpu_per_m": cpu / messages * 1e6}
+
+
+def run_rdkafka_consume(perf: Path, bs: str, topic: str, messages: int) -> dict:
+    cmd = [str(perf), "-G", f"g-{uuid.uuid4().hex[:8]}", "-t", topic, "-b", bs, "-c", str(messages),
+           "-X", "auto.offset.reset=earliest", "-q"]
+    _wall, cpu, out = timed(cmd)
+    m = re.search(r"(\d+) messages \(\d+ bytes\) consumed in (\d+)ms", out)
+    if not m:
+        raise RuntimeError(f"rdkafka_performance: no summary in {out[-500:]}")
+    return {"rate": int(m.group(1)) / (int(m.group(2)) / 1000), "cpu_per_m": cpu / messages * 1e6}
+
+
 def main() -> None:
     ap = argparse.ArgumentParser()
     ap.add_argument("--binary", default=str(ROOT / "target/release/weir"),
@@ -97,7 +121,10 @@ def main() -> None:
     ap.add_argument("--sizes", default="100,1024")
     ap.add_argument("--acks", default="1,all")
     ap.add_argument("--partitions", default="1,16")
+    ap.add_argument("--mode", choices=["produce", "consume"], default="produce")
     args = ap.parse_args()
+    if args.mode == "consume":
+        args.acks = "1"
     perf = rdkafka_performance()
     client = args.client or args.binary
     data = Path(tempfile.mkdtemp(prefix="weir-client-bench-"))
@@ -107,7 +134,7 @@ def main() -> None:
     with open(data / "broker.log", "wb") as log:
         broker = subprocess.Popen(
             [args.binary, "server", "--listeners", f"PLAINTEXT://127.0.0.1:{port}",
-             "--log-dirs", str(data / "data")],
+             "--log-dirs", str(data / "data"), "--group-initial-rebalance-delay-ms", "0"],
             stdout=log, stderr=log, stdin=subprocess.DEVNULL, env=env)
     rows = []
     try:
@@ -119,7 +146,19 @@ def main() -> None:
                 for partitions in map(int, args.partitions.split(",")):
                     whos = ["weir", "librdkafka"] + (["baseline"] if args.baseline_client else [])
                     runs: dict[str, list[dict]] = {w: [] for w in whos}
-                    for _ in range(args.reps):
+                    if args.mode == "consume":
+                        topic = f"bench-{uuid.uuid4().hex[:8]}"
+                        admin.create_topics([NewTopic(topic, partitions, 1)])[topic].result(30)
+                        run_weir(args.binary, bs, topic, size, "1", args.messages)
+                        for _ in range(args.reps):
+                            for who in whos:
+                                binary = args.baseline_client if who == "baseline" else client
+                                if who == "librdkafka":
+                                    runs[who].append(run_rdkafka_consume(perf, bs, topic, args.messages))
+                                else:
+                                    runs[who].append(run_weir_consume(binary, bs, topic, args.messages))
+                        admin.delete_topics([topic])[topic].result(30)
+                    for _ in range(args.reps if args.mode == "produce" else 0):
                         for who in whos:
                             topic = f"bench-{uuid.uuid4().hex[:8]}"
                             admin.create_topics([NewTopic(topic, partitions, 1)])[topic].result(30)

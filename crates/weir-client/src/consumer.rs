@@ -250,6 +250,8 @@ pub struct Consumer {
     /// Offset after the last record handed to the application: what auto-commit commits.
     consumed: BTreeMap<TopicPartition, i64>,
     buffer: VecDeque<ConsumerRecord>,
+    /// Fetches sent and not yet applied (prefetched while the application works).
+    in_flight: Vec<fetch::InFlight>,
     membership: Option<Membership>,
     /// The membership under KIP-848 (`group_protocol` consumer).
     next_gen: Option<next_gen::NextGen>,
@@ -289,6 +291,7 @@ impl Consumer {
             fetch_positions: BTreeMap::new(),
             consumed: BTreeMap::new(),
             buffer: VecDeque::new(),
+            in_flight: Vec::new(),
             membership: None,
             next_gen: None,
             membership_member_id_hint: String::new(),
@@ -632,7 +635,7 @@ impl Consumer {
                 continue;
             }
             let wait = (deadline - now).min(self.config.fetch_max_wait);
-            if let Err(e) = self.fetch_once(wait).await {
+            if let Err(e) = self.fetch_once(wait, deadline).await {
                 if !e.is_retriable() {
                     return Err(e);
                 }
@@ -645,6 +648,10 @@ impl Consumer {
         for r in &out {
             self.consumed
                 .insert((r.topic.clone(), r.partition), r.offset + 1);
+        }
+        // Prefetch: the next round is on its way while the application handles this batch.
+        if !self.assignment.is_empty() && self.buffer.len() < max_records {
+            let _ = self.start_fetches(self.config.fetch_max_wait).await;
         }
         Ok(out)
     }
