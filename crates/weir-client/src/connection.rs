@@ -34,6 +34,24 @@ impl Writer {
         self.0.write_all(frame).await?;
         self.0.flush().await
     }
+
+    /// Writes a frame given as chunks (vectored, so no chunk is copied) and flushes it.
+    async fn send_parts(&mut self, parts: &[Bytes]) -> std::io::Result<()> {
+        let mut slices: Vec<std::io::IoSlice<'_>> = parts
+            .iter()
+            .filter(|p| !p.is_empty())
+            .map(|p| std::io::IoSlice::new(p))
+            .collect();
+        let mut slices = &mut slices[..];
+        while !slices.is_empty() {
+            let n = self.0.write_vectored(slices).await?;
+            if n == 0 {
+                return Err(std::io::ErrorKind::WriteZero.into());
+            }
+            std::io::IoSlice::advance_slices(&mut slices, n);
+        }
+        self.0.flush().await
+    }
 }
 
 /// Largest response accepted from a broker.
@@ -216,14 +234,18 @@ impl Connection {
         Ok((self.request_at(req, version).await?, version))
     }
 
-    fn encode<R: Request>(&self, req: &R, version: i16, correlation: i32) -> Result<Bytes> {
-        let api = ApiKey::try_from(R::KEY)
-            .map_err(|_| Error::Protocol(format!("unknown api key {}", R::KEY)))?;
-        let header = RequestHeader::default()
+    fn header<R: Request>(&self, version: i16, correlation: i32) -> RequestHeader {
+        RequestHeader::default()
             .with_request_api_key(R::KEY)
             .with_request_api_version(version)
             .with_correlation_id(correlation)
-            .with_client_id(Some(self.client_id.clone()));
+            .with_client_id(Some(self.client_id.clone()))
+    }
+
+    fn encode<R: Request>(&self, req: &R, version: i16, correlation: i32) -> Result<Bytes> {
+        let api = ApiKey::try_from(R::KEY)
+            .map_err(|_| Error::Protocol(format!("unknown api key {}", R::KEY)))?;
+        let header = self.header::<R>(version, correlation);
         // Sized once: a produce request carries its batches, which growing by doubling
         // would copy again and again.
         let body = req.compute_size(version).unwrap_or(0);
@@ -261,6 +283,29 @@ impl Connection {
         self.write_request(req, version).await
     }
 
+    /// A Produce request written now without copying its batches (`producer/frame.rs`); the
+    /// future returned resolves to its answer, as with [`Connection::start_request`].
+    pub(crate) async fn start_produce(
+        &self,
+        req: &kafka_protocol::messages::ProduceRequest,
+        max_wanted: i16,
+    ) -> Result<
+        impl std::future::Future<Output = Result<kafka_protocol::messages::ProduceResponse>>
+            + Send
+            + 'static,
+    > {
+        use kafka_protocol::messages::ProduceRequest;
+        let version = self.version_for::<ProduceRequest>(max_wanted)?;
+        if self.is_closed() {
+            return Err(Error::Closed(self.addr.clone()));
+        }
+        let correlation = self.next_correlation.fetch_add(1, Ordering::Relaxed);
+        let header = self.header::<ProduceRequest>(version, correlation);
+        let parts = crate::producer::frame::encode(req, version, &header)?;
+        self.write_frame::<ProduceRequest>(&parts, correlation, version)
+            .await
+    }
+
     async fn write_request<R: Request>(
         &self,
         req: &R,
@@ -274,6 +319,20 @@ impl Connection {
         }
         let correlation = self.next_correlation.fetch_add(1, Ordering::Relaxed);
         let frame = self.encode(req, version, correlation)?;
+        self.write_frame::<R>(std::slice::from_ref(&frame), correlation, version)
+            .await
+    }
+
+    /// Writes a frame (chunks, in order) and hands back the future of its answer.
+    async fn write_frame<R: Request>(
+        &self,
+        parts: &[Bytes],
+        correlation: i32,
+        version: i16,
+    ) -> Result<impl std::future::Future<Output = Result<R::Response>> + Send + 'static>
+    where
+        R::Response: Send + 'static,
+    {
         let (tx, rx) = oneshot::channel();
         self.pending
             .lock()
@@ -284,7 +343,7 @@ impl Connection {
             // A broker that stops reading must not hold the writer (and whoever waits on it)
             // for good. A frame cut off midway leaves the stream unusable: the connection is
             // closed, and opened afresh by the next request.
-            let sent = tokio::time::timeout(self.timeout, writer.send(&frame)).await;
+            let sent = tokio::time::timeout(self.timeout, writer.send_parts(parts)).await;
             let failed = match sent {
                 Ok(Ok(())) => None,
                 Ok(Err(e)) => Some(io(&self.addr)(e)),

@@ -12,6 +12,7 @@
 
 mod accumulator;
 mod batch;
+pub(crate) mod frame;
 mod sender;
 
 use std::sync::{Arc, Mutex, MutexGuard};

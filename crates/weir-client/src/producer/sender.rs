@@ -324,7 +324,7 @@ async fn write_request(
         let _ = tx.send((leader, answers));
         return true;
     }
-    let answer = match conn.start_request(&request, 9).await {
+    let answer = match conn.start_produce(&request, 9).await {
         Ok(answer) => answer,
         Err(e) => {
             let _ = tx.send((leader, all(&batches, &retry(&e))));
