@@ -23,6 +23,10 @@ partitions up before anyone else gets them.
 - weir-client (``weir consume --consumer-property group.protocol=consumer``)
   as a member beside a librdkafka member: the two split the partitions, and
   when weir's consumer leaves, the other takes over from its commits;
+- a group outlives its coordinator: the broker is killed (SIGKILL) and
+  restarted, the new coordinator reads the group back from
+  `__consumer_offsets`, and its members carry on under the same epoch with
+  the same partitions (none lost, none read twice);
 - classic groups of kafka-python and confluent-kafka on the same broker and
   topic keep working beside a consumer-protocol group.
 """
@@ -398,4 +402,36 @@ def test_weir_client_speaks_the_consumer_protocol(weir, members):  # noqa: F811
     seen = Counter(n1.values()) + Counter(weir_values)
     assert set(seen) == {v for _k, v in everything}
     twice = {v: n for v, n in seen.items() if n > 1}
+    assert not twice, f"{len(twice)} records read twice, e.g. {list(twice.items())[:10]}"
+
+
+def test_group_outlives_its_coordinator(weir, members):  # noqa: F811
+    bs = weir.bootstrap
+    t = topic_name("kip848-restart")
+    g = group_name("g-restart")
+    create_topic(bs, t, partitions=4)
+    records = keyed_records(600, keys=23)
+    produce(bs, t, records)
+    a = CommittingMember(bs, g, [t], "a")
+    b = CommittingMember(bs, g, [t], "b")
+    members.extend([a, b])
+    snap = wait_stable([a, b], range(4), sizes=[2, 2], what="two members")
+    before = describe_consumer_group(bs, g)
+    epochs = {m.member_id: m.member_epoch for m in before.members} if hasattr(before.members[0], "member_epoch") else None
+    marks = {m.name: len(m.events) for m in (a, b)}
+    weir.restart(kill9=True)
+    more = [(f"k{i % 23}", f"after-{i}") for i in range(400)]
+    produce(bs, t, more)
+    everything = records + more
+    wait_all_consumed([a, b], [v for _k, v in everything], timeout=60)
+    for m in (a, b):
+        lost = [e for e in m.events[marks[m.name]:] if e[1] in ("lost", "revoke")]
+        assert not lost, f"{m.name} lost or gave up partitions across the restart: {m.events}"
+        assert m.owned() == snap[m.name], (m.name, sorted(m.owned()), snap)
+    after = describe_consumer_group(bs, g)
+    assert sorted(m.member_id for m in after.members) == sorted(m.member_id for m in before.members)
+    if epochs is not None:
+        assert {m.member_id: m.member_epoch for m in after.members} == epochs
+    counts = consumed_values([a, b])
+    twice = {v: n for v, n in counts.items() if n > 1}
     assert not twice, f"{len(twice)} records read twice, e.g. {list(twice.items())[:10]}"

@@ -67,6 +67,9 @@ pub fn decode_group_record(data: &[u8]) -> bool {
         crate::group::records::Key::Group { .. } => {
             crate::group::records::decode_group_value(value).is_some()
         }
+        crate::group::records::Key::ConsumerGroup { .. } => {
+            crate::group::coordinator::consumer::ConsumerGroup::decode(&value, 0).is_some()
+        }
     }
 }
 

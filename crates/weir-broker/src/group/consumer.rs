@@ -2,9 +2,9 @@
 //! reach the state machine (`coordinator/consumer.rs`) here, with the cluster's topics as the
 //! metadata image shows them.
 //!
-//! The consumer groups' member state lives in memory only: a coordinator that moves (or
-//! restarts) answers the members' next heartbeat UNKNOWN_MEMBER_ID, and they join again with
-//! epoch 0, as after a fencing. Committed offsets are durable as for every group.
+//! What the state machine asks to persist (a consumer group's snapshot, `Output::PersistConsumer`)
+//! is written to the group's partition of `__consumer_offsets` like every group record, and
+//! read back by a new coordinator.
 
 use std::sync::Arc;
 

@@ -119,7 +119,9 @@ impl Coordinator {
         if group.state == GroupState::Dead {
             *group = Group::new(&req.group_id, now_ms);
         }
-        Self::classic_again(group);
+        if Self::classic_again(group) {
+            out.push(Output::PersistConsumer(group.group_id.clone(), None));
+        }
         if !group.supports(&req.protocol_type, &req.protocols) {
             out.push(Output::Join(
                 id,
@@ -607,8 +609,11 @@ impl Coordinator {
         if let Some(consumer) = self.consumer_group_mut(group_id) {
             let (top, codes) = consumer.classic_leave(members);
             let emptied = consumer.members.is_empty();
-            if let (true, Some(group)) = (emptied, self.groups.get_mut(group_id)) {
-                group.empty_since_ms = now_ms;
+            if let Some(group) = self.groups.get_mut(group_id) {
+                if emptied {
+                    group.empty_since_ms = now_ms;
+                }
+                Self::persist_consumer(group, &mut out);
             }
             return (top, codes, out);
         }
@@ -706,12 +711,19 @@ impl Coordinator {
             }
             Self::maybe_complete_join(group, now_ms, &mut out);
             Self::expire_consumers(group, &config, now_ms);
+            Self::persist_consumer(group, &mut out);
             if Self::expire_offsets(group, now_ms, retention, &mut out) {
                 dead.push(group.group_id.clone());
             }
         }
         for id in dead {
-            self.groups.remove(&id);
+            let had_consumer = self
+                .groups
+                .remove(&id)
+                .is_some_and(|g| g.consumer.is_some());
+            if had_consumer {
+                out.push(Output::PersistConsumer(id.clone(), None));
+            }
             out.push(Output::PersistGroup(id, None));
         }
         out

@@ -25,6 +25,8 @@ pub(super) enum Restored {
         group: String,
         value: Option<GroupValue>,
     },
+    /// A consumer group's snapshot (undecoded: the coordinator reads it), or a tombstone.
+    ConsumerGroup { group: String, value: Option<Bytes> },
     /// An offset a transaction wrote (in the batch at `batch_offset`): pending until its
     /// marker.
     TxnOffset {
@@ -60,6 +62,9 @@ pub(super) fn apply(
                 value,
             } => coordinator.restore_offset(&group, &topic, partition, value, now_ms),
             Restored::Group { group, value } => coordinator.restore_group(&group, value, now_ms),
+            Restored::ConsumerGroup { group, value } => {
+                coordinator.restore_consumer_group(&group, value.as_deref(), now_ms)
+            }
             Restored::TxnOffset {
                 producer_id,
                 batch_offset,
@@ -175,6 +180,10 @@ pub(super) fn read_partition(partition: &Partition) -> Result<Vec<Restored>, Res
                                 value: value.flatten(),
                             }),
                         },
+                        Key::ConsumerGroup { group } => out.push(Restored::ConsumerGroup {
+                            group,
+                            value: r.value,
+                        }),
                         Key::Group { group } => match r.value.map(records::decode_group_value) {
                             Some(None) => undecodable(partition_index, &group, r.offset),
                             value => out.push(Restored::Group {

@@ -443,6 +443,10 @@ impl GroupManager {
                     );
                     drop(self.write(broker, &group, vec![entry], None));
                 }
+                Output::PersistConsumer(group, value) => {
+                    let entry = (records::consumer_group_key(&group), value);
+                    drop(self.write(broker, &group, vec![entry], None));
+                }
                 Output::DeleteOffsets(group, offsets) => {
                     let entries = offsets
                         .iter()
@@ -578,6 +582,7 @@ impl GroupManager {
                         .map(|(t, p)| (records::offset_key(group, t, *p), None))
                         .collect();
                     entries.push((records::group_key(group), None));
+                    entries.push((records::consumer_group_key(group), None));
                     self.write(broker, group, entries, None)
                 }
             }

@@ -4,6 +4,8 @@
 //! Keys: `OffsetCommitKey` (version 1: group, topic, partition) and `GroupMetadataKey` (version 2:
 //! group). Values: `OffsetCommitValue` v3 and `GroupMetadataValue` v3. A null value is a
 //! tombstone: the offset or the group was deleted (and compaction will drop both in time).
+//! One key of Weir's own: a consumer group's KIP-848 snapshot (version 10000: group), its value
+//! written and read by `coordinator/consumer/durable.rs`.
 
 use bytes::{Buf, BufMut, Bytes, BytesMut};
 
@@ -11,6 +13,9 @@ const OFFSET_KEY_VERSION: i16 = 1;
 const GROUP_KEY_VERSION: i16 = 2;
 const OFFSET_VALUE_VERSION: i16 = 3;
 const GROUP_VALUE_VERSION: i16 = 3;
+/// Weir's own record: a consumer group's KIP-848 state (`coordinator/consumer/durable.rs`).
+/// Kafka uses key versions 3 to 8 for its consumer-group records and skips unknown ones.
+pub(crate) const CONSUMER_GROUP_KEY_VERSION: i16 = 10_000;
 
 /// A committed offset, as stored.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -56,6 +61,9 @@ pub(crate) enum Key {
         partition: i32,
     },
     Group {
+        group: String,
+    },
+    ConsumerGroup {
         group: String,
     },
 }
@@ -127,6 +135,13 @@ pub(crate) fn group_key(group: &str) -> Bytes {
     buf.freeze()
 }
 
+pub(crate) fn consumer_group_key(group: &str) -> Bytes {
+    let mut buf = BytesMut::new();
+    buf.put_i16(CONSUMER_GROUP_KEY_VERSION);
+    put_string(&mut buf, group);
+    buf.freeze()
+}
+
 pub(crate) fn offset_value(v: &OffsetValue) -> Bytes {
     let mut buf = BytesMut::new();
     buf.put_i16(OFFSET_VALUE_VERSION);
@@ -179,6 +194,9 @@ pub(crate) fn decode_key(mut buf: Bytes) -> Option<Key> {
             })
         }
         2 => Some(Key::Group {
+            group: get_string(&mut buf)?,
+        }),
+        CONSUMER_GROUP_KEY_VERSION => Some(Key::ConsumerGroup {
             group: get_string(&mut buf)?,
         }),
         _ => None,

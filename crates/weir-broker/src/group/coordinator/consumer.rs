@@ -18,6 +18,7 @@
 
 mod assignor;
 mod classic;
+mod durable;
 pub(crate) mod embedded;
 mod reconcile;
 
@@ -97,6 +98,8 @@ pub(crate) struct ConsumerGroup {
     topics_seen: BTreeMap<String, i32>,
     /// The member holding each partition (assigned, or still revoking).
     holders: HashMap<(String, i32), String>,
+    /// The [`ConsumerGroup::fingerprint`] of what was last written to `__consumer_offsets`.
+    pub(crate) persisted: u64,
 }
 
 /// A ConsumerGroupHeartbeat, topic ids already turned into names by the driver.

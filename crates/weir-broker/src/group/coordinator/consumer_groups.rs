@@ -70,6 +70,7 @@ impl Coordinator {
         if consumer.members.is_empty() {
             group.empty_since_ms = now_ms;
         }
+        Self::persist_consumer(group, &mut out);
         (result, out)
     }
 
@@ -96,12 +97,61 @@ impl Coordinator {
         }
     }
 
-    /// A JoinGroup reaching an empty consumer group: it is a classic group again.
-    pub(super) fn classic_again(group: &mut Group) {
-        if group.consumer.is_some() {
-            group.consumer = None;
-            group.protocol_type = None;
+    /// A JoinGroup reaching an empty consumer group: it is a classic group again (`true`: its
+    /// consumer-group record is to be tombstoned).
+    pub(super) fn classic_again(group: &mut Group) -> bool {
+        if group.consumer.is_none() {
+            return false;
         }
+        group.consumer = None;
+        group.protocol_type = None;
+        true
+    }
+
+    /// Asks to write the group's consumer-group snapshot if something durable changed.
+    pub(super) fn persist_consumer(group: &mut Group, out: &mut Vec<Output>) {
+        let Some(consumer) = group.consumer.as_mut() else {
+            return;
+        };
+        let now = consumer.fingerprint();
+        if now != consumer.persisted {
+            consumer.persisted = now;
+            out.push(Output::PersistConsumer(
+                group.group_id.clone(),
+                Some(consumer.encode()),
+            ));
+        }
+    }
+
+    /// A consumer group's snapshot read back from `__consumer_offsets` (`None`: its tombstone).
+    pub(crate) fn restore_consumer_group(
+        &mut self,
+        group_id: &str,
+        value: Option<&[u8]>,
+        now_ms: i64,
+    ) {
+        let Some(value) = value else {
+            if let Some(g) = self.groups.get_mut(group_id) {
+                g.consumer = None;
+            }
+            return;
+        };
+        let Some(mut consumer) = ConsumerGroup::decode(value, now_ms) else {
+            tracing::warn!(
+                group = group_id,
+                "skipping an unreadable consumer-group record"
+            );
+            return;
+        };
+        consumer.persisted = consumer.fingerprint();
+        let group = self
+            .groups
+            .entry(group_id.to_string())
+            .or_insert_with(|| Group::new(group_id, now_ms));
+        group.members.clear();
+        group.state = GroupState::Empty;
+        group.protocol_type = Some("consumer".to_string());
+        group.consumer = Some(consumer);
     }
 
     /// The consumer group `group_id` if it has members (classic requests reach it through
@@ -173,20 +223,31 @@ impl Coordinator {
         else {
             return refuse(ResponseError::CoordinatorNotAvailable);
         };
-        match consumer.classic_join(join, topics, &config, now_ms) {
-            Err(e) => refuse(e),
-            Ok((member_id, epoch)) => vec![Output::Join(
-                id,
-                JoinResult {
-                    error: 0,
-                    generation_id: epoch,
-                    protocol_type: Some("consumer".to_string()),
-                    protocol_name: protocol,
-                    leader: String::new(),
-                    member_id,
-                    members: Vec::new(),
-                },
-            )],
+        let joined = consumer.classic_join(join, topics, &config, now_ms);
+        let mut out = Vec::new();
+        if let Some(group) = self.groups.get_mut(&req.group_id) {
+            Self::persist_consumer(group, &mut out);
+        }
+        match joined {
+            Err(e) => {
+                out.extend(refuse(e));
+                out
+            }
+            Ok((member_id, epoch)) => {
+                out.push(Output::Join(
+                    id,
+                    JoinResult {
+                        error: 0,
+                        generation_id: epoch,
+                        protocol_type: Some("consumer".to_string()),
+                        protocol_name: protocol,
+                        leader: String::new(),
+                        member_id,
+                        members: Vec::new(),
+                    },
+                ));
+                out
+            }
         }
     }
 

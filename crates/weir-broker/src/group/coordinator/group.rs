@@ -109,6 +109,8 @@ pub(crate) enum Output {
     Sync(RequestId, SyncResult),
     /// Write the group's metadata record (`None`: a tombstone, the group is gone).
     PersistGroup(String, Option<GroupValue>),
+    /// A consumer group's snapshot (KIP-848 state), or its tombstone.
+    PersistConsumer(String, Option<Bytes>),
     /// Write offset tombstones (expired or deleted offsets).
     DeleteOffsets(String, Vec<(String, i32)>),
 }

@@ -114,6 +114,12 @@ impl Script {
                     )
                 }
                 Output::PersistGroup(g, None) => format!("persist group={g} tombstone"),
+                Output::PersistConsumer(g, v) => {
+                    format!(
+                        "persist consumer-group={g} {}",
+                        if v.is_some() { "snapshot" } else { "tombstone" }
+                    )
+                }
                 Output::DeleteOffsets(g, offsets) => {
                     let list: Vec<String> = offsets
                         .into_iter()

@@ -6,8 +6,9 @@
 //! [rebalance=MS] [assignor=A]` (a heartbeat; `owned` left out: unchanged; `-`: nothing),
 //! `tick` (expiry), `state`; classic members in the group: `cjoin m=M sub=a [owned=..]`,
 //! `csync m=M g=GEN`, `chb m=M g=GEN`, and `upgrade gen=N M1=a:0,1 M2=a:2` (a classic group's
-//! members, each with its assignment, become this consumer group). After every command the
-//! script checks that no partition is held by two members.
+//! members, each with its assignment, become this consumer group), `reload` (the group written
+//! as `__consumer_offsets` holds it and read back, as a new coordinator would). After every
+//! command the script checks that no partition is held by two members.
 
 use std::collections::{BTreeMap, BTreeSet, HashMap};
 use std::path::PathBuf;
@@ -209,6 +210,17 @@ impl Script {
                     })
                     .collect();
                 self.group = ConsumerGroup::from_classic(generation, members);
+                vec![]
+            }
+            "reload" => {
+                let before = self.group.fingerprint();
+                let bytes = self.group.encode();
+                self.group = ConsumerGroup::decode(&bytes, self.now).expect("decodes");
+                assert_eq!(
+                    self.group.fingerprint(),
+                    before,
+                    "the reloaded group differs"
+                );
                 vec![]
             }
             "tick" => {
