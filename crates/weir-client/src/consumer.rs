@@ -548,11 +548,8 @@ impl Consumer {
             for p in t.partitions {
                 if p.error_code != 0 {
                     let e = Error::from_code(p.error_code, None);
-                    if let Some(n) = &self.next_gen {
-                        if p.error_code == ResponseError::UnknownMemberId.code() {
-                            n.fenced();
-                        }
-                    }
+                    // A consumer-protocol member learns of fencing from its heartbeats, as
+                    // Kafka's consumer does, not from a refused commit.
                     if let Some(m) = &self.membership {
                         match ResponseError::try_from_code(p.error_code) {
                             Some(ResponseError::RebalanceInProgress) => flag(&m.state, REJOIN),
@@ -659,6 +656,9 @@ impl Consumer {
     /// Gives up the group's partitions as in a rebalance (committing with auto-commit on, and
     /// telling the listener), then leaves the group.
     pub async fn close(mut self) -> Result<()> {
+        for f in self.in_flight.drain(..) {
+            f.abort();
+        }
         if self.next_gen.is_some() {
             // Committed under the member's epoch, then the member leaves (epoch -1).
             let all = self.assignment.clone();

@@ -10,13 +10,13 @@ use anyhow::{anyhow, Result};
 use hdrhistogram::Histogram;
 use plotters::prelude::*;
 
-use crate::perf::histogram;
-
 /// Records and latencies, bucketed by the second of the run they happened in.
 #[derive(Debug)]
 pub(crate) struct Timeline {
     start: Instant,
-    seconds: Vec<(u64, Histogram<u64>)>,
+    /// Per second: records, and their latencies when they have any (µs, 2 significant
+    /// digits: a chart needs no more, and an hour's run stays small).
+    seconds: Vec<(u64, Option<Histogram<u64>>)>,
 }
 
 /// A timeline several producers or consumers record into.
@@ -39,15 +39,17 @@ impl Timeline {
             return;
         };
         while self.seconds.len() <= second {
-            match histogram() {
-                Ok(h) => self.seconds.push((0, h)),
-                Err(_) => return,
-            }
+            self.seconds.push((0, None));
         }
         let (count, hist) = &mut self.seconds[second];
         *count += 1;
         if let Some(us) = latency_us {
-            let _ = hist.record(us.max(1));
+            if hist.is_none() {
+                *hist = Histogram::new_with_bounds(1, 3_600_000_000, 2).ok();
+            }
+            if let Some(h) = hist {
+                let _ = h.record(us.max(1));
+            }
         }
     }
 
@@ -65,8 +67,8 @@ impl Timeline {
             self.seconds
                 .iter()
                 .enumerate()
-                .filter(|(_, (_, h))| !h.is_empty())
-                .map(|(i, (_, h))| (i as f64 + 0.5, h.value_at_quantile(q) as f64 / 1000.0))
+                .filter_map(|(i, (_, h))| h.as_ref().filter(|h| !h.is_empty()).map(|h| (i, h)))
+                .map(|(i, h)| (i as f64 + 0.5, h.value_at_quantile(q) as f64 / 1000.0))
                 .collect()
         };
         let (p50, p99) = (quantile(0.5), quantile(0.99));

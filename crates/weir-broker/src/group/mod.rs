@@ -445,7 +445,15 @@ impl GroupManager {
                 }
                 Output::PersistConsumer(group, value) => {
                     let entry = (records::consumer_group_key(&group), value);
-                    drop(self.write(broker, &group, vec![entry], None));
+                    // A write that failed is tried again at the next tick (the fingerprint
+                    // forgotten makes the group differ from what was written).
+                    let name = group.clone();
+                    let retry: AfterWrite = Box::new(move |c: &mut Coordinator, written| {
+                        if !written {
+                            c.forget_persisted(&name);
+                        }
+                    });
+                    drop(self.write(broker, &group, vec![entry], Some(retry)));
                 }
                 Output::DeleteOffsets(group, offsets) => {
                     let entries = offsets

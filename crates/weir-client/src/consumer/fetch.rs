@@ -20,6 +20,13 @@ pub(super) struct InFlight {
     answer: FetchAnswer,
 }
 
+impl InFlight {
+    /// Stops waiting for the answer (the consumer closes).
+    pub(super) fn abort(self) {
+        self.answer.abort();
+    }
+}
+
 impl std::fmt::Debug for InFlight {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         f.debug_struct("InFlight")

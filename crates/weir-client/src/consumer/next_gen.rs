@@ -49,12 +49,22 @@ pub(super) struct NextGen {
     shared: Arc<Mutex<Shared>>,
     wake: Arc<Notify>,
     stop: Arc<AtomicBool>,
+    task: tokio::task::JoinHandle<()>,
 }
 
 impl NextGen {
-    pub(super) fn start(cluster: Arc<Cluster>, config: &ConsumerConfig, group: String) -> NextGen {
+    pub(super) fn start(
+        cluster: Arc<Cluster>,
+        config: &ConsumerConfig,
+        group: String,
+        subscription: &[String],
+    ) -> NextGen {
         let member_id = uuid::Uuid::new_v4().to_string();
-        let shared = Arc::new(Mutex::new(Shared::default()));
+        // Subscribed before the task starts: its first heartbeat joins with the topics.
+        let shared = Arc::new(Mutex::new(Shared {
+            subscription: subscription.to_vec(),
+            ..Shared::default()
+        }));
         let wake = Arc::new(Notify::new());
         let stop = Arc::new(AtomicBool::new(false));
         let task = Task {
@@ -67,12 +77,13 @@ impl NextGen {
             wake: wake.clone(),
             stop: stop.clone(),
         };
-        tokio::spawn(task.run());
+        let task = tokio::spawn(task.run());
         NextGen {
             member_id,
             shared,
             wake,
             stop,
+            task,
         }
     }
 
@@ -101,16 +112,11 @@ impl NextGen {
         self.wake.notify_one();
     }
 
-    /// A commit refused because the member is unknown or fenced.
-    pub(super) fn fenced(&self) {
-        self.lock().fenced = true;
-        self.wake.notify_one();
-    }
-
     /// Stops heartbeating and leaves the group (epoch -1).
     pub(super) async fn leave(self, cluster: &Cluster, group: &str) {
+        // A heartbeat under way must not land after the leave (a join would leave a ghost).
         self.stop.store(true, Ordering::Release);
-        self.wake.notify_one();
+        self.task.abort();
         let request = ConsumerGroupHeartbeatRequest::default()
             .with_group_id(GroupId(s(group)))
             .with_member_id(s(&self.member_id))
@@ -125,7 +131,7 @@ impl NextGen {
 impl Drop for NextGen {
     fn drop(&mut self) {
         self.stop.store(true, Ordering::Release);
-        self.wake.notify_one();
+        self.task.abort();
     }
 }
 
@@ -134,8 +140,12 @@ impl Consumer {
     /// up first what left it), and reports what it owns.
     pub(super) async fn follow_assignment(&mut self, group: &str) -> Result<()> {
         if self.next_gen.is_none() {
-            let next = NextGen::start(self.cluster.clone(), &self.config, group.to_string());
-            next.subscribe(&self.subscription);
+            let next = NextGen::start(
+                self.cluster.clone(),
+                &self.config,
+                group.to_string(),
+                &self.subscription,
+            );
             self.next_gen = Some(next);
         }
         let Some(next) = &self.next_gen else {
@@ -144,10 +154,14 @@ impl Consumer {
         let (fenced, assignment, fatal) = {
             let mut s = next.lock();
             let fenced = std::mem::take(&mut s.fenced);
-            (fenced, s.assignment.take(), s.fatal.take())
+            // An assignment of the fenced membership is no longer ours.
+            let assignment = s.assignment.take().filter(|_| !fenced);
+            (fenced, assignment, s.fatal.take())
         };
         if let Some(e) = fatal {
+            // The membership is over: what it held goes, uncommitted, as when fenced.
             self.next_gen = None;
+            self.lose_partitions();
             return Err(e);
         }
         if fenced {
@@ -264,8 +278,17 @@ impl Task {
             (s.epoch, subscription, owned)
         };
         let full = full || epoch == 0;
+        let version = match conn.version_for::<ConsumerGroupHeartbeatRequest>(HEARTBEAT_VERSION) {
+            Ok(v) if v >= HEARTBEAT_VERSION => v,
+            _ => {
+                self.lock().fatal = Some(Error::Config(
+                    "the broker does not offer ConsumerGroupHeartbeat v1 (KIP-848): use group.protocol=classic".into(),
+                ));
+                return Ok(Next::After(Duration::ZERO));
+            }
+        };
         let owned_ids = match &owned {
-            Some(o) => Some(self.topic_ids(o, subscription.as_deref()).await?),
+            Some(o) => Some(self.topic_ids(o, subscription.as_deref()).await),
             None => None,
         };
         let request = ConsumerGroupHeartbeatRequest::default()
@@ -274,20 +297,29 @@ impl Task {
             .with_member_epoch(epoch)
             .with_rebalance_timeout_ms(if full { self.rebalance_timeout_ms } else { -1 })
             .with_subscribed_topic_names(
-                subscription.map(|ts| ts.iter().map(|t| TopicName(s(t))).collect()),
+                subscription
+                    .as_ref()
+                    .map(|ts| ts.iter().map(|t| TopicName(s(t))).collect()),
             )
             .with_server_assignor(self.assignor.as_deref().filter(|_| full).map(s))
             .with_topic_partitions(owned_ids);
-        let result = conn.request_at(&request, HEARTBEAT_VERSION).await;
+        let result = conn.request_at(&request, version).await;
+        // What this request carried is sent again if it was not taken.
+        let unsent = |s: &mut Shared| {
+            s.owned_changed |= owned.is_some();
+            s.subscription_changed |= subscription.is_some();
+        };
         let response = match result {
             Ok(r) => r,
             Err(e) => {
                 // Sent again in full to whichever coordinator answers next.
-                let mut s = self.lock();
-                s.owned_changed |= owned.is_some();
+                unsent(&mut self.lock());
                 return Err(e);
             }
         };
+        if response.error_code != 0 {
+            unsent(&mut self.lock());
+        }
         match ResponseError::try_from_code(response.error_code) {
             None => {}
             Some(ResponseError::UnknownMemberId | ResponseError::FencedMemberEpoch) => {
@@ -295,6 +327,7 @@ impl Task {
                 s.epoch = 0;
                 s.fenced = true;
                 s.owned.clear();
+                s.assignment = None;
                 return Ok(Next::After(Duration::ZERO));
             }
             Some(
@@ -323,12 +356,13 @@ impl Task {
         )))
     }
 
-    /// Owned partitions by topic id, as the request carries them.
+    /// Owned partitions by topic id, as the request carries them; a topic this client can no
+    /// longer look up (deleted) is left out, as Kafka's clients do.
     async fn topic_ids(
         &self,
         owned: &[TopicPartition],
         subscription: Option<&[String]>,
-    ) -> Result<Vec<TopicPartitions>> {
+    ) -> Vec<TopicPartitions> {
         let mut by_topic: BTreeMap<&str, Vec<i32>> = BTreeMap::new();
         for (t, p) in owned {
             by_topic.entry(t.as_str()).or_default().push(*p);
@@ -339,8 +373,11 @@ impl Task {
                 Some(i) => i,
                 None => {
                     let wanted = subscription.map(<[String]>::to_vec).unwrap_or_default();
-                    self.cluster.refresh(&wanted).await?;
-                    self.cluster.topic_or_refresh(topic).await?
+                    let _ = self.cluster.refresh(&wanted).await;
+                    match self.cluster.topic_or_refresh(topic).await {
+                        Ok(i) => i,
+                        Err(_) => continue,
+                    }
                 }
             };
             out.push(
@@ -349,7 +386,7 @@ impl Task {
                     .with_partitions(partitions),
             );
         }
-        Ok(out)
+        out
     }
 
     /// The assignment's topic ids as names; ids this client cannot name yet (a topic it has

@@ -123,6 +123,17 @@ impl Coordinator {
         }
     }
 
+    /// A snapshot write failed: the next tick writes the group again.
+    pub(crate) fn forget_persisted(&mut self, group_id: &str) {
+        if let Some(c) = self
+            .groups
+            .get_mut(group_id)
+            .and_then(|g| g.consumer.as_mut())
+        {
+            c.persisted = 0;
+        }
+    }
+
     /// A consumer group's snapshot read back from `__consumer_offsets` (`None`: its tombstone).
     pub(crate) fn restore_consumer_group(
         &mut self,
@@ -132,7 +143,9 @@ impl Coordinator {
     ) {
         let Some(value) = value else {
             if let Some(g) = self.groups.get_mut(group_id) {
-                g.consumer = None;
+                if g.consumer.take().is_some() && g.members.is_empty() {
+                    g.protocol_type = None;
+                }
             }
             return;
         };
