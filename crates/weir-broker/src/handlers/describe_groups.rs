@@ -45,17 +45,13 @@ pub(crate) async fn handle(
                         .members
                         .values()
                         .map(|m| {
-                            let d = DescribedGroupMember::default()
-                                .with_member_id(str_bytes(m.member_id.clone()))
-                                .with_client_id(str_bytes(m.client_id.clone()))
-                                .with_client_host(str_bytes(m.client_host.clone()))
-                                .with_member_metadata(m.metadata(&protocol))
-                                .with_member_assignment(m.assignment.clone());
-                            if version >= 4 {
-                                d.with_group_instance_id(m.group_instance_id.clone().map(str_bytes))
-                            } else {
-                                d
-                            }
+                            described_member(
+                                version,
+                                [&m.member_id, &m.client_id, &m.client_host],
+                                m.group_instance_id.as_ref(),
+                                m.metadata(&protocol),
+                                m.assignment.clone(),
+                            )
                         })
                         .collect();
                     base.with_group_state(str_bytes(g.state.name()))
@@ -85,21 +81,39 @@ fn describe_consumer_group(
         .members
         .values()
         .map(|m| {
-            let d = DescribedGroupMember::default()
-                .with_member_id(str_bytes(m.member_id.clone()))
-                .with_client_id(str_bytes(m.client_id.clone()))
-                .with_client_host(str_bytes(m.client_host.clone()))
-                .with_member_metadata(embedded::encode_subscription(m.subscribed.iter()))
-                .with_member_assignment(embedded::encode_assignment(&m.assigned));
-            if version >= 4 {
-                d.with_group_instance_id(m.instance_id.clone().map(str_bytes))
-            } else {
-                d
-            }
+            described_member(
+                version,
+                [&m.member_id, &m.client_id, &m.client_host],
+                m.instance_id.as_ref(),
+                embedded::encode_subscription(m.subscribed.iter()),
+                embedded::encode_assignment(&m.assigned),
+            )
         })
         .collect();
     base.with_group_state(str_bytes(g.state_name()))
         .with_protocol_type(str_bytes("consumer"))
         .with_protocol_data(str_bytes(g.assignor.clone()))
         .with_members(members)
+}
+
+/// A member as DescribeGroups answers it: `[member id, client id, client host]`, the instance
+/// id (v4+), its metadata and assignment.
+fn described_member(
+    version: i16,
+    [member_id, client_id, client_host]: [&String; 3],
+    instance: Option<&String>,
+    metadata: bytes::Bytes,
+    assignment: bytes::Bytes,
+) -> DescribedGroupMember {
+    let d = DescribedGroupMember::default()
+        .with_member_id(str_bytes(member_id.clone()))
+        .with_client_id(str_bytes(client_id.clone()))
+        .with_client_host(str_bytes(client_host.clone()))
+        .with_member_metadata(metadata)
+        .with_member_assignment(assignment);
+    if version >= 4 {
+        d.with_group_instance_id(instance.cloned().map(str_bytes))
+    } else {
+        d
+    }
 }
