@@ -164,6 +164,9 @@ def main() -> None:
                         for who in whos:
                             topic = f"bench-{uuid.uuid4().hex[:8]}"
                             admin.create_topics([NewTopic(topic, partitions, 1)])[topic].result(30)
+                            # The topic's leaders settle before the client starts (either client
+                            # would otherwise spend part of its run retrying for a leader).
+                            time.sleep(0.5)
                             if who == "weir":
                                 runs[who].append(run_weir(client, bs, topic, size, acks, args.messages))
                             elif who == "baseline":
