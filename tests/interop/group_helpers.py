@@ -327,9 +327,10 @@ def committed(member, topic, partitions, timeout: float = 30):
         time.sleep(0.3)
 
 
-def commit_sync(member, offsets, timeout: float = 30):
+def commit_sync(member, offsets, timeout: float = 30, also_retry=(), backoff: float = 0.3):
     """Synchronous commit of explicit offsets [TopicPartition], retried on
-    coordinator-not-ready errors; asserts no partition-level error."""
+    coordinator-not-ready errors (and the codes in ``also_retry``); asserts no
+    partition-level error."""
     deadline = time.monotonic() + timeout
     while True:
         try:
@@ -338,9 +339,10 @@ def commit_sync(member, offsets, timeout: float = 30):
             assert not bad, f"{member.name}: commit returned partition errors {bad}"
             return res
         except KafkaException as e:
-            if e.args[0].code() not in RETRIABLE or time.monotonic() > deadline:
+            code = e.args[0].code()
+            if (code not in RETRIABLE and code not in also_retry) or time.monotonic() > deadline:
                 raise
-        time.sleep(0.3)
+        time.sleep(backoff)
 
 
 def commit_consumed(member, topic):

@@ -45,6 +45,7 @@ from group_helpers import (
     BackgroundProducer,
     Member,
     check_records_consistent,
+    commit_sync,
     consumed_values,
     group_name,
     members,  # noqa: F401 - fixture
@@ -60,6 +61,7 @@ KIP848_ARGS = (*GROUP_ARGS, "--group-consumer-heartbeat-interval-ms", "300")
 pytestmark = pytest.mark.weir_args(*KIP848_ARGS)
 
 CONSUMER = {"group.protocol": "consumer"}
+EPOCH_RACES = (KafkaError.STALE_MEMBER_EPOCH, KafkaError.ILLEGAL_GENERATION, KafkaError.REBALANCE_IN_PROGRESS)
 
 
 class CommittingMember(Member):
@@ -71,7 +73,6 @@ class CommittingMember(Member):
         # classic: None for the consumer protocol, else a classic assignor (range, ...).
         protocol = CONSUMER if classic is None else {"partition.assignment.strategy": classic}
         super().__init__(bootstrap, group, topics, name, **protocol, **{"enable.auto.commit": False}, **conf)
-        self.commits = 0
 
     def poll(self, timeout: float = 0.05, max_messages: int = 500) -> int:
         before = len(self.records)
@@ -84,30 +85,10 @@ class CommittingMember(Member):
             self._commit(offsets)
         return n
 
-    def _commit(self, offsets, timeout: float = 20):
-        deadline = time.monotonic() + timeout
-        while True:
-            try:
-                res = self.c.commit(offsets=offsets, asynchronous=False)
-                bad = [tp for tp in res if tp.error is not None]
-                assert not bad, f"{self.name}: commit refused for {bad}"
-                self.commits += 1
-                return
-            except KafkaException as e:
-                # A commit that raced the member's own epoch bump is retried at the new epoch.
-                code = e.args[0].code()
-                retriable = code in (
-                    KafkaError.STALE_MEMBER_EPOCH,
-                    KafkaError.ILLEGAL_GENERATION,
-                    KafkaError.REBALANCE_IN_PROGRESS,
-                    KafkaError.COORDINATOR_LOAD_IN_PROGRESS,
-                    KafkaError.COORDINATOR_NOT_AVAILABLE,
-                    KafkaError.NOT_COORDINATOR,
-                    KafkaError._WAIT_COORD,
-                )
-                if not retriable or time.monotonic() > deadline:
-                    raise
-                time.sleep(0.05)
+    def _commit(self, offsets):
+        # A commit that raced the member's own epoch (or generation) bump is retried at the
+        # new one.
+        commit_sync(self, offsets, timeout=20, also_retry=EPOCH_RACES, backoff=0.05)
 
 
 def describe_consumer_group(bs: str, group: str):

@@ -56,6 +56,7 @@ pub(crate) async fn handle(
             })
             .collect()
     });
+    let (client_id, client_host) = super::member_origin(header, peer);
     let req = HeartbeatRequest {
         group_id: request.group_id.0.to_string(),
         member_id: request.member_id.to_string(),
@@ -69,12 +70,8 @@ pub(crate) async fn handle(
         regex: request.subscribed_topic_regex.map(|s| s.to_string()),
         server_assignor: request.server_assignor.map(|s| s.to_string()),
         owned,
-        client_id: header
-            .client_id
-            .as_ref()
-            .map(|c| c.to_string())
-            .unwrap_or_default(),
-        client_host: format!("/{}", peer.ip()),
+        client_id,
+        client_host,
     };
     let result = broker.groups.consumer_heartbeat(broker, req, version).await;
     let assignment = result.assignment.map(|a| {

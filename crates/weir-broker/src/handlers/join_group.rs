@@ -26,16 +26,13 @@ pub(crate) async fn handle(
             .with_generation_id(-1)
             .with_member_id(request.member_id);
     }
+    let (client_id, client_host) = super::member_origin(header, peer);
     let req = JoinRequest {
         group_id: request.group_id.0.to_string(),
         member_id: request.member_id.to_string(),
         group_instance_id: request.group_instance_id.map(|s| s.to_string()),
-        client_id: header
-            .client_id
-            .as_ref()
-            .map(|s| s.to_string())
-            .unwrap_or_default(),
-        client_host: format!("/{}", peer.ip()),
+        client_id,
+        client_host,
         session_timeout_ms: request.session_timeout_ms,
         // v0 has no rebalance timeout: it is the session timeout.
         rebalance_timeout_ms: if version >= 1 {

@@ -48,6 +48,20 @@ pub(crate) fn str_bytes(s: impl Into<String>) -> StrBytes {
     StrBytes::from_string(s.into())
 }
 
+/// The client id and host a group member is described with (the host as Kafka writes it,
+/// `/ip`).
+pub(crate) fn member_origin(
+    header: &kafka_protocol::messages::RequestHeader,
+    peer: std::net::SocketAddr,
+) -> (String, String) {
+    let client_id = header
+        .client_id
+        .as_ref()
+        .map(|s| s.to_string())
+        .unwrap_or_default();
+    (client_id, format!("/{}", peer.ip()))
+}
+
 /// A broker id as the protocol carries it; none is -1.
 pub(crate) fn wire_broker(id: Option<weir_types::BrokerId>) -> kafka_protocol::messages::BrokerId {
     kafka_protocol::messages::BrokerId(weir_types::BrokerId::to_wire(id))

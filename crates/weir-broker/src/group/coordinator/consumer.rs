@@ -257,9 +257,7 @@ impl ConsumerGroup {
             // An empty pattern is no pattern.
             let pattern = Some(pattern.clone()).filter(|r| !r.is_empty());
             if pattern != member.regex {
-                member.compiled = pattern
-                    .as_deref()
-                    .and_then(|p| regex::Regex::new(&format!("^(?:{p})$")).ok());
+                member.compiled = pattern.as_deref().and_then(anchored);
                 member.regex = pattern;
                 changed = true;
             }
@@ -358,15 +356,10 @@ impl ConsumerGroup {
                 }
             }
         }
-        if let Some(existing) = self.members.get(&member_id) {
+        if let Some(m) = self.members.get_mut(&member_id) {
             // A member starting over: what it held is released.
-            let held: Vec<(String, i32)> = pairs(&existing.assigned)
-                .chain(pairs(&existing.revoking))
-                .collect();
-            for key in held {
-                self.holders.remove(&key);
-            }
-            let m = self.members.get_mut(&member_id).expect("exists");
+            release(&mut self.holders, &member_id, &m.assigned);
+            release(&mut self.holders, &member_id, &m.revoking);
             m.assigned.clear();
             m.revoking.clear();
             m.epoch = 0;
@@ -470,11 +463,8 @@ impl ConsumerGroup {
         let Some(m) = self.members.remove(member_id) else {
             return;
         };
-        for key in pairs(&m.assigned).chain(pairs(&m.revoking)) {
-            if self.holders.get(&key).map(String::as_str) == Some(member_id) {
-                self.holders.remove(&key);
-            }
-        }
+        release(&mut self.holders, member_id, &m.assigned);
+        release(&mut self.holders, member_id, &m.revoking);
         if let Some(instance) = &m.instance_id {
             if self.static_members.get(instance).map(String::as_str) == Some(member_id) {
                 self.static_members.remove(instance);
@@ -598,6 +588,27 @@ fn member_topics(m: &ConsumerMember, topics: &Topics) -> BTreeSet<String> {
         );
     }
     out
+}
+
+/// A topic pattern as Java's `matches` reads it: the whole name must match.
+fn anchored(pattern: &str) -> Option<regex::Regex> {
+    regex::Regex::new(&format!("^(?:{pattern})$")).ok()
+}
+
+/// Whether a member owning `owned` (not said: `None`, taken as yes) still owns any of
+/// `partitions` (Kafka's `ownsRevokedPartitions`).
+fn owns_any(owned: Option<&Assignment>, partitions: &Assignment) -> bool {
+    owned
+        .is_none_or(|o| pairs(partitions).any(|(t, p)| o.get(&t).is_some_and(|ps| ps.contains(&p))))
+}
+
+/// `member_id` no longer holds `partitions` (those another member holds stay held).
+fn release(holders: &mut HashMap<(String, i32), String>, member_id: &str, partitions: &Assignment) {
+    for key in pairs(partitions) {
+        if holders.get(&key).map(String::as_str) == Some(member_id) {
+            holders.remove(&key);
+        }
+    }
 }
 
 fn pairs(a: &Assignment) -> impl Iterator<Item = (String, i32)> + '_ {

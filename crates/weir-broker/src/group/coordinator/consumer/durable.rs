@@ -16,7 +16,9 @@ use std::hash::{Hash, Hasher};
 use bytes::Bytes;
 use serde::{Deserialize, Serialize};
 
-use super::{pairs, Assignment, ClassicMember, ConsumerGroup, ConsumerMember, MemberState};
+use super::{
+    anchored, pairs, Assignment, ClassicMember, ConsumerGroup, ConsumerMember, MemberState,
+};
 
 const SNAPSHOT_VERSION: u8 = 1;
 
@@ -126,10 +128,7 @@ impl ConsumerGroup {
             member.client_host = m.client_host;
             member.rebalance_timeout_ms = m.rebalance_timeout_ms;
             member.subscribed = m.subscribed;
-            member.compiled = m
-                .regex
-                .as_deref()
-                .and_then(|p| regex::Regex::new(&format!("^(?:{p})$")).ok());
+            member.compiled = m.regex.as_deref().and_then(anchored);
             member.regex = m.regex;
             member.server_assignor = m.server_assignor;
             member.epoch = m.epoch;

@@ -5,7 +5,7 @@
 //! released, and only then does it receive new partitions, those no other member still holds.
 //! Its epoch becomes the target's when it has nothing left to revoke.
 
-use super::{pairs, Assignment, ConsumerGroup, MemberState};
+use super::{owns_any, pairs, release, Assignment, ConsumerGroup, MemberState};
 
 impl ConsumerGroup {
     pub(super) fn reconcile_member(
@@ -19,19 +19,11 @@ impl ConsumerGroup {
         };
         match m.state {
             MemberState::UnrevokedPartitions => {
-                let still_owned = owned.is_none_or(|o| {
-                    pairs(&m.revoking).any(|(t, p)| o.get(&t).is_some_and(|ps| ps.contains(&p)))
-                });
-                if still_owned {
+                if owns_any(owned, &m.revoking) {
                     return;
                 }
-                let released: Vec<(String, i32)> = pairs(&m.revoking).collect();
-                for key in released {
-                    if self.holders.get(&key).map(String::as_str) == Some(member_id) {
-                        self.holders.remove(&key);
-                    }
-                }
                 if let Some(m) = self.members.get_mut(member_id) {
+                    release(&mut self.holders, member_id, &m.revoking);
                     m.revoking.clear();
                     m.revoke_deadline_ms = None;
                 }
@@ -62,21 +54,14 @@ impl ConsumerGroup {
         }
         // Kafka's `ownsRevokedPartitions`: a member that says it no longer owns them (or an
         // eager classic member, owning nothing when it joins again) has nothing to revoke.
-        let still_owned = owned.is_none_or(|o| {
-            pairs(&revoke).any(|(t, p)| o.get(&t).is_some_and(|ps| ps.contains(&p)))
-        });
-        if !revoke.is_empty() && still_owned {
+        if !revoke.is_empty() && owns_any(owned, &revoke) {
             m.assigned = kept;
             m.revoking = revoke;
             m.state = MemberState::UnrevokedPartitions;
             m.revoke_deadline_ms = Some(now_ms + i64::from(m.rebalance_timeout_ms.max(0)));
             return;
         }
-        for key in pairs(&revoke) {
-            if self.holders.get(&key).map(String::as_str) == Some(member_id) {
-                self.holders.remove(&key);
-            }
-        }
+        release(&mut self.holders, member_id, &revoke);
         let mut unreleased = false;
         for (topic, p) in pairs(&target) {
             if kept.get(&topic).is_some_and(|k| k.contains(&p)) {
