@@ -114,6 +114,7 @@ async fn measure(args: &AdviseArgs) -> Result<(f64, f64)> {
         producers: 1,
         consumers: 1,
         chart: None,
+        producer_props: Vec::new(),
     };
     let measured = async {
         let (n, took, _) = perf::run_produce(&load, false, None).await?;

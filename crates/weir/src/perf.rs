@@ -75,6 +75,10 @@ pub(crate) struct LoadArgs {
     /// included, to this SVG file.
     #[arg(long)]
     pub(crate) chart: Option<PathBuf>,
+    /// Kafka producer settings as key=value (Kafka's perf-test flag), applied after the flags
+    /// above: buffer.memory, max.in.flight.requests.per.connection, enable.idempotence, ...
+    #[arg(long = "producer-props", num_args = 1..)]
+    pub(crate) producer_props: Vec<String>,
 }
 
 #[derive(Debug, Subcommand)]
@@ -175,6 +179,9 @@ async fn producer(args: &LoadArgs) -> Result<Producer> {
     config.compression = parse_compression(&args.compression)?;
     config.linger = Duration::from_millis(args.linger_ms);
     config.batch_size = args.batch_size;
+    for prop in &args.producer_props {
+        crate::produce::apply_producer_property(&mut config, prop)?;
+    }
     Producer::new(config)
         .await
         .map_err(|e| anyhow!("cannot reach {}: {e}", args.connect.bootstrap_server))
@@ -257,22 +264,24 @@ async fn produce_one(
     type Waiting = std::collections::VecDeque<(Instant, bool, weir_client::DeliveryFuture)>;
     let mut waiting: Waiting = std::collections::VecDeque::new();
     let mut failed = 0u64;
-    let acked = |sent: Instant, counts: bool, hist: &mut Histogram<u64>| {
-        let us = sent.elapsed().as_micros() as u64;
+    // `now`: when the acknowledgement was seen (read once per reaped run of records).
+    let acked = |sent: Instant, now: Instant, counts: bool, hist: &mut Histogram<u64>| {
+        let us = now.saturating_duration_since(sent).as_micros() as u64;
         if counts {
             let _ = hist.record(us.max(1));
         }
         if let Some(tl) = &timeline {
             let mut tl = tl.lock().unwrap_or_else(|p| p.into_inner());
-            tl.record(Instant::now(), Some(us));
+            tl.record(now, Some(us));
         }
     };
     let mut reap = |waiting: &mut Waiting, hist: &mut Histogram<u64>| {
         let mut done = 0;
+        let now = Instant::now();
         while let Some((sent, counts, fut)) = waiting.front_mut() {
             let Some(result) = fut.try_take() else { break };
             match result {
-                Ok(_) => acked(*sent, *counts, hist),
+                Ok(_) => acked(*sent, now, *counts, hist),
                 Err(_) => failed += 1,
             }
             waiting.pop_front();
@@ -322,7 +331,7 @@ async fn produce_one(
     }
     while let Some((sent, counts, fut)) = waiting.pop_front() {
         match fut.await {
-            Ok(_) => acked(sent, counts, &mut hist),
+            Ok(_) => acked(sent, Instant::now(), counts, &mut hist),
             Err(_) => failed += 1,
         }
         pb.inc(1);
@@ -534,5 +543,6 @@ fn clone_args(a: &LoadArgs) -> LoadArgs {
         producers: a.producers,
         consumers: a.consumers,
         chart: a.chart.clone(),
+        producer_props: a.producer_props.clone(),
     }
 }

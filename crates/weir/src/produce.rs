@@ -48,6 +48,11 @@ pub(crate) struct ProduceArgs {
     linger_ms: u64,
     #[arg(long, default_value_t = 16384)]
     batch_size: usize,
+    /// Kafka producer settings as key=value, applied after the flags above: acks, linger.ms,
+    /// batch.size, buffer.memory, compression.type, enable.idempotence,
+    /// max.in.flight.requests.per.connection, delivery.timeout.ms.
+    #[arg(long = "producer-property")]
+    producer_properties: Vec<String>,
 }
 
 pub(crate) fn parse_acks(s: &str) -> Result<Acks> {
@@ -57,6 +62,38 @@ pub(crate) fn parse_acks(s: &str) -> Result<Acks> {
         "0" => Acks::None,
         other => bail!("--acks must be all, 1 or 0, not '{other}'"),
     })
+}
+
+/// Applies one Kafka producer setting given as `key=value` (`--producer-property`,
+/// `--producer-props`).
+pub(crate) fn apply_producer_property(config: &mut ProducerConfig, prop: &str) -> Result<()> {
+    let (k, v) = key_value(prop)?;
+    let number = |v: &str| -> Result<usize> {
+        v.parse::<usize>()
+            .map_err(|_| anyhow!("{k} must be a whole number, not '{v}'"))
+    };
+    let ms = |v: &str| number(v).map(|n| Duration::from_millis(n as u64));
+    match k.as_str() {
+        "acks" => {
+            config.acks = parse_acks(&v)?;
+            config.idempotence &= config.acks == Acks::All;
+        }
+        "linger.ms" => config.linger = ms(&v)?,
+        "batch.size" => config.batch_size = number(&v)?,
+        "buffer.memory" => config.buffer_memory = number(&v)?,
+        "compression.type" => config.compression = parse_compression(&v)?,
+        "enable.idempotence" => {
+            config.idempotence = match v.as_str() {
+                "true" => true,
+                "false" => false,
+                other => bail!("enable.idempotence must be true or false, not '{other}'"),
+            }
+        }
+        "max.in.flight.requests.per.connection" => config.max_in_flight = number(&v)?,
+        "delivery.timeout.ms" => config.delivery_timeout = ms(&v)?,
+        other => bail!("unknown producer property '{other}'"),
+    }
+    Ok(())
 }
 
 pub(crate) fn parse_compression(s: &str) -> Result<Compression> {
@@ -108,6 +145,9 @@ pub(crate) async fn run(args: ProduceArgs) -> Result<()> {
     config.partitioner = parse_partitioner(&args.partitioner)?;
     config.linger = Duration::from_millis(args.linger_ms);
     config.batch_size = args.batch_size;
+    for prop in &args.producer_properties {
+        apply_producer_property(&mut config, prop)?;
+    }
     let producer = Producer::new(config)
         .await
         .map_err(|e| anyhow!("cannot reach {}: {e}", args.connect.bootstrap_server))?;
