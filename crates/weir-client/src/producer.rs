@@ -12,6 +12,7 @@
 
 mod accumulator;
 mod batch;
+mod delivery;
 pub(crate) mod frame;
 mod sender;
 
@@ -21,9 +22,10 @@ use std::time::Duration;
 use bytes::Bytes;
 use kafka_protocol::messages::{InitProducerIdRequest, ProducerId};
 use kafka_protocol::records::Compression;
-use tokio::sync::{oneshot, Notify, Semaphore};
+use tokio::sync::{Notify, Semaphore};
 
-use self::accumulator::{Accumulator, Limits, Waiter};
+use self::accumulator::{Accumulator, Limits};
+pub use self::delivery::DeliveryFuture;
 use crate::cluster::{ClientConfig, Cluster};
 use crate::error::{Error, Result};
 use crate::partitioner::{DefaultPartitioner, Partitioner};
@@ -185,37 +187,6 @@ pub struct RecordMetadata {
     /// Milliseconds since the epoch: the broker's log-append time when the topic uses it,
     /// else the record's own timestamp.
     pub timestamp: i64,
-}
-
-/// Resolves when the record is acknowledged (or has failed).
-/// Fails with [`Error::ProducerClosed`] if the producer stopped before answering.
-#[derive(Debug)]
-pub struct DeliveryFuture {
-    rx: oneshot::Receiver<Result<RecordMetadata>>,
-}
-
-impl DeliveryFuture {
-    /// The outcome if it is known already, without waiting (a loop sending many records
-    /// reaps finished ones this way).
-    pub fn try_take(&mut self) -> Option<Result<RecordMetadata>> {
-        match self.rx.try_recv() {
-            Ok(r) => Some(r),
-            Err(oneshot::error::TryRecvError::Empty) => None,
-            Err(oneshot::error::TryRecvError::Closed) => Some(Err(Error::ProducerClosed)),
-        }
-    }
-}
-
-impl std::future::Future for DeliveryFuture {
-    type Output = Result<RecordMetadata>;
-    fn poll(
-        mut self: std::pin::Pin<&mut Self>,
-        cx: &mut std::task::Context<'_>,
-    ) -> std::task::Poll<Self::Output> {
-        std::pin::Pin::new(&mut self.rx)
-            .poll(cx)
-            .map(|r| r.unwrap_or(Err(Error::ProducerClosed)))
-    }
 }
 
 struct Inner {
@@ -385,7 +356,6 @@ impl Producer {
                 .map_err(|_| Error::ProducerClosed)?
                 .forget(),
         }
-        let (tx, rx) = oneshot::channel();
         let timestamp = record.timestamp.unwrap_or_else(now_ms);
         let look = {
             let mut acc = inner.lock();
@@ -393,18 +363,19 @@ impl Producer {
                 inner.memory.add_permits(permits as usize);
                 return Err(Error::ProducerClosed);
             }
-            acc.append(
-                &record,
-                partition,
-                Waiter { tx, timestamp },
-                size,
-                &inner.limits,
-            )
+            acc.append(&record, partition, timestamp, size, &inner.limits)
+        };
+        let Some((future, look)) = look else {
+            inner.memory.add_permits(permits as usize);
+            return Err(Error::Protocol(format!(
+                "no batch for {}-{partition}",
+                record.topic
+            )));
         };
         if look || inner.config.linger.is_zero() {
             inner.wake.notify_one();
         }
-        Ok(DeliveryFuture { rx })
+        Ok(future)
     }
 
     /// Sends every queued record now and waits until all are acknowledged or failed.

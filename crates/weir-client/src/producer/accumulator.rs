@@ -12,25 +12,21 @@ use std::collections::{HashMap, VecDeque};
 use std::time::{Duration, Instant};
 
 use bytes::Bytes;
-use tokio::sync::oneshot;
 
 use super::batch::RecordsBuilder;
-use super::{ProducerRecord, RecordMetadata};
-use crate::error::Result;
+use super::delivery::{DeliveryFuture, Settle};
+use super::ProducerRecord;
 
 /// A partition: topic and index.
 pub(super) type Tp = (String, i32);
 
-/// A record's delivery: its future's sender and its timestamp.
-pub(super) struct Waiter {
-    pub(super) tx: oneshot::Sender<Result<RecordMetadata>>,
-    pub(super) timestamp: i64,
-}
-
 /// A batch being filled, or sealed: sent, awaiting its answer, or waiting to be sent again.
 pub(super) struct Batch {
     pub(super) id: u64,
-    pub(super) waiters: Vec<Waiter>,
+    /// Settles its records' futures.
+    pub(super) settle: Settle,
+    /// Its records.
+    count: i32,
     /// Buffer memory its records hold.
     pub(super) permits: usize,
     records: RecordsBuilder,
@@ -106,23 +102,22 @@ impl Accumulator {
     }
 
     /// Encodes a record into its partition's open batch (a new one when there is none, or it
-    /// is sealed or would grow past `batch_size`). Returns whether the sender should look now:
-    /// that batch is full, or new (its linger starts, which the sender must time).
+    /// is sealed or would grow past `batch_size`). Returns the record's future, and whether the
+    /// sender should look now: that batch is full, or new (its linger starts, which the sender
+    /// must time).
     pub(super) fn append(
         &mut self,
         record: &ProducerRecord,
         partition: i32,
-        waiter: Waiter,
+        timestamp: i64,
         size: usize,
         limits: &Limits,
-    ) -> bool {
+    ) -> Option<(DeliveryFuture, bool)> {
         let topic = record.topic.as_str();
         if !self.topics.contains_key(topic) {
             self.topics.insert(topic.to_string(), FastMap::default());
         }
-        let Some(queues) = self.topics.get_mut(topic) else {
-            return false;
-        };
+        let queues = self.topics.get_mut(topic)?;
         let queue = queues.entry(partition).or_default();
         let need_new = queue
             .batches
@@ -132,7 +127,8 @@ impl Accumulator {
             self.next_id += 1;
             queue.batches.push_back(Batch {
                 id: self.next_id,
-                waiters: Vec::new(),
+                settle: Settle::new(&(topic.to_string(), partition)),
+                count: 0,
                 permits: 0,
                 records: RecordsBuilder::with_capacity(limits.batch_size.max(size).min(1 << 20)),
                 bytes: 0,
@@ -146,19 +142,18 @@ impl Accumulator {
                 renumbered: false,
             });
         }
-        let Some(batch) = queue.batches.back_mut() else {
-            return false;
-        };
+        let batch = queue.batches.back_mut()?;
         batch.bytes += size;
         batch.permits += size;
         batch.records.push(
-            waiter.timestamp,
+            timestamp,
             record.key.as_deref(),
             record.value.as_deref(),
             &record.headers,
         );
-        batch.waiters.push(waiter);
-        need_new || batch.bytes >= limits.batch_size
+        let future = batch.settle.future(batch.count, timestamp);
+        batch.count += 1;
+        Some((future, need_new || batch.bytes >= limits.batch_size))
     }
 
     /// Whether nothing is queued or in flight.
@@ -280,7 +275,7 @@ impl Accumulator {
         if !batch.sealed || batch.base_sequence < 0 {
             return Some(batch);
         }
-        let count = batch.waiters.len() as i32;
+        let count = batch.count;
         let queue = self.queue(tp)?;
         for later in queue.batches.iter_mut().filter(|b| b.sealed) {
             later.base_sequence = later.base_sequence.wrapping_sub(count) & i32::MAX;
@@ -358,11 +353,10 @@ mod tests {
         }
     }
 
-    fn waiter() -> Waiter {
-        Waiter {
-            tx: oneshot::channel().0,
-            timestamp: 0,
-        }
+    /// Appends a record of `size` bytes to partition 0; returns whether the sender should look.
+    fn append(acc: &mut Accumulator, size: usize) -> bool {
+        acc.append(&record(), 0, 0, size, &limits())
+            .is_some_and(|(_, look)| look)
     }
 
     fn record() -> ProducerRecord {
@@ -373,7 +367,7 @@ mod tests {
     fn filled(n: usize) -> Accumulator {
         let mut acc = Accumulator::default();
         for _ in 0..n {
-            assert!(acc.append(&record(), 0, waiter(), 100, &limits()));
+            assert!(append(&mut acc, 100));
         }
         acc
     }
@@ -415,7 +409,7 @@ mod tests {
     #[test]
     fn a_lingering_batch_waits_and_says_until_when() {
         let mut acc = Accumulator::default();
-        acc.append(&record(), 0, waiter(), 10, &limits());
+        append(&mut acc, 10);
         let now = Instant::now();
         let (out, wake) = acc.drain(now, &limits());
         assert!(out.is_empty());
@@ -489,7 +483,7 @@ mod tests {
         assert_eq!(send(&mut acc, later), vec![(2, -1)]);
         assert!(acc.remove(&tp(), 2).is_some());
         assert_eq!(send(&mut acc, later), vec![(3, -1)]);
-        acc.append(&record(), 0, waiter(), 100, &limits());
+        append(&mut acc, 100);
         assert_eq!(
             send(&mut acc, later),
             vec![(4, 2)],
@@ -519,10 +513,10 @@ mod tests {
     #[test]
     fn a_sealed_batch_takes_no_more_records() {
         let mut acc = Accumulator::default();
-        acc.append(&record(), 0, waiter(), 10, &limits());
+        append(&mut acc, 10);
         acc.flush_requested = true;
         assert_eq!(send(&mut acc, Instant::now()).len(), 1);
-        acc.append(&record(), 0, waiter(), 10, &limits());
+        append(&mut acc, 10);
         assert_eq!(send(&mut acc, Instant::now()), vec![(2, 1)]);
     }
 }

@@ -16,7 +16,7 @@ use tokio::sync::mpsc;
 
 use super::accumulator::{Batch, Refused, ToSend, Tp};
 use super::batch::Stamp;
-use super::{Acks, Inner, RecordMetadata};
+use super::{Acks, Inner};
 use crate::error::Error;
 
 /// What the broker said of one batch.
@@ -52,39 +52,14 @@ pub(super) fn fail(inner: &Inner, batch: Batch, error: &Error) {
         .failure
         .lock()
         .unwrap_or_else(|p| p.into_inner())
-        .get_or_insert_with(|| message.clone());
+        .get_or_insert(message);
     inner.memory.add_permits(batch.permits);
-    for p in batch.waiters {
-        let _ = p.tx.send(Err(match error {
-            Error::Kafka { error, message } => Error::Kafka {
-                error: *error,
-                message: message.clone(),
-            },
-            _ => Error::Protocol(message.clone()),
-        }));
-    }
+    batch.settle.refused(error);
 }
 
-fn complete(inner: &Inner, tp: &Tp, batch: Batch, base_offset: i64, log_append_time: i64) {
+fn complete(inner: &Inner, batch: Batch, base_offset: i64, log_append_time: i64) {
     inner.memory.add_permits(batch.permits);
-    for (i, p) in batch.waiters.into_iter().enumerate() {
-        let offset = if base_offset >= 0 {
-            base_offset.wrapping_add(i as i64)
-        } else {
-            -1
-        };
-        let timestamp = if log_append_time >= 0 {
-            log_append_time
-        } else {
-            p.timestamp
-        };
-        let _ = p.tx.send(Ok(RecordMetadata {
-            topic: tp.0.clone(),
-            partition: tp.1,
-            offset,
-            timestamp,
-        }));
-    }
+    batch.settle.written(base_offset, log_append_time);
 }
 
 pub(super) async fn sender_loop(inner: Arc<Inner>) {
@@ -145,7 +120,7 @@ fn apply(inner: &Inner, (leader, answers): Answers, requests: &mut HashMap<i32, 
                 let batch = acc.remove(&tp, id);
                 drop(acc);
                 if let Some(batch) = batch {
-                    complete(inner, &tp, batch, base_offset, log_append_time);
+                    complete(inner, batch, base_offset, log_append_time);
                 }
                 continue;
             }
