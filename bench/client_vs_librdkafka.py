@@ -9,8 +9,10 @@ one; the broker runs with no initial rebalance delay). Records/s there is each c
 figure from its first record to its last (startup and group join left out), and CPU is the
 whole process's.
 
-Reports per row the median records/s of each client, their ratio, and each client's own CPU
-seconds per million records (user + system, from the child's rusage).
+Reports per row the median records/s of each client, their ratio, each client's own CPU
+seconds per million records (user + system, from the child's rusage), and the range of the
+repetitions' rates. In produce mode every row starts with a discarded turn of each client, and
+the order of the clients is reversed every other repetition.
 
     cargo build --release --bin weir
     python3 bench/client_vs_librdkafka.py --reps 3 --messages 2000000
@@ -160,24 +162,36 @@ def main() -> None:
                                 else:
                                     runs[who].append(run_weir_consume(binary, bs, topic, args.messages))
                         admin.delete_topics([topic])[topic].result(30)
-                    for _ in range(args.reps if args.mode == "produce" else 0):
-                        for who in whos:
+                    # One discarded turn of each client first (the broker's first writes of a
+                    # row cost it up to twice the CPU of later ones, whoever sends them), then
+                    # the repetitions, the order reversed every other one.
+                    turns = range(-1, args.reps) if args.mode == "produce" else range(0)
+                    for rep in turns:
+                        for who in (whos if rep % 2 == 0 else whos[::-1]):
                             topic = f"bench-{uuid.uuid4().hex[:8]}"
                             admin.create_topics([NewTopic(topic, partitions, 1)])[topic].result(30)
-                            # The topic's leaders settle before the client starts (either client
-                            # would otherwise spend part of its run retrying for a leader).
+                            # The previous run's log (up to 2 GB) is written back to disk before
+                            # this one starts, rather than during it, and the topic's leaders
+                            # settle (either client would otherwise spend part of its run
+                            # retrying for a leader).
+                            os.sync()
                             time.sleep(0.5)
                             if who == "weir":
-                                runs[who].append(run_weir(client, bs, topic, size, acks, args.messages))
+                                run = run_weir(client, bs, topic, size, acks, args.messages)
                             elif who == "baseline":
-                                runs[who].append(run_weir(args.baseline_client, bs, topic, size, acks,
-                                                          args.messages))
+                                run = run_weir(args.baseline_client, bs, topic, size, acks,
+                                               args.messages)
                             else:
-                                runs[who].append(run_rdkafka(perf, bs, topic, size, acks, args.messages))
+                                run = run_rdkafka(perf, bs, topic, size, acks, args.messages)
+                            if rep >= 0:
+                                runs[who].append(run)
                             admin.delete_topics([topic])[topic].result(30)
                     med = {w: {f: statistics.median(r[f] for r in v) for f in ("rate", "cpu_per_m")}
                            for w, v in runs.items()}
+                    spread = {w: [round(min(r["rate"] for r in v)), round(max(r["rate"] for r in v))]
+                              for w, v in runs.items()}
                     row = {"size": size, "acks": acks, "partitions": partitions, **med,
+                           "spread": spread,
                            "ratio": med["weir"]["rate"] / med["librdkafka"]["rate"]}
                     rows.append(row)
                     print(json.dumps(row), flush=True)
@@ -188,14 +202,20 @@ def main() -> None:
     base = bool(args.baseline_client)
     print("| size | acks | partitions |" + (" weir-client before rec/s |" if base else "")
           + " weir-client rec/s | librdkafka rec/s | ratio | client CPU s/M "
-          + ("before / " if base else "") + "weir / librdkafka |")
-    print("|---|---|---|" + ("---|" if base else "") + "---|---|---|---|")
+          + ("before / " if base else "") + "weir / librdkafka | range k rec/s weir; librdkafka |")
+    print("|---|---|---|" + ("---|" if base else "") + "---|---|---|---|---|")
     for r in rows:
         before = f" {r['baseline']['rate']:,.0f} |" if base else ""
         before_cpu = f"{r['baseline']['cpu_per_m']:.2f} / " if base else ""
         print(f"| {r['size']} B | {r['acks']} | {r['partitions']} |{before} {r['weir']['rate']:,.0f} "
               f"| {r['librdkafka']['rate']:,.0f} | {r['ratio']:.2f} "
-              f"| {before_cpu}{r['weir']['cpu_per_m']:.2f} / {r['librdkafka']['cpu_per_m']:.2f} |")
+              f"| {before_cpu}{r['weir']['cpu_per_m']:.2f} / {r['librdkafka']['cpu_per_m']:.2f} "
+              f"| {spread_k(r, 'weir')}; {spread_k(r, 'librdkafka')} |")
+
+
+def spread_k(row: dict, who: str) -> str:
+    lo, hi = row.get("spread", {}).get(who, [0, 0])
+    return f"{lo / 1000:,.0f}-{hi / 1000:,.0f}"
 
 
 if __name__ == "__main__":
