@@ -78,6 +78,9 @@ pub const APIS: &[ApiSpec] = &[
     api(ApiKey::DescribeTransactions, 0, 0),
     api(ApiKey::ListTransactions, 0, 1),
     api(ApiKey::DescribeProducers, 0, 0),
+    api(ApiKey::DescribeLogDirs, 1, 4),
+    api(ApiKey::DescribeTopicPartitions, 0, 0),
+    api(ApiKey::GetTelemetrySubscriptions, 0, 0),
 ];
 
 pub fn spec(key: ApiKey) -> Option<&'static ApiSpec> {
@@ -311,6 +314,21 @@ pub(crate) async fn dispatch(
         ),
         RequestKind::ListTransactions(r) => ResponseKind::ListTransactions(
             handlers::list_transactions::handle(broker, access, version, r),
+        ),
+        RequestKind::DescribeLogDirs(r) => {
+            let (broker, access) = (broker.clone(), access.clone());
+            ResponseKind::DescribeLogDirs(
+                on_blocking_thread(move || {
+                    handlers::describe_log_dirs::handle(&broker, &access, version, r)
+                })
+                .await,
+            )
+        }
+        RequestKind::DescribeTopicPartitions(r) => ResponseKind::DescribeTopicPartitions(
+            handlers::describe_topic_partitions::handle(broker, access, r),
+        ),
+        RequestKind::GetTelemetrySubscriptions(r) => ResponseKind::GetTelemetrySubscriptions(
+            handlers::get_telemetry_subscriptions::handle(r),
         ),
         RequestKind::DescribeProducers(r) => {
             ResponseKind::DescribeProducers(handlers::describe_producers::handle(broker, access, r))

@@ -272,6 +272,11 @@ impl ReplicaManager {
         self.partitions.write().unwrap_or_else(|p| p.into_inner())
     }
 
+    /// The directory holding the logs.
+    pub fn data_dir(&self) -> &Path {
+        &self.data_dir
+    }
+
     pub fn get(&self, topic: &str, partition: i32) -> Option<Arc<Partition>> {
         self.map().get(topic)?.get(&partition).cloned()
     }
