@@ -3,7 +3,7 @@
 //! cluster, as in Kafka. A directory whose logs failed answers KAFKA_STORAGE_ERROR, without
 //! partitions. Offset lag is 0: Weir moves no replica between directories (no future logs).
 
-use std::collections::{BTreeMap, HashSet};
+use std::collections::{BTreeMap, HashMap};
 use std::sync::Arc;
 
 use kafka_protocol::error::ResponseError;
@@ -59,26 +59,34 @@ pub(crate) fn handle(
             result.with_error_code(ResponseError::KafkaStorageError.code())
         ]);
     }
-    // None asks for every partition.
-    let wanted: Option<HashSet<(String, i32)>> = request.topics.map(|topics| {
-        topics
-            .into_iter()
-            .flat_map(|t| {
-                let name = t.topic.0.to_string();
-                t.partitions.into_iter().map(move |p| (name.clone(), p))
-            })
-            .collect()
+    // None asks for every partition. The request's own index lists are kept (sorted), keyed by
+    // topic: a request may list millions of indexes, which must not be copied per index.
+    let wanted: Option<HashMap<String, Vec<i32>>> = request.topics.map(|topics| {
+        let mut wanted: HashMap<String, Vec<i32>> = HashMap::new();
+        for t in topics {
+            wanted
+                .entry(t.topic.0.to_string())
+                .or_default()
+                .extend(t.partitions);
+        }
+        for indexes in wanted.values_mut() {
+            indexes.sort_unstable();
+        }
+        wanted
     });
     let mut topics: BTreeMap<String, Vec<DescribeLogDirsPartition>> = BTreeMap::new();
     for partition in broker.replicas.all() {
-        let key = (partition.topic.clone(), partition.index);
-        if wanted.as_ref().is_some_and(|w| !w.contains(&key)) {
+        let asked = |w: &HashMap<String, Vec<i32>>| {
+            w.get(&partition.topic)
+                .is_some_and(|p| p.binary_search(&partition.index).is_ok())
+        };
+        if wanted.as_ref().is_some_and(|w| !asked(w)) {
             continue;
         }
         let size = partition.log().size_bytes();
-        topics.entry(key.0).or_default().push(
+        topics.entry(partition.topic.clone()).or_default().push(
             DescribeLogDirsPartition::default()
-                .with_partition_index(key.1)
+                .with_partition_index(partition.index)
                 .with_partition_size(i64::try_from(size).unwrap_or(i64::MAX)),
         );
     }
