@@ -325,7 +325,7 @@ pub(crate) async fn dispatch(
             )
         }
         RequestKind::DescribeTopicPartitions(r) => ResponseKind::DescribeTopicPartitions(
-            handlers::describe_topic_partitions::handle(broker, access, r),
+            handlers::describe_topic_partitions::handle(broker, access, listener, r),
         ),
         RequestKind::GetTelemetrySubscriptions(r) => ResponseKind::GetTelemetrySubscriptions(
             handlers::get_telemetry_subscriptions::handle(r),

@@ -16,6 +16,7 @@ use kafka_protocol::messages::{
 use weir_meta::acl::{AclOperation, ResourceType};
 use weir_meta::{MetadataImage, TopicImage};
 
+use super::metadata::{is_internal, partition_view};
 use super::str_bytes;
 use crate::broker::Broker;
 use crate::security::authorizer::Access;
@@ -29,9 +30,11 @@ fn topic_error(name: &str, error: ResponseError) -> DescribeTopicPartitionsRespo
         .with_name(Some(TopicName(str_bytes(name))))
 }
 
-/// Partitions `from` on of `topic`, at most `room` of them.
+/// Partitions `from` on of `topic`, at most `room` of them, as clients of `listener` see them
+/// (the leader, error and offline replicas Metadata gives).
 fn partitions(
     image: &MetadataImage,
+    listener: &str,
     topic: &TopicImage,
     from: i32,
     room: usize,
@@ -41,19 +44,9 @@ fn partitions(
         .range(from..)
         .take(room)
         .map(|(index, p)| {
-            let offline: Vec<_> = p
-                .replicas
-                .iter()
-                .copied()
-                .filter(|b| !image.is_live(*b))
-                .collect();
-            let leader = p.leader.filter(|l| image.is_live(*l));
+            let (code, leader, offline) = partition_view(image, listener, true, p);
             DescribeTopicPartitionsResponsePartition::default()
-                .with_error_code(if leader.is_some() {
-                    0
-                } else {
-                    ResponseError::LeaderNotAvailable.code()
-                })
+                .with_error_code(code)
                 .with_partition_index(*index)
                 .with_leader_id(super::wire_broker(leader))
                 .with_leader_epoch(p.leader_epoch.0)
@@ -69,6 +62,7 @@ fn partitions(
 pub(crate) fn handle(
     broker: &Arc<Broker>,
     access: &Access,
+    listener: &str,
     request: DescribeTopicPartitionsRequest,
 ) -> DescribeTopicPartitionsResponse {
     let image = broker.image();
@@ -95,8 +89,10 @@ pub(crate) fn handle(
     if let Some((topic, partition)) = &cursor {
         // Kafka's rule: a cursor must name one of the topics asked for, and a partition.
         if (!all && !names.contains(topic)) || *partition < 0 {
+            // Kafka's error answer names the topics asked for (none when asking for all).
+            let asked = if all { &[][..] } else { &names[..] };
             return DescribeTopicPartitionsResponse::default().with_topics(
-                names
+                asked
                     .iter()
                     .map(|n| topic_error(n, ResponseError::InvalidRequest))
                     .collect(),
@@ -120,7 +116,7 @@ pub(crate) fn handle(
             next_cursor = Some((name.clone(), from));
             break;
         }
-        if !access.topic(AclOperation::Describe, name) {
+        if !all && !access.topic(AclOperation::Describe, name) {
             topics.push(topic_error(name, ResponseError::TopicAuthorizationFailed));
             continue;
         }
@@ -128,7 +124,7 @@ pub(crate) fn handle(
             topics.push(topic_error(name, ResponseError::UnknownTopicOrPartition));
             continue;
         };
-        let page = partitions(&image, topic, from, room);
+        let page = partitions(&image, listener, topic, from, room);
         room -= page.len();
         if let Some(next) = topic.partitions.range(from..).nth(page.len()) {
             next_cursor = Some((name.clone(), *next.0));
@@ -137,7 +133,7 @@ pub(crate) fn handle(
             DescribeTopicPartitionsResponseTopic::default()
                 .with_name(Some(TopicName(str_bytes(name))))
                 .with_topic_id(topic.topic_id)
-                .with_is_internal(name.starts_with("__"))
+                .with_is_internal(is_internal(name))
                 .with_partitions(page)
                 .with_topic_authorized_operations(access.operations(ResourceType::Topic, name)),
         );

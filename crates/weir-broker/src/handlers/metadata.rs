@@ -8,7 +8,8 @@ use kafka_protocol::messages::metadata_response::{
     MetadataResponseBroker, MetadataResponsePartition, MetadataResponseTopic,
 };
 use kafka_protocol::messages::{MetadataRequest, MetadataResponse, TopicName};
-use weir_meta::{CreateTopic, MetaError, MetadataImage, TopicImage};
+use weir_meta::{CreateTopic, MetaError, MetadataImage, PartitionImage, TopicImage};
+use weir_types::BrokerId;
 
 use super::str_bytes;
 use crate::broker::Broker;
@@ -16,9 +17,46 @@ use crate::errors::meta_error_code;
 use crate::security::authorizer::Access;
 use weir_meta::acl::{AclOperation, ResourceType, CLUSTER_NAME};
 
-/// A topic as clients of `listener` see it: a partition without a live leader says
-/// LEADER_NOT_AVAILABLE, one whose leader has no such listener LISTENER_NOT_FOUND (both with no
-/// leader), and replicas on fenced brokers are listed as offline.
+/// Kafka's internal topics (offsets, transactions).
+pub(crate) fn is_internal(topic: &str) -> bool {
+    topic.starts_with("__")
+}
+
+/// A partition as clients of `listener` see it: (error code, leader, offline replicas). Without a
+/// live leader it says LEADER_NOT_AVAILABLE, with a leader that has no such listener
+/// LISTENER_NOT_FOUND (both with no leader; before Metadata v6, which does not know
+/// LISTENER_NOT_FOUND, LEADER_NOT_AVAILABLE, Kafka's rule too); replicas on fenced brokers are
+/// offline.
+pub(crate) fn partition_view(
+    image: &MetadataImage,
+    listener: &str,
+    knows_listener_not_found: bool,
+    p: &PartitionImage,
+) -> (i16, Option<BrokerId>, Vec<BrokerId>) {
+    let offline: Vec<BrokerId> = p
+        .replicas
+        .iter()
+        .copied()
+        .filter(|b| !image.is_live(*b))
+        .collect();
+    let live = p.leader.filter(|l| image.is_live(*l));
+    let reachable = |l: &BrokerId| {
+        image
+            .brokers
+            .get(l)
+            .is_some_and(|b| b.endpoint(listener).is_some())
+    };
+    let leader = live.filter(reachable);
+    let code = match (live, leader) {
+        (None, _) => ResponseError::LeaderNotAvailable.code(),
+        (Some(_), None) if knows_listener_not_found => ResponseError::ListenerNotFound.code(),
+        (Some(_), None) => ResponseError::LeaderNotAvailable.code(),
+        (Some(_), Some(_)) => 0,
+    };
+    (code, leader, offline)
+}
+
+/// A topic as clients of `listener` see it (see [`partition_view`]).
 fn topic_entry(
     image: &MetadataImage,
     listener: &str,
@@ -29,27 +67,7 @@ fn topic_entry(
         .partitions
         .iter()
         .map(|(index, p)| {
-            let offline: Vec<weir_types::BrokerId> = p
-                .replicas
-                .iter()
-                .copied()
-                .filter(|b| !image.is_live(*b))
-                .collect();
-            let live = p.leader.filter(|l| image.is_live(*l));
-            let reachable = |l: &weir_types::BrokerId| {
-                image
-                    .brokers
-                    .get(l)
-                    .is_some_and(|b| b.endpoint(listener).is_some())
-            };
-            let leader = live.filter(reachable);
-            let code = match (live, leader) {
-                (None, _) => ResponseError::LeaderNotAvailable.code(),
-                // Clients before v6 do not know LISTENER_NOT_FOUND (Kafka's rule too).
-                (Some(_), None) if version >= 6 => ResponseError::ListenerNotFound.code(),
-                (Some(_), None) => ResponseError::LeaderNotAvailable.code(),
-                (Some(_), Some(_)) => 0,
-            };
+            let (code, leader, offline) = partition_view(image, listener, version >= 6, p);
             MetadataResponsePartition::default()
                 .with_error_code(code)
                 .with_partition_index(*index)
@@ -63,7 +81,7 @@ fn topic_entry(
     MetadataResponseTopic::default()
         .with_name(Some(TopicName(str_bytes(topic.name.clone()))))
         .with_topic_id(topic.topic_id)
-        .with_is_internal(topic.name.starts_with("__"))
+        .with_is_internal(is_internal(&topic.name))
         .with_partitions(partitions)
 }
 
