@@ -45,7 +45,9 @@ fn stamp(inner: &Inner, base_sequence: i32) -> Stamp {
     }
 }
 
-/// Fails every record of a batch with `error`, and notes the first failure.
+/// Fails every record of a batch with `error`, and notes the first failure. Called with the
+/// accumulator's lock held (it takes the failure's lock after it), so that the batch leaves the
+/// accumulator and its failure is noted at once.
 pub(super) fn fail(inner: &Inner, batch: Batch, error: &Error) {
     let message = error.to_string();
     inner
@@ -134,8 +136,10 @@ fn apply(inner: &Inner, (leader, answers): Answers, requests: &mut HashMap<i32, 
                 tracing::debug!(topic = %tp.0, partition = tp.1, error = %error, "retrying a batch");
             }
             Refused::GaveUp(batch) => {
-                drop(acc);
+                // Noted before the lock goes: a flush that finds the producer empty must also
+                // find the failure (a transaction may not commit over it).
                 fail(inner, batch, &error);
+                drop(acc);
             }
         }
     }
@@ -167,11 +171,10 @@ async fn send_ready(
                 Err(e) => {
                     tracing::error!(error = %e, "dropping a batch that cannot be encoded");
                     let mut acc = inner.lock();
-                    let batch = acc.remove_unwritten(&tp, id);
-                    drop(acc);
-                    if let Some(batch) = batch {
+                    if let Some(batch) = acc.remove_unwritten(&tp, id) {
                         fail(inner, batch, &e);
                     }
+                    drop(acc);
                     continue;
                 }
             },
