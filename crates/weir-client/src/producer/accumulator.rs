@@ -127,7 +127,7 @@ impl Accumulator {
             self.next_id += 1;
             queue.batches.push_back(Batch {
                 id: self.next_id,
-                settle: Settle::new(&(topic.to_string(), partition)),
+                settle: Settle::new((topic.to_string(), partition)),
                 count: 0,
                 permits: 0,
                 records: RecordsBuilder::with_capacity(limits.batch_size.max(size).min(1 << 20)),

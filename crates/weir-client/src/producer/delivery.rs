@@ -1,7 +1,8 @@
 //! Record delivery futures, settled per batch: a batch's records share one outcome, written once
 //! by the sender, and each record's future reads its own offset from it. One allocation per
 //! batch rather than a channel per record (Kafka's producer does the same with its
-//! `ProduceRequestResult`).
+//! `ProduceRequestResult`); a future polled before its batch settles allocates its wait then.
+//! `try_take` may be called again after it answered, and gives the same answer.
 
 use std::future::Future;
 use std::pin::Pin;
@@ -46,9 +47,9 @@ struct Shared {
 pub(super) struct Settle(Arc<Shared>);
 
 impl Settle {
-    pub(super) fn new(tp: &Tp) -> Settle {
+    pub(super) fn new(tp: Tp) -> Settle {
         Settle(Arc::new(Shared {
-            tp: tp.clone(),
+            tp,
             outcome: OnceLock::new(),
             settled: Notify::new(),
         }))
@@ -176,6 +177,12 @@ impl Future for DeliveryFuture {
     }
 }
 
+// A public future, sent across tasks and kept in collections: as the channel it replaced was.
+const _: fn() = || {
+    fn bounds<T: Send + Sync + Unpin>() {}
+    bounds::<DeliveryFuture>();
+};
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -186,7 +193,7 @@ mod tests {
 
     #[tokio::test]
     async fn each_record_reads_its_own_offset_and_timestamp() {
-        let settle = Settle::new(&tp());
+        let settle = Settle::new(tp());
         let (mut a, b) = (settle.future(0, 10), settle.future(1, 11));
         assert!(a.try_take().is_none());
         let waiting = tokio::spawn(b);
@@ -203,7 +210,7 @@ mod tests {
 
     #[tokio::test]
     async fn log_append_time_and_unknown_offsets() {
-        let settle = Settle::new(&tp());
+        let settle = Settle::new(tp());
         let mut f = settle.future(2, 10);
         settle.written(-1, 77);
         let m = f.try_take().and_then(|r| r.ok());
@@ -212,7 +219,7 @@ mod tests {
 
     #[tokio::test]
     async fn a_refusal_reaches_every_record() {
-        let settle = Settle::new(&tp());
+        let settle = Settle::new(tp());
         let (a, b) = (settle.future(0, 0), settle.future(1, 0));
         settle.refused(&Error::Kafka {
             error: ResponseError::MessageTooLarge,
@@ -230,8 +237,21 @@ mod tests {
     }
 
     #[tokio::test]
+    async fn a_failure_without_a_kafka_code_is_a_protocol_error() {
+        let settle = Settle::new(tp());
+        let mut f = settle.future(0, 0);
+        settle.refused(&Error::Closed("127.0.0.1:9092".into()));
+        match f.try_take() {
+            Some(Err(Error::Protocol(m))) => assert!(m.contains("127.0.0.1:9092"), "{m}"),
+            other => panic!("expected a protocol error, got {other:?}"),
+        }
+        // Asked again, the same answer.
+        assert!(matches!(f.try_take(), Some(Err(Error::Protocol(_)))));
+    }
+
+    #[tokio::test]
     async fn a_batch_dropped_unsettled_fails_its_records_as_closed() {
-        let settle = Settle::new(&tp());
+        let settle = Settle::new(tp());
         let f = settle.future(0, 0);
         let waiting = tokio::spawn(f);
         tokio::task::yield_now().await;
