@@ -179,12 +179,14 @@ async fn producer(args: &LoadArgs) -> Result<Producer> {
     config.compression = parse_compression(&args.compression)?;
     config.linger = Duration::from_millis(args.linger_ms);
     config.batch_size = args.batch_size;
-    for prop in &args.producer_props {
-        crate::produce::apply_producer_property(&mut config, prop)?;
-    }
+    crate::produce::apply_producer_properties(
+        &mut config,
+        &args.producer_props,
+        "--producer-props",
+    )?;
     Producer::new(config)
         .await
-        .map_err(|e| anyhow!("cannot reach {}: {e}", args.connect.bootstrap_server))
+        .map_err(|e| crate::produce::start_failure(&args.connect.bootstrap_server, e))
 }
 
 pub(crate) fn histogram() -> Result<Histogram<u64>> {

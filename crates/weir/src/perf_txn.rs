@@ -25,6 +25,11 @@ pub(crate) async fn run(args: &LoadArgs) -> Result<(u64, Duration, Histogram<u64
             .clone()
             .unwrap_or_else(|| "performance-producer-default-transactional-id".into()),
     );
+    crate::produce::apply_producer_properties(
+        &mut config,
+        &args.producer_props,
+        "--producer-props",
+    )?;
     let producer = TransactionalProducer::new(config)
         .await
         .map_err(|e| anyhow!("cannot start a transactional producer: {e}"))?;

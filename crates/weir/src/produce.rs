@@ -64,9 +64,28 @@ pub(crate) fn parse_acks(s: &str) -> Result<Acks> {
     })
 }
 
-/// Applies one Kafka producer setting given as `key=value` (`--producer-property`,
-/// `--producer-props`).
-pub(crate) fn apply_producer_property(config: &mut ProducerConfig, prop: &str) -> Result<()> {
+/// Applies Kafka producer settings given as `key=value` (from the option `flag`, named in
+/// errors), after the command's own flags. Idempotence follows acks (on with acks=all, as in
+/// Kafka) unless `enable.idempotence` is given; given as true with other acks, the producer
+/// refuses to start, as Kafka's does.
+pub(crate) fn apply_producer_properties(
+    config: &mut ProducerConfig,
+    props: &[String],
+    flag: &str,
+) -> Result<()> {
+    let mut idempotence = None;
+    for prop in props {
+        apply_one(config, prop, &mut idempotence).map_err(|e| anyhow!("{flag} {prop}: {e}"))?;
+    }
+    config.idempotence = idempotence.unwrap_or(config.acks == Acks::All);
+    Ok(())
+}
+
+fn apply_one(
+    config: &mut ProducerConfig,
+    prop: &str,
+    idempotence: &mut Option<bool>,
+) -> Result<()> {
     let (k, v) = key_value(prop)?;
     let number = |v: &str| -> Result<usize> {
         v.parse::<usize>()
@@ -74,26 +93,35 @@ pub(crate) fn apply_producer_property(config: &mut ProducerConfig, prop: &str) -
     };
     let ms = |v: &str| number(v).map(|n| Duration::from_millis(n as u64));
     match k.as_str() {
-        "acks" => {
-            config.acks = parse_acks(&v)?;
-            config.idempotence &= config.acks == Acks::All;
-        }
+        "acks" => config.acks = parse_acks(&v)?,
         "linger.ms" => config.linger = ms(&v)?,
         "batch.size" => config.batch_size = number(&v)?,
         "buffer.memory" => config.buffer_memory = number(&v)?,
         "compression.type" => config.compression = parse_compression(&v)?,
         "enable.idempotence" => {
-            config.idempotence = match v.as_str() {
+            *idempotence = Some(match v.as_str() {
                 "true" => true,
                 "false" => false,
                 other => bail!("enable.idempotence must be true or false, not '{other}'"),
-            }
+            })
         }
         "max.in.flight.requests.per.connection" => config.max_in_flight = number(&v)?,
         "delivery.timeout.ms" => config.delivery_timeout = ms(&v)?,
+        // Kafka's perf test always passes it; the same as --bootstrap-server.
+        "bootstrap.servers" => {
+            config.client.bootstrap_servers = v.split(',').map(|s| s.trim().to_string()).collect()
+        }
         other => bail!("unknown producer property '{other}'"),
     }
     Ok(())
+}
+
+/// Why a producer did not start: its settings (one line naming them) or the cluster.
+pub(crate) fn start_failure(bootstrap: &str, e: weir_client::Error) -> anyhow::Error {
+    match e {
+        weir_client::Error::Config(why) => anyhow!("invalid producer settings: {why}"),
+        other => anyhow!("cannot reach {bootstrap}: {other}"),
+    }
 }
 
 pub(crate) fn parse_compression(s: &str) -> Result<Compression> {
@@ -145,12 +173,14 @@ pub(crate) async fn run(args: ProduceArgs) -> Result<()> {
     config.partitioner = parse_partitioner(&args.partitioner)?;
     config.linger = Duration::from_millis(args.linger_ms);
     config.batch_size = args.batch_size;
-    for prop in &args.producer_properties {
-        apply_producer_property(&mut config, prop)?;
-    }
+    apply_producer_properties(
+        &mut config,
+        &args.producer_properties,
+        "--producer-property",
+    )?;
     let producer = Producer::new(config)
         .await
-        .map_err(|e| anyhow!("cannot reach {}: {e}", args.connect.bootstrap_server))?;
+        .map_err(|e| start_failure(&args.connect.bootstrap_server, e))?;
     let reader: Box<dyn BufRead + Send> = match &args.file {
         Some(path) => Box::new(std::io::BufReader::new(
             std::fs::File::open(path)

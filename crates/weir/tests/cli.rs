@@ -372,6 +372,50 @@ fn produce_consume_round_trip() {
         ];
         fails(&weir(&s, &args, None), 1, needle);
     }
+    // Producer settings: bad ones are one line naming the property, before any record is sent.
+    for (props, needle) in [
+        (
+            &["no.such.setting=1"][..],
+            "unknown producer property 'no.such.setting'",
+        ),
+        (
+            &["linger.ms=soon"][..],
+            "--producer-property linger.ms=soon",
+        ),
+        (&["acks=2"][..], "--producer-property acks=2"),
+        // Idempotence asked for with acks=1: refused whichever order the two come in.
+        (
+            &["enable.idempotence=true", "acks=1"][..],
+            "invalid producer settings",
+        ),
+        (
+            &["acks=1", "enable.idempotence=true"][..],
+            "invalid producer settings",
+        ),
+        (
+            &["max.in.flight.requests.per.connection=10"][..],
+            "invalid producer settings",
+        ),
+    ] {
+        let mut args = vec!["produce", "--topic", "pc"];
+        for p in props {
+            args.extend(["--producer-property", p]);
+        }
+        fails(&weir(&s, &args, Some("x\n")), 1, needle);
+    }
+    ok(&weir(
+        &s,
+        &[
+            "produce",
+            "--topic",
+            "pc",
+            "--producer-property",
+            "acks=1",
+            "--producer-property",
+            "max.in.flight.requests.per.connection=10",
+        ],
+        Some("settings\n"),
+    ));
     // The Java class name is understood too.
     let out = ok(&weir(
         &s,
