@@ -136,6 +136,12 @@ def main() -> None:
         args.acks = "1"
     perf = rdkafka_performance()
     client = args.client or args.binary
+    # One run's log must fit (it is deleted before the next), with room to spare.
+    need = 2 * args.messages * (max(map(int, args.sizes.split(","))) + 100)
+    if args.data_parent and shutil.disk_usage(args.data_parent).free < need:
+        print(f"{args.data_parent} has less than {need >> 20} MiB free: logs go to the disk")
+        args.data_parent = None
+    on_tmpfs = args.data_parent == "/dev/shm"
     data = Path(tempfile.mkdtemp(prefix="weir-client-bench-", dir=args.data_parent))
     port = free_port()
     env = {k: v for k, v in os.environ.items() if not k.startswith("WEIR_")}
@@ -175,11 +181,12 @@ def main() -> None:
                         for who in (whos if rep % 2 == 0 else whos[::-1]):
                             topic = f"bench-{uuid.uuid4().hex[:8]}"
                             admin.create_topics([NewTopic(topic, partitions, 1)])[topic].result(30)
-                            # The previous run's log (up to 2 GB) is written back to disk before
-                            # this one starts, rather than during it, and the topic's leaders
-                            # settle (either client would otherwise spend part of its run
-                            # retrying for a leader).
-                            os.sync()
+                            # On a disk, the previous run's log is written back before this one
+                            # starts, rather than during it; and the topic's leaders settle
+                            # (either client would otherwise spend part of its run retrying for
+                            # a leader).
+                            if not on_tmpfs:
+                                os.sync()
                             time.sleep(0.5)
                             if who == "weir":
                                 run = run_weir(client, bs, topic, size, acks, args.messages)
