@@ -1,13 +1,7 @@
 """The admin APIs that tools call besides the basics (issue 17): DescribeLogDirs and
-DescribeTopicPartitions through kafka-python's KafkaAdminClient, and GetTelemetrySubscriptions
-as librdkafka (confluent-kafka) asks for it."""
-
-import logging
-import queue
-import time
+DescribeTopicPartitions through kafka-python's KafkaAdminClient."""
 
 from kafka import KafkaAdminClient
-from confluent_kafka import Producer
 
 from interop_helpers import admin, create_topic, produce, topic_name
 
@@ -97,37 +91,3 @@ def test_describe_topic_partitions_pages_with_a_cursor(weir):
             assert (p["leader_id"], p["replica_nodes"], p["isr_nodes"]) == (m.leader, m.replicas, m.isrs), (p, m)
             assert p["leader_epoch"] >= 0 and p["offline_replicas"] == [], p
     assert whole["next_cursor"] is None
-
-
-def test_librdkafka_gets_an_empty_telemetry_subscription(weir):
-    """librdkafka (enable.metrics.push, on by default) asks a broker that offers
-    GetTelemetrySubscriptions for its subscription; with no metrics requested it schedules no
-    push, only asking again after the push interval (300 s = 300,000,000 microseconds)."""
-    bs = weir.bootstrap
-    t = topic_name("telemetry")
-    create_topic(bs, t, partitions=1)
-    lines: queue.Queue = queue.Queue()
-
-    class Collect(logging.Handler):
-        def emit(self, record):
-            lines.put(record.getMessage())
-
-    logger = logging.getLogger(f"librdkafka-{t}")
-    logger.setLevel(logging.DEBUG)
-    logger.addHandler(Collect())
-    p = Producer({"bootstrap.servers": bs, "debug": "telemetry", "logger": logger})
-    p.produce(t, b"v")
-    seen = []
-    handled = None
-    deadline = time.monotonic() + 20
-    while handled is None and time.monotonic() < deadline:
-        p.poll(0.2)
-        while not lines.empty():
-            line = lines.get()
-            seen.append(line)
-            if "Handled GetTelemetrySubscriptions" in line:
-                handled = line
-    assert p.flush(10) == 0
-    assert handled is not None, f"no GetTelemetrySubscriptions answer handled; telemetry log: {seen[-20:]}"
-    assert "err = Success" in handled and "metrics = 0" in handled, handled
-    assert "after 300000000 microseconds" in handled, handled

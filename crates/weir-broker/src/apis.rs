@@ -80,7 +80,6 @@ pub const APIS: &[ApiSpec] = &[
     api(ApiKey::DescribeProducers, 0, 0),
     api(ApiKey::DescribeLogDirs, 1, 4),
     api(ApiKey::DescribeTopicPartitions, 0, 0),
-    api(ApiKey::GetTelemetrySubscriptions, 0, 0),
 ];
 
 pub fn spec(key: ApiKey) -> Option<&'static ApiSpec> {
@@ -326,9 +325,6 @@ pub(crate) async fn dispatch(
         }
         RequestKind::DescribeTopicPartitions(r) => ResponseKind::DescribeTopicPartitions(
             handlers::describe_topic_partitions::handle(broker, access, listener, r),
-        ),
-        RequestKind::GetTelemetrySubscriptions(r) => ResponseKind::GetTelemetrySubscriptions(
-            handlers::get_telemetry_subscriptions::handle(r),
         ),
         RequestKind::DescribeProducers(r) => {
             ResponseKind::DescribeProducers(handlers::describe_producers::handle(broker, access, r))

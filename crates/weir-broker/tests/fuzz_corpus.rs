@@ -81,9 +81,6 @@ fn encode_default(api: ApiKey, version: i16) -> Option<Vec<u8>> {
                         .with_topic_name(TopicName(StrBytes::from_static_str("t"))),
                 )),
         ),
-        ApiKey::GetTelemetrySubscriptions => {
-            RequestKind::GetTelemetrySubscriptions(GetTelemetrySubscriptionsRequest::default())
-        }
         _ => return None,
     };
     body.encode(&mut buf, version).ok()?;
