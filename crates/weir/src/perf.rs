@@ -170,20 +170,32 @@ fn report(
     }
 }
 
-async fn producer(args: &LoadArgs) -> Result<Producer> {
+/// A run's producer settings: the flags, what `extra` sets, then `--producer-props` (which also
+/// decide idempotence).
+pub(crate) fn producer_config(
+    args: &LoadArgs,
+    extra: impl FnOnce(&mut ProducerConfig) -> Result<()>,
+) -> Result<ProducerConfig> {
     let mut config = ProducerConfig::new(&args.connect.bootstrap_server);
     config.client = args.connect.client()?;
     config.client.retries = u32::MAX;
-    config.acks = parse_acks(&args.acks)?;
-    config.idempotence = config.acks == weir_client::Acks::All;
     config.compression = parse_compression(&args.compression)?;
     config.linger = Duration::from_millis(args.linger_ms);
     config.batch_size = args.batch_size;
+    extra(&mut config)?;
     crate::produce::apply_producer_properties(
         &mut config,
         &args.producer_props,
         "--producer-props",
     )?;
+    Ok(config)
+}
+
+async fn producer(args: &LoadArgs) -> Result<Producer> {
+    let config = producer_config(args, |config| {
+        config.acks = parse_acks(&args.acks)?;
+        Ok(())
+    })?;
     Producer::new(config)
         .await
         .map_err(|e| crate::produce::start_failure(&args.connect.bootstrap_server, e))

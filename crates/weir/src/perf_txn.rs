@@ -8,28 +8,19 @@ use std::time::{Duration, Instant};
 
 use anyhow::{anyhow, Result};
 use hdrhistogram::Histogram;
-use weir_client::{ProducerConfig, ProducerRecord, TransactionalProducer};
+use weir_client::{ProducerRecord, TransactionalProducer};
 
-use crate::perf::{bar, histogram, LoadArgs};
-use crate::produce::parse_compression;
+use crate::perf::{bar, histogram, producer_config, LoadArgs};
 
 pub(crate) async fn run(args: &LoadArgs) -> Result<(u64, Duration, Histogram<u64>)> {
-    let mut config = ProducerConfig::new(&args.connect.bootstrap_server);
-    config.client = args.connect.client()?;
-    config.client.retries = u32::MAX;
-    config.compression = parse_compression(&args.compression)?;
-    config.linger = Duration::from_millis(args.linger_ms);
-    config.batch_size = args.batch_size;
-    config.transactional_id = Some(
-        args.transactional_id
-            .clone()
-            .unwrap_or_else(|| "performance-producer-default-transactional-id".into()),
-    );
-    crate::produce::apply_producer_properties(
-        &mut config,
-        &args.producer_props,
-        "--producer-props",
-    )?;
+    let config = producer_config(args, |config| {
+        config.transactional_id = Some(
+            args.transactional_id
+                .clone()
+                .unwrap_or_else(|| "performance-producer-default-transactional-id".into()),
+        );
+        Ok(())
+    })?;
     let producer = TransactionalProducer::new(config)
         .await
         .map_err(|e| anyhow!("cannot start a transactional producer: {e}"))?;
