@@ -150,7 +150,7 @@ class Node(WeirProcess):
     """One ``weir server`` process of a cluster, restartable in place."""
 
     def __init__(self, cluster: "Cluster", node_id: int, addr: str, roles: str = "broker,controller"):
-        port, self.cport = _free_ports(addr, 2)
+        port, self.cport, self.http_port = _free_ports(addr, 3)
         self.roles = roles
         self.is_broker = "broker" in roles
         self.is_controller = "controller" in roles
@@ -186,6 +186,7 @@ class Node(WeirProcess):
             "--listeners", ",".join(listeners),
             "--controller-quorum-voters", self.cluster.voters,
             "--log-dirs", str(self.log_dir),
+            *([f"--http-listeners=http://{self.addr}:{self.http_port}"] if self.is_broker else []),
             "--broker-heartbeat-interval-ms", "300",
             "--broker-session-timeout-ms", "2000",
             # One replica unless the test asks for more (a flag may be given only once).

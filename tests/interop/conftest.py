@@ -244,6 +244,12 @@ class Broker(WeirProcess):
         self.log_dir = tmp / "data"
         self.log_dir.mkdir(parents=True, exist_ok=True)
         self.extra_args = list(extra_args)
+        # /metrics, /health and /ready (each broker on a port of its own).
+        self.http_port = free_port()
+
+    @property
+    def http(self) -> str:
+        return f"http://127.0.0.1:{self.http_port}"
 
     def command(self) -> list[str]:
         return [
@@ -253,6 +259,8 @@ class Broker(WeirProcess):
             "--listeners", f"PLAINTEXT://{self.bootstrap}",
             "--log-dirs", str(self.log_dir),
             "--num-partitions", str(NUM_PARTITIONS),
+            *([] if any(str(a).startswith("--http-listeners") for a in self.extra_args)
+              else ["--http-listeners", self.http]),
             *self.extra_args,
         ]
 

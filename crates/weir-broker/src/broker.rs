@@ -106,6 +106,8 @@ pub struct Broker {
     pub(crate) txn_channels: crate::txn::markers::Channels,
     /// Threads for the logs' disk work (appends), off the async workers.
     pub(crate) io: IoThreads,
+    /// Requests, connections and parked operations, for `/metrics`.
+    pub(crate) requests: crate::metrics::RequestProbe,
     /// Set once a controlled shutdown began: heartbeats stop so the broker stays fenced.
     stopping: Mutex<bool>,
     /// This start of the process: a new incarnation gets a new broker epoch from the controller.
@@ -241,6 +243,7 @@ impl Broker {
             txns,
             txn_channels: Default::default(),
             io,
+            requests: Default::default(),
             stopping: Mutex::new(false),
             incarnation: Uuid::new_v4(),
             previous_broker_epoch,
@@ -407,6 +410,25 @@ impl Broker {
     }
 
     /// This incarnation's broker epoch (-1 before it registered).
+    /// Whether the broker serves its partitions: registered with the controller, unfenced,
+    /// not shutting down, and its log directory sound. `Err` says why not.
+    pub fn ready(&self) -> Result<(), &'static str> {
+        if self.log_dir_failed.load(Ordering::Acquire) {
+            return Err("the log directory failed");
+        }
+        if *self.stopping.lock().unwrap_or_else(|p| p.into_inner()) {
+            return Err("shutting down");
+        }
+        if self.broker_epoch() < 0 {
+            return Err("not registered with the controller yet");
+        }
+        match self.image().brokers.get(&self.node_id()) {
+            Some(b) if !b.fenced => Ok(()),
+            Some(_) => Err("fenced by the controller (catching up or recovering its logs)"),
+            None => Err("not in the cluster's metadata yet"),
+        }
+    }
+
     pub fn broker_epoch(&self) -> i64 {
         self.broker_epoch.load(Ordering::Acquire)
     }

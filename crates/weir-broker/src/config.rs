@@ -116,6 +116,10 @@ pub struct BrokerConfig {
     /// `log.max.open.files`: files of the logs open at once, whatever the partition count;
     /// `None` for a quarter of the process's open-files limit (see [`Self::log_open_files`]).
     pub log_max_open_files: Option<usize>,
+    /// `http.listeners`: where `/metrics`, `/health` and `/ready` are served. `None` for the
+    /// default ([`crate::http::DEFAULT_ADDR`], or a free port when that is taken); empty for
+    /// none.
+    pub http_listeners: Option<Vec<SocketAddr>>,
 }
 
 impl Default for BrokerConfig {
@@ -170,6 +174,7 @@ impl Default for BrokerConfig {
             replica_fetch_wait_max_ms: 500,
             replica_fetch_max_bytes: 1_048_576,
             log_max_open_files: None,
+            http_listeners: None,
         }
     }
 }

@@ -191,6 +191,9 @@ struct InFlight<'a> {
     /// on the I/O thread, not when replication answers it, so parked produces never keep replica
     /// fetches from being read.
     queued: Option<Queued>,
+    /// When the request was read, and the probe its answer is counted by.
+    started: Instant,
+    requests: &'a crate::metrics::RequestProbe,
 }
 
 /// Serves one connection until the client leaves, a frame is malformed, it idles too long, or
@@ -448,6 +451,8 @@ fn dispatch<'a>(
         correlation_id,
         answer: Box::pin(apis::dispatch(broker, request, session, slot)),
         queued,
+        started: Instant::now(),
+        requests: &broker.requests,
     };
     (entry, line)
 }
@@ -497,7 +502,11 @@ async fn answer(
     let (api, version) = (entry.api, entry.version);
     let body = match result {
         Ok(Some(body)) => body,
-        Ok(None) => return true, // acks=0: no answer
+        Ok(None) => {
+            // acks=0: no answer
+            entry.requests.answered(api, entry.started.elapsed());
+            return true;
+        }
         Err(e) => {
             tracing::warn!(%peer, ?api, version, error = %e, "closing connection");
             return false;
@@ -521,6 +530,7 @@ async fn answer(
         tracing::debug!(%peer, error = %e, "write failed; closing connection");
         return false;
     }
+    entry.requests.answered(api, entry.started.elapsed());
     true
 }
 

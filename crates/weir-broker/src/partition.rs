@@ -49,6 +49,8 @@ pub struct Partition {
     flush_queue: FlushQueue,
     /// KIP-890's check of first transactional batches (see `txn_gate`).
     txn_gate: Mutex<TxnGate>,
+    /// What `/metrics` reads of this partition's traffic.
+    pub(crate) probe: crate::metrics::PartitionProbe,
 }
 
 /// How a producer's append treats a transactional batch that would open a transaction here.
@@ -100,6 +102,7 @@ impl Partition {
         state: ReplicaState,
         clock: Clock,
         flush_queue: FlushQueue,
+        probe: crate::metrics::PartitionProbe,
     ) -> Partition {
         Partition {
             topic,
@@ -116,6 +119,7 @@ impl Partition {
             clock,
             flush_queue,
             txn_gate: Mutex::new(TxnGate::default()),
+            probe,
         }
     }
 
@@ -225,7 +229,8 @@ impl Partition {
             .ok()
             .filter(|h| h.is_transactional() && !h.is_control())
             .and_then(|h| h.producer());
-        self.append_leader_with(node_id, |log, epoch| {
+        let bytes = records.len();
+        let appended = self.append_leader_with(node_id, |log, epoch| {
             let Some((producer_id, _)) = transactional else {
                 return log.append_as_leader(records, epoch, now_ms);
             };
@@ -240,7 +245,13 @@ impl Partition {
                 self.txn_gate().appended(producer_id);
             }
             Ok(info)
-        })
+        });
+        if let Ok(Some((info, _))) = &appended {
+            if !info.duplicate {
+                self.probe.appended(bytes, info.records);
+            }
+        }
+        appended
     }
 
     /// Appends a transaction marker (the coordinator's commit or abort) as the leader, as
@@ -313,7 +324,9 @@ impl Partition {
         let Some(target) = self.log().sync_target()? else {
             return Ok(false);
         };
+        let started = Instant::now();
         let result = target.sync();
+        self.probe.fsynced(started.elapsed());
         let mut log = self.log();
         log.synced(&target, result)?;
         let moved = self.is_leader(me) && {
@@ -432,7 +445,10 @@ impl Partition {
         self.leader
             .store(BrokerId::to_wire(leader), Ordering::Release);
         self.leader_epoch.store(epoch.0, Ordering::Release);
-        self.isr_size.store(isr.len(), Ordering::Release);
+        let isr_before = self.isr_size.swap(isr.len(), Ordering::AcqRel);
+        if was_leading && leader == Some(me) {
+            self.probe.isr_changed(isr_before, isr.len());
+        }
         let end = log.log_end_offset();
         let outcome = self.state().on_image(
             me,

@@ -60,6 +60,8 @@ pub struct ReplicaManager {
     open_threads: usize,
     /// Set by [`ReplicaManager::close_all`]: no later metadata sync opens a log again.
     closed: AtomicBool,
+    /// What every partition's probe shares (fsync times, ISR changes).
+    probe: Arc<crate::metrics::ReplicaProbe>,
 }
 
 /// Builds a log's settings from a topic's effective configs.
@@ -192,6 +194,7 @@ impl ReplicaManager {
             timed_flushes: AtomicBool::new(false),
             open_threads: 1,
             closed: AtomicBool::new(false),
+            probe: Arc::default(),
         }
     }
 
@@ -273,6 +276,11 @@ impl ReplicaManager {
     }
 
     /// The directory holding the logs.
+    /// What the partitions' probes share, for `/metrics`.
+    pub(crate) fn probe(&self) -> Arc<crate::metrics::ReplicaProbe> {
+        self.probe.clone()
+    }
+
     pub fn data_dir(&self) -> &Path {
         &self.data_dir
     }
@@ -551,6 +559,7 @@ impl ReplicaManager {
                 state,
                 self.clock.clone(),
                 self.flush_queue.clone(),
+                crate::metrics::PartitionProbe::new(self.probe.clone()),
             ));
             partition.apply_image(self.node_id, leader, epoch, &replicas, &isr);
             self.map_mut()

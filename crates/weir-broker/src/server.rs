@@ -22,6 +22,8 @@ pub struct ServerHandle {
     pub local_addr: SocketAddr,
     /// Every listener's name and bound address, in the order configured.
     pub listeners: Vec<(String, SocketAddr)>,
+    /// Where the HTTP listeners (`/metrics`, `/health`, `/ready`) are bound.
+    pub http: Vec<SocketAddr>,
     pub broker: Arc<Broker>,
     shutdown: watch::Sender<bool>,
     tasks: JoinSet<()>,
@@ -87,6 +89,22 @@ pub async fn run(config: BrokerConfig) -> Result<ServerHandle, ServeError> {
         let addr = listener.local_addr().map_err(bind_err)?;
         bound.push((listener, addr));
     }
+    let mut http = Vec::new();
+    let (http_addrs, default) = match &config.http_listeners {
+        Some(addrs) => (addrs.clone(), false),
+        None => {
+            let addr = crate::http::DEFAULT_ADDR
+                .parse()
+                .map_err(|e| ServeError::Config(format!("http.listeners default: {e}")))?;
+            (vec![addr], true)
+        }
+    };
+    for addr in http_addrs {
+        let bind_err = |source| ServeError::Bind { addr, source };
+        let listener = crate::http::bind(addr, default).await.map_err(bind_err)?;
+        let local = listener.local_addr().map_err(bind_err)?;
+        http.push((listener, local));
+    }
     let addrs: Vec<SocketAddr> = bound.iter().map(|(_, a)| *a).collect();
     let broker = Broker::open(config, &addrs).await?;
     let (shutdown, shutdown_rx) = watch::channel(false);
@@ -104,12 +122,23 @@ pub async fn run(config: BrokerConfig) -> Result<ServerHandle, ServeError> {
             shutdown_rx.clone(),
         ));
     }
+    let mut http_bound = Vec::new();
+    for (listener, addr) in http {
+        tracing::info!(%addr, "HTTP listening: http://{addr}/metrics, /health, /ready");
+        http_bound.push(addr);
+        tasks.spawn(crate::http::serve(
+            listener,
+            broker.clone(),
+            shutdown_rx.clone(),
+        ));
+    }
     tasks.spawn(housekeeping(broker.clone(), shutdown_rx));
     let local_addr = addrs[0];
     tracing::info!(%local_addr, node_id = %broker.node_id(), data = %broker.config.log_dir.display(), "weir broker listening");
     Ok(ServerHandle {
         local_addr,
         listeners,
+        http: http_bound,
         broker,
         shutdown,
         tasks,
@@ -145,6 +174,7 @@ async fn accept_loop(
     mut shutdown: watch::Receiver<bool>,
 ) {
     let mut connections = JoinSet::new();
+    let open = broker.requests.connections(&context.name);
     loop {
         tokio::select! {
             accepted = listener.accept() => match accepted {
@@ -152,7 +182,8 @@ async fn accept_loop(
                     // Beyond max.connections (per IP): closed as soon as accepted.
                     let Some(slot) = limits.admit(peer) else { continue };
                     let _ = stream.set_nodelay(true);
-                    connections.spawn(connection::serve(
+                    let counted = crate::metrics::Counted::new(open.clone());
+                    let serve = connection::serve(
                         stream,
                         peer,
                         broker.clone(),
@@ -160,7 +191,11 @@ async fn accept_loop(
                         limits.clone(),
                         slot,
                         shutdown.clone(),
-                    ));
+                    );
+                    connections.spawn(async move {
+                        serve.await;
+                        drop(counted);
+                    });
                 }
                 Err(e) => {
                     tracing::warn!(error = %e, "accept failed");

@@ -88,6 +88,9 @@ pub(crate) struct GroupManager {
     all_loaded: tokio::sync::watch::Sender<u64>,
 }
 
+/// A group's committed offsets by (topic, partition).
+pub(crate) type GroupOffsets = Vec<((String, i32), i64)>;
+
 /// Committed offsets by topic, then partition (`None`: nothing committed).
 pub(crate) type TopicOffsets = Vec<(String, Vec<(i32, Option<OffsetValue>)>)>;
 
@@ -557,6 +560,19 @@ impl GroupManager {
         let (top, codes, outputs) = inner.coordinator.leave(group, members, weir_log::now_ms());
         self.handle_outputs(broker, &mut inner, outputs);
         (top, codes)
+    }
+
+    /// Every group this broker coordinates now, with its committed offsets (for `/metrics`).
+    pub(crate) fn committed_offsets(&self) -> Vec<(String, GroupOffsets)> {
+        self.lock()
+            .coordinator
+            .groups
+            .values()
+            .map(|g| {
+                let offsets = g.offsets.iter().map(|(k, v)| (k.clone(), v.offset));
+                (g.group_id.clone(), offsets.collect())
+            })
+            .collect()
     }
 
     /// A snapshot of a group for DescribeGroups and ListGroups.

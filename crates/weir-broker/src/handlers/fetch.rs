@@ -38,6 +38,8 @@ struct PartitionResult {
     /// Slices of records to send; `None` on errors. Either way the records field is written,
     /// empty when there is nothing.
     slices: Option<Vec<FileSlice>>,
+    /// The partition read, with the bytes and offsets read, for its probe.
+    read: Option<(Arc<crate::partition::Partition>, u64, u64)>,
 }
 
 struct TopicResult {
@@ -77,6 +79,7 @@ fn read_all(
                 log_start_offset: -1,
                 aborted: None,
                 slices: None,
+                read: None,
             };
             if refused.contains(&name) {
                 result.error_code = ResponseError::TopicAuthorizationFailed.code();
@@ -118,6 +121,7 @@ fn read_all(
                     .collect()
             });
             result.slices = read.slices;
+            result.read = Some((partition, read.bytes, read.offsets));
             partitions.push(result);
         }
         topics.push(TopicResult { name, partitions });
@@ -176,6 +180,7 @@ fn refuse_follower(version: i16, request: &FetchRequest) -> Body {
                     log_start_offset: -1,
                     aborted: None,
                     slices: None,
+                    read: None,
                 })
                 .collect(),
         })
@@ -190,6 +195,7 @@ pub(crate) async fn handle(
     request: FetchRequest,
 ) -> Body {
     let replica_id = request.replica_id.0.max(request.replica_state.replica_id.0);
+    let follower = replica_id >= 0;
     if replica_id >= 0 && !access.cluster(AclOperation::ClusterAction) {
         tracing::info!(
             replica_id,
@@ -246,22 +252,35 @@ pub(crate) async fn handle(
         };
         first = false;
         let Some(waiter) = &waiter else {
-            return Body::Chunks(encode(version, 0, &topics));
+            return sent(version, &topics, follower);
         };
         if total >= min_bytes || any_error || tokio::time::Instant::now() >= deadline {
-            return Body::Chunks(encode(version, 0, &topics));
+            return sent(version, &topics, follower);
         }
+        let _parked = broker.requests.park(crate::metrics::Purgatory::Fetch);
         // Park until one of its partitions changes or the wait is over, then read again.
         if tokio::time::timeout_at(deadline, waiter.notified())
             .await
             .is_err()
         {
             return match read_on_blocking_thread(broker, &request, version, false, None).await {
-                Some((topics, _, _)) => Body::Chunks(encode(version, 0, &topics)),
+                Some((topics, _, _)) => sent(version, &topics, follower),
                 None => failed(),
             };
         }
     }
+}
+
+/// The answer to send, with what it carries counted by each partition's probe.
+fn sent(version: i16, topics: &[TopicResult], follower: bool) -> Body {
+    for p in topics.iter().flat_map(|t| &t.partitions) {
+        if let Some((partition, bytes, offsets)) = &p.read {
+            if *bytes > 0 {
+                partition.probe.read(*bytes, *offsets, follower);
+            }
+        }
+    }
+    Body::Chunks(encode(version, 0, topics))
 }
 
 fn put_array_len(buf: &mut BytesMut, flexible: bool, n: usize) {
@@ -384,6 +403,7 @@ mod tests {
                             position: 3,
                             len: 4,
                         }]),
+                        read: None,
                     },
                     PartitionResult {
                         index: 1,
@@ -393,6 +413,7 @@ mod tests {
                         log_start_offset: -1,
                         aborted: None,
                         slices: None,
+                        read: None,
                     },
                 ],
             }];

@@ -221,6 +221,9 @@ pub(crate) async fn handle(
             }
         };
     }
+    // The request waits for the ISR once, counted as parked while it waits.
+    let _parked =
+        (!waits.is_empty()).then(|| broker.requests.park(crate::metrics::Purgatory::Produce));
     for (t, p, partition, epoch, last_offset) in waits {
         let code = partition
             .wait_replicated(broker.node_id(), epoch, last_offset, deadline)

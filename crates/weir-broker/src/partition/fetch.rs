@@ -44,6 +44,8 @@ pub(crate) struct FetchRead {
     /// Slices of records; `None` on errors.
     pub(crate) slices: Option<Vec<FileSlice>>,
     pub(crate) bytes: u64,
+    /// Offsets read past the fetch offset.
+    pub(crate) offsets: u64,
 }
 
 impl FetchRead {
@@ -56,6 +58,7 @@ impl FetchRead {
             aborted: None,
             slices: None,
             bytes: 0,
+            offsets: 0,
         }
     }
 }
@@ -106,10 +109,14 @@ impl Partition {
             aborted: None,
             slices: None,
             bytes: 0,
+            offsets: 0,
         };
         match log.read(ask.fetch_offset, ask.max_bytes, max_offset, ask.first) {
             Ok(info) => {
                 read.bytes = info.bytes;
+                read.offsets = info
+                    .end
+                    .map_or(0, |end| (end.0 - ask.fetch_offset.0).max(0) as u64);
                 // The aborts that overlap the batches returned, as Kafka bounds them.
                 if ask.read_committed && ask.follower.is_none() {
                     let upper = info.end.unwrap_or(ask.fetch_offset);

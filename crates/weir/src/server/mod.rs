@@ -178,6 +178,10 @@ pub(crate) struct ServerArgs {
     /// [default: a quarter of the open-files limit, from 64 to 10000].
     #[arg(long, env = "WEIR_LOG_MAX_OPEN_FILES")]
     log_max_open_files: Option<usize>,
+    /// http.listeners: where /metrics, /health and /ready are served, as http://HOST:PORT,...;
+    /// empty for none [default: http://127.0.0.1:8090, or a free port when that is taken].
+    #[arg(long, env = "WEIR_HTTP_LISTENERS")]
+    http_listeners: Option<String>,
     /// Any setting by its Kafka name, as NAME=VALUE, over the file's (as kafka-server-start's
     /// --override); for example --override ssl.keystore.location=/etc/weir/broker.pem.
     #[arg(long = "override", value_name = "NAME=VALUE")]
@@ -444,6 +448,9 @@ pub(crate) fn config_from(args: ServerArgs) -> Result<BrokerConfig> {
             bail!("log.max.open.files must be at least 16, not {n}");
         }
         config.log_max_open_files = Some(n);
+    }
+    if let Some(v) = s.pick::<String>(args.http_listeners, "http.listeners")? {
+        config.http_listeners = Some(settings::parse_http_listeners(&v)?);
     }
     if let Some(n) = s.pick(None::<i32>, "replica.fetch.max.bytes")? {
         if n < 1 {

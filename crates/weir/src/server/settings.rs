@@ -127,6 +127,7 @@ pub(super) const KNOWN_KEYS: &[&str] = &[
     "advertised.listeners",
     "log.dirs",
     "log.max.open.files",
+    "http.listeners",
     "log.dir",
     "num.partitions",
     "default.replication.factor",
@@ -176,3 +177,42 @@ pub(super) const KNOWN_KEYS: &[&str] = &[
     "transaction.abort.timed.out.transaction.cleanup.interval.ms",
     "transaction.partition.verification.enable",
 ];
+
+/// `http.listeners`: `http://HOST:PORT,...` (the scheme may be left out); empty for none.
+pub(super) fn parse_http_listeners(value: &str) -> Result<Vec<SocketAddr>> {
+    let mut out = Vec::new();
+    for entry in value.split(',').map(str::trim).filter(|e| !e.is_empty()) {
+        let (scheme, rest) = match entry.split_once("://") {
+            Some((scheme, rest)) => (scheme, rest),
+            None => ("http", entry),
+        };
+        if !scheme.eq_ignore_ascii_case("http") {
+            bail!("http.listeners: '{entry}' is not http://HOST:PORT (only plain HTTP is served)");
+        }
+        let addr = rest
+            .trim_end_matches('/')
+            .to_socket_addrs()
+            .ok()
+            .and_then(|mut a| a.next())
+            .ok_or_else(|| anyhow!("http.listeners: '{entry}' is not http://HOST:PORT"))?;
+        out.push(addr);
+    }
+    Ok(out)
+}
+
+#[cfg(test)]
+mod http_tests {
+    use super::parse_http_listeners;
+
+    #[test]
+    fn http_listeners_take_addresses_with_or_without_the_scheme() {
+        let a = parse_http_listeners("http://127.0.0.1:8090, 127.0.0.2:1").unwrap();
+        assert_eq!(a.len(), 2);
+        assert_eq!(a[0].to_string(), "127.0.0.1:8090");
+        assert_eq!(a[1].to_string(), "127.0.0.2:1");
+        assert!(parse_http_listeners("").unwrap().is_empty());
+        assert!(parse_http_listeners("https://127.0.0.1:1").is_err());
+        assert!(parse_http_listeners("http://127.0.0.1").is_err());
+        assert!(parse_http_listeners("http://127.0.0.1:99999").is_err());
+    }
+}

@@ -1,0 +1,126 @@
+//! The broker's HTTP listener (`http.listeners`): `/metrics` for Prometheus, `/health` (the
+//! process answers) and `/ready` (the broker serves its partitions). HTTP/1.1 through `hyper`.
+//!
+//! Limits: [`MAX_CONNECTIONS`] at once (more are closed as accepted), a request's head within
+//! [`HEAD_TIMEOUT`], and a connection closed after [`CONNECTION_LIFETIME`] (a scraper opens a
+//! new one).
+
+use std::convert::Infallible;
+use std::net::SocketAddr;
+use std::sync::Arc;
+use std::time::Duration;
+
+use bytes::Bytes;
+use http_body_util::Full;
+use hyper::body::Incoming;
+use hyper::{Method, Request, Response, StatusCode};
+use hyper_util::rt::{TokioIo, TokioTimer};
+use tokio::net::TcpListener;
+use tokio::sync::{watch, Semaphore};
+use tokio::task::JoinSet;
+
+use crate::broker::Broker;
+
+/// HTTP connections served at once.
+pub const MAX_CONNECTIONS: usize = 64;
+/// How long a request's head may take to arrive.
+pub const HEAD_TIMEOUT: Duration = Duration::from_secs(10);
+/// How long one connection is kept, however busy.
+pub const CONNECTION_LIFETIME: Duration = Duration::from_secs(120);
+
+/// The default of `http.listeners`: loopback only. When its port is taken, the broker listens
+/// on a free port instead and says where.
+pub const DEFAULT_ADDR: &str = "127.0.0.1:8090";
+
+/// Binds `addr`; for the default address, a taken port falls back to a free one.
+pub(crate) async fn bind(addr: SocketAddr, default: bool) -> std::io::Result<TcpListener> {
+    match TcpListener::bind(addr).await {
+        Err(e) if default && e.kind() == std::io::ErrorKind::AddrInUse => {
+            let any = SocketAddr::new(addr.ip(), 0);
+            let listener = TcpListener::bind(any).await?;
+            tracing::warn!(taken = %addr, instead = ?listener.local_addr().ok(),
+                "the default HTTP port is taken; listening on a free port instead");
+            Ok(listener)
+        }
+        other => other,
+    }
+}
+
+/// Serves HTTP on `listener` until `shutdown`.
+pub(crate) async fn serve(
+    listener: TcpListener,
+    broker: Arc<Broker>,
+    mut shutdown: watch::Receiver<bool>,
+) {
+    let slots = Arc::new(Semaphore::new(MAX_CONNECTIONS));
+    let mut connections = JoinSet::new();
+    loop {
+        tokio::select! {
+            accepted = listener.accept() => match accepted {
+                Ok((stream, _)) => {
+                    let Ok(slot) = slots.clone().try_acquire_owned() else {
+                        continue; // over the limit: closed as accepted
+                    };
+                    let broker = broker.clone();
+                    connections.spawn(async move {
+                        let service = hyper::service::service_fn(move |req| {
+                            let broker = broker.clone();
+                            async move { Ok::<_, Infallible>(route(&broker, &req).await) }
+                        });
+                        let connection = hyper::server::conn::http1::Builder::new()
+                            .timer(TokioTimer::new())
+                            .header_read_timeout(HEAD_TIMEOUT)
+                            .serve_connection(TokioIo::new(stream), service);
+                        let _ = tokio::time::timeout(CONNECTION_LIFETIME, connection).await;
+                        drop(slot);
+                    });
+                }
+                Err(e) => {
+                    tracing::warn!(error = %e, "HTTP accept failed");
+                    tokio::time::sleep(Duration::from_millis(50)).await;
+                }
+            },
+            Some(_) = connections.join_next(), if !connections.is_empty() => {}
+            _ = shutdown.changed() => break,
+        }
+    }
+    connections.shutdown().await;
+}
+
+async fn route(broker: &Arc<Broker>, req: &Request<Incoming>) -> Response<Full<Bytes>> {
+    if req.method() != Method::GET && req.method() != Method::HEAD {
+        return text(StatusCode::METHOD_NOT_ALLOWED, "only GET and HEAD\n");
+    }
+    match req.uri().path() {
+        "/metrics" => {
+            let broker = broker.clone();
+            match tokio::task::spawn_blocking(move || crate::metrics::render(&broker)).await {
+                Ok(body) => Response::builder()
+                    .header("content-type", crate::metrics::CONTENT_TYPE)
+                    .body(Full::new(Bytes::from(body)))
+                    .unwrap_or_else(|_| text(StatusCode::INTERNAL_SERVER_ERROR, "")),
+                Err(_) => text(StatusCode::INTERNAL_SERVER_ERROR, "metrics failed\n"),
+            }
+        }
+        "/health" => text(StatusCode::OK, "ok\n"),
+        "/ready" => match broker.ready() {
+            Ok(()) => text(StatusCode::OK, "ready\n"),
+            Err(why) => text(StatusCode::SERVICE_UNAVAILABLE, &format!("not ready: {why}\n")),
+        },
+        "/" => text(
+            StatusCode::OK,
+            "weir broker\n/metrics  Prometheus metrics\n/health   the process answers\n/ready    the broker serves its partitions\n",
+        ),
+        _ => text(StatusCode::NOT_FOUND, "not found\n"),
+    }
+}
+
+fn text(status: StatusCode, body: &str) -> Response<Full<Bytes>> {
+    let mut response = Response::new(Full::new(Bytes::from(body.to_string())));
+    *response.status_mut() = status;
+    response.headers_mut().insert(
+        hyper::header::CONTENT_TYPE,
+        hyper::header::HeaderValue::from_static("text/plain; charset=utf-8"),
+    );
+    response
+}
