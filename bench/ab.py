@@ -10,6 +10,10 @@ shared machine.
 
     python3 bench/ab.py --a /tmp/weir-before --b target/release/weir --reps 3
 
+With `--scrape-b SECONDS`, build B serves /metrics (`--http-listeners`) and is scraped that
+often during its runs, as Prometheus would (the metrics-cost comparison of issue 17). The builds
+run in alternating order, A first in even repetitions.
+
 A measurement, not a test: compare runs on the same machine only.
 """
 
@@ -24,7 +28,9 @@ import statistics
 import subprocess
 import sys
 import tempfile
+import threading
 import time
+import urllib.request
 from pathlib import Path
 
 ROOT = Path(__file__).resolve().parent.parent
@@ -75,21 +81,45 @@ def measure(pid: int, bootstrap: str, partitions: int, size: int, acks: str, mes
     }
 
 
-def run_once(binary: str, partitions: int, size: int, acks: str, messages: int) -> dict:
+def scraper(url: str, every: float, stop: threading.Event, counts: list) -> None:
+    """GETs `url` every `every` seconds until `stop`; counts the scrapes that answered."""
+    while not stop.wait(every):
+        try:
+            with urllib.request.urlopen(url, timeout=5) as r:
+                r.read()
+                counts.append(r.status)
+        except OSError as e:
+            print(f"scrape failed: {e}", file=sys.stderr)
+
+
+def run_once(binary: str, partitions: int, size: int, acks: str, messages: int,
+             scrape_every: float | None = None) -> dict:
     data = Path(tempfile.mkdtemp(prefix="weir-ab-"))
     port = free_port()
     env = {k: v for k, v in os.environ.items() if not k.startswith("WEIR_")}
     env["RUST_LOG"] = "warn"
+    http = []
+    if scrape_every is not None:
+        http_port = free_port()
+        http = ["--http-listeners", f"http://127.0.0.1:{http_port}"]
     with open(data / "broker.log", "wb") as log:
         broker = subprocess.Popen(
             [binary, "server", "--listeners", f"PLAINTEXT://127.0.0.1:{port}",
-             "--log-dirs", str(data / "data")],
+             "--log-dirs", str(data / "data"), *http],
             stdout=log, stderr=log, stdin=subprocess.DEVNULL, env=env,
         )
+    stop, scrapes = threading.Event(), []
     try:
         wait_listening(port)
-        return measure(broker.pid, f"127.0.0.1:{port}", partitions, size, acks, messages)
+        if scrape_every is not None:
+            threading.Thread(target=scraper, daemon=True, args=(
+                f"http://127.0.0.1:{http_port}/metrics", scrape_every, stop, scrapes)).start()
+        r = measure(broker.pid, f"127.0.0.1:{port}", partitions, size, acks, messages)
+        if scrape_every is not None:
+            r["scrapes"] = len(scrapes)
+        return r
     finally:
+        stop.set()
         broker.kill()
         broker.wait()
         shutil.rmtree(data, ignore_errors=True)
@@ -105,6 +135,8 @@ def main() -> None:
     ap.add_argument("--acks", default="1,all")
     ap.add_argument("--bytes", type=int, default=200_000_000,
                     help="bytes written per run (records = bytes / size)")
+    ap.add_argument("--scrape-b", type=float, default=None, metavar="SECONDS",
+                    help="serve /metrics on build B and scrape it this often")
     args = ap.parse_args()
 
     matrix = [(int(p), int(s), a) for p in args.partitions.split(",")
@@ -113,8 +145,9 @@ def main() -> None:
     for rep in range(args.reps):
         for partitions, size, acks in matrix:
             messages = args.bytes // size
-            for name, binary in (("a", args.a), ("b", args.b)):
-                r = run_once(binary, partitions, size, acks, messages)
+            builds = [("a", args.a, None), ("b", args.b, args.scrape_b)]
+            for name, binary, scrape in builds if rep % 2 == 0 else builds[::-1]:
+                r = run_once(binary, partitions, size, acks, messages, scrape)
                 results.setdefault((partitions, size, acks, name), []).append(r)
                 print(json.dumps({"rep": rep, "build": name, "partitions": partitions,
                                   "size": size, "acks": acks, **{k: round(v, 2) for k, v in r.items()}}),
@@ -125,8 +158,9 @@ def main() -> None:
             runs = results[(partitions, size, acks, name)]
             for key in ("produce", "fetch", "cpu_s_per_m"):
                 row[f"{name}_{key}"] = round(statistics.median(r[key] for r in runs), 2)
-        row["produce_b_over_a"] = round(row["b_produce"] / row["a_produce"], 2)
-        row["cpu_b_over_a"] = round(row["b_cpu_s_per_m"] / row["a_cpu_s_per_m"], 2)
+        row["produce_b_over_a"] = round(row["b_produce"] / row["a_produce"], 3)
+        row["fetch_b_over_a"] = round(row["b_fetch"] / row["a_fetch"], 3)
+        row["cpu_b_over_a"] = round(row["b_cpu_s_per_m"] / row["a_cpu_s_per_m"], 3)
         print(json.dumps(row), flush=True)
 
 
