@@ -10,6 +10,7 @@ use kafka_protocol::messages::{ApiKey, RequestKind, ResponseKind};
 use crate::broker::Broker;
 use crate::frame::{Body, RequestFrame};
 use crate::handlers;
+use crate::quota::Kind;
 
 /// One implemented API and the versions its handler supports.
 #[derive(Debug, Clone, Copy)]
@@ -78,6 +79,9 @@ pub const APIS: &[ApiSpec] = &[
     api(ApiKey::DescribeTransactions, 0, 0),
     api(ApiKey::ListTransactions, 0, 1),
     api(ApiKey::DescribeProducers, 0, 0),
+    api(ApiKey::DescribeClientQuotas, 0, 1),
+    api(ApiKey::AlterClientQuotas, 0, 1),
+    api(ApiKey::UpdateFeatures, 0, 1),
     api(ApiKey::DescribeLogDirs, 1, 4),
     api(ApiKey::DescribeTopicPartitions, 0, 0),
 ];
@@ -156,6 +160,28 @@ pub(crate) fn decode(
         .map_err(|e| malformed(e.to_string()))
 }
 
+/// Counts a produce request's bytes against its client's byte-rate quota; the throttle its
+/// answer tells (in ms, with the request quota's), which the connection waits out too.
+fn produce_throttle(
+    broker: &Broker,
+    session: &crate::security::Session,
+    client_id: &str,
+    size: usize,
+) -> i32 {
+    let image = broker.image();
+    if image.quotas.is_empty() {
+        return 0;
+    }
+    let client = session.quota_client(client_id);
+    let now = std::time::Instant::now();
+    let quotas = &broker.quotas;
+    let wait = quotas
+        .record(&image.quotas, Kind::Produce, client, size as f64, now)
+        .max(quotas.pending(&image.quotas, Kind::Request, client, now));
+    session.throttle(wait);
+    wait.as_millis().min(i32::MAX as u128) as i32
+}
+
 pub(crate) async fn dispatch(
     broker: &Arc<Broker>,
     request: RequestFrame,
@@ -170,6 +196,8 @@ pub(crate) async fn dispatch(
         mut body,
     } = request;
     let version = header.request_api_version;
+    let size = body.len();
+    let client_id = header.client_id.as_deref().unwrap_or("");
     let access = broker.access(session);
     let decoded = match decode(api, version, &mut body)? {
         Decoded::Request(decoded) => decoded,
@@ -200,20 +228,33 @@ pub(crate) async fn dispatch(
     }
     let access = &access;
     let response = match decoded {
-        RequestKind::ApiVersions(_) => ResponseKind::ApiVersions(handlers::api_versions::handle()),
+        RequestKind::ApiVersions(_) => {
+            ResponseKind::ApiVersions(handlers::api_versions::handle(&broker.image()))
+        }
+        RequestKind::DescribeClientQuotas(r) => {
+            ResponseKind::DescribeClientQuotas(handlers::client_quotas::describe(broker, access, r))
+        }
+        RequestKind::AlterClientQuotas(r) => {
+            ResponseKind::AlterClientQuotas(handlers::client_quotas::alter(broker, access, r).await)
+        }
+        RequestKind::UpdateFeatures(r) => ResponseKind::UpdateFeatures(
+            handlers::update_features::handle(broker, access, version, r).await,
+        ),
         RequestKind::Metadata(r) => ResponseKind::Metadata(
             handlers::metadata::handle(broker, access, listener, version, r).await,
         ),
         RequestKind::Produce(r) => {
+            let throttle = produce_throttle(broker, session, client_id, size);
             match handlers::produce::handle(broker, access, version, r, peer, held).await {
-                Some(resp) => ResponseKind::Produce(resp),
+                Some(resp) => ResponseKind::Produce(resp.with_throttle_time_ms(throttle)),
                 None => return Ok(None),
             }
         }
         RequestKind::Fetch(r) => {
+            let client = session.quota_client(client_id);
             return Ok(Some(
-                handlers::fetch::handle(broker, access, version, r).await,
-            ))
+                handlers::fetch::handle(broker, access, version, r, session, client).await,
+            ));
         }
         RequestKind::ListOffsets(r) => {
             let (broker, access) = (broker.clone(), access.clone());
@@ -356,6 +397,12 @@ pub(crate) async fn dispatch(
         RequestKind::DescribeGroups(r) => ResponseKind::DescribeGroups(
             handlers::describe_groups::handle(broker, access, version, r).await,
         ),
+        // group.version 0 turns the consumer group protocol off (KIP-848).
+        RequestKind::ConsumerGroupHeartbeat(_) | RequestKind::ConsumerGroupDescribe(_)
+            if !handlers::api_versions::offered(&broker.image(), api) =>
+        {
+            handlers::api_versions::protocol_off(decoded)
+        }
         RequestKind::ConsumerGroupHeartbeat(r) => ResponseKind::ConsumerGroupHeartbeat(
             handlers::consumer_group_heartbeat::handle(broker, &header, peer, access, version, r)
                 .await,

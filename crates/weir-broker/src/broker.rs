@@ -108,6 +108,8 @@ pub struct Broker {
     pub(crate) io: IoThreads,
     /// Requests, connections and parked operations, for `/metrics`.
     pub(crate) requests: crate::metrics::RequestProbe,
+    /// Clients' use of their quotas.
+    pub(crate) quotas: crate::quota::QuotaManager,
     /// Set once a controlled shutdown began: heartbeats stop so the broker stays fenced.
     stopping: Mutex<bool>,
     /// This start of the process: a new incarnation gets a new broker epoch from the controller.
@@ -244,6 +246,7 @@ impl Broker {
             txn_channels: Default::default(),
             io,
             requests: Default::default(),
+            quotas: Default::default(),
             stopping: Mutex::new(false),
             incarnation: Uuid::new_v4(),
             previous_broker_epoch,

@@ -20,9 +20,9 @@ use std::collections::{HashMap, VecDeque};
 use std::future::Future;
 use std::net::{IpAddr, SocketAddr};
 use std::pin::Pin;
-use std::sync::atomic::{AtomicUsize, Ordering};
+use std::sync::atomic::{AtomicU64, AtomicUsize, Ordering};
 use std::sync::{Arc, Mutex};
-use std::task::Poll;
+use std::task::{Context, Poll};
 use std::time::{Duration, Instant};
 
 use kafka_protocol::messages::ApiKey;
@@ -194,6 +194,51 @@ struct InFlight<'a> {
     /// When the request was read, and the probe its answer is counted by.
     started: Instant,
     requests: &'a crate::metrics::RequestProbe,
+    /// Time spent handling it on this thread (its polls), for the request quota.
+    spent: Arc<AtomicU64>,
+    broker: &'a Broker,
+    session: &'a Session,
+    client_id: Option<kafka_protocol::protocol::StrBytes>,
+}
+
+impl InFlight<'_> {
+    /// Counts the request's handling time against its client's request quota; how long the
+    /// client must wait (the connection is throttled that long).
+    fn charge_request_time(&self) -> Duration {
+        let spent = Duration::from_nanos(self.spent.load(Ordering::Relaxed));
+        let image = self.broker.image();
+        if image.quotas.is_empty() {
+            return Duration::ZERO;
+        }
+        let client_id = self.client_id.as_deref().unwrap_or("");
+        let wait = self.broker.quotas.record(
+            &image.quotas,
+            crate::quota::Kind::Request,
+            self.session.quota_client(client_id),
+            spent.as_secs_f64(),
+            Instant::now(),
+        );
+        self.session.throttle(wait);
+        wait
+    }
+}
+
+/// A future with the time spent in its polls added up.
+struct Timed<F> {
+    inner: Pin<Box<F>>,
+    spent: Arc<AtomicU64>,
+}
+
+impl<F: Future> Future for Timed<F> {
+    type Output = F::Output;
+
+    fn poll(mut self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<F::Output> {
+        let began = Instant::now();
+        let out = self.inner.as_mut().poll(cx);
+        let took = began.elapsed().as_nanos().min(u128::from(u64::MAX)) as u64;
+        self.spent.fetch_add(took, Ordering::Relaxed);
+        out
+    }
 }
 
 /// Serves one connection until the client leaves, a frame is malformed, it idles too long, or
@@ -218,6 +263,7 @@ pub(crate) async fn serve(
         peer,
         listener,
         principal,
+        throttled_until: Default::default(),
     };
     let socket_max = broker.config.socket_request_max_bytes;
     let mut reader = FrameReader::new(socket_max.min(authenticate::MAX_AUTH_FRAME));
@@ -317,6 +363,7 @@ pub(crate) async fn serve(
             }
             frame = async {
                 limits.room_for_requests().await;
+                session.throttled().await;
                 reader.next(&mut read).await
             }, if can_read => {
                 let request = match frame.and_then(frame::parse_request) {
@@ -445,14 +492,23 @@ fn dispatch<'a>(
     } else {
         (None, Some(queued), None)
     };
+    let client_id = request.header.client_id.clone();
+    let spent = Arc::new(AtomicU64::new(0));
     let entry = InFlight {
         api,
         version,
         correlation_id,
-        answer: Box::pin(apis::dispatch(broker, request, session, slot)),
+        answer: Box::pin(Timed {
+            inner: Box::pin(apis::dispatch(broker, request, session, slot)),
+            spent: spent.clone(),
+        }),
         queued,
         started: Instant::now(),
         requests: &broker.requests,
+        spent,
+        broker,
+        session,
+        client_id,
     };
     (entry, line)
 }
@@ -500,11 +556,12 @@ async fn answer(
     result: Result<Option<Body>, DispatchError>,
 ) -> bool {
     let (api, version) = (entry.api, entry.version);
-    let body = match result {
+    let mut body = match result {
         Ok(Some(body)) => body,
         Ok(None) => {
             // acks=0: no answer
             entry.requests.answered(api, entry.started.elapsed());
+            entry.charge_request_time();
             return true;
         }
         Err(e) => {
@@ -512,6 +569,10 @@ async fn answer(
             return false;
         }
     };
+    let wait = entry.charge_request_time();
+    if !wait.is_zero() {
+        body.throttle(api, wait.as_millis().min(i32::MAX as u128) as i32);
+    }
     // An ApiVersions request of a version we do not know is answered in v0 (KIP-511).
     let unsupported = apis::spec(api).is_none_or(|s| version > s.max);
     let version = if api == ApiKey::ApiVersions && unsupported {

@@ -171,6 +171,49 @@ pub(crate) enum Body {
     Chunks(Vec<Chunk>),
 }
 
+impl Body {
+    /// Raises the answer's `throttle_time_ms` to at least `ms` (a quota's throttle, KIP-219),
+    /// for the answers a throttled client gets most: produce, fetch (whose framed body starts
+    /// with it), metadata, offsets and group heartbeats. Others keep theirs; the connection is
+    /// throttled all the same.
+    pub(crate) fn throttle(&mut self, api: ApiKey, ms: i32) {
+        macro_rules! raise {
+            ($kind:expr, $($variant:ident),*) => {
+                match $kind {
+                    $(ResponseKind::$variant(r) => r.throttle_time_ms = r.throttle_time_ms.max(ms),)*
+                    _ => {}
+                }
+            };
+        }
+        match self {
+            Body::Message(kind) => raise!(
+                &mut **kind,
+                Produce,
+                Metadata,
+                ListOffsets,
+                OffsetCommit,
+                OffsetFetch,
+                Heartbeat,
+                ConsumerGroupHeartbeat,
+                FindCoordinator,
+                JoinGroup,
+                SyncGroup
+            ),
+            Body::Chunks(chunks) if api == ApiKey::Fetch => {
+                if let Some(Chunk::Bytes(first)) = chunks.first_mut() {
+                    if first.len() >= 4 {
+                        let was = i32::from_be_bytes([first[0], first[1], first[2], first[3]]);
+                        let mut raised = bytes::BytesMut::from(&first[..]);
+                        raised[..4].copy_from_slice(&was.max(ms).to_be_bytes());
+                        *first = raised.freeze();
+                    }
+                }
+            }
+            Body::Chunks(_) => {}
+        }
+    }
+}
+
 /// Encodes the response header and body into chunks, with the size prefix first.
 pub(crate) fn encode_response(
     api: ApiKey,

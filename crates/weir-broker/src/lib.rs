@@ -27,6 +27,7 @@ mod io_threads;
 pub mod metrics;
 pub mod partition;
 mod partition_dirs;
+mod quota;
 pub mod replica_manager;
 mod replication;
 #[cfg(test)]

@@ -98,6 +98,15 @@ pub enum ControllerOp {
     DeleteAcls {
         filters: Vec<crate::acl::AclFilter>,
     },
+    /// AlterClientQuotas: the handler has checked each entity, key and value; `None` removes.
+    AlterClientQuotas {
+        entries: Vec<crate::quotas::QuotaChange>,
+    },
+    /// UpdateFeatures: every update is checked again against the image here; one refused
+    /// refuses them all.
+    UpdateFeatures {
+        updates: Vec<(String, i16, crate::features::UpgradeType)>,
+    },
     /// A broker is alive. A fenced broker is unfenced by it.
     Heartbeat {
         broker_id: BrokerId,
@@ -283,6 +292,23 @@ impl ControllerOp {
             }
             ControllerOp::CreateAcls { acls } => {
                 Ok((Outcome::Done, crate::acl::plan_create(image, acls)))
+            }
+            ControllerOp::AlterClientQuotas { entries } => {
+                let records = entries
+                    .iter()
+                    .flat_map(|(entity, ops)| crate::quotas::plan_alter(&image.quotas, entity, ops))
+                    .collect();
+                Ok((Outcome::Done, records))
+            }
+            ControllerOp::UpdateFeatures { updates } => {
+                let records = updates
+                    .iter()
+                    .map(|(name, level, how)| {
+                        crate::features::check_update(&image.features, name, *level, *how)
+                    })
+                    .collect::<std::result::Result<Vec<_>, String>>()
+                    .map_err(MetaError::InvalidRequest)?;
+                Ok((Outcome::Done, records))
             }
             ControllerOp::DeleteAcls { filters } => {
                 let (matched, records) = crate::acl::plan_delete(image, filters);

@@ -103,6 +103,11 @@ pub struct MetadataImage {
     pub scram_bootstrapped: bool,
     /// Every ACL, shared between versions until one changes them.
     pub acls: Arc<Acls>,
+    /// Client quotas by the entity they are set on, then key.
+    pub quotas: Arc<crate::quotas::Quotas>,
+    /// Feature levels finalized by UpdateFeatures; a feature not here is at its default
+    /// level (see `crate::features`).
+    pub features: BTreeMap<String, i16>,
     /// The cluster id (Kafka's `cluster.id`), once the first controller has chosen it.
     pub cluster_id: Option<String>,
     /// The image's version: the index of the last metadata-log entry applied to it (set by the
@@ -237,6 +242,28 @@ impl MetadataImage {
                 Arc::make_mut(&mut self.acls).insert(*id, acl.clone())
             }
             MetadataRecord::RemoveAcl { id } => Arc::make_mut(&mut self.acls).remove(*id),
+            MetadataRecord::ClientQuota { entity, key, value } => {
+                let quotas = Arc::make_mut(&mut self.quotas);
+                match value {
+                    Some(v) => {
+                        quotas
+                            .entry(entity.clone())
+                            .or_default()
+                            .insert(key.clone(), *v);
+                    }
+                    None => {
+                        if let Some(values) = quotas.get_mut(entity) {
+                            values.remove(key);
+                            if values.is_empty() {
+                                quotas.remove(entity);
+                            }
+                        }
+                    }
+                }
+            }
+            MetadataRecord::FeatureLevel { name, level } => {
+                self.features.insert(name.clone(), *level);
+            }
         }
     }
 
@@ -391,6 +418,21 @@ impl MetadataImage {
                 acl: acl.clone(),
             });
         }
+        for (entity, values) in self.quotas.iter() {
+            for (key, value) in values {
+                out.push(MetadataRecord::ClientQuota {
+                    entity: entity.clone(),
+                    key: key.clone(),
+                    value: Some(*value),
+                });
+            }
+        }
+        for (name, level) in &self.features {
+            out.push(MetadataRecord::FeatureLevel {
+                name: name.clone(),
+                level: *level,
+            });
+        }
         out
     }
 }
@@ -411,6 +453,37 @@ mod tests {
             removing_replicas: Vec::new(),
             recovery: Vec::new(),
         }
+    }
+
+    #[test]
+    fn quotas_and_features_survive_a_snapshot() {
+        use crate::quotas::{EntityName, QuotaEntity};
+        let mut image = with_topics(&[("a", 1)]);
+        let alice = QuotaEntity {
+            user: Some(EntityName::Name("alice".into())),
+            client_id: Some(EntityName::Default),
+        };
+        let set = |key: &str, value| MetadataRecord::ClientQuota {
+            entity: alice.clone(),
+            key: key.into(),
+            value,
+        };
+        image.apply(&set("producer_byte_rate", Some(1024.0)));
+        image.apply(&set("consumer_byte_rate", Some(2048.0)));
+        image.apply(&set("producer_byte_rate", None));
+        image.apply(&MetadataRecord::FeatureLevel {
+            name: "group.version".into(),
+            level: 0,
+        });
+        assert_eq!(image.quotas[&alice].len(), 1);
+        let mut rebuilt = MetadataImage::default();
+        for r in image.to_records() {
+            rebuilt.apply(&r);
+        }
+        assert_eq!(rebuilt.quotas, image.quotas);
+        assert_eq!(rebuilt.features.get("group.version"), Some(&0));
+        image.apply(&set("consumer_byte_rate", None));
+        assert!(image.quotas.is_empty(), "an entity without quotas is gone");
     }
 
     fn with_topics(topics: &[(&str, u128)]) -> MetadataImage {

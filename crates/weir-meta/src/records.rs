@@ -169,4 +169,15 @@ pub enum MetadataRecord {
     RemoveAcl {
         id: Uuid,
     },
+    /// A client quota set (`value: Some`) or removed (KRaft's `ClientQuotaRecord`).
+    ClientQuota {
+        entity: crate::quotas::QuotaEntity,
+        key: String,
+        value: Option<f64>,
+    },
+    /// A feature's finalized level (KRaft's `FeatureLevelRecord`); 0 turns it off.
+    FeatureLevel {
+        name: String,
+        level: i16,
+    },
 }

@@ -138,7 +138,9 @@ pub(super) async fn authenticate(
         };
         match (decoded, &mut phase) {
             (RequestKind::ApiVersions(_), _) => {
-                let answer = ResponseKind::ApiVersions(crate::handlers::api_versions::handle());
+                let answer = ResponseKind::ApiVersions(crate::handlers::api_versions::handle(
+                    &broker.image(),
+                ));
                 send(write, api, version, correlation, answer).await?;
             }
             (RequestKind::SaslHandshake(_), Phase::Start) if reauthenticating && version == 0 => {

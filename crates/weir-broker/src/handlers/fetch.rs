@@ -21,7 +21,9 @@ use weir_types::LeaderEpoch;
 use crate::broker::Broker;
 use crate::frame::{Body, Chunk};
 use crate::partition::FetchAsk;
+use crate::quota::{Client, Kind, QuotaManager};
 use crate::security::authorizer::Access;
+use crate::security::Session;
 use weir_meta::acl::AclOperation;
 
 /// Longest a fetch may park, whatever the client asks.
@@ -192,10 +194,65 @@ pub(crate) async fn handle(
     broker: &Arc<Broker>,
     access: &Access,
     version: i16,
-    request: FetchRequest,
+    mut request: FetchRequest,
+    session: &Session,
+    client: Client<'_>,
 ) -> Body {
     let replica_id = request.replica_id.0.max(request.replica_state.replica_id.0);
     let follower = replica_id >= 0;
+    // A consumer over its byte-rate or request quota gets an empty answer and waits; one within
+    // it gets at most one burst of its byte rate, and is throttled after the answer if that
+    // took it over.
+    let quota = if follower {
+        None
+    } else {
+        let image = broker.image();
+        (!image.quotas.is_empty()).then_some(image)
+    };
+    if let Some(image) = &quota {
+        let now = std::time::Instant::now();
+        let wait = broker
+            .quotas
+            .pending(&image.quotas, Kind::Fetch, client, now)
+            .max(
+                broker
+                    .quotas
+                    .pending(&image.quotas, Kind::Request, client, now),
+            );
+        if !wait.is_zero() {
+            session.throttle(wait);
+            return Body::Chunks(encode_throttled(version, 0, millis(wait), &[]));
+        }
+        if let Some(burst) = QuotaManager::burst(&image.quotas, Kind::Fetch, client) {
+            let burst = i32::try_from(burst).unwrap_or(i32::MAX);
+            request.max_bytes = if request.max_bytes > 0 {
+                request.max_bytes.min(burst)
+            } else {
+                burst
+            };
+        }
+    }
+    let finish = |topics: &[TopicResult]| {
+        let mut throttle = 0;
+        if let Some(image) = &quota {
+            let bytes: u64 = topics
+                .iter()
+                .flat_map(|t| &t.partitions)
+                .filter_map(|p| p.read.as_ref())
+                .map(|r| r.1)
+                .sum();
+            let wait = broker.quotas.record(
+                &image.quotas,
+                Kind::Fetch,
+                client,
+                bytes as f64,
+                std::time::Instant::now(),
+            );
+            session.throttle(wait);
+            throttle = millis(wait);
+        }
+        sent(version, topics, follower, throttle)
+    };
     if replica_id >= 0 && !access.cluster(AclOperation::ClusterAction) {
         tracing::info!(
             replica_id,
@@ -252,10 +309,10 @@ pub(crate) async fn handle(
         };
         first = false;
         let Some(waiter) = &waiter else {
-            return sent(version, &topics, follower);
+            return finish(&topics);
         };
         if total >= min_bytes || any_error || tokio::time::Instant::now() >= deadline {
-            return sent(version, &topics, follower);
+            return finish(&topics);
         }
         let _parked = broker.requests.park(crate::metrics::Purgatory::Fetch);
         // Park until one of its partitions changes or the wait is over, then read again.
@@ -264,7 +321,7 @@ pub(crate) async fn handle(
             .is_err()
         {
             return match read_on_blocking_thread(broker, &request, version, false, None).await {
-                Some((topics, _, _)) => sent(version, &topics, follower),
+                Some((topics, _, _)) => finish(&topics),
                 None => failed(),
             };
         }
@@ -272,7 +329,7 @@ pub(crate) async fn handle(
 }
 
 /// The answer to send, with what it carries counted by each partition's probe.
-fn sent(version: i16, topics: &[TopicResult], follower: bool) -> Body {
+fn sent(version: i16, topics: &[TopicResult], follower: bool, throttle_time_ms: i32) -> Body {
     for p in topics.iter().flat_map(|t| &t.partitions) {
         if let Some((partition, bytes, offsets)) = &p.read {
             if *bytes > 0 {
@@ -280,7 +337,11 @@ fn sent(version: i16, topics: &[TopicResult], follower: bool) -> Body {
             }
         }
     }
-    Body::Chunks(encode(version, 0, topics))
+    Body::Chunks(encode_throttled(version, 0, throttle_time_ms, topics))
+}
+
+fn millis(d: Duration) -> i32 {
+    d.as_millis().min(i32::MAX as u128) as i32
 }
 
 fn put_array_len(buf: &mut BytesMut, flexible: bool, n: usize) {
@@ -301,10 +362,20 @@ fn put_uvarint(buf: &mut BytesMut, mut v: u64) {
 
 /// Frames a FetchResponse body (v4-v12) as chunks: bytes for the fields, file slices for records.
 fn encode(version: i16, error_code: i16, topics: &[TopicResult]) -> Vec<Chunk> {
+    encode_throttled(version, error_code, 0, topics)
+}
+
+/// [`encode`] with a throttle time (KIP-219).
+fn encode_throttled(
+    version: i16,
+    error_code: i16,
+    throttle_time_ms: i32,
+    topics: &[TopicResult],
+) -> Vec<Chunk> {
     let flexible = version >= 12;
     let mut chunks = Vec::new();
     let mut buf = BytesMut::with_capacity(256);
-    buf.put_i32(0); // throttle_time_ms
+    buf.put_i32(throttle_time_ms);
     if version >= 7 {
         buf.put_i16(error_code);
         buf.put_i32(0); // session_id: no session

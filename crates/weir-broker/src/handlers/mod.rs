@@ -5,6 +5,7 @@ pub(crate) mod add_offsets_to_txn;
 pub(crate) mod add_partitions_to_txn;
 pub(crate) mod alter_configs;
 pub(crate) mod api_versions;
+pub(crate) mod client_quotas;
 pub(crate) mod cluster_access;
 pub(crate) mod consumer_group_describe;
 pub(crate) mod consumer_group_heartbeat;
@@ -42,6 +43,7 @@ pub(crate) mod produce;
 pub(crate) mod scram_credentials;
 pub(crate) mod sync_group;
 pub(crate) mod txn_offset_commit;
+pub(crate) mod update_features;
 pub(crate) mod write_txn_markers;
 
 use kafka_protocol::protocol::StrBytes;

@@ -104,4 +104,41 @@ pub(crate) struct Session {
     pub(crate) peer: SocketAddr,
     pub(crate) listener: Arc<Listener>,
     pub(crate) principal: Principal,
+    /// Until when the connection reads no request: a client over a quota is throttled (KIP-219).
+    pub(crate) throttled_until: Arc<std::sync::Mutex<Option<tokio::time::Instant>>>,
+}
+
+impl Session {
+    /// Reads no further request of this connection for `wait` (or until an earlier throttle
+    /// ends, if later).
+    pub(crate) fn throttle(&self, wait: std::time::Duration) {
+        if wait.is_zero() {
+            return;
+        }
+        let until = tokio::time::Instant::now() + wait;
+        let mut slot = self
+            .throttled_until
+            .lock()
+            .unwrap_or_else(|p| p.into_inner());
+        *slot = Some(slot.map_or(until, |u| u.max(until)));
+    }
+
+    /// Waits out the connection's throttle, if any.
+    pub(crate) async fn throttled(&self) {
+        let until = *self
+            .throttled_until
+            .lock()
+            .unwrap_or_else(|p| p.into_inner());
+        if let Some(until) = until {
+            tokio::time::sleep_until(until).await;
+        }
+    }
+
+    /// The connection as quotas see it: its user and the request's client id.
+    pub(crate) fn quota_client<'a>(&'a self, client_id: &'a str) -> crate::quota::Client<'a> {
+        crate::quota::Client {
+            user: &self.principal.name,
+            client_id,
+        }
+    }
 }
