@@ -247,3 +247,46 @@ def read_for(c: Consumer, seconds: float, until: int | None = None) -> int:
         if m is not None and m.error() is None:
             got += 1
     return got
+
+
+def test_weir_configs_sets_quotas_that_kafka_python_reads(weir):
+    from conftest import weir_bin
+    import subprocess
+
+    def cli(*args):
+        return subprocess.run([str(weir_bin()), "configs", "--bootstrap-server", weir.bootstrap, *args],
+                              capture_output=True, text=True, timeout=60)
+
+    done = cli("--alter", "--entity-type", "clients", "--entity-name", "etl",
+               "--add-config", "producer_byte_rate=1048576,consumer_byte_rate=2097152")
+    assert done.returncode == 0, done.stderr
+    assert cli("--alter", "--entity-type", "users", "--entity-default",
+               "--add-config", "request_percentage=50").returncode == 0
+    a = kp_admin(weir.bootstrap)
+    try:
+        assert describe(a, []) == {
+            (("client-id", "etl"),): {"producer_byte_rate": 1048576.0, "consumer_byte_rate": 2097152.0},
+            (("user", None),): {"request_percentage": 50.0},
+        }
+    finally:
+        a.close()
+    shown = cli("--describe", "--entity-type", "clients", "--entity-name", "etl")
+    assert shown.returncode == 0, shown.stderr
+    assert shown.stdout.strip() == ("Quota configs for client-id 'etl' are "
+                                    "consumer_byte_rate=2097152.0, producer_byte_rate=1048576.0"), shown.stdout
+    assert cli("--alter", "--entity-type", "clients", "--entity-name", "etl",
+               "--delete-config", "producer_byte_rate").returncode == 0
+    shown = cli("--describe", "--entity-type", "clients", "--entity-name", "etl")
+    assert shown.stdout.strip().endswith("are consumer_byte_rate=2097152.0"), shown.stdout
+    # A user with a quota and no SCRAM credential is described by its quotas.
+    assert cli("--alter", "--entity-type", "users", "--entity-name", "alice",
+               "--add-config", "producer_byte_rate=1000").returncode == 0
+    shown = cli("--describe", "--entity-type", "users", "--entity-name", "alice")
+    assert shown.returncode == 0, shown.stderr
+    assert shown.stdout.strip() == "Quota configs for user-principal 'alice' are producer_byte_rate=1000.0"
+    bad = cli("--alter", "--entity-type", "clients", "--entity-name", "etl",
+              "--add-config", "producer_byte_rate=fast")
+    assert bad.returncode != 0 and len(bad.stderr.strip().splitlines()) == 1, bad.stderr
+    bad = cli("--alter", "--entity-type", "clients", "--entity-name", "etl",
+              "--add-config", "controller_mutation_rate=5")
+    assert bad.returncode != 0 and "controller_mutation_rate" in bad.stderr, bad.stderr

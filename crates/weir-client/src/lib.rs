@@ -23,6 +23,7 @@ mod consumer;
 mod error;
 pub mod partitioner;
 mod producer;
+mod quotas;
 mod sasl;
 mod security;
 mod transaction;
@@ -47,6 +48,7 @@ pub use kafka_protocol::records::Compression;
 pub use producer::{
     Acks, DeliveryFuture, Producer, ProducerConfig, ProducerRecord, RecordMetadata,
 };
+pub use quotas::{ClientQuota, EntityPart};
 pub use security::{Sasl, SaslMechanism, Security};
 pub use transaction::{GroupMetadata, TransactionalProducer};
 pub use transactions_admin::{ProducerState, TransactionDescription, TransactionListing};

@@ -1,9 +1,10 @@
-//! `weir configs`: describe and alter the configs of topics, brokers and users, with the flags
-//! of `kafka-configs.sh` (`--entity-type topics|brokers|users`, `--entity-name`,
-//! `--entity-default`, `--describe`, `--alter`, `--add-config k=v,k2=[a,b]`,
+//! `weir configs`: describe and alter the configs of topics, brokers, users and clients, with
+//! the flags of `kafka-configs.sh` (`--entity-type topics|brokers|users|clients`,
+//! `--entity-name`, `--entity-default`, `--describe`, `--alter`, `--add-config k=v,k2=[a,b]`,
 //! `--delete-config k,k2`). A user's configs are its SCRAM credentials:
 //! `--add-config 'SCRAM-SHA-256=[iterations=8192,password=secret]'`, `--delete-config
-//! SCRAM-SHA-256`.
+//! SCRAM-SHA-256`, and its quotas; a client id's are its quotas
+//! (`producer_byte_rate`, `consumer_byte_rate`, `request_percentage`).
 
 use anyhow::{anyhow, bail, Result};
 use clap::{ArgGroup, Args};
@@ -21,13 +22,14 @@ pub(crate) struct ConfigsArgs {
     /// Change the configs of the entity.
     #[arg(long)]
     alter: bool,
-    /// topics, brokers or users.
+    /// topics, brokers, users or clients.
     #[arg(long)]
     entity_type: String,
     /// The topic's name or the broker's id.
     #[arg(long, group = "entity")]
     entity_name: Option<String>,
-    /// The cluster-wide default of dynamic broker configs (with --entity-type brokers).
+    /// The cluster-wide default of dynamic broker configs (brokers), or the default user or
+    /// client id of quotas.
     #[arg(long, group = "entity")]
     entity_default: bool,
     /// Configs to set: k=v,k2=v2; a list value in brackets, k=[a,b].
@@ -88,8 +90,10 @@ pub(crate) async fn run(args: ConfigsArgs) -> Result<()> {
     let broker = match args.entity_type.as_str() {
         "topics" | "topic" => false,
         "brokers" | "broker" => true,
+        "users" | "user" if quota_keys(&args) => return quotas(args, "user").await,
         "users" | "user" => return users(args).await,
-        other => bail!("--entity-type {other}: expected topics, brokers or users"),
+        "clients" | "client" => return quotas(args, "client-id").await,
+        other => bail!("--entity-type {other}: expected topics, brokers, users or clients"),
     };
     let name = match (&args.entity_name, args.entity_default) {
         (Some(name), _) => name.clone(),
@@ -159,15 +163,91 @@ pub(crate) async fn run(args: ConfigsArgs) -> Result<()> {
     Ok(())
 }
 
+const QUOTA_KEYS: &[&str] = &[
+    "producer_byte_rate",
+    "consumer_byte_rate",
+    "request_percentage",
+];
+
+/// Whether a users command is about quotas: it names a quota key, or describes without SCRAM.
+fn quota_keys(args: &ConfigsArgs) -> bool {
+    let names = |list: &Option<String>| -> Vec<String> {
+        list.iter()
+            .flat_map(|l| l.split(','))
+            .map(|k| k.split('=').next().unwrap_or("").trim().to_string())
+            .collect()
+    };
+    let keys: Vec<String> = names(&args.add_config)
+        .into_iter()
+        .chain(names(&args.delete_config))
+        .collect();
+    keys.iter().any(|k| QUOTA_KEYS.contains(&k.as_str())) || (args.describe && args.entity_default)
+}
+
+/// Quotas of a user or client id (`kind`), or of its default with `--entity-default`.
+async fn quotas(args: ConfigsArgs, kind: &str) -> Result<()> {
+    let entity = vec![(kind.to_string(), args.entity_name.clone())];
+    if args.entity_name.is_none() && !args.entity_default {
+        bail!("give --entity-name, or --entity-default for the default {kind}");
+    }
+    let what = match &args.entity_name {
+        Some(n) if kind == "user" => format!("user-principal '{n}'"),
+        Some(n) => format!("{kind} '{n}'"),
+        None => format!("the default {kind}"),
+    };
+    let admin = args.connect.admin().await?;
+    if args.describe {
+        let listed = admin
+            .describe_client_quotas(&entity)
+            .await
+            .map_err(|e| anyhow!("cannot describe the quotas of {what}: {e}"))?;
+        let values: Vec<String> = listed
+            .iter()
+            .flat_map(|q| &q.values)
+            .map(|(k, v)| format!("{k}={v:?}"))
+            .collect();
+        println!("Quota configs for {what} are {}", values.join(", "));
+        return Ok(());
+    }
+    let mut ops = Vec::new();
+    if let Some(add) = &args.add_config {
+        for (key, value) in parse_add_config(add)? {
+            let v: f64 = value
+                .parse()
+                .map_err(|_| anyhow!("--add-config {key}: '{value}' is not a number"))?;
+            ops.push((key, Some(v)));
+        }
+    }
+    if let Some(delete) = &args.delete_config {
+        for key in delete.split(',').map(str::trim).filter(|k| !k.is_empty()) {
+            ops.push((key.to_string(), None));
+        }
+    }
+    if ops.is_empty() {
+        bail!("--alter needs --add-config or --delete-config");
+    }
+    admin
+        .alter_client_quotas(&entity, &ops)
+        .await
+        .map_err(|e| anyhow!("cannot alter the quotas of {what}: {e}"))?;
+    println!("Completed updating config for {what}.");
+    Ok(())
+}
+
 /// `--entity-type users`: SCRAM credentials in kafka-configs.sh's syntax.
 async fn users(args: ConfigsArgs) -> Result<()> {
     let admin = args.connect.admin().await?;
     if args.describe {
         let names = args.entity_name.clone().map(|n| vec![n]);
-        let listed = admin
-            .describe_scram_users(names.as_deref())
-            .await
-            .map_err(|e| anyhow!("cannot describe users: {e}"))?;
+        // A user with quotas but no credential is not an error here.
+        let listed = match admin.describe_scram_users(names.as_deref()).await {
+            Ok(listed) => listed,
+            Err(weir_client::Error::Kafka {
+                error: weir_client::ResponseError::ResourceNotFound,
+                ..
+            }) if args.entity_name.is_some() => Vec::new(),
+            Err(e) => bail!("cannot describe users: {e}"),
+        };
         for u in listed {
             println!(
                 "SCRAM credential configs for user-principal '{}' are {}=iterations={}",
@@ -175,6 +255,24 @@ async fn users(args: ConfigsArgs) -> Result<()> {
                 u.mechanism.name(),
                 u.iterations
             );
+        }
+        if let Some(name) = &args.entity_name {
+            let entity = [("user".to_string(), Some(name.clone()))];
+            let quotas = admin
+                .describe_client_quotas(&entity)
+                .await
+                .map_err(|e| anyhow!("cannot describe the quotas of user '{name}': {e}"))?;
+            let values: Vec<String> = quotas
+                .iter()
+                .flat_map(|q| &q.values)
+                .map(|(k, v)| format!("{k}={v:?}"))
+                .collect();
+            if !values.is_empty() {
+                println!(
+                    "Quota configs for user-principal '{name}' are {}",
+                    values.join(", ")
+                );
+            }
         }
         return Ok(());
     }
