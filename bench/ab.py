@@ -10,6 +10,9 @@ shared machine.
 
     python3 bench/ab.py --a /tmp/weir-before --b target/release/weir --reps 3
 
+`--data-parent /dev/shm` puts the logs on tmpfs, which takes the disk's writeback out of the
+figures (a 1 KB produce to disk varies by a third between identical runs here).
+
 With `--scrape-b SECONDS`, build B serves /metrics (`--http-listeners`) and is scraped that
 often during its runs, as Prometheus would (the metrics-cost comparison of issue 17). The builds
 run in alternating order, A first in even repetitions.
@@ -93,8 +96,8 @@ def scraper(url: str, every: float, stop: threading.Event, counts: list) -> None
 
 
 def run_once(binary: str, partitions: int, size: int, acks: str, messages: int,
-             scrape_every: float | None = None) -> dict:
-    data = Path(tempfile.mkdtemp(prefix="weir-ab-"))
+             scrape_every: float | None = None, data_parent: str | None = None) -> dict:
+    data = Path(tempfile.mkdtemp(prefix="weir-ab-", dir=data_parent))
     port = free_port()
     env = {k: v for k, v in os.environ.items() if not k.startswith("WEIR_")}
     env["RUST_LOG"] = "warn"
@@ -135,6 +138,8 @@ def main() -> None:
     ap.add_argument("--acks", default="1,all")
     ap.add_argument("--bytes", type=int, default=200_000_000,
                     help="bytes written per run (records = bytes / size)")
+    ap.add_argument("--data-parent", default=None, metavar="DIR",
+                    help="where the brokers' logs go, e.g. /dev/shm to take the disk out")
     ap.add_argument("--scrape-b", type=float, default=None, metavar="SECONDS",
                     help="serve /metrics on build B and scrape it this often")
     args = ap.parse_args()
@@ -147,7 +152,7 @@ def main() -> None:
             messages = args.bytes // size
             builds = [("a", args.a, None), ("b", args.b, args.scrape_b)]
             for name, binary, scrape in builds if rep % 2 == 0 else builds[::-1]:
-                r = run_once(binary, partitions, size, acks, messages, scrape)
+                r = run_once(binary, partitions, size, acks, messages, scrape, args.data_parent)
                 results.setdefault((partitions, size, acks, name), []).append(r)
                 print(json.dumps({"rep": rep, "build": name, "partitions": partitions,
                                   "size": size, "acks": acks, **{k: round(v, 2) for k, v in r.items()}}),

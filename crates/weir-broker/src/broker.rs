@@ -412,7 +412,6 @@ impl Broker {
         }
     }
 
-    /// This incarnation's broker epoch (-1 before it registered).
     /// Whether the broker serves its partitions: registered with the controller, unfenced,
     /// not shutting down, and its log directory sound. `Err` says why not.
     pub fn ready(&self) -> Result<(), &'static str> {
@@ -432,6 +431,7 @@ impl Broker {
         }
     }
 
+    /// This incarnation's broker epoch (-1 before it registered).
     pub fn broker_epoch(&self) -> i64 {
         self.broker_epoch.load(Ordering::Acquire)
     }

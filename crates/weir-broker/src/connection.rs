@@ -207,7 +207,10 @@ impl InFlight<'_> {
     fn charge_request_time(&self) -> Duration {
         let spent = Duration::from_nanos(self.spent.load(Ordering::Relaxed));
         let image = self.broker.image();
-        if image.quotas.is_empty() {
+        // Replication and the controller's transaction markers are never throttled.
+        let exempt =
+            self.api == ApiKey::WriteTxnMarkers || self.session.replication.load(Ordering::Relaxed);
+        if image.quotas.is_empty() || exempt {
             return Duration::ZERO;
         }
         let client_id = self.client_id.as_deref().unwrap_or("");
@@ -264,6 +267,7 @@ pub(crate) async fn serve(
         listener,
         principal,
         throttled_until: Default::default(),
+        replication: Default::default(),
     };
     let socket_max = broker.config.socket_request_max_bytes;
     let mut reader = FrameReader::new(socket_max.min(authenticate::MAX_AUTH_FRAME));

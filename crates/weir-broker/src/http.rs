@@ -53,6 +53,9 @@ pub(crate) async fn serve(
     mut shutdown: watch::Receiver<bool>,
 ) {
     let slots = Arc::new(Semaphore::new(MAX_CONNECTIONS));
+    // One scrape renders at a time: each reads every partition, on the blocking threads that
+    // fetches read on too.
+    let rendering = Arc::new(tokio::sync::Mutex::new(()));
     let mut connections = JoinSet::new();
     loop {
         tokio::select! {
@@ -62,10 +65,11 @@ pub(crate) async fn serve(
                         continue; // over the limit: closed as accepted
                     };
                     let broker = broker.clone();
+                    let rendering = rendering.clone();
                     connections.spawn(async move {
                         let service = hyper::service::service_fn(move |req| {
-                            let broker = broker.clone();
-                            async move { Ok::<_, Infallible>(route(&broker, &req).await) }
+                            let (broker, rendering) = (broker.clone(), rendering.clone());
+                            async move { Ok::<_, Infallible>(route(&broker, &rendering, &req).await) }
                         });
                         let connection = hyper::server::conn::http1::Builder::new()
                             .timer(TokioTimer::new())
@@ -87,13 +91,22 @@ pub(crate) async fn serve(
     connections.shutdown().await;
 }
 
-async fn route(broker: &Arc<Broker>, req: &Request<Incoming>) -> Response<Full<Bytes>> {
+async fn route(
+    broker: &Arc<Broker>,
+    rendering: &tokio::sync::Mutex<()>,
+    req: &Request<Incoming>,
+) -> Response<Full<Bytes>> {
     if req.method() != Method::GET && req.method() != Method::HEAD {
         return text(StatusCode::METHOD_NOT_ALLOWED, "only GET and HEAD\n");
     }
     match req.uri().path() {
+        "/metrics" if req.method() == Method::HEAD => Response::builder()
+            .header("content-type", crate::metrics::CONTENT_TYPE)
+            .body(Full::new(Bytes::new()))
+            .unwrap_or_else(|_| text(StatusCode::INTERNAL_SERVER_ERROR, "")),
         "/metrics" => {
             let broker = broker.clone();
+            let _one = rendering.lock().await;
             match tokio::task::spawn_blocking(move || crate::metrics::render(&broker)).await {
                 Ok(body) => Response::builder()
                     .header("content-type", crate::metrics::CONTENT_TYPE)

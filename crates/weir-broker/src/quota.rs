@@ -6,8 +6,10 @@
 //! the clock on by `amount / rate` seconds, never from earlier than now. A client whose clock
 //! runs more than [`BURST`] ahead of the real one is over its quota by that much, and is
 //! throttled for the difference: its answer says how long (`throttle_time_ms`), and its
-//! connection reads no further request until then. Over any span, a throttled client gets its
-//! rate times the span, plus at most one burst.
+//! connection reads no further request until then. Over any span, a client that sends requests
+//! smaller than [`MAX_THROTTLE`]'s worth of its quota gets its rate times the span, plus at
+//! most one burst; debt beyond the longest throttle is forgotten, so one huge request costs
+//! one long throttle, not hours of them.
 //!
 //! Sans-IO: every call takes the time; the handlers pass `Instant::now()`.
 
@@ -23,7 +25,7 @@ use weir_meta::quotas::{
 pub(crate) const BURST: Duration = Duration::from_secs(1);
 
 /// The longest throttle told to a client at once (Kafka caps it at its quota window, 11 s).
-const MAX_THROTTLE: Duration = Duration::from_secs(10);
+pub(crate) const MAX_THROTTLE: Duration = Duration::from_secs(10);
 
 /// What a quota limits.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
@@ -109,6 +111,9 @@ impl QuotaManager {
         self.sweep(&mut clocks, now);
         let clock = clocks.entry(key).or_insert(now);
         *clock = (*clock).max(now) + Duration::from_secs_f64((amount / rate).min(3600.0));
+        // Debt past the longest throttle is forgotten (as Kafka's quota window forgets old
+        // samples): a client that waits out a throttle is within its quota again.
+        *clock = (*clock).min(now + BURST + MAX_THROTTLE);
         throttle(*clock, now)
     }
 
@@ -262,5 +267,8 @@ mod tests {
         assert!((wait.as_secs_f64() - 2.0).abs() < 1e-6, "{wait:?}");
         let wait = m.record(&q, Kind::Request, ALICE, 100.0, t0);
         assert_eq!(wait, MAX_THROTTLE);
+        // The debt past the cap is forgotten: once the throttle is waited out, it is over.
+        let later = t0 + MAX_THROTTLE;
+        assert_eq!(m.pending(&q, Kind::Request, ALICE, later), Duration::ZERO);
     }
 }

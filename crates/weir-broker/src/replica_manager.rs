@@ -275,12 +275,12 @@ impl ReplicaManager {
         self.partitions.write().unwrap_or_else(|p| p.into_inner())
     }
 
-    /// The directory holding the logs.
     /// What the partitions' probes share, for `/metrics`.
     pub(crate) fn probe(&self) -> Arc<crate::metrics::ReplicaProbe> {
         self.probe.clone()
     }
 
+    /// The directory holding the logs.
     pub fn data_dir(&self) -> &Path {
         &self.data_dir
     }

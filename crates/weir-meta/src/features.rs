@@ -65,7 +65,9 @@ pub fn check_update(
     let Some(feature) = SUPPORTED.iter().find(|f| f.name == name) else {
         return Err(format!("the feature '{name}' is not supported"));
     };
-    let to = to.max(0);
+    if to < 0 {
+        return Err(format!("{name}: a level cannot be negative ({to})"));
+    }
     if to < feature.min || to > feature.max {
         return Err(format!(
             "{name} can be finalized at levels {} to {}, not {to}",
@@ -102,6 +104,7 @@ mod tests {
         assert!(check_update(&levels, GROUP_VERSION, 0, UpgradeType::SafeDowngrade).is_ok());
         assert!(check_update(&levels, GROUP_VERSION, 2, UpgradeType::Upgrade).is_err());
         assert!(check_update(&levels, "no.such.feature", 1, UpgradeType::Upgrade).is_err());
+        assert!(check_update(&levels, GROUP_VERSION, -1, UpgradeType::UnsafeDowngrade).is_err());
         levels.insert(GROUP_VERSION.to_string(), 0);
         assert_eq!(level(&levels, GROUP_VERSION), 0);
         assert!(check_update(&levels, GROUP_VERSION, 1, UpgradeType::SafeDowngrade).is_err());

@@ -212,6 +212,9 @@ async fn quotas(args: ConfigsArgs, kind: &str) -> Result<()> {
     let mut ops = Vec::new();
     if let Some(add) = &args.add_config {
         for (key, value) in parse_add_config(add)? {
+            if key.starts_with("SCRAM-") {
+                bail!("--add-config: set SCRAM credentials and quotas in separate commands");
+            }
             let v: f64 = value
                 .parse()
                 .map_err(|_| anyhow!("--add-config {key}: '{value}' is not a number"))?;

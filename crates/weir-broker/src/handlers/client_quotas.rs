@@ -62,8 +62,9 @@ impl Filter {
             *slot = Some(match (c.match_type, &c._match) {
                 (0, Some(name)) => Match::Exact(name.to_string()),
                 (0, None) => return Err("an exact match needs a name".into()),
-                (1, _) => Match::Default,
-                (2, _) => Match::Any,
+                (1, None) => Match::Default,
+                (2, None) => Match::Any,
+                (1 | 2, Some(_)) => return Err("a default or any match takes no name".into()),
                 (other, _) => return Err(format!("unknown match type {other}")),
             });
         }
@@ -263,6 +264,9 @@ mod tests {
         assert!(!f.matches(&entity(None, app())));
         assert!(Filter::from_request(&request(vec![component("ip", 2, None)], false)).is_err());
         assert!(Filter::from_request(&request(vec![component(USER, 0, None)], false)).is_err());
+        assert!(
+            Filter::from_request(&request(vec![component(USER, 1, Some("a"))], false)).is_err()
+        );
         assert!(Filter::from_request(&request(
             vec![component(USER, 2, None), component(USER, 1, None)],
             false

@@ -230,6 +230,8 @@ pub(crate) async fn handle(
             } else {
                 burst
             };
+            // A wait for more than an answer may carry would always run to its end.
+            request.min_bytes = request.min_bytes.min(request.max_bytes);
         }
     }
     let finish = |topics: &[TopicResult]| {
@@ -259,6 +261,11 @@ pub(crate) async fn handle(
             "a replica fetch from a principal without ClusterAction refused"
         );
         return refuse_follower(version, &request);
+    }
+    if follower {
+        session
+            .replication
+            .store(true, std::sync::atomic::Ordering::Relaxed);
     }
     // Followers copy every topic they replicate; consumers need Read on each.
     let refused: HashSet<String> = if replica_id >= 0 {

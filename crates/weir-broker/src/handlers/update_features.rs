@@ -54,7 +54,7 @@ pub(crate) async fn handle(
         let result = UpdatableFeatureResult::default().with_feature(u.feature.clone());
         match outcome {
             Ok(how) => {
-                checked.push((name, u.max_version_level.max(0), how));
+                checked.push((name, u.max_version_level, how));
                 results.push(result);
             }
             Err(why) => {

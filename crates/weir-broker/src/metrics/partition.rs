@@ -15,13 +15,16 @@ pub(crate) fn millisecond_buckets() -> impl Iterator<Item = f64> {
 }
 
 /// What every partition of one broker adds to.
-#[derive(Debug, Clone)]
+#[derive(Debug)]
 pub(crate) struct ReplicaProbe {
     /// Time of each log fsync (Kafka's `LogFlushRateAndTimeMs`).
     pub(crate) fsync_ms: Histogram,
     /// The leader's ISR got smaller or larger (Kafka's `IsrShrinksPerSec`, `IsrExpandsPerSec`).
     pub(crate) isr_shrinks: Counter,
     pub(crate) isr_expands: Counter,
+    /// Every partition's traffic since the broker started, kept here too so the broker's
+    /// totals never go down when a partition leaves.
+    totals: Counts,
 }
 
 impl Default for ReplicaProbe {
@@ -30,6 +33,52 @@ impl Default for ReplicaProbe {
             fsync_ms: Histogram::new(millisecond_buckets()),
             isr_shrinks: Counter::default(),
             isr_expands: Counter::default(),
+            totals: Counts::default(),
+        }
+    }
+}
+
+impl ReplicaProbe {
+    /// Every partition's traffic since the broker started.
+    pub(crate) fn totals(&self) -> Traffic {
+        self.totals.read()
+    }
+}
+
+/// Traffic counts, as atomics.
+#[derive(Debug, Default)]
+struct Counts {
+    bytes_in: AtomicU64,
+    records_in: AtomicU64,
+    bytes_out: AtomicU64,
+    records_out: AtomicU64,
+    replication_bytes_out: AtomicU64,
+}
+
+impl Counts {
+    fn appended(&self, bytes: u64, records: u64) {
+        self.bytes_in.fetch_add(bytes, Ordering::Relaxed);
+        self.records_in.fetch_add(records, Ordering::Relaxed);
+    }
+
+    fn read(&self) -> Traffic {
+        let get = |a: &AtomicU64| a.load(Ordering::Relaxed);
+        Traffic {
+            bytes_in: get(&self.bytes_in),
+            records_in: get(&self.records_in),
+            bytes_out: get(&self.bytes_out),
+            records_out: get(&self.records_out),
+            replication_bytes_out: get(&self.replication_bytes_out),
+        }
+    }
+
+    fn sent(&self, bytes: u64, offsets: u64, follower: bool) {
+        if follower {
+            self.replication_bytes_out
+                .fetch_add(bytes, Ordering::Relaxed);
+        } else {
+            self.bytes_out.fetch_add(bytes, Ordering::Relaxed);
+            self.records_out.fetch_add(offsets, Ordering::Relaxed);
         }
     }
 }
@@ -37,11 +86,7 @@ impl Default for ReplicaProbe {
 /// One partition's counts since it was opened on this broker.
 #[derive(Debug, Default)]
 pub(crate) struct PartitionProbe {
-    bytes_in: AtomicU64,
-    records_in: AtomicU64,
-    bytes_out: AtomicU64,
-    records_out: AtomicU64,
-    replication_bytes_out: AtomicU64,
+    counts: Counts,
     shared: Arc<ReplicaProbe>,
 }
 
@@ -65,21 +110,16 @@ impl PartitionProbe {
 
     /// A producer's batches were appended (a duplicate of ones already written adds nothing).
     pub(crate) fn appended(&self, bytes: usize, records: i64) {
-        self.bytes_in.fetch_add(bytes as u64, Ordering::Relaxed);
-        self.records_in
-            .fetch_add(records.max(0) as u64, Ordering::Relaxed);
+        let (bytes, records) = (bytes as u64, records.max(0) as u64);
+        self.counts.appended(bytes, records);
+        self.shared.totals.appended(bytes, records);
     }
 
     /// A fetch answer carried `bytes` of this partition, `offsets` offsets past its fetch
     /// offset; a follower's fetch counts as replication.
     pub(crate) fn read(&self, bytes: u64, offsets: u64, follower: bool) {
-        if follower {
-            self.replication_bytes_out
-                .fetch_add(bytes, Ordering::Relaxed);
-        } else {
-            self.bytes_out.fetch_add(bytes, Ordering::Relaxed);
-            self.records_out.fetch_add(offsets, Ordering::Relaxed);
-        }
+        self.counts.sent(bytes, offsets, follower);
+        self.shared.totals.sent(bytes, offsets, follower);
     }
 
     pub(crate) fn fsynced(&self, took: Duration) {
@@ -96,14 +136,7 @@ impl PartitionProbe {
     }
 
     pub(crate) fn traffic(&self) -> Traffic {
-        let get = |a: &AtomicU64| a.load(Ordering::Relaxed);
-        Traffic {
-            bytes_in: get(&self.bytes_in),
-            records_in: get(&self.records_in),
-            bytes_out: get(&self.bytes_out),
-            records_out: get(&self.records_out),
-            replication_bytes_out: get(&self.replication_bytes_out),
-        }
+        self.counts.read()
     }
 }
 
@@ -134,6 +167,13 @@ mod tests {
             }
         );
         assert_eq!(b.traffic(), Traffic::default());
+        b.appended(1, 1);
+        drop(a);
+        let totals = shared.totals();
+        assert_eq!(
+            (totals.bytes_in, totals.records_in, totals.bytes_out),
+            (151, 6, 70)
+        );
         assert_eq!((shared.isr_shrinks.get(), shared.isr_expands.get()), (1, 1));
     }
 }

@@ -73,7 +73,6 @@ fn partitions(r: &mut Reading, broker: &Broker) {
     let image = broker.image();
     let (mut held, mut leading, mut under, mut under_min) = (0, 0, 0, 0);
     let mut by_topic: BTreeMap<String, Traffic> = BTreeMap::new();
-    let mut all = Traffic::default();
     for p in broker.replicas.all() {
         held += 1;
         let labels = || partition_labels(&p.topic, p.index);
@@ -124,12 +123,12 @@ fn partitions(r: &mut Reading, broker: &Broker) {
         let t = p.probe.traffic();
         partition_traffic(r, labels(), t);
         add(by_topic.entry(p.topic.clone()).or_default(), t);
-        add(&mut all, t);
     }
     for (topic, t) in by_topic {
         topic_traffic(r, vec![("topic", topic)], t);
     }
-    topic_traffic(r, Vec::new(), all);
+    // The broker's totals count partitions it no longer holds too: they never go down.
+    topic_traffic(r, Vec::new(), broker.replicas.probe().totals());
     r.gauge(
         "kafka_server_replicamanager_partitioncount",
         "Partitions with a replica on this broker",
@@ -294,10 +293,11 @@ fn groups(r: &mut Reading, broker: &Broker) {
     );
     for (group, offsets) in groups {
         for ((topic, index), offset) in offsets {
-            let Some(p) = broker.replicas.get(&topic, index) else {
+            // A client may commit any offset; a negative one says nothing of lag.
+            let Some(p) = broker.replicas.get(&topic, index).filter(|_| offset >= 0) else {
                 continue;
             };
-            let lag = (p.high_watermark().0 - offset).max(0);
+            let lag = p.high_watermark().0.saturating_sub(offset).max(0);
             r.gauge(
                 "kafka_consumergroup_lag",
                 "Records between a group's committed offset and the partition's high watermark",

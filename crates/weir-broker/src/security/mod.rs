@@ -106,6 +106,9 @@ pub(crate) struct Session {
     pub(crate) principal: Principal,
     /// Until when the connection reads no request: a client over a quota is throttled (KIP-219).
     pub(crate) throttled_until: Arc<std::sync::Mutex<Option<tokio::time::Instant>>>,
+    /// A follower fetched on this connection (with ClusterAction): its requests are exempt
+    /// from request quotas, as Kafka exempts replication.
+    pub(crate) replication: Arc<std::sync::atomic::AtomicBool>,
 }
 
 impl Session {
