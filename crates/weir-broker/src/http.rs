@@ -1,5 +1,6 @@
 //! The broker's HTTP listener (`http.listeners`): `/metrics` for Prometheus, `/health` (the
-//! process answers) and `/ready` (the broker serves its partitions). HTTP/1.1 through `hyper`.
+//! process answers), `/ready` (the broker serves its partitions), and the console (`/`, with
+//! `/api/cluster`, see `console.rs`). HTTP/1.1 through `hyper`.
 //!
 //! Limits: [`MAX_CONNECTIONS`] at once (more are closed as accepted), a request's head within
 //! [`HEAD_TIMEOUT`], and a connection closed after [`CONNECTION_LIFETIME`] (a scraper opens a
@@ -118,13 +119,36 @@ async fn route(
         "/health" => text(StatusCode::OK, "ok\n"),
         "/ready" => match broker.ready() {
             Ok(()) => text(StatusCode::OK, "ready\n"),
-            Err(why) => text(StatusCode::SERVICE_UNAVAILABLE, &format!("not ready: {why}\n")),
+            Err(why) => text(
+                StatusCode::SERVICE_UNAVAILABLE,
+                &format!("not ready: {why}\n"),
+            ),
         },
-        "/" => text(
-            StatusCode::OK,
-            "weir broker\n/metrics  Prometheus metrics\n/health   the process answers\n/ready    the broker serves its partitions\n",
-        ),
-        _ => text(StatusCode::NOT_FOUND, "not found\n"),
+        "/api/cluster" => {
+            let view = crate::console::cluster(
+                &broker.image(),
+                broker.node_id().0,
+                broker.quorum().leader(),
+            );
+            match serde_json::to_vec(&view) {
+                Ok(json) => Response::builder()
+                    .header("content-type", "application/json")
+                    .header("cache-control", "no-store")
+                    .body(Full::new(Bytes::from(json)))
+                    .unwrap_or_else(|_| text(StatusCode::INTERNAL_SERVER_ERROR, "")),
+                Err(_) => text(
+                    StatusCode::INTERNAL_SERVER_ERROR,
+                    "cannot write the cluster\n",
+                ),
+            }
+        }
+        path => match crate::console::FILES.iter().find(|(p, _, _)| *p == path) {
+            Some((_, content_type, body)) => Response::builder()
+                .header("content-type", *content_type)
+                .body(Full::new(Bytes::from_static(body.as_bytes())))
+                .unwrap_or_else(|_| text(StatusCode::INTERNAL_SERVER_ERROR, "")),
+            None => text(StatusCode::NOT_FOUND, "not found\n"),
+        },
     }
 }
 

@@ -13,6 +13,7 @@ pub mod apis;
 mod broker;
 pub mod config;
 mod connection;
+mod console;
 #[cfg(test)]
 mod datadriven;
 pub mod errors;

@@ -1,0 +1,35 @@
+// Opens the broker's console in Debian's Chromium (headless, through playwright-core), waits
+// until the page shows what the test waits for, saves a screenshot, and prints every replica
+// cell of the picture as JSON: [{topic, partition, broker, role}].
+//
+//   node shoot.mjs URL SCREENSHOT TOPIC [DOWN_BROKER]
+//
+// With DOWN_BROKER, it also waits until that broker is shown down and leads nothing of TOPIC.
+import { chromium } from "playwright-core";
+
+const [url, screenshot, topic, down] = process.argv.slice(2);
+const browser = await chromium.launch({
+  executablePath: process.env.CHROMIUM || "/usr/bin/chromium",
+  args: ["--headless", "--no-sandbox", "--disable-gpu", "--disable-quic", "--no-first-run",
+    "--disable-background-networking", "--disable-component-update", "--disable-sync"],
+});
+try {
+  const page = await browser.newPage({ viewport: { width: 1100, height: 900 } });
+  await page.goto(url);
+  await page.waitForSelector(`section[data-topic="${topic}"]`, { timeout: 30000 });
+  if (down !== undefined) {
+    await page.waitForFunction(([t, b]) =>
+      document.querySelector(`.broker.down[data-broker="${b}"]`) !== null &&
+      document.querySelector(`span.cell[data-topic="${t}"][data-broker="${b}"][data-role="leader"]`) === null &&
+      document.querySelector(`tr[data-topic="${t}"][data-leader="-1"]`) === null,
+      [topic, down], { timeout: 45000, polling: 500 });
+  }
+  const cells = await page.$$eval(`span.cell[data-topic="${topic}"]`, (els) => els.map((e) => ({
+    topic: e.dataset.topic, partition: Number(e.dataset.partition),
+    broker: Number(e.dataset.broker), role: e.dataset.role,
+  })));
+  await page.screenshot({ path: screenshot, fullPage: true });
+  console.log(JSON.stringify(cells));
+} finally {
+  await browser.close();
+}

@@ -1,0 +1,63 @@
+"""The console the broker serves (issue 17), in Debian's headless Chromium driven by
+playwright-core (tests/console/shoot.mjs): the picture of brokers x partitions shows the leaders
+Metadata reports, and after a broker is killed it shows the failover. Screenshots go to
+tests/interop/artifacts/."""
+
+from __future__ import annotations
+
+import json
+import subprocess
+import time
+from pathlib import Path
+
+from confluent_kafka.admin import AdminClient, NewTopic
+
+from interop_helpers import topic_name
+
+CONSOLE_TESTS = Path(__file__).resolve().parent.parent / "console"
+ARTIFACTS = Path(__file__).resolve().parent / "artifacts"
+
+
+def shoot(url: str, name: str, topic: str, down: int | None = None) -> list[dict]:
+    assert (CONSOLE_TESTS / "node_modules" / "playwright-core").is_dir(), \
+        "playwright-core is missing: .ci/run installs it (npm ci in tests/console)"
+    assert Path("/usr/bin/chromium").is_file(), "chromium is missing: .ci/run installs Debian's"
+    ARTIFACTS.mkdir(exist_ok=True)
+    args = ["node", str(CONSOLE_TESTS / "shoot.mjs"), url, str(ARTIFACTS / name), topic]
+    if down is not None:
+        args.append(str(down))
+    done = subprocess.run(args, capture_output=True, text=True, timeout=120, cwd=CONSOLE_TESTS)
+    assert done.returncode == 0, done.stderr[-3000:]
+    return json.loads(done.stdout)
+
+
+def metadata_leaders(bootstrap: str, topic: str) -> dict[int, int]:
+    md = AdminClient({"bootstrap.servers": bootstrap}).list_topics(topic, timeout=10)
+    return {p.id: p.leader for p in md.topics[topic].partitions.values()}
+
+
+def test_the_picture_shows_leaders_and_a_failover(cluster3):
+    c = cluster3
+    t = topic_name("console")
+    a = AdminClient({"bootstrap.servers": c.bootstrap})
+    a.create_topics([NewTopic(t, num_partitions=6, replication_factor=3)])[t].result(30)
+    deadline = time.monotonic() + 20
+    while len(leaders := metadata_leaders(c.bootstrap, t)) < 6 or -1 in leaders.values():
+        assert time.monotonic() < deadline, leaders
+        time.sleep(0.3)
+    first = c.ids[0]
+    url = f"http://{c.node(first).addr}:{c.node(first).http_port}/"
+    cells = shoot(url, "console-overview.png", t)
+    shown = {x["partition"]: x["broker"] for x in cells if x["role"] == "leader"}
+    assert shown == leaders, (shown, leaders)
+    assert len(cells) == 18 and {x["role"] for x in cells} == {"leader", "follower"}, cells
+
+    victim = next(b for b in c.ids if b != first and b in leaders.values())
+    c.kill(victim)
+    cells = shoot(url, "console-failover.png", t, down=victim)
+    survivors = ",".join(c.bootstrap_of(*[i for i in c.ids if i != victim]).split(","))
+    after = metadata_leaders(survivors, t)
+    shown = {x["partition"]: x["broker"] for x in cells if x["role"] == "leader"}
+    assert shown == after and victim not in shown.values(), (shown, after)
+    assert all(x["role"] == "offline" for x in cells if x["broker"] == victim), cells
+    assert sum(x["role"] == "offline" for x in cells) == 6, cells
