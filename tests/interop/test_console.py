@@ -61,3 +61,39 @@ def test_the_picture_shows_leaders_and_a_failover(cluster3):
     assert shown == after and victim not in shown.values(), (shown, after)
     assert all(x["role"] == "offline" for x in cells if x["broker"] == victim), cells
     assert sum(x["role"] == "offline" for x in cells) == 6, cells
+
+
+def test_the_lag_chart_follows_a_consumer_catching_up(weir):
+    from confluent_kafka import Consumer, TopicPartition
+
+    from interop_helpers import create_topic, produce
+
+    bs = weir.bootstrap
+    t, group = topic_name("console-lag"), topic_name("console-group")
+    create_topic(bs, t, partitions=1)
+    produce(bs, t, [(None, str(i)) for i in range(2000)], partition=0)
+    c = Consumer({"bootstrap.servers": bs, "group.id": group, "enable.auto.commit": False})
+    try:
+        c.commit(offsets=[TopicPartition(t, 0, 0)], asynchronous=False)
+        ARTIFACTS.mkdir(exist_ok=True)
+        watcher = subprocess.Popen(
+            ["node", str(CONSOLE_TESTS / "lag.mjs"), f"{weir.http}/", str(ARTIFACTS / "console-lag.png"),
+             group], cwd=CONSOLE_TESTS, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+        try:
+            # The watcher says when it sees the chart; then the group catches up in four steps,
+            # each held long enough for the page to draw it.
+            assert watcher.stderr.readline().strip() == "watching", watcher.stderr.read()[-2000:]
+            time.sleep(4.5)
+            for committed in (500, 1000, 1500, 2000):
+                c.commit(offsets=[TopicPartition(t, 0, committed)], asynchronous=False)
+                time.sleep(4.5)
+            out, err = watcher.communicate(timeout=90)
+        finally:
+            watcher.kill()
+        assert watcher.returncode == 0, err[-3000:]
+    finally:
+        c.close()
+    points = json.loads(out)
+    assert points[0] == 2000 and points[-1] == 0, points
+    assert all(a >= b for a, b in zip(points, points[1:])), f"the lag went up: {points}"
+    assert {1500, 1000, 500} <= set(points), f"a step is missing from the chart: {points}"

@@ -57,6 +57,58 @@ function renderTopics(c) {
   document.getElementById("topics").replaceChildren(...blocks);
 }
 
+// Each group's total lag at each refresh, the last LAG_POINTS of them.
+const LAG_POINTS = 90;
+const lagHistory = new Map();
+const SVG = "http://www.w3.org/2000/svg";
+
+function lagChart(group, points) {
+  const w = 360, h = 120, pad = 4;
+  const svg = document.createElementNS(SVG, "svg");
+  svg.setAttribute("class", "lag");
+  svg.setAttribute("width", w);
+  svg.setAttribute("height", h);
+  svg.setAttribute("data-group", group);
+  svg.setAttribute("data-points", JSON.stringify(points));
+  const max = Math.max(1, ...points);
+  const step = (w - 2 * pad) / Math.max(1, LAG_POINTS - 1);
+  const line = document.createElementNS(SVG, "polyline");
+  line.setAttribute("points", points.map((v, i) =>
+    `${pad + i * step},${h - pad - (v / max) * (h - 2 * pad - 12)}`).join(" "));
+  const label = document.createElementNS(SVG, "text");
+  label.setAttribute("x", pad + 2);
+  label.setAttribute("y", 11);
+  label.textContent = `lag over time (max ${max})`;
+  svg.append(label, line);
+  return svg;
+}
+
+function renderGroups(groups) {
+  const section = document.getElementById("groups");
+  if (groups.length === 0) {
+    section.replaceChildren(el("p", {}, "none"));
+    return;
+  }
+  section.replaceChildren(...groups.map((g) => {
+    const history = lagHistory.get(g.group_id) ?? [];
+    history.push(g.lag);
+    if (history.length > LAG_POINTS) history.shift();
+    lagHistory.set(g.group_id, history);
+    const rows = g.offsets.map((o) => el("tr", { "data-topic": o.topic, "data-partition": o.partition },
+      el("td", {}, o.topic), el("td", {}, String(o.partition)), el("td", {}, String(o.committed)),
+      el("td", {}, o.high_watermark === null ? "?" : String(o.high_watermark)),
+      el("td", { "data-lag": o.lag ?? "" }, o.lag === null ? "?" : String(o.lag))));
+    const members = g.members.length === 0 ? "no members" :
+      g.members.map((m) => `${m.client_id} (${m.host})`).join(", ");
+    return el("section", { class: "group", "data-group": g.group_id, "data-lag": g.lag },
+      el("div", {}, el("h3", {}, `${g.group_id} `, el("small", {}, `${g.state}, ${g.protocol}, lag ${g.lag}`)),
+        el("p", { class: "members" }, members),
+        el("table", {}, el("tr", {}, ...["topic", "partition", "committed", "end", "lag"].map((h) => el("th", {}, h))),
+          ...rows)),
+      lagChart(g.group_id, history));
+  }));
+}
+
 async function refresh() {
   const status = document.getElementById("status");
   try {
@@ -67,6 +119,9 @@ async function refresh() {
       `cluster ${c.cluster_id ?? "?"} \u00b7 seen from broker ${c.node_id}`;
     renderBrokers(c);
     renderTopics(c);
+    const g = await fetch("/api/groups", { cache: "no-store" });
+    if (!g.ok) throw new Error(`${g.status} ${g.statusText}`);
+    renderGroups(await g.json());
     status.textContent = `updated ${new Date().toLocaleTimeString()}`;
     document.body.dataset.loaded = "true";
   } catch (e) {

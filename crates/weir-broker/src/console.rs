@@ -110,3 +110,79 @@ pub(crate) fn cluster(image: &MetadataImage, node_id: i32, controller: Option<u6
         topics,
     }
 }
+
+#[derive(Debug, Serialize)]
+pub(crate) struct Group {
+    group_id: String,
+    state: &'static str,
+    protocol: &'static str,
+    members: Vec<Member>,
+    /// Committed offsets, with the lag behind the high watermark where this broker holds the
+    /// partition (`None` elsewhere).
+    offsets: Vec<GroupOffset>,
+    /// The sum of the known lags.
+    lag: i64,
+}
+
+#[derive(Debug, Serialize)]
+struct Member {
+    member_id: String,
+    client_id: String,
+    host: String,
+}
+
+#[derive(Debug, Serialize)]
+struct GroupOffset {
+    topic: String,
+    partition: i32,
+    committed: i64,
+    high_watermark: Option<i64>,
+    lag: Option<i64>,
+}
+
+/// The groups this broker coordinates, with each committed partition's lag.
+pub(crate) fn groups(broker: &crate::broker::Broker) -> Vec<Group> {
+    broker
+        .groups
+        .summaries()
+        .into_iter()
+        .map(|g| {
+            let offsets: Vec<GroupOffset> = g
+                .offsets
+                .into_iter()
+                .map(|((topic, partition), committed)| {
+                    let high_watermark = broker
+                        .replicas
+                        .get(&topic, partition)
+                        .map(|p| p.high_watermark().0);
+                    let lag = high_watermark
+                        .filter(|_| committed >= 0)
+                        .map(|hw| hw.saturating_sub(committed).max(0));
+                    GroupOffset {
+                        topic,
+                        partition,
+                        committed,
+                        high_watermark,
+                        lag,
+                    }
+                })
+                .collect();
+            Group {
+                group_id: g.group_id,
+                state: g.state,
+                protocol: g.protocol,
+                members: g
+                    .members
+                    .into_iter()
+                    .map(|(member_id, client_id, host)| Member {
+                        member_id,
+                        client_id,
+                        host,
+                    })
+                    .collect(),
+                lag: offsets.iter().filter_map(|o| o.lag).sum(),
+                offsets,
+            }
+        })
+        .collect()
+}

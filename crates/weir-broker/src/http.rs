@@ -124,24 +124,12 @@ async fn route(
                 &format!("not ready: {why}\n"),
             ),
         },
-        "/api/cluster" => {
-            let view = crate::console::cluster(
-                &broker.image(),
-                broker.node_id().0,
-                broker.quorum().leader(),
-            );
-            match serde_json::to_vec(&view) {
-                Ok(json) => Response::builder()
-                    .header("content-type", "application/json")
-                    .header("cache-control", "no-store")
-                    .body(Full::new(Bytes::from(json)))
-                    .unwrap_or_else(|_| text(StatusCode::INTERNAL_SERVER_ERROR, "")),
-                Err(_) => text(
-                    StatusCode::INTERNAL_SERVER_ERROR,
-                    "cannot write the cluster\n",
-                ),
-            }
-        }
+        "/api/groups" => json(&crate::console::groups(broker)),
+        "/api/cluster" => json(&crate::console::cluster(
+            &broker.image(),
+            broker.node_id().0,
+            broker.quorum().leader(),
+        )),
         path => match crate::console::FILES.iter().find(|(p, _, _)| *p == path) {
             Some((_, content_type, body)) => Response::builder()
                 .header("content-type", *content_type)
@@ -160,4 +148,15 @@ fn text(status: StatusCode, body: &str) -> Response<Full<Bytes>> {
         hyper::header::HeaderValue::from_static("text/plain; charset=utf-8"),
     );
     response
+}
+
+fn json(value: &impl serde::Serialize) -> Response<Full<Bytes>> {
+    match serde_json::to_vec(value) {
+        Ok(body) => Response::builder()
+            .header("content-type", "application/json")
+            .header("cache-control", "no-store")
+            .body(Full::new(Bytes::from(body)))
+            .unwrap_or_else(|_| text(StatusCode::INTERNAL_SERVER_ERROR, "")),
+        Err(_) => text(StatusCode::INTERNAL_SERVER_ERROR, "cannot write JSON\n"),
+    }
 }

@@ -88,6 +88,17 @@ pub(crate) struct GroupManager {
     all_loaded: tokio::sync::watch::Sender<u64>,
 }
 
+/// A group as the console shows it: members as (member id, client id, host), and committed
+/// offsets.
+#[derive(Debug)]
+pub(crate) struct GroupSummary {
+    pub(crate) group_id: String,
+    pub(crate) state: &'static str,
+    pub(crate) protocol: &'static str,
+    pub(crate) members: Vec<(String, String, String)>,
+    pub(crate) offsets: GroupOffsets,
+}
+
 /// A group's committed offsets by (topic, partition).
 pub(crate) type GroupOffsets = Vec<((String, i32), i64)>;
 
@@ -560,6 +571,52 @@ impl GroupManager {
         let (top, codes, outputs) = inner.coordinator.leave(group, members, weir_log::now_ms());
         self.handle_outputs(broker, &mut inner, outputs);
         (top, codes)
+    }
+
+    /// Every group this broker coordinates now, as the console shows it.
+    pub(crate) fn summaries(&self) -> Vec<GroupSummary> {
+        self.lock()
+            .coordinator
+            .groups
+            .values()
+            .map(|g| {
+                let mut members: Vec<(String, String, String)> = g
+                    .members
+                    .values()
+                    .map(|m| {
+                        (
+                            m.member_id.clone(),
+                            m.client_id.clone(),
+                            m.client_host.clone(),
+                        )
+                    })
+                    .collect();
+                if let Some(c) = &g.consumer {
+                    members.extend(c.members.values().map(|m| {
+                        (
+                            m.member_id.clone(),
+                            m.client_id.clone(),
+                            m.client_host.clone(),
+                        )
+                    }));
+                }
+                GroupSummary {
+                    group_id: g.group_id.clone(),
+                    state: g.state.name(),
+                    protocol: if g.consumer.is_some() {
+                        "consumer"
+                    } else {
+                        "classic"
+                    },
+                    members,
+                    offsets: g
+                        .offsets
+                        .iter()
+                        .map(|(k, v)| (k.clone(), v.offset))
+                        .collect(),
+                }
+            })
+            .collect()
     }
 
     /// Every group this broker coordinates now, with its committed offsets (for `/metrics`).
