@@ -97,3 +97,48 @@ def test_the_lag_chart_follows_a_consumer_catching_up(weir):
     assert points[0] == 2000 and points[-1] == 0, points
     assert all(a >= b for a, b in zip(points, points[1:])), f"the lag went up: {points}"
     assert {1500, 1000, 500} <= set(points), f"a step is missing from the chart: {points}"
+
+
+def browse(url: str, name: str, topic: str, partition: int, start: str, count: int) -> list[dict]:
+    import os
+    ARTIFACTS.mkdir(exist_ok=True)
+    done = subprocess.run(
+        ["node", str(CONSOLE_TESTS / "browse.mjs"), url, str(ARTIFACTS / name), topic, str(partition),
+         start, str(count)],
+        capture_output=True, text=True, timeout=120, cwd=CONSOLE_TESTS, env={**os.environ, "TZ": "UTC"})
+    assert done.returncode == 0, done.stderr[-3000:]
+    return json.loads(done.stdout)
+
+
+def test_message_browsing_by_offset_and_by_time(weir):
+    import datetime
+    import urllib.error
+    import urllib.request
+
+    from confluent_kafka import Producer
+
+    from interop_helpers import create_topic
+
+    bs = weir.bootstrap
+    t = topic_name("console-browse")
+    create_topic(bs, t, partitions=2)
+    base = (int(time.time()) - 120) * 1000
+    p = Producer({"bootstrap.servers": bs})
+    for i in range(30):
+        p.produce(t, value=f"value-{i}", key=f"key-{i}", partition=1, timestamp=base + i * 1000)
+    assert p.flush(30) == 0
+    url = f"{weir.http}/"
+    rows = browse(url, "console-browse-offset.png", t, 1, "offset=10", 5)
+    assert rows == [{"offset": o, "key": f"key-{o}", "value": f"value-{o}"} for o in range(10, 15)], rows
+    at = datetime.datetime.fromtimestamp((base + 20_000) / 1000, datetime.timezone.utc)
+    rows = browse(url, "console-browse-time.png", t, 1, "time=" + at.strftime("%Y-%m-%dT%H:%M:%S"), 3)
+    assert [r["offset"] for r in rows] == [20, 21, 22], rows
+    assert browse(url, "console-browse-empty.png", t, 0, "offset=0", 5) == []
+    # Bad input gets a clear error, not a crash.
+    for query, status in (("topic=nope&partition=0", 404), ("partition=0", 400),
+                          (f"topic={t}&offset=abc", 400)):
+        try:
+            urllib.request.urlopen(f"{weir.http}/api/messages?{query}", timeout=10)
+            raise AssertionError(f"{query} was answered")
+        except urllib.error.HTTPError as e:
+            assert e.code == status and json.loads(e.read())["error"], (query, e.code)

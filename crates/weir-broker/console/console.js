@@ -119,6 +119,7 @@ async function refresh() {
       `cluster ${c.cluster_id ?? "?"} \u00b7 seen from broker ${c.node_id}`;
     renderBrokers(c);
     renderTopics(c);
+    fillTopics(c);
     const g = await fetch("/api/groups", { cache: "no-store" });
     if (!g.ok) throw new Error(`${g.status} ${g.statusText}`);
     renderGroups(await g.json());
@@ -129,6 +130,47 @@ async function refresh() {
   }
 }
 
+// Message browsing: the records of one partition from an offset, or from a time.
+let topicsKnown = "";
+
+function fillTopics(c) {
+  const names = c.topics.map((t) => t.name);
+  if (names.join("\n") === topicsKnown) return;
+  topicsKnown = names.join("\n");
+  const select = document.getElementById("b-topic");
+  const chosen = select.value;
+  select.replaceChildren(...names.map((n) => el("option", { value: n, textContent: n })));
+  if (names.includes(chosen)) select.value = chosen;
+}
+
+async function browse(event) {
+  event?.preventDefault();
+  const status = document.getElementById("b-status");
+  const params = new URLSearchParams({
+    topic: document.getElementById("b-topic").value,
+    partition: document.getElementById("b-partition").value || "0",
+    limit: document.getElementById("b-limit").value || "20",
+  });
+  const time = document.getElementById("b-time").value;
+  if (time) params.set("timestamp", String(new Date(time).getTime()));
+  else params.set("offset", document.getElementById("b-offset").value || "0");
+  const r = await fetch(`/api/messages?${params}`, { cache: "no-store" });
+  const body = await r.json();
+  const table = document.getElementById("messages");
+  if (!r.ok) {
+    status.textContent = body.error;
+    table.replaceChildren();
+    return;
+  }
+  status.textContent = `${body.records.length} records from offset ${body.from} (end ${body.high_watermark})`;
+  table.replaceChildren(el("tr", {}, ...["offset", "time", "key", "value"].map((h) => el("th", {}, h))),
+    ...body.records.map((m) => el("tr", { "data-offset": m.offset },
+      el("td", {}, String(m.offset)), el("td", {}, new Date(m.timestamp).toISOString()),
+      el("td", { "data-key": "" }, m.key ?? "null"), el("td", { "data-value": "" }, m.value ?? "null"))));
+  table.dataset.loaded = params.toString();
+}
+
+document.getElementById("browse").addEventListener("submit", browse);
 document.getElementById("internal").addEventListener("change", refresh);
 refresh();
 setInterval(refresh, REFRESH_MS);

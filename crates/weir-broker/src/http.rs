@@ -125,6 +125,22 @@ async fn route(
             ),
         },
         "/api/groups" => json(&crate::console::groups(broker)),
+        "/api/messages" => {
+            let query = match crate::console::MessagesQuery::parse(req.uri().query().unwrap_or(""))
+            {
+                Ok(q) => q,
+                Err(why) => return error_json(StatusCode::BAD_REQUEST, &why),
+            };
+            let broker = broker.clone();
+            let read =
+                tokio::task::spawn_blocking(move || crate::console::read_messages(&broker, &query))
+                    .await;
+            match read {
+                Ok(Ok(messages)) => json(&messages),
+                Ok(Err(why)) => error_json(StatusCode::NOT_FOUND, &why),
+                Err(_) => error_json(StatusCode::INTERNAL_SERVER_ERROR, "the read failed"),
+            }
+        }
         "/api/cluster" => json(&crate::console::cluster(
             &broker.image(),
             broker.node_id().0,
@@ -159,4 +175,10 @@ fn json(value: &impl serde::Serialize) -> Response<Full<Bytes>> {
             .unwrap_or_else(|_| text(StatusCode::INTERNAL_SERVER_ERROR, "")),
         Err(_) => text(StatusCode::INTERNAL_SERVER_ERROR, "cannot write JSON\n"),
     }
+}
+
+fn error_json(status: StatusCode, why: &str) -> Response<Full<Bytes>> {
+    let mut response = json(&serde_json::json!({ "error": why }));
+    *response.status_mut() = status;
+    response
 }

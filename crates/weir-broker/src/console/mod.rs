@@ -1,9 +1,14 @@
 //! The web console served by the broker itself (`http.listeners`, at `/`): its page, script and
 //! style are committed under `crates/weir-broker/console/` and built into the binary; it reads
-//! the cluster from `/api/cluster`, which this broker answers from its metadata image.
-//! Read-only: it changes nothing.
+//! the cluster from `/api/cluster`, which this broker answers from its metadata image, the
+//! groups it coordinates from `/api/groups`, and records from `/api/messages`
+//! (`messages.rs`). Read-only: it changes nothing.
+
+mod messages;
 
 use serde::Serialize;
+
+pub(crate) use messages::{read as read_messages, Query as MessagesQuery};
 use weir_meta::MetadataImage;
 
 /// The console's files: (path, content type, content).
@@ -11,17 +16,17 @@ pub(crate) const FILES: &[(&str, &str, &str)] = &[
     (
         "/",
         "text/html; charset=utf-8",
-        include_str!("../console/index.html"),
+        include_str!("../../console/index.html"),
     ),
     (
         "/console.js",
         "text/javascript; charset=utf-8",
-        include_str!("../console/console.js"),
+        include_str!("../../console/console.js"),
     ),
     (
         "/console.css",
         "text/css; charset=utf-8",
-        include_str!("../console/console.css"),
+        include_str!("../../console/console.css"),
     ),
 ];
 
