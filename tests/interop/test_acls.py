@@ -348,3 +348,15 @@ def test_forged_replica_fetch_is_refused(acl_broker: AclBroker, tmp_path: Path):
         assert (partition, error) == (0, expected), (replica_id, error)
     assert "replica fetch from a principal without ClusterAction refused" in \
         acl_broker.stderr_text()
+
+
+def test_the_console_shows_no_records_under_acls(acl_broker: AclBroker):
+    import json
+    import urllib.error
+    import urllib.request
+    create(acl_broker, "console-secret")
+    try:
+        urllib.request.urlopen(f"{acl_broker.http}/api/messages?topic=console-secret", timeout=10)
+        raise AssertionError("records were shown with ACLs in force")
+    except urllib.error.HTTPError as e:
+        assert e.code == 403 and "ACLs" in json.loads(e.read())["error"]
