@@ -1,6 +1,7 @@
 // Opens the broker's console in Debian's Chromium (headless, through playwright-core), waits
 // until the page shows what the test waits for, saves a screenshot, and prints every replica
-// cell of the picture as JSON: [{topic, partition, broker, role}].
+// cell of the picture as JSON, with the quorum line and the topic's summary line:
+// {cells: [{topic, partition, broker, role}], quorum, summary}.
 //
 //   node shoot.mjs URL SCREENSHOT TOPIC [DOWN_BROKER]
 //
@@ -28,8 +29,10 @@ try {
     topic: e.dataset.topic, partition: Number(e.dataset.partition),
     broker: Number(e.dataset.broker), role: e.dataset.role,
   })));
+  const quorum = await page.textContent("#quorum");
+  const summary = await page.textContent(`section[data-topic="${topic}"] p.configs`);
   await page.screenshot({ path: screenshot, fullPage: true });
-  console.log(JSON.stringify(cells));
+  console.log(JSON.stringify({ cells, quorum, summary }));
 } finally {
   await browser.close();
 }

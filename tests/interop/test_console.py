@@ -18,7 +18,7 @@ CONSOLE_TESTS = Path(__file__).resolve().parent.parent / "console"
 ARTIFACTS = Path(__file__).resolve().parent / "artifacts"
 
 
-def shoot(url: str, name: str, topic: str, down: int | None = None) -> list[dict]:
+def shoot(url: str, name: str, topic: str, down: int | None = None) -> dict:
     assert (CONSOLE_TESTS / "node_modules" / "playwright-core").is_dir(), \
         "playwright-core is missing: .ci/run installs it (npm ci in tests/console)"
     assert Path("/usr/bin/chromium").is_file(), "chromium is missing: .ci/run installs Debian's"
@@ -40,21 +40,26 @@ def test_the_picture_shows_leaders_and_a_failover(cluster3):
     c = cluster3
     t = topic_name("console")
     a = AdminClient({"bootstrap.servers": c.bootstrap})
-    a.create_topics([NewTopic(t, num_partitions=6, replication_factor=3)])[t].result(30)
+    a.create_topics([NewTopic(t, num_partitions=6, replication_factor=3,
+                              config={"retention.ms": "3600000"})])[t].result(30)
     deadline = time.monotonic() + 20
     while len(leaders := metadata_leaders(c.bootstrap, t)) < 6 or -1 in leaders.values():
         assert time.monotonic() < deadline, leaders
         time.sleep(0.3)
     first = c.ids[0]
     url = f"http://{c.node(first).addr}:{c.node(first).http_port}/"
-    cells = shoot(url, "console-overview.png", t)
+    page = shoot(url, "console-overview.png", t)
+    cells = page["cells"]
+    assert "retention.ms=3600000" in page["summary"] and "6 partitions" in page["summary"], page
+    assert "metadata quorum: controller" in page["quorum"], page
+    assert all(f"node {i}" in page["quorum"] for i in c.ids), page
     shown = {x["partition"]: x["broker"] for x in cells if x["role"] == "leader"}
     assert shown == leaders, (shown, leaders)
     assert len(cells) == 18 and {x["role"] for x in cells} == {"leader", "follower"}, cells
 
     victim = next(b for b in c.ids if b != first and b in leaders.values())
     c.kill(victim)
-    cells = shoot(url, "console-failover.png", t, down=victim)
+    cells = shoot(url, "console-failover.png", t, down=victim)["cells"]
     survivors = ",".join(c.bootstrap_of(*[i for i in c.ids if i != victim]).split(","))
     after = metadata_leaders(survivors, t)
     shown = {x["partition"]: x["broker"] for x in cells if x["role"] == "leader"}

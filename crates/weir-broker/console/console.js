@@ -35,6 +35,23 @@ function renderBrokers(c) {
   }));
 }
 
+function size(bytes) {
+  if (bytes === null || bytes === undefined) return "";
+  const units = ["B", "KiB", "MiB", "GiB", "TiB"];
+  let i = 0;
+  while (bytes >= 1024 && i < units.length - 1) { bytes /= 1024; i++; }
+  return `${bytes.toFixed(i === 0 ? 0 : 1)} ${units[i]}`;
+}
+
+function renderQuorum(c) {
+  const q = c.quorum;
+  const voters = q.voters.map((v) => `node ${v.id}${v.lag === null ? "" : ` (${v.lag} behind)`}`);
+  document.getElementById("quorum").replaceChildren(
+    el("span", { "data-term": q.term, "data-committed": q.committed },
+      `metadata quorum: controller ${c.controller ?? "none"}, term ${q.term}, ` +
+      `commit index ${q.committed}; voters ${voters.join(", ")}`));
+}
+
 function renderTopics(c) {
   const showInternal = document.getElementById("internal").checked;
   const brokers = c.brokers.map((b) => b.id);
@@ -43,7 +60,8 @@ function renderTopics(c) {
       ...brokers.map((b) => el("th", {}, `broker ${b}`)));
     const rows = t.partitions.map((p) => el("tr", { "data-topic": t.name, "data-partition": p.partition,
       "data-leader": p.leader === null ? -1 : p.leader },
-      el("th", {}, String(p.partition)),
+      el("th", { title: p.size === null ? "" : `${size(p.size)} on broker ${c.node_id}` },
+        String(p.partition)),
       ...brokers.map((b) => {
         if (!p.replicas.includes(b)) return el("td", {});
         const r = role(p, b);
@@ -52,7 +70,12 @@ function renderTopics(c) {
           title: `${t.name}-${p.partition} on broker ${b}: ${r}` }, LABEL[r]));
       }),
       p.leader === null ? el("td", { class: "none" }, "no leader") : el("td", {})));
-    return el("section", { "data-topic": t.name }, el("h2", {}, t.name), el("table", {}, head, ...rows));
+    const configs = Object.entries(t.configs).map(([k, v]) => `${k}=${v}`).join(", ");
+    const bytes = t.partitions.reduce((n, p) => n + (p.size ?? 0), 0);
+    return el("section", { "data-topic": t.name }, el("h2", {}, t.name),
+      el("p", { class: "configs" }, `${t.partitions.length} partitions, ${size(bytes)} here` +
+        (configs ? ` \u00b7 ${configs}` : " \u00b7 broker defaults")),
+      el("table", {}, head, ...rows));
   });
   document.getElementById("topics").replaceChildren(...blocks);
 }
@@ -118,6 +141,7 @@ async function refresh() {
     document.getElementById("cluster").textContent =
       `cluster ${c.cluster_id ?? "?"} \u00b7 seen from broker ${c.node_id}`;
     renderBrokers(c);
+    renderQuorum(c);
     renderTopics(c);
     fillTopics(c);
     const g = await fetch("/api/groups", { cache: "no-store" });

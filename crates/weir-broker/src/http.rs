@@ -146,11 +146,14 @@ async fn route(
                 Err(_) => error_json(StatusCode::INTERNAL_SERVER_ERROR, "the read failed"),
             }
         }
-        "/api/cluster" => json(&crate::console::cluster(
-            &broker.image(),
-            broker.node_id().0,
-            broker.quorum().leader(),
-        )),
+        "/api/cluster" => {
+            // Sizes come from the logs' locks: off the async workers.
+            let broker = broker.clone();
+            match tokio::task::spawn_blocking(move || crate::console::cluster(&broker)).await {
+                Ok(cluster) => json(&cluster),
+                Err(_) => error_json(StatusCode::INTERNAL_SERVER_ERROR, "cannot read the cluster"),
+            }
+        }
         path => match crate::console::FILES.iter().find(|(p, _, _)| *p == path) {
             Some((_, content_type, body)) => Response::builder()
                 .header("content-type", *content_type)

@@ -9,7 +9,6 @@ mod messages;
 use serde::Serialize;
 
 pub(crate) use messages::{read as read_messages, Query as MessagesQuery};
-use weir_meta::MetadataImage;
 
 /// The console's files: (path, content type, content).
 pub(crate) const FILES: &[(&str, &str, &str)] = &[
@@ -37,8 +36,26 @@ pub(crate) struct Cluster {
     node_id: i32,
     /// The active controller, as this node knows it.
     controller: Option<u64>,
+    quorum: Quorum,
     brokers: Vec<Broker>,
     topics: Vec<Topic>,
+}
+
+/// The metadata quorum as this node sees it.
+#[derive(Debug, Serialize)]
+struct Quorum {
+    term: u64,
+    /// The metadata log's commit index.
+    committed: u64,
+    /// Each voter with the entries it lacks behind the commit index, where known (on the
+    /// active controller, for every voter).
+    voters: Vec<Voter>,
+}
+
+#[derive(Debug, Serialize)]
+struct Voter {
+    id: u64,
+    lag: Option<u64>,
 }
 
 #[derive(Debug, Serialize)]
@@ -55,6 +72,8 @@ struct Broker {
 struct Topic {
     name: String,
     internal: bool,
+    /// The configs set on the topic (the others are the broker's defaults).
+    configs: std::collections::BTreeMap<String, String>,
     partitions: Vec<Partition>,
 }
 
@@ -67,16 +86,28 @@ struct Partition {
     isr: Vec<i32>,
     /// Replicas on brokers that are not live.
     offline: Vec<i32>,
+    /// Bytes of this broker's copy, if it holds one.
+    size: Option<u64>,
 }
 
-/// The cluster as the image says: brokers, and every partition's leader, replicas and ISR.
-pub(crate) fn cluster(image: &MetadataImage, node_id: i32, controller: Option<u64>) -> Cluster {
+/// The cluster as this broker's image says: brokers, the quorum, and every partition's leader,
+/// replicas and ISR, with the sizes of the copies this broker holds.
+pub(crate) fn cluster(broker: &crate::broker::Broker) -> Cluster {
+    let image = broker.image();
+    let view = broker.quorum().view();
     let live = |b: weir_types::BrokerId| image.is_live(b);
+    let size = |topic: &str, index: i32| {
+        broker
+            .replicas
+            .get(topic, index)
+            .map(|p| p.log().size_bytes())
+    };
     let mut topics: Vec<Topic> = image
         .topics()
         .map(|t| Topic {
             name: t.name.clone(),
             internal: t.name.starts_with("__"),
+            configs: image.configs(&weir_meta::ConfigResource::Topic(t.name.clone())),
             partitions: t
                 .partitions
                 .iter()
@@ -92,6 +123,7 @@ pub(crate) fn cluster(image: &MetadataImage, node_id: i32, controller: Option<u6
                         .filter(|r| !live(**r))
                         .map(|r| r.0)
                         .collect(),
+                    size: size(&t.name, *index),
                 })
                 .collect(),
         })
@@ -99,8 +131,20 @@ pub(crate) fn cluster(image: &MetadataImage, node_id: i32, controller: Option<u6
     topics.sort_by(|a, b| a.name.cmp(&b.name));
     Cluster {
         cluster_id: image.cluster_id.clone(),
-        node_id,
-        controller,
+        node_id: broker.node_id().0,
+        controller: view.leader,
+        quorum: Quorum {
+            term: view.term,
+            committed: view.committed,
+            voters: view
+                .voters
+                .iter()
+                .map(|(id, matched)| Voter {
+                    id: *id,
+                    lag: matched.map(|m| view.committed.saturating_sub(m)),
+                })
+                .collect(),
+        },
         brokers: image
             .brokers
             .values()
