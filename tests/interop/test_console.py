@@ -10,6 +10,7 @@ import subprocess
 import time
 from pathlib import Path
 
+import pytest
 from confluent_kafka.admin import AdminClient, NewTopic
 
 from interop_helpers import topic_name
@@ -147,3 +148,42 @@ def test_message_browsing_by_offset_and_by_time(weir):
             raise AssertionError(f"{query} was answered")
         except urllib.error.HTTPError as e:
             assert e.code == status and json.loads(e.read())["error"], (query, e.code)
+
+
+def send_through_console(url: str, name: str, topic: str, partition: int, key: str, value: str) -> dict:
+    ARTIFACTS.mkdir(exist_ok=True)
+    done = subprocess.run(
+        ["node", str(CONSOLE_TESTS / "send.mjs"), url, str(ARTIFACTS / name), topic, str(partition),
+         key, value], capture_output=True, text=True, timeout=120, cwd=CONSOLE_TESTS)
+    assert done.returncode == 0, done.stderr[-3000:]
+    return json.loads(done.stdout)
+
+
+def test_the_console_is_read_only_by_default(weir):
+    from interop_helpers import create_topic
+    t = topic_name("console-ro")
+    create_topic(weir.bootstrap, t, partitions=1)
+    said = send_through_console(f"{weir.http}/", "console-send-refused.png", t, 0, "k", "v")
+    assert said["sent"] == "error" and "read-only" in said["text"], said
+
+
+@pytest.mark.weir_args("--console-writes-enable", "true")
+def test_a_test_message_sent_from_the_console_is_read_by_confluent_kafka(weir):
+    from confluent_kafka import Consumer, TopicPartition
+
+    from interop_helpers import create_topic
+    t = topic_name("console-send")
+    create_topic(weir.bootstrap, t, partitions=2)
+    said = send_through_console(f"{weir.http}/", "console-send.png", t, 1, "hello-key", "hello from the console")
+    assert said["sent"] == "1:0", said
+    c = Consumer({"bootstrap.servers": weir.bootstrap, "group.id": topic_name("g")})
+    try:
+        c.assign([TopicPartition(t, 1, 0)])
+        deadline = time.monotonic() + 20
+        m = None
+        while time.monotonic() < deadline and (m is None or m.error() is not None):
+            m = c.poll(0.5)
+        assert m is not None and m.error() is None
+        assert (m.key(), m.value(), m.offset()) == (b"hello-key", b"hello from the console", 0)
+    finally:
+        c.close()

@@ -194,7 +194,27 @@ async function browse(event) {
   table.dataset.loaded = params.toString();
 }
 
+async function sendMessage(event) {
+  event.preventDefault();
+  const status = document.getElementById("s-status");
+  const partition = document.getElementById("s-partition").value;
+  const record = {
+    topic: document.getElementById("b-topic").value,
+    key: document.getElementById("s-key").value || null,
+    value: document.getElementById("s-value").value,
+  };
+  if (partition !== "") record.partition = Number(partition);
+  const r = await fetch("/api/messages", {
+    method: "POST", headers: { "content-type": "application/json" }, body: JSON.stringify(record),
+  });
+  const body = await r.json();
+  status.textContent = r.ok ? `written to ${body.topic}-${body.partition} at offset ${body.offset}`
+    : `not sent: ${body.error}`;
+  status.dataset.sent = r.ok ? `${body.partition}:${body.offset}` : "error";
+}
+
 document.getElementById("browse").addEventListener("submit", browse);
+document.getElementById("send").addEventListener("submit", sendMessage);
 document.getElementById("internal").addEventListener("change", refresh);
 refresh();
 setInterval(refresh, REFRESH_MS);

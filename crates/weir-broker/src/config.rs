@@ -120,6 +120,9 @@ pub struct BrokerConfig {
     /// default ([`crate::http::DEFAULT_ADDR`], or a free port when that is taken); empty for
     /// none.
     pub http_listeners: Option<Vec<SocketAddr>>,
+    /// `console.writes.enable`: whether the console may send test messages (never while an
+    /// authorizer is configured).
+    pub console_writes_enable: bool,
 }
 
 impl Default for BrokerConfig {
@@ -175,6 +178,7 @@ impl Default for BrokerConfig {
             replica_fetch_max_bytes: 1_048_576,
             log_max_open_files: None,
             http_listeners: None,
+            console_writes_enable: false,
         }
     }
 }

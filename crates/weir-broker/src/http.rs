@@ -70,7 +70,7 @@ pub(crate) async fn serve(
                     connections.spawn(async move {
                         let service = hyper::service::service_fn(move |req| {
                             let (broker, rendering) = (broker.clone(), rendering.clone());
-                            async move { Ok::<_, Infallible>(route(&broker, &rendering, &req).await) }
+                            async move { Ok::<_, Infallible>(route(&broker, &rendering, req).await) }
                         });
                         let connection = hyper::server::conn::http1::Builder::new()
                             .timer(TokioTimer::new())
@@ -95,8 +95,11 @@ pub(crate) async fn serve(
 async fn route(
     broker: &Arc<Broker>,
     rendering: &tokio::sync::Mutex<()>,
-    req: &Request<Incoming>,
+    req: Request<Incoming>,
 ) -> Response<Full<Bytes>> {
+    if req.method() == Method::POST && req.uri().path() == "/api/messages" {
+        return send_message(broker, req).await;
+    }
     if req.method() != Method::GET && req.method() != Method::HEAD {
         return text(StatusCode::METHOD_NOT_ALLOWED, "only GET and HEAD\n");
     }
@@ -189,4 +192,28 @@ fn error_json(status: StatusCode, why: &str) -> Response<Full<Bytes>> {
     let mut response = json(&serde_json::json!({ "error": why }));
     *response.status_mut() = status;
     response
+}
+
+/// `POST /api/messages`: the console's test message (see `console::send`).
+async fn send_message(broker: &Arc<Broker>, req: Request<Incoming>) -> Response<Full<Bytes>> {
+    use crate::console::Refused;
+    use http_body_util::BodyExt;
+    let body = match http_body_util::Limited::new(req.into_body(), crate::console::MAX_BODY)
+        .collect()
+        .await
+    {
+        Ok(body) => body.to_bytes(),
+        Err(e) => {
+            return error_json(
+                StatusCode::PAYLOAD_TOO_LARGE,
+                &format!("cannot read the body: {e}"),
+            )
+        }
+    };
+    match crate::console::send(broker, &body).await {
+        Ok(sent) => json(&sent),
+        Err(Refused::Forbidden(why)) => error_json(StatusCode::FORBIDDEN, &why),
+        Err(Refused::Bad(why)) => error_json(StatusCode::BAD_REQUEST, &why),
+        Err(Refused::Failed(why)) => error_json(StatusCode::BAD_GATEWAY, &why),
+    }
 }

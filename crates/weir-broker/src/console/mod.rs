@@ -5,10 +5,12 @@
 //! (`messages.rs`). Read-only: it changes nothing.
 
 mod messages;
+mod send;
 
 use serde::Serialize;
 
 pub(crate) use messages::{read as read_messages, Query as MessagesQuery};
+pub(crate) use send::{send, Refused, MAX_BODY};
 
 /// The console's files: (path, content type, content).
 pub(crate) const FILES: &[(&str, &str, &str)] = &[

@@ -182,6 +182,9 @@ pub(crate) struct ServerArgs {
     /// empty for none [default: http://127.0.0.1:8090, or a free port when that is taken].
     #[arg(long, env = "WEIR_HTTP_LISTENERS")]
     http_listeners: Option<String>,
+    /// console.writes.enable: let the console send test messages (never with an authorizer) [default: false].
+    #[arg(long, env = "WEIR_CONSOLE_WRITES_ENABLE")]
+    console_writes_enable: Option<bool>,
     /// Any setting by its Kafka name, as NAME=VALUE, over the file's (as kafka-server-start's
     /// --override); for example --override ssl.keystore.location=/etc/weir/broker.pem.
     #[arg(long = "override", value_name = "NAME=VALUE")]
@@ -451,6 +454,9 @@ pub(crate) fn config_from(args: ServerArgs) -> Result<BrokerConfig> {
     }
     if let Some(v) = s.pick::<String>(args.http_listeners, "http.listeners")? {
         config.http_listeners = Some(settings::parse_http_listeners(&v)?);
+    }
+    if let Some(b) = s.pick(args.console_writes_enable, "console.writes.enable")? {
+        config.console_writes_enable = b;
     }
     if let Some(n) = s.pick(None::<i32>, "replica.fetch.max.bytes")? {
         if n < 1 {

@@ -128,6 +128,7 @@ pub(super) const KNOWN_KEYS: &[&str] = &[
     "log.dirs",
     "log.max.open.files",
     "http.listeners",
+    "console.writes.enable",
     "log.dir",
     "num.partitions",
     "default.replication.factor",
