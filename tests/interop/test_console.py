@@ -187,3 +187,28 @@ def test_a_test_message_sent_from_the_console_is_read_by_confluent_kafka(weir):
         assert (m.key(), m.value(), m.offset()) == (b"hello-key", b"hello from the console", 0)
     finally:
         c.close()
+
+
+def test_group_members_are_shown_with_their_assignment(weir):
+    from confluent_kafka import Consumer
+
+    from interop_helpers import create_topic
+    t, group = topic_name("console-members"), topic_name("console-members-group")
+    create_topic(weir.bootstrap, t, partitions=2)
+    c = Consumer({"bootstrap.servers": weir.bootstrap, "group.id": group, "client.id": "members-test"})
+    try:
+        c.subscribe([t])
+        deadline = time.monotonic() + 30
+        while not c.assignment():
+            assert time.monotonic() < deadline, "no assignment"
+            c.poll(0.3)
+        ARTIFACTS.mkdir(exist_ok=True)
+        done = subprocess.run(
+            ["node", str(CONSOLE_TESTS / "text.mjs"), f"{weir.http}/", str(ARTIFACTS / "console-members.png"),
+             f'section.group[data-group="{group}"] li[data-member]'],
+            capture_output=True, text=True, timeout=120, cwd=CONSOLE_TESTS)
+        assert done.returncode == 0, done.stderr[-3000:]
+        (member,) = json.loads(done.stdout)
+        assert member.startswith("members-test (") and member.endswith(f"{t} [0, 1]"), member
+    finally:
+        c.close()

@@ -121,11 +121,14 @@ function renderGroups(groups) {
       el("td", {}, o.topic), el("td", {}, String(o.partition)), el("td", {}, String(o.committed)),
       el("td", {}, o.high_watermark === null ? "?" : String(o.high_watermark)),
       el("td", { "data-lag": o.lag ?? "" }, o.lag === null ? "?" : String(o.lag))));
-    const members = g.members.length === 0 ? "no members" :
-      g.members.map((m) => `${m.client_id} (${m.host})`).join(", ");
+    const assigned = (m) => Object.entries(m.assignment)
+      .map(([t, ps]) => `${t} [${ps.join(", ")}]`).join("; ") || "nothing assigned";
+    const members = g.members.length === 0 ? [el("li", {}, "no members")] :
+      g.members.map((m) => el("li", { "data-member": m.member_id },
+        `${m.client_id} (${m.host}): ${assigned(m)}`));
     return el("section", { class: "group", "data-group": g.group_id, "data-lag": g.lag },
       el("div", {}, el("h3", {}, `${g.group_id} `, el("small", {}, `${g.state}, ${g.protocol}, lag ${g.lag}`)),
-        el("p", { class: "members" }, members),
+        el("ul", { class: "members" }, ...members),
         el("table", {}, el("tr", {}, ...["topic", "partition", "committed", "end", "lag"].map((h) => el("th", {}, h))),
           ...rows)),
       lagChart(g.group_id, history));

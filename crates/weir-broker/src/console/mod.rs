@@ -180,6 +180,8 @@ struct Member {
     member_id: String,
     client_id: String,
     host: String,
+    /// Partitions assigned, by topic.
+    assignment: std::collections::BTreeMap<String, std::collections::BTreeSet<i32>>,
 }
 
 #[derive(Debug, Serialize)]
@@ -225,10 +227,11 @@ pub(crate) fn groups(broker: &crate::broker::Broker) -> Vec<Group> {
                 members: g
                     .members
                     .into_iter()
-                    .map(|(member_id, client_id, host)| Member {
-                        member_id,
-                        client_id,
-                        host,
+                    .map(|m| Member {
+                        member_id: m.member_id,
+                        client_id: m.client_id,
+                        host: m.host,
+                        assignment: m.assignment,
                     })
                     .collect(),
                 lag: offsets.iter().filter_map(|o| o.lag).sum(),

@@ -88,15 +88,23 @@ pub(crate) struct GroupManager {
     all_loaded: tokio::sync::watch::Sender<u64>,
 }
 
-/// A group as the console shows it: members as (member id, client id, host), and committed
-/// offsets.
+/// A group as the console shows it: its members and committed offsets.
 #[derive(Debug)]
 pub(crate) struct GroupSummary {
     pub(crate) group_id: String,
     pub(crate) state: &'static str,
     pub(crate) protocol: &'static str,
-    pub(crate) members: Vec<(String, String, String)>,
+    pub(crate) members: Vec<MemberSummary>,
     pub(crate) offsets: GroupOffsets,
+}
+
+/// A member as the console shows it, with the partitions assigned to it by topic.
+#[derive(Debug)]
+pub(crate) struct MemberSummary {
+    pub(crate) member_id: String,
+    pub(crate) client_id: String,
+    pub(crate) host: String,
+    pub(crate) assignment: std::collections::BTreeMap<String, std::collections::BTreeSet<i32>>,
 }
 
 /// A group's committed offsets by (topic, partition).
@@ -580,24 +588,28 @@ impl GroupManager {
             .groups
             .values()
             .map(|g| {
-                let mut members: Vec<(String, String, String)> = g
+                let consumer_protocol = g.protocol_type.as_deref() == Some("consumer");
+                let mut members: Vec<MemberSummary> = g
                     .members
                     .values()
-                    .map(|m| {
-                        (
-                            m.member_id.clone(),
-                            m.client_id.clone(),
-                            m.client_host.clone(),
-                        )
+                    .map(|m| MemberSummary {
+                        member_id: m.member_id.clone(),
+                        client_id: m.client_id.clone(),
+                        host: m.client_host.clone(),
+                        // Other protocols' assignments (Connect's) are opaque.
+                        assignment: if consumer_protocol {
+                            coordinator::consumer::embedded::decode_assignment(&m.assignment)
+                        } else {
+                            Default::default()
+                        },
                     })
                     .collect();
                 if let Some(c) = &g.consumer {
-                    members.extend(c.members.values().map(|m| {
-                        (
-                            m.member_id.clone(),
-                            m.client_id.clone(),
-                            m.client_host.clone(),
-                        )
+                    members.extend(c.members.values().map(|m| MemberSummary {
+                        member_id: m.member_id.clone(),
+                        client_id: m.client_id.clone(),
+                        host: m.client_host.clone(),
+                        assignment: m.assigned.clone(),
                     }));
                 }
                 GroupSummary {
