@@ -2,17 +2,11 @@
 // screenshot, and prints the rows shown as JSON: [{offset, key, value}].
 //
 //   node browse.mjs URL SCREENSHOT TOPIC PARTITION offset=N|time=YYYY-MM-DDTHH:MM:SS COUNT
-import { chromium } from "playwright-core";
+import { openConsole } from "./browser.mjs";
 
 const [url, screenshot, topic, partition, from, count] = process.argv.slice(2);
-const browser = await chromium.launch({
-  executablePath: process.env.CHROMIUM || "/usr/bin/chromium",
-  args: ["--headless", "--no-sandbox", "--disable-gpu", "--disable-quic", "--no-first-run",
-    "--disable-background-networking", "--disable-component-update", "--disable-sync"],
-});
+const { browser, page } = await openConsole(url, 1100);
 try {
-  const page = await browser.newPage({ viewport: { width: 1100, height: 1100 } });
-  await page.goto(url);
   await page.waitForSelector(`#b-topic option[value="${topic}"]`, { state: "attached", timeout: 30000 });
   await page.selectOption("#b-topic", topic);
   await page.fill("#b-partition", partition);

@@ -3,17 +3,11 @@
 // points (the group's total lag at each refresh) as JSON.
 //
 //   node lag.mjs URL SCREENSHOT GROUP
-import { chromium } from "playwright-core";
+import { openConsole } from "./browser.mjs";
 
 const [url, screenshot, group] = process.argv.slice(2);
-const browser = await chromium.launch({
-  executablePath: process.env.CHROMIUM || "/usr/bin/chromium",
-  args: ["--headless", "--no-sandbox", "--disable-gpu", "--disable-quic", "--no-first-run",
-    "--disable-background-networking", "--disable-component-update", "--disable-sync"],
-});
+const { browser, page } = await openConsole(url);
 try {
-  const page = await browser.newPage({ viewport: { width: 1100, height: 900 } });
-  await page.goto(url);
   const chart = `svg.lag[data-group="${group}"]`;
   await page.waitForSelector(chart, { timeout: 30000 });
   console.error("watching");

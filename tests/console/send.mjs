@@ -2,17 +2,11 @@
 // page said: {sent: "partition:offset" or "error", text}.
 //
 //   node send.mjs URL SCREENSHOT TOPIC PARTITION KEY VALUE
-import { chromium } from "playwright-core";
+import { openConsole } from "./browser.mjs";
 
 const [url, screenshot, topic, partition, key, value] = process.argv.slice(2);
-const browser = await chromium.launch({
-  executablePath: process.env.CHROMIUM || "/usr/bin/chromium",
-  args: ["--headless", "--no-sandbox", "--disable-gpu", "--disable-quic", "--no-first-run",
-    "--disable-background-networking", "--disable-component-update", "--disable-sync"],
-});
+const { browser, page } = await openConsole(url);
 try {
-  const page = await browser.newPage({ viewport: { width: 1100, height: 900 } });
-  await page.goto(url);
   await page.waitForSelector(`#b-topic option[value="${topic}"]`, { state: "attached", timeout: 30000 });
   await page.selectOption("#b-topic", topic);
   await page.fill("#s-partition", partition);

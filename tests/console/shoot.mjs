@@ -6,17 +6,11 @@
 //   node shoot.mjs URL SCREENSHOT TOPIC [DOWN_BROKER]
 //
 // With DOWN_BROKER, it also waits until that broker is shown down and leads nothing of TOPIC.
-import { chromium } from "playwright-core";
+import { openConsole } from "./browser.mjs";
 
 const [url, screenshot, topic, down] = process.argv.slice(2);
-const browser = await chromium.launch({
-  executablePath: process.env.CHROMIUM || "/usr/bin/chromium",
-  args: ["--headless", "--no-sandbox", "--disable-gpu", "--disable-quic", "--no-first-run",
-    "--disable-background-networking", "--disable-component-update", "--disable-sync"],
-});
+const { browser, page } = await openConsole(url);
 try {
-  const page = await browser.newPage({ viewport: { width: 1100, height: 900 } });
-  await page.goto(url);
   await page.waitForSelector(`section[data-topic="${topic}"]`, { timeout: 30000 });
   if (down !== undefined) {
     await page.waitForFunction(([t, b]) =>
