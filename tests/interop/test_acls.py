@@ -360,3 +360,25 @@ def test_the_console_shows_no_records_under_acls(acl_broker: AclBroker):
         raise AssertionError("records were shown with ACLs in force")
     except urllib.error.HTTPError as e:
         assert e.code == 403 and "ACLs" in json.loads(e.read())["error"]
+
+
+def test_the_console_writes_nothing_under_acls_even_with_writes_on(tmp_path: Path):
+    import json
+    import urllib.error
+    import urllib.request
+    broker = AclBroker(tmp_path / "broker")
+    broker.extra_args += ["--console-writes-enable", "true"]
+    try:
+        broker.start()
+        create(broker, "console-secret")
+        request = urllib.request.Request(
+            f"{broker.http}/api/messages", method="POST",
+            data=json.dumps({"topic": "console-secret", "value": "x"}).encode(),
+            headers={"content-type": "application/json"})
+        try:
+            urllib.request.urlopen(request, timeout=10)
+            raise AssertionError("the console wrote with ACLs in force")
+        except urllib.error.HTTPError as e:
+            assert e.code == 403 and "ACLs" in json.loads(e.read())["error"]
+    finally:
+        broker.close()

@@ -106,17 +106,22 @@ function lagChart(group, points) {
   return svg;
 }
 
-function renderGroups(groups) {
+function renderGroups(groups, tick) {
   const section = document.getElementById("groups");
+  // Groups that went away take their history with them.
+  const present = new Set(groups.map((g) => g.group_id));
+  for (const id of lagHistory.keys()) if (!present.has(id)) lagHistory.delete(id);
   if (groups.length === 0) {
     section.replaceChildren(el("p", {}, "none"));
     return;
   }
   section.replaceChildren(...groups.map((g) => {
     const history = lagHistory.get(g.group_id) ?? [];
-    history.push(g.lag);
+    // One point per timed refresh, where the whole lag is known.
+    if (tick && g.lag !== null) history.push(g.lag);
     if (history.length > LAG_POINTS) history.shift();
     lagHistory.set(g.group_id, history);
+    const lag = g.lag === null ? "?" : String(g.lag);
     const rows = g.offsets.map((o) => el("tr", { "data-topic": o.topic, "data-partition": o.partition },
       el("td", {}, o.topic), el("td", {}, String(o.partition)), el("td", {}, String(o.committed)),
       el("td", {}, o.high_watermark === null ? "?" : String(o.high_watermark)),
@@ -126,8 +131,8 @@ function renderGroups(groups) {
     const members = g.members.length === 0 ? [el("li", {}, "no members")] :
       g.members.map((m) => el("li", { "data-member": m.member_id },
         `${m.client_id} (${m.host}): ${assigned(m)}`));
-    return el("section", { class: "group", "data-group": g.group_id, "data-lag": g.lag },
-      el("div", {}, el("h3", {}, `${g.group_id} `, el("small", {}, `${g.state}, ${g.protocol}, lag ${g.lag}`)),
+    return el("section", { class: "group", "data-group": g.group_id, "data-lag": g.lag ?? "" },
+      el("div", {}, el("h3", {}, `${g.group_id} `, el("small", {}, `${g.state}, ${g.protocol}, lag ${lag}`)),
         el("ul", { class: "members" }, ...members),
         el("table", {}, el("tr", {}, ...["topic", "partition", "committed", "end", "lag"].map((h) => el("th", {}, h))),
           ...rows)),
@@ -135,7 +140,7 @@ function renderGroups(groups) {
   }));
 }
 
-async function refresh() {
+async function refresh(tick = false) {
   const status = document.getElementById("status");
   try {
     const r = await fetch("/api/cluster", { cache: "no-store" });
@@ -149,7 +154,7 @@ async function refresh() {
     fillTopics(c);
     const g = await fetch("/api/groups", { cache: "no-store" });
     if (!g.ok) throw new Error(`${g.status} ${g.statusText}`);
-    renderGroups(await g.json());
+    renderGroups(await g.json(), tick);
     status.textContent = `updated ${new Date().toLocaleTimeString()}`;
     document.body.dataset.loaded = "true";
   } catch (e) {
@@ -170,9 +175,25 @@ function fillTopics(c) {
   if (names.includes(chosen)) select.value = chosen;
 }
 
+function localTime(ms) {
+  const d = new Date(ms);
+  if (!Number.isFinite(d.getTime())) return String(ms);
+  const p = (n, w = 2) => String(n).padStart(w, "0");
+  return `${d.getFullYear()}-${p(d.getMonth() + 1)}-${p(d.getDate())} ` +
+    `${p(d.getHours())}:${p(d.getMinutes())}:${p(d.getSeconds())}.${p(d.getMilliseconds(), 3)}`;
+}
+
 async function browse(event) {
   event?.preventDefault();
   const status = document.getElementById("b-status");
+  try {
+    await browseOnce(status);
+  } catch (e) {
+    status.textContent = `cannot read: ${e.message}`;
+  }
+}
+
+async function browseOnce(status) {
   const params = new URLSearchParams({
     topic: document.getElementById("b-topic").value,
     partition: document.getElementById("b-partition").value || "0",
@@ -189,10 +210,11 @@ async function browse(event) {
     table.replaceChildren();
     return;
   }
-  status.textContent = `${body.records.length} records from offset ${body.from} (end ${body.high_watermark})`;
-  table.replaceChildren(el("tr", {}, ...["offset", "time", "key", "value"].map((h) => el("th", {}, h))),
+  status.textContent = `${body.records.length} records from offset ${body.from}, next ${body.next} ` +
+    `(committed up to ${body.last_stable_offset}, end ${body.high_watermark})`;
+  table.replaceChildren(el("tr", {}, ...["offset", "local time", "key", "value"].map((h) => el("th", {}, h))),
     ...body.records.map((m) => el("tr", { "data-offset": m.offset },
-      el("td", {}, String(m.offset)), el("td", {}, new Date(m.timestamp).toISOString()),
+      el("td", {}, String(m.offset)), el("td", {}, localTime(m.timestamp)),
       el("td", { "data-key": "" }, m.key ?? "null"), el("td", { "data-value": "" }, m.value ?? "null"))));
   table.dataset.loaded = params.toString();
 }
@@ -200,6 +222,15 @@ async function browse(event) {
 async function sendMessage(event) {
   event.preventDefault();
   const status = document.getElementById("s-status");
+  try {
+    await sendOnce(status);
+  } catch (e) {
+    status.textContent = `not sent: ${e.message}`;
+    status.dataset.sent = "error";
+  }
+}
+
+async function sendOnce(status) {
   const partition = document.getElementById("s-partition").value;
   const record = {
     topic: document.getElementById("b-topic").value,
@@ -218,6 +249,11 @@ async function sendMessage(event) {
 
 document.getElementById("browse").addEventListener("submit", browse);
 document.getElementById("send").addEventListener("submit", sendMessage);
-document.getElementById("internal").addEventListener("change", refresh);
-refresh();
-setInterval(refresh, REFRESH_MS);
+document.getElementById("internal").addEventListener("change", () => refresh(false));
+
+// The next refresh is timed from the end of the last, so they never overlap.
+async function tick() {
+  await refresh(true);
+  setTimeout(tick, REFRESH_MS);
+}
+tick();

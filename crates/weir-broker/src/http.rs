@@ -54,6 +54,7 @@ pub(crate) async fn serve(
     mut shutdown: watch::Receiver<bool>,
 ) {
     let slots = Arc::new(Semaphore::new(MAX_CONNECTIONS));
+    let local = listener.local_addr().ok();
     // One scrape renders at a time: each reads every partition, on the blocking threads that
     // fetches read on too.
     let rendering = Arc::new(tokio::sync::Mutex::new(()));
@@ -70,7 +71,13 @@ pub(crate) async fn serve(
                     connections.spawn(async move {
                         let service = hyper::service::service_fn(move |req| {
                             let (broker, rendering) = (broker.clone(), rendering.clone());
-                            async move { Ok::<_, Infallible>(route(&broker, &rendering, req).await) }
+                            async move {
+                                let answer = match foreign(local, &req) {
+                                    Some(why) => text(StatusCode::FORBIDDEN, why),
+                                    None => route(&broker, &rendering, req).await,
+                                };
+                                Ok::<_, Infallible>(answer)
+                            }
                         });
                         let connection = hyper::server::conn::http1::Builder::new()
                             .timer(TokioTimer::new())
@@ -90,6 +97,42 @@ pub(crate) async fn serve(
         }
     }
     connections.shutdown().await;
+}
+
+/// Why a request from a browser is refused, if it is: on a loopback listener, a `Host` that is
+/// not a loopback name (a DNS-rebinding page's), and for the console's POST, an `Origin` other
+/// than the page's own or a body that is not declared JSON (a cross-site form's).
+fn foreign(local: Option<SocketAddr>, req: &Request<Incoming>) -> Option<&'static str> {
+    let header = |name| req.headers().get(name).and_then(|v| v.to_str().ok());
+    let host = header(hyper::header::HOST);
+    if local.is_some_and(|l| l.ip().is_loopback()) {
+        let name = host.map(|h| h.rsplit_once(':').map_or(h, |(name, _)| name));
+        let loopback = name.is_some_and(|n| {
+            n.eq_ignore_ascii_case("localhost")
+                || n.trim_matches(|c| c == '[' || c == ']')
+                    .parse::<std::net::IpAddr>()
+                    .is_ok_and(|ip| ip.is_loopback())
+        });
+        if !loopback {
+            return Some("this listener answers only requests addressed to loopback\n");
+        }
+    }
+    if req.method() == Method::POST && req.uri().path() == "/api/messages" {
+        let json =
+            header(hyper::header::CONTENT_TYPE).is_some_and(|t| t.starts_with("application/json"));
+        if !json {
+            return Some("a POST must carry application/json\n");
+        }
+        if let (Some(origin), Some(host)) = (header(hyper::header::ORIGIN), host) {
+            let same = origin
+                .strip_prefix("http://")
+                .is_some_and(|o| o.eq_ignore_ascii_case(host));
+            if !same {
+                return Some("a POST from another origin is refused\n");
+            }
+        }
+    }
+    None
 }
 
 async fn route(
@@ -127,11 +170,21 @@ async fn route(
                 &format!("not ready: {why}\n"),
             ),
         },
-        "/api/groups" => json(&crate::console::groups(broker)),
-        // The console has no login: with ACLs in force it shows no records.
-        "/api/messages" if broker.config.authorizer.enabled => error_json(
+        "/api/groups" => {
+            // The coordinator's and partitions' locks: off the async workers.
+            let broker = broker.clone();
+            match tokio::task::spawn_blocking(move || crate::console::groups(&broker)).await {
+                Ok(groups) => json(&groups),
+                Err(_) => error_json(StatusCode::INTERNAL_SERVER_ERROR, "cannot read the groups"),
+            }
+        }
+        // The console has no login: where clients must, it shows no records.
+        "/api/messages" if crate::console::secured(broker).is_some() => error_json(
             StatusCode::FORBIDDEN,
-            "message browsing is off: the broker enforces ACLs and the console has no login",
+            &format!(
+                "message browsing is off: {}",
+                crate::console::secured(broker).unwrap_or_default()
+            ),
         ),
         "/api/messages" => {
             let query = match crate::console::MessagesQuery::parse(req.uri().query().unwrap_or(""))
@@ -160,6 +213,11 @@ async fn route(
         path => match crate::console::FILES.iter().find(|(p, _, _)| *p == path) {
             Some((_, content_type, body)) => Response::builder()
                 .header("content-type", *content_type)
+                .header("x-frame-options", "DENY")
+                .header(
+                    "content-security-policy",
+                    "default-src 'self'; frame-ancestors 'none'",
+                )
                 .body(Full::new(Bytes::from_static(body.as_bytes())))
                 .unwrap_or_else(|_| text(StatusCode::INTERNAL_SERVER_ERROR, "")),
             None => text(StatusCode::NOT_FOUND, "not found\n"),

@@ -1,6 +1,9 @@
 //! Message browsing for the console (`/api/messages`): records of one partition this broker
-//! holds, from an offset or from the first record at or after a timestamp, up to the high
-//! watermark. Runs on a blocking thread: it reads segment files.
+//! holds, from an offset or from the first record at or after a timestamp, as a
+//! `read_committed` consumer sees them: up to the last stable offset, without aborted
+//! transactions' records. Runs on a blocking thread: it reads segment files. Bounded: at most
+//! [`MAX_READ`] bytes read and [`MAX_DECODED`] decompressed, keys, values and header names cut
+//! at [`MAX_SHOWN`] bytes, at most [`MAX_HEADERS`] headers a record.
 
 use bytes::Bytes;
 use serde::Serialize;
@@ -14,6 +17,10 @@ pub(crate) const MAX_LIMIT: usize = 200;
 const MAX_SHOWN: usize = 1024;
 /// Bytes of the log read at most for one answer.
 const MAX_READ: u64 = 4 << 20;
+/// Bytes decompressed at most for one answer.
+const MAX_DECODED: usize = 8 << 20;
+/// Headers shown at most for one record.
+const MAX_HEADERS: usize = 16;
 
 /// What to read, from the query string.
 #[derive(Debug, PartialEq)]
@@ -74,6 +81,10 @@ pub(crate) struct Messages {
     /// offset asked for is gone).
     from: i64,
     high_watermark: i64,
+    /// Where a read_committed consumer stops: records past it are not shown yet.
+    last_stable_offset: i64,
+    /// Where to read on from (past the last record shown or skipped).
+    next: i64,
     records: Vec<Message>,
 }
 
@@ -109,8 +120,9 @@ pub(crate) fn read(broker: &Broker, query: &Query) -> Result<Messages, String> {
             )
         })?;
     let high_watermark = partition.high_watermark();
-    let (from, slices) = {
+    let (from, stable, aborted, slices) = {
         let log = partition.log();
+        let stable = log.last_stable_offset(high_watermark);
         let from = match query.from {
             From::Offset(o) => Offset(o.max(log.log_start_offset().0)),
             From::Timestamp(t) => log
@@ -118,17 +130,25 @@ pub(crate) fn read(broker: &Broker, query: &Query) -> Result<Messages, String> {
                 .map_err(|e| format!("cannot search by time: {e}"))?
                 .map_or(high_watermark, |found| found.offset),
         };
-        if from >= high_watermark {
-            (from, Vec::new())
+        if from >= stable {
+            (from, stable, Vec::new(), Vec::new())
         } else {
             let info = log
-                .read(from, MAX_READ, high_watermark, true)
+                .read(from, MAX_READ, stable, true)
                 .map_err(|e| format!("cannot read: {e}"))?;
-            (from, info.slices)
+            let upper = info.end.unwrap_or(from);
+            (
+                from,
+                stable,
+                log.aborted_transactions(from, upper),
+                info.slices,
+            )
         }
     };
     // The slices hold their files open: read them without the log's lock.
     let mut records = Vec::new();
+    let mut next = from.0;
+    let mut decoded = 0usize;
     'slices: for slice in slices {
         let bytes = Bytes::from(
             slice
@@ -136,19 +156,42 @@ pub(crate) fn read(broker: &Broker, query: &Query) -> Result<Messages, String> {
                 .map_err(|e| format!("cannot read: {e}"))?,
         );
         for (at, header) in weir_log::batch::batches_in(&bytes) {
-            if header.is_control() {
+            let producer = header
+                .producer()
+                .filter(|_| header.is_transactional())
+                .map(|(p, _)| p);
+            // A batch of an aborted transaction lies between its first offset and its marker.
+            let aborted_batch = producer.is_some_and(|p| {
+                aborted.iter().any(|a| {
+                    a.producer_id == p
+                        && a.first_offset.0 <= header.base_offset
+                        && header.base_offset <= a.last_offset.0
+                })
+            });
+            if header.is_control() || aborted_batch {
+                next = next.max(header.end().0);
                 continue;
             }
             let batch = bytes.slice(at..at + header.total_size());
-            let limit = weir_log::decompress::DEFAULT_MAX_DECOMPRESSED_BYTES;
-            let set = weir_log::decompress::decode_batch(batch, limit).map_err(|e| {
+            let budget = MAX_DECODED.saturating_sub(decoded);
+            if budget == 0 {
+                break 'slices;
+            }
+            let set = weir_log::decompress::decode_batch(batch, budget).map_err(|e| {
                 format!(
                     "cannot decode the batch at offset {}: {e}",
                     header.base_offset
                 )
             })?;
+            decoded += set
+                .records
+                .iter()
+                .map(|r| {
+                    r.value.as_ref().map_or(0, |v| v.len()) + r.key.as_ref().map_or(0, |k| k.len())
+                })
+                .sum::<usize>();
             for r in set.records {
-                if r.offset < from.0 || r.offset >= high_watermark.0 {
+                if r.offset < from.0 || r.offset >= stable.0 {
                     continue;
                 }
                 records.push(Message {
@@ -159,19 +202,24 @@ pub(crate) fn read(broker: &Broker, query: &Query) -> Result<Messages, String> {
                     headers: r
                         .headers
                         .iter()
-                        .map(|(k, v)| (k.to_string(), v.as_ref().map(shown)))
+                        .take(MAX_HEADERS)
+                        .map(|(k, v)| (shown(&Bytes::from(k.to_string())), v.as_ref().map(shown)))
                         .collect(),
                     transactional: r.transactional,
                 });
+                next = r.offset + 1;
                 if records.len() >= query.limit {
                     break 'slices;
                 }
             }
+            next = next.max(header.end().0);
         }
     }
     Ok(Messages {
         from: from.0,
         high_watermark: high_watermark.0,
+        last_stable_offset: stable.0,
+        next: next.min(stable.0).max(from.0),
         records,
     })
 }

@@ -31,6 +31,22 @@ pub(crate) const FILES: &[(&str, &str, &str)] = &[
     ),
 ];
 
+/// Why the console shows no records and writes nothing, if it must not: it has no login, so
+/// wherever the broker asks clients who they are (an authorizer, or a listener with TLS or
+/// SASL), it acts for no one.
+pub(crate) fn secured(broker: &crate::broker::Broker) -> Option<&'static str> {
+    if broker.config.authorizer.enabled {
+        return Some("the broker enforces ACLs and the console has no login");
+    }
+    let authenticated = broker
+        .config
+        .listeners
+        .iter()
+        .any(|l| l.protocol.tls() || l.protocol.sasl());
+    authenticated
+        .then_some("the broker's listeners authenticate clients and the console has no login")
+}
+
 #[derive(Debug, Serialize)]
 pub(crate) struct Cluster {
     cluster_id: Option<String>,
@@ -171,8 +187,8 @@ pub(crate) struct Group {
     /// Committed offsets, with the lag behind the high watermark where this broker holds the
     /// partition (`None` elsewhere).
     offsets: Vec<GroupOffset>,
-    /// The sum of the known lags.
-    lag: i64,
+    /// The sum of the lags, when every committed partition's is known here.
+    lag: Option<i64>,
 }
 
 #[derive(Debug, Serialize)]
@@ -234,7 +250,7 @@ pub(crate) fn groups(broker: &crate::broker::Broker) -> Vec<Group> {
                         assignment: m.assignment,
                     })
                     .collect(),
-                lag: offsets.iter().filter_map(|o| o.lag).sum(),
+                lag: offsets.iter().map(|o| o.lag).sum(),
                 offsets,
             }
         })

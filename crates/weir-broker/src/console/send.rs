@@ -1,6 +1,6 @@
 //! Sending a test message from the console (`POST /api/messages`), only with
-//! `console.writes.enable=true` and never while ACLs are in force (the console has no login to
-//! check them against). The record goes through weir-client's producer to this broker's
+//! `console.writes.enable=true`, never where clients must authenticate (see
+//! [`super::secured`]), and never to an internal topic. The record goes through weir-client's producer to this broker's
 //! inter-broker listener, with acks=all, like any producer's.
 
 use std::time::Duration;
@@ -46,13 +46,19 @@ pub(crate) async fn send(broker: &Broker, body: &[u8]) -> Result<Sent, Refused> 
             "the console is read-only: start the broker with console.writes.enable=true".into(),
         ));
     }
-    if broker.config.authorizer.enabled {
-        return Err(Refused::Forbidden(
-            "the broker enforces ACLs and the console has no login: it writes nothing".into(),
-        ));
+    if let Some(why) = super::secured(broker) {
+        return Err(Refused::Forbidden(format!(
+            "the console writes nothing: {why}"
+        )));
     }
     let send: Send =
         serde_json::from_slice(body).map_err(|e| Refused::Bad(format!("not a record: {e}")))?;
+    if send.topic.starts_with("__") {
+        return Err(Refused::Forbidden(format!(
+            "'{}' is an internal topic: the console does not write to it",
+            send.topic
+        )));
+    }
     let me = broker.image().brokers.get(&broker.node_id()).cloned();
     let me = me.ok_or_else(|| Refused::Failed("this broker is not registered yet".into()))?;
     let mut config = weir_client::ProducerConfig::new(&format!("{}:{}", me.host, me.port));

@@ -105,6 +105,8 @@ pub(crate) struct MemberSummary {
     pub(crate) client_id: String,
     pub(crate) host: String,
     pub(crate) assignment: std::collections::BTreeMap<String, std::collections::BTreeSet<i32>>,
+    /// A classic member's assignment as it sent it, not decoded yet.
+    pub(crate) raw: Option<Bytes>,
 }
 
 /// A group's committed offsets by (topic, partition).
@@ -583,7 +585,8 @@ impl GroupManager {
 
     /// Every group this broker coordinates now, as the console shows it.
     pub(crate) fn summaries(&self) -> Vec<GroupSummary> {
-        self.lock()
+        let mut out: Vec<GroupSummary> = self
+            .lock()
             .coordinator
             .groups
             .values()
@@ -596,12 +599,10 @@ impl GroupManager {
                         member_id: m.member_id.clone(),
                         client_id: m.client_id.clone(),
                         host: m.client_host.clone(),
-                        // Other protocols' assignments (Connect's) are opaque.
-                        assignment: if consumer_protocol {
-                            coordinator::consumer::embedded::decode_assignment(&m.assignment)
-                        } else {
-                            Default::default()
-                        },
+                        assignment: Default::default(),
+                        // Decoded once the lock is let go; other protocols' (Connect's) are
+                        // opaque.
+                        raw: consumer_protocol.then(|| m.assignment.clone()),
                     })
                     .collect();
                 if let Some(c) = &g.consumer {
@@ -610,6 +611,7 @@ impl GroupManager {
                         client_id: m.client_id.clone(),
                         host: m.client_host.clone(),
                         assignment: m.assigned.clone(),
+                        raw: None,
                     }));
                 }
                 GroupSummary {
@@ -628,7 +630,13 @@ impl GroupManager {
                         .collect(),
                 }
             })
-            .collect()
+            .collect();
+        for m in out.iter_mut().flat_map(|g| g.members.iter_mut()) {
+            if let Some(raw) = m.raw.take() {
+                m.assignment = coordinator::consumer::embedded::decode_assignment(&raw);
+            }
+        }
+        out
     }
 
     /// Every group this broker coordinates now, with its committed offsets (for `/metrics`).
