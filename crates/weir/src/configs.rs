@@ -163,12 +163,6 @@ pub(crate) async fn run(args: ConfigsArgs) -> Result<()> {
     Ok(())
 }
 
-const QUOTA_KEYS: &[&str] = &[
-    "producer_byte_rate",
-    "consumer_byte_rate",
-    "request_percentage",
-];
-
 /// Whether a users command is about quotas: it names a quota key, or describes without SCRAM.
 fn quota_keys(args: &ConfigsArgs) -> bool {
     let names = |list: &Option<String>| -> Vec<String> {
@@ -181,7 +175,9 @@ fn quota_keys(args: &ConfigsArgs) -> bool {
         .into_iter()
         .chain(names(&args.delete_config))
         .collect();
-    keys.iter().any(|k| QUOTA_KEYS.contains(&k.as_str())) || (args.describe && args.entity_default)
+    keys.iter()
+        .any(|k| weir_meta::quotas::QUOTA_KEYS.contains(&k.as_str()))
+        || (args.describe && args.entity_default)
 }
 
 /// Quotas of a user or client id (`kind`), or of its default with `--entity-default`.
@@ -197,16 +193,8 @@ async fn quotas(args: ConfigsArgs, kind: &str) -> Result<()> {
     };
     let admin = args.connect.admin().await?;
     if args.describe {
-        let listed = admin
-            .describe_client_quotas(&entity)
-            .await
-            .map_err(|e| anyhow!("cannot describe the quotas of {what}: {e}"))?;
-        let values: Vec<String> = listed
-            .iter()
-            .flat_map(|q| &q.values)
-            .map(|(k, v)| format!("{k}={v:?}"))
-            .collect();
-        println!("Quota configs for {what} are {}", values.join(", "));
+        let values = quota_values(&admin, &entity, &what).await?;
+        println!("Quota configs for {what} are {values}");
         return Ok(());
     }
     let mut ops = Vec::new();
@@ -237,6 +225,24 @@ async fn quotas(args: ConfigsArgs, kind: &str) -> Result<()> {
     Ok(())
 }
 
+/// The quotas set on `entity`, as kafka-configs.sh lists them: `k=v, k2=v2`.
+async fn quota_values(
+    admin: &weir_client::Admin,
+    entity: &[weir_client::EntityPart],
+    what: &str,
+) -> Result<String> {
+    let listed = admin
+        .describe_client_quotas(entity)
+        .await
+        .map_err(|e| anyhow!("cannot describe the quotas of {what}: {e}"))?;
+    let values: Vec<String> = listed
+        .iter()
+        .flat_map(|q| &q.values)
+        .map(|(k, v)| format!("{k}={v:?}"))
+        .collect();
+    Ok(values.join(", "))
+}
+
 /// `--entity-type users`: SCRAM credentials in kafka-configs.sh's syntax.
 async fn users(args: ConfigsArgs) -> Result<()> {
     let admin = args.connect.admin().await?;
@@ -261,20 +267,10 @@ async fn users(args: ConfigsArgs) -> Result<()> {
         }
         if let Some(name) = &args.entity_name {
             let entity = [("user".to_string(), Some(name.clone()))];
-            let quotas = admin
-                .describe_client_quotas(&entity)
-                .await
-                .map_err(|e| anyhow!("cannot describe the quotas of user '{name}': {e}"))?;
-            let values: Vec<String> = quotas
-                .iter()
-                .flat_map(|q| &q.values)
-                .map(|(k, v)| format!("{k}={v:?}"))
-                .collect();
+            let what = format!("user-principal '{name}'");
+            let values = quota_values(&admin, &entity, &what).await?;
             if !values.is_empty() {
-                println!(
-                    "Quota configs for user-principal '{name}' are {}",
-                    values.join(", ")
-                );
+                println!("Quota configs for {what} are {values}");
             }
         }
         return Ok(());

@@ -124,7 +124,7 @@ pub(crate) fn cluster(broker: &crate::broker::Broker) -> Cluster {
         .topics()
         .map(|t| Topic {
             name: t.name.clone(),
-            internal: t.name.starts_with("__"),
+            internal: crate::handlers::metadata::is_internal(&t.name),
             configs: image.configs(&weir_meta::ConfigResource::Topic(t.name.clone())),
             partitions: t
                 .partitions

@@ -53,7 +53,7 @@ pub(crate) async fn send(broker: &Broker, body: &[u8]) -> Result<Sent, Refused> 
     }
     let send: Send =
         serde_json::from_slice(body).map_err(|e| Refused::Bad(format!("not a record: {e}")))?;
-    if send.topic.starts_with("__") {
+    if crate::handlers::metadata::is_internal(&send.topic) {
         return Err(Refused::Forbidden(format!(
             "'{}' is an internal topic: the console does not write to it",
             send.topic

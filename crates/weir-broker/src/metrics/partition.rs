@@ -100,6 +100,16 @@ pub(crate) struct Traffic {
     pub(crate) replication_bytes_out: u64,
 }
 
+impl std::ops::AddAssign for Traffic {
+    fn add_assign(&mut self, t: Traffic) {
+        self.bytes_in += t.bytes_in;
+        self.records_in += t.records_in;
+        self.bytes_out += t.bytes_out;
+        self.records_out += t.records_out;
+        self.replication_bytes_out += t.replication_bytes_out;
+    }
+}
+
 impl PartitionProbe {
     pub(crate) fn new(shared: Arc<ReplicaProbe>) -> PartitionProbe {
         PartitionProbe {

@@ -122,7 +122,7 @@ fn partitions(r: &mut Reading, broker: &Broker) {
         );
         let t = p.probe.traffic();
         partition_traffic(r, labels(), t);
-        add(by_topic.entry(p.topic.clone()).or_default(), t);
+        *by_topic.entry(p.topic.clone()).or_default() += t;
     }
     for (topic, t) in by_topic {
         topic_traffic(r, vec![("topic", topic)], t);
@@ -153,14 +153,6 @@ fn partitions(r: &mut Reading, broker: &Broker) {
         Vec::new(),
         under_min,
     );
-}
-
-fn add(sum: &mut Traffic, t: Traffic) {
-    sum.bytes_in += t.bytes_in;
-    sum.records_in += t.records_in;
-    sum.bytes_out += t.bytes_out;
-    sum.records_out += t.records_out;
-    sum.replication_bytes_out += t.replication_bytes_out;
 }
 
 fn partition_traffic(r: &mut Reading, labels: Labels, t: Traffic) {
